@@ -1,0 +1,40 @@
+# rd-edge developer entry points. `make demo` and `make test` work on a fresh machine with python3.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+# The CPU build of torch: a plain `pip install torch` on Linux pulls a multi-GB CUDA build.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+DEMO ?= demo
+DEMO_CATEGORY ?= weave
+DEMO_BACKBONE ?= resnet18
+DEMO_SIZE ?= 128
+DEMO_STEPS ?= 300
+
+.PHONY: install demo test test-fast clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first, CPU build: a local wheel (offline mirrors) if there is one, else PyTorch's CPU index.
+	$(PY) -m pip install -q --no-index "torch==$(TORCH_VERSION)" 2>/dev/null \
+	  || $(PY) -m pip install -q "torch==$(TORCH_VERSION)" --index-url $(TORCH_CPU_INDEX)
+	$(PY) -m pip install -q -e ".[train,cpu,bench,dev]"
+	touch $@
+
+demo: install
+	$(BIN)/rd-edge demo-data $(DEMO)/data --categories $(DEMO_CATEGORY)
+	$(BIN)/rd-train --data $(DEMO)/data/$(DEMO_CATEGORY) --backbone $(DEMO_BACKBONE) \
+	  --image-size $(DEMO_SIZE) --steps $(DEMO_STEPS) --batch-size 8 --teacher-weights none \
+	  --out $(DEMO)/model.pt
+	$(BIN)/rd-eval $(DEMO)/model.pt --data $(DEMO)/data/$(DEMO_CATEGORY) --json $(DEMO)/metrics.json \
+	  --save-maps $(DEMO)/maps
+	$(PY) scripts/demo_summary.py $(DEMO)
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(DEMO) build *.egg-info cpp_examples/build

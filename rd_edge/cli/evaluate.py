@@ -1,0 +1,43 @@
+"""rd-eval: image/pixel AUROC, AUPRO and F1-max of a checkpoint on a category's test split."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ._common import run_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rd-eval", description=__doc__)
+    p.add_argument("model", help="model.pt written by rd-train")
+    p.add_argument("--data", required=True, help="MVTec-layout category folder (test/, ground_truth/)")
+    p.add_argument("--json", dest="json_out", help="write the metrics as JSON here")
+    p.add_argument("--save-maps", help="write per-image maps (.npy) and overlays (.png) here")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def body() -> int:
+        from ..evaluate import evaluate_checkpoint
+        from ..metrics import format_metrics_table
+
+        result = evaluate_checkpoint(args.model, args.data, args.device, args.batch_size,
+                                     args.save_maps, progress=not args.quiet)
+        print(format_metrics_table(result))
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(result, indent=2))
+            print(f"metrics written to {args.json_out}")
+        return 0
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""rd-train: train a Reverse Distillation model on the good images of one category."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Optional, Sequence
+
+from ._common import run_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rd-train", description=__doc__)
+    p.add_argument("--data", required=True, help="one MVTec-layout category folder (train/good/*)")
+    p.add_argument("--backbone", default="wide_resnet50_2",
+                   choices=["resnet18", "resnet34", "resnet50", "wide_resnet50_2"])
+    p.add_argument("--image-size", type=int, default=256, help="square input size, a multiple of 32")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="optimizer steps")
+    length.add_argument("--epochs", type=int, help="passes over the training images (default 200)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=0.005)
+    p.add_argument("--teacher-weights", default="none",
+                   help="torchvision .pth for the teacher, or 'none' for a random teacher (offline, far weaker)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--checkpoint-every", type=float, default=300.0, metavar="SECONDS",
+                   help="write a resumable checkpoint this often (default 300 s)")
+    p.add_argument("--out", default="model.pt")
+    p.add_argument("--resume", action="store_true", help="continue from --out where it stopped")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def body() -> int:
+        from ..train import TrainConfig, train  # torch is imported only once the arguments are fine
+
+        cfg = TrainConfig(data=args.data, out=args.out, backbone=args.backbone, image_size=args.image_size,
+                          steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                          teacher_weights=args.teacher_weights, seed=args.seed, device=args.device,
+                          checkpoint_every_s=args.checkpoint_every)
+        summary = train(cfg, resume=args.resume, progress=not args.quiet)
+        print(json.dumps(summary, indent=2))
+        return 0
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Torch-free inference runtime: backends, preprocessing, Detector API, rd-infer."""

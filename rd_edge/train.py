@@ -1,0 +1,233 @@
+"""Training loop for Reverse Distillation on one MVTec-layout category (good images only)."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .checkpoint import read_checkpoint, save_checkpoint
+from .data import MVTecCategory, read_image
+from .errors import DatasetError, RdEdgeError
+from .model import ModelConfig, RDInference, ReverseDistillation, cosine_loss
+from .model.rd import Normalize
+from .model.weights import load_teacher_weights, reestimate_batchnorm
+from .runtime.preprocess import preprocess_bgr
+
+HOLDOUT_FRACTION = 0.1  # normal training images kept aside to calibrate the threshold
+THRESHOLD_SIGMAS = 3.0  # threshold = mean + 3 std of held-out normal scores
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str = "model.pt"
+    backbone: str = "wide_resnet50_2"
+    image_size: int = 256
+    steps: Optional[int] = None
+    epochs: Optional[int] = None
+    batch_size: int = 16
+    lr: float = 0.005
+    teacher_weights: str = "none"
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every_s: float = 300.0
+
+    def total_steps(self, n_train: int) -> int:
+        if self.steps is not None:
+            return self.steps
+        epochs = 200 if self.epochs is None else self.epochs
+        return epochs * math.ceil(n_train / self.batch_size)
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' -> cuda when present; asking for cuda without one is an error, not a silent fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RdEdgeError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+    if name not in ("cpu", "cuda"):
+        raise RdEdgeError(f"--device must be auto, cpu or cuda; got {name!r}")
+    return torch.device(name)
+
+
+def load_images(paths: Sequence[Path], size: int) -> torch.Tensor:
+    """Decode and resize once, keep uint8 in memory: [N,3,S,S] RGB (4x smaller than float)."""
+    out = np.empty((len(paths), 3, size, size), dtype=np.uint8)
+    for i, p in enumerate(paths):
+        out[i] = np.round(preprocess_bgr(read_image(p), (size, size)) * 255.0).astype(np.uint8)
+    return torch.from_numpy(out)
+
+
+def split_holdout(paths: List[Path], seed: int) -> tuple:
+    """Deterministic split of the good training images into (train, holdout)."""
+    if len(paths) < 4:
+        raise DatasetError(f"need at least 4 good training images, found {len(paths)}")
+    order = np.random.default_rng(seed).permutation(len(paths))
+    n_hold = max(2, int(round(HOLDOUT_FRACTION * len(paths))))
+    hold = sorted(order[:n_hold].tolist())
+    keep = sorted(order[n_hold:].tolist())
+    return [paths[i] for i in keep], [paths[i] for i in hold]
+
+
+def to_float(batch_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return batch_u8.to(device=device, dtype=torch.float32).div_(255.0)
+
+
+@torch.no_grad()
+def score_images(model: torch.nn.Module, images_u8: torch.Tensor, device: torch.device,
+                 batch_size: int) -> np.ndarray:
+    """Image scores of the fused inference module over uint8 images."""
+    scores = []
+    for i in range(0, len(images_u8), batch_size):
+        _, s = model(to_float(images_u8[i:i + batch_size], device))
+        scores.append(s.cpu().numpy())
+    return np.concatenate(scores)
+
+
+def score_statistics(scores: np.ndarray) -> Dict[str, float]:
+    return {"min": float(scores.min()), "max": float(scores.max()), "mean": float(scores.mean()),
+            "std": float(scores.std()), "count": int(scores.size)}
+
+
+class Trainer:
+    """Owns the model, optimizer and batch sampler; checkpoints atomically and resumes exactly."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.progress = progress
+        self.device = pick_device(cfg.device)
+        self.category = MVTecCategory(cfg.data)
+        train_paths, hold_paths = split_holdout(self.category.train_paths(), cfg.seed)
+        self.train_u8 = load_images(train_paths, cfg.image_size)
+        self.hold_u8 = load_images(hold_paths, cfg.image_size)
+        self.model_cfg = ModelConfig(backbone=cfg.backbone, image_size=(cfg.image_size, cfg.image_size))
+        self.total_steps = cfg.total_steps(len(train_paths))
+        self.step = 0
+        self.loss_history: List[float] = []
+        self.elapsed = 0.0
+        torch.manual_seed(cfg.seed)
+        self.normalize = Normalize(self.model_cfg.mean, self.model_cfg.std).to(self.device)
+        self.model = ReverseDistillation(cfg.backbone)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.optimizer_state = None
+        if resume and Path(cfg.out).is_file():
+            self._resume(Path(cfg.out))
+        else:
+            self._init_teacher()
+        self.model.to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.trainable_parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+        if self.optimizer_state is not None:
+            self.optimizer.load_state_dict(self.optimizer_state)
+
+    def _init_teacher(self) -> None:
+        if self.cfg.teacher_weights.lower() == "none":
+            batches = (self.normalize(to_float(self.train_u8[i:i + 32], self.device))
+                       for i in range(0, len(self.train_u8), 32))
+            self.model.teacher.to(self.device)
+            reestimate_batchnorm(self.model.teacher, batches)
+        else:
+            load_teacher_weights(self.model.teacher, self.cfg.teacher_weights)
+
+    def _resume(self, path: Path) -> None:
+        data = read_checkpoint(path)
+        if data["config"]["model"]["backbone"] != self.cfg.backbone:
+            raise RdEdgeError(f"--resume: {path} holds a {data['config']['model']['backbone']} model, "
+                              f"not {self.cfg.backbone}; pass the same --backbone or another --out")
+        self.model.load_state_dict(data["state_dict"])
+        training = data["training"]
+        self.step = int(training["step"])
+        self.loss_history = list(training.get("loss_history", []))
+        self.elapsed = float(training.get("seconds", 0.0))
+        resume_state = data.get("resume")
+        if resume_state:
+            self.optimizer_state = resume_state["optimizer"]
+            self.generator.set_state(resume_state["generator"])
+        print(f"resuming from step {self.step} of {path}")
+
+    def _batches(self):
+        """Endless shuffled batches, epoch by epoch, from the (checkpointed) generator."""
+        n = len(self.train_u8)
+        bs = min(self.cfg.batch_size, n)
+        while True:
+            perm = torch.randperm(n, generator=self.generator)
+            for i in range(0, n - bs + 1, bs):  # drop the ragged tail: BatchNorm needs full batches
+                yield perm[i:i + bs]
+
+    def _payload(self, completed: bool, stats=None, threshold=None) -> Dict:
+        train_cfg = asdict(self.cfg)
+        return {
+            "config": {"model": self.model_cfg.to_dict(), "train": train_cfg},
+            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "score_stats": stats,
+            "threshold": threshold,
+            "training": {
+                "step": self.step, "total_steps": self.total_steps, "completed": completed,
+                "final_loss": self.loss_history[-1] if self.loss_history else None,
+                "loss_history": self.loss_history, "seconds": self.elapsed,
+                "data_dir": str(Path(self.cfg.data).resolve()), "n_train": len(self.train_u8),
+                "n_holdout": len(self.hold_u8), "device": str(self.device),
+            },
+            "resume": None if completed else {"optimizer": self.optimizer.state_dict(),
+                                              "generator": self.generator.get_state()},
+        }
+
+    def save(self, completed: bool = False, **kw) -> None:
+        save_checkpoint(self.cfg.out, self._payload(completed, **kw))
+
+    def fit(self) -> Dict:
+        """Train to total_steps, then calibrate the threshold and write the final checkpoint."""
+        self.model.train()
+        batches = self._batches()
+        last_save = time.monotonic()
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
+                   desc="train", unit="step", dynamic_ncols=True)
+        try:
+            while self.step < self.total_steps:
+                t0 = time.perf_counter()
+                idx = next(batches)
+                x = self.normalize(to_float(self.train_u8[idx], self.device))
+                teacher, student = self.model(x)
+                loss = cosine_loss(teacher, student)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                dt = time.perf_counter() - t0
+                self.elapsed += dt
+                self.step += 1
+                loss_value = loss.item()
+                self.loss_history.append(round(loss_value, 6))
+                bar.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{len(idx) / dt:.1f}")
+                bar.update(1)
+                if time.monotonic() - last_save > self.cfg.checkpoint_every_s:
+                    self.save()
+                    last_save = time.monotonic()
+        except KeyboardInterrupt:
+            bar.close()
+            self.save()
+            print(f"\ninterrupted at step {self.step}; checkpoint written to {self.cfg.out} "
+                  f"(continue with --resume)")
+            raise
+        bar.close()
+        return self._finish()
+
+    def _finish(self) -> Dict:
+        model = RDInference(self.model_cfg).to(self.device).eval()
+        model.rd.load_state_dict(self.model.state_dict())
+        scores = score_images(model, self.hold_u8, self.device, self.cfg.batch_size)
+        stats = score_statistics(scores)
+        threshold = stats["mean"] + THRESHOLD_SIGMAS * stats["std"]
+        self.save(completed=True, stats=stats, threshold=threshold)
+        return {"steps": self.step, "final_loss": self.loss_history[-1] if self.loss_history else None,
+                "seconds": round(self.elapsed, 1), "threshold": threshold, "score_stats": stats,
+                "out": str(self.cfg.out)}
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Dict:
+    """Train and write ``cfg.out``; returns a summary dict."""
+    return Trainer(cfg, resume=resume, progress=progress).fit()
