@@ -1,0 +1,77 @@
+"""The ``rd_edge`` metadata that travels with every exported model (ONNX property, engine sidecar).
+
+Torch-free and onnx-free: the runtime reads it from ONNX Runtime's session metadata or from the
+engine's JSON sidecar; the exporter writes it. Validated on load: a model without it, or with a
+format this version does not know, is a MetadataError that says what to do.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+from .errors import MetadataError
+
+METADATA_KEY = "rd_edge"
+METADATA_FORMAT_VERSION = 1
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("anomaly_map", "score")
+
+
+@dataclass
+class ModelMetadata:
+    backbone: str
+    image_size: List[int]  # [H, W]
+    threshold: Optional[float]
+    score_stats: Optional[Dict[str, float]]  # min, max, mean, std, count of held-out normal scores
+    checkpoint_sha256: str
+    exporter_version: str
+    precision: str = "fp32"  # fp32 | fp16 | int8
+    blur_sigma: float = 4.0
+    mean: List[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # applied inside the graph
+    std: List[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])  # applied inside the graph
+    input: Dict[str, Any] = field(default_factory=lambda: {
+        "name": INPUT_NAME, "dtype": "float32", "layout": "NCHW", "color": "RGB", "range": [0.0, 1.0]})
+    outputs: Dict[str, str] = field(default_factory=lambda: {
+        "anomaly_map": "float32 [N,1,H,W], blurred sum of per-scale cosine distances",
+        "score": "float32 [N], max of anomaly_map"})
+    opset: Optional[int] = None
+    format_version: int = METADATA_FORMAT_VERSION
+    extra: Dict[str, Any] = field(default_factory=dict)  # e.g. int8 calibration details
+
+    @property
+    def height(self) -> int:
+        return int(self.image_size[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image_size[1])
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: Optional[str], source: str = "model") -> "ModelMetadata":
+        """Parse and validate; ``source`` names the file in error messages."""
+        if not text:
+            raise MetadataError(f"{source} has no '{METADATA_KEY}' metadata; it was not exported by "
+                                f"rd-export. Export it with `rd-export model.pt -o model.onnx`.")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise MetadataError(f"{source}: '{METADATA_KEY}' metadata is not valid JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise MetadataError(f"{source}: '{METADATA_KEY}' metadata must be a JSON object, found {type(data).__name__}")
+        version = data.get("format_version")
+        if version != METADATA_FORMAT_VERSION:
+            raise MetadataError(f"{source}: metadata format version {version!r}, this rd-edge reads "
+                                f"{METADATA_FORMAT_VERSION}; re-export the model with this rd-edge")
+        known = set(cls.__dataclass_fields__)
+        required = {"backbone", "image_size", "threshold", "score_stats", "checkpoint_sha256", "exporter_version"}
+        missing = sorted(required - set(data))
+        if missing:
+            raise MetadataError(f"{source}: metadata lacks {missing}; re-export the model")
+        size = data["image_size"]
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)):
+            raise MetadataError(f"{source}: metadata image_size must be [H, W] positive integers, found {size!r}")
+        return cls(**{k: v for k, v in data.items() if k in known})
