@@ -52,8 +52,9 @@ def read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, foreign pickle, random bytes...
+        cause = (str(exc).splitlines() or [""])[0][:200]
         raise CheckpointError(f"{path} is not a readable rd-edge checkpoint (corrupt, truncated or "
-                              f"not made by rd-train): {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from exc
+                              f"not made by rd-train): {type(exc).__name__}: {cause}") from exc
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not an rd-edge checkpoint (expected a dict with "
                               f"format={CHECKPOINT_FORMAT!r}); was it written by rd-train?")

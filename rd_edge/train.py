@@ -115,6 +115,8 @@ class Trainer:
         self.normalize = Normalize(self.model_cfg.mean, self.model_cfg.std).to(self.device)
         self.model = ReverseDistillation(cfg.backbone)
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.perm: Optional[torch.Tensor] = None  # current epoch's order of training images
+        self.pos = 0
         self.optimizer_state = None
         if resume and Path(cfg.out).is_file():
             self._resume(Path(cfg.out))
@@ -148,16 +150,19 @@ class Trainer:
         if resume_state:
             self.optimizer_state = resume_state["optimizer"]
             self.generator.set_state(resume_state["generator"])
+            self.perm, self.pos = resume_state["perm"], int(resume_state["pos"])
         print(f"resuming from step {self.step} of {path}")
 
-    def _batches(self):
-        """Endless shuffled batches, epoch by epoch, from the (checkpointed) generator."""
-        n = len(self.train_u8)
-        bs = min(self.cfg.batch_size, n)
-        while True:
-            perm = torch.randperm(n, generator=self.generator)
-            for i in range(0, n - bs + 1, bs):  # drop the ragged tail: BatchNorm needs full batches
-                yield perm[i:i + bs]
+    def _next_batch(self) -> torch.Tensor:
+        """Shuffled batches epoch by epoch; the permutation and position are checkpointed so a
+        resumed run draws exactly the batches an uninterrupted one would."""
+        bs = min(self.cfg.batch_size, len(self.train_u8))
+        if self.perm is None or self.pos + bs > len(self.perm):  # drop the ragged tail: BN needs full batches
+            self.perm = torch.randperm(len(self.train_u8), generator=self.generator)
+            self.pos = 0
+        idx = self.perm[self.pos:self.pos + bs]
+        self.pos += bs
+        return idx
 
     def _payload(self, completed: bool, stats=None, threshold=None) -> Dict:
         train_cfg = asdict(self.cfg)
@@ -174,7 +179,8 @@ class Trainer:
                 "n_holdout": len(self.hold_u8), "device": str(self.device),
             },
             "resume": None if completed else {"optimizer": self.optimizer.state_dict(),
-                                              "generator": self.generator.get_state()},
+                                              "generator": self.generator.get_state(),
+                                              "perm": self.perm, "pos": self.pos},
         }
 
     def save(self, completed: bool = False, **kw) -> None:
@@ -183,14 +189,13 @@ class Trainer:
     def fit(self) -> Dict:
         """Train to total_steps, then calibrate the threshold and write the final checkpoint."""
         self.model.train()
-        batches = self._batches()
         last_save = time.monotonic()
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
                    desc="train", unit="step", dynamic_ncols=True)
         try:
             while self.step < self.total_steps:
                 t0 = time.perf_counter()
-                idx = next(batches)
+                idx = self._next_batch()
                 x = self.normalize(to_float(self.train_u8[idx], self.device))
                 teacher, student = self.model(x)
                 loss = cosine_loss(teacher, student)

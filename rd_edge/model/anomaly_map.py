@@ -32,28 +32,33 @@ def gaussian_kernel_1d(sigma: float, truncate: float = BLUR_TRUNCATE) -> Tensor:
 
 
 class GaussianBlur(nn.Module):
-    """Separable Gaussian blur of a [N,1,H,W] map with scipy's 'reflect' (symmetric) border."""
+    """Separable Gaussian blur of a [N,1,H,W] map with scipy's 'reflect' (symmetric) border.
 
-    def __init__(self, sigma: float) -> None:
+    The map size is fixed at construction so every slice in the exported graph is a constant.
+    """
+
+    def __init__(self, sigma: float, size: Tuple[int, int]) -> None:
         super().__init__()
         kernel = gaussian_kernel_1d(sigma)
         self.radius = (kernel.numel() - 1) // 2
+        self.size = tuple(size)
+        if min(self.size) <= self.radius:
+            raise ValueError(f"map size {self.size} must exceed the blur radius {self.radius}")
         self.register_buffer("kernel", kernel.view(1, 1, 1, -1), persistent=False)
         # [r, r] anti-identity: x[..., :r] @ flip == x[..., :r] reversed along the last axis
         self.register_buffer("flip", torch.eye(self.radius).flip(0), persistent=False)
 
-    def _blur_last_axis(self, x: Tensor) -> Tensor:
+    def _blur_last_axis(self, x: Tensor, length: int) -> Tensor:
         # x: [N,1,A,B] -> symmetric pad on B: [N,1,A,B+2r] -> valid conv: [N,1,A,B]
         r = self.radius
-        left = torch.matmul(x[..., :r], self.flip)
-        right = torch.matmul(x[..., -r:], self.flip)
+        left = torch.matmul(x[..., 0:r], self.flip)
+        right = torch.matmul(x[..., length - r:length], self.flip)
         return F.conv2d(torch.cat([left, x, right], dim=-1), self.kernel)
 
     def forward(self, x: Tensor) -> Tensor:
-        if min(x.shape[-2:]) <= self.radius:
-            raise ValueError(f"map {tuple(x.shape[-2:])} is smaller than the blur radius {self.radius}")
-        x = self._blur_last_axis(x)  # along W
-        return self._blur_last_axis(x.transpose(2, 3)).transpose(2, 3)  # along H
+        h, w = self.size
+        x = self._blur_last_axis(x, w)  # along W
+        return self._blur_last_axis(x.transpose(2, 3), h).transpose(2, 3)  # along H
 
 
 class AnomalyMapHead(nn.Module):
@@ -66,7 +71,7 @@ class AnomalyMapHead(nn.Module):
         for i, channels in enumerate(feature_channels):
             self.register_buffer(f"channel_sum_{i}", torch.ones(1, channels, 1, 1), persistent=False)
         self.n_scales = len(feature_channels)
-        self.blur = GaussianBlur(sigma)
+        self.blur = GaussianBlur(sigma, self.image_size)
 
     def cosine_distance(self, teacher: Tensor, student: Tensor, scale: int) -> Tensor:
         """1 - cos(f_T, f_S) over channels: [N,C,h,w] x2 -> [N,1,h,w]."""
@@ -80,7 +85,11 @@ class AnomalyMapHead(nn.Module):
         """Sum over scales of the upsampled cosine distances, before the blur: [N,1,H,W]."""
         total = None
         for i, (ft, fs) in enumerate(zip(teacher, student)):
-            d = F.interpolate(self.cosine_distance(ft, fs, i), size=self.image_size,
+            # Features sit at 1/4, 1/8, 1/16 of the input. A constant scale factor (not a size
+            # computed from shapes) keeps the exported Resize free of shape arithmetic; with
+            # align_corners the sampling positions are the same either way.
+            factor = float(2 ** (i + 2))
+            d = F.interpolate(self.cosine_distance(ft, fs, i), scale_factor=factor,
                               mode="bilinear", align_corners=True)
             total = d if total is None else total + d
         return total

@@ -1,0 +1,112 @@
+"""The ``rd-edge`` command: one entry point with subcommands.
+
+To add a subcommand, write a ``_add_<name>(subparsers)`` function that creates its parser and
+sets ``handler`` (a function taking the parsed arguments and returning an exit code), and list
+it in ``_SUBCOMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+from rd_edge.cli._common import run_cli
+
+_Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _count(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _name_list(text: str) -> List[str]:
+    """argparse type: a comma-separated list of names."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def _add_demo_data(subparsers: _Subparsers) -> None:
+    from rd_edge.data.synthetic import DEMO_CATEGORIES, DEMO_DEFECTS
+
+    parser = subparsers.add_parser(
+        "demo-data",
+        help="write a synthetic demo dataset in MVTec AD layout",
+        description="Write procedurally generated texture categories in MVTec AD layout "
+        f"(DIR/<category>/train/good, test/<type>, ground_truth/<type>). Categories: "
+        f"{', '.join(DEMO_CATEGORIES)}; defect types: {', '.join(DEMO_DEFECTS)}.",
+    )
+    parser.add_argument("dir", type=Path, metavar="DIR", help="folder to write the categories in")
+    parser.add_argument("--categories", type=_name_list, default=None, metavar="A,B",
+                        help="comma-separated categories (default: all)")
+    parser.add_argument("--image-size", type=_count, default=256, metavar="N",
+                        help="image side in pixels, >= 32 (default: 256)")
+    parser.add_argument("--n-train", type=_count, default=60, metavar="N",
+                        help="normal training images per category (default: 60)")
+    parser.add_argument("--n-test-good", type=_count, default=10, metavar="N",
+                        help="normal test images per category (default: 10)")
+    parser.add_argument("--n-test-per-defect", type=_count, default=8, metavar="N",
+                        help="test images per defect type (default: 8)")
+    parser.add_argument("--seed", type=_count, default=0, metavar="N",
+                        help="random seed; the same arguments write identical files (default: 0)")
+    parser.set_defaults(handler=_run_demo_data)
+
+
+def _run_demo_data(args: argparse.Namespace) -> int:
+    from rd_edge.data.synthetic import DEMO_DEFECTS, write_demo_dataset
+
+    try:
+        folders = write_demo_dataset(
+            args.dir, categories=args.categories, image_size=args.image_size,
+            n_train=args.n_train, n_test_good=args.n_test_good,
+            n_test_per_defect=args.n_test_per_defect, seed=args.seed,
+        )
+    except ValueError as exc:  # An argument out of range (e.g. --image-size 8).
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    n_defective = args.n_test_per_defect * len(DEMO_DEFECTS)
+    for folder in folders:
+        print(f"wrote {folder}: {args.n_train} training images, {args.n_test_good} good and "
+              f"{n_defective} defective test images ({', '.join(DEMO_DEFECTS)}), "
+              f"{args.image_size}x{args.image_size}")
+    return 0
+
+
+# One entry per subcommand, in the order `rd-edge --help` lists them.
+_SUBCOMMANDS: List[Callable[[_Subparsers], None]] = [_add_demo_data]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``rd-edge`` with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="rd-edge", description="Reverse Distillation (RD4AD) anomaly detection tools.")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add in _SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``rd-edge``; returns the exit code (0 ok, 1 rd-edge error, 2 usage error, 130 Ctrl-C)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    # Expected failures (bad folder, corrupt file) print one line that says what to do.
+    return run_cli(lambda: int(handler(args)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

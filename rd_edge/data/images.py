@@ -1,0 +1,177 @@
+"""Image and mask I/O with OpenCV, normalized to the one layout the pipeline uses.
+
+Every image leaves this module as an HxWx3 uint8 BGR array (OpenCV's convention); every mask as
+an HxW bool array. Torch-free: the Jetson runtime imports it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
+
+import cv2
+import numpy as np
+
+from rd_edge.errors import DatasetError, ImageReadError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+_SUPPORTED = (
+    "supported: 2-D grayscale, HxWx1, HxWx3 (BGR) or HxWx4 (BGRA) arrays of dtype uint8, "
+    "uint16, bool, or float in [0, 1]"
+)
+
+
+def to_bgr_uint8(image: np.ndarray) -> np.ndarray:
+    """Convert a decoded image to a contiguous HxWx3 uint8 BGR array.
+
+    Grayscale is replicated to 3 channels, alpha is dropped, uint16 is scaled by 1/257
+    (65535 -> 255, rounded), float in [0, 1] is scaled by 255 (rounded), bool becomes 0/255.
+    Raises ImageReadError for any other shape or dtype.
+    """
+    if not isinstance(image, np.ndarray):
+        raise ImageReadError(f"expected a numpy array, found {type(image).__name__}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    _check_layout(image)
+    image = _to_uint8(image)
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(image)
+
+
+def _check_layout(image: np.ndarray) -> None:
+    """Raise ImageReadError unless the array is a non-empty 2-D, HxWx3 or HxWx4 image."""
+    shape_ok = image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))
+    if not shape_ok or image.size == 0:
+        raise ImageReadError(
+            f"unsupported image array: shape {image.shape}, dtype {image.dtype}; {_SUPPORTED}"
+        )
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    """Scale the pixel values of a supported dtype to uint8."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.bool_:
+        return image.astype(np.uint8) * np.uint8(255)
+    if image.dtype == np.uint16:
+        # Exact rounding of x / 257 in integers; 257 is odd, so there are no ties.
+        return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if np.issubdtype(image.dtype, np.floating):
+        return _float_to_uint8(image)
+    raise ImageReadError(
+        f"unsupported image dtype {image.dtype} (shape {image.shape}); {_SUPPORTED}")
+
+
+def _float_to_uint8(image: np.ndarray) -> np.ndarray:
+    """Scale a float image in [0, 1] to uint8; other ranges are refused, not clipped."""
+    if not np.all(np.isfinite(image)):
+        raise ImageReadError(f"float image (shape {image.shape}) contains NaN or infinite values")
+    low, high = float(image.min()), float(image.max())
+    if low < 0.0 or high > 1.0:
+        # Clipping would silently turn e.g. a 0..255 float image white; make the caller decide.
+        raise ImageReadError(
+            f"float image values must lie in [0, 1], found range [{low:g}, {high:g}]; "
+            "scale the image to [0, 1] or convert it to uint8 first"
+        )
+    return np.rint(image.astype(np.float64) * 255.0).astype(np.uint8)
+
+
+def _decode(path: PathLike) -> np.ndarray:
+    """Decode a file as OpenCV stores it (IMREAD_UNCHANGED), with errors that name the path."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"cannot read image {path}: no such file")
+    if path.is_dir():
+        raise ImageReadError(f"cannot read image {path}: it is a folder, expected an image file")
+    try:
+        # np.fromfile + imdecode instead of cv2.imread: imread cannot open non-ASCII paths on
+        # Windows and gives no reason when it fails.
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as exc:
+        raise ImageReadError(f"cannot read image {path}: {exc.strerror or exc}") from exc
+    if data.size == 0:
+        raise ImageReadError(f"cannot read image {path}: the file is empty (0 bytes)")
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageReadError(
+            f"cannot decode image {path} ({data.size} bytes): the file is corrupt or not in a "
+            f"format OpenCV reads (expected one of {', '.join(IMAGE_EXTENSIONS)})"
+        )
+    return image
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Read an image file as an HxWx3 uint8 BGR array; raises ImageReadError naming the path."""
+    image = _decode(path)
+    try:
+        return to_bgr_uint8(image)
+    except ImageReadError as exc:
+        raise ImageReadError(f"cannot use image {path}: {exc}") from exc
+
+
+def read_mask(path: PathLike, size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """Read a ground-truth mask as an HxW bool array (nonzero = defect).
+
+    ``size`` is (height, width); when given the mask is resized with nearest-neighbour
+    sampling so it stays binary.
+    """
+    raw = _decode(path)
+    if raw.ndim == 3:
+        if raw.shape[2] == 4:
+            raw = raw[:, :, :3]  # Alpha is transparency, not a defect label.
+        mask = np.any(raw != 0, axis=2)
+    elif raw.ndim == 2:
+        mask = raw != 0
+    else:
+        raise ImageReadError(f"cannot use mask {path}: unsupported shape {raw.shape}")
+    if size is not None:
+        mask = _resize_mask(mask, size)
+    return mask
+
+
+def _resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """Resize a bool mask to (height, width) with nearest-neighbour sampling."""
+    if len(size) != 2 or any(int(s) != s or s <= 0 for s in size):
+        raise ValueError(f"mask size must be (height, width) with positive integers, got {size!r}")
+    height, width = int(size[0]), int(size[1])
+    if mask.shape == (height, width):
+        return mask
+    resized = cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+    return resized.astype(bool)
+
+
+def list_images(folder: PathLike, recursive: bool = True) -> List[Path]:
+    """Return the sorted image files in ``folder`` (extensions in IMAGE_EXTENSIONS, any case).
+
+    Hidden files and folders (names starting with ".") are skipped: they are typically
+    macOS "._name.png" resource forks or tool caches, not images. Raises DatasetError if
+    ``folder`` is not a folder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        found = "a file" if folder.exists() else "no such folder"
+        raise DatasetError(f"expected a folder of images at {folder}, found {found}")
+    if recursive:
+        files = [Path(root) / name for root, dirs, names in _walk(folder) for name in names]
+    else:
+        files = [entry for entry in folder.iterdir() if entry.is_file()]
+    return sorted(f for f in files if _is_image_name(f.name))
+
+
+def _walk(folder: Path):
+    """os.walk that prunes hidden folders in place so they are not descended into."""
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        yield root, dirs, names
+
+
+def _is_image_name(name: str) -> bool:
+    """True for visible files whose extension is a supported image extension."""
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)

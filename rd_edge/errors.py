@@ -1,0 +1,40 @@
+"""Exception hierarchy of rd-edge.
+
+Every error that a user can cause (a bad file, a wrong folder, a mismatched model) is raised as
+a subclass of :class:`RdEdgeError`, so command-line tools can print its message without a
+traceback and library users can catch one base class.
+"""
+
+from __future__ import annotations
+
+
+class RdEdgeError(Exception):
+    """Base class of every error rd-edge raises on purpose."""
+
+
+class ImageReadError(RdEdgeError):
+    """An image or mask file is missing, empty, undecodable or of an unsupported layout."""
+
+
+class DatasetError(RdEdgeError):
+    """A dataset folder does not have the expected layout or content."""
+
+
+class CheckpointError(RdEdgeError):
+    """A checkpoint file is missing, corrupt or of an unsupported format version."""
+
+
+class MetadataError(RdEdgeError):
+    """Model metadata (ONNX properties, engine sidecar) is missing or inconsistent."""
+
+
+class BackendError(RdEdgeError):
+    """An inference backend is unavailable or failed to load or run a model."""
+
+
+class ExportError(RdEdgeError):
+    """Exporting a model to ONNX or TensorRT failed."""
+
+
+class VerificationError(ExportError):
+    """An exported model's outputs do not match the reference model within tolerance."""

@@ -1,0 +1,154 @@
+"""The backend protocol: a loader turns a model file into a Runner; a Runner maps arrays to arrays.
+
+In the spirit of Polygraphy's loader/runner split. Every backend module registers its loader
+with :func:`register_backend`, together with the file suffixes it claims; ``backend="auto"``
+is decided here, from that registry alone, so no other code branches over model formats.
+
+A loader must import its heavy dependency (onnxruntime, tensorrt, pycuda) inside the loader,
+never at module level: registering a backend must stay free.
+"""
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ...errors import BackendError
+from ...metadata import ModelMetadata
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class Runner(ABC):
+    """A loaded model: ``infer({"image": [N,3,H,W] float32})`` -> ``{"anomaly_map", "score"}``.
+
+    Subclasses set ``name`` (the registry name), ``metadata`` (the model's ``rd_edge``
+    metadata), ``input_names``, ``output_names`` and ``max_batch`` (None when unbounded).
+    """
+
+    name: str = "runner"
+    metadata: ModelMetadata
+    input_names: Tuple[str, ...]
+    output_names: Tuple[str, ...]
+    max_batch: Optional[int] = None
+
+    @abstractmethod
+    def infer(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Run one batch; the returned arrays belong to the caller (not reused buffers)."""
+
+    def close(self) -> None:
+        """Release the session / device memory. Idempotent."""
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+Loader = Callable[..., Runner]
+Probe = Callable[[], Optional[str]]
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """One registry entry: how to load, which files it claims, whether it can run here."""
+
+    name: str
+    loader: Loader
+    suffixes: Tuple[str, ...]
+    probe: Optional[Probe]  # returns None when usable here, else the reason it is not
+    aliases: Tuple[str, ...] = ()
+
+
+_REGISTRY: Dict[str, BackendInfo] = {}
+_ALIASES: Dict[str, str] = {}
+
+
+def register_backend(name: str, *, suffixes: Sequence[str] = (), probe: Optional[Probe] = None,
+                     aliases: Sequence[str] = ()) -> Callable[[Loader], Loader]:
+    """Decorator registering ``loader(path, **options) -> Runner`` under ``name``.
+
+    ``suffixes`` are the file suffixes ``backend="auto"`` maps to this backend; ``probe``
+    tells :func:`available_backends` whether the backend can run on this machine.
+    """
+    def decorate(loader: Loader) -> Loader:
+        claimed = tuple(s.lower() for s in suffixes)
+        for info in _REGISTRY.values():
+            clash = set(claimed) & set(info.suffixes)
+            if info.name != name and clash:
+                raise ValueError(f"suffixes {sorted(clash)} already belong to backend {info.name!r}")
+        _REGISTRY[name] = BackendInfo(name, loader, claimed, probe, tuple(aliases))
+        for alias in aliases:
+            _ALIASES[alias] = name
+        return loader
+
+    return decorate
+
+
+def registered_backends() -> List[str]:
+    """Names of every registered backend, whether or not it can run here."""
+    return sorted(_REGISTRY)
+
+
+def why_unavailable(name: str) -> Optional[str]:
+    """None when backend ``name`` can run here, else the reason (e.g. the extra to install)."""
+    info = _REGISTRY[_canonical(name)]
+    if info.probe is None:
+        return None
+    return info.probe()
+
+
+def available_backends() -> List[str]:
+    """Names of the registered backends whose dependencies are present on this machine."""
+    return [name for name in registered_backends() if why_unavailable(name) is None]
+
+
+def _canonical(name: str) -> str:
+    """Registry name for ``name`` or one of its aliases; BackendError listing the known ones."""
+    key = name.lower()
+    key = _ALIASES.get(key, key)
+    if key not in _REGISTRY:
+        known = ", ".join(["auto"] + registered_backends())
+        raise BackendError(f"unknown backend {name!r}; expected one of: {known}")
+    return key
+
+
+def resolve_backend(path: PathLike, backend: str = "auto") -> str:
+    """The registry name that will load ``path``: ``backend`` itself, or chosen by suffix."""
+    if backend != "auto":
+        return _canonical(backend)
+    suffix = Path(path).suffix.lower()
+    for info in _REGISTRY.values():
+        if suffix in info.suffixes:
+            return info.name
+    claimed = "; ".join(f"{', '.join(i.suffixes)} -> {i.name}" for i in _REGISTRY.values() if i.suffixes)
+    raise BackendError(f"cannot tell which backend runs {path} (suffix {suffix or 'none'!r}); "
+                       f"expected {claimed}, or pass backend= explicitly")
+
+
+def load_runner(path: PathLike, backend: str = "auto", **options: object) -> Runner:
+    """Load ``path`` with the chosen backend; ``options`` go to that backend's loader.
+
+    Raises BackendError for a missing file, an unknown backend or a backend that cannot run
+    here, MetadataError for a model without valid ``rd_edge`` metadata.
+    """
+    path = Path(path)
+    if not path.is_file():
+        found = "a folder" if path.is_dir() else "no such file"
+        raise BackendError(f"cannot load model {path}: {found}; expected an .onnx file or a "
+                           f".engine plan written by rd-export")
+    name = resolve_backend(path, backend)
+    return _REGISTRY[name].loader(path, **options)
+
+
+def reject_unknown_options(backend: str, options: Dict[str, object], accepted: Sequence[str]) -> None:
+    """BackendError naming options a loader does not understand (typos must not pass silently)."""
+    unknown = sorted(k for k, v in options.items() if v is not None)
+    if unknown:
+        raise BackendError(f"backend {backend!r} does not take option(s) {unknown}; "
+                           f"it accepts: {', '.join(accepted)}")

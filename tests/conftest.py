@@ -1,0 +1,38 @@
+"""Fixtures shared across the suite: everything is generated locally, nothing is downloaded."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/helpers.py
+
+from helpers import make_checkpoint  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def demo_category(tmp_path_factory) -> Path:
+    """A small demo category at 64 px: 16 good training images, a few test images per defect."""
+    from rd_edge.data import write_demo_dataset
+
+    root = tmp_path_factory.mktemp("demo")
+    (folder,) = write_demo_dataset(root, categories=["weave"], image_size=64, n_train=16,
+                                   n_test_good=4, n_test_per_defect=2, seed=0)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def r18_checkpoint(tmp_path_factory, demo_category) -> Path:
+    """Random-weight resnet18 checkpoint at 64 px that knows its training data folder."""
+    path = tmp_path_factory.mktemp("ckpt") / "r18.pt"
+    return make_checkpoint(path, "resnet18", 64, data_dir=str(demo_category))
+
+
+@pytest.fixture(scope="session")
+def r18_onnx(tmp_path_factory, r18_checkpoint) -> Path:
+    """The fused fp32 graph of r18_checkpoint (exported and verified once per session)."""
+    pytest.importorskip("onnx")
+    from rd_export.onnx_export import export_onnx
+
+    out = tmp_path_factory.mktemp("onnx") / "r18.onnx"
+    export_onnx(r18_checkpoint, out)
+    return out
