@@ -1,4 +1,6 @@
 """rd-train on the demo data: learning happens, checkpoints resume, seeds reproduce."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -90,3 +92,18 @@ def test_cli_reports_bad_data_folder_without_traceback(tmp_path, capsys):
                        "--steps", "1", "--out", str(tmp_path / "m.pt"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("error:") and "Traceback" not in err
+
+
+def test_eval_cli_writes_json_and_maps(trained, demo_category, tmp_path, capsys):
+    from rd_edge.cli.evaluate import main as eval_main
+
+    out, _ = trained
+    code = eval_main([str(out), "--data", str(demo_category), "--json", str(tmp_path / "m.json"),
+                      "--save-maps", str(tmp_path / "maps"), "--device", "cpu", "--quiet"])
+    assert code == 0
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert {"image_auroc", "pixel_auroc", "aupro", "image_f1_max", "per_type"} <= set(result)
+    assert "image AUROC" in capsys.readouterr().out
+    n_test = len(list((demo_category / "test").rglob("*.png")))
+    assert len(list((tmp_path / "maps").rglob("*.npy"))) == n_test
+    assert len(list((tmp_path / "maps").rglob("*.png"))) == n_test
