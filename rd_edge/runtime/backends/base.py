@@ -13,7 +13,7 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -48,6 +48,34 @@ class Runner(ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class DeviceInputRunner(Runner):
+    """A runner whose input lives in GPU memory that a CUDA kernel can write directly.
+
+    The Detector uses this capability (not the backend's name) to pick CUDA preprocessing:
+    kernels are enqueued on ``stream`` inside ``activate()`` and write float32 [N,3,H,W] at
+    ``device_input_pointer()``; ``infer_from_device(n)`` then runs on the first ``n`` images.
+    """
+
+    stream: Any  # pycuda.driver.Stream
+
+    @abstractmethod
+    def activate(self) -> ContextManager[None]:
+        """Make the runner's CUDA context current (a context manager)."""
+
+    @abstractmethod
+    def device_input_pointer(self) -> int:
+        """Device address of the input buffer, sized for ``max_batch``."""
+
+    @property
+    @abstractmethod
+    def input_dtype(self) -> np.dtype:
+        """dtype of the device input buffer (the CUDA kernel writes float32 only)."""
+
+    @abstractmethod
+    def infer_from_device(self, batch: int) -> Dict[str, np.ndarray]:
+        """Like ``infer``, for input already in device memory."""
 
 
 Loader = Callable[..., Runner]

@@ -167,6 +167,8 @@ class OnnxRuntimeRunner(Runner):
 
     def infer(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """``{"image": [N,3,H,W]}`` -> ``{"anomaly_map": [N,1,H,W], "score": [N]}``."""
+        if self.session is None:
+            raise BackendError(f"the ONNX Runtime runner for {self.path} is closed")
         image = feed[INPUT_NAME]
         if image.dtype != self._input_dtype:  # e.g. a graph exported with fp16 inputs
             image = image.astype(self._input_dtype)

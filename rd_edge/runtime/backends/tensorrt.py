@@ -18,7 +18,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -232,7 +232,8 @@ class TensorRTRunner(DeviceInputRunner):
 
     def _load(self) -> None:
         trt = self._trt
-        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._logger = trt.Logger(trt.Logger.WARNING)  # kept: the runtime holds a reference to it
+        self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self._engine is None:
             raise BackendError(f"TensorRT could not deserialize {self.path} (see its log above); the "
@@ -264,6 +265,8 @@ class TensorRTRunner(DeviceInputRunner):
     @contextmanager
     def activate(self) -> Iterator[None]:
         """Make this runner's CUDA context current for the calling thread."""
+        if self._closed:
+            raise BackendError(f"the TensorRT runner for {self.path} is closed")
         self._ctx.push()
         try:
             yield

@@ -1,0 +1,30 @@
+"""Inference backends behind one protocol (see base.py); importing this registers the built-ins.
+
+Registration is free: each backend imports its heavy package (onnxruntime, tensorrt, pycuda)
+only inside its loader.
+"""
+from .base import (
+    BackendInfo,
+    DeviceInputRunner,
+    Runner,
+    available_backends,
+    load_runner,
+    register_backend,
+    registered_backends,
+    resolve_backend,
+    why_unavailable,
+)
+from . import onnxruntime as _onnxruntime  # noqa: F401  (registers "ort")
+from . import tensorrt as _tensorrt  # noqa: F401  (registers "trt")
+
+__all__ = [
+    "BackendInfo",
+    "DeviceInputRunner",
+    "Runner",
+    "available_backends",
+    "load_runner",
+    "register_backend",
+    "registered_backends",
+    "resolve_backend",
+    "why_unavailable",
+]

@@ -1,0 +1,197 @@
+"""Inputs for rd-infer: an image, a folder of images, a video file, a camera or a GStreamer pipeline.
+
+Every source yields SourceItems in order. A bad input (unreadable, corrupt or empty file, an
+odd layout that cannot be converted) becomes an item with ``error`` set instead of an
+exception, so a run never stops on one file and never loses its record. Only a source that
+cannot be opened at all (no such path, a camera or pipeline that will not open) raises.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, Iterator, List, Optional
+
+import numpy as np
+
+from ..data.images import IMAGE_EXTENSIONS, list_images, read_image, to_bgr_uint8
+from ..errors import RdEdgeError
+
+
+class SourceError(RdEdgeError):
+    """A SOURCE that cannot be opened: no such path, a camera or pipeline that fails to open."""
+
+
+@dataclass
+class SourceItem:
+    """One input: ``frame`` (HxWx3 uint8 BGR) or ``error`` (what was wrong), never both."""
+
+    name: str  # the record's "source": a file path, or "<video>#<frame index>"
+    key: str  # relative path (no suffix) under which --out writes this input's images
+    frame: Optional[np.ndarray]
+    error: Optional[str]
+
+
+def csi_pipeline(sensor_id: int = 0, width: int = 1920, height: int = 1080, fps: int = 30,
+                 flip: int = 0) -> str:
+    """GStreamer pipeline for a Jetson CSI camera: nvarguscamerasrc -> nvvidconv -> BGR appsink.
+
+    ``flip`` is nvvidconv's flip-method (0 none, 2 rotate 180, ...). The appsink keeps only the
+    newest frame (drop=true max-buffers=1) so a slow model sees fresh frames, not a backlog.
+    """
+    return (f"nvarguscamerasrc sensor-id={sensor_id} ! "
+            f"video/x-raw(memory:NVMM),width={width},height={height},framerate={fps}/1 ! "
+            f"nvvidconv flip-method={flip} ! video/x-raw,format=BGRx ! videoconvert ! "
+            f"video/x-raw,format=BGR ! appsink drop=true max-buffers=1")
+
+
+class Source:
+    """Base: ``kind``, ``total`` (frame count where known, after --limit) and iteration."""
+
+    kind = "source"
+
+    def __init__(self, description: str, total: Optional[int], limit: Optional[int]) -> None:
+        self.description = description
+        self.limit = limit
+        self.total = total if limit is None else (limit if total is None else min(total, limit))
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        return islice(self._items(), self.limit)  # limit None: all items
+
+    def _items(self) -> Iterator[SourceItem]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release a capture device or file. Idempotent."""
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class ImageFilesSource(Source):
+    """One image file or every image under a folder (recursive, sorted)."""
+
+    def __init__(self, files: List[Path], root: Optional[Path], limit: Optional[int]) -> None:
+        self.kind = "folder" if root is not None else "image"
+        super().__init__(str(root or files[0]), len(files), limit)
+        self.files = files
+        self.keys = _unique_keys(files, root)
+
+    def _items(self) -> Iterator[SourceItem]:
+        for path, key in zip(self.files, self.keys):
+            try:
+                frame, error = read_image(path), None
+            except Exception as exc:  # noqa: BLE001  one bad file must not stop the run
+                frame, error = None, _describe(exc)
+            yield SourceItem(str(path), key, frame, error)
+
+
+class CaptureSource(Source):
+    """Frames from cv2.VideoCapture: a video file, a camera index or a GStreamer pipeline."""
+
+    def __init__(self, capture: Any, kind: str, description: str, key_prefix: str,
+                 total: Optional[int], limit: Optional[int]) -> None:
+        self.kind = kind
+        super().__init__(description, total, limit)
+        self.capture = capture
+        self.key_prefix = key_prefix
+
+    def _items(self) -> Iterator[SourceItem]:
+        index = 0
+        while True:
+            ok, frame = self.capture.read()
+            if not ok or frame is None:  # end of file, or the stream stopped
+                return
+            name, key = f"{self.description}#{index}", f"{self.key_prefix}/frame_{index:06d}"
+            try:
+                yield SourceItem(name, key, to_bgr_uint8(frame), None)
+            except RdEdgeError as exc:
+                yield SourceItem(name, key, None, str(exc))
+            index += 1
+
+    def close(self) -> None:
+        self.capture.release()
+
+
+class FailedSource(Source):
+    """A single input that could not be opened (e.g. a corrupt video): one error record."""
+
+    kind = "file"
+
+    def __init__(self, path: Path, error: str) -> None:
+        super().__init__(str(path), 1, None)
+        self.path, self.error = path, error
+
+    def _items(self) -> Iterator[SourceItem]:
+        yield SourceItem(str(self.path), self.path.stem, None, self.error)
+
+
+def open_source(spec: str, limit: Optional[int] = None) -> Source:
+    """Open SOURCE as rd-infer understands it; SourceError when it cannot be opened at all.
+
+    A string containing "!" is a GStreamer pipeline; an existing folder is a folder of images;
+    an existing file with an image extension is one image, any other file a video; digits
+    (when no such file exists) are a camera index.
+    """
+    if "!" in spec:
+        return _open_capture(spec, "pipeline", "pipeline", limit)
+    path = Path(spec)
+    if path.is_dir():
+        files = list_images(path, recursive=True)
+        if not files:
+            raise SourceError(f"no images in folder {path} (looked recursively for "
+                              f"{', '.join(IMAGE_EXTENSIONS)})")
+        return ImageFilesSource(files, path, limit)
+    if path.is_file():
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            return ImageFilesSource([path], None, limit)
+        return _open_video(path, limit)
+    if spec.isdigit():
+        return _open_capture(int(spec), "camera", f"camera{spec}", limit)
+    raise SourceError(f"SOURCE {spec!r} not found: expected an image file, a folder, a video file, "
+                      f"a camera index (e.g. 0) or a GStreamer pipeline (containing '!')")
+
+
+def _open_video(path: Path, limit: Optional[int]) -> Source:
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        capture.release()
+        return FailedSource(path, f"cannot open {path} as an image ({', '.join(IMAGE_EXTENSIONS)}) "
+                                  f"or a video OpenCV can decode; the file is corrupt or of another type")
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    return CaptureSource(capture, "video", str(path), path.stem, count if count > 0 else None, limit)
+
+
+def _open_capture(target: Any, kind: str, key_prefix: str, limit: Optional[int]) -> Source:
+    """A camera index or a GStreamer pipeline; frame count unknown."""
+    import cv2
+
+    capture = cv2.VideoCapture(target, cv2.CAP_GSTREAMER) if kind == "pipeline" else cv2.VideoCapture(target)
+    if not capture.isOpened():
+        capture.release()
+        hint = ("check the pipeline with gst-launch-1.0, and that this OpenCV has GStreamer "
+                "(cv2.getBuildInformation(); on Jetson use JetPack's OpenCV, not a pip one)"
+                if kind == "pipeline" else "check the index and that no other program holds the camera")
+        raise SourceError(f"cannot open {kind} {target!r}: {hint}")
+    description = "gstreamer" if kind == "pipeline" else f"camera:{target}"
+    return CaptureSource(capture, kind, description, key_prefix, None, limit)
+
+
+def _unique_keys(files: List[Path], root: Optional[Path]) -> List[str]:
+    """Output keys: path relative to the folder without suffix; the suffix is kept in the key
+    when two files differ only by it (a.png and a.jpg), so outputs never overwrite each other."""
+    rel = [f.relative_to(root) if root is not None else Path(f.name) for f in files]
+    stems = [r.with_suffix("").as_posix() for r in rel]
+    clashes = {s for s, count in Counter(stems).items() if count > 1}
+    return [f"{s}_{r.suffix.lstrip('.').lower()}" if s in clashes else s for s, r in zip(stems, rel)]
+
+
+def _describe(exc: Exception) -> str:
+    """An error message for a record: RdEdgeErrors say it all; others get their type."""
+    return str(exc) if isinstance(exc, RdEdgeError) else f"{type(exc).__name__}: {exc}"

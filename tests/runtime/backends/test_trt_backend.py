@@ -1,0 +1,179 @@
+"""The TensorRT backend: the sidecar contract (no GPU needed) and, on a GPU, the runner itself."""
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from rd_edge.errors import BackendError, MetadataError
+from rd_edge.runtime import Detector, load_runner
+from rd_edge.runtime.backends import tensorrt as trt_backend
+from rd_edge.runtime.backends.tensorrt import (
+    EngineSidecar,
+    check_compatible,
+    format_compute_capability,
+    sidecar_path,
+)
+
+HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
+HAVE_PYCUDA = importlib.util.find_spec("pycuda") is not None
+
+
+def sidecar_for(meta, version="8.6.1", gpu=("Orin", "8.7"), max_batch=4):
+    return EngineSidecar(tensorrt_version=version, gpu_name=gpu[0], compute_capability=gpu[1],
+                         precision="fp16", min_batch=1, max_batch=max_batch, onnx_sha256="ab" * 32,
+                         metadata=meta)
+
+
+@pytest.fixture
+def fake_plan(tmp_path, metadata_factory):
+    """A plan file (bytes never reach TensorRT in these tests) with a valid sidecar."""
+    plan = tmp_path / "model.engine"
+    plan.write_bytes(b"not really a plan")
+    sidecar_for(metadata_factory()).write(plan)
+    return plan
+
+
+def running(monkeypatch, version="8.6.1", gpu=("Orin", "8.7")):
+    """Pretend this machine runs ``version`` on ``gpu``."""
+    monkeypatch.setattr(trt_backend, "tensorrt_version", lambda: version)
+    monkeypatch.setattr(trt_backend, "gpu_identity", lambda device_id=0: gpu)
+
+
+def test_sidecar_sits_next_to_the_plan_and_round_trips(fake_plan, metadata_factory):
+    assert sidecar_path(fake_plan).name == "model.engine.json"
+    data = json.loads(sidecar_path(fake_plan).read_text())
+    assert set(data) == {"tensorrt_version", "gpu_name", "compute_capability", "precision", "min_batch",
+                         "max_batch", "onnx_sha256", "rd_edge"}
+    assert EngineSidecar.read(fake_plan) == sidecar_for(metadata_factory())
+
+
+def test_plan_from_another_tensorrt_version_is_refused(fake_plan, monkeypatch):
+    running(monkeypatch, version="10.3.0")
+    with pytest.raises(BackendError, match=r"built for TensorRT 8\.6\.1 \(running 10\.3\.0\).*"
+                                           r"Rebuild it on this machine.*rd-export model\.onnx --engine"):
+        load_runner(fake_plan)
+
+
+def test_plan_for_another_gpu_is_refused(fake_plan, monkeypatch):
+    running(monkeypatch, gpu=("NVIDIA H100", "9.0"))
+    with pytest.raises(BackendError, match=r"GPU Orin compute 8\.7 \(running NVIDIA H100 compute 9\.0\)"):
+        load_runner(fake_plan, backend="trt")
+
+
+def test_matching_sidecar_passes_the_check(fake_plan):
+    check_compatible(EngineSidecar.read(fake_plan), fake_plan, "8.6.1", "Orin", "8.7")  # no exception
+
+
+@pytest.mark.skipif(HAVE_TRT, reason="checks the message shown when tensorrt is missing")
+def test_missing_tensorrt_names_jetpack_and_the_extra(fake_plan):
+    with pytest.raises(BackendError, match=r"JetPack.*pip install rd-edge\[gpu\]"):
+        load_runner(fake_plan)
+
+
+def test_plan_without_sidecar(tmp_path):
+    plan = tmp_path / "bare.plan"
+    plan.write_bytes(b"x")
+    with pytest.raises(MetadataError, match=r"no sidecar bare\.plan\.json.*rd-export model\.onnx --engine"):
+        load_runner(plan)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.pop("tensorrt_version"), r"sidecar lacks \['tensorrt_version'\]"),
+    (lambda d: d.update(min_batch=8), r"1 <= min <= max, found \[8, 4\]"),
+    (lambda d: d.update(compute_capability="sm87"), r"'major.minor' or \[major, minor\], found 'sm87'"),
+    (lambda d: d["rd_edge"].update(format_version=99), r"metadata format version 99"),
+])
+def test_invalid_sidecars_say_what_is_wrong(fake_plan, edit, message):
+    path = sidecar_path(fake_plan)
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(MetadataError, match=message):
+        load_runner(fake_plan)
+
+
+def test_compute_capability_forms():
+    assert format_compute_capability((8, 7)) == "8.7"
+    assert format_compute_capability([9, 0]) == "9.0"
+    assert format_compute_capability("7.2") == "7.2"
+
+
+def test_engines_do_not_run_on_the_cpu_or_take_ort_options(fake_plan, monkeypatch):
+    running(monkeypatch)
+    with pytest.raises(BackendError, match="runs on the GPU; use device='cuda'"):
+        load_runner(fake_plan, device="cpu")
+    with pytest.raises(BackendError, match=r"does not take option\(s\) \['providers'\]"):
+        load_runner(fake_plan, providers=["cuda"])
+
+
+# --- on a GPU with TensorRT and pycuda -------------------------------------------------------
+
+
+def _gpu_skip_reason():
+    if not HAVE_TRT:
+        return "tensorrt is not installed"
+    if not HAVE_PYCUDA:
+        return "pycuda is not installed"
+    return trt_backend._probe()  # None when a CUDA device is usable
+
+
+def build_engine(onnx_path, plan_path, meta, max_batch=4):
+    """Build a TensorRT plan from the stand-in ONNX (profile 1..max_batch) plus its sidecar."""
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0 if int(trt.__version__.split(".")[0]) >= 10 else \
+        1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    assert parser.parse(onnx_path.read_bytes()), [parser.get_error(i) for i in range(parser.num_errors)]
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    h, w = meta.image_size
+    profile.set_shape("image", (1, 3, h, w), (1, 3, h, w), (max_batch, 3, h, w))
+    config.add_optimization_profile(profile)
+    plan_path.write_bytes(bytes(builder.build_serialized_network(network, config)))
+    name, cc = trt_backend.gpu_identity(0)
+    EngineSidecar(trt_backend.tensorrt_version(), name, cc, "fp32", 1, max_batch, "0" * 64, meta).write(plan_path)
+    return plan_path
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+def test_tensorrt_runner_matches_onnxruntime(tiny_onnx, tmp_path, metadata_factory):
+    reason = _gpu_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    plan = build_engine(tiny_onnx, tmp_path / "model.engine", metadata_factory())
+    x = np.random.default_rng(0).random((3, 3, 24, 32), dtype=np.float32)
+    with load_runner(tiny_onnx) as ort_runner, load_runner(plan) as trt_runner:
+        assert trt_runner.name == "trt" and trt_runner.max_batch == 4
+        want = ort_runner.infer({"image": x})
+        for n in (1, 3, 2):  # changing batch sizes reuse the same buffers
+            got = trt_runner.infer({"image": x[:n]})
+            np.testing.assert_allclose(got["anomaly_map"], want["anomaly_map"][:n], atol=1e-5)
+            np.testing.assert_allclose(got["score"], want["score"][:n], atol=1e-5)
+        with pytest.raises(BackendError, match=r"\[1\.\.4, 3, 24, 32\]"):
+            trt_runner.infer({"image": np.zeros((5, 3, 24, 32), np.float32)})
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+def test_detector_on_tensorrt_with_cuda_preprocessing_matches_onnxruntime(tiny_onnx, tmp_path, metadata_factory):
+    reason = _gpu_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    plan = build_engine(tiny_onnx, tmp_path / "model.engine", metadata_factory())
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((480, 640), (24, 32), (10, 14))]
+    with Detector(tiny_onnx) as cpu, Detector(plan, batch_size=4) as gpu:
+        if gpu.preprocess_device != "cuda":
+            pytest.skip(f"CUDA preprocessing unavailable: {gpu.preprocess_fallback_reason}")
+        want, got = cpu.predict(frames), gpu.predict(frames)
+    for w, g in zip(want, got):
+        # The kernel is within 1/255 of cv2 per input pixel; the map is a channel-weighted sum
+        # of those, so it moves by at most 1/255 too.
+        assert abs(g.score - w.score) <= 1 / 255 + 1e-5
+        np.testing.assert_allclose(g.anomaly_map, w.anomaly_map, atol=1 / 255 + 1e-5)

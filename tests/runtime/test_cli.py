@@ -1,0 +1,153 @@
+"""rd-infer end to end on ONNX Runtime: records, exit codes, outputs, odd and broken inputs."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from rd_edge.runtime import Detector
+from rd_edge.runtime.cli import main
+
+
+def write_png(path, image):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), image)
+    return path
+
+
+def rgb(h, w, seed):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def read_records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def messy_folder(tmp_path):
+    """Good images of several sizes and layouts, plus three broken files."""
+    folder = tmp_path / "inputs"
+    write_png(folder / "good_small.png", rgb(12, 16, 0))
+    write_png(folder / "good_large.png", rgb(90, 120, 1))
+    write_png(folder / "nested" / "gray.png", rgb(30, 30, 2)[:, :, 0])
+    write_png(folder / "deep16.png", (rgb(20, 40, 3).astype(np.uint16) * 257))
+    write_png(folder / "alpha.png", cv2.cvtColor(rgb(25, 25, 4), cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(folder / "photo.jpg"), rgb(40, 30, 5))
+    good = 6
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "text.png").write_text("I am a text file with an image name\n")
+    return folder, good, 3
+
+
+def test_folder_with_broken_and_odd_files_gives_one_record_each_and_exit_2(tiny_onnx, messy_folder, tmp_path, capsys):
+    folder, n_good, n_bad = messy_folder
+    out, records_path = tmp_path / "out", tmp_path / "records.jsonl"
+    rc = main([str(tiny_onnx), str(folder), "--json", str(records_path), "--out", str(out), "--quiet"])
+    assert rc == 2
+    records = read_records(records_path)
+    assert len(records) == n_good + n_bad
+    assert all(set(r) == {"source", "score", "normalized_score", "is_anomalous", "latency_ms", "error"}
+               for r in records)
+    by_name = {r["source"].split("inputs/")[1]: r for r in records}
+    for name in ("corrupt.png", "empty.png", "text.png"):
+        assert by_name[name]["error"] and by_name[name]["score"] is None
+    assert "empty (0 bytes)" in by_name["empty.png"]["error"]
+    assert "corrupt or not in a format" in by_name["text.png"]["error"]
+    good = [r for r in records if r["error"] is None]
+    assert len(good) == n_good
+    assert all(isinstance(r["score"], float) and 0 <= r["normalized_score"] <= 1 and r["latency_ms"] > 0
+               for r in good)
+    # Overlays and masks at each input's own size, none for the broken files.
+    assert cv2.imread(str(out / "overlays" / "good_large.png")).shape == (90, 120, 3)
+    assert cv2.imread(str(out / "masks" / "nested" / "gray.png"), cv2.IMREAD_UNCHANGED).shape == (30, 30)
+    assert not (out / "overlays" / "empty.png").exists()
+    assert len(list((out / "masks").rglob("*.png"))) == n_good
+    assert capsys.readouterr().out == ""  # --quiet
+
+
+def test_records_match_the_detector_and_batching_does_not_change_them(tiny_onnx, messy_folder, tmp_path):
+    folder, _, _ = messy_folder
+    single, batched = tmp_path / "b1.jsonl", tmp_path / "b4.jsonl"
+    assert main([str(tiny_onnx), str(folder), "--json", str(single), "--quiet"]) == 2
+    assert main([str(tiny_onnx), str(folder), "--json", str(batched), "--batch-size", "4", "--quiet"]) == 2
+    a, b = read_records(single), read_records(batched)
+    assert [r["source"] for r in a] == [r["source"] for r in b]  # input order kept
+    assert [r["score"] for r in a] == [r["score"] for r in b]
+    with Detector(tiny_onnx) as det:
+        photo = next(r for r in a if r["source"].endswith("photo.jpg"))
+        assert photo["score"] == pytest.approx(det.predict(cv2.imread(photo["source"])).score)
+
+
+def test_summary_and_warnings(tiny_onnx, messy_folder, capsys):
+    folder, n_good, n_bad = messy_folder
+    assert main([str(tiny_onnx), str(folder)]) == 2
+    captured = capsys.readouterr()
+    assert f"inputs {n_good + n_bad}, anomalous" in captured.out and f"errors {n_bad};" in captured.out
+    assert "latency mean" in captured.out and "p99" in captured.out and "frames/s" in captured.out
+    assert "warning:" in captured.err and "empty.png" in captured.err
+
+
+def test_short_video_gives_one_record_per_frame(tiny_onnx, tmp_path):
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (40, 30))
+    for i in range(7):
+        writer.write(rgb(30, 40, i))
+    writer.release()
+    records_path = tmp_path / "video.jsonl"
+    assert main([str(tiny_onnx), str(video), "--json", str(records_path), "--quiet", "--batch-size", "3"]) == 0
+    records = read_records(records_path)
+    assert [r["source"] for r in records] == [f"{video}#{i}" for i in range(7)]
+    assert all(r["error"] is None for r in records)
+    assert main([str(tiny_onnx), str(video), "--json", str(records_path), "--quiet", "--limit", "2"]) == 0
+    assert len(read_records(records_path)) == 2
+
+
+def test_threshold_option_changes_the_verdict(tiny_onnx, tmp_path, capsys):
+    image = write_png(tmp_path / "x.png", rgb(24, 32, 9))
+    records_path = tmp_path / "r.jsonl"
+    assert main([str(tiny_onnx), str(image), "--json", str(records_path), "--threshold", "0"]) == 0
+    assert read_records(records_path)[0]["is_anomalous"] is True
+    assert "ANOMALOUS" in capsys.readouterr().out  # single image: one result line
+    assert main([str(tiny_onnx), str(image), "--json", str(records_path), "--threshold", "10", "--quiet"]) == 0
+    record = read_records(records_path)[0]
+    assert record["is_anomalous"] is False and record["normalized_score"] == 0.0
+
+
+def test_missing_model_is_one_line_and_exit_1(tmp_path, capsys):
+    image = write_png(tmp_path / "x.png", rgb(8, 8, 0))
+    assert main([str(tmp_path / "missing.onnx"), str(image)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot load model") and err.count("\n") == 1
+
+
+def test_model_without_metadata_is_one_line_and_exit_1(make_model, tmp_path, capsys):
+    image = write_png(tmp_path / "x.png", rgb(8, 8, 0))
+    assert main([str(make_model(metadata=None)), str(image)]) == 1
+    err = capsys.readouterr().err
+    assert "no 'rd_edge' metadata" in err and err.count("\n") == 1
+
+
+def test_missing_source_is_exit_1(tiny_onnx, tmp_path, capsys):
+    assert main([str(tiny_onnx), str(tmp_path / "nowhere")]) == 1
+    assert "not found: expected an image file" in capsys.readouterr().err
+
+
+def test_source_is_required_unless_csi(tiny_onnx, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tiny_onnx)])
+    assert exit_info.value.code == 2 and "SOURCE is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tiny_onnx), "front", "--csi"])
+    assert "sensor id" in capsys.readouterr().err
+
+
+def test_show_without_a_display_warns_and_continues(tiny_onnx, tmp_path, capsys, monkeypatch):
+    def no_gui(*args):
+        raise cv2.error("The function is not implemented (no GUI backend)")
+
+    monkeypatch.setattr(cv2, "imshow", no_gui)
+    monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
+    image = write_png(tmp_path / "x.png", rgb(24, 32, 1))
+    assert main([str(tiny_onnx), str(image), "--show"]) == 0
+    assert "--show needs an OpenCV with GUI support" in capsys.readouterr().err
