@@ -1,8 +1,9 @@
 """What every rd-edge command line shares: user errors print one line, not a traceback."""
 from __future__ import annotations
 
+import argparse
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Callable, List
 
 from ..errors import RdEdgeError
 
@@ -16,3 +17,26 @@ def run_cli(body: Callable[[], int]) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """argparse type: an integer >= minimum."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def name_list(text: str) -> List[str]:
+    """argparse type: a comma-separated list of names."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names

@@ -12,28 +12,9 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-from rd_edge.cli._common import run_cli
+from rd_edge.cli._common import int_at_least, name_list, run_cli
 
 _Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
-
-def _count(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def _name_list(text: str) -> List[str]:
-    """argparse type: a comma-separated list of names."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
-    return names
 
 
 def _add_demo_data(subparsers: _Subparsers) -> None:
@@ -47,17 +28,17 @@ def _add_demo_data(subparsers: _Subparsers) -> None:
         f"{', '.join(DEMO_CATEGORIES)}; defect types: {', '.join(DEMO_DEFECTS)}.",
     )
     parser.add_argument("dir", type=Path, metavar="DIR", help="folder to write the categories in")
-    parser.add_argument("--categories", type=_name_list, default=None, metavar="A,B",
+    parser.add_argument("--categories", type=name_list, default=None, metavar="A,B",
                         help="comma-separated categories (default: all)")
-    parser.add_argument("--image-size", type=_count, default=256, metavar="N",
+    parser.add_argument("--image-size", type=int_at_least(0), default=256, metavar="N",
                         help="image side in pixels, >= 32 (default: 256)")
-    parser.add_argument("--n-train", type=_count, default=60, metavar="N",
+    parser.add_argument("--n-train", type=int_at_least(0), default=60, metavar="N",
                         help="normal training images per category (default: 60)")
-    parser.add_argument("--n-test-good", type=_count, default=10, metavar="N",
+    parser.add_argument("--n-test-good", type=int_at_least(0), default=10, metavar="N",
                         help="normal test images per category (default: 10)")
-    parser.add_argument("--n-test-per-defect", type=_count, default=8, metavar="N",
+    parser.add_argument("--n-test-per-defect", type=int_at_least(0), default=8, metavar="N",
                         help="test images per defect type (default: 8)")
-    parser.add_argument("--seed", type=_count, default=0, metavar="N",
+    parser.add_argument("--seed", type=int_at_least(0), default=0, metavar="N",
                         help="random seed; the same arguments write identical files (default: 0)")
     parser.set_defaults(handler=_run_demo_data)
 

@@ -15,28 +15,11 @@ from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..cli._common import run_cli
+from ..cli._common import int_at_least, name_list, run_cli
 from ..errors import RdEdgeError
 from .backends import registered_backends
 
 _EXIT_INPUT_FAILED = 2
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
-def _name_list(text: str) -> List[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
-    return names
 
 
 def _size(text: str) -> Tuple[int, int]:
@@ -60,21 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "(contains '!'); with --csi, the CSI sensor id (default 0)")
     p.add_argument("--backend", default="auto", choices=["auto"] + registered_backends(),
                    help="inference backend (default: by model suffix)")
-    p.add_argument("--providers", type=_name_list, metavar="A,B",
+    p.add_argument("--providers", type=name_list, metavar="A,B",
                    help="ONNX Runtime providers, e.g. cuda or tensorrt,cuda (default: cpu)")
     p.add_argument("--threshold", type=float, help="anomaly threshold on the score (default: the model's)")
-    p.add_argument("--batch-size", type=_positive_int, default=1, metavar="N",
+    p.add_argument("--batch-size", type=int_at_least(1), default=1, metavar="N",
                    help="frames per inference call (default: 1, lowest latency)")
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="write heat-map overlays (DIR/overlays) and binary masks (DIR/masks) per input")
     p.add_argument("--json", type=Path, dest="json_path", metavar="PATH",
                    help="write JSON Lines, one object per input")
     p.add_argument("--show", action="store_true", help="show overlays in a window (q or Esc stops)")
-    p.add_argument("--limit", type=_positive_int, metavar="N", help="stop after N inputs")
+    p.add_argument("--limit", type=int_at_least(1), metavar="N", help="stop after N inputs")
     p.add_argument("--csi", action="store_true", help="read a Jetson CSI camera (nvarguscamerasrc)")
     p.add_argument("--csi-size", type=_size, default=(1920, 1080), metavar="WxH",
                    help="CSI capture size (default: 1920x1080)")
-    p.add_argument("--csi-fps", type=_positive_int, default=30, metavar="N", help="CSI frame rate (default: 30)")
+    p.add_argument("--csi-fps", type=int_at_least(1), default=30, metavar="N", help="CSI frame rate (default: 30)")
     p.add_argument("--csi-flip", type=int, default=0, choices=range(8), metavar="0-7",
                    help="nvvidconv flip-method (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, notes or summary")

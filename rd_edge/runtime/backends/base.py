@@ -180,3 +180,14 @@ def reject_unknown_options(backend: str, options: Dict[str, object], accepted: S
     if unknown:
         raise BackendError(f"backend {backend!r} does not take option(s) {unknown}; "
                            f"it accepts: {', '.join(accepted)}")
+
+
+def import_optional(module: str, needed_for: str, install_hint: str) -> Any:
+    """Import an optional heavy package inside the backend that needs it; BackendError naming
+    what installs it when it is missing."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendError(f"{needed_for} needs {module}: {install_hint} ({exc})") from exc

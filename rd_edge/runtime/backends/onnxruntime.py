@@ -13,7 +13,7 @@ import numpy as np
 
 from ...errors import BackendError, MetadataError
 from ...metadata import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, ModelMetadata
-from .base import Runner, register_backend, reject_unknown_options
+from .base import Runner, import_optional, register_backend, reject_unknown_options
 
 # Shorthands accepted in ``providers``; full provider names pass through unchanged.
 PROVIDER_SHORTHANDS = {
@@ -32,13 +32,9 @@ _OPTIONS = ("providers", "device", "device_id", "fp16", "cache_dir", "threads")
 
 def _import_onnxruntime() -> Any:
     """The onnxruntime module, or a BackendError naming the extra that installs it."""
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise BackendError("the ONNX Runtime backend needs onnxruntime: `pip install rd-edge[cpu]` "
-                           "(onnxruntime) or `pip install rd-edge[gpu]` (onnxruntime-gpu) "
-                           f"({exc})") from exc
-    return onnxruntime
+    return import_optional("onnxruntime", "the ONNX Runtime backend",
+                           "`pip install rd-edge[cpu]` (onnxruntime) or `pip install rd-edge[gpu]` "
+                           "(onnxruntime-gpu)")
 
 
 def _probe() -> Optional[str]:

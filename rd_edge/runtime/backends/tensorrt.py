@@ -24,7 +24,7 @@ import numpy as np
 
 from ...errors import BackendError, MetadataError
 from ...metadata import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, ModelMetadata
-from .base import DeviceInputRunner, PathLike, register_backend, reject_unknown_options
+from .base import DeviceInputRunner, PathLike, import_optional, register_backend, reject_unknown_options
 
 REBUILD_HINT = "rd-export model.onnx --engine model.engine"
 _SIDECAR_FIELDS = ("tensorrt_version", "gpu_name", "compute_capability", "precision",
@@ -130,23 +130,15 @@ def check_compatible(sidecar: EngineSidecar, plan: PathLike, tensorrt_version: s
 
 
 def _import_tensorrt() -> Any:
-    try:
-        import tensorrt
-    except ImportError as exc:
-        raise BackendError("the TensorRT backend needs the tensorrt Python package: on a Jetson it "
-                           "comes with JetPack (python3-libnvinfer), elsewhere `pip install "
-                           f"rd-edge[gpu]` ({exc})") from exc
-    return tensorrt
+    return import_optional("tensorrt", "the TensorRT backend",
+                           "on a Jetson it comes with JetPack (python3-libnvinfer), elsewhere "
+                           "`pip install rd-edge[gpu]`")
 
 
 def import_pycuda_driver() -> Any:
     """pycuda.driver, initialised; BackendError naming the extra when missing."""
-    try:
-        import pycuda.driver as cuda
-    except ImportError as exc:
-        raise BackendError("the TensorRT backend and CUDA preprocessing need pycuda: "
-                           "`pip install rd-edge[gpu]`, or `pip install rd-edge[jetson]` on a Jetson "
-                           f"({exc})") from exc
+    cuda = import_optional("pycuda.driver", "the TensorRT backend and CUDA preprocessing",
+                           "`pip install rd-edge[gpu]`, or `pip install rd-edge[jetson]` on a Jetson")
     try:
         cuda.init()
     except Exception as exc:  # pycuda raises its own RuntimeError/LogicError subclasses
