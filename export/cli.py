@@ -1,34 +1,177 @@
-"""rd-export: fuse a checkpoint into one verified ONNX graph (anomaly-map reduction included)."""
+"""rd-export: checkpoint -> one fused, verified ONNX graph; int8 Q/DQ quantization; TensorRT engines.
+
+  rd-export model.pt [-o model.onnx] [--precision fp32|fp16]
+  rd-export model.pt|model.onnx --precision int8 --calib-dir DIR [--int8-target tensorrt|cpu] [-o model_int8.onnx]
+  rd-export model.pt|model.onnx --engine [model.engine] [--precision fp32|fp16|int8] [--calib-dir DIR]
+            [--max-batch N] [--workspace MB] [--timing-cache PATH]
+
+Only the checkpoint path imports torch: from an ONNX file (e.g. on a Jetson) nothing does.
+"""
 from __future__ import annotations
 
 import argparse
-from typing import Optional, Sequence
+import tempfile
+from pathlib import Path
+from typing import List, Optional, Sequence
 
 from rd_edge.cli._common import run_cli
+from rd_edge.errors import ExportError
+
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rd-export", description=__doc__)
-    p.add_argument("model", help="model.pt from rd-train")
-    p.add_argument("-o", "--output", help="ONNX path (default: next to the checkpoint, same stem)")
+    p = argparse.ArgumentParser(prog="rd-export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="model.pt from rd-train, or an ONNX graph written by rd-export")
+    p.add_argument("-o", "--output", help="ONNX path (default: next to the input, same stem; "
+                                          "<stem>_int8.onnx for int8)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 11..17 (default 17: TensorRT 8.5+)")
     p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
-                   help="fp16: half weights and compute, float32 input/output (CUDA/TensorRT)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="fp32 (default for a checkpoint); fp16: half weights and compute, float32 "
+                        "input/output; int8: Q/DQ graph calibrated on --calib-dir")
     p.add_argument("--no-verify", action="store_true", help="skip the parity check against the torch model")
+    q = p.add_argument_group("int8")
+    q.add_argument("--calib-dir", help="good images for int8 calibration (a folder, or a category "
+                                       "folder whose train/good is used)")
+    q.add_argument("--int8-target", choices=("tensorrt", "cpu"), default=None,
+                   help="tensorrt (default; symmetric int8, what engines need) or cpu (u8 "
+                        "activations, fastest in ONNX Runtime on x86)")
+    q.add_argument("--calib-images", type=int, default=None, help="at most this many calibration images (default 64)")
+    q.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default=None,
+                   help="calibration method (default: the target's, see rd_export.quantize.RECIPES)")
+    e = p.add_argument_group("TensorRT engine")
+    e.add_argument("--engine", nargs="?", const="", default=None, metavar="PLAN",
+                   help="build a TensorRT plan (default path: <stem>[_<precision>].engine) and its sidecar")
+    e.add_argument("--max-batch", type=int, default=None, help="largest batch of the engine (default 8)")
+    e.add_argument("--workspace", type=int, default=None, metavar="MB", help="builder workspace limit in MiB")
+    e.add_argument("--timing-cache", help="TensorRT timing cache file: loaded when present, saved after the build")
+    e.add_argument("--verbose", action="store_true", help="print TensorRT's info messages")
     return p
+
+
+def _is_onnx(path: Path) -> bool:
+    return path.suffix.lower() == ".onnx"
+
+
+def _check_args(args: argparse.Namespace, model: Path) -> None:
+    """Reject option combinations that would otherwise be silently ignored."""
+    if not model.is_file():
+        found = "a folder" if model.is_dir() else "no such file"
+        raise ExportError(f"{model}: {found}; expected model.pt from rd-train or an .onnx from rd-export")
+    if args.calib_dir is not None and args.precision != "int8":
+        raise ExportError("--calib-dir is for --precision int8; add --precision int8 or drop --calib-dir")
+    if args.int8_target is not None and args.precision != "int8":
+        raise ExportError("--int8-target is for --precision int8")
+    if args.engine is not None and args.int8_target == "cpu":
+        raise ExportError("--int8-target cpu makes a graph for ONNX Runtime on x86; TensorRT engines "
+                          "need --int8-target tensorrt (the default)")
+    if args.engine is None and any(v is not None for v in (args.max_batch, args.workspace, args.timing_cache)):
+        raise ExportError("--max-batch, --workspace and --timing-cache are for --engine")
+    if _is_onnx(model) and args.engine is None and args.precision != "int8":
+        raise ExportError(f"{model} is already ONNX: use --precision int8 --calib-dir DIR to quantize it, "
+                          f"or --engine to build a TensorRT plan (fp32/fp16 graphs come from the checkpoint)")
+
+
+def _export_checkpoint(args: argparse.Namespace, checkpoint: Path, out: Path, precision: str) -> Path:
+    """Checkpoint -> verified ONNX (the only path that imports torch)."""
+    from .onnx_export import export_onnx
+
+    report = export_onnx(checkpoint, out, opset=args.opset, batch=args.batch, precision=precision,
+                         verify=not args.no_verify)
+    print(report.format())
+    return out
+
+
+def _max_images(args: argparse.Namespace) -> int:
+    from .quantize import DEFAULT_MAX_IMAGES
+
+    return args.calib_images if args.calib_images is not None else DEFAULT_MAX_IMAGES
+
+
+def _check_calibration(args: argparse.Namespace) -> None:
+    """Fail on a missing, empty or unreadable --calib-dir before any export work."""
+    from .quantize import calibration_paths
+
+    if args.calib_dir is None:
+        raise ExportError("--precision int8 needs --calib-dir DIR: a folder of good images to calibrate "
+                          "the int8 ranges (e.g. DATA/<category>/train/good)")
+    calibration_paths(args.calib_dir, _max_images(args))
+
+
+def _quantize(args: argparse.Namespace, fp32_onnx: Path, out: Path, target: str) -> Path:
+    from .quantize import quantize_int8
+
+    report = quantize_int8(fp32_onnx, out, args.calib_dir, target=target, max_images=_max_images(args),
+                           calibration_method=args.calib_method)
+    print(report.format())
+    return out
+
+
+def _int8_onnx(args: argparse.Namespace, model: Path, out: Path, target: str) -> Path:
+    """An int8 Q/DQ graph at ``out`` from a checkpoint (fp32 export to a temp file) or an fp32 ONNX."""
+    _check_calibration(args)
+    if _is_onnx(model):
+        return _quantize(args, model, out, target)
+    with tempfile.TemporaryDirectory(prefix="rd_export_") as tmp:
+        fp32 = _export_checkpoint(args, model, Path(tmp) / "fp32.onnx", "fp32")
+        return _quantize(args, fp32, out, target)
+
+
+def _onnx_main(args: argparse.Namespace, model: Path) -> int:
+    precision = args.precision or "fp32"
+    if precision == "int8":
+        out = Path(args.output) if args.output else model.with_name(f"{model.stem}_int8.onnx")
+        _int8_onnx(args, model, out, args.int8_target or "tensorrt")
+    else:
+        _export_checkpoint(args, model, Path(args.output) if args.output else model.with_suffix(".onnx"), precision)
+    return 0
+
+
+def _engine_main(args: argparse.Namespace, model: Path) -> int:
+    from . import tensorrt_build as tb
+
+    if _is_onnx(model):
+        source_precision = tb.read_onnx_metadata(model).precision  # MetadataError before anything else
+    else:
+        source_precision = "fp32"
+    tb.import_tensorrt()  # fail before exporting or quantizing when TensorRT is missing
+    precision = args.precision or source_precision
+    suffix = "" if precision == source_precision else f"_{precision}"
+    plan = Path(args.engine) if args.engine else model.with_name(f"{model.stem}{suffix}.engine")
+    onnx_path = _engine_onnx(args, model, plan, precision, source_precision)
+    report = tb.build_engine(onnx_path, plan, precision=precision,
+                             max_batch=args.max_batch or tb.DEFAULT_MAX_BATCH, workspace_mb=args.workspace,
+                             timing_cache=args.timing_cache, verbose=args.verbose)
+    print(report.format())
+    return 0
+
+
+def _engine_onnx(args: argparse.Namespace, model: Path, plan: Path, precision: str, source_precision: str) -> Path:
+    """The ONNX graph the engine is built from; written next to the plan when it has to be made."""
+    out = Path(args.output) if args.output else plan.with_suffix(".onnx")
+    if precision == "int8" and source_precision != "int8":
+        return _int8_onnx(args, model, out, "tensorrt")
+    if args.calib_dir is not None:
+        raise ExportError(f"{model} is already an int8 Q/DQ graph; drop --calib-dir (it was calibrated "
+                          f"when it was quantized)")
+    if _is_onnx(model):
+        return model  # fp32 graph + FP16 flag, or the graph's own precision
+    # From a checkpoint: fp16 engines come from the fp16 graph (head kept float32 in the graph),
+    # which TensorRT 11 requires and older versions build the same way.
+    return _export_checkpoint(args, model, out, precision)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        from .onnx_export import export_onnx  # torch is imported only for the ONNX path
-
-        report = export_onnx(args.model, args.output, opset=args.opset, batch=args.batch,
-                             precision=args.precision, verify=not args.no_verify)
-        print(report.format())
-        return 0
+        model = Path(args.model)
+        _check_args(args, model)
+        if args.engine is not None:
+            return _engine_main(args, model)
+        return _onnx_main(args, model)
 
     return run_cli(body)
 

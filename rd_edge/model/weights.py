@@ -46,7 +46,6 @@ def load_teacher_weights(teacher: nn.Module, path: Union[str, Path]) -> None:
     teacher.load_state_dict({k: state[k] for k in expected})
 
 
-@torch.no_grad()
 def reestimate_batchnorm(teacher: nn.Module, batches: Iterable[Tensor]) -> None:
     """Re-estimate a randomly initialised teacher's BatchNorm statistics on normalized images.
 
@@ -62,8 +61,9 @@ def reestimate_batchnorm(teacher: nn.Module, batches: Iterable[Tensor]) -> None:
         m.reset_running_stats()
         m.momentum = None
     teacher.train()
-    for batch in batches:
-        teacher(batch)
+    with torch.no_grad():
+        for batch in batches:
+            teacher(batch)
     for m, momentum in zip(norms, saved):
         m.momentum = momentum
     teacher.eval()
