@@ -1,0 +1,225 @@
+#include "metadata.h"
+
+#include <cctype>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "errors.h"
+#include "onnx_props.h"
+
+namespace rd {
+namespace {
+
+bool is_number(const cv::FileNode& node) { return node.isInt() || node.isReal(); }
+
+std::string describe(const cv::FileNode& node) {
+  if (node.empty() || node.isNone()) return "nothing";
+  if (node.isString()) return "the string \"" + node.string() + "\"";
+  if (node.isSeq()) return "a list";
+  if (node.isMap()) return "an object";
+  return "a number";
+}
+
+// `json` (already made OpenCV-compatible) -> a FileStorage whose root is a map.
+cv::FileStorage open_json(const std::string& json, const std::string& source) {
+  cv::FileStorage fs;
+  try {
+    fs.open(json, cv::FileStorage::READ | cv::FileStorage::MEMORY | cv::FileStorage::FORMAT_JSON);
+  } catch (const cv::Exception& e) {
+    // OpenCV's JSON parse errors carry the reason at the end of `func` ("<text>(1): Unexpected character").
+    const size_t at = e.func.rfind("): ");
+    const std::string reason = at != std::string::npos ? e.func.substr(at + 3) : e.err;
+    throw Error(source + ": metadata is not valid JSON (" + reason + ")");
+  }
+  if (!fs.isOpened() || !fs.root().isMap()) {
+    throw Error(source + ": metadata must be a JSON object");
+  }
+  return fs;
+}
+
+std::optional<double> optional_number(const cv::FileNode& node, const std::string& what,
+                                      const std::string& source) {
+  if (node.empty() || node.isNone()) return std::nullopt;
+  if (node.isString() && node.string() == "null") return std::nullopt;  // see opencv_compatible_json
+  if (node.isString() && (node.string() == "NaN" || node.string().find("Infinity") != std::string::npos)) {
+    return std::nullopt;  // not a usable number: treated as absent
+  }
+  if (!is_number(node)) throw Error(source + ": metadata " + what + " must be a number or null, found " + describe(node));
+  return node.real();
+}
+
+std::string optional_string(const cv::FileNode& node) {
+  return node.isString() ? node.string() : std::string();
+}
+
+ModelMetadata parse_metadata_node(const cv::FileNode& root, const std::string& source) {
+  if (!root.isMap()) throw Error(source + ": '" + std::string(kMetadataKey) + "' metadata must be a JSON object");
+  const cv::FileNode version = root["format_version"];
+  if (!version.isInt() || static_cast<int>(version) != kMetadataFormatVersion) {
+    const std::string found = version.isInt() ? std::to_string(static_cast<int>(version)) : describe(version);
+    throw Error(source + ": metadata format version " + found + ", this rd_infer reads " +
+                std::to_string(kMetadataFormatVersion) + "; re-export the model with a matching rd-edge");
+  }
+  const cv::FileNode size = root["image_size"];
+  ModelMetadata meta;
+  if (size.isSeq() && size.size() == 2 && size[0].isInt() && size[1].isInt()) {
+    meta.height = static_cast<int>(size[0]);
+    meta.width = static_cast<int>(size[1]);
+  }
+  if (meta.height <= 0 || meta.width <= 0) {
+    throw Error(source + ": metadata image_size must be [H, W] positive integers, found " + describe(size));
+  }
+  meta.threshold = optional_number(root["threshold"], "threshold", source);
+  const cv::FileNode stats = root["score_stats"];
+  if (stats.isMap()) {
+    meta.min_normal = optional_number(stats["min"], "score_stats.min", source);
+    meta.max_normal = optional_number(stats["max"], "score_stats.max", source);
+  }
+  meta.backbone = optional_string(root["backbone"]);
+  meta.precision = optional_string(root["precision"]);
+  return meta;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot read " + path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void emit_string(const std::string& in, size_t& i, std::string& out) {
+  // in[i] is the opening quote; leaves i after the closing quote.
+  const size_t start = out.size();
+  out += '"';
+  for (++i; i < in.size(); ++i) {
+    const char c = in[i];
+    if (c == '"') {
+      ++i;
+      break;
+    }
+    if (c == '\\' && i + 1 < in.size()) {
+      const char e = in[i + 1];
+      if (e == 'u' && i + 5 < in.size()) {  // \uXXXX: OpenCV 4.x cannot read it
+        out += '?';
+        i += 5;
+      } else if (e == '/') {
+        out += '/';
+        ++i;
+      } else {
+        out += c;
+        out += e;
+        ++i;
+      }
+      continue;
+    }
+    out += c;
+  }
+  if (out.size() == start + 1) {  // empty string: OpenCV refuses it as a key
+    size_t j = i;
+    while (j < in.size() && std::isspace(static_cast<unsigned char>(in[j]))) ++j;
+    if (j < in.size() && in[j] == ':') out += '_';
+  }
+  out += '"';
+}
+
+}  // namespace
+
+std::string opencv_compatible_json(const std::string& in) {
+  std::string out;
+  out.reserve(in.size() + 16);
+  size_t i = 0;
+  while (i < in.size()) {
+    const char c = in[i];
+    if (c == '"') {
+      emit_string(in, i, out);
+    } else if (std::isalpha(static_cast<unsigned char>(c)) || (c == '-' && i + 1 < in.size() && in[i + 1] == 'I')) {
+      size_t j = i + 1;
+      while (j < in.size() && std::isalpha(static_cast<unsigned char>(in[j]))) ++j;
+      const std::string word = in.substr(i, j - i);
+      if (word == "true") {
+        out += '1';
+      } else if (word == "false") {
+        out += '0';
+      } else {
+        out += '"' + word + '"';  // null, NaN, Infinity, -Infinity (or garbage: OpenCV reports it)
+      }
+      i = j;
+    } else if (c == '-' || std::isdigit(static_cast<unsigned char>(c))) {
+      while (i < in.size() && (std::isdigit(static_cast<unsigned char>(in[i])) || std::strchr("+-.eE", in[i]) != nullptr)) {
+        out += static_cast<char>(std::tolower(static_cast<unsigned char>(in[i])));
+        ++i;
+      }
+    } else {
+      out += c;
+      ++i;
+    }
+  }
+  return out;
+}
+
+ModelMetadata parse_metadata_json(const std::string& json, const std::string& source) {
+  cv::FileStorage fs = open_json(opencv_compatible_json(json), source);
+  return parse_metadata_node(fs.root(), source);
+}
+
+ModelMetadata read_onnx_metadata(const std::string& onnx_path) {
+  const auto props = read_onnx_metadata_props(onnx_path);
+  const auto entry = props.find(kMetadataKey);
+  if (entry == props.end() || entry->second.empty()) {
+    throw Error(onnx_path + " has no '" + std::string(kMetadataKey) +
+                "' metadata; it was not exported by rd-export. Export it with "
+                "`rd-export model.pt -o model.onnx`.");
+  }
+  return parse_metadata_json(entry->second, onnx_path);
+}
+
+std::string sidecar_path(const std::string& plan_path) { return plan_path + ".json"; }
+
+EngineSidecar read_engine_sidecar(const std::string& plan_path) {
+  EngineSidecar car;
+  car.path = sidecar_path(plan_path);
+  std::ifstream probe(car.path);
+  if (!probe) {
+    throw Error(plan_path + " has no sidecar " + car.path + " (it carries the TensorRT version, GPU and " +
+                kMetadataKey + " metadata); build the engine with rd-export, which writes both: " +
+                kEngineRebuildHint);
+  }
+  cv::FileStorage fs = open_json(opencv_compatible_json(read_text(car.path)), car.path);
+  const cv::FileNode root = fs.root();
+  const std::vector<std::string> required = {"tensorrt_version", "gpu_name", "compute_capability", "precision",
+                                             "min_batch", "max_batch", "onnx_sha256", kMetadataKey};
+  std::string missing;
+  for (const auto& key : required) {
+    if (root[key].empty()) missing += (missing.empty() ? "" : ", ") + key;
+  }
+  if (!missing.empty()) {
+    throw Error(car.path + ": sidecar lacks [" + missing + "]; rebuild the engine: " + kEngineRebuildHint);
+  }
+  car.tensorrt_version = optional_string(root["tensorrt_version"]);
+  car.gpu_name = optional_string(root["gpu_name"]);
+  car.precision = optional_string(root["precision"]);
+  const cv::FileNode cc = root["compute_capability"];
+  if (cc.isString()) {
+    car.compute_capability = cc.string();
+  } else if (cc.isSeq() && cc.size() == 2 && cc[0].isInt() && cc[1].isInt()) {
+    car.compute_capability = std::to_string(static_cast<int>(cc[0])) + "." + std::to_string(static_cast<int>(cc[1]));
+  } else {
+    throw Error(car.path + ": compute_capability must be \"major.minor\" or [major, minor], found " + describe(cc));
+  }
+  const cv::FileNode min_batch = root["min_batch"], max_batch = root["max_batch"];
+  if (!min_batch.isInt() || !max_batch.isInt() || static_cast<int>(min_batch) < 1 ||
+      static_cast<int>(min_batch) > static_cast<int>(max_batch)) {
+    throw Error(car.path + ": min_batch/max_batch must be integers with 1 <= min <= max");
+  }
+  car.min_batch = static_cast<int>(min_batch);
+  car.max_batch = static_cast<int>(max_batch);
+  car.metadata = parse_metadata_node(root[kMetadataKey], car.path);
+  return car;
+}
+
+}  // namespace rd

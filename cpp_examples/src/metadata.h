@@ -1,0 +1,54 @@
+// The `rd_edge` metadata every exported model carries (see rd_edge/metadata.py): read from the
+// ONNX metadata_props entry `rd_edge`, or from a TensorRT plan's sidecar `<plan>.json`.
+// JSON is parsed with cv::FileStorage, so there is no dependency beyond OpenCV.
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace rd {
+
+constexpr int kMetadataFormatVersion = 1;
+constexpr const char* kMetadataKey = "rd_edge";
+constexpr const char* kEngineRebuildHint = "rd-export model.onnx --engine model.engine";
+
+struct ModelMetadata {
+  int height = 0;  // image_size[0]
+  int width = 0;   // image_size[1]
+  std::optional<double> threshold;  // null when the checkpoint had no normal-score statistics
+  std::optional<double> min_normal;  // score_stats.min
+  std::optional<double> max_normal;  // score_stats.max
+  std::string backbone;
+  std::string precision;
+};
+
+// What a TensorRT plan was built with (the sidecar's own fields) plus the model's metadata.
+struct EngineSidecar {
+  std::string path;  // the sidecar file
+  std::string tensorrt_version;
+  std::string gpu_name;
+  std::string compute_capability;  // "major.minor"
+  std::string precision;
+  int min_batch = 1;
+  int max_batch = 1;
+  ModelMetadata metadata;
+};
+
+// Parses the `rd_edge` JSON object; `source` names the file in error messages (rd::Error).
+ModelMetadata parse_metadata_json(const std::string& json, const std::string& source);
+
+// The `rd_edge` metadata_props entry of an ONNX model; rd::Error when missing or invalid.
+ModelMetadata read_onnx_metadata(const std::string& onnx_path);
+
+// "<plan>.json", e.g. model.engine.json.
+std::string sidecar_path(const std::string& plan_path);
+
+// Reads and validates the sidecar of `plan_path`; rd::Error when missing or invalid.
+EngineSidecar read_engine_sidecar(const std::string& plan_path);
+
+// Rewrites the parts of valid JSON that OpenCV's JSON reader (4.x) rejects into forms it reads:
+// null/NaN/Infinity become strings, true/false become 1/0, "\uXXXX" escapes become '?', "\/"
+// becomes '/', empty keys become "_", and exponents are lower-cased.
+std::string opencv_compatible_json(const std::string& json);
+
+}  // namespace rd

@@ -1,0 +1,94 @@
+#include "options.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+
+#include "errors.h"
+#include "model.h"
+
+namespace rd {
+namespace {
+
+double parse_threshold(const std::string& text) {
+  errno = 0;
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size() || errno == ERANGE || !std::isfinite(value)) {
+    throw Error("--threshold expects a number, got '" + text + "'");
+  }
+  return value;
+}
+
+}  // namespace
+
+std::string usage() {
+  std::string built;
+  for (const auto& b : built_backends()) built += (built.empty() ? "" : ", ") + b;
+  return "usage: rd_infer MODEL IMAGE_OR_DIR... [--backend opencv|trt] [--threshold T] [--out DIR]\n"
+         "\n"
+         "Scores images with an exported RD anomaly model (model.onnx from rd-export, or\n"
+         "model.engine with its model.engine.json sidecar). Folders are walked recursively for\n"
+         ".png .jpg .jpeg .bmp .tif .tiff files.\n"
+         "\n"
+         "  --backend opencv|trt  opencv: the ONNX model on the CPU with OpenCV DNN;\n"
+         "                        trt: a TensorRT engine (default: by the model's suffix)\n"
+         "  --threshold T         anomaly threshold on the score (default: the model's)\n"
+         "  --out DIR             write heat-map overlays (DIR/overlays) and masks (DIR/masks)\n"
+         "  -h, --help            this help\n"
+         "\n"
+         "stdout: one line per image: <path> score=<float> anomalous=<0|1> latency_ms=<float>\n"
+         "stderr: header, unreadable images, latency summary.\n"
+         "Exit code: 0 all images scored, 2 some images failed, 1 error (usage, model, backend).\n"
+         "Backends built: " + built + "\n";
+}
+
+Options parse_options(int argc, char** argv) {
+  Options opt;
+  std::vector<std::string> positional;
+  bool only_positional = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (only_positional || arg.size() < 2 || arg[0] != '-') {
+      positional.push_back(arg);
+      continue;
+    }
+    if (arg == "--") {
+      only_positional = true;
+      continue;
+    }
+    if (arg == "-h" || arg == "--help") {
+      opt.help = true;
+      return opt;
+    }
+    std::string value;
+    const size_t eq = arg.find('=');
+    const bool inline_value = arg.rfind("--", 0) == 0 && eq != std::string::npos;
+    const std::string flag = inline_value ? arg.substr(0, eq) : arg;
+    if (flag != "--backend" && flag != "--threshold" && flag != "--out") throw Error("unknown option " + flag);
+    if (inline_value) {
+      value = arg.substr(eq + 1);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      throw Error(flag + " expects a value");
+    }
+    if (flag == "--backend") {
+      if (value != "opencv" && value != "trt" && value != "tensorrt") {
+        throw Error("--backend expects opencv or trt, got '" + value + "'");
+      }
+      opt.backend = value;
+    } else if (flag == "--threshold") {
+      opt.threshold = parse_threshold(value);
+    } else {
+      if (value.empty()) throw Error("--out expects a folder");
+      opt.out_dir = value;
+    }
+  }
+  if (positional.size() < 2) throw Error("expected MODEL and at least one IMAGE_OR_DIR");
+  opt.model = positional[0];
+  opt.inputs.assign(positional.begin() + 1, positional.end());
+  return opt;
+}
+
+}  // namespace rd

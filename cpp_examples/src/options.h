@@ -1,0 +1,25 @@
+// Command line of rd_infer:
+//   rd_infer MODEL IMAGE_OR_DIR... [--backend opencv|trt] [--threshold T] [--out DIR]
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace rd {
+
+struct Options {
+  std::string model;
+  std::vector<std::string> inputs;
+  std::string backend;  // "" = by model suffix
+  std::optional<double> threshold;
+  std::string out_dir;  // "" = no overlays
+  bool help = false;
+};
+
+// Throws rd::Error (a usage error) with a one-line reason.
+Options parse_options(int argc, char** argv);
+
+std::string usage();
+
+}  // namespace rd

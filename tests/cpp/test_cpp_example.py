@@ -1,0 +1,208 @@
+"""The C++ example (cpp_examples/): build rd_infer with CMake, run it on an exported model, and
+check it against the Python runtime (scores within 1e-3 relative, same files, same exit codes).
+
+The build goes to cpp_examples/build/pytest (git-ignored) and is reused by later runs. Skipped
+with a reason where cmake, a C++ compiler or OpenCV's development files are missing.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.cpp
+
+CPP_DIR = Path(__file__).resolve().parents[2] / "cpp_examples"
+BUILD_DIR = CPP_DIR / "build" / "pytest"
+LINE = re.compile(r"^(?P<path>.+) score=(?P<score>\S+) anomalous=(?P<anomalous>[01]) latency_ms=(?P<latency>\S+)$")
+REL_TOL = 1e-3
+
+
+def _run(cmd: Sequence[object], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout)
+
+
+def _tail(proc: subprocess.CompletedProcess, lines: int = 40) -> str:
+    return "\n".join((proc.stdout + proc.stderr).splitlines()[-lines:])
+
+
+def _drop_stale_cache(build_dir: Path) -> None:
+    """A cache configured from another checkout makes cmake refuse the folder: start afresh."""
+    cache = build_dir / "CMakeCache.txt"
+    if not cache.is_file():
+        return
+    match = re.search(r"^CMAKE_HOME_DIRECTORY:INTERNAL=(.*)$", cache.read_text(errors="replace"), re.M)
+    if match is None or Path(match.group(1)).resolve() != CPP_DIR.resolve():
+        shutil.rmtree(build_dir)
+
+
+@pytest.fixture(scope="session")
+def rd_infer() -> Dict[str, object]:
+    """Configure (warnings as errors) and build rd_infer once; its path and the CMake output."""
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        pytest.skip("cmake not found (apt-get install cmake)")
+    if not any(shutil.which(cxx) for cxx in ("c++", "g++", "clang++")):
+        pytest.skip("no C++ compiler found (apt-get install g++)")
+    _drop_stale_cache(BUILD_DIR)
+    configure = _run([cmake, "-S", CPP_DIR, "-B", BUILD_DIR, "-DCMAKE_BUILD_TYPE=Release", "-DRD_WERROR=ON"],
+                     timeout=300)
+    if configure.returncode != 0:
+        errors = configure.stderr
+        if re.search(r'provided by\s+"OpenCV"|Could NOT find OpenCV|OpenCV.*(not found|NOT found)', errors):
+            pytest.skip("OpenCV development files not found (apt-get install libopencv-dev)")
+        pytest.fail(f"cmake configure failed:\n{_tail(configure)}")
+    build = _run([cmake, "--build", BUILD_DIR, "-j2"], timeout=600)
+    if build.returncode != 0:
+        pytest.fail(f"building rd_infer failed (warnings are errors here):\n{_tail(build)}")
+    exe = BUILD_DIR / "rd_infer"
+    assert exe.is_file(), f"the build did not produce {exe}"
+    return {"exe": exe, "configure": configure.stdout}
+
+
+def _parse_lines(stdout: str) -> List[Dict[str, object]]:
+    records = []
+    for line in stdout.splitlines():
+        match = LINE.match(line)
+        assert match, f"unexpected stdout line from rd_infer: {line!r}"
+        records.append({"path": match["path"], "score": float(match["score"]),
+                        "anomalous": int(match["anomalous"]), "latency_ms": float(match["latency"])})
+    return records
+
+
+@pytest.fixture
+def extra_images(tmp_path):
+    """Frames the demo set lacks: other sizes (resize path), grayscale, 16-bit, BGRA, JPEG."""
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(7)
+    base = (rng.random((72, 100, 3)) * 200 + 30).astype(np.uint8)
+    folder = tmp_path / "extra"
+    (folder / "nested").mkdir(parents=True)
+    assert cv2.imwrite(str(folder / "wide.png"), base)
+    assert cv2.imwrite(str(folder / "nested" / "gray.png"), cv2.cvtColor(base, cv2.COLOR_BGR2GRAY))
+    assert cv2.imwrite(str(folder / "deep.png"), base.astype(np.uint16) * 257 + rng.integers(0, 257, base.shape).astype(np.uint16))
+    assert cv2.imwrite(str(folder / "alpha.png"), cv2.cvtColor(base[:40, :50], cv2.COLOR_BGR2BGRA))
+    assert cv2.imwrite(str(folder / "small.jpg"), base[:31, :45])
+    (folder / ".hidden.png").write_bytes(b"skipped: hidden names are not listed")
+    return folder
+
+
+def test_scores_match_python_runtime(rd_infer, r18_onnx, demo_category, extra_images, tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    from rd_edge.data.images import list_images, read_image
+    from rd_edge.runtime import Detector
+    from rd_edge.runtime.postprocess import heatmap_overlay
+
+    assert "rd_infer backends: opencv" in rd_infer["configure"]
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    out = tmp_path / "out"
+    proc = _run([rd_infer["exe"], r18_onnx, demo_category / "test", extra_images, corrupt, "--out", out])
+
+    assert proc.returncode == 2, _tail(proc)  # the corrupt file failed, the rest was scored
+    assert f"{corrupt}" in proc.stderr and "cannot decode" in proc.stderr
+    assert re.search(r"latency ms: count \d+, mean [\d.]+, p50 [\d.]+, p99 [\d.]+", proc.stderr), proc.stderr
+    records = _parse_lines(proc.stdout)
+    expected = [str(p) for p in list_images(demo_category / "test") + list_images(extra_images)]
+    assert [r["path"] for r in records] == expected  # one line per good image, Python's order
+
+    with Detector(r18_onnx, backend="ort", batch_size=1) as detector:
+        worst = 0.0
+        for record in records:
+            frame = read_image(record["path"])
+            pred = detector.predict(frame)
+            rel = abs(record["score"] - pred.score) / max(abs(pred.score), 1e-12)
+            worst = max(worst, rel)
+            assert rel <= REL_TOL, f"{record['path']}: C++ score {record['score']} vs Python {pred.score}"
+            if abs(pred.score - detector.threshold) > 1e-3 * abs(detector.threshold):
+                assert record["anomalous"] == int(pred.is_anomalous), record["path"]
+            assert record["latency_ms"] > 0
+
+        # The overlay follows rd-infer --out: DIR/overlays/<key>.png at the frame's size, like Python's.
+        for name, key in (("wide.png", "wide"), ("small.jpg", "small"), ("nested/gray.png", "nested/gray")):
+            frame = read_image(extra_images / name)
+            pred = detector.predict(frame)
+            mask = pred.anomaly_map > detector.threshold
+            ours = cv2.imread(str(out / "overlays" / f"{key}.png"))
+            assert ours is not None and ours.shape == frame.shape, key
+            theirs = heatmap_overlay(frame, pred.anomaly_map, *detector.display_range(), mask=mask)
+            differs = np.abs(ours.astype(int) - theirs.astype(int)).max(axis=2) > 8
+            assert differs.mean() < 0.01, f"{key}: {differs.mean():.1%} of overlay pixels differ from Python's"
+            saved_mask = cv2.imread(str(out / "masks" / f"{key}.png"), cv2.IMREAD_GRAYSCALE)
+            assert saved_mask.shape == frame.shape[:2]
+    print(f"{len(records)} images, max relative score difference C++ vs Python {worst:.2e}")
+
+
+def _with_metadata(src: Path, dst: Path, edit) -> Path:
+    """A copy of the ONNX model whose rd_edge metadata went through ``edit`` (None: removed)."""
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(src))
+    (entry,) = [p for p in model.metadata_props if p.key == "rd_edge"]
+    meta = json.loads(entry.value)
+    del model.metadata_props[:]
+    new = edit(meta)
+    if new is not None:
+        model.metadata_props.add(key="unrelated", value="x")
+        model.metadata_props.add(key="rd_edge", value=json.dumps(new))
+    onnx.save(model, str(dst))
+    return dst
+
+
+def test_threshold_from_flag_when_metadata_has_none(rd_infer, r18_onnx, demo_category, tmp_path):
+    # JSON that OpenCV's reader rejects as such (null, true, NaN, \u escapes, empty keys) must still parse.
+    model = _with_metadata(r18_onnx, tmp_path / "no_threshold.onnx", lambda m: dict(
+        m, threshold=None, extra={"note": "caf\u00e9 \"/\"", "": 1, "flag": True, "nan": float("nan")}))
+    image = sorted((demo_category / "test" / "good").glob("*.png"))[0]
+
+    proc = _run([rd_infer["exe"], model, image])
+    assert proc.returncode == 1 and "no threshold" in proc.stderr and "--threshold" in proc.stderr, _tail(proc)
+    assert proc.stdout == ""
+
+    low = _run([rd_infer["exe"], model, image, "--threshold", "0"])
+    high = _run([rd_infer["exe"], model, image, "--threshold=1e9"])
+    assert low.returncode == 0 and high.returncode == 0, _tail(low) + _tail(high)
+    assert [r["anomalous"] for r in _parse_lines(low.stdout)] == [1]
+    assert [r["anomalous"] for r in _parse_lines(high.stdout)] == [0]
+
+
+def test_unusable_models_and_arguments_exit_1(rd_infer, r18_onnx, demo_category, tmp_path):
+    exe = rd_infer["exe"]
+    image = sorted((demo_category / "test" / "good").glob("*.png"))[0]
+    no_meta = _with_metadata(r18_onnx, tmp_path / "no_meta.onnx", lambda m: None)
+    plan = tmp_path / "model.engine"
+    plan.write_bytes(b"not really a plan")
+    cases = [
+        ([no_meta, image], "has no 'rd_edge' metadata"),
+        ([image, image], "as an ONNX model"),
+        ([tmp_path / "missing.onnx", image], "not found"),
+        ([plan, image], "has no sidecar"),
+        ([r18_onnx, image, "--backend", "trt"], "serialized plan"),
+        ([r18_onnx, image, "--threshold", "abc"], "--threshold expects a number"),
+        ([r18_onnx], "usage: rd_infer"),
+    ]
+    for args, message in cases:
+        proc = _run([exe, *args])
+        assert proc.returncode == 1 and message in proc.stderr, f"{args}: {_tail(proc)}"
+        assert proc.stdout == "", args
+
+    # With its sidecar, the plan gets as far as the backend (this build's, or the message saying it is missing).
+    meta = json.loads(_read_rd_edge(r18_onnx))
+    Path(f"{plan}.json").write_text(json.dumps({
+        "tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": [8, 7], "precision": "fp32",
+        "min_batch": 1, "max_batch": 1, "onnx_sha256": "0" * 64, "rd_edge": meta}, indent=2))
+    proc = _run([exe, plan, image])
+    assert proc.returncode == 1, _tail(proc)
+    built = _run([exe, "--help"]).stdout
+    if "Backends built: opencv, trt" not in built:
+        assert "built without the TensorRT backend" in proc.stderr, _tail(proc)
+
+
+def _read_rd_edge(path: Path) -> str:
+    onnx = pytest.importorskip("onnx")
+    return next(p.value for p in onnx.load(str(path)).metadata_props if p.key == "rd_edge")
