@@ -1,7 +1,8 @@
 """rd-export: checkpoint -> one fused, verified ONNX graph; int8 Q/DQ quantization; TensorRT engines.
 
   rd-export model.pt [-o model.onnx] [--precision fp32|fp16]
-  rd-export model.pt|model.onnx --precision int8 --calib-dir DIR [--int8-target tensorrt|cpu] [-o model_int8.onnx]
+  rd-export model.pt|model.onnx --precision int8 --calib-dir DIR [--int8-target tensorrt|cpu]
+            [--int8-scope student|full] [-o model_int8.onnx]
   rd-export model.pt|model.onnx --engine [model.engine] [--precision fp32|fp16|int8] [--calib-dir DIR]
             [--max-batch N] [--workspace MB] [--timing-cache PATH]
 
@@ -12,9 +13,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
-from rd_edge.cli._common import run_cli
+from rd_edge.cli._common import int_at_least, run_cli
 from rd_edge.errors import ExportError
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -38,14 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--int8-target", choices=("tensorrt", "cpu"), default=None,
                    help="tensorrt (default; symmetric int8, what engines need) or cpu (u8 "
                         "activations, fastest in ONNX Runtime on x86)")
-    q.add_argument("--calib-images", type=int, default=None, help="at most this many calibration images (default 64)")
+    q.add_argument("--int8-scope", choices=("student", "full"), default=None,  # rd_export.quantize.SCOPES
+                   help="student (default): OCBE's bottleneck stage and the student, the rest float; "
+                        "full: every teacher/OCBE/student convolution (faster, less accurate)")
+    q.add_argument("--calib-images", type=int_at_least(1), default=None,
+                   help="at most this many calibration images (default 64)")
     q.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default=None,
                    help="calibration method (default: the target's, see rd_export.quantize.RECIPES)")
     e = p.add_argument_group("TensorRT engine")
     e.add_argument("--engine", nargs="?", const="", default=None, metavar="PLAN",
                    help="build a TensorRT plan (default path: <stem>[_<precision>].engine) and its sidecar")
-    e.add_argument("--max-batch", type=int, default=None, help="largest batch of the engine (default 8)")
-    e.add_argument("--workspace", type=int, default=None, metavar="MB", help="builder workspace limit in MiB")
+    e.add_argument("--max-batch", type=int_at_least(1), default=None,
+                   help="largest batch of the engine (default 8; optimized for batch 1)")
+    e.add_argument("--workspace", type=int_at_least(1), default=None, metavar="MB",
+                   help="builder workspace limit in MiB")
     e.add_argument("--timing-cache", help="TensorRT timing cache file: loaded when present, saved after the build")
     e.add_argument("--verbose", action="store_true", help="print TensorRT's info messages")
     return p
@@ -62,8 +69,10 @@ def _check_args(args: argparse.Namespace, model: Path) -> None:
         raise ExportError(f"{model}: {found}; expected model.pt from rd-train or an .onnx from rd-export")
     if args.calib_dir is not None and args.precision != "int8":
         raise ExportError("--calib-dir is for --precision int8; add --precision int8 or drop --calib-dir")
-    if args.int8_target is not None and args.precision != "int8":
-        raise ExportError("--int8-target is for --precision int8")
+    for flag, value in (("--int8-target", args.int8_target), ("--int8-scope", args.int8_scope),
+                        ("--calib-images", args.calib_images), ("--calib-method", args.calib_method)):
+        if value is not None and args.precision != "int8":
+            raise ExportError(f"{flag} is for --precision int8")
     if args.engine is not None and args.int8_target == "cpu":
         raise ExportError("--int8-target cpu makes a graph for ONNX Runtime on x86; TensorRT engines "
                           "need --int8-target tensorrt (the default)")
@@ -101,10 +110,10 @@ def _check_calibration(args: argparse.Namespace) -> None:
 
 
 def _quantize(args: argparse.Namespace, fp32_onnx: Path, out: Path, target: str) -> Path:
-    from .quantize import quantize_int8
+    from .quantize import DEFAULT_SCOPE, quantize_int8
 
     report = quantize_int8(fp32_onnx, out, args.calib_dir, target=target, max_images=_max_images(args),
-                           calibration_method=args.calib_method)
+                           calibration_method=args.calib_method, scope=args.int8_scope or DEFAULT_SCOPE)
     print(report.format())
     return out
 

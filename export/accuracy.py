@@ -1,0 +1,136 @@
+"""Accuracy of an exported graph on a category's test set, and of one graph against another.
+
+Runs the graph with ONNX Runtime on the CPU (no torch), with the same preprocessing as the
+runtime. Used by the int8 tests and by the int8 measurement in the issue report.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from rd_edge.errors import ExportError
+from rd_edge.metadata import INPUT_NAME, METADATA_KEY, ModelMetadata
+
+PathLike = Union[str, Path]
+
+
+@dataclass
+class GraphPredictions:
+    """Maps [N,H,W] and scores [N] of one graph on a test set, with the ground truth."""
+
+    maps: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray  # 1 = anomalous
+    masks: np.ndarray  # [N,H,W] bool
+
+    def image_auroc(self) -> float:
+        from rd_edge.metrics import image_auroc
+
+        return image_auroc(self.labels, self.scores)
+
+    def pixel_auroc(self) -> float:
+        from rd_edge.metrics import pixel_auroc
+
+        return pixel_auroc(self.masks, self.maps)
+
+
+@dataclass
+class AccuracyComparison:
+    """A candidate graph (e.g. int8) against a reference graph (fp32) on the same test images."""
+
+    n_images: int
+    image_auroc_ref: float
+    image_auroc: float
+    pixel_auroc_ref: float
+    pixel_auroc: float
+    map_pearson: float  # over all pixels of all test images
+    max_abs_map: float
+    max_abs_score: float
+
+    @property
+    def image_auroc_delta(self) -> float:
+        return self.image_auroc - self.image_auroc_ref
+
+    def as_dict(self) -> Dict[str, float]:
+        return {**self.__dict__, "image_auroc_delta": self.image_auroc_delta}
+
+    def format(self) -> str:
+        return (f"{self.n_images} test images: image AUROC {self.image_auroc:.4f} (reference "
+                f"{self.image_auroc_ref:.4f}, delta {self.image_auroc_delta:+.4f}), pixel AUROC "
+                f"{self.pixel_auroc:.4f} (reference {self.pixel_auroc_ref:.4f}), map Pearson "
+                f"{self.map_pearson:.5f}, max|d map| {self.max_abs_map:.3g}, max|d score| "
+                f"{self.max_abs_score:.3g}")
+
+
+def ort_session(onnx_path: PathLike, threads: Optional[int] = None):
+    """A CPU ONNX Runtime session; ``threads`` bounds intra-op threads (None: ORT's default)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+
+
+def session_metadata(session, source: str) -> ModelMetadata:
+    """The rd_edge metadata from an ONNX Runtime session (MetadataError when absent)."""
+    return ModelMetadata.from_json(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), source)
+
+
+def predict_paths(onnx_path: PathLike, paths: Sequence[Path], batch_size: int = 8,
+                  threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Maps [N,H,W] and scores [N] of the graph on image files, preprocessed as the runtime does."""
+    from rd_edge.data import read_image
+    from rd_edge.runtime.preprocess import preprocess_bgr
+
+    session = ort_session(onnx_path, threads)
+    meta = session_metadata(session, str(onnx_path))
+    size = (meta.height, meta.width)
+    maps: List[np.ndarray] = []
+    scores: List[np.ndarray] = []
+    for i in range(0, len(paths), batch_size):
+        batch = np.stack([preprocess_bgr(read_image(p), size) for p in paths[i:i + batch_size]])
+        amap, score = session.run(["anomaly_map", "score"], {INPUT_NAME: batch})
+        maps.append(amap[:, 0])
+        scores.append(score.reshape(-1))
+    return np.concatenate(maps), np.concatenate(scores)
+
+
+def evaluate_graph(onnx_path: PathLike, data_dir: PathLike, batch_size: int = 8,
+                   threads: Optional[int] = None) -> GraphPredictions:
+    """Run the graph on the test split of an MVTec-layout category."""
+    from rd_edge.data import MVTecCategory, read_mask
+
+    samples = MVTecCategory(data_dir).test_samples()
+    maps, scores = predict_paths(onnx_path, [s.path for s in samples], batch_size, threads)
+    size = maps.shape[1:]
+    masks = np.stack([read_mask(s.mask_path, size) if s.mask_path else np.zeros(size, bool) for s in samples])
+    labels = np.array([s.is_anomalous for s in samples], dtype=int)
+    return GraphPredictions(maps, scores, labels, masks)
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two arrays, flattened (float64 accumulation)."""
+    x = a.astype(np.float64).ravel() - a.mean(dtype=np.float64)
+    y = b.astype(np.float64).ravel() - b.mean(dtype=np.float64)
+    denom = np.sqrt((x * x).sum() * (y * y).sum())
+    if denom == 0:
+        raise ExportError("map correlation undefined: one of the maps is constant")
+    return float((x * y).sum() / denom)
+
+
+def compare_graphs(reference: PathLike, candidate: PathLike, data_dir: PathLike,
+                   threads: Optional[int] = None) -> AccuracyComparison:
+    """Image/pixel AUROC of both graphs on the test set, and how closely their maps agree."""
+    ref = evaluate_graph(reference, data_dir, threads=threads)
+    cand = evaluate_graph(candidate, data_dir, threads=threads)
+    return AccuracyComparison(
+        n_images=len(ref.scores), image_auroc_ref=ref.image_auroc(), image_auroc=cand.image_auroc(),
+        pixel_auroc_ref=ref.pixel_auroc(), pixel_auroc=cand.pixel_auroc(),
+        map_pearson=pearson(ref.maps, cand.maps),
+        max_abs_map=float(np.abs(ref.maps - cand.maps).max()),
+        max_abs_score=float(np.abs(ref.scores - cand.scores).max()))

@@ -1,0 +1,432 @@
+"""ONNX -> TensorRT plan plus JSON sidecar, with the TensorRT Python API of 8.5 through 10.x and 11.
+
+Torch-free (a Jetson builds its own engine from the ONNX). tensorrt, pycuda and cuda-python are
+imported inside the functions that need them; their absence is an ExportError naming what to
+install. The sidecar format and its validation belong to the runtime
+(:mod:`rd_edge.runtime.backends.tensorrt`); this module only fills it in.
+
+Version differences handled here:
+
+- EXPLICIT_BATCH network flag: required before 10, deprecated and ignored in 10, gone in 11.
+- Workspace: ``set_memory_pool_limit`` (8.4+) else ``max_workspace_size``.
+- Precision: 8.5..10 have FP16/INT8 builder flags (INT8 is required for Q/DQ graphs in weakly
+  typed networks; int8 engines also get FP16 for the layers outside the Q/DQ scope). 11 removes
+  them: precision comes from the ONNX (fp16 weights, Q/DQ int8) in a strongly typed network.
+  The anomaly-map head is pinned to float32 whenever FP16 is on.
+"""
+from __future__ import annotations
+
+import io
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, BinaryIO, Dict, List, Optional, Tuple, Union
+
+from rd_edge.errors import BackendError, ExportError
+from rd_edge.metadata import INPUT_NAME, METADATA_KEY, ModelMetadata
+from rd_edge.runtime.backends.tensorrt import EngineSidecar, format_compute_capability, sidecar_path
+
+PathLike = Union[str, Path]
+
+ENGINE_PRECISIONS = ("fp32", "fp16", "int8")
+DEFAULT_MAX_BATCH = 8
+HEAD_PREFIX = "/head/"  # the anomaly-map reduction: kept float32 in fp16 engines
+INSTALL_HINT = ("`pip install rd-edge[gpu]` on a machine with an NVIDIA GPU, or JetPack "
+                "(python3-libnvinfer) on a Jetson")
+
+
+@dataclass
+class EngineReport:
+    """What build_engine wrote."""
+
+    plan: Path
+    sidecar: Path
+    onnx_path: Path
+    precision: str
+    tensorrt_version: str
+    gpu: str
+    min_batch: int
+    max_batch: int
+    seconds: float
+    timing_cache: Optional[str] = None  # what happened to the timing cache, for the report
+
+    def format(self) -> str:
+        lines = [f"wrote {self.plan} ({self.precision}, batch {self.min_batch}..{self.max_batch}, "
+                 f"TensorRT {self.tensorrt_version}, {self.gpu}) from {self.onnx_path} in "
+                 f"{self.seconds:.1f} s; sidecar {self.sidecar.name}"]
+        if self.timing_cache:
+            lines.append(self.timing_cache)
+        return "\n".join(lines)
+
+
+# --- optional packages --------------------------------------------------------------------------
+
+
+def import_tensorrt() -> Any:
+    """The tensorrt module, or ExportError naming the package to install."""
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise ExportError(f"building a TensorRT engine needs the tensorrt Python package, which is "
+                          f"not installed here: {INSTALL_HINT} ({exc})") from None
+    return tensorrt
+
+
+def tensorrt_major(trt: Any) -> int:
+    """Major version of the tensorrt module ("10.3.0" -> 10)."""
+    try:
+        return int(str(trt.__version__).split(".")[0])
+    except ValueError:
+        raise ExportError(f"cannot parse the TensorRT version {trt.__version__!r}") from None
+
+
+def gpu_identity(device_id: int = 0) -> Tuple[str, str]:
+    """(name, "major.minor") of CUDA device ``device_id``: pycuda, else cuda-python.
+
+    The name is the driver's, the same string the runtime compares (it uses pycuda).
+    """
+    from rd_edge.runtime.backends.tensorrt import gpu_identity as pycuda_identity
+
+    try:
+        return pycuda_identity(device_id)
+    except BackendError as exc:
+        pycuda_error = str(exc)
+    try:
+        return _cuda_python_identity(device_id)
+    except ImportError:
+        pass
+    raise ExportError(f"cannot identify the GPU for the engine sidecar: {pycuda_error}; install "
+                      f"pycuda or cuda-python ({INSTALL_HINT})")
+
+
+def _cuda_python_identity(device_id: int) -> Tuple[str, str]:
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        from cuda import cudart  # older cuda-python; ImportError when neither is installed
+    err, props = cudart.cudaGetDeviceProperties(device_id)
+    if int(err) != 0:
+        raise ExportError(f"CUDA device {device_id} is not usable: cudaGetDeviceProperties returned {err}")
+    name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
+    return name.rstrip("\x00").strip(), format_compute_capability((int(props.major), int(props.minor)))
+
+
+# --- the ONNX side ------------------------------------------------------------------------------
+
+
+def read_onnx_metadata(onnx_path: PathLike) -> ModelMetadata:
+    """The rd_edge metadata of an ONNX file, read without the onnx package (a Jetson lacks it)."""
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise ExportError(f"cannot build an engine from {path}: no such file; expected an ONNX model "
+                          f"written by rd-export")
+    try:
+        props = onnx_metadata_props(path)
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"{path} is not a readable ONNX model ({exc}); re-export it with rd-export") from exc
+    return ModelMetadata.from_json(props.get(METADATA_KEY), str(path))
+
+
+# ModelProto.metadata_props is field 14, a repeated StringStringEntryProto {key = 1, value = 2}.
+_METADATA_PROPS_FIELD = 14
+_VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
+
+
+def onnx_metadata_props(path: PathLike) -> Dict[str, str]:
+    """ModelProto.metadata_props straight from the protobuf wire format.
+
+    Skips every other top-level field (the graph and its weights) by length, so it neither
+    needs onnx nor reads hundreds of MB into memory. ValueError for a malformed file.
+    """
+    props: Dict[str, str] = {}
+    with open(path, "rb") as f:
+        while True:
+            tag = _read_varint(f, allow_eof=True)
+            if tag is None:
+                return props
+            field_number, wire_type = tag >> 3, tag & 7
+            if wire_type == _LENGTH:
+                size = _read_varint(f)
+                if field_number == _METADATA_PROPS_FIELD:
+                    key, value = _string_entry(f.read(size))
+                    props[key] = value
+                else:
+                    f.seek(size, io.SEEK_CUR)
+            elif wire_type == _VARINT:
+                _read_varint(f)
+            elif wire_type in (_FIXED64, _FIXED32):
+                f.seek(8 if wire_type == _FIXED64 else 4, io.SEEK_CUR)
+            else:
+                raise ValueError(f"unexpected protobuf wire type {wire_type} at byte {f.tell()}")
+
+
+def _read_varint(f: BinaryIO, allow_eof: bool = False) -> Optional[int]:
+    result = shift = 0
+    while True:
+        byte = f.read(1)
+        if not byte:
+            if allow_eof and shift == 0:
+                return None
+            raise ValueError("truncated protobuf varint")
+        result |= (byte[0] & 0x7F) << shift
+        if not byte[0] & 0x80:
+            return result
+        shift += 7
+        if shift > 63:
+            raise ValueError("protobuf varint longer than 10 bytes")
+
+
+def _string_entry(data: bytes) -> Tuple[str, str]:
+    """(key, value) of a StringStringEntryProto."""
+    fields = {1: "", 2: ""}
+    buf = io.BytesIO(data)
+    while True:
+        tag = _read_varint(buf, allow_eof=True)
+        if tag is None:
+            return fields[1], fields[2]
+        if tag & 7 != _LENGTH:
+            raise ValueError("malformed metadata_props entry")
+        size = _read_varint(buf)
+        fields[tag >> 3] = buf.read(size).decode("utf-8", errors="replace")
+
+
+def resolve_precision(requested: Optional[str], meta: ModelMetadata, source: PathLike, trt_major: int) -> str:
+    """The engine precision for an ONNX graph of precision ``meta.precision``; ExportError when
+    the pair cannot work (e.g. an fp32 engine from a Q/DQ graph)."""
+    have = meta.precision
+    want = requested or have
+    if want not in ENGINE_PRECISIONS:
+        raise ExportError(f"--precision {want!r}: expected one of {', '.join(ENGINE_PRECISIONS)}")
+    if have == "int8":
+        target = meta.extra.get("int8_target")
+        if target != "tensorrt":
+            raise ExportError(f"{source} was quantized for --int8-target {target}; TensorRT needs symmetric "
+                              f"int8 activations: re-quantize the fp32 ONNX with --int8-target tensorrt")
+        if want != "int8":
+            raise ExportError(f"{source} is an int8 Q/DQ graph and builds only an int8 engine; pass "
+                              f"--precision int8, or build {want} from the fp32 ONNX")
+    elif want == "int8":
+        raise ExportError(f"--precision int8 needs a Q/DQ graph, {source} is {have}; pass --calib-dir "
+                          f"DIR (good images) so rd-export quantizes it first")
+    elif have == "fp16" and want == "fp32":
+        raise ExportError(f"{source} is an fp16 graph; an fp32 engine needs the fp32 ONNX "
+                          f"(`rd-export model.pt -o model.onnx`)")
+    elif have == "fp32" and want == "fp16" and trt_major >= 11:
+        raise ExportError(f"TensorRT {trt_major} takes fp16 from the ONNX itself and {source} is fp32; "
+                          f"export an fp16 graph (`rd-export model.pt --precision fp16 -o model_fp16.onnx`) "
+                          f"or give the checkpoint: `rd-export model.pt --engine --precision fp16`")
+    return want
+
+
+# --- the build ----------------------------------------------------------------------------------
+
+
+def _make_logger(trt: Any, verbose: bool) -> Any:
+    """A TensorRT logger that prints warnings (or everything) and keeps errors for the exception."""
+
+    class _Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: List[str] = []
+            self.threshold = int(trt.ILogger.Severity.VERBOSE if verbose else trt.ILogger.Severity.WARNING)
+
+        def log(self, severity: Any, msg: str) -> None:
+            if int(severity) <= int(trt.ILogger.Severity.ERROR):
+                self.errors.append(msg)
+            if int(severity) <= self.threshold:
+                print(f"[TensorRT] {msg}", file=sys.stderr)
+
+    return _Logger()
+
+
+def _network_flags(trt: Any, major: int) -> int:
+    flags = 0
+    creation = trt.NetworkDefinitionCreationFlag
+    if major < 10 and hasattr(creation, "EXPLICIT_BATCH"):
+        flags |= 1 << int(creation.EXPLICIT_BATCH)  # required before 10, deprecated in 10
+    if not hasattr(trt.BuilderFlag, "FP16") and hasattr(creation, "STRONGLY_TYPED"):
+        flags |= 1 << int(creation.STRONGLY_TYPED)  # 11: precision comes from the ONNX's types
+    return flags
+
+
+def _parse(trt: Any, network: Any, logger: Any, onnx_path: Path) -> None:
+    """Parse the ONNX into ``network``; ExportError listing every parser error."""
+    parser = trt.OnnxParser(network, logger)
+    if parser.parse_from_file(str(onnx_path)):
+        return
+    errors = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        node_name = err.node_name() if hasattr(err, "node_name") else ""
+        where = f"node {err.node()}" + (f" {node_name!r}" if node_name else "")
+        errors.append(f"{where}: {err.desc()}")
+    errors = errors or logger.errors or ["(no parser message)"]
+    raise ExportError(f"TensorRT {trt.__version__} could not parse {onnx_path}: {'; '.join(errors)}")
+
+
+def _batch_range(network: Any, meta: ModelMetadata, max_batch: int, onnx_path: Path) -> Tuple[int, int, bool]:
+    """(min, max, dynamic) batch of the ``image`` input, checked against the metadata."""
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    image = next((t for t in inputs if t.name == INPUT_NAME), None)
+    if image is None or len(inputs) != 1:
+        raise ExportError(f"{onnx_path}: inputs {[t.name for t in inputs]}; expected one input "
+                          f"{INPUT_NAME!r} (an rd-export graph)")
+    shape = tuple(image.shape)
+    if len(shape) != 4 or shape[1:] != (3, meta.height, meta.width):
+        raise ExportError(f"{onnx_path}: input shape {shape} does not match the metadata's "
+                          f"[N, 3, {meta.height}, {meta.width}]; re-export the model")
+    if shape[0] > 0:  # exported with a fixed --batch
+        if max_batch not in (shape[0], DEFAULT_MAX_BATCH):
+            raise ExportError(f"{onnx_path} has a fixed batch of {shape[0]}, --max-batch {max_batch} "
+                              f"cannot apply; re-export with --batch dynamic")
+        return shape[0], shape[0], False
+    return 1, max_batch, True
+
+
+def _configure(trt: Any, builder: Any, network: Any, precision: str, workspace_mb: Optional[int]) -> Any:
+    config = builder.create_builder_config()
+    if workspace_mb is not None:
+        if hasattr(config, "set_memory_pool_limit"):
+            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+        else:  # before 8.4
+            config.max_workspace_size = int(workspace_mb) << 20
+    if hasattr(trt.BuilderFlag, "TF32"):
+        # fp32 engines must match ONNX Runtime within 1e-3, and the head's cosine sums stay
+        # full float32 in every engine.
+        config.clear_flag(trt.BuilderFlag.TF32)
+    if precision in ("fp16", "int8") and hasattr(trt.BuilderFlag, "FP16"):
+        # int8 engines too: the convolutions outside the Q/DQ scope (the teacher, by default)
+        # then run fp16 rather than fp32, so an int8 engine is never slower than the fp16 one.
+        config.set_flag(trt.BuilderFlag.FP16)
+        _keep_head_float32(trt, network, config)
+    if precision == "int8" and hasattr(trt.BuilderFlag, "INT8") and _has_qdq(trt, network):
+        config.set_flag(trt.BuilderFlag.INT8)  # Q/DQ layers need it in weakly typed networks (< 11)
+    return config
+
+
+def _has_qdq(trt: Any, network: Any) -> bool:
+    kinds = {trt.LayerType.QUANTIZE, trt.LayerType.DEQUANTIZE}
+    return any(network.get_layer(i).type in kinds for i in range(network.num_layers))
+
+
+def _keep_head_float32(trt: Any, network: Any, config: Any) -> None:
+    """Pin the anomaly-map head to float32 under the FP16 flag (cosines near 1 lose in fp16)."""
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if HEAD_PREFIX not in layer.name:
+            continue
+        outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
+        if not outputs or any(o.dtype not in (trt.float32, trt.float16) for o in outputs):
+            continue  # shape/index layers: no float precision to pin
+        layer.precision = trt.float32
+        for j in range(layer.num_outputs):
+            layer.set_output_type(j, trt.float32)
+    flag = getattr(trt.BuilderFlag, "PREFER_PRECISION_CONSTRAINTS", None) or \
+        getattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS", None)
+    if flag is not None:
+        config.set_flag(flag)
+
+
+def _load_timing_cache(config: Any, path: Optional[Path]) -> Tuple[Any, str]:
+    """Attach a timing cache (loaded from ``path`` when it exists); returns it and a note."""
+    data = path.read_bytes() if path is not None and path.is_file() else b""
+    cache = config.create_timing_cache(data)
+    note = f"timing cache {path}: loaded {len(data)} bytes" if data else ""
+    if not config.set_timing_cache(cache, False):  # another TensorRT/GPU: start a fresh one
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, True)
+        note = f"timing cache {path} is from another TensorRT version or GPU; started a new one"
+    return cache, note
+
+
+def _save_timing_cache(config: Any, path: Path) -> int:
+    data = bytes(memoryview(config.get_timing_cache().serialize()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return len(data)
+
+
+def build_engine(onnx_path: PathLike, plan_path: PathLike, precision: Optional[str] = None,
+                 max_batch: int = DEFAULT_MAX_BATCH, workspace_mb: Optional[int] = None,
+                 timing_cache: Optional[PathLike] = None, device_id: int = 0,
+                 verbose: bool = False) -> EngineReport:
+    """Build a TensorRT plan from an rd-export ONNX graph and write its sidecar next to it.
+
+    ``precision`` None takes the graph's own (fp32, fp16 or int8 Q/DQ). ExportError when
+    tensorrt is missing, the graph cannot give that precision, or TensorRT fails (with its
+    messages); MetadataError when the ONNX has no rd_edge metadata.
+    """
+    t0 = time.perf_counter()
+    onnx_path, plan_path = Path(onnx_path), Path(plan_path)
+    cache_path = Path(timing_cache) if timing_cache is not None else None
+    _check_sizes(max_batch, workspace_mb)
+    meta = read_onnx_metadata(onnx_path)
+    trt = import_tensorrt()
+    major = tensorrt_major(trt)
+    precision = resolve_precision(precision, meta, onnx_path, major)
+    gpu_name, capability = gpu_identity(device_id)
+
+    logger = _make_logger(trt, verbose)
+    builder = trt.Builder(logger)
+    network = builder.create_network(_network_flags(trt, major))
+    _parse(trt, network, logger, onnx_path)
+    min_batch, max_batch, dynamic = _batch_range(network, meta, max_batch, onnx_path)
+    config = _configure(trt, builder, network, precision, workspace_mb)
+    if dynamic:
+        profile = builder.create_optimization_profile()
+        chw = (3, meta.height, meta.width)
+        profile.set_shape(INPUT_NAME, (1,) + chw, (1,) + chw, (max_batch,) + chw)  # opt 1: camera rate
+        config.add_optimization_profile(profile)
+    cache_note = ""
+    if cache_path is not None:
+        _, cache_note = _load_timing_cache(config, cache_path)
+
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        detail = "; ".join(logger.errors[-5:]) or "no error message (run with --verbose)"
+        raise ExportError(f"TensorRT {trt.__version__} failed to build {plan_path.name} from {onnx_path} "
+                          f"({precision}): {detail}")
+    plan_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(plan_path, "wb") as f:
+        f.write(plan)
+    if cache_path is not None:
+        size = _save_timing_cache(config, cache_path)
+        cache_note = "; ".join(filter(None, [cache_note, f"saved timing cache {cache_path} ({size} bytes)"]))
+
+    written = write_sidecar(plan_path, onnx_path, meta, precision, str(trt.__version__), gpu_name,
+                            capability, min_batch, max_batch)
+    return EngineReport(plan_path, written, onnx_path, precision, str(trt.__version__),
+                        f"{gpu_name} compute {capability}", min_batch, max_batch,
+                        time.perf_counter() - t0, cache_note or None)
+
+
+def _check_sizes(max_batch: int, workspace_mb: Optional[int]) -> None:
+    if not isinstance(max_batch, int) or max_batch < 1:
+        raise ExportError(f"--max-batch must be a positive integer, got {max_batch!r}")
+    if workspace_mb is not None and (not isinstance(workspace_mb, int) or workspace_mb < 1):
+        raise ExportError(f"--workspace must be a positive number of MiB, got {workspace_mb!r}")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_sidecar(plan_path: PathLike, onnx_path: PathLike, meta: ModelMetadata, precision: str,
+                  tensorrt_version: str, gpu_name: str, compute_capability: str,
+                  min_batch: int, max_batch: int) -> Path:
+    """Write the runtime's sidecar ``<plan>.json``: what the runtime checks before loading."""
+    sidecar = EngineSidecar(tensorrt_version, gpu_name, format_compute_capability(compute_capability),
+                            precision, min_batch, max_batch, _sha256(Path(onnx_path)),
+                            replace(meta, precision=precision))
+    return sidecar.write(plan_path)
+
+
+__all__ = ["ENGINE_PRECISIONS", "EngineReport", "build_engine", "gpu_identity", "import_tensorrt",
+           "read_onnx_metadata", "resolve_precision", "sidecar_path", "write_sidecar"]

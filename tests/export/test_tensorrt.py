@@ -1,0 +1,481 @@
+"""TensorRT engines: `rd-export --engine`, the builder across TensorRT versions, the sidecar.
+
+Without a GPU the builder runs against a small stand-in ``tensorrt`` module that records what
+it is asked (flags, profile, workspace, timing cache) with the API surface of 8.5, 10 and 11.
+The tests marked ``tensorrt``/``gpu`` build real engines and compare them with ONNX Runtime on
+the CPU; scripts/gpu_check.sh runs them and prints their PARITY lines.
+"""
+import enum
+import importlib.util
+import json
+import subprocess
+import sys
+import textwrap
+import types
+from dataclasses import replace
+
+import numpy as np
+import onnx
+import pytest
+
+from rd_edge.errors import BackendError, ExportError, MetadataError
+from rd_edge.runtime import load_runner
+from rd_edge.runtime.backends import tensorrt as trt_backend
+from rd_edge.runtime.backends.tensorrt import EngineSidecar, sidecar_path
+from rd_export import tensorrt_build as tb
+from rd_export.cli import main as export_main
+from rd_export.graph import read_metadata
+from rd_export.onnx_export import sha256_file
+
+FAKE_GPU = ("NVIDIA Fake GPU", "8.7")
+
+
+# --- a stand-in tensorrt module -------------------------------------------------------------------
+
+
+class Severity(enum.IntEnum):
+    INTERNAL_ERROR = 0
+    ERROR = 1
+    WARNING = 2
+    INFO = 3
+    VERBOSE = 4
+
+
+class LayerType(enum.Enum):
+    CONVOLUTION = "Conv"
+    QUANTIZE = "QuantizeLinear"
+    DEQUANTIZE = "DequantizeLinear"
+    OTHER = "other"
+
+
+class Tensor:
+    def __init__(self, name, shape, dtype="float32"):
+        self.name, self.shape, self.dtype = name, shape, dtype
+
+
+class Layer:
+    def __init__(self, node):
+        self.name = node.name
+        kinds = {t.value: t for t in LayerType}
+        self.type = kinds.get(node.op_type, LayerType.OTHER)
+        self.num_outputs = len(node.output)
+        self._outputs = [Tensor(o, (), "int64" if node.op_type == "Shape" else "float32") for o in node.output]
+        self.precision = None
+        self.output_types = {}
+
+    def get_output(self, i):
+        return self._outputs[i]
+
+    def set_output_type(self, i, dtype):
+        self.output_types[i] = dtype
+
+
+class Network:
+    def __init__(self, flags):
+        self.flags, self.inputs, self.layers = flags, [], []
+
+    num_inputs = property(lambda self: len(self.inputs))
+    num_layers = property(lambda self: len(self.layers))
+
+    def get_input(self, i):
+        return self.inputs[i]
+
+    def get_layer(self, i):
+        return self.layers[i]
+
+
+class ParserError:
+    def __init__(self, node, desc):
+        self._node, self._desc = node, desc
+
+    def node(self):
+        return self._node
+
+    def desc(self):
+        return self._desc
+
+
+class OnnxParser:
+    fail_with = []  # set by a test: parser errors to report
+
+    def __init__(self, network, logger):
+        self.network, self.errors = network, list(self.fail_with)
+
+    def parse_from_file(self, path):
+        if self.errors:
+            return False
+        model = onnx.load(path)
+        for inp in model.graph.input:
+            dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim)
+            self.network.inputs.append(Tensor(inp.name, dims))
+        self.network.layers = [Layer(n) for n in model.graph.node]
+        return True
+
+    num_errors = property(lambda self: len(self.errors))
+
+    def get_error(self, i):
+        return ParserError(*self.errors[i])
+
+
+class TimingCache:
+    def __init__(self, data):
+        self.data = bytes(data) or b"fresh cache"
+
+    def serialize(self):
+        return self.data
+
+
+class Config:
+    def __init__(self, trt):
+        self.trt, self.flags, self.profiles, self.pool_limits = trt, set(), [], {}
+        self.cache = None
+
+    def set_memory_pool_limit(self, pool, size):
+        self.pool_limits[pool] = size
+
+    def set_flag(self, flag):
+        self.flags.add(flag)
+
+    def clear_flag(self, flag):
+        self.flags.discard(flag)
+
+    def add_optimization_profile(self, profile):
+        self.profiles.append(profile)
+
+    def create_timing_cache(self, data):
+        return TimingCache(data)
+
+    def set_timing_cache(self, cache, ignore_mismatch):
+        self.cache = cache
+        return True
+
+    def get_timing_cache(self):
+        return self.cache
+
+
+class Profile:
+    def __init__(self):
+        self.shapes = {}
+
+    def set_shape(self, name, min_shape, opt_shape, max_shape):
+        self.shapes[name] = (tuple(min_shape), tuple(opt_shape), tuple(max_shape))
+
+
+def fake_tensorrt(version):
+    """A ``tensorrt`` module with the API surface of ``version`` (8.5, 10.x or 11.x)."""
+    major = int(version.split(".")[0])
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+    trt.float32, trt.float16 = "float32", "float16"
+    trt.LayerType = LayerType
+    trt.MemoryPoolType = enum.Enum("MemoryPoolType", "WORKSPACE")
+    flags = ["TF32"] + (["FP16", "INT8", "PREFER_PRECISION_CONSTRAINTS"] if major < 11 else [])
+    trt.BuilderFlag = enum.Enum("BuilderFlag", flags)
+    creation = (["EXPLICIT_BATCH"] if major < 11 else []) + (["STRONGLY_TYPED"] if major >= 10 else [])
+    trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag",
+                                                     {n: i for i, n in enumerate(creation)})
+
+    class ILogger:
+        Severity = globals()["Severity"]
+
+        def __init__(self):
+            pass
+
+    class Builder:
+        built = []  # (network, config) of every build, for the tests to inspect
+        fail = False
+
+        def __init__(self, logger):
+            self.logger = logger
+
+        def create_network(self, flags):
+            return Network(flags)
+
+        def create_builder_config(self):
+            return Config(trt)
+
+        def create_optimization_profile(self):
+            return Profile()
+
+        def build_serialized_network(self, network, config):
+            Builder.built.append((network, config))
+            if Builder.fail:
+                self.logger.log(Severity.ERROR, "out of tactics for /rd/teacher/conv1/Conv")
+                return None
+            return memoryview(b"PLAN" + version.encode())
+
+    trt.ILogger, trt.Builder, trt.OnnxParser = ILogger, Builder, OnnxParser
+    return trt
+
+
+@pytest.fixture
+def fake_trt(monkeypatch):
+    """Install a fake tensorrt of a given version; the GPU is faked too."""
+    def install(version="10.3.0"):
+        trt = fake_tensorrt(version)
+        monkeypatch.setitem(sys.modules, "tensorrt", trt)
+        monkeypatch.setattr(tb, "gpu_identity", lambda device_id=0: FAKE_GPU)
+        monkeypatch.setattr(OnnxParser, "fail_with", [])
+        return trt
+    return install
+
+
+@pytest.fixture(scope="module")
+def int8_trt_onnx(r18_onnx, demo_category, tmp_path_factory):
+    from rd_export.quantize import quantize_int8
+
+    out = tmp_path_factory.mktemp("trt_int8") / "r18_int8.onnx"
+    return quantize_int8(r18_onnx, out, demo_category, target="tensorrt", max_images=4).onnx_path
+
+
+def flag_names(config):
+    return {f.name for f in config.flags}
+
+
+def test_tensorrt_85_fp16_engine_flags_profile_and_sidecar(fake_trt, r18_onnx, tmp_path):
+    trt = fake_trt("8.5.3")
+    plan = tmp_path / "r18_fp16.engine"
+    report = tb.build_engine(r18_onnx, plan, precision="fp16", max_batch=4, workspace_mb=512)
+    network, config = trt.Builder.built[-1]
+    assert network.flags == 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    assert flag_names(config) == {"FP16", "PREFER_PRECISION_CONSTRAINTS"}  # TF32 cleared
+    assert config.profiles[0].shapes["image"] == ((1, 3, 64, 64), (1, 3, 64, 64), (4, 3, 64, 64))
+    assert list(config.pool_limits.values()) == [512 << 20]
+    head = [l for l in network.layers if l.name.startswith("/head/") and l.get_output(0).dtype == "float32"]
+    assert head and all(l.precision == "float32" for l in head)  # the map reduction stays fp32
+    assert all(l.precision is None for l in network.layers if l.name.startswith("/rd/"))
+    assert plan.read_bytes() == b"PLAN8.5.3"
+    sidecar = EngineSidecar.read(plan)  # the runtime's own reader validates it
+    assert (sidecar.tensorrt_version, sidecar.gpu_name, sidecar.compute_capability) == ("8.5.3",) + FAKE_GPU
+    assert (sidecar.precision, sidecar.min_batch, sidecar.max_batch) == ("fp16", 1, 4)
+    assert sidecar.onnx_sha256 == sha256_file(r18_onnx)
+    assert sidecar.metadata == replace(read_metadata(onnx.load(str(r18_onnx))), precision="fp16")
+    assert report.sidecar == sidecar_path(plan)
+
+
+def test_tensorrt_10_int8_sets_int8_flag_for_qdq_and_no_explicit_batch(fake_trt, int8_trt_onnx, tmp_path):
+    trt = fake_trt("10.3.0")
+    tb.build_engine(int8_trt_onnx, tmp_path / "m.engine")  # precision taken from the graph: int8
+    network, config = trt.Builder.built[-1]
+    assert network.flags == 0  # EXPLICIT_BATCH is deprecated and implied from 10
+    assert flag_names(config) == {"INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS"}  # fp16 outside Q/DQ
+    assert all(l.precision == "float32" for l in network.layers
+               if l.name.startswith("/head/") and l.get_output(0).dtype == "float32")
+    assert EngineSidecar.read(tmp_path / "m.engine").metadata.extra["int8_target"] == "tensorrt"
+
+
+def test_tensorrt_11_takes_precision_from_the_onnx(fake_trt, int8_trt_onnx, r18_onnx, tmp_path):
+    trt = fake_trt("11.0.0")
+    tb.build_engine(int8_trt_onnx, tmp_path / "m.engine", precision="int8")
+    network, config = trt.Builder.built[-1]
+    assert network.flags == 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    assert flag_names(config) == set()  # no FP16/INT8 flags exist in 11
+    with pytest.raises(ExportError, match=r"TensorRT 11 takes fp16 from the ONNX.*--precision fp16"):
+        tb.build_engine(r18_onnx, tmp_path / "h.engine", precision="fp16")
+
+
+def test_fp32_engine_has_no_reduced_precision_flags(fake_trt, r18_onnx, tmp_path):
+    trt = fake_trt("10.3.0")
+    tb.build_engine(r18_onnx, tmp_path / "m.engine", max_batch=2)
+    _, config = trt.Builder.built[-1]
+    assert flag_names(config) == set() and not config.pool_limits
+    assert config.profiles[0].shapes["image"][2] == (2, 3, 64, 64)
+
+
+def test_timing_cache_is_saved_then_loaded(fake_trt, r18_onnx, tmp_path):
+    fake_trt("10.3.0")
+    cache = tmp_path / "cache" / "trt.cache"
+    first = tb.build_engine(r18_onnx, tmp_path / "a.engine", timing_cache=cache)
+    assert cache.read_bytes() == b"fresh cache" and "saved timing cache" in first.timing_cache
+    second = tb.build_engine(r18_onnx, tmp_path / "b.engine", timing_cache=cache)
+    assert "loaded 11 bytes" in second.timing_cache
+
+
+def test_every_parser_error_is_listed(fake_trt, r18_onnx, tmp_path, monkeypatch):
+    fake_trt("8.6.1")
+    monkeypatch.setattr(OnnxParser, "fail_with", [(3, "Unsupported operator Foo"), (7, "bad shape")])
+    with pytest.raises(ExportError, match=r"could not parse .*node 3: Unsupported operator Foo; node 7: bad shape"):
+        tb.build_engine(r18_onnx, tmp_path / "m.engine")
+    assert not (tmp_path / "m.engine").exists()
+
+
+def test_failed_build_reports_tensorrt_errors(fake_trt, r18_onnx, tmp_path, monkeypatch):
+    trt = fake_trt("10.3.0")
+    monkeypatch.setattr(trt.Builder, "fail", True)
+    with pytest.raises(ExportError, match=r"failed to build m\.engine .*out of tactics"):
+        tb.build_engine(r18_onnx, tmp_path / "m.engine")
+    assert not sidecar_path(tmp_path / "m.engine").exists()
+
+
+def test_plan_from_another_tensorrt_version_is_refused_by_the_runtime(fake_trt, r18_onnx, tmp_path, monkeypatch):
+    fake_trt("8.5.2")
+    plan = tmp_path / "m.engine"
+    tb.build_engine(r18_onnx, plan)
+    monkeypatch.setattr(trt_backend, "tensorrt_version", lambda: "10.3.0")
+    monkeypatch.setattr(trt_backend, "gpu_identity", lambda device_id=0: FAKE_GPU)
+    with pytest.raises(BackendError, match=r"built for TensorRT 8\.5\.2 \(running 10\.3\.0\).*"
+                                           r"rd-export model\.onnx --engine"):
+        load_runner(plan)
+
+
+@pytest.mark.parametrize("have, extra, want, message", [
+    ("int8", {"int8_target": "cpu"}, "int8", r"quantized for --int8-target cpu.*--int8-target tensorrt"),
+    ("int8", {"int8_target": "tensorrt"}, "fp16", r"int8 Q/DQ graph and builds only an int8 engine"),
+    ("fp32", {}, "int8", r"needs a Q/DQ graph.*--calib-dir"),
+    ("fp16", {}, "fp32", r"fp16 graph; an fp32 engine needs the fp32 ONNX"),
+])
+def test_precision_combinations_that_cannot_work(r18_onnx, have, extra, want, message):
+    meta = replace(read_metadata(onnx.load(str(r18_onnx))), precision=have, extra=extra)
+    with pytest.raises(ExportError, match=message):
+        tb.resolve_precision(want, meta, "m.onnx", 10)
+
+
+def test_precision_defaults_to_the_graphs(r18_onnx):
+    meta = read_metadata(onnx.load(str(r18_onnx)))
+    assert tb.resolve_precision(None, meta, "m.onnx", 10) == "fp32"
+    assert tb.resolve_precision("fp16", meta, "m.onnx", 8) == "fp16"
+
+
+# --- the CLI without TensorRT ----------------------------------------------------------------------
+
+
+def run_cli_in_subprocess(args, block_tensorrt=True):
+    """rd-export in a fresh interpreter; returns (rc, stderr, torch or onnx imported?)."""
+    code = textwrap.dedent(f"""
+        import json, sys
+        if {block_tensorrt!r}:
+            sys.modules["tensorrt"] = None  # import tensorrt -> ImportError, as on a machine without it
+        from rd_export.cli import main
+        rc = main({[str(a) for a in args]!r})
+        print(json.dumps({{"rc": rc, "heavy": sorted({{"torch", "onnx"}} & set(sys.modules))}}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result["rc"], proc.stderr, result["heavy"]
+
+
+def test_engine_without_tensorrt_is_one_clear_error_and_never_imports_torch(r18_onnx, tmp_path):
+    # The engine path from an ONNX file is what a Jetson runs: neither torch nor onnx there.
+    rc, err, heavy = run_cli_in_subprocess([r18_onnx, "--engine", tmp_path / "m.engine"])
+    assert rc == 1 and heavy == []
+    assert err.count("\n") == 1 and err.startswith("error: building a TensorRT engine needs the tensorrt")
+    assert "pip install rd-edge[gpu]" in err and "JetPack" in err
+    assert not (tmp_path / "m.engine").exists()
+
+
+def test_engine_from_onnx_without_metadata(r18_onnx, tmp_path, capsys):
+    model = onnx.load(str(r18_onnx))
+    del model.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(model, str(bare))
+    assert export_main([str(bare), "--engine"]) == 1
+    err = capsys.readouterr().err
+    assert "has no 'rd_edge' metadata" in err and "rd-export model.pt" in err
+    with pytest.raises(MetadataError):
+        tb.read_onnx_metadata(bare)
+
+
+def test_metadata_is_read_without_onnx_and_agrees_with_it(r18_onnx, int8_trt_onnx, tmp_path):
+    for path in (r18_onnx, int8_trt_onnx):
+        assert tb.read_onnx_metadata(path) == read_metadata(onnx.load(str(path)))
+    truncated = tmp_path / "cut.onnx"
+    truncated.write_bytes(r18_onnx.read_bytes()[:1000])
+    with pytest.raises((ExportError, MetadataError)):
+        tb.read_onnx_metadata(truncated)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(bytes([0x0F]) * 10)  # wire type 7 does not exist
+    with pytest.raises(ExportError, match=r"garbage\.onnx is not a readable ONNX model"):
+        tb.read_onnx_metadata(garbage)
+
+
+def test_cli_builds_from_onnx_with_fake_tensorrt(fake_trt, r18_onnx, tmp_path, capsys):
+    fake_trt("10.3.0")
+    onnx_copy = tmp_path / "m.onnx"
+    onnx_copy.write_bytes(r18_onnx.read_bytes())
+    rc = export_main([str(onnx_copy), "--engine", "--precision", "fp16", "--max-batch", "2",
+                      "--timing-cache", str(tmp_path / "t.cache")])
+    assert rc == 0, capsys.readouterr().err
+    plan = tmp_path / "m_fp16.engine"  # default name: the stem plus the precision it changed to
+    assert EngineSidecar.read(plan).max_batch == 2 and (tmp_path / "t.cache").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--calib-dir", "x"], "--calib-dir is for --precision int8"),
+    (["--engine", "--precision", "int8", "--int8-target", "cpu"], "need --int8-target tensorrt"),
+    (["--max-batch", "4"], "are for --engine"),
+])
+def test_option_combinations_that_would_be_ignored(r18_onnx, capsys, args, message):
+    assert export_main([str(r18_onnx)] + args) == 1
+    assert message in capsys.readouterr().err
+
+
+# --- real TensorRT on a GPU -----------------------------------------------------------------------
+
+
+def gpu_skip_reason():
+    """None when TensorRT can build and run engines here, else why not."""
+    if importlib.util.find_spec("tensorrt") is None:
+        return "tensorrt is not installed (pip install rd-edge[gpu], or JetPack)"
+    if importlib.util.find_spec("pycuda") is None:
+        return "pycuda is not installed (the runtime's TensorRT runner needs it)"
+    return trt_backend._probe()
+
+
+# Engine vs ONNX Runtime CPU on the same graph, max |difference| of map and score. fp32: the
+# design's 1e-3; fp16: the exporter's fp16 tolerance; int8: the engine runs the same Q/DQ graph
+# (teacher in fp16), but may round a value to the neighbouring int8 step. Printed as PARITY
+# lines by scripts/gpu_check.sh, with the map's range and Pearson correlation.
+PARITY_TOLERANCE = {"fp32": 1e-3, "fp16": 1e-2, "int8": 5e-2}
+
+
+@pytest.fixture(scope="module")
+def gpu_images(demo_category):
+    from rd_export.verify import check_images
+
+    images, _ = check_images((64, 64), str(demo_category), n=4)
+    return images
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_engine_matches_onnxruntime_cpu(precision, r18_onnx, int8_trt_onnx, gpu_images, tmp_path):
+    reason = gpu_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from rd_export.verify import run_onnxruntime
+
+    source = int8_trt_onnx if precision == "int8" else r18_onnx
+    plan = tmp_path / f"r18_{precision}.engine"
+    report = tb.build_engine(source, plan, precision=precision, max_batch=4,
+                             timing_cache=tmp_path / "timing.cache")
+    ref_map, ref_score = run_onnxruntime(source, gpu_images)
+    with load_runner(plan) as runner:
+        assert runner.max_batch == 4
+        outs = [runner.infer({"image": gpu_images[i:i + n]}) for i, n in ((0, 1), (1, 3))]
+    amap = np.concatenate([o["anomaly_map"] for o in outs])
+    score = np.concatenate([o["score"] for o in outs])
+    d_map, d_score = float(np.abs(amap - ref_map).max()), float(np.abs(score - ref_score).max())
+    span = float(ref_map.max() - ref_map.min())
+    corr = float(np.corrcoef(amap.ravel(), ref_map.ravel())[0, 1])
+    print(f"\nPARITY {precision:<5} TensorRT {report.tensorrt_version} {report.gpu}: max|d map| {d_map:.2e} "
+          f"max|d score| {d_score:.2e} (map range {span:.3f}, Pearson {corr:.5f}, tolerance "
+          f"{PARITY_TOLERANCE[precision]:g})")
+    assert d_map <= PARITY_TOLERANCE[precision] and d_score <= PARITY_TOLERANCE[precision]
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+def test_real_plan_with_edited_version_is_refused(r18_onnx, tmp_path):
+    reason = gpu_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    plan = tmp_path / "m.engine"
+    tb.build_engine(r18_onnx, plan, max_batch=1)
+    with load_runner(plan) as runner:  # the real sidecar passes on the machine that built it
+        assert runner.max_batch == 1
+    data = json.loads(sidecar_path(plan).read_text())
+    data["tensorrt_version"] = "8.5.2" if data["tensorrt_version"] != "8.5.2" else "10.3.0"
+    sidecar_path(plan).write_text(json.dumps(data))
+    with pytest.raises(BackendError, match=r"Rebuild it on this machine"):
+        load_runner(plan)
