@@ -1,0 +1,179 @@
+#!/usr/bin/env python
+"""Latency benchmark: every backend side by side, on the same frames, in one run.
+
+    python benchmarks/latency.py --model model.pt [--onnx model.onnx] [--onnx-int8 model_int8.onnx]
+        [--engine model.engine] [--backends reference,torch,ort,ort-int8,trt] [--batch-sizes 1,4,8]
+        [--iters N] [--warmup N] [--threads N] [--json out.json] [--markdown out.md] [--plot out.png]
+
+Rows: ``reference`` (the original RD4AD pipeline: torch features, torch cosine/upsampling, numpy +
+scipy blur), ``torch`` (the fused module, eager), ``ort`` (the fused ONNX graph through the
+runtime's Detector; ``ort-cuda``/``ort-tensorrt`` rows where those providers exist), ``ort-int8``
+(the Q/DQ graph, cpu flavour), ``trt`` (TensorRT engines, CUDA preprocessing). Each backend runs
+in its own process, one after another; see benchmarks/rdbench for the parts.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # rdbench, also under `python -m`/pytest
+
+from rdbench.errors import BenchmarkError  # noqa: E402
+from rdbench.frames import frames_digest, make_frames, parse_frame_size  # noqa: E402
+from rdbench.plan import BACKENDS, Settings, make_plan, parse_backends  # noqa: E402
+from rdbench.results import BatchResult, Measurement, build_result  # noqa: E402
+from rdbench.runner import run_jobs  # noqa: E402
+from rdbench.system import cpu_count, cpu_peak, load_average, model_gflop, system_info  # noqa: E402
+from rdbench.writers import markdown_report, write_json, write_markdown, write_plot  # noqa: E402
+
+
+def _int_list(text: str) -> List[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers, e.g. 1,4,8") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive integers")
+    return sorted(set(values))
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _frame_size(text: str):
+    try:
+        return parse_frame_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="benchmarks/latency.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, type=Path, help="checkpoint (model.pt)")
+    p.add_argument("--onnx", type=Path, help="fused fp32 ONNX (default: exported to a temp dir)")
+    p.add_argument("--onnx-int8", type=Path, help="Q/DQ int8 ONNX (default: quantized here, cpu flavour)")
+    p.add_argument("--engine", type=Path, help="TensorRT plan (default: built here where TensorRT runs)")
+    p.add_argument("--backends", default=",".join(BACKENDS), help=f"default {','.join(BACKENDS)}; "
+                   "also ort-cuda, ort-tensorrt")
+    p.add_argument("--batch-sizes", type=_int_list, default=[1, 4, 8], help="default 1,4,8")
+    p.add_argument("--iters", type=_positive, default=30, help="timed calls per row (default 30)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
+    p.add_argument("--threads", type=_positive, default=cpu_count(),
+                   help="torch threads = ORT intra-op threads (default: the CPUs available)")
+    p.add_argument("--frame-size", type=_frame_size, default=(640, 480), help="WxH of the uint8 BGR frames")
+    p.add_argument("--seed", type=int, default=0, help="seed of the frames")
+    p.add_argument("--json", type=Path, help="write the full report as JSON")
+    p.add_argument("--markdown", type=Path, help="write the Markdown table")
+    p.add_argument("--plot", type=Path, help="write a PNG bar chart (p50, p99 whiskers)")
+    p.add_argument("--workdir", type=Path, help="keep exported/quantized models here (default: a temp dir)")
+    p.add_argument("--no-peak", action="store_true", help="skip measuring the CPU's fp32 sgemm peak")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no table on stdout")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    if not args.model.is_file():
+        raise BenchmarkError(f"--model {args.model}: no such file; expected a checkpoint written by rd-train")
+    if args.warmup < 0:
+        raise BenchmarkError(f"--warmup must be >= 0, got {args.warmup}")
+    return Settings(checkpoint=args.model, onnx=args.onnx, onnx_int8=args.onnx_int8, engine=args.engine,
+                    backends=parse_backends(args.backends), batch_sizes=args.batch_sizes, iters=args.iters,
+                    warmup=args.warmup, threads=args.threads, frame_size=args.frame_size, seed=args.seed)
+
+
+def _check_same_frames(measurements: Sequence[Measurement], expected: str) -> None:
+    """Every worker must have measured the very frames the parent made."""
+    bad = sorted({f"{m.backend} {m.precision}" for m in measurements if m.frames_sha256 != expected})
+    if bad:
+        raise BenchmarkError(f"workers {bad} generated different frames than the parent; "
+                             f"the rows would not be comparable")
+
+
+def build_results(measurements: Sequence[Measurement], settings: Settings, gflop: Optional[float],
+                  peak: Optional[float]) -> List[BatchResult]:
+    """Rows grouped by batch size, in the order the backends ran; scores checked against reference."""
+    reference = {m.batch_size: m.first_scores for m in measurements if m.backend == "reference"}
+    rows = [build_result(m, settings.iters, gflop, peak, reference.get(m.batch_size)) for m in measurements]
+    return sorted(rows, key=lambda r: r.batch_size)  # stable: backend order kept within a batch
+
+
+def _count_gflop(checkpoint: Path) -> Dict[str, Any]:
+    """The model's GFLOP per image; without torch (a Jetson) the GFLOP/s columns stay empty."""
+    try:
+        return model_gflop(str(checkpoint))
+    except ImportError as exc:
+        return {"gflop_per_image": None, "counting": f"not counted: {exc}"}
+
+
+def run(args: argparse.Namespace) -> Dict[str, Any]:
+    """The whole benchmark; returns the report (also written where the arguments say)."""
+    settings = settings_from_args(args)
+    system = system_info(settings.threads)
+    frames = make_frames(max(settings.batch_sizes), settings.frame_size, settings.seed)
+    workdir_ctx = nullcontext(args.workdir) if args.workdir else tempfile.TemporaryDirectory(prefix="rd_latency_")
+    with workdir_ctx as workdir:
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        # Everything heavy in this process happens before the workers start, so it cannot
+        # compete with them for the cores.
+        plan = make_plan(settings, workdir, frames)
+        model = _count_gflop(settings.checkpoint)
+        system["fp32_peak"] = None if args.no_peak else cpu_peak(settings.threads)
+        measurements, skipped = run_jobs(plan.jobs, progress=not args.quiet)
+    _check_same_frames(measurements, frames_digest(frames))
+    peak = (system["fp32_peak"] or {}).get("achievable_gflops")
+    results = build_results(measurements, settings, model["gflop_per_image"], peak)
+    system["load_average_end"] = load_average()
+    report = {
+        "system": system, "model": model,
+        "settings": {"command": shlex.join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
+                     "backends": list(settings.backends), "batch_sizes": list(settings.batch_sizes),
+                     "iters": settings.iters, "warmup": settings.warmup, "threads": settings.threads,
+                     "frames": f"{max(settings.batch_sizes)} deterministic uint8 BGR frames "
+                               f"{settings.frame_size[0]}x{settings.frame_size[1]} (seed {settings.seed})",
+                     "artifacts": plan.artifacts,
+                     "peak_rss": "high-water RSS of the backend's own worker process (model load + "
+                                 "every batch size up to this row's)",
+                     "stages": "preprocess/inference/postprocess: medians per batch call"},
+        "results": [r.to_dict() for r in results],
+        "skipped": [{"backend": s.backend, "reason": s.reason} for s in plan.skipped + skipped],
+    }
+    _write_outputs(report, args)
+    return report
+
+
+def _write_outputs(report: Dict[str, Any], args: argparse.Namespace) -> None:
+    if args.json:
+        write_json(report, args.json)
+    if args.markdown:
+        write_markdown(report, args.markdown)
+    if args.plot:
+        write_plot(report, args.plot)
+    if not args.quiet:
+        print(markdown_report(report))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from rd_edge.errors import RdEdgeError
+
+    try:
+        run(args)
+    except (BenchmarkError, RdEdgeError) as exc:
+        print(f"latency.py: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
