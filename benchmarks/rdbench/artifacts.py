@@ -19,12 +19,17 @@ from .errors import BackendUnavailable, BenchmarkError
 CALIBRATION_FRAMES = 8  # latency does not depend on calibration quality; keep the run short
 
 
+def _given_file(path: Path, flag: str) -> Path:
+    """A model path the user passed: it must exist."""
+    if not path.is_file():
+        raise BenchmarkError(f"{flag} {path}: no such file")
+    return path
+
+
 def ensure_onnx(checkpoint: Path, onnx_path: Optional[Path], workdir: Path) -> Path:
     """``onnx_path`` if given, else a dynamic-batch fp32 export of ``checkpoint`` in ``workdir``."""
     if onnx_path is not None:
-        if not onnx_path.is_file():
-            raise BenchmarkError(f"--onnx {onnx_path}: no such file")
-        return onnx_path
+        return _given_file(onnx_path, "--onnx")
     try:
         from rd_export.onnx_export import export_onnx
     except ImportError as exc:
@@ -53,9 +58,7 @@ def ensure_int8(onnx_int8: Optional[Path], onnx_fp32: Path, frames: Sequence[np.
     BackendUnavailable (the row's skip reason) when no quantizer is importable or it fails.
     """
     if onnx_int8 is not None:
-        if not onnx_int8.is_file():
-            raise BenchmarkError(f"--onnx-int8 {onnx_int8}: no such file")
-        return onnx_int8
+        return _given_file(onnx_int8, "--onnx-int8")
     try:
         from rd_export.quantize import quantize_int8
     except ImportError as exc:
