@@ -10,7 +10,7 @@ DEMO ?= demo
 DEMO_CATEGORY ?= weave
 DEMO_BACKBONE ?= resnet18
 DEMO_SIZE ?= 128
-DEMO_STEPS ?= 300
+DEMO_STEPS ?= 800
 
 .PHONY: install demo test test-fast clean
 
