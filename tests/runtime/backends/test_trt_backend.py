@@ -140,13 +140,19 @@ def build_engine(onnx_path, plan_path, meta, max_batch=4):
     return plan_path
 
 
-@pytest.mark.gpu
-@pytest.mark.tensorrt
-def test_tensorrt_runner_matches_onnxruntime(tiny_onnx, tmp_path, metadata_factory):
+@pytest.fixture
+def tiny_plan(tiny_onnx, tmp_path, metadata_factory):
+    """A TensorRT plan of the stand-in graph; skips with the reason where no GPU/TensorRT runs."""
     reason = _gpu_skip_reason()
     if reason:
         pytest.skip(reason)
-    plan = build_engine(tiny_onnx, tmp_path / "model.engine", metadata_factory())
+    return build_engine(tiny_onnx, tmp_path / "model.engine", metadata_factory())
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+def test_tensorrt_runner_matches_onnxruntime(tiny_onnx, tiny_plan):
+    plan = tiny_plan
     x = np.random.default_rng(0).random((3, 3, 24, 32), dtype=np.float32)
     with load_runner(tiny_onnx) as ort_runner, load_runner(plan) as trt_runner:
         assert trt_runner.name == "trt" and trt_runner.max_batch == 4
@@ -161,11 +167,8 @@ def test_tensorrt_runner_matches_onnxruntime(tiny_onnx, tmp_path, metadata_facto
 
 @pytest.mark.gpu
 @pytest.mark.tensorrt
-def test_detector_on_tensorrt_with_cuda_preprocessing_matches_onnxruntime(tiny_onnx, tmp_path, metadata_factory):
-    reason = _gpu_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    plan = build_engine(tiny_onnx, tmp_path / "model.engine", metadata_factory())
+def test_detector_on_tensorrt_with_cuda_preprocessing_matches_onnxruntime(tiny_onnx, tiny_plan):
+    plan = tiny_plan
     rng = np.random.default_rng(1)
     frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((480, 640), (24, 32), (10, 14))]
     with Detector(tiny_onnx) as cpu, Detector(plan, batch_size=4) as gpu:
