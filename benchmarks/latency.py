@@ -165,7 +165,7 @@ def _write_outputs(report: Dict[str, Any], args: argparse.Namespace) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from rd_edge.errors import RdEdgeError
+    from rd_edge.core.errors import RdEdgeError
 
     try:
         run(args)

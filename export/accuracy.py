@@ -11,8 +11,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from rd_edge.errors import ExportError
-from rd_edge.metadata import INPUT_NAME, METADATA_KEY, ModelMetadata
+from rd_edge.core.choices import BackendName
+from rd_edge.core.errors import ExportError
+from rd_edge.core.metadata import INPUT_NAME
+from rd_edge.runtime import load_runner
+from rd_edge.runtime.backends import Runner
 
 PathLike = Union[str, Path]
 
@@ -65,38 +68,27 @@ class AccuracyComparison:
                 f"{self.max_abs_score:.3g}")
 
 
-def ort_session(onnx_path: PathLike, threads: Optional[int] = None):
-    """A CPU ONNX Runtime session; ``threads`` bounds intra-op threads (None: ORT's default)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-
-
-def session_metadata(session, source: str) -> ModelMetadata:
-    """The rd_edge metadata from an ONNX Runtime session (MetadataError when absent)."""
-    return ModelMetadata.from_json(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), source)
+def cpu_runner(onnx_path: PathLike, threads: Optional[int] = None) -> Runner:
+    """The runtime's ONNX Runtime runner on the CPU (one session opener for verification,
+    accuracy and the int8 report); ``threads`` bounds intra-op threads (None: ORT's default)."""
+    return load_runner(onnx_path, BackendName.ORT.value, providers="cpu", threads=threads)
 
 
 def predict_paths(onnx_path: PathLike, paths: Sequence[Path], batch_size: int = 8,
                   threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Maps [N,H,W] and scores [N] of the graph on image files, preprocessed as the runtime does."""
-    from rd_edge.data import read_image
-    from rd_edge.runtime.preprocess import preprocess_bgr
+    from rd_edge.core.images import read_image
+    from rd_edge.core.preprocess import preprocess_bgr
 
-    session = ort_session(onnx_path, threads)
-    meta = session_metadata(session, str(onnx_path))
-    size = (meta.height, meta.width)
+    runner = cpu_runner(onnx_path, threads)
+    size = (runner.metadata.height, runner.metadata.width)
     maps: List[np.ndarray] = []
     scores: List[np.ndarray] = []
     for i in range(0, len(paths), batch_size):
         batch = np.stack([preprocess_bgr(read_image(p), size) for p in paths[i:i + batch_size]])
-        amap, score = session.run(["anomaly_map", "score"], {INPUT_NAME: batch})
-        maps.append(amap[:, 0])
-        scores.append(score.reshape(-1))
+        out = runner.infer({INPUT_NAME: batch})
+        maps.append(out["anomaly_map"][:, 0])
+        scores.append(out["score"].reshape(-1))
     return np.concatenate(maps), np.concatenate(scores)
 
 

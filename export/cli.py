@@ -15,10 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
-from rd_edge.cli._common import int_at_least, run_cli
-from rd_edge.errors import ExportError
-
-PRECISIONS = ("fp32", "fp16", "int8")
+from rd_edge.core.choices import CalibrationMethod, Int8Scope, Int8Target, Precision, values
+from rd_edge.core.cli import int_at_least, run_cli
+from rd_edge.core.errors import ExportError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,22 +28,22 @@ def build_parser() -> argparse.ArgumentParser:
                                           "<stem>_int8.onnx for int8)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 11..17 (default 17: TensorRT 8.5+)")
     p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size")
-    p.add_argument("--precision", choices=PRECISIONS, default=None,
+    p.add_argument("--precision", choices=values(Precision), default=None,
                    help="fp32 (default for a checkpoint); fp16: half weights and compute, float32 "
                         "input/output; int8: Q/DQ graph calibrated on --calib-dir")
     p.add_argument("--no-verify", action="store_true", help="skip the parity check against the torch model")
     q = p.add_argument_group("int8")
     q.add_argument("--calib-dir", help="good images for int8 calibration (a folder, or a category "
                                        "folder whose train/good is used)")
-    q.add_argument("--int8-target", choices=("tensorrt", "cpu"), default=None,
+    q.add_argument("--int8-target", choices=values(Int8Target), default=None,
                    help="tensorrt (default; symmetric int8, what engines need) or cpu (u8 "
                         "activations, fastest in ONNX Runtime on x86)")
-    q.add_argument("--int8-scope", choices=("student", "full"), default=None,  # rd_export.quantize.SCOPES
+    q.add_argument("--int8-scope", choices=values(Int8Scope), default=None,
                    help="student (default): OCBE's bottleneck stage and the student, the rest float; "
                         "full: every teacher/OCBE/student convolution (faster, less accurate)")
     q.add_argument("--calib-images", type=int_at_least(1), default=None,
                    help="at most this many calibration images (default 64)")
-    q.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default=None,
+    q.add_argument("--calib-method", choices=values(CalibrationMethod), default=None,
                    help="calibration method (default: the target's, see rd_export.quantize.RECIPES)")
     e = p.add_argument_group("TensorRT engine")
     e.add_argument("--engine", nargs="?", const="", default=None, metavar="PLAN",
@@ -139,20 +138,21 @@ def _onnx_main(args: argparse.Namespace, model: Path) -> int:
 
 
 def _engine_main(args: argparse.Namespace, model: Path) -> int:
-    from . import tensorrt_build as tb
+    from rd_edge.core.onnx_props import read_onnx_metadata
+    from rd_edge.runtime import DEFAULT_MAX_BATCH, build_engine, require_tensorrt
 
     if _is_onnx(model):
-        source_precision = tb.read_onnx_metadata(model).precision  # MetadataError before anything else
+        source_precision = read_onnx_metadata(model).precision  # MetadataError before anything else
     else:
         source_precision = "fp32"
-    tb.import_tensorrt()  # fail before exporting or quantizing when TensorRT is missing
+    require_tensorrt()  # fail before exporting or quantizing when TensorRT is missing
     precision = args.precision or source_precision
     suffix = "" if precision == source_precision else f"_{precision}"
     plan = Path(args.engine) if args.engine else model.with_name(f"{model.stem}{suffix}.engine")
     onnx_path = _engine_onnx(args, model, plan, precision, source_precision)
-    report = tb.build_engine(onnx_path, plan, precision=precision,
-                             max_batch=args.max_batch or tb.DEFAULT_MAX_BATCH, workspace_mb=args.workspace,
-                             timing_cache=args.timing_cache, verbose=args.verbose)
+    report = build_engine(onnx_path, plan, precision=precision,
+                          max_batch=args.max_batch or DEFAULT_MAX_BATCH, workspace_mb=args.workspace,
+                          timing_cache=args.timing_cache, verbose=args.verbose)
     print(report.format())
     return 0
 

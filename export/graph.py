@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Dict, List
+from typing import Dict
 
 import onnx
 
-from rd_edge.errors import ExportError
-from rd_edge.metadata import METADATA_KEY, ModelMetadata
+from rd_edge.core.errors import ExportError
+from rd_edge.core.metadata import METADATA_KEY, ModelMetadata
+from rd_edge.core.onnx_props import metadata_from_entries
 
 # Operators that are training-only or that one of our targets does not load.
 FORBIDDEN_OPS = {"BatchNormalization", "Identity", "Dropout", "ReduceSum", "ReduceMax", "Max", "Min"}
@@ -50,8 +51,8 @@ def set_metadata(model: onnx.ModelProto, metadata: ModelMetadata) -> None:
 
 
 def read_metadata(model: onnx.ModelProto, source: str = "model") -> ModelMetadata:
-    values: List[str] = [p.value for p in model.metadata_props if p.key == METADATA_KEY]
-    return ModelMetadata.from_json(values[0] if values else None, source)
+    """The validated rd_edge metadata of an in-memory model (same rules as the file reader)."""
+    return metadata_from_entries([(p.key, p.value) for p in model.metadata_props], source)
 
 
 def full_check(model: onnx.ModelProto) -> None:

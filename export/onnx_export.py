@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Union
 
@@ -14,8 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from rd_edge.checkpoint import build_model, read_checkpoint
-from rd_edge.errors import ExportError
-from rd_edge.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
+from rd_edge.core.errors import ExportError
+from rd_edge.core.files import sha256_file
+from rd_edge.core.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 from rd_edge.model import RDInference
 
 from . import __version__
@@ -68,14 +68,6 @@ class HalfPrecisionRD(nn.Module):
     def forward(self, image: Tensor):
         teacher, student = self.rd(self.normalize(image).half())
         return self.head([t.float() for t in teacher], [s.float() for s in student])
-
-
-def sha256_file(path: Union[str, Path]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def build_metadata(data: Dict, model: RDInference, checkpoint: Path, precision: str, opset: int) -> ModelMetadata:

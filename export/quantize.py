@@ -30,15 +30,16 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import onnx
 
-from rd_edge.errors import ExportError, RdEdgeError
-from rd_edge.metadata import INPUT_NAME, ModelMetadata
+from rd_edge.core.choices import CalibrationMethod, Int8Scope, Int8Target, values
+from rd_edge.core.errors import ExportError, RdEdgeError
+from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
 
 from .graph import full_check, read_metadata, set_metadata
 
 PathLike = Union[str, Path]
 
-INT8_TARGETS = ("tensorrt", "cpu")
-CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+INT8_TARGETS = tuple(values(Int8Target))
+CALIBRATION_METHODS = tuple(values(CalibrationMethod))
 DEFAULT_MAX_IMAGES = 64
 QUANTIZED_OPS = ("Conv", "ConvTranspose")
 # Node-name prefixes of teacher, OCBE and student in the fused graph; /head/ stays float.
@@ -49,10 +50,10 @@ BACKBONE_PREFIXES = ("/rd/teacher/", "/rd/ocbe/", "/rd/student/")
 # alone (with 16-bit activations) cost 0.02-0.03 image AUROC, while quantizing this scope costs
 # under 0.01 (measurements in docs/tensorrt_int8.md).
 SCOPES: Dict[str, Tuple[str, ...]] = {
-    "student": ("/rd/ocbe/bn_layer/", "/rd/student/"),
-    "full": BACKBONE_PREFIXES,
+    Int8Scope.STUDENT.value: ("/rd/ocbe/bn_layer/", "/rd/student/"),
+    Int8Scope.FULL.value: BACKBONE_PREFIXES,
 }
-DEFAULT_SCOPE = "student"
+DEFAULT_SCOPE = Int8Scope.STUDENT.value
 _CALIBRATION_BATCH = 8  # images per calibration run: fewer Python round trips, bounded memory
 
 
@@ -154,7 +155,7 @@ def calibration_paths(calib_dir: PathLike, max_images: int = DEFAULT_MAX_IMAGES)
 def load_calibration_batch(paths: Sequence[Path], size: Sequence[int]) -> np.ndarray:
     """[N,3,H,W] float32, preprocessed exactly as the runtime does (preprocess_bgr)."""
     from rd_edge.data import read_image
-    from rd_edge.runtime.preprocess import preprocess_bgr
+    from rd_edge.core.preprocess import preprocess_bgr
 
     images = []
     for path in paths:

@@ -7,7 +7,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from rd_edge.errors import VerificationError
+from rd_edge.core.errors import VerificationError
+from rd_edge.core.metadata import INPUT_NAME
 
 # Max abs difference allowed between the torch module and the graph, on map and score.
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
@@ -44,9 +45,10 @@ class VerificationReport:
 
 def check_images(image_size, data_dir: Optional[str], n: int = 4, seed: int = 0):
     """[n,3,H,W] float32 in [0,1]: training images when the checkpoint knows them, else random."""
-    from rd_edge.data import MVTecCategory, read_image
-    from rd_edge.errors import RdEdgeError
-    from rd_edge.runtime.preprocess import preprocess_bgr
+    from rd_edge.core.images import read_image
+    from rd_edge.data import MVTecCategory
+    from rd_edge.core.errors import RdEdgeError
+    from rd_edge.core.preprocess import preprocess_bgr
 
     if data_dir and Path(data_dir).is_dir():
         try:
@@ -66,11 +68,12 @@ def _parity(name: str, ref_map, ref_score, amap, score, tol: float) -> RuntimePa
 
 
 def run_onnxruntime(onnx_path: Path, images: np.ndarray):
-    import onnxruntime as ort
+    """(anomaly_map, score) of the graph in ONNX Runtime on the CPU, through the runtime's runner."""
+    from .accuracy import cpu_runner
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    amap, score = session.run(["anomaly_map", "score"], {"image": images})
-    return amap, score
+    with cpu_runner(onnx_path) as runner:
+        out = runner.infer({INPUT_NAME: images})
+    return out["anomaly_map"], out["score"]
 
 
 def run_opencv(onnx_path: Path, images: np.ndarray):

@@ -21,7 +21,7 @@ from typing import Any, Dict, Union
 
 import torch
 
-from .errors import CheckpointError
+from .core.errors import CheckpointError
 from .model import ModelConfig, RDInference
 
 CHECKPOINT_FORMAT = "rd_edge.checkpoint"

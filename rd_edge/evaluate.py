@@ -11,8 +11,8 @@ from tqdm import tqdm
 from .checkpoint import load_checkpoint
 from .data import MVTecCategory, read_image, read_mask
 from .metrics import evaluate
-from .runtime.postprocess import heatmap_overlay
-from .runtime.preprocess import preprocess_bgr
+from .core.postprocess import heatmap_overlay
+from .core.preprocess import preprocess_bgr
 from .train import pick_device
 
 

@@ -13,11 +13,11 @@ from tqdm import tqdm
 
 from .checkpoint import read_checkpoint, save_checkpoint
 from .data import MVTecCategory, read_image
-from .errors import DatasetError, RdEdgeError
+from .core.errors import DatasetError, RdEdgeError
 from .model import ModelConfig, RDInference, ReverseDistillation, cosine_loss
 from .model.rd import Normalize
 from .model.weights import load_teacher_weights, reestimate_batchnorm
-from .runtime.preprocess import preprocess_bgr
+from .core.preprocess import preprocess_bgr
 
 HOLDOUT_FRACTION = 0.1  # normal training images kept aside to calibrate the threshold
 THRESHOLD_SIGMAS = 3.0  # threshold = mean + 3 std of held-out normal scores

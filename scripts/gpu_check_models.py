@@ -46,7 +46,7 @@ class Checks:
 
     def attempt(self, what: str, fn: Callable[[], object]) -> Optional[object]:
         """Run ``fn``; an exception becomes a skip (missing piece) or a failure (our bug)."""
-        from rd_edge.errors import BackendError, ExportError
+        from rd_edge.core.errors import BackendError, ExportError
 
         try:
             return fn()
@@ -86,7 +86,7 @@ def make_models(work: Path, backbone: str, size: int, checks: Checks) -> Dict[st
 
 def build_engines(work: Path, models: Dict[str, Path], checks: Checks) -> Dict[str, Path]:
     """fp32/fp16/int8 plans from the same checkpoint's graphs, one shared timing cache."""
-    from rd_export.tensorrt_build import build_engine
+    from rd_edge.runtime.backends.trt.builder import build_engine
 
     plans = {}
     for precision in ("fp32", "fp16", "int8"):
@@ -142,7 +142,7 @@ def check_torch_cuda(models: Dict[str, Path], frames: List[np.ndarray], checks: 
     import torch
 
     from rd_edge import load_checkpoint
-    from rd_edge.runtime.preprocess import preprocess_bgr
+    from rd_edge.core.preprocess import preprocess_bgr
 
     if not torch.cuda.is_available():
         checks.skip("torch on CUDA", f"torch {torch.__version__} sees no CUDA device (CPU build?)")

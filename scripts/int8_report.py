@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from rd_export.accuracy import compare_graphs, ort_session, session_metadata
+from rd_export.accuracy import compare_graphs, cpu_runner
 from rd_export.quantize import INT8_TARGETS, SCOPES, quantize_int8
 
 
@@ -44,18 +44,18 @@ def time_graphs(graphs: Dict[str, Path], threads: int, runs: int, rounds: int = 
     session's spinning pool steals the cores from the one being timed. Several rounds still
     spread slow phases of the machine over every graph.
     """
-    sessions = {name: ort_session(path, threads) for name, path in graphs.items()}
-    meta = session_metadata(next(iter(sessions.values())), "graph")
+    sessions = {name: cpu_runner(path, threads) for name, path in graphs.items()}
+    meta = next(iter(sessions.values())).metadata
     x = np.random.default_rng(0).random((1, 3, meta.height, meta.width), dtype=np.float32)
     times: Dict[str, List[float]] = {name: [] for name in sessions}
     per_block = max(1, runs // rounds)
     for _ in range(rounds):
         for name, s in sessions.items():
             for _ in range(warmup):
-                s.run(None, {"image": x})
+                s.infer({"image": x})
             for _ in range(per_block):
                 t = time.perf_counter()
-                s.run(None, {"image": x})
+                s.infer({"image": x})
                 times[name].append((time.perf_counter() - t) * 1e3)
     return times
 
@@ -86,7 +86,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     speed = quantize_all(speed_src, args.data, work, "speed", scopes) if args.speed_onnx else int8
     graphs = {"fp32": speed_src, **speed}
     times = time_graphs(graphs, args.threads, args.runs)
-    size = session_metadata(ort_session(speed_src), str(speed_src)).image_size
+    size = cpu_runner(speed_src).metadata.image_size
     print(f"\nONNX Runtime CPU, batch 1, {args.threads} threads, {size[0]}x{size[1]}, {args.runs} runs per graph "
           f"in 3 rounds:")
     fp32_median = float(np.median(times["fp32"]))

@@ -4,7 +4,7 @@ import torch
 
 from rd_edge import load_checkpoint
 from rd_edge.checkpoint import read_checkpoint
-from rd_edge.errors import CheckpointError
+from rd_edge.core.errors import CheckpointError
 from helpers import SCORE_STATS, make_checkpoint
 
 

@@ -3,7 +3,7 @@
 - fp32 ONNX: ``rd_export.onnx_export.export_onnx`` (verification off: every row's scores are
   compared with ``reference`` on the same frames instead).
 - int8 Q/DQ ONNX: ``rd_export.quantize.quantize_int8``, calibrated on the benchmark's frames.
-- TensorRT plans: ``rd_export.tensorrt_build.build_engine`` (only where TensorRT runs).
+- TensorRT plans: ``rd_edge.runtime.backends.trt.builder.build_engine`` (only where TensorRT runs).
 
 Failures that mean "this backend cannot run here" are BackendUnavailable with the reason.
 """
@@ -64,7 +64,7 @@ def ensure_int8(onnx_int8: Optional[Path], onnx_fp32: Path, frames: Sequence[np.
     except ImportError as exc:
         raise BackendUnavailable(f"no --onnx-int8 given and rd_export.quantize.quantize_int8 is not "
                                  f"importable ({exc}); pass --onnx-int8 PATH") from exc
-    from rd_edge.errors import RdEdgeError
+    from rd_edge.core.errors import RdEdgeError
 
     calib = write_calibration_frames(frames[:CALIBRATION_FRAMES], workdir / f"calibration_{target}")
     out = workdir / f"{onnx_fp32.stem}_int8_{target}.onnx"
@@ -77,8 +77,8 @@ def ensure_int8(onnx_int8: Optional[Path], onnx_fp32: Path, frames: Sequence[np.
 
 def engine_precision(plan: Path) -> str:
     """The precision recorded in a plan's sidecar (BenchmarkError when unreadable)."""
-    from rd_edge.errors import RdEdgeError
-    from rd_edge.runtime.backends.tensorrt import EngineSidecar
+    from rd_edge.core.errors import RdEdgeError
+    from rd_edge.runtime.backends.trt import EngineSidecar
 
     try:
         return EngineSidecar.read(plan).precision
@@ -92,8 +92,8 @@ def build_engines(onnx_fp32: Path, frames: Sequence[np.ndarray], workdir: Path,
 
     Returns ([(precision, plan)], [(precision, why it was not built)]).
     """
-    from rd_edge.errors import RdEdgeError
-    from rd_export.tensorrt_build import build_engine
+    from rd_edge.core.errors import RdEdgeError
+    from rd_edge.runtime.backends.trt.builder import build_engine
 
     built: List[Tuple[str, Path]] = []
     failed: List[Tuple[str, str]] = []

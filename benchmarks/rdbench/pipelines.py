@@ -122,7 +122,7 @@ class ReferencePipeline(_TorchPipeline):
     def _postprocess(self, raw: Any, frames: List[np.ndarray]) -> List[float]:
         from scipy.ndimage import gaussian_filter
 
-        from rd_edge.runtime.postprocess import resize_map
+        from rd_edge.core.postprocess import resize_map
 
         maps = raw[:, 0].cpu().numpy()
         scores = []
@@ -149,8 +149,8 @@ class TorchPipeline(_TorchPipeline):
         self._normal = (float(stats.get("min", 0.0)), float(stats.get("max", 1.0)))
 
     def run(self, frames: List[np.ndarray]) -> CallTimes:
-        from rd_edge.runtime.postprocess import normalize_score, resize_map
-        from rd_edge.runtime.preprocess import preprocess_bgr
+        from rd_edge.core.postprocess import normalize_score, resize_map
+        from rd_edge.core.preprocess import preprocess_bgr
 
         n = len(frames)
         t0 = time.perf_counter()
@@ -180,7 +180,7 @@ class DetectorPipeline(Pipeline):
     """
 
     def load(self) -> None:
-        from rd_edge.errors import MetadataError
+        from rd_edge.core.errors import MetadataError
         from rd_edge.runtime import Detector
 
         opts = dict(self.job.options)

@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rd_edge.errors import RdEdgeError
+from rd_edge.core.errors import RdEdgeError
 
 from . import artifacts
 from .errors import BackendUnavailable, BenchmarkError

@@ -75,7 +75,7 @@ def run_job(job: Job, emit: Emit = emit_line) -> None:
         return
     except Exception as exc:
         # RdEdgeError (and what backends raise) mean "cannot run here": a reason, not a crash.
-        from rd_edge.errors import RdEdgeError
+        from rd_edge.core.errors import RdEdgeError
 
         if not isinstance(exc, RdEdgeError):
             raise

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ._common import run_cli
+from rd_edge.core.cli import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:

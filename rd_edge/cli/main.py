@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-from rd_edge.cli._common import int_at_least, name_list, run_cli
+from rd_edge.core.cli import int_at_least, name_list, run_cli
 
 _Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 

@@ -5,7 +5,7 @@ import argparse
 import json
 from typing import Optional, Sequence
 
-from ._common import run_cli
+from rd_edge.core.cli import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:

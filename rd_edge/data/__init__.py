@@ -1,6 +1,10 @@
-"""Datasets and image I/O: MVTec AD layout discovery, the synthetic demo dataset, readers."""
+"""Datasets and image I/O: MVTec AD layout discovery, the synthetic demo dataset, readers.
 
-from rd_edge.data.images import (
+The synthetic generator is loaded on first use of one of its names, not on ``import rd_edge.data``.
+"""
+from typing import Any
+
+from rd_edge.core.images import (
     IMAGE_EXTENSIONS,
     list_images,
     read_image,
@@ -8,13 +12,17 @@ from rd_edge.data.images import (
     to_bgr_uint8,
 )
 from rd_edge.data.mvtec import MVTecCategory, Sample
-from rd_edge.data.synthetic import (
-    DEMO_CATEGORIES,
-    DEMO_DEFECTS,
-    DemoImage,
-    render_demo_image,
-    write_demo_dataset,
-)
+
+_SYNTHETIC = ("DEMO_CATEGORIES", "DEMO_DEFECTS", "DemoImage", "render_demo_image", "write_demo_dataset")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SYNTHETIC:
+        from rd_edge.data import synthetic
+
+        return getattr(synthetic, name)
+    raise AttributeError(f"module 'rd_edge.data' has no attribute {name!r}")
+
 
 __all__ = [
     "DEMO_CATEGORIES",

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
-from rd_edge.data.images import IMAGE_EXTENSIONS, PathLike, list_images
-from rd_edge.errors import DatasetError
+from rd_edge.core.images import IMAGE_EXTENSIONS, PathLike, list_images
+from rd_edge.core.errors import DatasetError
 
 GOOD = "good"
 

@@ -12,7 +12,6 @@ the ONNX graph as is (ONNX Runtime, TensorRT 8.5+, OpenCV DNN 4.6):
 """
 from __future__ import annotations
 
-import math
 from typing import List, Sequence, Tuple
 
 import torch

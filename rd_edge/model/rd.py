@@ -1,7 +1,7 @@
 """Reverse Distillation: frozen teacher, trainable OCBE + student, and the fused inference module."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Dict, List, Tuple
 
 import torch

@@ -8,7 +8,7 @@ from typing import Iterable, Union
 import torch
 from torch import Tensor, nn
 
-from ..errors import CheckpointError
+from rd_edge.core.errors import CheckpointError
 
 
 def load_teacher_weights(teacher: nn.Module, path: Union[str, Path]) -> None:

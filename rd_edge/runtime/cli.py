@@ -15,8 +15,8 @@ from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..cli._common import int_at_least, name_list, run_cli
-from ..errors import RdEdgeError
+from rd_edge.core.cli import int_at_least, name_list, run_cli
+from rd_edge.core.errors import RdEdgeError
 from .backends import registered_backends
 
 _EXIT_INPUT_FAILED = 2
@@ -244,7 +244,7 @@ class _Recorder:
                   f"{record['normalized_score']:.3f}) {flag}, {record['latency_ms']:.1f} ms")
 
     def _render(self, frame: np.ndarray, prediction: Any) -> Tuple[np.ndarray, np.ndarray]:
-        from .postprocess import heatmap_overlay
+        from rd_edge.core.postprocess import heatmap_overlay
 
         mask = prediction.anomaly_map > self.detector.threshold  # [H,W] bool at the frame size
         vmin, vmax = self.detector.display_range()

@@ -17,7 +17,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ..errors import BackendError, ImageReadError
+from rd_edge.core.errors import BackendError, ImageReadError
 
 KERNEL_NAME = "bgr_to_rgb_nchw_resize"
 KERNEL_SOURCE = r"""
@@ -70,7 +70,7 @@ class CudaPreprocessor:
     """
 
     def __init__(self, size_hw: Tuple[int, int], stream: Any) -> None:
-        from .backends.tensorrt import import_pycuda_driver
+        from .backends.trt.util import import_pycuda_driver
 
         self._cuda = import_pycuda_driver()
         self.height, self.width = int(size_hw[0]), int(size_hw[1])

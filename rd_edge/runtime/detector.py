@@ -17,12 +17,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import BackendError, MetadataError, RdEdgeError
-from ..metadata import INPUT_NAME, ModelMetadata
+from rd_edge.core.errors import BackendError, MetadataError, RdEdgeError
+from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
 from .backends import DeviceInputRunner, Runner, load_runner
 from .backends.base import PathLike
-from .postprocess import normalize_score, resize_map
-from .preprocess import preprocess_bgr
+from rd_edge.core.postprocess import normalize_score, resize_map
+from rd_edge.core.preprocess import preprocess_bgr
 
 Frames = Union[np.ndarray, Sequence[np.ndarray]]
 
@@ -149,7 +149,7 @@ class Detector:
 
     def _predict_batch(self, frames: List[np.ndarray]) -> List[Prediction]:
         """At most batch_size frames through preprocess -> runner -> postprocess."""
-        from ..data.images import to_bgr_uint8
+        from rd_edge.core.images import to_bgr_uint8
 
         n = len(frames)
         t0 = time.perf_counter()
@@ -164,7 +164,7 @@ class Detector:
             t1 = time.perf_counter()
             outputs = self.runner.infer({INPUT_NAME: self._batch[:n]})
         t2 = time.perf_counter()
-        maps, scores = self._check_outputs(outputs, n)
+        maps, scores = outputs["anomaly_map"], outputs["score"]  # [N,1,h,w], [N]: checked by the runner
         predictions = [self._postprocess(maps[i, 0], float(scores[i]), frames[i].shape[:2])
                        for i in range(n)]
         t3 = time.perf_counter()
@@ -183,14 +183,6 @@ class Detector:
                 self._cuda_pre.enqueue(frame, runner.device_input_pointer(), i)
             # Wait, so preprocess_ms measures the kernels and not just their enqueueing.
             runner.stream.synchronize()
-
-    def _check_outputs(self, outputs: Dict[str, np.ndarray], n: int) -> Tuple[np.ndarray, np.ndarray]:
-        maps = np.asarray(outputs["anomaly_map"], dtype=np.float32)  # [N,1,h,w]
-        scores = np.asarray(outputs["score"], dtype=np.float32).reshape(-1)  # [N]
-        if maps.ndim != 4 or maps.shape[:2] != (n, 1) or scores.shape != (n,):
-            raise BackendError(f"{self.backend} returned anomaly_map {maps.shape} and score "
-                               f"{scores.shape} for a batch of {n}; expected [{n},1,H,W] and [{n}]")
-        return maps, scores
 
     def _postprocess(self, amap: np.ndarray, score: float, frame_hw: Tuple[int, int]) -> Prediction:
         normalized = float(normalize_score(score, self.threshold, self._min_normal, self._max_normal))

@@ -15,8 +15,8 @@ from typing import Any, Iterator, List, Optional
 
 import numpy as np
 
-from ..data.images import IMAGE_EXTENSIONS, list_images, read_image, to_bgr_uint8
-from ..errors import RdEdgeError
+from rd_edge.core.images import IMAGE_EXTENSIONS, list_images, read_image, to_bgr_uint8
+from rd_edge.core.errors import RdEdgeError
 
 
 class SourceError(RdEdgeError):

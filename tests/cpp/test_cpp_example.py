@@ -95,9 +95,9 @@ def extra_images(tmp_path):
 
 def test_scores_match_python_runtime(rd_infer, r18_onnx, demo_category, extra_images, tmp_path):
     cv2 = pytest.importorskip("cv2")
-    from rd_edge.data.images import list_images, read_image
+    from rd_edge.core.images import list_images, read_image
     from rd_edge.runtime import Detector
-    from rd_edge.runtime.postprocess import heatmap_overlay
+    from rd_edge.core.postprocess import heatmap_overlay
 
     assert "rd_infer backends: opencv" in rd_infer["configure"]
     corrupt = tmp_path / "corrupt.png"

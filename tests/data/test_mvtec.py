@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rd_edge.data import MVTecCategory, Sample
-from rd_edge.errors import DatasetError
+from rd_edge.core.errors import DatasetError
 
 
 def touch_images(folder: Path, names: Iterable[str]) -> None:

@@ -16,7 +16,7 @@ from rd_edge.data import (
     render_demo_image,
     write_demo_dataset,
 )
-from rd_edge.errors import DatasetError
+from rd_edge.core.errors import DatasetError
 
 SMALL = dict(image_size=64, n_train=3, n_test_good=2, n_test_per_defect=2)
 

@@ -1,5 +1,4 @@
 """rd-export: one fused, clean graph that agrees with torch in ONNX Runtime and OpenCV DNN."""
-import json
 import shutil
 import subprocess
 import textwrap
@@ -11,7 +10,7 @@ import pytest
 import torch
 
 from rd_edge import load_checkpoint
-from rd_edge.metadata import METADATA_KEY, ModelMetadata
+from rd_edge.core.metadata import METADATA_KEY, ModelMetadata
 from rd_export.cli import main as export_main
 from rd_export.graph import read_metadata
 from rd_export.onnx_export import export_onnx

@@ -9,8 +9,8 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from rd_edge.errors import ExportError, MetadataError
-from rd_edge.metadata import METADATA_KEY
+from rd_edge.core.errors import ExportError, MetadataError
+from rd_edge.core.metadata import METADATA_KEY
 from rd_export.accuracy import compare_graphs, pearson
 from rd_export.cli import main as export_main
 from rd_export.graph import read_metadata

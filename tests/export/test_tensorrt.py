@@ -18,14 +18,14 @@ import numpy as np
 import onnx
 import pytest
 
-from rd_edge.errors import BackendError, ExportError, MetadataError
+from rd_edge.core.errors import BackendError, ExportError, MetadataError
 from rd_edge.runtime import load_runner
-from rd_edge.runtime.backends import tensorrt as trt_backend
-from rd_edge.runtime.backends.tensorrt import EngineSidecar, sidecar_path
-from rd_export import tensorrt_build as tb
+from rd_edge.runtime.backends.trt import util as trt_backend
+from rd_edge.core.sidecar import EngineSidecar, sidecar_path
+from rd_edge.runtime.backends.trt import builder as tb
 from rd_export.cli import main as export_main
 from rd_export.graph import read_metadata
-from rd_export.onnx_export import sha256_file
+from rd_edge.core.files import sha256_file
 
 FAKE_GPU = ("NVIDIA Fake GPU", "8.7")
 
@@ -384,7 +384,7 @@ def test_metadata_is_read_without_onnx_and_agrees_with_it(r18_onnx, int8_trt_onn
         tb.read_onnx_metadata(truncated)
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(bytes([0x0F]) * 10)  # wire type 7 does not exist
-    with pytest.raises(ExportError, match=r"garbage\.onnx is not a readable ONNX model"):
+    with pytest.raises(MetadataError, match=r"garbage\.onnx is not a readable ONNX model"):
         tb.read_onnx_metadata(garbage)
 
 
@@ -418,7 +418,7 @@ def gpu_skip_reason():
         return "tensorrt is not installed (pip install rd-edge[gpu], or JetPack)"
     if importlib.util.find_spec("pycuda") is None:
         return "pycuda is not installed (the runtime's TensorRT runner needs it)"
-    return trt_backend._probe()
+    return trt_backend.probe()
 
 
 # Engine vs ONNX Runtime CPU on the same graph, max |difference| of map and score. fp32: the

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
-from rd_edge.errors import CheckpointError
+from rd_edge.core.errors import CheckpointError
 from rd_edge.model import ModelConfig, RDInference, ReverseDistillation, gaussian_kernel_1d
 from rd_edge.model.anomaly_map import AnomalyMapHead
 from rd_edge.model.resnet import BACKBONES, ResNetEncoder, backbone_spec

@@ -15,7 +15,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from rd_edge.metadata import METADATA_KEY, ModelMetadata  # noqa: E402
+from rd_edge.core.metadata import METADATA_KEY, ModelMetadata  # noqa: E402
 
 TINY_SIZE = (24, 32)  # (H, W): not square, so an H/W swap shows
 CHANNEL_WEIGHTS = np.array([0.5, 0.3, 0.2], np.float32)  # R, G, B

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rd_edge.runtime.cuda_preprocess import KERNEL_SOURCE
-from rd_edge.runtime.preprocess import preprocess_bgr
+from rd_edge.core.preprocess import preprocess_bgr
 
 MODEL_SIZE = (24, 32)
 # Downscale (several ratios, including cv2's exact-2x special case), upscale, same size, mixed.
@@ -62,8 +62,8 @@ def test_kernel_arithmetic_matches_cv2_within_one_grey_level(size):
 def _gpu_skip_reason():
     if importlib.util.find_spec("pycuda") is None:
         return "pycuda is not installed"
-    from rd_edge.errors import BackendError
-    from rd_edge.runtime.backends.tensorrt import import_pycuda_driver
+    from rd_edge.core.errors import BackendError
+    from rd_edge.runtime.backends.trt import import_pycuda_driver
 
     try:
         cuda = import_pycuda_driver()
@@ -77,7 +77,7 @@ def test_cuda_kernel_matches_the_cpu_path_on_every_pixel():
     reason = _gpu_skip_reason()
     if reason:
         pytest.skip(reason)
-    from rd_edge.runtime.backends.tensorrt import import_pycuda_driver
+    from rd_edge.runtime.backends.trt import import_pycuda_driver
     from rd_edge.runtime.cuda_preprocess import CudaPreprocessor
 
     cuda = import_pycuda_driver()

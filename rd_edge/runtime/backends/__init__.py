@@ -15,7 +15,7 @@ from .base import (
     why_unavailable,
 )
 from . import onnxruntime as _onnxruntime  # noqa: F401  (registers "ort")
-from . import tensorrt as _tensorrt  # noqa: F401  (registers "trt")
+from . import trt as _trt  # noqa: F401  (registers "trt")
 
 __all__ = [
     "BackendInfo",

@@ -9,25 +9,26 @@ never at module level: registering a backend must stay free.
 """
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ...errors import BackendError
-from ...metadata import ModelMetadata
+from rd_edge.core.errors import BackendError
+from rd_edge.core.files import PathLike
+from rd_edge.core.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 
 class Runner(ABC):
     """A loaded model: ``infer({"image": [N,3,H,W] float32})`` -> ``{"anomaly_map", "score"}``.
 
     Subclasses set ``name`` (the registry name), ``metadata`` (the model's ``rd_edge``
-    metadata), ``input_names``, ``output_names`` and ``max_batch`` (None when unbounded).
+    metadata), ``input_names``, ``output_names`` and ``max_batch`` (None when unbounded), and
+    implement :meth:`infer_impl`. :meth:`infer` does the checks every backend shares, once:
+    the feed's name, rank, image size and batch on the way in; names and shapes on the way out.
     """
 
     name: str = "runner"
@@ -36,9 +37,43 @@ class Runner(ABC):
     output_names: Tuple[str, ...]
     max_batch: Optional[int] = None
 
-    @abstractmethod
     def infer(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Run one batch; the returned arrays belong to the caller (not reused buffers)."""
+        image = self.check_feed(feed)
+        return self.check_outputs(self.infer_impl({INPUT_NAME: image}), int(image.shape[0]))
+
+    @abstractmethod
+    def infer_impl(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Run one already-checked batch (the backend's own work)."""
+
+    def check_feed(self, feed: Dict[str, np.ndarray]) -> np.ndarray:
+        """The ``image`` array of ``feed``; BackendError unless it is [N,3,H,W] of the model's size
+        with 1 <= N <= max_batch."""
+        if not isinstance(feed, dict) or INPUT_NAME not in feed:
+            found = sorted(feed) if isinstance(feed, dict) else type(feed).__name__
+            raise BackendError(f"{self.name}: expected a feed {{{INPUT_NAME!r}: [N,3,H,W] array}}, found {found}")
+        image = np.asarray(feed[INPUT_NAME])
+        expected = (3, self.metadata.height, self.metadata.width)
+        limit = self.max_batch or "N"
+        if image.ndim != 4 or tuple(image.shape[1:]) != expected or not 1 <= image.shape[0] <= (self.max_batch or image.shape[0]):
+            raise BackendError(f"{self.name}: input shape {tuple(image.shape)} does not fit the model: "
+                               f"expected [1..{limit}, {', '.join(map(str, expected))}]")
+        if not np.issubdtype(image.dtype, np.floating):
+            raise BackendError(f"{self.name}: input dtype {image.dtype}, expected float32 RGB in [0, 1] "
+                               f"(preprocess uint8 frames with rd_edge.core.preprocess.preprocess_bgr)")
+        return image
+
+    def check_outputs(self, outputs: Dict[str, np.ndarray], n: int) -> Dict[str, np.ndarray]:
+        """``outputs`` as float32 ``anomaly_map`` [n,1,h,w] and ``score`` [n]; BackendError otherwise."""
+        missing = [k for k in OUTPUT_NAMES if k not in outputs]
+        if missing:
+            raise BackendError(f"{self.name} returned {sorted(outputs)}, lacking {missing}")
+        maps = np.asarray(outputs["anomaly_map"], dtype=np.float32)
+        scores = np.asarray(outputs["score"], dtype=np.float32).reshape(-1)
+        if maps.ndim != 4 or maps.shape[:2] != (n, 1) or scores.shape != (n,):
+            raise BackendError(f"{self.name} returned anomaly_map {maps.shape} and score "
+                               f"{scores.shape} for a batch of {n}; expected [{n},1,H,W] and [{n}]")
+        return {**outputs, "anomaly_map": maps, "score": scores}
 
     def close(self) -> None:
         """Release the session / device memory. Idempotent."""
@@ -73,9 +108,16 @@ class DeviceInputRunner(Runner):
     def input_dtype(self) -> np.dtype:
         """dtype of the device input buffer (the CUDA kernel writes float32 only)."""
 
-    @abstractmethod
     def infer_from_device(self, batch: int) -> Dict[str, np.ndarray]:
-        """Like ``infer``, for input already in device memory."""
+        """Like ``infer``, for the first ``batch`` images already in device memory."""
+        limit = self.max_batch or batch
+        if not 1 <= batch <= limit:
+            raise BackendError(f"{self.name}: batch {batch} does not fit the model: expected 1..{limit}")
+        return self.check_outputs(self.infer_from_device_impl(batch), batch)
+
+    @abstractmethod
+    def infer_from_device_impl(self, batch: int) -> Dict[str, np.ndarray]:
+        """Run on the first ``batch`` images of the device input buffer (already checked)."""
 
 
 Loader = Callable[..., Runner]
@@ -180,14 +222,3 @@ def reject_unknown_options(backend: str, options: Dict[str, object], accepted: S
     if unknown:
         raise BackendError(f"backend {backend!r} does not take option(s) {unknown}; "
                            f"it accepts: {', '.join(accepted)}")
-
-
-def import_optional(module: str, needed_for: str, install_hint: str) -> Any:
-    """Import an optional heavy package inside the backend that needs it; BackendError naming
-    what installs it when it is missing."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise BackendError(f"{needed_for} needs {module}: {install_hint} ({exc})") from exc

@@ -1,7 +1,7 @@
 """ONNX Runtime backend: CPU, CUDA and TensorRT execution providers.
 
-onnxruntime is imported inside the loader; the metadata comes from the session
-(``get_modelmeta().custom_metadata_map``), so the runtime needs no ``onnx`` package.
+onnxruntime is imported inside the loader; the metadata is read from the file by
+:func:`rd_edge.core.onnx_props.read_onnx_metadata` (no ``onnx`` package needed).
 """
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ...errors import BackendError, MetadataError
-from ...metadata import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, ModelMetadata
-from .base import Runner, import_optional, register_backend, reject_unknown_options
+from rd_edge.core.errors import BackendError, MetadataError
+from rd_edge.core.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
+from rd_edge.core.onnx_props import read_onnx_metadata
+from rd_edge.core.optional import import_optional
+
+from .base import Runner, register_backend, reject_unknown_options
 
 # Shorthands accepted in ``providers``; full provider names pass through unchanged.
 PROVIDER_SHORTHANDS = {
@@ -156,12 +159,11 @@ class OnnxRuntimeRunner(Runner):
         self.session = session
         self.path = path
         self.providers: List[str] = list(session.get_providers())
-        custom = session.get_modelmeta().custom_metadata_map or {}
-        self.metadata = ModelMetadata.from_json(custom.get(METADATA_KEY), source=str(path))
+        self.metadata = read_onnx_metadata(path)  # the one reader: rd-export, rd-infer and builds agree
         self.input_names, self._input_dtype, self.max_batch = _check_input(session, path, self.metadata)
         self.output_names = _check_outputs(session, path)
 
-    def infer(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def infer_impl(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """``{"image": [N,3,H,W]}`` -> ``{"anomaly_map": [N,1,H,W], "score": [N]}``."""
         if self.session is None:
             raise BackendError(f"the ONNX Runtime runner for {self.path} is closed")

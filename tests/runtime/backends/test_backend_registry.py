@@ -4,7 +4,8 @@ import importlib.util
 import numpy as np
 import pytest
 
-from rd_edge.errors import BackendError
+from rd_edge.core.errors import BackendError
+from rd_edge.core.metadata import ModelMetadata
 from rd_edge.runtime import available_backends, load_runner
 from rd_edge.runtime.backends import base
 from rd_edge.runtime.backends.base import (
@@ -49,8 +50,10 @@ class _EchoRunner(Runner):
 
     def __init__(self, path, gain):
         self.path, self.gain = path, gain
+        self.metadata = ModelMetadata(backbone="resnet18", image_size=[4, 4], threshold=0.5, score_stats=None,
+                                      checkpoint_sha256="0" * 64, exporter_version="test")
 
-    def infer(self, feed):
+    def infer_impl(self, feed):
         x = feed["image"]
         return {"anomaly_map": x[:, :1] * self.gain, "score": x.max(axis=(1, 2, 3)) * self.gain}
 
@@ -73,6 +76,8 @@ def test_a_registered_backend_is_chosen_by_its_suffix_and_gets_the_options(tmp_p
     assert isinstance(runner, _EchoRunner) and runner.gain == 2.0
     out = runner.infer({"image": np.ones((2, 3, 4, 4), np.float32)})
     np.testing.assert_array_equal(out["score"], [2.0, 2.0])
+    with pytest.raises(BackendError, match=r"echo: input shape \(2, 3, 5, 4\) does not fit the model"):
+        runner.infer({"image": np.ones((2, 3, 5, 4), np.float32)})  # checked once, in the base Runner
     assert "echo" in registered_backends() and "echo" not in available_backends()
     assert why_unavailable("echo") == "needs nothing, but says no"
 

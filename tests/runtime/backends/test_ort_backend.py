@@ -5,7 +5,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from rd_edge.errors import BackendError, MetadataError
+from rd_edge.core.errors import BackendError, MetadataError
 from rd_edge.runtime import load_runner
 from rd_edge.runtime.backends.onnxruntime import OnnxRuntimeRunner, expand_providers
 
@@ -91,7 +91,8 @@ def test_corrupt_onnx_file(tmp_path):
 
 def test_wrong_input_shape_is_a_backend_error(tiny_onnx):
     with load_runner(tiny_onnx) as runner:
-        with pytest.raises(BackendError, match=r"ONNX Runtime failed on input \(1, 3, 8, 8\)"):
+        with pytest.raises(BackendError, match=r"input shape \(1, 3, 8, 8\) does not fit the model: "
+                                               r"expected \[1\.\.N, 3, 24, 32\]"):
             runner.infer({"image": np.zeros((1, 3, 8, 8), np.float32)})
 
 

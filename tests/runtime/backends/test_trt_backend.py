@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from rd_edge.errors import BackendError, MetadataError
+from rd_edge.core.errors import BackendError, MetadataError
 from rd_edge.runtime import Detector, load_runner
-from rd_edge.runtime.backends import tensorrt as trt_backend
-from rd_edge.runtime.backends.tensorrt import (
+from rd_edge.runtime.backends.trt import util as trt_backend
+from rd_edge.core.sidecar import (
     EngineSidecar,
     check_compatible,
     format_compute_capability,
@@ -115,7 +115,7 @@ def _gpu_skip_reason():
         return "tensorrt is not installed"
     if not HAVE_PYCUDA:
         return "pycuda is not installed"
-    return trt_backend._probe()  # None when a CUDA device is usable
+    return trt_backend.probe()  # None when a CUDA device is usable
 
 
 def build_engine(onnx_path, plan_path, meta, max_batch=4):

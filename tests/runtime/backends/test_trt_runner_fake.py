@@ -12,9 +12,10 @@ import types
 import numpy as np
 import pytest
 
-from rd_edge.errors import BackendError
+from rd_edge.core.errors import BackendError
 from rd_edge.runtime import Detector, load_runner
-from rd_edge.runtime.backends.tensorrt import EngineSidecar, TensorRTRunner
+from rd_edge.core.sidecar import EngineSidecar
+from rd_edge.runtime.backends.trt import TensorRTRunner
 
 H, W, MAX_BATCH = 24, 32, 4
 WEIGHTS = np.array([0.5, 0.3, 0.2], np.float32)  # the stand-in model of conftest.py

@@ -1,9 +1,9 @@
 """ONNX -> TensorRT plan plus JSON sidecar, with the TensorRT Python API of 8.5 through 10.x and 11.
 
-Torch-free (a Jetson builds its own engine from the ONNX). tensorrt, pycuda and cuda-python are
-imported inside the functions that need them; their absence is an ExportError naming what to
-install. The sidecar format and its validation belong to the runtime
-(:mod:`rd_edge.runtime.backends.tensorrt`); this module only fills it in.
+Torch-free and onnx-free: a Jetson builds its own engine from the ONNX (``rd-build-engine``),
+and ``rd-export --engine`` calls the same function. tensorrt, pycuda and cuda-python are imported
+on first use; their absence is an ExportError naming what to install. The sidecar format and its
+validation are the contract's (:mod:`rd_edge.core.sidecar`); this module only fills it in.
 
 Version differences handled here:
 
@@ -16,20 +16,22 @@ Version differences handled here:
 """
 from __future__ import annotations
 
-import io
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, List, Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple
 
-from rd_edge.errors import BackendError, ExportError
-from rd_edge.metadata import INPUT_NAME, METADATA_KEY, ModelMetadata
-from rd_edge.runtime.backends.tensorrt import EngineSidecar, format_compute_capability, sidecar_path
+from rd_edge.core.choices import Precision, values
+from rd_edge.core.errors import BackendError, ExportError
+from rd_edge.core.files import PathLike, sha256_file
+from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
+from rd_edge.core.onnx_props import read_onnx_metadata
+from rd_edge.core.sidecar import EngineSidecar, format_compute_capability, sidecar_path
 
-PathLike = Union[str, Path]
+from . import util
 
-ENGINE_PRECISIONS = ("fp32", "fp16", "int8")
+ENGINE_PRECISIONS = tuple(values(Precision))
 DEFAULT_MAX_BATCH = 8
 HEAD_PREFIX = "/head/"  # the anomaly-map reduction: kept float32 in fp16 engines
 INSTALL_HINT = ("`pip install rd-edge[gpu]` on a machine with an NVIDIA GPU, or JetPack "
@@ -60,135 +62,31 @@ class EngineReport:
         return "\n".join(lines)
 
 
-# --- optional packages --------------------------------------------------------------------------
+# --- what this machine builds with -----------------------------------------------------------
 
 
 def import_tensorrt() -> Any:
     """The tensorrt module, or ExportError naming the package to install."""
-    try:
-        import tensorrt
-    except ImportError as exc:
-        raise ExportError(f"building a TensorRT engine needs the tensorrt Python package, which is "
-                          f"not installed here: {INSTALL_HINT} ({exc})") from None
-    return tensorrt
-
-
-def tensorrt_major(trt: Any) -> int:
-    """Major version of the tensorrt module ("10.3.0" -> 10)."""
-    try:
-        return int(str(trt.__version__).split(".")[0])
-    except ValueError:
-        raise ExportError(f"cannot parse the TensorRT version {trt.__version__!r}") from None
+    return util.trt.load(error=ExportError, needed_for="building a TensorRT engine")
 
 
 def gpu_identity(device_id: int = 0) -> Tuple[str, str]:
-    """(name, "major.minor") of CUDA device ``device_id``: pycuda, else cuda-python.
-
-    The name is the driver's, the same string the runtime compares (it uses pycuda).
-    """
-    from rd_edge.runtime.backends.tensorrt import gpu_identity as pycuda_identity
-
+    """(name, "major.minor") of the GPU the engine is built on; ExportError when unknown."""
     try:
-        return pycuda_identity(device_id)
+        return util.gpu_identity(device_id)
     except BackendError as exc:
-        pycuda_error = str(exc)
-    try:
-        return _cuda_python_identity(device_id)
-    except ImportError:
-        pass
-    raise ExportError(f"cannot identify the GPU for the engine sidecar: {pycuda_error}; install "
-                      f"pycuda or cuda-python ({INSTALL_HINT})")
+        raise ExportError(f"cannot identify the GPU for the engine sidecar: {exc} ({INSTALL_HINT})") from exc
 
 
-def _cuda_python_identity(device_id: int) -> Tuple[str, str]:
+def tensorrt_major(trt: Any) -> int:
+    """Major version of the tensorrt module ("10.3.0" -> 10); ExportError when unparsable."""
     try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        from cuda import cudart  # older cuda-python; ImportError when neither is installed
-    err, props = cudart.cudaGetDeviceProperties(device_id)
-    if int(err) != 0:
-        raise ExportError(f"CUDA device {device_id} is not usable: cudaGetDeviceProperties returned {err}")
-    name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-    return name.rstrip("\x00").strip(), format_compute_capability((int(props.major), int(props.minor)))
+        return util.tensorrt_major(trt)
+    except BackendError as exc:
+        raise ExportError(str(exc)) from None
 
 
 # --- the ONNX side ------------------------------------------------------------------------------
-
-
-def read_onnx_metadata(onnx_path: PathLike) -> ModelMetadata:
-    """The rd_edge metadata of an ONNX file, read without the onnx package (a Jetson lacks it)."""
-    path = Path(onnx_path)
-    if not path.is_file():
-        raise ExportError(f"cannot build an engine from {path}: no such file; expected an ONNX model "
-                          f"written by rd-export")
-    try:
-        props = onnx_metadata_props(path)
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"{path} is not a readable ONNX model ({exc}); re-export it with rd-export") from exc
-    return ModelMetadata.from_json(props.get(METADATA_KEY), str(path))
-
-
-# ModelProto.metadata_props is field 14, a repeated StringStringEntryProto {key = 1, value = 2}.
-_METADATA_PROPS_FIELD = 14
-_VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
-
-
-def onnx_metadata_props(path: PathLike) -> Dict[str, str]:
-    """ModelProto.metadata_props straight from the protobuf wire format.
-
-    Skips every other top-level field (the graph and its weights) by length, so it neither
-    needs onnx nor reads hundreds of MB into memory. ValueError for a malformed file.
-    """
-    props: Dict[str, str] = {}
-    with open(path, "rb") as f:
-        while True:
-            tag = _read_varint(f, allow_eof=True)
-            if tag is None:
-                return props
-            field_number, wire_type = tag >> 3, tag & 7
-            if wire_type == _LENGTH:
-                size = _read_varint(f)
-                if field_number == _METADATA_PROPS_FIELD:
-                    key, value = _string_entry(f.read(size))
-                    props[key] = value
-                else:
-                    f.seek(size, io.SEEK_CUR)
-            elif wire_type == _VARINT:
-                _read_varint(f)
-            elif wire_type in (_FIXED64, _FIXED32):
-                f.seek(8 if wire_type == _FIXED64 else 4, io.SEEK_CUR)
-            else:
-                raise ValueError(f"unexpected protobuf wire type {wire_type} at byte {f.tell()}")
-
-
-def _read_varint(f: BinaryIO, allow_eof: bool = False) -> Optional[int]:
-    result = shift = 0
-    while True:
-        byte = f.read(1)
-        if not byte:
-            if allow_eof and shift == 0:
-                return None
-            raise ValueError("truncated protobuf varint")
-        result |= (byte[0] & 0x7F) << shift
-        if not byte[0] & 0x80:
-            return result
-        shift += 7
-        if shift > 63:
-            raise ValueError("protobuf varint longer than 10 bytes")
-
-
-def _string_entry(data: bytes) -> Tuple[str, str]:
-    """(key, value) of a StringStringEntryProto."""
-    fields = {1: "", 2: ""}
-    buf = io.BytesIO(data)
-    while True:
-        tag = _read_varint(buf, allow_eof=True)
-        if tag is None:
-            return fields[1], fields[2]
-        if tag & 7 != _LENGTH:
-            raise ValueError("malformed metadata_props entry")
-        size = _read_varint(buf)
-        fields[tag >> 3] = buf.read(size).decode("utf-8", errors="replace")
 
 
 def resolve_precision(requested: Optional[str], meta: ModelMetadata, source: PathLike, trt_major: int) -> str:
@@ -408,22 +306,12 @@ def _check_sizes(max_batch: int, workspace_mb: Optional[int]) -> None:
         raise ExportError(f"--workspace must be a positive number of MiB, got {workspace_mb!r}")
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_sidecar(plan_path: PathLike, onnx_path: PathLike, meta: ModelMetadata, precision: str,
                   tensorrt_version: str, gpu_name: str, compute_capability: str,
                   min_batch: int, max_batch: int) -> Path:
     """Write the runtime's sidecar ``<plan>.json``: what the runtime checks before loading."""
     sidecar = EngineSidecar(tensorrt_version, gpu_name, format_compute_capability(compute_capability),
-                            precision, min_batch, max_batch, _sha256(Path(onnx_path)),
+                            precision, min_batch, max_batch, sha256_file(onnx_path),
                             replace(meta, precision=precision))
     return sidecar.write(plan_path)
 

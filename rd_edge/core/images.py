@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
 
-from rd_edge.errors import DatasetError, ImageReadError
+from .errors import DatasetError, ImageReadError
+from .files import PathLike
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 

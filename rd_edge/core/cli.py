@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Callable, List
 
-from ..errors import RdEdgeError
+from .errors import RdEdgeError
 
 
 def run_cli(body: Callable[[], int]) -> int:

@@ -1,0 +1,105 @@
+"""The ``rd_edge`` metadata of an .onnx file, read without the onnx package (a Jetson lacks it).
+
+ONNX files are protobuf; the metadata is ModelProto field 14. This reader skips every other
+field by its length, so it neither needs onnx nor reads hundreds of MB of weights into memory.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import BinaryIO, Dict, List, Optional, Sequence, Tuple
+
+from .errors import MetadataError
+from .files import PathLike
+from .metadata import METADATA_KEY, ModelMetadata
+
+
+def read_onnx_metadata(onnx_path: PathLike) -> ModelMetadata:
+    """The validated rd_edge metadata of an ONNX file; MetadataError when missing or unreadable."""
+    path = Path(onnx_path)
+    if not path.is_file():
+        found = "a folder" if path.is_dir() else "no such file"
+        raise MetadataError(f"cannot read model metadata from {path}: {found}; expected an ONNX model "
+                            f"written by rd-export")
+    try:
+        entries = onnx_metadata_entries(path)
+    except (OSError, ValueError) as exc:
+        raise MetadataError(f"{path} is not a readable ONNX model ({exc}); re-export it with rd-export") from exc
+    return metadata_from_entries(entries, str(path))
+
+
+def metadata_from_entries(entries: Sequence[Tuple[str, str]], source: str) -> ModelMetadata:
+    """ModelMetadata from metadata_props (key, value) pairs; exactly one ``rd_edge`` entry allowed
+    (two could be read differently by different tools)."""
+    values = [value for key, value in entries if key == METADATA_KEY]
+    if len(values) > 1:
+        raise MetadataError(f"{source} has {len(values)} '{METADATA_KEY}' metadata entries, expected one; "
+                            f"the file was edited after export: re-export it with rd-export")
+    return ModelMetadata.from_json(values[0] if values else None, source)
+
+
+def onnx_metadata_props(path: PathLike) -> Dict[str, str]:
+    """ModelProto.metadata_props as a dict (the last entry wins for a repeated key)."""
+    return dict(onnx_metadata_entries(path))
+
+
+# ModelProto.metadata_props is field 14, a repeated StringStringEntryProto {key = 1, value = 2}.
+_METADATA_PROPS_FIELD = 14
+_VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
+
+
+def onnx_metadata_entries(path: PathLike) -> List[Tuple[str, str]]:
+    """ModelProto.metadata_props (key, value) pairs in file order, straight from the protobuf wire format.
+
+    Skips every other top-level field (the graph and its weights) by length, so it neither
+    needs onnx nor reads hundreds of MB into memory. ValueError for a malformed file.
+    """
+    entries: List[Tuple[str, str]] = []
+    with open(path, "rb") as f:
+        while True:
+            tag = _read_varint(f, allow_eof=True)
+            if tag is None:
+                return entries
+            field_number, wire_type = tag >> 3, tag & 7
+            if wire_type == _LENGTH:
+                size = _read_varint(f)
+                if field_number == _METADATA_PROPS_FIELD:
+                    entries.append(_string_entry(f.read(size)))
+                else:
+                    f.seek(size, io.SEEK_CUR)
+            elif wire_type == _VARINT:
+                _read_varint(f)
+            elif wire_type in (_FIXED64, _FIXED32):
+                f.seek(8 if wire_type == _FIXED64 else 4, io.SEEK_CUR)
+            else:
+                raise ValueError(f"unexpected protobuf wire type {wire_type} at byte {f.tell()}")
+
+
+def _read_varint(f: BinaryIO, allow_eof: bool = False) -> Optional[int]:
+    result = shift = 0
+    while True:
+        byte = f.read(1)
+        if not byte:
+            if allow_eof and shift == 0:
+                return None
+            raise ValueError("truncated protobuf varint")
+        result |= (byte[0] & 0x7F) << shift
+        if not byte[0] & 0x80:
+            return result
+        shift += 7
+        if shift > 63:
+            raise ValueError("protobuf varint longer than 10 bytes")
+
+
+def _string_entry(data: bytes) -> Tuple[str, str]:
+    """(key, value) of a StringStringEntryProto."""
+    fields = {1: "", 2: ""}
+    buf = io.BytesIO(data)
+    while True:
+        tag = _read_varint(buf, allow_eof=True)
+        if tag is None:
+            return fields[1], fields[2]
+        if tag & 7 != _LENGTH:
+            raise ValueError("malformed metadata_props entry")
+        size = _read_varint(buf)
+        fields[tag >> 3] = buf.read(size).decode("utf-8", errors="replace")

@@ -1,0 +1,116 @@
+"""The TensorRT engine's JSON sidecar: what a plan was built with, readable without TensorRT or a GPU.
+
+``model.engine.json`` beside ``model.engine`` records the TensorRT version, the GPU and the
+model's ``rd_edge`` metadata. The builder writes it; the runtime reads it and refuses a plan
+built for another TensorRT version or GPU before TensorRT sees it.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict
+
+from .errors import BackendError, MetadataError
+from .files import PathLike, write_text_atomic
+from .metadata import METADATA_KEY, ModelMetadata
+
+REBUILD_HINT = "rd-export model.onnx --engine model.engine"
+_SIDECAR_FIELDS = ("tensorrt_version", "gpu_name", "compute_capability", "precision",
+                   "min_batch", "max_batch", "onnx_sha256", METADATA_KEY)
+
+
+
+
+
+def sidecar_path(plan: PathLike) -> Path:
+    """The sidecar of ``plan``: the plan's file name plus ``.json`` (model.engine.json)."""
+    plan = Path(plan)
+    return plan.with_name(plan.name + ".json")
+
+
+def format_compute_capability(value: Any) -> str:
+    """"8.7" from "8.7", (8, 7) or [8, 7]; MetadataError for anything else."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return f"{value[0]}.{value[1]}"
+    if isinstance(value, str) and re.fullmatch(r"\d+\.\d+", value):
+        return value
+    raise MetadataError(f"compute_capability must be 'major.minor' or [major, minor], found {value!r}")
+
+
+@dataclass
+class EngineSidecar:
+    """What a TensorRT plan was built with, and the model's ``rd_edge`` metadata."""
+
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str  # "major.minor"
+    precision: str  # fp32 | fp16 | int8
+    min_batch: int
+    max_batch: int
+    onnx_sha256: str
+    metadata: ModelMetadata
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k != "metadata"}
+        data[METADATA_KEY] = asdict(self.metadata)
+        return data
+
+    def write(self, plan: PathLike) -> Path:
+        """Write ``<plan>.json``; returns its path. The engine builder calls this."""
+        path = sidecar_path(plan)
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2, sort_keys=True))
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str) -> "EngineSidecar":
+        """Validate the sidecar fields; ``source`` names the file in errors."""
+        if not isinstance(data, dict):
+            raise MetadataError(f"{source}: expected a JSON object, found {type(data).__name__}")
+        missing = [k for k in _SIDECAR_FIELDS if k not in data]
+        if missing:
+            raise MetadataError(f"{source}: sidecar lacks {missing}; rebuild the engine: {REBUILD_HINT}")
+        batches = (data["min_batch"], data["max_batch"])
+        if not all(isinstance(b, int) and b >= 1 for b in batches) or batches[0] > batches[1]:
+            raise MetadataError(f"{source}: min_batch/max_batch must be integers with "
+                                f"1 <= min <= max, found {list(batches)}")
+        try:
+            cc = format_compute_capability(data["compute_capability"])
+        except MetadataError as exc:
+            raise MetadataError(f"{source}: {exc}") from None
+        meta = ModelMetadata.from_json(json.dumps(data[METADATA_KEY]), source=source)
+        return cls(str(data["tensorrt_version"]), str(data["gpu_name"]), cc, str(data["precision"]),
+                   data["min_batch"], data["max_batch"], str(data["onnx_sha256"]), meta)
+
+    @classmethod
+    def read(cls, plan: PathLike) -> "EngineSidecar":
+        """Read and validate the sidecar of ``plan``; MetadataError when missing or invalid."""
+        path = sidecar_path(plan)
+        if not path.is_file():
+            raise MetadataError(f"{plan} has no sidecar {path.name} (it carries the TensorRT version, "
+                                f"GPU and rd_edge metadata); build the engine with rd-export, which "
+                                f"writes both: {REBUILD_HINT}")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MetadataError(f"cannot read engine sidecar {path}: {exc}") from exc
+        return cls.from_dict(data, source=str(path))
+
+
+def check_compatible(sidecar: EngineSidecar, plan: PathLike, tensorrt_version: str,
+                     gpu_name: str, compute_capability: str) -> None:
+    """BackendError unless the plan was built by this TensorRT version for this GPU.
+
+    TensorRT plans are specific to the TensorRT version and GPU model that built them.
+    """
+    found = []
+    if sidecar.tensorrt_version != tensorrt_version:
+        found.append(f"TensorRT {sidecar.tensorrt_version} (running {tensorrt_version})")
+    if sidecar.gpu_name != gpu_name or sidecar.compute_capability != compute_capability:
+        found.append(f"GPU {sidecar.gpu_name} compute {sidecar.compute_capability} "
+                     f"(running {gpu_name} compute {compute_capability})")
+    if found:
+        raise BackendError(f"{plan} was built for {' and '.join(found)}; a TensorRT plan only runs "
+                           f"with the TensorRT version and GPU that built it. Rebuild it on this "
+                           f"machine from the ONNX model: {REBUILD_HINT}")
