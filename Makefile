@@ -12,15 +12,16 @@ DEMO_BACKBONE ?= resnet18
 DEMO_SIZE ?= 128
 DEMO_STEPS ?= 800
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-fast lint-imports clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first, CPU build: a local wheel (offline mirrors) if there is one, else PyTorch's CPU index.
+	# --retries 1: an offline mirror answers at once; do not retry an unreachable index five times per package.
 	$(PY) -m pip install -q --no-index "torch==$(TORCH_VERSION)" 2>/dev/null \
-	  || $(PY) -m pip install -q "torch==$(TORCH_VERSION)" --index-url $(TORCH_CPU_INDEX)
+	  || $(PY) -m pip install -q --retries 1 "torch==$(TORCH_VERSION)" --index-url $(TORCH_CPU_INDEX)
 	$(PY) -m pip install -q -e ".[train,cpu,bench,dev]"
 	touch $@
 
@@ -36,8 +37,12 @@ demo: install
 	  --out $(DEMO)/infer --quiet
 	$(PY) scripts/demo_summary.py $(DEMO)
 
-test: install
+test: install lint-imports
 	$(PY) -m pytest -q
+
+# The layer rules of ARCHITECTURE.md ([tool.importlinter] in pyproject.toml).
+lint-imports: install
+	PYTHONPATH=benchmarks $(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info cpp_examples/build

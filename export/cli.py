@@ -139,7 +139,7 @@ def _onnx_main(args: argparse.Namespace, model: Path) -> int:
 
 def _engine_main(args: argparse.Namespace, model: Path) -> int:
     from rd_edge.core.onnx_props import read_onnx_metadata
-    from rd_edge.runtime import DEFAULT_MAX_BATCH, build_engine, require_tensorrt
+    from rd_edge.runtime import DEFAULT_MAX_BATCH, build_engine, default_plan_path, require_tensorrt
 
     if _is_onnx(model):
         source_precision = read_onnx_metadata(model).precision  # MetadataError before anything else
@@ -147,8 +147,7 @@ def _engine_main(args: argparse.Namespace, model: Path) -> int:
         source_precision = "fp32"
     require_tensorrt()  # fail before exporting or quantizing when TensorRT is missing
     precision = args.precision or source_precision
-    suffix = "" if precision == source_precision else f"_{precision}"
-    plan = Path(args.engine) if args.engine else model.with_name(f"{model.stem}{suffix}.engine")
+    plan = Path(args.engine) if args.engine else default_plan_path(model, precision, source_precision)
     onnx_path = _engine_onnx(args, model, plan, precision, source_precision)
     report = build_engine(onnx_path, plan, precision=precision,
                           max_batch=args.max_batch or DEFAULT_MAX_BATCH, workspace_mb=args.workspace,

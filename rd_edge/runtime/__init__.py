@@ -4,9 +4,9 @@ Stands on :mod:`rd_edge.core` only (checked by import-linter). On a Jetson this 
 whole product: engines are built on the device itself (``rd-build-engine``), no torch needed.
 """
 from .backends import available_backends, load_runner
-from .backends.trt.builder import DEFAULT_MAX_BATCH, EngineReport, build_engine
+from .backends.trt.builder import DEFAULT_MAX_BATCH, EngineReport, build_engine, default_plan_path
 from .backends.trt.builder import import_tensorrt as require_tensorrt
 from .detector import Detector, Prediction
 
 __all__ = ["DEFAULT_MAX_BATCH", "Detector", "EngineReport", "Prediction", "available_backends",
-           "build_engine", "load_runner", "require_tensorrt"]
+           "build_engine", "default_plan_path", "load_runner", "require_tensorrt"]

@@ -399,6 +399,36 @@ def test_cli_builds_from_onnx_with_fake_tensorrt(fake_trt, r18_onnx, tmp_path, c
     assert EngineSidecar.read(plan).max_batch == 2 and (tmp_path / "t.cache").is_file()
 
 
+def test_on_device_build_command_writes_the_same_plan_and_sidecar(fake_trt, r18_onnx, tmp_path, capsys):
+    """rd-build-engine (the runtime's, torch-free) builds what rd-export --engine builds."""
+    from rd_edge.runtime.build_cli import main as build_main
+
+    fake_trt("10.3.0")
+    onnx_copy = tmp_path / "m.onnx"
+    onnx_copy.write_bytes(r18_onnx.read_bytes())
+    assert build_main([str(onnx_copy), "--precision", "fp16", "--max-batch", "3"]) == 0, capsys.readouterr().err
+    sidecar = EngineSidecar.read(tmp_path / "m_fp16.engine")
+    assert (sidecar.precision, sidecar.max_batch, sidecar.onnx_sha256) == ("fp16", 3, sha256_file(onnx_copy))
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_on_device_build_command_without_tensorrt_or_metadata_is_one_line(r18_onnx, tmp_path):
+    code = textwrap.dedent(f"""
+        import json, sys
+        sys.modules["tensorrt"] = None
+        from rd_edge.runtime.build_cli import main
+        rcs = [main([{str(r18_onnx)!r}, "-o", {str(tmp_path / "m.engine")!r}]), main([{str(tmp_path / "none.onnx")!r}])]
+        print(json.dumps({{"rcs": rcs, "heavy": sorted({{"torch", "onnx"}} & set(sys.modules))}}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"rcs": [1, 1], "heavy": []}, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0].startswith("error: building a TensorRT engine needs the tensorrt") and "JetPack" in lines[0]
+    assert lines[1].startswith("error: cannot read model metadata from") and "no such file" in lines[1]
+    assert not (tmp_path / "m.engine").exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--calib-dir", "x"], "--calib-dir is for --precision int8"),
     (["--engine", "--precision", "int8", "--int8-target", "cpu"], "need --int8-target tensorrt"),

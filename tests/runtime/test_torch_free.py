@@ -29,10 +29,14 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 import rd_edge.runtime
 after_import = sorted(m for m in sys.modules if m.split(".")[0] in FORBIDDEN)
+# The runtime stands on rd_edge.core alone: no data loaders, no synthetic generator, no training CLI.
+upstairs = sorted(m for m in sys.modules if m.startswith(("rd_edge.data", "rd_edge.cli", "rd_edge.model",
+                                                         "rd_edge.train", "rd_edge.checkpoint")))
 from rd_edge.runtime.cli import main
 rc = main(sys.argv[1:])
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in FORBIDDEN)
-print(json.dumps({"rc": rc, "after_import": after_import, "loaded": loaded, "attempts": attempts}))
+print(json.dumps({"rc": rc, "after_import": after_import, "upstairs": upstairs, "loaded": loaded,
+                  "attempts": attempts}))
 """
 
 
@@ -47,5 +51,5 @@ def test_runtime_and_rd_infer_never_import_torch(tiny_onnx, tmp_path):
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=120)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result == {"rc": 0, "after_import": [], "loaded": [], "attempts": []}, result
+    assert result == {"rc": 0, "after_import": [], "upstairs": [], "loaded": [], "attempts": []}, result
     assert len(records.read_text().splitlines()) == 3

@@ -299,6 +299,14 @@ def build_engine(onnx_path: PathLike, plan_path: PathLike, precision: Optional[s
                         time.perf_counter() - t0, cache_note or None)
 
 
+def default_plan_path(model: PathLike, precision: str, source_precision: str) -> Path:
+    """``<stem>.engine`` beside ``model``, or ``<stem>_<precision>.engine`` when the engine's
+    precision differs from the graph's (model.onnx -> model_fp16.engine)."""
+    model = Path(model)
+    suffix = "" if precision == source_precision else f"_{precision}"
+    return model.with_name(f"{model.stem}{suffix}.engine")
+
+
 def _check_sizes(max_batch: int, workspace_mb: Optional[int]) -> None:
     if not isinstance(max_batch, int) or max_batch < 1:
         raise ExportError(f"--max-batch must be a positive integer, got {max_batch!r}")
@@ -316,5 +324,5 @@ def write_sidecar(plan_path: PathLike, onnx_path: PathLike, meta: ModelMetadata,
     return sidecar.write(plan_path)
 
 
-__all__ = ["ENGINE_PRECISIONS", "EngineReport", "build_engine", "gpu_identity", "import_tensorrt",
+__all__ = ["ENGINE_PRECISIONS", "EngineReport", "build_engine", "default_plan_path", "gpu_identity", "import_tensorrt",
            "read_onnx_metadata", "resolve_precision", "sidecar_path", "write_sidecar"]
