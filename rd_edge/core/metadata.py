@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .errors import MetadataError
+from .tiling import Tiling
 
 METADATA_KEY = "rd_edge"
 METADATA_FORMAT_VERSION = 1
@@ -38,6 +39,8 @@ class ModelMetadata:
     opset: Optional[int] = None
     format_version: int = METADATA_FORMAT_VERSION
     extra: Dict[str, Any] = field(default_factory=dict)  # e.g. int8 calibration details
+    # Tiled models: Tiling.to_dict() (tile, overlap, frame or "any", window); None: whole frames.
+    tiling: Optional[Dict[str, Any]] = None
 
     @property
     def height(self) -> int:
@@ -46,6 +49,10 @@ class ModelMetadata:
     @property
     def width(self) -> int:
         return int(self.image_size[1])
+
+    def tile_spec(self) -> Optional[Tiling]:
+        """The model's Tiling, or None when it sees whole (resized) frames."""
+        return None if self.tiling is None else Tiling.from_dict(self.tiling)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -74,4 +81,6 @@ class ModelMetadata:
         size = data["image_size"]
         if not (isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)):
             raise MetadataError(f"{source}: metadata image_size must be [H, W] positive integers, found {size!r}")
+        if data.get("tiling") is not None:  # normalized, so every reader sees the same fields
+            data["tiling"] = Tiling.from_dict(data["tiling"], source).to_dict()
         return cls(**{k: v for k, v in data.items() if k in known})
