@@ -38,3 +38,22 @@ class ExportError(RdEdgeError):
 
 class VerificationError(ExportError):
     """An exported model's outputs do not match the reference model within tolerance."""
+
+
+class ConfigError(RdEdgeError, ValueError):
+    """An argument or setting is of the wrong type or out of range (checked before any work)."""
+
+
+class NonFiniteOutputError(BackendError):
+    """The model produced NaN or infinite scores for some frames: never a verdict.
+
+    ``predictions`` holds one entry per input frame, in order: the Prediction of each frame
+    whose outputs were finite, None for the others, so callers can keep the good results and
+    record :data:`FRAME_ERROR` for the rest.
+    """
+
+    FRAME_ERROR = "model produced non-finite scores"
+
+    def __init__(self, message: str, predictions: list) -> None:
+        super().__init__(message)
+        self.predictions = predictions

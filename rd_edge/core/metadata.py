@@ -7,6 +7,7 @@ format this version does not know, is a MetadataError that says what to do.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -70,7 +71,7 @@ class ModelMetadata:
         if not isinstance(data, dict):
             raise MetadataError(f"{source}: '{METADATA_KEY}' metadata must be a JSON object, found {type(data).__name__}")
         version = data.get("format_version")
-        if version != METADATA_FORMAT_VERSION:
+        if type(version) is not int or version != METADATA_FORMAT_VERSION:  # True == 1 in Python
             raise MetadataError(f"{source}: metadata format version {version!r}, this rd-edge reads "
                                 f"{METADATA_FORMAT_VERSION}; re-export the model with this rd-edge")
         known = set(cls.__dataclass_fields__)
@@ -83,4 +84,25 @@ class ModelMetadata:
             raise MetadataError(f"{source}: metadata image_size must be [H, W] positive integers, found {size!r}")
         if data.get("tiling") is not None:  # normalized, so every reader sees the same fields
             data["tiling"] = Tiling.from_dict(data["tiling"], source).to_dict()
+        _check_numbers(data, source)
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_numbers(data: Dict[str, Any], source: str) -> None:
+    """threshold: a finite number or null; score_stats: null or an object of finite numbers.
+    A NaN threshold would hide every defect, a string one fail mid-run."""
+    threshold = data["threshold"]
+    if threshold is not None and not _is_finite_number(threshold):
+        raise MetadataError(f"{source}: metadata threshold must be a finite number or null, found "
+                            f"{threshold!r}; re-export the model (or pass a threshold explicitly)")
+    stats = data["score_stats"]
+    if stats is None:
+        return
+    bad = {k: v for k, v in stats.items() if not _is_finite_number(v)} if isinstance(stats, dict) else stats
+    if not isinstance(stats, dict) or bad:
+        raise MetadataError(f"{source}: metadata score_stats must be an object of finite numbers "
+                            f"(min, max, mean, std, count), found {bad!r}; re-export the model")

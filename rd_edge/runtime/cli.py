@@ -16,7 +16,7 @@ from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from rd_edge.core.cli import int_at_least, name_list, run_cli
-from rd_edge.core.errors import RdEdgeError
+from rd_edge.core.errors import NonFiniteOutputError, RdEdgeError
 from .backends import registered_backends
 
 _EXIT_INPUT_FAILED = 2
@@ -164,6 +164,9 @@ def _flush(detector: Any, items: List[Any], recorder: "_Recorder") -> bool:
     if good:
         try:
             predictions = dict(zip(map(id, good), detector.predict([item.frame for item in good])))
+        except NonFiniteOutputError as exc:  # the finite frames keep their results
+            predictions = {id(item): p for item, p in zip(good, exc.predictions) if p is not None}
+            failure = exc.FRAME_ERROR
         except (RdEdgeError, cv2.error) as exc:  # keep going; these inputs get the error
             failure = str(exc).strip() or type(exc).__name__
     keep_going = True
@@ -219,7 +222,7 @@ class _Recorder:
         self.stats.add(prediction, error)
         record = _record_dict(item.name, prediction, error)
         if self._json is not None:
-            self._json.write(json.dumps(record) + "\n")
+            self._json.write(json.dumps(record, allow_nan=False) + "\n")  # NaN is not JSON
             self._json.flush()  # an interrupted run keeps every record written so far
         self._echo(record)
         if prediction is None:

@@ -4,20 +4,24 @@
     pred = det.predict(frame_bgr_uint8)           # Prediction
     preds = det.predict([frame1, frame2, ...])    # batched through the runner
 
-Preprocessing runs on the CPU (preprocess_bgr into a reused batch buffer) or, when the runner
+Preprocessing runs on the CPU (preprocess_bgr into a batch buffer of the call's own) or, when the runner
 exposes a device input buffer (TensorRT) and pycuda can compile the kernel, on the GPU straight
 into that buffer. ``preprocess_device`` says which; ``preprocess_fallback_reason`` says why not
 CUDA when it was possible in principle.
 """
 from __future__ import annotations
 
+import math
+import os
+import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from rd_edge.core.errors import BackendError, MetadataError, RdEdgeError
+from rd_edge.core.errors import BackendError, ConfigError, MetadataError, NonFiniteOutputError, RdEdgeError
 from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
 from .backends import DeviceInputRunner, Runner, load_runner
 from .backends.base import PathLike
@@ -52,20 +56,34 @@ class Detector:
     for list inputs, capped at the backend's maximum batch. ``cuda_preprocess``: None picks it
     automatically, False forces the CPU path, True makes its absence an error. Other keyword
     options go to the backend loader (e.g. fp16, cache_dir, threads, device_id).
+
+    Thread safety: one Detector may be shared by several threads. Each call preprocesses into
+    a batch buffer of its own; the runner call is serialized by a lock unless the backend runs
+    concurrent calls itself (ONNX Runtime's ``session.run`` does; a TensorRT execution context
+    and the CUDA preprocessing buffer do not). Measured cheaper than one lock around the whole
+    batch path (docs in the issue 16 note: per-call buffers overlap one thread's preprocessing
+    with another's inference, and allocating a buffer costs microseconds next to a model call).
+
+    Frames whose scores come out NaN or infinite are never a verdict: ``predict`` raises
+    NonFiniteOutputError, which carries the other frames' Predictions.
     """
 
     def __init__(self, model: Union[PathLike, Runner], backend: str = "auto",
                  threshold: Optional[float] = None, device: Optional[str] = None,
                  providers: Union[None, str, Sequence[str]] = None, batch_size: int = 8,
                  cuda_preprocess: Optional[bool] = None, **options: Any) -> None:
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = _check_batch_size(batch_size)
+        if threshold is not None:
+            threshold = check_threshold(threshold)  # before loading anything
         if isinstance(model, Runner):
             self.runner = model
-        else:
+        elif isinstance(model, (str, os.PathLike)):
             self.runner = load_runner(model, backend, device=device, providers=providers, **options)
+        else:
+            raise ConfigError(f"Detector(model=...): expected an .onnx/.engine path or a loaded Runner, "
+                              f"found {type(model).__name__}")
         try:
-            self._setup(threshold, int(batch_size), cuda_preprocess)
+            self._setup(threshold, batch_size, cuda_preprocess)
         except BaseException:
             self.runner.close()
             raise
@@ -76,8 +94,8 @@ class Detector:
         self._min_normal, self._max_normal = _normal_range(meta)
         limit = self.runner.max_batch or batch_size
         self.batch_size = min(batch_size, limit)
-        h, w = self.input_size
-        self._batch = np.empty((self.batch_size, 3, h, w), dtype=np.float32)  # reused [B,3,H,W]
+        # Serializes runner calls a backend cannot run concurrently (and the CUDA input buffer).
+        self._lock = threading.Lock()
         self._cuda_pre: Optional[Any] = None
         self.preprocess_fallback_reason: Optional[str] = None
         if cuda_preprocess is not False:
@@ -137,42 +155,55 @@ class Detector:
 
     def predict(self, frames: Frames) -> Union[Prediction, List[Prediction]]:
         """One frame (HxW, HxWx1/3/4; uint8, uint16, float in [0,1]) -> Prediction;
-        a list of frames (or an [N,H,W,C] array) -> list of Predictions, in order."""
+        a list of frames (or an [N,H,W,C] array) -> list of Predictions, in order.
+
+        NonFiniteOutputError when the model's outputs for any frame are NaN or infinite."""
         is_batch = isinstance(frames, (list, tuple)) or (isinstance(frames, np.ndarray) and frames.ndim == 4)
-        if not is_batch:
-            return self._predict_batch([frames])[0]  # non-arrays fail in to_bgr_uint8, clearly
-        frames = list(frames)
-        results: List[Prediction] = []
+        frames = list(frames) if is_batch else [frames]  # non-arrays fail in to_bgr_uint8, clearly
+        results: List[Optional[Prediction]] = []
         for start in range(0, len(frames), self.batch_size):
             results.extend(self._predict_batch(frames[start:start + self.batch_size]))
-        return results
+        bad = [i for i, p in enumerate(results) if p is None]
+        if bad:
+            raise NonFiniteOutputError(
+                f"{NonFiniteOutputError.FRAME_ERROR} for {len(bad)} of {len(results)} frame(s) "
+                f"(positions {bad[:10]}); the model is broken (e.g. NaN weights): re-export it and "
+                f"check rd-export's verification", results)
+        return results if is_batch else results[0]
 
-    def _predict_batch(self, frames: List[np.ndarray]) -> List[Prediction]:
-        """At most batch_size frames through preprocess -> runner -> postprocess."""
+    def _predict_batch(self, frames: List[np.ndarray]) -> List[Optional[Prediction]]:
+        """At most batch_size frames through preprocess -> runner -> postprocess; None for a
+        frame whose outputs are not finite."""
         from rd_edge.core.images import to_bgr_uint8
 
         n = len(frames)
         t0 = time.perf_counter()
         frames = [f if _is_bgr_uint8(f) else to_bgr_uint8(f) for f in frames]
         if self._cuda_pre is not None:
-            self._preprocess_cuda(frames)
-            t1 = time.perf_counter()
-            outputs = self.runner.infer_from_device(n)
+            with self._lock:  # one device input buffer
+                self._preprocess_cuda(frames)
+                t1 = time.perf_counter()
+                outputs = self.runner.infer_from_device(n)
         else:
+            h, w = self.input_size
+            batch = np.empty((n, 3, h, w), dtype=np.float32)  # this call's own: threads never share it
             for i, frame in enumerate(frames):
-                preprocess_bgr(frame, self.input_size, out=self._batch[i])  # [3,H,W] slot
+                preprocess_bgr(frame, self.input_size, out=batch[i])  # [3,H,W] slot
             t1 = time.perf_counter()
-            outputs = self.runner.infer({INPUT_NAME: self._batch[:n]})
+            with (nullcontext() if self.runner.concurrent else self._lock):
+                outputs = self.runner.infer({INPUT_NAME: batch})
         t2 = time.perf_counter()
         maps, scores = outputs["anomaly_map"], outputs["score"]  # [N,1,h,w], [N]: checked by the runner
+        finite = np.isfinite(scores) & np.isfinite(maps).reshape(n, -1).all(axis=1)
         predictions = [self._postprocess(maps[i, 0], float(scores[i]), frames[i].shape[:2])
-                       for i in range(n)]
+                       if finite[i] else None for i in range(n)]
         t3 = time.perf_counter()
         share = 1000.0 / n
         timings = {"preprocess_ms": (t1 - t0) * share, "inference_ms": (t2 - t1) * share,
                    "postprocess_ms": (t3 - t2) * share, "total_ms": (t3 - t0) * share}
         for p in predictions:
-            p.timings = dict(timings)
+            if p is not None:
+                p.timings = dict(timings)
         return predictions
 
     def _preprocess_cuda(self, frames: List[np.ndarray]) -> None:
@@ -210,10 +241,32 @@ def _is_bgr_uint8(frame: Any) -> bool:
     return isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
 
 
+MAX_BATCH_SIZE = 4096  # far above any GPU's useful batch; catches e.g. a frame count passed by mistake
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    """batch_size as an int in 1..MAX_BATCH_SIZE; ConfigError otherwise."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise ConfigError(f"batch_size must be an integer, found {batch_size!r}")
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ConfigError(f"batch_size must be >= 1 and <= {MAX_BATCH_SIZE}, got {batch_size}")
+    return int(batch_size)
+
+
+def check_threshold(threshold: Any, what: str = "threshold") -> float:
+    """``threshold`` as a finite float; ConfigError for NaN, infinities, strings or bools (a NaN
+    threshold would make every frame 'OK')."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"{what} must be a finite number, found {threshold!r}")
+    if not math.isfinite(float(threshold)):
+        raise ConfigError(f"{what} must be a finite number, found {threshold!r} (it would hide every defect)")
+    return float(threshold)
+
+
 def _resolve_threshold(threshold: Optional[float], meta: ModelMetadata) -> float:
     """The caller's threshold, else the metadata's; MetadataError when neither exists."""
     if threshold is not None:
-        return float(threshold)
+        return check_threshold(threshold)
     if meta.threshold is None:
         raise MetadataError("the model's rd_edge metadata has no threshold (its checkpoint had no "
                             "normal-score statistics); pass one: Detector(..., threshold=T) or "

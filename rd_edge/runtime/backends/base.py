@@ -36,6 +36,7 @@ class Runner(ABC):
     input_names: Tuple[str, ...]
     output_names: Tuple[str, ...]
     max_batch: Optional[int] = None
+    concurrent: bool = False  # True when infer() may run from several threads at once
 
     def infer(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Run one batch; the returned arrays belong to the caller (not reused buffers)."""

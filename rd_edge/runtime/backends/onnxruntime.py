@@ -154,6 +154,7 @@ class OnnxRuntimeRunner(Runner):
     """A validated InferenceSession: input ``image``, outputs ``anomaly_map`` and ``score``."""
 
     name = "ort"
+    concurrent = True  # InferenceSession.run is thread-safe (ONNX Runtime's documented contract)
 
     def __init__(self, session: Any, path: Path) -> None:
         self.session = session
