@@ -16,6 +16,7 @@ from rd_edge.checkpoint import build_model, read_checkpoint
 from rd_edge.core.errors import ExportError
 from rd_edge.core.files import sha256_file
 from rd_edge.core.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
+from rd_edge.core.tiling import Tiling
 from rd_edge.model import RDInference
 
 from . import __version__
@@ -76,7 +77,8 @@ def build_metadata(data: Dict, model: RDInference, checkpoint: Path, precision: 
         backbone=cfg.backbone, image_size=list(cfg.image_size), threshold=data.get("threshold"),
         score_stats=data.get("score_stats"), checkpoint_sha256=sha256_file(checkpoint),
         exporter_version=__version__, precision=precision, blur_sigma=cfg.blur_sigma,
-        mean=list(cfg.mean), std=list(cfg.std), opset=opset)
+        mean=list(cfg.mean), std=list(cfg.std), opset=opset,
+        tiling=Tiling.from_dict(data["tiling"], str(checkpoint)).to_dict() if data.get("tiling") else None)
 
 
 def _torch_export(module: nn.Module, example: Tensor, path: Path, opset: int, dynamic: bool) -> None:

@@ -27,6 +27,7 @@ from .backends import DeviceInputRunner, Runner, load_runner
 from .backends.base import PathLike
 from rd_edge.core.postprocess import normalize_score, resize_map
 from rd_edge.core.preprocess import preprocess_bgr
+from .tiled import TiledRunner
 
 Frames = Union[np.ndarray, Sequence[np.ndarray]]
 
@@ -54,7 +55,9 @@ class Detector:
     "cuda" or "cuda:N" (default: what the backend runs on). ``providers``: ONNX Runtime
     providers ("cpu", "cuda", "tensorrt" or full names). ``batch_size``: frames per runner call
     for list inputs, capped at the backend's maximum batch. ``cuda_preprocess``: None picks it
-    automatically, False forces the CPU path, True makes its absence an error. Other keyword
+    automatically, False forces the CPU path, True makes its absence an error. ``tile_batch``
+    (tiled models only): at most this many tiles per runner call (default: all tiles of the
+    frames at hand, split at the backend's maximum batch; 1 runs tile by tile). Other keyword
     options go to the backend loader (e.g. fp16, cache_dir, threads, device_id).
 
     Thread safety: one Detector may be shared by several threads. Each call preprocesses into
@@ -71,7 +74,8 @@ class Detector:
     def __init__(self, model: Union[PathLike, Runner], backend: str = "auto",
                  threshold: Optional[float] = None, device: Optional[str] = None,
                  providers: Union[None, str, Sequence[str]] = None, batch_size: int = 8,
-                 cuda_preprocess: Optional[bool] = None, **options: Any) -> None:
+                 cuda_preprocess: Optional[bool] = None, tile_batch: Optional[int] = None,
+                 **options: Any) -> None:
         batch_size = _check_batch_size(batch_size)
         if threshold is not None:
             threshold = check_threshold(threshold)  # before loading anything
@@ -84,6 +88,9 @@ class Detector:
                               f"found {type(model).__name__}")
         try:
             self._setup(threshold, batch_size, cuda_preprocess)
+            tiling = self.metadata.tile_spec()
+            self._tiled = (TiledRunner(self.runner, tiling, tile_batch, self._lock)
+                           if tiling is not None else None)
         except BaseException:
             self.runner.close()
             raise
@@ -179,6 +186,8 @@ class Detector:
         n = len(frames)
         t0 = time.perf_counter()
         frames = [f if _is_bgr_uint8(f) else to_bgr_uint8(f) for f in frames]
+        if self._tiled is not None:
+            return self._predict_tiled(frames, t0)
         if self._cuda_pre is not None:
             with self._lock:  # one device input buffer
                 self._preprocess_cuda(frames)
@@ -204,6 +213,21 @@ class Detector:
         for p in predictions:
             if p is not None:
                 p.timings = dict(timings)
+        return predictions
+
+    def _predict_tiled(self, frames: List[np.ndarray], t0: float) -> List[Optional[Prediction]]:
+        """All tiles of ``frames`` through the runner (one batch where it fits), stitched maps."""
+        clock = {"preprocess": time.perf_counter() - t0}
+        results = self._tiled.run(frames, clock)
+        share = 1000.0 / len(frames)
+        timings = {f"{k}_ms": v * share for k, v in clock.items()}
+        timings["total_ms"] = sum(timings.values())
+        predictions: List[Optional[Prediction]] = []
+        for amap, score in results:
+            pred = self._postprocess(amap, score, amap.shape) if np.isfinite(amap).all() else None
+            if pred is not None:
+                pred.timings = dict(timings)
+            predictions.append(pred)
         return predictions
 
     def _preprocess_cuda(self, frames: List[np.ndarray]) -> None:

@@ -1,0 +1,126 @@
+"""Tiled inference: frames -> overlapping tiles -> one runner batch -> stitched frame maps.
+
+Used by the Detector for models whose metadata carries a ``tiling``. All tiles of the frames
+given together go through the runner as one batch, split only where the runner's max batch
+(or the caller's ``tile_batch``) is smaller. The tile maps are blended with the tiling's window
+(rd_edge.core.tiling) into one map at the frame's resolution; the score is its maximum.
+
+A model trained for one frame size (``tiling.frame``) sees other frames resized to that size
+first, so its tiles keep the pixel scale and its threshold the tile count it was calibrated
+with; the map is resized back to the frame. A model trained for "any" size tiles every frame
+at its own resolution.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from rd_edge.core.metadata import INPUT_NAME
+from rd_edge.core.postprocess import resize_map
+from rd_edge.core.preprocess import preprocess_bgr
+from rd_edge.core.tiling import Stitcher, TileGrid, Tiling
+from .backends.base import Runner
+
+Slot = Tuple[int, int]  # (frame index, tile index in its grid's boxes)
+# (frames, grids, slots) -> (runner outputs for the slots, time.perf_counter() when the tiles were ready)
+ChunkRunner = Callable[[List[np.ndarray], List[TileGrid], List[Slot]], Tuple[Dict[str, np.ndarray], float]]
+
+
+def fit_frame(frame: np.ndarray, size_hw: Optional[Tuple[int, int]]) -> np.ndarray:
+    """``frame`` resized to ``size_hw`` (area averaging when shrinking, bilinear otherwise);
+    unchanged when it already has that size or ``size_hw`` is None."""
+    import cv2
+
+    if size_hw is None or frame.shape[:2] == tuple(size_hw):
+        return frame
+    h, w = size_hw
+    shrink = h <= frame.shape[0] and w <= frame.shape[1]
+    return cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+class TiledRunner:
+    """Runs a tiled model on lists of uint8 BGR frames; ``run`` returns (map [H,W], score) each.
+
+    ``tile_batch`` caps the tiles per runner call (None: as many as the runner takes; 1 runs
+    tile by tile, for comparison). ``device_writer``, when given, writes the tiles of a chunk
+    straight into the runner's device input and runs it (the CUDA path); else tiles are cropped
+    and converted on the CPU into a batch of the call's own (threads may share a TiledRunner).
+    """
+
+    def __init__(self, runner: Runner, tiling: Tiling, tile_batch: Optional[int] = None,
+                 lock: Optional[ContextManager[Any]] = None) -> None:
+        if tile_batch is not None and int(tile_batch) < 1:
+            raise ValueError(f"tile_batch must be >= 1, got {tile_batch}")
+        self.runner = runner
+        self.tiling = tiling
+        meta = runner.metadata
+        self.model_hw = (meta.height, meta.width)
+        limits = [v for v in (runner.max_batch, tile_batch) if v]
+        self.max_tiles = min(limits) if limits else None  # None: all tiles in one call
+        self._stitchers: Dict[Tuple[int, int], Stitcher] = {}
+        # Serializes runner calls the backend cannot run concurrently (the Detector's lock).
+        self._lock = lock if lock is not None and not runner.concurrent else nullcontext()
+        self.device_writer: Optional[ChunkRunner] = None
+
+    def grid(self, frame_hw: Tuple[int, int]) -> TileGrid:
+        return self._stitcher(frame_hw).grid
+
+    def _stitcher(self, frame_hw: Tuple[int, int]) -> Stitcher:
+        key = tuple(int(v) for v in frame_hw)
+        if key not in self._stitchers:
+            self._stitchers[key] = Stitcher(self.tiling.grid(key), self.tiling.window)
+        return self._stitchers[key]
+
+    def run(self, frames: List[np.ndarray], clock: Optional[Dict[str, float]] = None
+            ) -> List[Tuple[np.ndarray, float]]:
+        """Stitched maps at each frame's own size and their scores; ``clock`` (if given) gets
+        the seconds spent in preprocess, inference and postprocess added."""
+        import time
+
+        clock = clock if clock is not None else {}
+        t0 = time.perf_counter()
+        fitted = [fit_frame(f, self.tiling.frame) for f in frames]
+        grids = [self.grid(f.shape[:2]) for f in fitted]
+        slots = [(i, k) for i, g in enumerate(grids) for k in range(len(g))]  # every tile, in order
+        tile_maps: List[List[np.ndarray]] = [[None] * len(g) for g in grids]  # type: ignore[list-item]
+        step = self.max_tiles or len(slots)
+        infer = 0.0
+        for start in range(0, len(slots), step):
+            chunk = slots[start:start + step]
+            outputs, tb = self._infer_chunk(fitted, grids, chunk)
+            infer += time.perf_counter() - tb
+            maps = outputs["anomaly_map"]  # [n,1,h,w]
+            for j, (i, k) in enumerate(chunk):
+                tile_maps[i][k] = maps[j, 0]
+        t1 = time.perf_counter()
+        results = []
+        for frame, fit, grid, tiles in zip(frames, fitted, grids, tile_maps):
+            if self.model_hw != grid.tile:  # the model saw resized tiles: maps back to tile pixels
+                tiles = [resize_map(m, grid.tile) for m in tiles]
+            stitched = self._stitcher(fit.shape[:2]).stitch(tiles)  # [H,W] at the tiled resolution
+            results.append((resize_map(stitched, frame.shape[:2]), float(stitched.max())))
+        t2 = time.perf_counter()
+        for key, value in (("preprocess", t1 - t0 - infer), ("inference", infer), ("postprocess", t2 - t1)):
+            clock[key] = clock.get(key, 0.0) + value
+        return results
+
+    def _infer_chunk(self, frames: List[np.ndarray], grids: List[TileGrid],
+                     chunk: List[Slot]) -> Tuple[Dict[str, np.ndarray], float]:
+        """Preprocess the chunk's tiles and run them as one batch; returns (outputs, the time
+        preprocessing ended)."""
+        import time
+
+        if self.device_writer is not None:
+            return self.device_writer(frames, grids, chunk)
+        batch = np.empty((len(chunk), 3) + self.model_hw, dtype=np.float32)  # [n,3,h,w]
+        boxes = {i: grids[i].boxes for i, _ in chunk}
+        for j, (i, k) in enumerate(chunk):
+            th, tw = grids[i].tile
+            y, x = boxes[i][k]
+            preprocess_bgr(frames[i][y:y + th, x:x + tw], self.model_hw, out=batch[j])  # [3,h,w] slot
+        done = time.perf_counter()
+        with self._lock:
+            return self.runner.infer({INPUT_NAME: batch}), done
+
