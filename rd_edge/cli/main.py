@@ -40,7 +40,22 @@ def _add_demo_data(subparsers: _Subparsers) -> None:
                         help="test images per defect type (default: 8)")
     parser.add_argument("--seed", type=int_at_least(0), default=0, metavar="N",
                         help="random seed; the same arguments write identical files (default: 0)")
+    parser.add_argument("--defect-scale", default="normal", metavar="S",
+                        help="defect size: 'normal' (grows with --image-size), 'small' (as large as "
+                        "at 256 px whatever the image size: a few pixels once a high-resolution "
+                        "image is resized to 256; for tiling) or a factor such as 0.5 (default: normal)")
     parser.set_defaults(handler=_run_demo_data)
+
+
+def _defect_scale(value: str, image_size: int) -> float:
+    """--defect-scale as a factor: normal 1, small 256 / image size (at most 1), or a number."""
+    named = {"normal": 1.0, "small": min(1.0, 256.0 / max(image_size, 1))}
+    if value in named:
+        return named[value]
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"--defect-scale must be normal, small or a number, got {value!r}") from None
 
 
 def _run_demo_data(args: argparse.Namespace) -> int:
@@ -51,6 +66,7 @@ def _run_demo_data(args: argparse.Namespace) -> int:
             args.dir, categories=args.categories, image_size=args.image_size,
             n_train=args.n_train, n_test_good=args.n_test_good,
             n_test_per_defect=args.n_test_per_defect, seed=args.seed,
+            defect_scale=_defect_scale(args.defect_scale, args.image_size),
         )
     except ValueError as exc:  # An argument out of range (e.g. --image-size 8).
         print(f"error: {exc}", file=sys.stderr)

@@ -169,7 +169,7 @@ def _fixed(points: np.ndarray) -> np.ndarray:
 
 def _scratch(rng: np.random.Generator, size: int, scale: float, ctx: "_Context") -> _Defect:
     """A thin curved line, lighter or darker than the surface."""
-    length = rng.uniform(0.25, 0.5) * size
+    length = rng.uniform(0.25, 0.5) * 256.0 * scale  # == size at the default defect scale
     angle = rng.uniform(0, np.pi)
     center = _center(rng, size)
     direction = np.array([np.cos(angle), np.sin(angle)])
@@ -250,8 +250,12 @@ _DEFECTS = {"scratch": _scratch, "hole": _hole, "stain": _stain, "misprint": _mi
 
 
 def render_demo_image(category: str, defect_type: str, image_size: int,
-                      rng: np.random.Generator) -> DemoImage:
-    """Render one demo image of ``category`` with ``defect_type`` ("good" for none)."""
+                      rng: np.random.Generator, defect_scale: float = 1.0) -> DemoImage:
+    """Render one demo image of ``category`` with ``defect_type`` ("good" for none).
+
+    ``defect_scale`` shrinks (< 1) or grows the defects relative to the texture: at 1024 px,
+    0.25 draws them as large as at 256 px, a few pixels once the frame is resized to 256.
+    """
     texture = _TEXTURES[_check_category(category)]
     if defect_type != "good" and defect_type not in _DEFECTS:
         raise DatasetError(f"unknown demo defect type {defect_type!r}; known: good, "
@@ -266,7 +270,7 @@ def render_demo_image(category: str, defect_type: str, image_size: int,
         defective, mask = surface, np.zeros((image_size, image_size), bool)
     else:
         ctx = _Context(texture, params, xx, yy)
-        alpha, color = _DEFECTS[defect_type](rng, image_size, scale, ctx)
+        alpha, color = _DEFECTS[defect_type](rng, image_size, scale * defect_scale, ctx)
         defective, mask = _apply_defect(surface, alpha, color)
     return DemoImage(_finish(defective, lighting, noise), mask, _finish(surface, lighting, noise))
 
@@ -317,8 +321,10 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 def write_demo_dataset(root: PathLike, categories: Optional[Sequence[str]] = None,
                        image_size: int = 256, n_train: int = 60, n_test_good: int = 10,
-                       n_test_per_defect: int = 8, seed: int = 0) -> List[Path]:
+                       n_test_per_defect: int = 8, seed: int = 0, defect_scale: float = 1.0) -> List[Path]:
     """Write demo categories in MVTec AD layout under ``root``; returns the category folders.
+
+    ``defect_scale`` (> 0): defect size relative to the default (see render_demo_image).
 
     A category folder written before by this function is replaced; any other non-empty
     folder in the way raises DatasetError rather than being overwritten.
@@ -326,8 +332,12 @@ def write_demo_dataset(root: PathLike, categories: Optional[Sequence[str]] = Non
     names = [_check_category(c) for c in (DEMO_CATEGORIES if categories is None else categories)]
     _check_counts(image_size=image_size, n_train=n_train, n_test_good=n_test_good,
                   n_test_per_defect=n_test_per_defect, seed=seed)
+    if not (isinstance(defect_scale, (int, float)) and 0 < defect_scale <= 16):
+        raise ValueError(f"defect_scale must be a number in (0, 16], got {defect_scale!r}")
     settings = {"image_size": image_size, "n_train": n_train, "n_test_good": n_test_good,
                 "n_test_per_defect": n_test_per_defect, "seed": seed}
+    if defect_scale != 1.0:  # only then: earlier markers (and their files) stay as they were
+        settings["defect_scale"] = float(defect_scale)
     for name in names:  # Refuse before writing anything, not halfway through.
         _check_writable(Path(root) / name)
     folders = []
@@ -371,7 +381,7 @@ def _prepare_folder(folder: Path) -> None:
 
 
 def _write_category(folder: Path, category: str, image_size: int, n_train: int,
-                    n_test_good: int, n_test_per_defect: int, seed: int) -> None:
+                    n_test_good: int, n_test_per_defect: int, seed: int, defect_scale: float = 1.0) -> None:
     """Write train/good, test/<type> and ground_truth/<type> of one category."""
     jobs = [("train", "good", n_train), ("test", "good", n_test_good)]
     jobs += [("test", defect, n_test_per_defect) for defect in DEMO_DEFECTS]
@@ -386,7 +396,7 @@ def _write_category(folder: Path, category: str, image_size: int, n_train: int,
         width = max(3, len(str(count - 1)))
         for index in range(count):
             rng = _rng(seed, category, f"{split}/{defect}", index)
-            sample = render_demo_image(category, defect, image_size, rng)
+            sample = render_demo_image(category, defect, image_size, rng, defect_scale)
             stem = f"{index:0{width}d}"
             _write_png(image_dir / f"{stem}.png", sample.image)
             if defect != "good":
