@@ -31,5 +31,5 @@ def test_demo_data_cli_writes_high_resolution_images_with_small_defects(tmp_path
     mask = cv2.imread(str(folder / "ground_truth" / "hole" / "000_mask.png"), cv2.IMREAD_GRAYSCALE)
     assert image.shape == (512, 512, 3) and 0 < (mask > 0).mean() < 0.01
     assert json.loads((folder / ".rd_edge_demo.json").read_text())["defect_scale"] == 0.5
-    assert main(["demo-data", str(tmp_path / "x"), "--defect-scale", "tiny"]) == 1
+    assert main(["demo-data", str(tmp_path / "x"), "--defect-scale", "tiny"]) == 2  # a usage error
     assert "--defect-scale must be normal, small or a number" in capsys.readouterr().err
