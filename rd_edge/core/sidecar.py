@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, NamedTuple, Optional
 
 from .errors import BackendError, MetadataError
 from .files import PathLike, write_text_atomic
@@ -19,10 +19,28 @@ from .metadata import METADATA_KEY, ModelMetadata
 REBUILD_HINT = "rd-export model.onnx --engine model.engine"
 _SIDECAR_FIELDS = ("tensorrt_version", "gpu_name", "compute_capability", "precision",
                    "min_batch", "max_batch", "onnx_sha256", METADATA_KEY)
+# Written since the device identity was recorded; older sidecars lack them (see check_compatible).
+_DEVICE_FIELDS = ("sm_count", "total_memory_mb", "device_model")
 
 
+class GpuInfo(NamedTuple):
+    """The device a plan is built for or run on.
 
+    Jetson Orin Nano, NX and AGX all report the name "Orin" and compute capability 8.7; their
+    SM counts and the board's device-tree model (``/proc/device-tree/model``) tell them apart.
+    """
 
+    name: str
+    compute_capability: str  # "major.minor"
+    sm_count: Optional[int] = None
+    total_memory_mb: Optional[int] = None
+    device_model: Optional[str] = None  # Jetson board, e.g. "NVIDIA Jetson AGX Orin Developer Kit"
+
+    def describe(self) -> str:
+        extra = [f"{self.sm_count} SMs" if self.sm_count else "",
+                 f"{self.total_memory_mb} MiB" if self.total_memory_mb else "", self.device_model or ""]
+        details = ", ".join(e for e in extra if e)
+        return f"{self.name} compute {self.compute_capability}" + (f" ({details})" if details else "")
 
 def sidecar_path(plan: PathLike) -> Path:
     """The sidecar of ``plan``: the plan's file name plus ``.json`` (model.engine.json)."""
@@ -51,6 +69,14 @@ class EngineSidecar:
     max_batch: int
     onnx_sha256: str
     metadata: ModelMetadata
+    sm_count: Optional[int] = None
+    total_memory_mb: Optional[int] = None
+    device_model: Optional[str] = None
+
+    @property
+    def gpu(self) -> GpuInfo:
+        return GpuInfo(self.gpu_name, self.compute_capability, self.sm_count, self.total_memory_mb,
+                       self.device_model)
 
     def to_dict(self) -> Dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k != "metadata"}
@@ -80,8 +106,14 @@ class EngineSidecar:
         except MetadataError as exc:
             raise MetadataError(f"{source}: {exc}") from None
         meta = ModelMetadata.from_json(json.dumps(data[METADATA_KEY]), source=source)
+        device = {k: data.get(k) for k in _DEVICE_FIELDS}
+        for key in ("sm_count", "total_memory_mb"):
+            if device[key] is not None and not (isinstance(device[key], int) and device[key] > 0):
+                raise MetadataError(f"{source}: {key} must be a positive integer or null, found {device[key]!r}")
+        if device["device_model"] is not None and not isinstance(device["device_model"], str):
+            raise MetadataError(f"{source}: device_model must be a string or null, found {device['device_model']!r}")
         return cls(str(data["tensorrt_version"]), str(data["gpu_name"]), cc, str(data["precision"]),
-                   data["min_batch"], data["max_batch"], str(data["onnx_sha256"]), meta)
+                   data["min_batch"], data["max_batch"], str(data["onnx_sha256"]), meta, **device)
 
     @classmethod
     def read(cls, plan: PathLike) -> "EngineSidecar":
@@ -98,18 +130,24 @@ class EngineSidecar:
         return cls.from_dict(data, source=str(path))
 
 
-def check_compatible(sidecar: EngineSidecar, plan: PathLike, tensorrt_version: str,
-                     gpu_name: str, compute_capability: str) -> None:
+def check_compatible(sidecar: EngineSidecar, plan: PathLike, tensorrt_version: str, gpu: GpuInfo) -> None:
     """BackendError unless the plan was built by this TensorRT version for this GPU.
 
-    TensorRT plans are specific to the TensorRT version and GPU model that built them.
+    TensorRT plans are specific to the TensorRT version and GPU model that built them. The GPU
+    must match by name and compute capability, and by SM count and board (device-tree model)
+    where both sides recorded them: Jetson Orin Nano/NX/AGX share name and capability. A
+    sidecar from before the board was recorded is refused on a Jetson (it cannot say which
+    Orin built it) and accepted elsewhere (the name tells discrete GPUs apart).
     """
     found = []
     if sidecar.tensorrt_version != tensorrt_version:
         found.append(f"TensorRT {sidecar.tensorrt_version} (running {tensorrt_version})")
-    if sidecar.gpu_name != gpu_name or sidecar.compute_capability != compute_capability:
-        found.append(f"GPU {sidecar.gpu_name} compute {sidecar.compute_capability} "
-                     f"(running {gpu_name} compute {compute_capability})")
+    built = sidecar.gpu
+    if (built.name, built.compute_capability) != (gpu.name, gpu.compute_capability) or \
+            (built.sm_count and gpu.sm_count and built.sm_count != gpu.sm_count) or \
+            (built.device_model or gpu.device_model) and built.device_model != gpu.device_model:
+        unrecorded = " (a sidecar from before boards were recorded)" if gpu.device_model and not built.device_model else ""
+        found.append(f"GPU {built.describe()}{unrecorded} (running {gpu.describe()})")
     if found:
         raise BackendError(f"{plan} was built for {' and '.join(found)}; a TensorRT plan only runs "
                            f"with the TensorRT version and GPU that built it. Rebuild it on this "

@@ -61,6 +61,15 @@ extern "C" __global__ void bgr_to_rgb_nchw_resize(
 _BLOCK = (32, 8, 1)
 
 
+class CudaPreprocessError(BackendError):
+    """A CUDA call of the preprocessing path failed (the Detector then preprocesses on the CPU)."""
+
+
+def _cuda_error(what: str, exc: BaseException) -> CudaPreprocessError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+    return CudaPreprocessError(f"CUDA preprocessing failed while {what}: {first}")
+
+
 class CudaPreprocessor:
     """Writes preprocessed frames into a float32 [N,3,H,W] device tensor on one stream.
 
@@ -79,8 +88,11 @@ class CudaPreprocessor:
         self._module: Optional[Any] = None
         self._staging: Optional[np.ndarray] = None  # flat uint8, page-locked
         self._frame_dev: Optional[Any] = None
-        # Recorded after each upload: the staging buffer may be refilled only once it is done.
-        self._uploaded = self._cuda.Event()
+        try:
+            # Recorded after each upload: the staging buffer may be refilled only once it is done.
+            self._uploaded = self._cuda.Event()
+        except Exception as exc:  # pycuda.driver.Error and its subclasses
+            raise _cuda_error("creating an event", exc) from exc
 
     def compile(self) -> None:
         """Compile the kernel now (BackendError if nvcc is missing); later calls are free."""
@@ -94,7 +106,10 @@ class CudaPreprocessor:
             raise BackendError("cannot compile the CUDA preprocessing kernel (pycuda needs nvcc; on "
                                "JetPack add /usr/local/cuda/bin to PATH): "
                                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") from exc
-        self._function = self._module.get_function(KERNEL_NAME)
+        try:
+            self._function = self._module.get_function(KERNEL_NAME)
+        except Exception as exc:
+            raise _cuda_error(f"loading kernel {KERNEL_NAME}", exc) from exc
 
     def enqueue(self, frame: np.ndarray, dst_ptr: int, batch_index: int = 0) -> None:
         """Upload ``frame`` (uint8 HxWx3 BGR) and write its tensor at ``dst[batch_index]``.
@@ -105,6 +120,14 @@ class CudaPreprocessor:
             raise ImageReadError(f"CUDA preprocessing expects a uint8 HxWx3 BGR frame, found "
                                  f"{frame.dtype} {frame.shape}; convert it with to_bgr_uint8")
         self.compile()
+        try:
+            self._enqueue(frame, dst_ptr, batch_index)
+        except CudaPreprocessError:
+            raise
+        except Exception as exc:  # pycuda.driver.Error (launch failure, out of memory...), MemoryError
+            raise _cuda_error(f"preprocessing a {frame.shape[1]}x{frame.shape[0]} frame", exc) from exc
+
+    def _enqueue(self, frame: np.ndarray, dst_ptr: int, batch_index: int) -> None:
         src_h, src_w = frame.shape[:2]
         self._reserve(frame.nbytes)
         self._uploaded.synchronize()

@@ -15,6 +15,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -105,6 +106,7 @@ class Detector:
         self._lock = threading.Lock()
         self._cuda_pre: Optional[Any] = None
         self.preprocess_fallback_reason: Optional[str] = None
+        self._cuda_required = bool(cuda_preprocess)
         if cuda_preprocess is not False:
             self._try_cuda_preprocess(required=bool(cuda_preprocess))
 
@@ -126,6 +128,8 @@ class Detector:
                 self._cuda_pre = pre
             except RdEdgeError as exc:
                 reason = str(exc)
+            except Exception as exc:  # any CUDA error (pycuda.driver.Error): the CPU path still works
+                reason = f"CUDA preprocessing setup failed: {exc}"
         if reason is not None and required:
             raise BackendError(f"CUDA preprocessing was requested but is unavailable: {reason}")
         # Only worth reporting when CUDA preprocessing was possible in principle.
@@ -188,12 +192,13 @@ class Detector:
         frames = [f if _is_bgr_uint8(f) else to_bgr_uint8(f) for f in frames]
         if self._tiled is not None:
             return self._predict_tiled(frames, t0)
+        outputs = None
         if self._cuda_pre is not None:
             with self._lock:  # one device input buffer
-                self._preprocess_cuda(frames)
-                t1 = time.perf_counter()
-                outputs = self.runner.infer_from_device(n)
-        else:
+                if self._preprocess_cuda(frames):  # False: a CUDA error, CPU from now on
+                    t1 = time.perf_counter()
+                    outputs = self.runner.infer_from_device(n)
+        if outputs is None:
             h, w = self.input_size
             batch = np.empty((n, 3, h, w), dtype=np.float32)  # this call's own: threads never share it
             for i, frame in enumerate(frames):
@@ -230,14 +235,29 @@ class Detector:
             predictions.append(pred)
         return predictions
 
-    def _preprocess_cuda(self, frames: List[np.ndarray]) -> None:
-        """Write the frames' tensors straight into the runner's device input buffer."""
+    def _preprocess_cuda(self, frames: List[np.ndarray]) -> bool:
+        """Write the frames' tensors straight into the runner's device input buffer; False (and
+        CPU preprocessing from now on, with a warning) when a CUDA call fails, unless CUDA
+        preprocessing was required."""
+        from .cuda_preprocess import CudaPreprocessError
+
         runner = self.runner
-        with runner.activate():
-            for i, frame in enumerate(frames):
-                self._cuda_pre.enqueue(frame, runner.device_input_pointer(), i)
-            # Wait, so preprocess_ms measures the kernels and not just their enqueueing.
-            runner.stream.synchronize()
+        try:
+            with runner.activate():
+                for i, frame in enumerate(frames):
+                    self._cuda_pre.enqueue(frame, runner.device_input_pointer(), i)
+                # Wait, so preprocess_ms measures the kernels and not just their enqueueing.
+                runner.stream.synchronize()
+            return True
+        except Exception as exc:
+            error = exc if isinstance(exc, CudaPreprocessError) else \
+                CudaPreprocessError(f"CUDA preprocessing failed: {exc}")
+            if self._cuda_required:
+                raise error from exc
+        self._cuda_pre = None  # its buffers are freed with the runner's context
+        self.preprocess_fallback_reason = str(error)
+        warnings.warn(f"{error}; preprocessing on the CPU from now on", RuntimeWarning, stacklevel=3)
+        return False
 
     def _postprocess(self, amap: np.ndarray, score: float, frame_hw: Tuple[int, int]) -> Prediction:
         normalized = float(normalize_score(score, self.threshold, self._min_normal, self._max_normal))

@@ -18,16 +18,17 @@ import numpy as np
 import onnx
 import pytest
 
+from fake_cuda import FakeCuda, install
 from rd_edge.core.errors import BackendError, ExportError, MetadataError
 from rd_edge.runtime import load_runner
 from rd_edge.runtime.backends.trt import util as trt_backend
-from rd_edge.core.sidecar import EngineSidecar, sidecar_path
+from rd_edge.core.sidecar import EngineSidecar, GpuInfo, sidecar_path
 from rd_edge.runtime.backends.trt import builder as tb
 from rd_export.cli import main as export_main
 from rd_export.graph import read_metadata
 from rd_edge.core.files import sha256_file
 
-FAKE_GPU = ("NVIDIA Fake GPU", "8.7")
+FAKE_GPU = GpuInfo("NVIDIA Fake GPU", "8.7", 16, 8192)
 
 
 # --- a stand-in tensorrt module -------------------------------------------------------------------
@@ -118,11 +119,13 @@ class OnnxParser:
 
 
 class TimingCache:
-    def __init__(self, data):
-        self.data = bytes(data) or b"fresh cache"
+    """A cache blob is b"cache/<TensorRT version>/<device>/<entries>"."""
+
+    def __init__(self, version, device, entries=b""):
+        self.version, self.device, self.entries = version, device, entries
 
     def serialize(self):
-        return self.data
+        return memoryview(b"cache/%s/%d/%s" % (self.version.encode(), self.device, self.entries))
 
 
 class Config:
@@ -143,9 +146,24 @@ class Config:
         self.profiles.append(profile)
 
     def create_timing_cache(self, data):
-        return TimingCache(data)
+        # NvInfer.h IBuilderConfig::createTimingCache returns nullptr for a blob it cannot
+        # deserialize (another TensorRT version, a truncated file); trtexec and Polygraphy's
+        # CreateConfig ("if cache is None: cache = config.create_timing_cache(b'')") check it.
+        version = self.trt.__version__
+        if not data:
+            return TimingCache(version, current_device())
+        parts = bytes(data).split(b"/", 3)
+        if len(parts) != 4 or parts[0] != b"cache" or parts[1] != version.encode():
+            return None
+        return TimingCache(version, int(parts[2]), parts[3])
 
     def set_timing_cache(self, cache, ignore_mismatch):
+        # pybind11 rejects None for the ITimingCache const& argument; a cache recorded on another
+        # device is refused (returns false) unless ignore_mismatch.
+        if not isinstance(cache, TimingCache):
+            raise TypeError("set_timing_cache(): incompatible function arguments")
+        if cache.device != current_device() and not ignore_mismatch:
+            return False
         self.cache = cache
         return True
 
@@ -159,6 +177,16 @@ class Profile:
 
     def set_shape(self, name, min_shape, opt_shape, max_shape):
         self.shapes[name] = (tuple(min_shape), tuple(opt_shape), tuple(max_shape))
+
+
+FAKE_CUDA = {0: None}  # the FakeCuda of the running test, when it installs one
+
+
+def current_device():
+    """The device TensorRT works on: the current context's, else the CUDA runtime's default 0."""
+    cuda = FAKE_CUDA[0]
+    device = cuda.current_device() if cuda is not None else None
+    return 0 if device is None else device
 
 
 def fake_tensorrt(version):
@@ -183,6 +211,7 @@ def fake_tensorrt(version):
 
     class Builder:
         built = []  # (network, config) of every build, for the tests to inspect
+        devices = []  # the CUDA device current during each build
         fail = False
 
         def __init__(self, logger):
@@ -199,9 +228,12 @@ def fake_tensorrt(version):
 
         def build_serialized_network(self, network, config):
             Builder.built.append((network, config))
+            Builder.devices.append(current_device())
             if Builder.fail:
                 self.logger.log(Severity.ERROR, "out of tactics for /rd/teacher/conv1/Conv")
                 return None
+            if config.cache is not None:
+                config.cache.entries += b"t"  # one more timed tactic
             return memoryview(b"PLAN" + version.encode())
 
     trt.ILogger, trt.Builder, trt.OnnxParser = ILogger, Builder, OnnxParser
@@ -216,6 +248,7 @@ def fake_trt(monkeypatch):
         monkeypatch.setitem(sys.modules, "tensorrt", trt)
         monkeypatch.setattr(tb, "gpu_identity", lambda device_id=0: FAKE_GPU)
         monkeypatch.setattr(OnnxParser, "fail_with", [])
+        monkeypatch.setitem(FAKE_CUDA, 0, None)
         return trt
     return install
 
@@ -246,7 +279,7 @@ def test_tensorrt_85_fp16_engine_flags_profile_and_sidecar(fake_trt, r18_onnx, t
     assert all(l.precision is None for l in network.layers if l.name.startswith("/rd/"))
     assert plan.read_bytes() == b"PLAN8.5.3"
     sidecar = EngineSidecar.read(plan)  # the runtime's own reader validates it
-    assert (sidecar.tensorrt_version, sidecar.gpu_name, sidecar.compute_capability) == ("8.5.3",) + FAKE_GPU
+    assert (sidecar.tensorrt_version, sidecar.gpu) == ("8.5.3", FAKE_GPU)
     assert (sidecar.precision, sidecar.min_batch, sidecar.max_batch) == ("fp16", 1, 4)
     assert sidecar.onnx_sha256 == sha256_file(r18_onnx)
     assert sidecar.metadata == replace(read_metadata(onnx.load(str(r18_onnx))), precision="fp16")
@@ -286,9 +319,58 @@ def test_timing_cache_is_saved_then_loaded(fake_trt, r18_onnx, tmp_path):
     fake_trt("10.3.0")
     cache = tmp_path / "cache" / "trt.cache"
     first = tb.build_engine(r18_onnx, tmp_path / "a.engine", timing_cache=cache)
-    assert cache.read_bytes() == b"fresh cache" and "saved timing cache" in first.timing_cache
+    assert cache.read_bytes() == b"cache/10.3.0/0/t" and "saved timing cache" in first.timing_cache
     second = tb.build_engine(r18_onnx, tmp_path / "b.engine", timing_cache=cache)
-    assert "loaded 11 bytes" in second.timing_cache
+    assert "loaded 16 bytes" in second.timing_cache
+    assert cache.read_bytes() == b"cache/10.3.0/0/tt"  # the second build added to it
+
+
+@pytest.mark.parametrize("old, why", [
+    (b"cache/8.6.1/0/ttt", "unreadable"),  # a JetPack upgrade: createTimingCache returns None
+    (b"cache/10.3", "unreadable"),  # truncated by an interrupted write
+    (b"cache/10.3.0/1/ttt", "from another GPU"),  # set_timing_cache returns False
+])
+def test_unusable_timing_cache_is_replaced_by_a_fresh_one(fake_trt, r18_onnx, tmp_path, old, why):
+    # Finding 2: None from create_timing_cache went straight into set_timing_cache.
+    fake_trt("10.3.0")
+    cache = tmp_path / "trt.cache"
+    cache.write_bytes(old)
+    report = tb.build_engine(r18_onnx, tmp_path / "a.engine", timing_cache=cache)
+    assert why in report.timing_cache and "started a new one" in report.timing_cache
+    assert cache.read_bytes() == b"cache/10.3.0/0/t"
+    assert EngineSidecar.read(tmp_path / "a.engine").tensorrt_version == "10.3.0"
+
+
+def test_plan_and_cache_are_replaced_atomically(fake_trt, r18_onnx, tmp_path, monkeypatch):
+    # Finding 2: an interrupted write must leave the previous plan and cache whole.
+    fake_trt("10.3.0")
+    plan, cache = tmp_path / "m.engine", tmp_path / "trt.cache"
+    tb.build_engine(r18_onnx, plan, timing_cache=cache)
+    before = plan.read_bytes(), cache.read_bytes()
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("os.replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tb.build_engine(r18_onnx, plan, timing_cache=cache)
+    assert (plan.read_bytes(), cache.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.engine", "m.engine.json", "trt.cache"]
+
+
+def test_engine_is_built_on_the_chosen_device(fake_trt, r18_onnx, tmp_path, monkeypatch):
+    # Finding 4: device_id only named the GPU in the sidecar; the build ran on device 0.
+    trt = fake_trt("10.3.0")
+    cuda = FakeCuda()
+    install(monkeypatch, cuda)
+    monkeypatch.setitem(FAKE_CUDA, 0, cuda)
+    monkeypatch.setattr(tb, "gpu_identity", trt_backend.gpu_identity)  # the real one, on the fake pycuda
+    tb.build_engine(r18_onnx, tmp_path / "m.engine", device_id=1, timing_cache=tmp_path / "c")
+    assert trt.Builder.devices[-1] == 1
+    sidecar = EngineSidecar.read(tmp_path / "m.engine")
+    assert (sidecar.sm_count, sidecar.total_memory_mb) == (8, 4096)  # device 1's, not device 0's
+    assert (tmp_path / "c").read_bytes().startswith(b"cache/10.3.0/1/")
+    assert cuda.driver_stack == [] and cuda.retained == {1: 0}  # the build left no context behind
 
 
 def test_every_parser_error_is_listed(fake_trt, r18_onnx, tmp_path, monkeypatch):

@@ -1,14 +1,16 @@
 """CUDA preprocessing against the CPU reference (preprocess_bgr): within 1/255 on every value.
 
-The GPU test runs the kernel itself. The CPU test checks the kernel's arithmetic, transcribed
-to numpy, against cv2 so the sampling convention is verified on machines without a GPU.
+The GPU test runs the kernel on a GPU. The CPU tests run the same KERNEL_SOURCE compiled as
+plain C++ (tests/kernel_harness.py) through CudaPreprocessor's own launch code, so a kernel
+that disagrees with preprocess_bgr (a channel, a coordinate, a resize rule) fails here too.
 """
 import importlib.util
 
 import numpy as np
 import pytest
 
-from rd_edge.runtime.cuda_preprocess import KERNEL_SOURCE
+from fake_cuda import FakeCuda, install
+from kernel_harness import compiler_missing
 from rd_edge.core.preprocess import preprocess_bgr
 
 MODEL_SIZE = (24, 32)
@@ -21,42 +23,58 @@ def frame(h, w, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-def kernel_in_numpy(src: np.ndarray, size) -> np.ndarray:
-    """The kernel's per-pixel formula, vectorized: float bilinear, cv2's half-pixel clamping."""
-    dst_h, dst_w = size
-    src_h, src_w = src.shape[:2]
-
-    def axis(n_dst, n_src):
-        f = (np.arange(n_dst, dtype=np.float32) + 0.5) * np.float32(n_src / n_dst) - 0.5
-        i0 = np.floor(f).astype(np.int64)
-        f = f - i0
-        low, high = i0 < 0, i0 >= n_src - 1
-        i0[low], f[low] = 0, 0
-        i0[high], f[high] = n_src - 1, 0
-        return i0, np.minimum(i0 + 1, n_src - 1), f.astype(np.float32)
-
-    y0, y1, fy = axis(dst_h, src_h)
-    x0, x1, fx = axis(dst_w, src_w)
-    s = src.astype(np.float32)
-    fx3 = fx[None, :, None]
-    top = (1 - fx3) * s[y0][:, x0] + fx3 * s[y0][:, x1]
-    bottom = (1 - fx3) * s[y1][:, x0] + fx3 * s[y1][:, x1]
-    out = (1 - fy[:, None, None]) * top + fy[:, None, None] * bottom  # [H,W,3] BGR
-    return out[:, :, ::-1].transpose(2, 0, 1) * np.float32(1 / 255)  # [3,H,W] RGB
+@pytest.fixture
+def cpu_cuda(monkeypatch):
+    """pycuda on the CPU (tests/fake_cuda.py): the real KERNEL_SOURCE compiled with g++, deferred streams."""
+    reason = compiler_missing()
+    if reason:
+        pytest.skip(reason)
+    cuda = FakeCuda()
+    install(monkeypatch, cuda)
+    ctx = cuda.module.Device(0).retain_primary_context()
+    ctx.push()
+    yield cuda
+    cuda.module.Context.pop()
 
 
-def test_kernel_source_names_the_entry_point():
-    assert 'extern "C" __global__ void bgr_to_rgb_nchw_resize' in KERNEL_SOURCE
-    assert "(y + 0.5f) * scale_y - 0.5f" in KERNEL_SOURCE and "(x + 0.5f) * scale_x - 0.5f" in KERNEL_SOURCE
+def run_preprocessor(cuda, frames, size=MODEL_SIZE):
+    """CudaPreprocessor.enqueue (the runtime's own launch arguments) into one device batch."""
+    from rd_edge.runtime.cuda_preprocess import CudaPreprocessor
+
+    stream = cuda.module.Stream()
+    pre = CudaPreprocessor(size, stream)
+    dst = cuda.module.mem_alloc(len(frames) * 3 * size[0] * size[1] * 4)
+    for i, f in enumerate(frames):  # each into its own batch slot; buffers grow and are reused
+        pre.enqueue(f, int(dst), batch_index=i)
+    stream.synchronize()
+    out = cuda.view(int(dst), np.float32, len(frames) * 3 * size[0] * size[1]).reshape(len(frames), 3, *size)
+    return out.copy()
 
 
 @pytest.mark.parametrize("size", FRAME_SIZES)
-def test_kernel_arithmetic_matches_cv2_within_one_grey_level(size):
+def test_real_kernel_source_matches_preprocess_bgr_within_one_grey_level(cpu_cuda, size):
     src = frame(*size, seed=size[0])
+    got = run_preprocessor(cpu_cuda, [src])[0]
     want = preprocess_bgr(src, MODEL_SIZE)
-    got = kernel_in_numpy(src, MODEL_SIZE)
     assert got.shape == want.shape == (3, *MODEL_SIZE)
-    assert np.abs(got - want).max() <= TOLERANCE
+    assert np.abs(got - want).max() <= TOLERANCE, f"frame {size}"
+
+
+def test_real_kernel_batch_slots_and_odd_model_sizes(cpu_cuda):
+    # Odd model sizes (not multiples of the 32x8 block), shrinking and enlarging in one batch.
+    size = (37, 29)
+    frames = [frame(*s, seed=i) for i, s in enumerate([(101, 77), (13, 9), (37, 29), (250, 3)])]
+    got = run_preprocessor(cpu_cuda, frames, size)
+    for g, f in zip(got, frames):
+        assert np.abs(g - preprocess_bgr(f, size)).max() <= TOLERANCE, f"frame {f.shape}"
+
+
+def test_real_kernel_writes_rgb_planes_from_bgr_pixels(cpu_cuda):
+    red = np.zeros((9, 7, 3), np.uint8)
+    red[..., 2] = 255  # BGR: pure red
+    out = run_preprocessor(cpu_cuda, [red], (5, 3))[0]
+    np.testing.assert_array_equal(out[0], 1.0)  # R plane
+    np.testing.assert_array_equal(out[1:], 0.0)  # G, B planes
 
 
 def _gpu_skip_reason():

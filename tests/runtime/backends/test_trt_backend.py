@@ -10,6 +10,7 @@ from rd_edge.runtime import Detector, load_runner
 from rd_edge.runtime.backends.trt import util as trt_backend
 from rd_edge.core.sidecar import (
     EngineSidecar,
+    GpuInfo,
     check_compatible,
     format_compute_capability,
     sidecar_path,
@@ -19,10 +20,15 @@ HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
 HAVE_PYCUDA = importlib.util.find_spec("pycuda") is not None
 
 
-def sidecar_for(meta, version="8.6.1", gpu=("Orin", "8.7"), max_batch=4):
-    return EngineSidecar(tensorrt_version=version, gpu_name=gpu[0], compute_capability=gpu[1],
+ORIN_AGX = GpuInfo("Orin", "8.7", 16, 62841, "NVIDIA Jetson AGX Orin Developer Kit")
+ORIN_NANO = GpuInfo("Orin", "8.7", 8, 7620, "NVIDIA Jetson Orin Nano Developer Kit")
+
+
+def sidecar_for(meta, version="8.6.1", gpu=ORIN_AGX, max_batch=4):
+    return EngineSidecar(tensorrt_version=version, gpu_name=gpu.name, compute_capability=gpu.compute_capability,
                          precision="fp16", min_batch=1, max_batch=max_batch, onnx_sha256="ab" * 32,
-                         metadata=meta)
+                         metadata=meta, sm_count=gpu.sm_count, total_memory_mb=gpu.total_memory_mb,
+                         device_model=gpu.device_model)
 
 
 @pytest.fixture
@@ -34,7 +40,7 @@ def fake_plan(tmp_path, metadata_factory):
     return plan
 
 
-def running(monkeypatch, version="8.6.1", gpu=("Orin", "8.7")):
+def running(monkeypatch, version="8.6.1", gpu=ORIN_AGX):
     """Pretend this machine runs ``version`` on ``gpu``."""
     monkeypatch.setattr(trt_backend, "tensorrt_version", lambda: version)
     monkeypatch.setattr(trt_backend, "gpu_identity", lambda device_id=0: gpu)
@@ -44,7 +50,7 @@ def test_sidecar_sits_next_to_the_plan_and_round_trips(fake_plan, metadata_facto
     assert sidecar_path(fake_plan).name == "model.engine.json"
     data = json.loads(sidecar_path(fake_plan).read_text())
     assert set(data) == {"tensorrt_version", "gpu_name", "compute_capability", "precision", "min_batch",
-                         "max_batch", "onnx_sha256", "rd_edge"}
+                         "max_batch", "onnx_sha256", "rd_edge", "sm_count", "total_memory_mb", "device_model"}
     assert EngineSidecar.read(fake_plan) == sidecar_for(metadata_factory())
 
 
@@ -56,13 +62,34 @@ def test_plan_from_another_tensorrt_version_is_refused(fake_plan, monkeypatch):
 
 
 def test_plan_for_another_gpu_is_refused(fake_plan, monkeypatch):
-    running(monkeypatch, gpu=("NVIDIA H100", "9.0"))
-    with pytest.raises(BackendError, match=r"GPU Orin compute 8\.7 \(running NVIDIA H100 compute 9\.0\)"):
+    running(monkeypatch, gpu=GpuInfo("NVIDIA H100", "9.0", 132, 81559))
+    with pytest.raises(BackendError, match=r"GPU Orin compute 8\.7 .*\(running NVIDIA H100 compute 9\.0"):
         load_runner(fake_plan, backend="trt")
 
 
+def test_plan_for_another_orin_is_refused(fake_plan, monkeypatch):
+    # Finding 5: Orin Nano, NX and AGX are all "Orin", compute 8.7.
+    running(monkeypatch, gpu=ORIN_NANO)
+    with pytest.raises(BackendError, match=r"16 SMs.*AGX Orin.*\(running Orin compute 8\.7 \(8 SMs.*Orin Nano"):
+        load_runner(fake_plan)
+
+
+def test_old_sidecar_loads_on_a_dgpu_and_is_refused_on_a_jetson(fake_plan, monkeypatch):
+    path = sidecar_path(fake_plan)
+    data = json.loads(path.read_text())
+    for key in ("sm_count", "total_memory_mb", "device_model"):
+        data.pop(key)  # as written before the device identity was recorded
+    data.update(gpu_name="NVIDIA A2")
+    path.write_text(json.dumps(data))
+    old = EngineSidecar.read(fake_plan)
+    assert old.sm_count is None and old.device_model is None
+    check_compatible(old, fake_plan, "8.6.1", GpuInfo("NVIDIA A2", "8.7", 10, 15000))  # no exception
+    with pytest.raises(BackendError, match=r"from before boards were recorded.*Rebuild it on this machine"):
+        check_compatible(old, fake_plan, "8.6.1", ORIN_NANO._replace(name="NVIDIA A2"))
+
+
 def test_matching_sidecar_passes_the_check(fake_plan):
-    check_compatible(EngineSidecar.read(fake_plan), fake_plan, "8.6.1", "Orin", "8.7")  # no exception
+    check_compatible(EngineSidecar.read(fake_plan), fake_plan, "8.6.1", ORIN_AGX)  # no exception
 
 
 @pytest.mark.skipif(HAVE_TRT, reason="checks the message shown when tensorrt is missing")
@@ -135,8 +162,9 @@ def build_engine(onnx_path, plan_path, meta, max_batch=4):
     profile.set_shape("image", (1, 3, h, w), (1, 3, h, w), (max_batch, 3, h, w))
     config.add_optimization_profile(profile)
     plan_path.write_bytes(bytes(builder.build_serialized_network(network, config)))
-    name, cc = trt_backend.gpu_identity(0)
-    EngineSidecar(trt_backend.tensorrt_version(), name, cc, "fp32", 1, max_batch, "0" * 64, meta).write(plan_path)
+    gpu = trt_backend.gpu_identity(0)
+    EngineSidecar(trt_backend.tensorrt_version(), gpu.name, gpu.compute_capability, "fp32", 1, max_batch,
+                  "0" * 64, meta, gpu.sm_count, gpu.total_memory_mb, gpu.device_model).write(plan_path)
     return plan_path
 
 
@@ -180,3 +208,22 @@ def test_detector_on_tensorrt_with_cuda_preprocessing_matches_onnxruntime(tiny_o
         # of those, so it moves by at most 1/255 too.
         assert abs(g.score - w.score) <= 1 / 255 + 1e-5
         np.testing.assert_allclose(g.anomaly_map, w.anomaly_map, atol=1 / 255 + 1e-5)
+
+
+def test_gpu_identity_reads_the_jetson_board(monkeypatch, tmp_path):
+    from fake_cuda import FakeCuda, install
+
+    install(monkeypatch, FakeCuda())
+    model = tmp_path / "model"
+    model.write_bytes(b"NVIDIA Jetson Orin NX Engineering Reference Developer Kit\x00")  # NUL-terminated
+    monkeypatch.setenv(trt_backend.DEVICE_TREE_MODEL_ENV, str(model))
+    monkeypatch.setenv(trt_backend.TEGRA_RELEASE_ENV, str(tmp_path / "absent"))
+    assert trt_backend.gpu_identity(1) == GpuInfo("Fake GPU", "8.7", 8, 4096, None)  # not a Jetson
+    release = tmp_path / "nv_tegra_release"
+    release.write_text("# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64\n")
+    monkeypatch.setenv(trt_backend.TEGRA_RELEASE_ENV, str(release))
+    assert trt_backend.is_jetson()
+    assert trt_backend.gpu_identity(0) == GpuInfo(
+        "Fake GPU", "8.7", 16, 8192, "NVIDIA Jetson Orin NX Engineering Reference Developer Kit")
+    with pytest.raises(BackendError, match=r"CUDA device 2 does not exist; found 2"):
+        trt_backend.gpu_identity(2)

@@ -1,185 +1,97 @@
 """The TensorRT runner and the CUDA preprocessing glue, driven through fake tensorrt/pycuda.
 
-No GPU here: these fakes implement the slice of the TensorRT (8.5+ name-based I/O) and pycuda
-APIs the runtime calls, over numpy "device memory", and compute the stand-in model. They check
-the runtime's own logic — buffer sizes, batch shapes, addresses, copies, batch-slot offsets,
-fallbacks — not TensorRT or the CUDA C kernel; the GPU tests in test_trt_backend.py and
-test_cuda_preprocess.py do that where a GPU exists.
+No GPU here. The fakes (tests/fake_cuda.py for pycuda/libcuda, FakeTensorRT below) behave like
+TensorRT and CUDA where our code can go wrong, each behaviour taken from TensorRT's
+NvInferRuntime.h (8.5-10.x, name-based I/O) and the CUDA/pycuda sources, not from our code:
+
+- ``IExecutionContext::setInputShape``: "Each dimension must agree with the network dimension
+  unless the latter was -1" and lie inside the optimization profile; it returns false
+  otherwise ("\\return True on success, false if ... some other error occurred").
+- ``setTensorAddress`` and ``enqueueV3`` return bool ("\\return True if the kernels were
+  enqueued successfully"); the fake returns False for an unknown tensor name.
+- ``enqueueV3`` only *enqueues* on the stream: the fake computes the outputs when the stream
+  (or an event after it) is synchronized, so a missing synchronize reads NaNs.
+- Static engines (``rd-export --batch N``) have input shape [N,3,H,W]; dynamic ones [-1,3,H,W]
+  with profile 0 = (1, 1, MAX_BATCH).
+The CUDA preprocessing kernel is the real KERNEL_SOURCE, compiled for the CPU (kernel_harness).
 """
-import sys
 import types
 
 import numpy as np
 import pytest
 
+from fake_cuda import FakeCuda, install
 from rd_edge.core.errors import BackendError
-from rd_edge.runtime import Detector, load_runner
 from rd_edge.core.sidecar import EngineSidecar
+from rd_edge.runtime import Detector, load_runner
 from rd_edge.runtime.backends.trt import TensorRTRunner
+from rd_edge.runtime.backends.trt.util import CU_STREAM_NON_BLOCKING
 
 H, W, MAX_BATCH = 24, 32, 4
 WEIGHTS = np.array([0.5, 0.3, 0.2], np.float32)  # the stand-in model of conftest.py
-
-
-class FakeCuda:
-    """pycuda.driver over a dict of numpy byte arrays keyed by fake device addresses."""
-
-    def __init__(self):
-        self.memory = {}
-        self.next_address = 0x1000
-        self.context_depth = 0
-        self.kernel_calls = []
-        fake = self
-
-        class Alloc:
-            def __init__(self, nbytes):
-                self.address = fake.next_address
-                fake.next_address += nbytes + 0x100
-                fake.memory[self.address] = np.zeros(nbytes, np.uint8)
-
-            def __int__(self):
-                return self.address
-
-            def free(self):
-                del fake.memory[self.address]
-
-        class Context:
-            @staticmethod
-            def pop():
-                assert fake.context_depth > 0, "pop without push"
-                fake.context_depth -= 1
-
-        class PrimaryContext:
-            detached = False
-
-            def push(self):
-                fake.context_depth += 1
-
-            def detach(self):
-                PrimaryContext.detached = True
-
-        class Device:
-            @staticmethod
-            def count():
-                return 1
-
-            def __init__(self, index):
-                self.index = index
-
-            def name(self):
-                return "Fake GPU"
-
-            def compute_capability(self):
-                return (8, 7)
-
-            def retain_primary_context(self):
-                return PrimaryContext()
-
-        class Stream:
-            handle = 1234
-
-            def synchronize(self):
-                pass
-
-        class Event:
-            def record(self, stream):
-                pass
-
-            def synchronize(self):
-                pass
-
-        self.module = types.SimpleNamespace(
-            init=lambda: None, Device=Device, Context=Context, Stream=Stream, Event=Event,
-            pagelocked_empty=lambda n, dtype: np.empty(n, dtype), mem_alloc=Alloc,
-            memcpy_htod_async=self.htod, memcpy_dtoh_async=self.dtoh)
-        self.PrimaryContext = PrimaryContext
-
-    def view(self, address, dtype, count):
-        """``count`` items of ``dtype`` at ``address`` (inside some allocation)."""
-        for base, buf in self.memory.items():
-            if base <= address < base + buf.nbytes:
-                offset = address - base
-                nbytes = count * np.dtype(dtype).itemsize
-                assert offset + nbytes <= buf.nbytes, "access past the end of an allocation"
-                return buf[offset:offset + nbytes].view(dtype)
-        raise AssertionError(f"no allocation at {address:#x}")
-
-    def htod(self, dest, src, stream):
-        assert self.context_depth > 0, "CUDA call without a current context"
-        raw = np.ascontiguousarray(src).view(np.uint8).reshape(-1)
-        self.view(int(dest), np.uint8, raw.size)[:] = raw
-
-    def dtoh(self, dest, src, stream):
-        assert self.context_depth > 0, "CUDA call without a current context"
-        raw = dest.view(np.uint8).reshape(-1)
-        raw[:] = self.view(int(src), np.uint8, raw.size)
-
-    def source_module(self, source, no_extern_c=False):
-        """pycuda.compiler.SourceModule whose function runs the kernel's math in numpy."""
-        assert 'extern "C"' in source and no_extern_c
-        from test_cuda_preprocess import kernel_in_numpy  # the kernel's formula, transcribed
-
-        fake = self
-
-        def launch(src, src_h, src_w, dst, dst_h, dst_w, scale_y, scale_x, block, grid, stream):
-            fake.kernel_calls.append(int(dst))
-            frame = fake.view(int(src), np.uint8, int(src_h) * int(src_w) * 3).reshape(int(src_h), int(src_w), 3)
-            out = fake.view(int(dst), np.float32, 3 * int(dst_h) * int(dst_w))
-            out[:] = kernel_in_numpy(frame, (int(dst_h), int(dst_w))).reshape(-1)
-
-        return types.SimpleNamespace(get_function=lambda name: launch)
+NAMES = ("image", "anomaly_map", "score")
 
 
 class FakeTensorRT:
-    """tensorrt: one engine with input image [-1,3,H,W] (profile 1..4) and the two outputs."""
+    """tensorrt: an engine with input image [N or -1,3,H,W] and the two outputs of the stand-in model."""
 
-    def __init__(self, cuda):
-        self.cuda = cuda
+    def __init__(self, cuda: FakeCuda, static_batch=None):
+        self.cuda, self.static_batch = cuda, static_batch
         fake = self
         mode = types.SimpleNamespace(INPUT="input", OUTPUT="output")
 
         class Context:
             def __init__(self):
-                self.batch, self.addresses = None, {}
+                self.batch = static_batch  # a static engine's shapes are known from the start
+                self.addresses = {}
 
             def set_input_shape(self, name, shape):
-                ok = name == "image" and tuple(shape[1:]) == (3, H, W) and 1 <= shape[0] <= MAX_BATCH
-                self.batch = shape[0] if ok else self.batch
-                return ok
+                network = Engine().get_tensor_shape("image")
+                agrees = name == "image" and len(shape) == 4 and all(
+                    want == -1 or want == got for want, got in zip(network, shape))
+                in_profile = static_batch is not None or (len(shape) == 4 and 1 <= shape[0] <= MAX_BATCH)
+                if not (agrees and in_profile):
+                    return False
+                self.batch = shape[0]
+                return True
 
             def get_tensor_shape(self, name):
-                return {"image": (self.batch, 3, H, W), "anomaly_map": (self.batch, 1, H, W),
-                        "score": (self.batch,)}[name]
+                n = -1 if self.batch is None else self.batch
+                return {"image": (n, 3, H, W), "anomaly_map": (n, 1, H, W), "score": (n,)}[name]
 
             def set_tensor_address(self, name, address):
-                self.addresses[name] = address
+                if name not in NAMES:
+                    return False
+                self.addresses[name] = int(address)
+                return True
 
             def execute_async_v3(self, stream_handle):
-                assert fake.cuda.context_depth > 0 and stream_handle == 1234
-                n = self.batch
-                x = fake.cuda.view(self.addresses["image"], np.float32, n * 3 * H * W).reshape(n, 3, H, W)
-                amap = np.tensordot(np.abs(x - 0.5), WEIGHTS, axes=([1], [0]))[:, None]  # [N,1,H,W]
-                fake.cuda.view(self.addresses["anomaly_map"], np.float32, amap.size)[:] = amap.reshape(-1)
-                fake.cuda.view(self.addresses["score"], np.float32, n)[:] = amap.reshape(n, -1).max(axis=1)
+                fake.cuda.require_context()
+                if self.batch is None or set(self.addresses) != set(NAMES):
+                    return False  # shapes or addresses not all set
+                n, addresses = self.batch, dict(self.addresses)
+                fake.cuda.streams[stream_handle].enqueue(lambda: fake.run_model(n, addresses))
                 return True
 
         class Engine:
             num_io_tensors = 3
 
             def get_tensor_name(self, i):
-                return ("image", "anomaly_map", "score")[i]
+                return NAMES[i]
 
             def get_tensor_mode(self, name):
                 return mode.INPUT if name == "image" else mode.OUTPUT
 
             def get_tensor_shape(self, name):
-                return {"image": (-1, 3, H, W), "anomaly_map": (-1, 1, H, W), "score": (-1,)}[name]
+                n = static_batch or -1
+                return {"image": (n, 3, H, W), "anomaly_map": (n, 1, H, W), "score": (n,)}[name]
 
             def get_tensor_dtype(self, name):
                 return "float"
 
             def get_tensor_profile_shape(self, name, profile):
-                return [(1, 3, H, W), (1, 3, H, W), (MAX_BATCH, 3, H, W)]
+                n = static_batch
+                return [(n or 1, 3, H, W), (n or 1, 3, H, W), (n or MAX_BATCH, 3, H, W)]
 
             def create_execution_context(self):
                 return Context()
@@ -189,28 +101,34 @@ class FakeTensorRT:
                 pass
 
             def deserialize_cuda_engine(self, data):
+                fake.cuda.require_context()
                 return Engine() if data == b"fake plan" else None
 
         self.module = types.SimpleNamespace(
             __version__="10.3.0", Logger=type("Logger", (), {"WARNING": 2, "__init__": lambda s, level: None}),
             Runtime=Runtime, TensorIOMode=mode, nptype=lambda dtype: np.float32)
 
+    def run_model(self, n, addresses):
+        """The stand-in model on device memory (when the stream runs it)."""
+        x = self.cuda.view(addresses["image"], np.float32, n * 3 * H * W).reshape(n, 3, H, W)
+        amap = np.tensordot(np.abs(x - 0.5), WEIGHTS, axes=([1], [0]))[:, None]  # [N,1,H,W]
+        self.cuda.view(addresses["anomaly_map"], np.float32, amap.size)[:] = amap.reshape(-1)
+        self.cuda.view(addresses["score"], np.float32, n)[:] = amap.reshape(n, -1).max(axis=1)
 
-@pytest.fixture
-def fake_gpu(monkeypatch, tmp_path, metadata_factory):
-    """Install the fakes as tensorrt / pycuda; returns (FakeCuda, plan path)."""
+
+@pytest.fixture(params=[None, MAX_BATCH], ids=["dynamic", "static"])
+def fake_gpu(request, monkeypatch, tmp_path, metadata_factory):
+    """Install the fakes as tensorrt / pycuda for a dynamic or a static-batch engine;
+    returns (FakeCuda, plan path)."""
     cuda = FakeCuda()
-    trt = FakeTensorRT(cuda)
-    pycuda = types.ModuleType("pycuda")
-    pycuda.driver = cuda.module
-    pycuda.compiler = types.SimpleNamespace(SourceModule=cuda.source_module)
-    monkeypatch.setitem(sys.modules, "tensorrt", trt.module)
-    monkeypatch.setitem(sys.modules, "pycuda", pycuda)
-    monkeypatch.setitem(sys.modules, "pycuda.driver", cuda.module)
-    monkeypatch.setitem(sys.modules, "pycuda.compiler", pycuda.compiler)
+    trt = FakeTensorRT(cuda, static_batch=request.param)
+    install(monkeypatch, cuda)
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", trt.module)
     plan = tmp_path / "model.engine"
     plan.write_bytes(b"fake plan")
-    EngineSidecar("10.3.0", "Fake GPU", "8.7", "fp32", 1, MAX_BATCH, "0" * 64, metadata_factory()).write(plan)
+    batches = (MAX_BATCH, MAX_BATCH) if request.param else (1, MAX_BATCH)
+    EngineSidecar("10.3.0", "Fake GPU", "8.7", "fp32", *batches, "0" * 64, metadata_factory(),
+                  sm_count=16, total_memory_mb=8192).write(plan)
     return cuda, plan
 
 
@@ -219,7 +137,13 @@ def frames(sizes, seed=0):
     return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
 
 
-def test_runner_reuses_buffers_across_batch_sizes_and_matches_onnxruntime(fake_gpu, tiny_onnx):
+def nothing_current(cuda):
+    """Every push popped and every retain released: the thread is as before the runner."""
+    return cuda.driver_stack == [] and cuda.pycuda_stack == [] and all(v == 0 for v in cuda.retained.values())
+
+
+def test_runner_runs_every_batch_size_and_matches_onnxruntime(fake_gpu, tiny_onnx):
+    # Finding 1: a static engine (--batch 4) must run a single frame and partial batches too.
     cuda, plan = fake_gpu
     x = np.random.default_rng(0).random((MAX_BATCH, 3, H, W), dtype=np.float32)
     with load_runner(tiny_onnx) as ort_runner:
@@ -228,12 +152,12 @@ def test_runner_reuses_buffers_across_batch_sizes_and_matches_onnxruntime(fake_g
     assert isinstance(runner, TensorRTRunner) and runner.max_batch == MAX_BATCH
     allocations = set(cuda.memory)
     assert len(allocations) == 3  # image, anomaly_map, score: once, at the maximum batch
-    for n in (1, 4, 2):
+    for n in (1, 4, 2, 3):
         out = runner.infer({"image": x[:n]})
         assert out["anomaly_map"].shape == (n, 1, H, W) and out["score"].shape == (n,)
         np.testing.assert_allclose(out["anomaly_map"], want["anomaly_map"][:n], atol=1e-6)
         np.testing.assert_allclose(out["score"], want["score"][:n], atol=1e-6)
-    assert set(cuda.memory) == allocations and cuda.context_depth == 0
+    assert set(cuda.memory) == allocations and cuda.driver_stack == []
     first = runner.infer({"image": x[:1]})
     runner.infer({"image": x[1:2]})
     np.testing.assert_allclose(first["score"], want["score"][:1], atol=1e-6)  # results are copies
@@ -241,9 +165,44 @@ def test_runner_reuses_buffers_across_batch_sizes_and_matches_onnxruntime(fake_g
         runner.infer({"image": np.zeros((5, 3, H, W), np.float32)})
     runner.close()
     runner.close()  # idempotent
-    assert cuda.memory == {} and cuda.PrimaryContext.detached and cuda.context_depth == 0
+    assert cuda.memory == {}
     with pytest.raises(BackendError, match="is closed"):
         runner.infer({"image": x[:1]})
+
+
+def test_close_leaves_no_context_current_and_the_stream_is_non_blocking(fake_gpu):
+    # Finding 6: pycuda's detach() of a non-current primary context pushes it and never pops.
+    cuda, plan = fake_gpu
+    runner = load_runner(plan)
+    assert runner.stream.flags == CU_STREAM_NON_BLOCKING  # as the C++ backend's cudaStreamNonBlocking
+    assert cuda.retained == {0: 1} and cuda.driver_stack == []
+    runner.close()
+    assert nothing_current(cuda), (cuda.driver_stack, cuda.retained)
+
+
+def test_refused_tensor_address_is_an_error(fake_gpu, monkeypatch):
+    # Finding 6: setTensorAddress returns false (e.g. a misaligned address); it was ignored.
+    cuda, plan = fake_gpu
+    import tensorrt
+
+    real = tensorrt.Runtime.deserialize_cuda_engine
+
+    def engine_refusing_addresses(self, data):
+        engine = real(self, data)
+        make = engine.create_execution_context
+
+        def context():
+            ctx = make()
+            ctx.set_tensor_address = lambda name, address: False
+            return ctx
+
+        engine.create_execution_context = context
+        return engine
+
+    monkeypatch.setattr(tensorrt.Runtime, "deserialize_cuda_engine", engine_refusing_addresses)
+    with pytest.raises(BackendError, match="refused the device address of tensor 'image'"):
+        load_runner(plan)
+    assert nothing_current(cuda) and cuda.memory == {}
 
 
 def test_detector_uses_cuda_preprocessing_into_the_engine_input(fake_gpu, tiny_onnx):
@@ -255,14 +214,16 @@ def test_detector_uses_cuda_preprocessing_into_the_engine_input(fake_gpu, tiny_o
         assert gpu.backend == "trt" and gpu.preprocess_device == "cuda"
         assert gpu.preprocess_fallback_reason is None
         got = gpu.predict(batch)  # chunks of 4 + 1
+        single = gpu.predict(batch[2])  # one frame through a (possibly static) batch-4 engine
         base = gpu.runner.device_input_pointer()
     plane = 3 * H * W * 4
-    assert cuda.kernel_calls == [base, base + plane, base + 2 * plane, base + 3 * plane, base]
-    for g, w in zip(got, want):
+    assert [c["dst"] for c in cuda.kernel_calls] == [base, base + plane, base + 2 * plane, base + 3 * plane,
+                                                     base, base]
+    for g, w in zip(got + [single], want + [want[2]]):
         assert abs(g.score - w.score) <= 1 / 255
         assert g.anomaly_map.shape == w.anomaly_map.shape
         np.testing.assert_allclose(g.anomaly_map, w.anomaly_map, atol=1 / 255)
-    assert cuda.memory == {} and cuda.context_depth == 0  # everything freed on close
+    assert cuda.memory == {} and nothing_current(cuda)  # everything freed on close
 
 
 def test_detector_falls_back_to_cpu_preprocessing_and_says_why(fake_gpu, tiny_onnx, monkeypatch):
@@ -271,7 +232,7 @@ def test_detector_falls_back_to_cpu_preprocessing_and_says_why(fake_gpu, tiny_on
     def no_nvcc(*args, **kwargs):
         raise OSError("nvcc not found")
 
-    monkeypatch.setattr(sys.modules["pycuda.compiler"], "SourceModule", no_nvcc)
+    monkeypatch.setattr(cuda.compiler, "SourceModule", no_nvcc)
     with Detector(tiny_onnx) as cpu, Detector(plan) as gpu:
         assert gpu.preprocess_device == "cpu"
         assert "cannot compile the CUDA preprocessing kernel" in gpu.preprocess_fallback_reason
@@ -282,9 +243,26 @@ def test_detector_falls_back_to_cpu_preprocessing_and_says_why(fake_gpu, tiny_on
     assert cuda.kernel_calls == []
 
 
+def test_cuda_error_while_predicting_falls_back_to_the_cpu(fake_gpu, tiny_onnx):
+    # Finding 6: a pycuda error in CudaPreprocessor aborted the Detector.
+    cuda, plan = fake_gpu
+    f = frames([(50, 70)])[0]
+    with Detector(tiny_onnx) as cpu, Detector(plan) as gpu:
+        assert gpu.preprocess_device == "cuda"
+        cuda.fail_launch = "cuLaunchKernel failed: too many resources requested for launch"
+        with pytest.warns(RuntimeWarning, match="too many resources.*CPU from now on"):
+            got = gpu.predict(f)
+        assert gpu.preprocess_device == "cpu" and "too many resources" in gpu.preprocess_fallback_reason
+        assert got.score == pytest.approx(cpu.predict(f).score, abs=1e-6)
+    with Detector(plan, cuda_preprocess=True) as strict:
+        with pytest.raises(BackendError, match="too many resources"):
+            strict.predict(f)
+    assert nothing_current(cuda)
+
+
 def test_corrupt_plan_is_refused_with_the_rebuild_command(fake_gpu):
     cuda, plan = fake_gpu
     plan.write_bytes(b"garbage")
     with pytest.raises(BackendError, match=r"could not deserialize .*rd-export model\.onnx --engine"):
         load_runner(plan)
-    assert cuda.context_depth == 0 and cuda.PrimaryContext.detached
+    assert nothing_current(cuda)

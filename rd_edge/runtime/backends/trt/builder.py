@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 from rd_edge.core.choices import Precision, values
 from rd_edge.core.errors import BackendError, ExportError
-from rd_edge.core.files import PathLike, sha256_file
+from rd_edge.core.files import PathLike, sha256_file, write_bytes_atomic
 from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
 from rd_edge.core.onnx_props import read_onnx_metadata
-from rd_edge.core.sidecar import EngineSidecar, format_compute_capability, sidecar_path
+from rd_edge.core.sidecar import EngineSidecar, GpuInfo, format_compute_capability, sidecar_path
 
 from . import util
 
@@ -70,12 +71,42 @@ def import_tensorrt() -> Any:
     return util.trt.load(error=ExportError, needed_for="building a TensorRT engine")
 
 
-def gpu_identity(device_id: int = 0) -> Tuple[str, str]:
-    """(name, "major.minor") of the GPU the engine is built on; ExportError when unknown."""
+def gpu_identity(device_id: int = 0) -> GpuInfo:
+    """The GPU the engine is built on (name, capability, SMs, memory, board); ExportError when unknown."""
     try:
         return util.gpu_identity(device_id)
     except BackendError as exc:
         raise ExportError(f"cannot identify the GPU for the engine sidecar: {exc} ({INSTALL_HINT})") from exc
+
+
+@contextmanager
+def on_device(device_id: int) -> Iterator[None]:
+    """Build on CUDA device ``device_id``: TensorRT's builder works on the thread's current
+    context, so the device's primary context is made current (pycuda) or selected (cuda-python)."""
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(util.primary_context(device_id))
+        except BackendError as exc:
+            _select_with_cuda_python(device_id, str(exc), stack)
+        yield
+
+
+def _select_with_cuda_python(device_id: int, pycuda_error: str, stack: ExitStack) -> None:
+    try:
+        try:
+            from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+        except ImportError:
+            from cuda import cudart
+    except ImportError:
+        if device_id == 0:  # the CUDA runtime's default device: nothing to select
+            return
+        raise ExportError(f"building on CUDA device {device_id} needs pycuda or cuda-python "
+                          f"({pycuda_error})") from None
+    err, previous = cudart.cudaGetDevice()
+    if int(cudart.cudaSetDevice(device_id)[0]) != 0:
+        raise ExportError(f"cannot select CUDA device {device_id} for the build")
+    if int(err) == 0:
+        stack.callback(cudart.cudaSetDevice, previous)
 
 
 def tensorrt_major(trt: Any) -> int:
@@ -226,22 +257,31 @@ def _keep_head_float32(trt: Any, network: Any, config: Any) -> None:
         config.set_flag(flag)
 
 
-def _load_timing_cache(config: Any, path: Optional[Path]) -> Tuple[Any, str]:
-    """Attach a timing cache (loaded from ``path`` when it exists); returns it and a note."""
-    data = path.read_bytes() if path is not None and path.is_file() else b""
-    cache = config.create_timing_cache(data)
-    note = f"timing cache {path}: loaded {len(data)} bytes" if data else ""
-    if not config.set_timing_cache(cache, False):  # another TensorRT/GPU: start a fresh one
-        cache = config.create_timing_cache(b"")
-        config.set_timing_cache(cache, True)
-        note = f"timing cache {path} is from another TensorRT version or GPU; started a new one"
-    return cache, note
+def _load_timing_cache(config: Any, path: Path) -> str:
+    """Attach the timing cache at ``path`` (a fresh one when missing or unusable); returns a note.
+
+    ``create_timing_cache`` returns None for a blob it cannot read (another TensorRT version,
+    a truncated file), and ``set_timing_cache`` returns False for a cache from another
+    device: both fall back to a fresh cache, as Polygraphy's CreateConfig does.
+    """
+    data = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(data) if data else None
+    if cache is not None and config.set_timing_cache(cache, False):
+        return f"timing cache {path}: loaded {len(data)} bytes"
+    fresh = config.create_timing_cache(b"")
+    if fresh is None or not config.set_timing_cache(fresh, False):
+        raise ExportError("TensorRT could not create an empty timing cache; build without --timing-cache")
+    if not data:
+        return ""
+    why = "unreadable (another TensorRT version, or a truncated file)" if cache is None else \
+        "from another GPU or TensorRT build"
+    return f"timing cache {path} is {why}; started a new one (it replaces the old file)"
 
 
 def _save_timing_cache(config: Any, path: Path) -> int:
+    """Write the config's timing cache atomically: an interrupted build leaves the old file whole."""
     data = bytes(memoryview(config.get_timing_cache().serialize()))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    write_bytes_atomic(path, data)
     return len(data)
 
 
@@ -263,8 +303,20 @@ def build_engine(onnx_path: PathLike, plan_path: PathLike, precision: Optional[s
     trt = import_tensorrt()
     major = tensorrt_major(trt)
     precision = resolve_precision(precision, meta, onnx_path, major)
-    gpu_name, capability = gpu_identity(device_id)
+    gpu = gpu_identity(device_id)
+    with on_device(device_id):
+        plan, min_batch, max_batch, cache_note = _build(trt, major, onnx_path, plan_path, meta, precision,
+                                                        max_batch, workspace_mb, cache_path, verbose)
+    write_bytes_atomic(plan_path, plan)
+    written = write_sidecar(plan_path, onnx_path, meta, precision, str(trt.__version__), gpu, min_batch, max_batch)
+    return EngineReport(plan_path, written, onnx_path, precision, str(trt.__version__), gpu.describe(),
+                        min_batch, max_batch, time.perf_counter() - t0, cache_note or None)
 
+
+def _build(trt: Any, major: int, onnx_path: Path, plan_path: Path, meta: ModelMetadata, precision: str,
+           max_batch: int, workspace_mb: Optional[int], cache_path: Optional[Path],
+           verbose: bool) -> Tuple[bytes, int, int, str]:
+    """Parse, configure and build on the current device: (plan bytes, min batch, max batch, cache note)."""
     logger = _make_logger(trt, verbose)
     builder = trt.Builder(logger)
     network = builder.create_network(_network_flags(trt, major))
@@ -276,27 +328,17 @@ def build_engine(onnx_path: PathLike, plan_path: PathLike, precision: Optional[s
         chw = (3, meta.height, meta.width)
         profile.set_shape(INPUT_NAME, (1,) + chw, (1,) + chw, (max_batch,) + chw)  # opt 1: camera rate
         config.add_optimization_profile(profile)
-    cache_note = ""
-    if cache_path is not None:
-        _, cache_note = _load_timing_cache(config, cache_path)
+    cache_note = _load_timing_cache(config, cache_path) if cache_path is not None else ""
 
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         detail = "; ".join(logger.errors[-5:]) or "no error message (run with --verbose)"
         raise ExportError(f"TensorRT {trt.__version__} failed to build {plan_path.name} from {onnx_path} "
                           f"({precision}): {detail}")
-    plan_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(plan_path, "wb") as f:
-        f.write(plan)
     if cache_path is not None:
         size = _save_timing_cache(config, cache_path)
         cache_note = "; ".join(filter(None, [cache_note, f"saved timing cache {cache_path} ({size} bytes)"]))
-
-    written = write_sidecar(plan_path, onnx_path, meta, precision, str(trt.__version__), gpu_name,
-                            capability, min_batch, max_batch)
-    return EngineReport(plan_path, written, onnx_path, precision, str(trt.__version__),
-                        f"{gpu_name} compute {capability}", min_batch, max_batch,
-                        time.perf_counter() - t0, cache_note or None)
+    return bytes(memoryview(plan)), min_batch, max_batch, cache_note
 
 
 def default_plan_path(model: PathLike, precision: str, source_precision: str) -> Path:
@@ -315,12 +357,12 @@ def _check_sizes(max_batch: int, workspace_mb: Optional[int]) -> None:
 
 
 def write_sidecar(plan_path: PathLike, onnx_path: PathLike, meta: ModelMetadata, precision: str,
-                  tensorrt_version: str, gpu_name: str, compute_capability: str,
-                  min_batch: int, max_batch: int) -> Path:
+                  tensorrt_version: str, gpu: GpuInfo, min_batch: int, max_batch: int) -> Path:
     """Write the runtime's sidecar ``<plan>.json``: what the runtime checks before loading."""
-    sidecar = EngineSidecar(tensorrt_version, gpu_name, format_compute_capability(compute_capability),
+    sidecar = EngineSidecar(tensorrt_version, gpu.name, format_compute_capability(gpu.compute_capability),
                             precision, min_batch, max_batch, sha256_file(onnx_path),
-                            replace(meta, precision=precision))
+                            replace(meta, precision=precision), gpu.sm_count, gpu.total_memory_mb,
+                            gpu.device_model)
     return sidecar.write(plan_path)
 
 

@@ -2,8 +2,11 @@
 
 Name-based I/O (``num_io_tensors``, ``set_input_shape``, ``set_tensor_address``,
 ``execute_async_v3``), which exists from TensorRT 8.5 (JetPack 5.1) through 10.x and later.
-Page-locked host buffers, device buffers and one CUDA stream are allocated once for the
-engine's maximum batch and reused by every call.
+Page-locked host buffers, device buffers and one non-blocking CUDA stream are allocated once
+for the engine's maximum batch and reused by every call. An engine built with a fixed batch N
+(``rd-export --batch N``) runs every call at N: a smaller batch is padded to N and the outputs
+sliced back, because TensorRT refuses ``set_input_shape`` with any other value for a fixed
+dimension (as the C++ backend does).
 
 The loader (loader.py) has checked the sidecar against this machine before the runner starts.
 """
@@ -20,7 +23,8 @@ from rd_edge.core.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 from rd_edge.core.sidecar import REBUILD_HINT, EngineSidecar
 
 from ..base import DeviceInputRunner
-from .util import import_pycuda_driver, import_tensorrt
+from .util import CU_STREAM_NON_BLOCKING, import_pycuda_driver, import_tensorrt, release_primary_context
+
 
 class TensorRTRunner(DeviceInputRunner):
     """A deserialized plan with its execution context, stream and reused buffers."""
@@ -59,8 +63,9 @@ class TensorRTRunner(DeviceInputRunner):
         self.input_names, self._all_outputs = _io_names(trt, self._engine, self.path)
         self.output_names = tuple(OUTPUT_NAMES)
         self._input_shape = _check_input_shape(self._engine, self.path, self.metadata)  # (3,H,W)
-        self.max_batch = _max_batch(self._engine)
-        self.stream = self._cuda.Stream()
+        self.max_batch, self._static_batch = _max_batch(self._engine)
+        # Non-blocking: never serialized behind work other libraries put on the legacy stream.
+        self.stream = self._cuda.Stream(flags=CU_STREAM_NON_BLOCKING)
         self._allocate()
 
     def _allocate(self) -> None:
@@ -74,7 +79,8 @@ class TensorRTRunner(DeviceInputRunner):
             dtype = np.dtype(self._trt.nptype(self._engine.get_tensor_dtype(name)))
             self._host[name] = self._cuda.pagelocked_empty(int(np.prod(shape)), dtype)  # flat
             self._device_mem[name] = self._cuda.mem_alloc(max(self._host[name].nbytes, 1))
-            self._context.set_tensor_address(name, int(self._device_mem[name]))
+            if not self._context.set_tensor_address(name, int(self._device_mem[name])):
+                raise BackendError(f"TensorRT refused the device address of tensor {name!r} for {self.path}")
 
     @contextmanager
     def activate(self) -> Iterator[None]:
@@ -115,8 +121,13 @@ class TensorRTRunner(DeviceInputRunner):
             raise BackendError(f"TensorRT refused input shape {(n,) + self._input_shape} for {self.path}")
 
     def _execute(self, n: int) -> Dict[str, np.ndarray]:
-        """Enqueue inference and the output copies on the stream, wait, return copies."""
-        self._set_batch(n)
+        """Enqueue inference and the output copies on the stream, wait, return copies of the first n.
+
+        A fixed-batch engine always runs its N images (the slots past ``n`` hold whatever was
+        there; images are independent, so they do not affect the first ``n``).
+        """
+        run = self.max_batch if self._static_batch else n
+        self._set_batch(run)
         if not self._context.execute_async_v3(self.stream.handle):
             raise BackendError(f"TensorRT execution failed for {self.path} (see its log above)")
         views = {}
@@ -127,7 +138,7 @@ class TensorRTRunner(DeviceInputRunner):
             views[name] = view.reshape(shape)
         self.stream.synchronize()
         # Copies: the page-locked buffers are overwritten by the next call.
-        return {name: np.array(view, dtype=np.float32) for name, view in views.items()}
+        return {name: np.array(view[:n], dtype=np.float32) for name, view in views.items()}
 
     def close(self) -> None:
         """Free device memory and TensorRT objects, release the primary context. Idempotent."""
@@ -137,6 +148,7 @@ class TensorRTRunner(DeviceInputRunner):
         ctx = getattr(self, "_ctx", None)
         if ctx is None:
             return
+        self._ctx = None
         ctx.push()
         try:
             for mem in self._device_mem.values():
@@ -145,8 +157,8 @@ class TensorRTRunner(DeviceInputRunner):
             # Drop TensorRT objects while the context is current: context before engine before runtime.
             self._context = self._engine = self._runtime = self.stream = None
         finally:
-            self._cuda.Context.pop()
-            ctx.detach()
+            self._cuda.Context.pop()  # what we pushed above
+            release_primary_context(ctx)  # and the retain of __init__, leaving nothing current
 
 
 def _io_names(trt: Any, engine: Any, path: Path) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
@@ -172,13 +184,13 @@ def _check_input_shape(engine: Any, path: Path, meta: ModelMetadata) -> Tuple[in
     return expected
 
 
-def _max_batch(engine: Any) -> int:
-    """Largest batch the engine accepts: static N, else optimization profile 0's max."""
+def _max_batch(engine: Any) -> Tuple[int, bool]:
+    """(largest batch the engine accepts, fixed?): a static N, else optimization profile 0's max."""
     static = int(engine.get_tensor_shape(INPUT_NAME)[0])
     if static > 0:
-        return static
+        return static, True
     if hasattr(engine, "get_tensor_profile_shape"):  # TensorRT >= 8.5
         min_opt_max = engine.get_tensor_profile_shape(INPUT_NAME, 0)
     else:
         min_opt_max = engine.get_profile_shape(0, INPUT_NAME)
-    return int(min_opt_max[2][0])
+    return int(min_opt_max[2][0]), False

@@ -5,16 +5,26 @@ imported on first use (a runtime-only install without them still imports this mo
 """
 from __future__ import annotations
 
+import ctypes
+import os
 import re
-from typing import Any, Optional, Tuple
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
 
 from rd_edge.core.errors import BackendError
 from rd_edge.core.optional import lazy_import
-from rd_edge.core.sidecar import format_compute_capability
+from rd_edge.core.sidecar import GpuInfo, format_compute_capability
 
 TRT_INSTALL_HINT = ("on a Jetson it comes with JetPack (python3-libnvinfer), elsewhere "
                     "`pip install rd-edge[gpu]`")
 PYCUDA_INSTALL_HINT = "`pip install rd-edge[gpu]`, or `pip install rd-edge[jetson]` on a Jetson"
+
+# Where a Jetson says what it is; overridable so tests (and gpu_check.sh) can play a Jetson.
+TEGRA_RELEASE_ENV, DEVICE_TREE_MODEL_ENV = "RD_EDGE_TEGRA_RELEASE", "RD_EDGE_DEVICE_TREE_MODEL"
+# cuda.h CUstream_flags: a stream that does not synchronize with the legacy default stream
+# (the C++ backend's cudaStreamNonBlocking).
+CU_STREAM_NON_BLOCKING = 0x1
 
 trt = lazy_import("tensorrt", "the TensorRT backend", TRT_INSTALL_HINT)
 pycuda_driver = lazy_import("pycuda.driver", "the TensorRT backend and CUDA preprocessing", PYCUDA_INSTALL_HINT)
@@ -49,29 +59,55 @@ def tensorrt_major(module: Any = None) -> int:
         raise BackendError(f"cannot parse the TensorRT version {version!r}") from None
 
 
-def gpu_identity(device_id: int = 0) -> Tuple[str, str]:
-    """(name, "major.minor" compute capability) of CUDA device ``device_id``: pycuda, else
-    cuda-python (a build machine may have only that). The name is the driver's."""
+def tegra_release_path() -> Path:
+    return Path(os.environ.get(TEGRA_RELEASE_ENV, "/etc/nv_tegra_release"))
+
+
+def is_jetson() -> bool:
+    """True on an NVIDIA Jetson (L4T writes /etc/nv_tegra_release; there is no nvidia-smi)."""
+    return tegra_release_path().is_file()
+
+
+def device_tree_model() -> Optional[str]:
+    """The board's device-tree model on a Jetson ("NVIDIA Jetson Orin Nano Developer Kit"), else None."""
+    if not is_jetson():
+        return None
+    path = Path(os.environ.get(DEVICE_TREE_MODEL_ENV, "/proc/device-tree/model"))
     try:
-        return _pycuda_identity(device_id)
+        return path.read_bytes().decode(errors="replace").rstrip("\x00").strip() or None
+    except OSError:
+        return None
+
+
+def gpu_identity(device_id: int = 0) -> GpuInfo:
+    """Name, compute capability, SM count, memory and board of CUDA device ``device_id``:
+    pycuda, else cuda-python (a build machine may have only that). The name is the driver's."""
+    try:
+        return _pycuda_identity(device_id)._replace(device_model=device_tree_model())
     except BackendError as exc:
         pycuda_error = str(exc)
     try:
-        return _cuda_python_identity(device_id)
+        return _cuda_python_identity(device_id)._replace(device_model=device_tree_model())
     except ImportError:
         pass
     raise BackendError(f"cannot identify the GPU: {pycuda_error}; install pycuda or cuda-python")
 
 
-def _pycuda_identity(device_id: int) -> Tuple[str, str]:
-    cuda = import_pycuda_driver()
+def _check_device(cuda: Any, device_id: int) -> None:
     if not 0 <= device_id < cuda.Device.count():
         raise BackendError(f"CUDA device {device_id} does not exist; found {cuda.Device.count()} device(s)")
+
+
+def _pycuda_identity(device_id: int) -> GpuInfo:
+    cuda = import_pycuda_driver()
+    _check_device(cuda, device_id)
     device = cuda.Device(device_id)
-    return str(device.name()), format_compute_capability(tuple(device.compute_capability()))
+    sms = device.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT)
+    return GpuInfo(str(device.name()), format_compute_capability(tuple(device.compute_capability())),
+                   int(sms), int(device.total_memory()) >> 20)
 
 
-def _cuda_python_identity(device_id: int) -> Tuple[str, str]:
+def _cuda_python_identity(device_id: int) -> GpuInfo:
     try:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
     except ImportError:
@@ -80,7 +116,53 @@ def _cuda_python_identity(device_id: int) -> Tuple[str, str]:
     if int(err) != 0:
         raise BackendError(f"CUDA device {device_id} is not usable: cudaGetDeviceProperties returned {err}")
     name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-    return name.rstrip("\x00").strip(), format_compute_capability((int(props.major), int(props.minor)))
+    return GpuInfo(name.rstrip("\x00").strip(), format_compute_capability((int(props.major), int(props.minor))),
+                   int(props.multiProcessorCount), int(props.totalGlobalMem) >> 20)
+
+
+@contextmanager
+def primary_context(device_id: int) -> Iterator[Any]:
+    """Make device ``device_id``'s primary context current for the block (pycuda); yields pycuda.driver.
+
+    The primary context is the one the CUDA runtime inside TensorRT uses, so a builder or
+    runtime created in the block works on that device. On exit the stack is as before.
+    """
+    cuda = import_pycuda_driver()
+    _check_device(cuda, device_id)
+    ctx = cuda.Device(device_id).retain_primary_context()
+    ctx.push()
+    try:
+        yield cuda
+    finally:
+        cuda.Context.pop()
+        release_primary_context(ctx)
+
+
+def release_primary_context(ctx: Any) -> None:
+    """Drop our reference to a primary context without leaving it current on this thread.
+
+    pycuda's ``detach()`` pushes a context that is not current and then calls
+    cuDevicePrimaryCtxRelease, which, unlike cuCtxDestroy, "does not pop the context from the
+    stack in any circumstances" (CUDA driver API); pycuda's "pop is implicit in detach" holds
+    only for contexts it created. So: detach, then pop it again at the driver level.
+    """
+    handle = int(ctx.handle)
+    ctx.detach()
+    driver = libcuda()
+    current = ctypes.c_void_p()
+    if driver.cuCtxGetCurrent(ctypes.byref(current)) == 0 and (current.value or 0) == handle:
+        driver.cuCtxPopCurrent_v2(ctypes.byref(ctypes.c_void_p()))
+
+
+_libcuda: Optional[Any] = None
+
+
+def libcuda() -> Any:
+    """The CUDA driver library (for the two context calls pycuda does not expose)."""
+    global _libcuda
+    if _libcuda is None:
+        _libcuda = ctypes.CDLL("libcuda.so.1")
+    return _libcuda
 
 
 def device_index(device: Optional[str], device_id: Optional[int]) -> int:
