@@ -6,7 +6,8 @@ whole product: engines are built on the device itself (``rd-build-engine``), no 
 from .backends import available_backends, load_runner
 from .backends.trt.builder import DEFAULT_MAX_BATCH, EngineReport, build_engine, default_plan_path
 from .backends.trt.builder import import_tensorrt as require_tensorrt
-from .detector import Detector, Prediction
+from .detector import Batch, Detector, Prediction
+from .pipeline import Pipeline, Result, Sink, Summary
 
-__all__ = ["DEFAULT_MAX_BATCH", "Detector", "EngineReport", "Prediction", "available_backends",
-           "build_engine", "default_plan_path", "load_runner", "require_tensorrt"]
+__all__ = ["DEFAULT_MAX_BATCH", "Batch", "Detector", "EngineReport", "Pipeline", "Prediction", "Result", "Sink",
+           "Summary", "available_backends", "build_engine", "default_plan_path", "load_runner", "require_tensorrt"]

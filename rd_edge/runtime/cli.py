@@ -7,17 +7,18 @@ that cannot be opened), 130 on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import re
 import sys
-import time
 from pathlib import Path
-from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from rd_edge.core.cli import int_at_least, name_list, run_cli
-from rd_edge.core.errors import NonFiniteOutputError, RdEdgeError
+from rd_edge.core.errors import RdEdgeError
 from .backends import registered_backends
+from .pipeline import Sink
 
 _EXIT_INPUT_FAILED = 2
 
@@ -38,9 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "RD model (.onnx for ONNX Runtime, .engine for TensorRT).",
         epilog="Exit code: 0 all inputs scored, 2 some inputs failed (see their records), 1 error.")
     p.add_argument("model", help="model.onnx or model.engine written by rd-export")
-    p.add_argument("source", nargs="?",
-                   help="image, folder (recursive), video file, camera index (0) or GStreamer pipeline "
-                        "(contains '!'); with --csi, the CSI sensor id (default 0)")
+    p.add_argument("source", nargs="*",
+                   help="image, folder (recursive), video file, camera index (0), rtsp:// URL or GStreamer "
+                        "pipeline (contains '!'); several run together, sharing inference batches; NAME=SOURCE "
+                        "names one (records, topics); with --csi, CSI sensor ids (default 0)")
+    p.add_argument("--source", action="append", default=[], dest="more_sources", metavar="SOURCE",
+                   help="one more source (repeatable), same forms as SOURCE")
     p.add_argument("--backend", default="auto", choices=["auto"] + registered_backends(),
                    help="inference backend (default: by model suffix)")
     p.add_argument("--providers", type=name_list, metavar="A,B",
@@ -60,79 +64,145 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csi-fps", type=int_at_least(1), default=30, metavar="N", help="CSI frame rate (default: 30)")
     p.add_argument("--csi-flip", type=int, default=0, choices=range(8), metavar="0-7",
                    help="nvvidconv flip-method (default: 0)")
+    p.add_argument("--sequential", action="store_true",
+                   help="run the stages one after another in one thread instead of pipelined")
     p.add_argument("--quiet", action="store_true", help="no progress bar, notes or summary")
     return p
 
 
-def _source_spec(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
-    """SOURCE, or the CSI pipeline built from --csi options."""
+def _source_specs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> List[Tuple[Optional[str], str]]:
+    """(label or None, spec) per source: SOURCE... and --source, or the CSI pipelines of --csi."""
+    specs = list(args.source) + list(args.more_sources)
     if not args.csi:
-        if args.source is None:
+        if not specs:
             parser.error("SOURCE is required (or --csi for a Jetson CSI camera)")
-        return args.source
+        return [_split_label(spec) for spec in specs]
     from .sources import csi_pipeline
 
-    sensor = args.source if args.source is not None else "0"
-    if not sensor.isdigit():
-        parser.error(f"with --csi, SOURCE is the sensor id (an integer), got {sensor!r}")
     width, height = args.csi_size
-    return csi_pipeline(int(sensor), width, height, args.csi_fps, args.csi_flip)
+    pipelines = []
+    for sensor in specs or ["0"]:
+        if not sensor.isdigit():
+            parser.error(f"with --csi, SOURCE is the sensor id (an integer), got {sensor!r}")
+        pipelines.append((None, csi_pipeline(int(sensor), width, height, args.csi_fps, args.csi_flip)))
+    return pipelines
+
+
+def _split_label(spec: str) -> Tuple[Optional[str], str]:
+    """'left=rtsp://...' -> ('left', 'rtsp://...'); an existing path or a pipeline is never split."""
+    name, sep, rest = spec.partition("=")
+    if sep and rest and re.fullmatch(r"[A-Za-z0-9_.-]+", name) and not Path(spec).exists():
+        return name, rest
+    return None, spec
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run rd-infer; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    spec = _source_spec(parser, args)
-    return run_cli(lambda: _run(args, spec))
+    specs = _source_specs(parser, args)
+    return run_cli(lambda: _run(args, specs))
 
 
-def _run(args: argparse.Namespace, spec: str) -> int:
+def _run(args: argparse.Namespace, specs: List[Tuple[Optional[str], str]]) -> int:
     from .detector import Detector
-    from .sources import open_source
+    from .pipeline import Pipeline
 
     detector = Detector(args.model, backend=args.backend, threshold=args.threshold,
                         providers=args.providers, batch_size=args.batch_size)
-    with detector, open_source(spec, args.limit) as source:
+    with detector, contextlib.ExitStack() as stack:
+        sources = [stack.enter_context(source) for source in _open_sources(specs, args.limit)]
         if not args.quiet:
-            _print_header(detector, source, args)
-        with _Recorder(detector, args) as recorder:
-            _process(detector, source, recorder, quiet=args.quiet)
-        stats = recorder.stats
+            _print_header(detector, sources, args)
+        sinks = _build_sinks(detector, sources, args, stack)
+        pipeline = Pipeline(detector, sources, sinks, batch_size=args.batch_size, pipelined=not args.sequential)
+        for sink in sinks:
+            if isinstance(sink, _Recorder):
+                sink.stop = pipeline.stop  # closing the --show window ends the run
+        with _stop_on_sigterm(pipeline) as terminated:
+            summary = pipeline.run()
     if not args.quiet:
-        print(stats.summary())
-    return _EXIT_INPUT_FAILED if stats.errors else 0
+        print(summary.text())
+    if summary.interrupted and not terminated:
+        return 130  # Ctrl-C; SIGTERM is how a service is stopped: a normal end
+    return _EXIT_INPUT_FAILED if summary.errors else 0
 
 
-def _print_header(detector: Any, source: Any, args: argparse.Namespace) -> None:
+def _open_sources(specs: List[Tuple[Optional[str], str]], limit: Optional[int]) -> List[Any]:
+    """Open every source (SourceError for one that cannot be opened); labels made unique."""
+    from .sources import clean_label, open_source
+
+    sources, seen = [], set()
+    try:
+        for label, spec in specs:
+            source = open_source(spec, limit, clean_label(label) if label else None)
+            base, n = source.label, 2
+            while source.label in seen:
+                source.label, n = f"{base}-{n}", n + 1
+            seen.add(source.label)
+            sources.append(source)
+    except BaseException:
+        for source in sources:
+            source.close()
+        raise
+    return sources
+
+
+def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, stack: contextlib.ExitStack) -> List[Any]:
+    """The sinks the options ask for; each is closed by the pipeline."""
+    from .sinks import JsonlSink
+
+    sinks: List[Any] = []
+    if args.json_path is not None:
+        sinks.append(JsonlSink(args.json_path))
+    recorder = _Recorder(detector, args, prefix_keys=len(sources) > 1)
+    recorder.progress = _progress_bar(total=_total(sources), unit="img" if sources[0].kind == "folder" else "frame",
+                                      disable=args.quiet or (len(sources) == 1 and sources[0].kind in ("image", "file")))
+    sinks.append(recorder)
+    return sinks
+
+
+def _total(sources: List[Any]) -> Optional[int]:
+    totals = [s.total for s in sources]
+    return None if any(t is None for t in totals) else sum(totals)
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm(pipeline: Any) -> Iterator[List[bool]]:
+    """SIGTERM stops the pipeline cleanly (flush, close, summary); yields a flag list (truthy once it came)."""
+    import signal
+
+    came: List[bool] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        came.append(True)
+        pipeline.stop()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (rd-infer called from a library): no handler
+        yield came
+        return
+    try:
+        yield came
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _print_header(detector: Any, sources: List[Any], args: argparse.Namespace) -> None:
     providers = getattr(detector.runner, "providers", None)
     backend = detector.backend + (f" ({', '.join(providers)})" if providers else "")
-    count = f" ({source.total} inputs)" if source.total is not None and source.total > 1 else ""
+    described = "; ".join(_describe_source(s, len(sources) > 1) for s in sources)
     print(f"rd-infer: {args.model} on {backend}, preprocessing on {detector.preprocess_device}, "
-          f"threshold {detector.threshold:.6g}; {source.kind} {source.description}{count}", file=sys.stderr)
+          f"threshold {detector.threshold:.6g}; {described}", file=sys.stderr)
     if detector.preprocess_fallback_reason:
         print(f"note: CUDA preprocessing unavailable, using the CPU: {detector.preprocess_fallback_reason}",
               file=sys.stderr)
 
 
-def _process(detector: Any, source: Any, recorder: "_Recorder", quiet: bool) -> None:
-    """Read the source in chunks of batch_size, score the good frames, record every item."""
-    bar = _progress_bar(total=source.total, unit="img" if source.kind == "folder" else "frame",
-                        disable=quiet or source.kind in ("image", "file"))
-    recorder.progress = bar
-    pending: List[Any] = []
-    try:
-        for item in source:
-            pending.append(item)
-            if len(pending) >= detector.batch_size:
-                if not _flush(detector, pending, recorder):
-                    return
-                bar.update(len(pending))
-                pending = []
-        _flush(detector, pending, recorder)
-        bar.update(len(pending))
-    finally:
-        bar.close()
+def _describe_source(source: Any, named: bool) -> str:
+    count = f" ({source.total} inputs)" if source.total is not None and source.total > 1 else ""
+    return f"{source.label + ': ' if named else ''}{source.kind} {source.description}{count}"
 
 
 def _progress_bar(total: Optional[int], unit: str, disable: bool) -> Any:
@@ -154,87 +224,35 @@ class _NoBar:
         pass
 
 
-def _flush(detector: Any, items: List[Any], recorder: "_Recorder") -> bool:
-    """Score the items that have a frame, record all of them in order; False to stop the run."""
-    import cv2
+class _Recorder(Sink):
+    """The console sink: progress bar or one line per input, overlays and masks (--out), --show."""
 
-    good = [item for item in items if item.frame is not None]
-    predictions: Dict[int, Any] = {}
-    failure: Optional[str] = None
-    if good:
-        try:
-            predictions = dict(zip(map(id, good), detector.predict([item.frame for item in good])))
-        except NonFiniteOutputError as exc:  # the finite frames keep their results
-            predictions = {id(item): p for item, p in zip(good, exc.predictions) if p is not None}
-            failure = exc.FRAME_ERROR
-        except (RdEdgeError, cv2.error) as exc:  # keep going; these inputs get the error
-            failure = str(exc).strip() or type(exc).__name__
-    keep_going = True
-    for item in items:
-        prediction = predictions.get(id(item))
-        error = item.error if item.frame is None else (failure if prediction is None else None)
-        keep_going = recorder.record(item, prediction, error) and keep_going
-    return keep_going
+    name = "output"
 
-
-class _Stats:
-    """Counts and latencies for the summary."""
-
-    def __init__(self) -> None:
-        self.inputs = self.anomalies = self.errors = 0
-        self.latencies: List[float] = []
-        self.started = time.perf_counter()
-
-    def add(self, prediction: Any, error: Optional[str]) -> None:
-        self.inputs += 1
-        if error is not None:
-            self.errors += 1
-            return
-        self.anomalies += int(prediction.is_anomalous)
-        self.latencies.append(prediction.timings["total_ms"])
-
-    def summary(self) -> str:
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
-        text = f"inputs {self.inputs}, anomalous {self.anomalies}, errors {self.errors}"
-        if self.latencies:
-            lat = np.asarray(self.latencies)
-            text += (f"; latency mean {lat.mean():.2f} ms, p99 {np.percentile(lat, 99):.2f} ms; "
-                     f"{len(lat) / elapsed:.1f} frames/s")
-        return text
-
-
-class _Recorder:
-    """Writes each input's JSON line, overlay and mask, shows it, and keeps the statistics."""
-
-    def __init__(self, detector: Any, args: argparse.Namespace) -> None:
+    def __init__(self, detector: Any, args: argparse.Namespace, prefix_keys: bool = False) -> None:
         self.detector = detector
         self.out: Optional[Path] = args.out
         self.show = args.show
         self.echo = not args.quiet  # one line per input when there is no progress bar
-        self.stats = _Stats()
-        self.progress: Any = None
-        self._json: Optional[IO[str]] = None
-        if args.json_path is not None:
-            self._json = _open_for_writing(args.json_path)
+        self.prefix_keys = prefix_keys  # several sources: DIR/overlays/<stream>/...
+        self.progress: Any = _NoBar()
+        self.stop: Any = None  # set by the caller: what closing the window calls
 
-    def record(self, item: Any, prediction: Any, error: Optional[str]) -> bool:
-        """Record one input; returns False when the user closed the window (stop)."""
-        self.stats.add(prediction, error)
-        record = _record_dict(item.name, prediction, error)
-        if self._json is not None:
-            self._json.write(json.dumps(record, allow_nan=False) + "\n")  # NaN is not JSON
-            self._json.flush()  # an interrupted run keeps every record written so far
-        self._echo(record)
+    def write(self, result: Any) -> None:
+        """Record one input; closing the --show window stops the run."""
+        self.progress.update(1)
+        item, prediction = result.item, result.prediction
+        self._echo(result.record())
         if prediction is None:
-            return True
+            return
         if self.out is not None or self.show:
             overlay, mask = self._render(item.frame, prediction)
+            key = f"{result.stream}/{item.key}" if self.prefix_keys else item.key
             if self.out is not None:
-                _write_png(self.out / "overlays" / f"{item.key}.png", overlay)
-                _write_png(self.out / "masks" / f"{item.key}.png", mask)
-            if self.show:
-                return self._show(overlay)
-        return True
+                _write_png(self.out / "overlays" / f"{key}.png", overlay)
+                _write_png(self.out / "masks" / f"{key}.png", mask)
+            if self.show and not self._show(overlay) and self.stop is not None:
+                self.stop()
 
     def _echo(self, record: Dict[str, Any]) -> None:
         bar_visible = self.progress is not None and not self.progress.disable
@@ -268,38 +286,12 @@ class _Recorder:
         return key not in (ord("q"), 27)
 
     def close(self) -> None:
-        if self._json is not None:
-            self._json.close()
-            self._json = None
+        self.progress.close()
         if self.show:
             import cv2
 
             cv2.destroyAllWindows()
-
-    def __enter__(self) -> "_Recorder":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def _record_dict(source: str, prediction: Any, error: Optional[str]) -> Dict[str, Any]:
-    """The JSON Lines object of one input; scores are null when it failed."""
-    if prediction is None:
-        return {"source": source, "score": None, "normalized_score": None, "is_anomalous": None,
-                "latency_ms": None, "error": error or "unknown error"}
-    return {"source": source, "score": float(prediction.score),
-            "normalized_score": float(prediction.normalized_score),
-            "is_anomalous": bool(prediction.is_anomalous),
-            "latency_ms": round(float(prediction.timings["total_ms"]), 3), "error": None}
-
-
-def _open_for_writing(path: Path) -> IO[str]:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "w", encoding="utf-8")
-    except OSError as exc:
-        raise RdEdgeError(f"cannot write {path}: {exc.strerror or exc}") from exc
+            self.show = False
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:

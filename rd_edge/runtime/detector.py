@@ -4,6 +4,9 @@
     pred = det.predict(frame_bgr_uint8)           # Prediction
     preds = det.predict([frame1, frame2, ...])    # batched through the runner
 
+The three steps are public (``preprocess`` -> ``infer`` -> ``postprocess``) so a pipeline can
+run them in different threads; ``predict`` is the three in a row.
+
 Preprocessing runs on the CPU (preprocess_bgr into a batch buffer of the call's own) or, when the runner
 exposes a device input buffer (TensorRT) and pycuda can compile the kernel, on the GPU straight
 into that buffer. ``preprocess_device`` says which; ``preprocess_fallback_reason`` says why not
@@ -46,6 +49,17 @@ class Prediction:
     is_anomalous: bool  # score > threshold
     anomaly_map: np.ndarray  # float32 [H, W] at the frame's own size
     timings: Dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Batch:
+    """Frames between the Detector's steps: preprocess -> infer -> postprocess."""
+
+    frames: List[np.ndarray]  # BGR uint8 [H,W,3], as preprocessed (their sizes size the maps)
+    tensor: Optional[np.ndarray]  # [N,3,H,W] float32; None when infer preprocesses (CUDA, tiles)
+    outputs: Optional[Dict[str, np.ndarray]] = None  # anomaly_map [N,1,h,w], score [N], after infer
+    tiled: Optional[List[Tuple[np.ndarray, float]]] = None  # tiled models: stitched (map, score) per frame
+    seconds: Dict[str, float] = field(default_factory=dict)  # wall time of each step for the batch
 
 
 class Detector:
@@ -183,56 +197,85 @@ class Detector:
         return results if is_batch else results[0]
 
     def _predict_batch(self, frames: List[np.ndarray]) -> List[Optional[Prediction]]:
-        """At most batch_size frames through preprocess -> runner -> postprocess; None for a
+        """At most batch_size frames through preprocess -> infer -> postprocess; None for a
         frame whose outputs are not finite."""
+        return self.postprocess(self.infer(self.preprocess(frames)))
+
+    # --- the three steps, for pipelines that run them in different threads --------------------
+
+    def preprocess(self, frames: Sequence[np.ndarray]) -> "Batch":
+        """Step 1: 1..batch_size frames -> a Batch for :meth:`infer` (safe from any thread).
+
+        On the CPU the tensor is the batch's own [N,3,H,W] array, so the next batch can be
+        preprocessed while this one is inferred. CUDA preprocessing writes into the runner's one
+        device input buffer, so it runs inside :meth:`infer` (under the runner lock); tiled
+        models crop their tiles there too. Here those paths only convert the frames.
+        """
         from rd_edge.core.images import to_bgr_uint8
 
-        n = len(frames)
+        if not 1 <= len(frames) <= self.batch_size:
+            raise ValueError(f"preprocess takes 1..{self.batch_size} frames (batch_size), got {len(frames)}")
         t0 = time.perf_counter()
         frames = [f if _is_bgr_uint8(f) else to_bgr_uint8(f) for f in frames]
+        tensor = self._cpu_tensor(frames) if self._cuda_pre is None and self._tiled is None else None
+        return Batch(frames, tensor, seconds={"preprocess": time.perf_counter() - t0})
+
+    def _cpu_tensor(self, frames: List[np.ndarray]) -> np.ndarray:
+        h, w = self.input_size
+        tensor = np.empty((len(frames), 3, h, w), dtype=np.float32)  # this call's own: threads never share it
+        for i, frame in enumerate(frames):
+            preprocess_bgr(frame, self.input_size, out=tensor[i])  # [3,H,W] slot
+        return tensor
+
+    def infer(self, batch: "Batch") -> "Batch":
+        """Step 2: run the model on the batch; fills ``batch.outputs`` and returns the batch."""
+        t0 = time.perf_counter()
+        n = len(batch.frames)
         if self._tiled is not None:
-            return self._predict_tiled(frames, t0)
-        outputs = None
-        if self._cuda_pre is not None:
+            clock = {"preprocess": 0.0}
+            batch.tiled = self._tiled.run(batch.frames, clock)  # stitched (map [H,W], score) per frame
+            for step, seconds in clock.items():
+                batch.seconds[step] = batch.seconds.get(step, 0.0) + seconds
+            return batch
+        if batch.tensor is None:
             with self._lock:  # one device input buffer
-                if self._preprocess_cuda(frames):  # False: a CUDA error, CPU from now on
+                if self._preprocess_cuda(batch.frames):  # False: a CUDA error, CPU from now on
                     t1 = time.perf_counter()
-                    outputs = self.runner.infer_from_device(n)
-        if outputs is None:
-            h, w = self.input_size
-            batch = np.empty((n, 3, h, w), dtype=np.float32)  # this call's own: threads never share it
-            for i, frame in enumerate(frames):
-                preprocess_bgr(frame, self.input_size, out=batch[i])  # [3,H,W] slot
-            t1 = time.perf_counter()
+                    batch.outputs = self.runner.infer_from_device(n)
+            if batch.outputs is None:
+                batch.tensor = self._cpu_tensor(batch.frames)
+                t1 = time.perf_counter()
+            batch.seconds["preprocess"] += t1 - t0
+            t0 = t1
+        if batch.outputs is None:
             with (nullcontext() if self.runner.concurrent else self._lock):
-                outputs = self.runner.infer({INPUT_NAME: batch})
-        t2 = time.perf_counter()
-        maps, scores = outputs["anomaly_map"], outputs["score"]  # [N,1,h,w], [N]: checked by the runner
-        finite = np.isfinite(scores) & np.isfinite(maps).reshape(n, -1).all(axis=1)
-        predictions = [self._postprocess(maps[i, 0], float(scores[i]), frames[i].shape[:2])
-                       if finite[i] else None for i in range(n)]
-        t3 = time.perf_counter()
+                batch.outputs = self.runner.infer({INPUT_NAME: batch.tensor})
+        batch.seconds["inference"] = time.perf_counter() - t0
+        return batch
+
+    def postprocess(self, batch: "Batch") -> List[Optional[Prediction]]:
+        """Step 3: an inferred batch -> one Prediction per frame (maps at each frame's size),
+        None for a frame whose outputs are not finite (never a verdict)."""
+        if batch.outputs is None and batch.tiled is None:
+            raise ValueError("postprocess needs an inferred batch: call infer(batch) first")
+        t0 = time.perf_counter()
+        frames, n = batch.frames, len(batch.frames)
+        if batch.tiled is not None:
+            predictions = [self._postprocess(amap, score, amap.shape) if np.isfinite(amap).all() else None
+                           for amap, score in batch.tiled]
+        else:
+            maps, scores = batch.outputs["anomaly_map"], batch.outputs["score"]  # [N,1,h,w], [N]: checked by the runner
+            finite = np.isfinite(scores) & np.isfinite(maps).reshape(n, -1).all(axis=1)
+            predictions = [self._postprocess(maps[i, 0], float(scores[i]), frames[i].shape[:2])
+                           if finite[i] else None for i in range(n)]
+        batch.seconds["postprocess"] = batch.seconds.get("postprocess", 0.0) + time.perf_counter() - t0
         share = 1000.0 / n
-        timings = {"preprocess_ms": (t1 - t0) * share, "inference_ms": (t2 - t1) * share,
-                   "postprocess_ms": (t3 - t2) * share, "total_ms": (t3 - t0) * share}
+        timings = {f"{step}_ms": batch.seconds.get(step, 0.0) * share
+                   for step in ("preprocess", "inference", "postprocess")}
+        timings["total_ms"] = sum(timings.values())
         for p in predictions:
             if p is not None:
                 p.timings = dict(timings)
-        return predictions
-
-    def _predict_tiled(self, frames: List[np.ndarray], t0: float) -> List[Optional[Prediction]]:
-        """All tiles of ``frames`` through the runner (one batch where it fits), stitched maps."""
-        clock = {"preprocess": time.perf_counter() - t0}
-        results = self._tiled.run(frames, clock)
-        share = 1000.0 / len(frames)
-        timings = {f"{k}_ms": v * share for k, v in clock.items()}
-        timings["total_ms"] = sum(timings.values())
-        predictions: List[Optional[Prediction]] = []
-        for amap, score in results:
-            pred = self._postprocess(amap, score, amap.shape) if np.isfinite(amap).all() else None
-            if pred is not None:
-                pred.timings = dict(timings)
-            predictions.append(pred)
         return predictions
 
     def _preprocess_cuda(self, frames: List[np.ndarray]) -> bool:

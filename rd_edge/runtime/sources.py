@@ -7,6 +7,7 @@ cannot be opened at all (no such path, a camera or pipeline that will not open) 
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from itertools import islice
@@ -46,10 +47,22 @@ def csi_pipeline(sensor_id: int = 0, width: int = 1920, height: int = 1080, fps:
             f"video/x-raw,format=BGR ! appsink drop=true max-buffers=1")
 
 
+# Sources that produce frames at their own pace: a pipeline drops a stale frame for the newest.
+LIVE_KINDS = ("camera", "pipeline", "stream")
+_URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
 class Source:
-    """Base: ``kind``, ``total`` (frame count where known, after --limit) and iteration."""
+    """Base: ``kind``, ``total`` (frame count where known, after --limit), ``label`` (a short
+    name for topics and folders, e.g. "camera0" or a video's stem) and iteration."""
 
     kind = "source"
+    label = "source"
+
+    @property
+    def live(self) -> bool:
+        """True for cameras, GStreamer pipelines and network streams (they never wait for us)."""
+        return self.kind in LIVE_KINDS
 
     def __init__(self, description: str, total: Optional[int], limit: Optional[int]) -> None:
         self.description = description
@@ -130,15 +143,24 @@ class FailedSource(Source):
         yield SourceItem(str(self.path), self.path.stem, None, self.error)
 
 
-def open_source(spec: str, limit: Optional[int] = None) -> Source:
+def open_source(spec: str, limit: Optional[int] = None, label: Optional[str] = None) -> Source:
     """Open SOURCE as rd-infer understands it; SourceError when it cannot be opened at all.
 
-    A string containing "!" is a GStreamer pipeline; an existing folder is a folder of images;
+    A string containing "!" is a GStreamer pipeline; rtsp://, http(s)://... a network stream
+    (OpenCV's FFmpeg backend); an existing folder is a folder of images;
     an existing file with an image extension is one image, any other file a video; digits
     (when no such file exists) are a camera index.
     """
+    source = _open(spec, limit)
+    source.label = label or _default_label(source, spec)
+    return source
+
+
+def _open(spec: str, limit: Optional[int]) -> Source:
     if "!" in spec:
         return _open_capture(spec, "pipeline", "pipeline", limit)
+    if spec.lower().startswith(_URL_SCHEMES):
+        return _open_capture(spec, "stream", "stream", limit)
     path = Path(spec)
     if path.is_dir():
         files = list_images(path, recursive=True)
@@ -153,7 +175,24 @@ def open_source(spec: str, limit: Optional[int] = None) -> Source:
     if spec.isdigit():
         return _open_capture(int(spec), "camera", f"camera{spec}", limit)
     raise SourceError(f"SOURCE {spec!r} not found: expected an image file, a folder, a video file, "
-                      f"a camera index (e.g. 0) or a GStreamer pipeline (containing '!')")
+                      f"a camera index (e.g. 0), an rtsp:// URL or a GStreamer pipeline (containing '!')")
+
+
+def _default_label(source: Source, spec: str) -> str:
+    """"camera0", "gstreamer", the stream's host, or the file or folder name without suffix."""
+    if source.kind == "camera":
+        return f"camera{spec}"
+    if source.kind == "pipeline":
+        return "csi" + spec.split("sensor-id=")[1].split()[0] if "nvarguscamerasrc" in spec else "gstreamer"
+    if source.kind == "stream":
+        return clean_label(spec.split("://", 1)[1].split("/")[0].split("@")[-1].split(":")[0])
+    return clean_label(Path(spec).stem or Path(spec).resolve().name)
+
+
+def clean_label(text: str) -> str:
+    """A label safe as one MQTT topic level and one folder name: [A-Za-z0-9_.-], others -> "_"."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", text).strip("._")
+    return cleaned or "source"
 
 
 def _open_video(path: Path, limit: Optional[int]) -> Source:
@@ -172,14 +211,23 @@ def _open_capture(target: Any, kind: str, key_prefix: str, limit: Optional[int])
     """A camera index or a GStreamer pipeline; frame count unknown."""
     import cv2
 
-    capture = cv2.VideoCapture(target, cv2.CAP_GSTREAMER) if kind == "pipeline" else cv2.VideoCapture(target)
+    if kind == "pipeline":
+        capture = cv2.VideoCapture(target, cv2.CAP_GSTREAMER)
+    elif kind == "stream":
+        capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG)
+    else:
+        capture = cv2.VideoCapture(target)
     if not capture.isOpened():
         capture.release()
         hint = ("check the pipeline with gst-launch-1.0, and that this OpenCV has GStreamer "
                 "(cv2.getBuildInformation(); on Jetson use JetPack's OpenCV, not a pip one)"
-                if kind == "pipeline" else "check the index and that no other program holds the camera")
+                if kind == "pipeline" else
+                "check the URL (e.g. with ffprobe) and that this OpenCV has FFmpeg"
+                if kind == "stream" else "check the index and that no other program holds the camera")
         raise SourceError(f"cannot open {kind} {target!r}: {hint}")
-    description = "gstreamer" if kind == "pipeline" else f"camera:{target}"
+    # A stream's description goes into every record: never its user:password@.
+    description = {"pipeline": "gstreamer", "stream": re.sub(r"//[^/@]*@", "//", str(target))
+                   }.get(kind, f"camera:{target}")
     return CaptureSource(capture, kind, description, key_prefix, None, limit)
 
 

@@ -1,5 +1,6 @@
 """rd-infer end to end on ONNX Runtime: records, exit codes, outputs, odd and broken inputs."""
 import json
+import time
 
 import cv2
 import numpy as np
@@ -47,7 +48,8 @@ def test_folder_with_broken_and_odd_files_gives_one_record_each_and_exit_2(tiny_
     assert rc == 2
     records = read_records(records_path)
     assert len(records) == n_good + n_bad
-    assert all(set(r) == {"source", "score", "normalized_score", "is_anomalous", "latency_ms", "error"}
+    assert all(set(r) == {"source", "stream", "frame", "time", "score", "normalized_score", "is_anomalous",
+                          "latency_ms", "error"}
                for r in records)
     by_name = {r["source"].split("inputs/")[1]: r for r in records}
     for name in ("corrupt.png", "empty.png", "text.png"):
@@ -151,3 +153,59 @@ def test_show_without_a_display_warns_and_continues(tiny_onnx, tmp_path, capsys,
     image = write_png(tmp_path / "x.png", rgb(24, 32, 1))
     assert main([str(tiny_onnx), str(image), "--show"]) == 0
     assert "--show needs an OpenCV with GUI support" in capsys.readouterr().err
+
+
+def write_clip(path, n, size=(30, 40), seed=0):
+    h, w = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (w, h))
+    for i in range(n):
+        writer.write(rgb(h, w, seed + i))
+    writer.release()
+    return path
+
+
+def test_several_sources_in_one_run_name_their_stream_and_frame(tiny_onnx, tmp_path, capsys):
+    left, right = write_clip(tmp_path / "left.avi", 5), write_clip(tmp_path / "right.avi", 3, seed=50)
+    image = write_png(tmp_path / "still.png", rgb(24, 32, 7))
+    records_path, out = tmp_path / "r.jsonl", tmp_path / "out"
+    rc = main([str(tiny_onnx), f"west={left}", str(right), "--source", str(image), "--json", str(records_path),
+               "--batch-size", "4", "--out", str(out)])
+    assert rc == 0
+    records = read_records(records_path)
+    streams = {s: [r for r in records if r["stream"] == s] for s in ("west", "right", "still")}
+    assert [len(v) for v in streams.values()] == [5, 3, 1]
+    assert [r["frame"] for r in streams["west"]] == list(range(5))
+    assert [r["source"] for r in streams["right"]] == [f"{right}#{i}" for i in range(3)]
+    with Detector(tiny_onnx) as det:  # shared batches do not change a score
+        cap = cv2.VideoCapture(str(right))
+        frames = [cap.read()[1] for _ in range(3)]
+        assert [r["score"] for r in streams["right"]] == pytest.approx([p.score for p in det.predict(frames)])
+    assert (out / "overlays" / "west" / "left" / "frame_000004.png").is_file()  # no clash between sources
+    captured = capsys.readouterr()
+    assert "west: video" in captured.err and "west: frames 5" in captured.out and "stages (pipelined)" in captured.out
+
+
+def test_sigterm_stops_cleanly_flushes_and_exits_normally(tiny_onnx, tmp_path, capsys):
+    import os
+    import signal
+    import threading
+
+    clip = write_clip(tmp_path / "long.avi", 600, size=(60, 80))
+    records_path = tmp_path / "r.jsonl"
+
+    def terminate_after_first_records():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if records_path.is_file() and len(records_path.read_text().splitlines()) >= 5:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.002)
+
+    killer = threading.Thread(target=terminate_after_first_records, daemon=True)
+    killer.start()
+    rc = main([str(tiny_onnx), str(clip), "--json", str(records_path), "--quiet"])
+    killer.join()
+    records = read_records(records_path)
+    assert rc == 0 and 5 <= len(records) < 600
+    assert [r["frame"] for r in records] == list(range(len(records)))  # flushed, nothing lost between
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored

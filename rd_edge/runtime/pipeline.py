@@ -1,0 +1,538 @@
+"""The pipelined runtime: capture -> preprocess -> inference -> postprocess -> sinks.
+
+    with Detector("model.onnx") as det:
+        pipe = Pipeline(det, [open_source("0"), open_source("line.mp4")], sinks=[JsonlSink("r.jsonl")])
+        summary = pipe.run()           # blocks; Ctrl-C or pipe.stop() ends it cleanly
+        print(summary.text())
+
+Each stage runs in its own thread (one capture thread per source; the sinks in the calling
+thread, so an OpenCV window works) and hands work on through small bounded queues, so frames/s
+approaches 1 / (slowest stage) instead of 1 / (sum of stages), and memory stays bounded.
+
+- Live sources (camera, GStreamer, RTSP) never wait: when the preprocess stage has not yet taken
+  a source's previous frame, that frame is dropped for the newest (counted per source: the
+  summary, ``Result.dropped_before`` and gaps in the frame index show it).
+- Files, folders and videos never drop: capture waits for room (back-pressure).
+- Frames of different sources share inference batches (round robin over the sources).
+- Results of each source come out in capture order (one thread per stage, FIFO queues).
+- A stage that raises gives the frames it was working on an error result; the run goes on.
+- ``stop()`` (Ctrl-C, SIGTERM): capture stops, everything already captured is flushed through
+  the sinks, the sinks are closed. A second Ctrl-C abandons what is still queued.
+
+``Pipeline(..., pipelined=False)`` runs the same stage functions one after another in the calling
+thread: the sequential loop, for comparison and debugging.
+"""
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+
+from rd_edge.core.errors import NonFiniteOutputError, RdEdgeError
+from rd_edge.core.images import to_bgr_uint8
+from .detector import Batch, Detector, Prediction
+from .sources import Source, SourceItem
+
+STAGES = ("decode", "preprocess", "inference", "postprocess", "sink")
+_END = object()  # end-of-stream marker between stages
+
+
+@dataclass
+class Result:
+    """One captured frame's outcome: a prediction or an error, never both."""
+
+    stream: str  # the source's label ("camera0", a video's stem, ...)
+    index: int  # capture index within the source; dropped frames count, so gaps show drops
+    item: SourceItem
+    prediction: Optional[Prediction] = None
+    error: Optional[str] = None
+    captured_at: float = 0.0  # time.time() when the frame was read
+    dropped_before: int = 0  # live sources: frames dropped between the previous result and this
+    seconds: Dict[str, float] = field(default_factory=dict)  # this frame's share of each stage
+    extra: Dict[str, Any] = field(default_factory=dict)  # fields sinks add to the record (evidence)
+
+    def record(self) -> Dict[str, Any]:
+        """The JSON object every sink writes: names the source and frame; scores null on error."""
+        when = datetime.fromtimestamp(self.captured_at, timezone.utc).isoformat(timespec="milliseconds")
+        base = {"source": self.item.name, "stream": self.stream, "frame": self.index,
+                "time": when.replace("+00:00", "Z")}
+        p = self.prediction
+        if p is None:
+            scores = {"score": None, "normalized_score": None, "is_anomalous": None, "latency_ms": None,
+                      "error": self.error or "unknown error"}
+        else:
+            scores = {"score": float(p.score), "normalized_score": float(p.normalized_score),
+                      "is_anomalous": bool(p.is_anomalous),
+                      "latency_ms": round(float(p.timings["total_ms"]), 3), "error": None}
+        return {**base, **scores, **self.extra}
+
+
+class Sink:
+    """Where results go. ``write`` runs in one thread, in per-source capture order."""
+
+    name = "sink"
+
+    def write(self, result: Result) -> None:
+        """Take one result. Raising is reported and counted; the run goes on."""
+
+    def close(self) -> None:
+        """Flush and release. Idempotent."""
+
+    def summary(self) -> Optional[str]:
+        """A line for the run's summary (e.g. messages not delivered), or None."""
+        return None
+
+
+@dataclass
+class StreamStats:
+    frames: int = 0
+    anomalies: int = 0
+    errors: int = 0
+    dropped: int = 0
+
+
+@dataclass
+class Summary:
+    """What a run did: per-source counts, busy seconds per stage, wall time."""
+
+    streams: Dict[str, StreamStats]
+    stage_seconds: Dict[str, float]
+    elapsed: float
+    pipelined: bool
+    interrupted: bool = False
+    latencies_ms: List[float] = field(default_factory=list)
+    sink_notes: List[str] = field(default_factory=list)
+
+    @property
+    def frames(self) -> int:
+        return sum(s.frames for s in self.streams.values())
+
+    @property
+    def errors(self) -> int:
+        return sum(s.errors for s in self.streams.values())
+
+    @property
+    def dropped(self) -> int:
+        return sum(s.dropped for s in self.streams.values())
+
+    @property
+    def fps(self) -> float:
+        return self.frames / max(self.elapsed, 1e-9)
+
+    def stage_shares(self) -> Dict[str, float]:
+        """Each stage's share of the busy time (sums to 1)."""
+        total = sum(self.stage_seconds.values()) or 1.0
+        return {stage: self.stage_seconds.get(stage, 0.0) / total for stage in STAGES}
+
+    def text(self) -> str:
+        """The summary rd-infer prints."""
+        anomalies = sum(s.anomalies for s in self.streams.values())
+        text = f"inputs {self.frames}, anomalous {anomalies}, errors {self.errors}"
+        if self.dropped:
+            text += f", dropped {self.dropped} (live sources: stale frames skipped for the newest)"
+        if self.latencies_ms:
+            lat = np.asarray(self.latencies_ms)
+            text += (f"; latency mean {lat.mean():.2f} ms, p99 {np.percentile(lat, 99):.2f} ms; "
+                     f"{self.fps:.1f} frames/s")
+        lines = [text]
+        if len(self.streams) > 1:
+            lines += [f"  {name}: frames {s.frames}, anomalous {s.anomalies}, errors {s.errors}, "
+                      f"dropped {s.dropped}" for name, s in self.streams.items()]
+        if self.frames:
+            shares = ", ".join(f"{k} {v:.0%}" for k, v in self.stage_shares().items())
+            lines.append(f"stages ({'pipelined' if self.pipelined else 'sequential'}): {shares}")
+        lines += self.sink_notes
+        if self.interrupted:
+            lines.append("stopped early: frames already captured were processed and written")
+        return "\n".join(lines)
+
+
+@dataclass
+class _Frame:
+    stream: int  # index into Pipeline.sources
+    index: int
+    item: SourceItem
+    captured_at: float
+    decode_s: float
+    dropped_before: int = 0
+
+
+@dataclass
+class _Work:
+    """A batch on its way: every frame keeps its place; failed ones carry an error."""
+
+    frames: List[_Frame]
+    errors: Dict[int, str]  # position in frames -> error
+    batch: Optional[Batch] = None  # the frames without error, in order
+    good: List[int] = field(default_factory=list)  # positions of the batch's frames
+    predictions: List[Prediction] = field(default_factory=list)
+    seconds: Dict[str, float] = field(default_factory=dict)  # busy seconds of each stage for the batch
+
+
+class _Hub:
+    """Per-source frame queues behind one condition: capture threads put, the batcher takes.
+
+    A live source keeps only its newest frame (the stale one is dropped and counted); a file
+    source keeps up to ``capacity`` frames and makes its capture thread wait for room.
+    """
+
+    def __init__(self, live: Sequence[bool], capacity: int) -> None:
+        self._cond = threading.Condition()
+        self._queues: List[Deque[_Frame]] = [deque() for _ in live]
+        self._live = list(live)
+        self._open = set(range(len(live)))
+        self._capacity = capacity
+        self._next = 0  # round-robin start
+        self.dropped = [0] * len(live)
+        self.stopping = False
+
+    def put(self, frame: _Frame) -> bool:
+        """Queue a frame; False when the pipeline is stopping (the frame is not taken)."""
+        with self._cond:
+            q = self._queues[frame.stream]
+            if self._live[frame.stream]:
+                if q:  # stale: replace it, carry its drop count over
+                    frame.dropped_before += q.popleft().dropped_before + 1
+                    self.dropped[frame.stream] += 1
+            else:
+                while len(q) >= self._capacity and not self.stopping:
+                    self._cond.wait()
+            if self.stopping:
+                return False
+            q.append(frame)
+            self._cond.notify_all()
+            return True
+
+    def finish(self, stream: int) -> None:
+        with self._cond:
+            self._open.discard(stream)
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        """Capture ends; frames already queued are still taken."""
+        with self._cond:
+            self.stopping = True
+            self._cond.notify_all()
+
+    def take(self, limit: int, wait_full: bool) -> Optional[List[_Frame]]:
+        """Up to ``limit`` frames, round robin over the sources; None when all are done.
+
+        ``wait_full``: wait for a full batch while any source is still capturing (files);
+        otherwise take what is there (live: the freshest frames, no waiting).
+        """
+        with self._cond:
+            while True:
+                available = sum(len(q) for q in self._queues)
+                done = not self._open or self.stopping
+                if available >= limit or (available and (not wait_full or done)):
+                    break
+                if not available and done:
+                    return None
+                self._cond.wait()
+            taken: List[_Frame] = []
+            while len(taken) < limit and any(self._queues):
+                q = self._queues[self._next]
+                if q:
+                    taken.append(q.popleft())
+                self._next = (self._next + 1) % len(self._queues)
+            self._cond.notify_all()  # room for waiting capture threads
+            return taken
+
+
+class Pipeline:
+    """Runs ``sources`` through ``detector`` into ``sinks``; see the module docstring.
+
+    ``batch_size``: frames per inference call (default: the detector's). ``queue_size``: batches
+    waiting between two stages. ``on_error``: called in the sink thread with (sink, exception)
+    when a sink raises (default: a warning on stderr).
+    """
+
+    def __init__(self, detector: Detector, sources: Sequence[Source], sinks: Sequence[Sink] = (),
+                 batch_size: Optional[int] = None, pipelined: bool = True, queue_size: int = 2,
+                 on_error: Optional[Callable[[Sink, Exception], None]] = None) -> None:
+        if not sources:
+            raise ValueError("Pipeline needs at least one source")
+        labels = [s.label for s in sources]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"source labels must be unique, got {labels}")
+        self.detector = detector
+        self.sources = list(sources)
+        self.sinks = list(sinks)
+        self.batch_size = min(int(batch_size or detector.batch_size), detector.batch_size)
+        self.pipelined = pipelined
+        self.queue_size = max(1, int(queue_size))
+        self.on_error = on_error or _warn_sink_error
+        live = [s.live for s in self.sources]
+        self._hub = _Hub(live, capacity=2 * self.batch_size)
+        self._wait_full = not any(live)
+        self._stop = threading.Event()
+        self._abandon = threading.Event()
+        self._stats = {s.label: StreamStats() for s in self.sources}
+        self._stage_seconds = {stage: 0.0 for stage in STAGES}
+        self._latencies: List[float] = []
+        self._threads: List[threading.Thread] = []
+        self._seq: Optional[Any] = None  # sequential mode's iterators and counters
+
+    # --- control ------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """End the run cleanly: no new frames; what was captured is processed and written.
+        Safe from a signal handler and from any thread."""
+        self._stop.set()
+        self._hub.stop()
+
+    def run(self) -> Summary:
+        """Run until every source ends or stop(); closes the sinks; returns the Summary.
+
+        Ctrl-C in the calling thread stops cleanly; a second Ctrl-C abandons queued work.
+        """
+        started = time.perf_counter()
+        try:
+            next_work = self._start_threads() if self.pipelined else self._next_sequential
+            self._consume(next_work)
+        finally:
+            stopped_early = self._stop.is_set()
+            self.stop()
+            for thread in self._threads:  # a capture thread may sit in a camera read: bounded wait
+                thread.join(timeout=2.0)
+            self._close_sinks()
+        elapsed = time.perf_counter() - started
+        for i, source in enumerate(self.sources):
+            self._stats[source.label].dropped = self._hub.dropped[i]
+        notes = [note for note in (s.summary() for s in self.sinks) if note]
+        return Summary(self._stats, dict(self._stage_seconds), elapsed, self.pipelined, stopped_early,
+                       list(self._latencies), notes)
+
+    def _consume(self, next_work: Callable[[], Optional[_Work]]) -> None:
+        """Hand every result to the sinks; Ctrl-C: stop and flush; a second one: abandon."""
+        pending: Deque[Result] = deque()
+        interrupted = False
+        while True:
+            try:
+                while pending:
+                    self._deliver(pending[0])
+                    pending.popleft()
+                work = next_work()
+                if work is None:
+                    return
+                pending.extend(self._results(work))
+            except KeyboardInterrupt:
+                if interrupted:
+                    self._abandon.set()
+                    return
+                interrupted = True
+                self.stop()
+                print("stopping: finishing the frames already captured (Ctrl-C again to abandon them)",
+                      file=sys.stderr)
+
+    # --- threads ------------------------------------------------------------------------------
+
+    def _start_threads(self) -> Callable[[], Optional[_Work]]:
+        """Start the stage threads; returns the reader of the last queue (None at the end)."""
+        to_infer: "queue.Queue[Any]" = queue.Queue(self.queue_size)
+        to_post: "queue.Queue[Any]" = queue.Queue(self.queue_size)
+        to_sink: "queue.Queue[Any]" = queue.Queue(self.queue_size)
+        self._threads = [threading.Thread(target=self._capture, args=(i,), daemon=True,
+                                          name=f"rd-capture-{s.label}") for i, s in enumerate(self.sources)]
+        stages = [(self._batches(), self._preprocess_work, to_infer, "rd-preprocess"),
+                  (_drain(to_infer, self._abandon), self._infer_work, to_post, "rd-inference"),
+                  (_drain(to_post, self._abandon), self._post_work, to_sink, "rd-postprocess")]
+        self._threads += [threading.Thread(target=self._stage, args=(inputs, step, out), daemon=True, name=name)
+                          for inputs, step, out, name in stages]
+        for t in self._threads:
+            t.start()
+        ends = _drain(to_sink, self._abandon)
+        return lambda: next(ends, None)
+
+    def _stage(self, inputs: Iterator[_Work], step: Callable[[_Work], _Work], out: "queue.Queue[Any]") -> None:
+        """One stage thread: apply ``step`` to each work item, pass it on, then the end marker."""
+        try:
+            for work in inputs:
+                _put(out, step(work), self._abandon)
+        finally:
+            _put(out, _END, self._abandon)
+
+    def _capture(self, stream: int) -> None:
+        """One source's thread: read frames into the hub until the source ends or stop()."""
+        source = self.sources[stream]
+        items = iter(source)
+        index = 0
+        try:
+            while not self._stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    item = next(items)
+                except StopIteration:
+                    return
+                except Exception as exc:  # noqa: BLE001  a source failing mid-run: its last record
+                    item = SourceItem(f"{source.description}#{index}", f"{source.label}/{index}", None,
+                                      f"source stopped: {_describe(exc)}")
+                    self._hub.put(_Frame(stream, index, item, time.time(), time.perf_counter() - t0))
+                    return
+                if not self._hub.put(_Frame(stream, index, item, time.time(), time.perf_counter() - t0)):
+                    return
+                index += 1
+        finally:
+            self._hub.finish(stream)
+
+    def _batches(self) -> Iterator[_Work]:
+        while True:
+            frames = self._hub.take(self.batch_size, self._wait_full)
+            if frames is None:
+                return
+            yield _Work(frames, {})
+
+    # --- sequential ---------------------------------------------------------------------------
+
+    def _next_sequential(self) -> Optional[_Work]:
+        """The same steps, one after another in this thread; sources read round robin."""
+        if self._seq is None:
+            self._seq = ([iter(s) for s in self.sources], [0] * len(self.sources), list(range(len(self.sources))))
+        iters, counts, active = self._seq
+        while active and not self._stop.is_set():
+            frames: List[_Frame] = []
+            for stream in list(active):
+                if len(frames) >= self.batch_size:
+                    break
+                t0 = time.perf_counter()
+                item = next(iters[stream], None)
+                if item is None:
+                    active.remove(stream)
+                    continue
+                frames.append(_Frame(stream, counts[stream], item, time.time(), time.perf_counter() - t0))
+                counts[stream] += 1
+            if frames:
+                return self._post_work(self._infer_work(self._preprocess_work(_Work(frames, {}))))
+        return None
+
+    # --- the steps ----------------------------------------------------------------------------
+
+    def _preprocess_work(self, work: _Work) -> _Work:
+        """Frames without a read error -> one Batch; a frame that cannot be converted gets its error
+        (alone: the others of its batch go on)."""
+        t0 = time.perf_counter()
+        for i, f in enumerate(work.frames):
+            if f.item.frame is None:
+                work.errors[i] = f.item.error or "no frame"
+                continue
+            try:
+                f.item.frame = to_bgr_uint8(f.item.frame)  # a no-op for the sources' BGR uint8 frames
+                work.good.append(i)
+            except Exception as exc:  # noqa: BLE001
+                work.errors[i] = _describe(exc)
+        if work.good:
+            work.batch = self._guard(work, lambda: self.detector.preprocess(self._frames_of(work)))
+        work.seconds["preprocess"] = time.perf_counter() - t0
+        return work
+
+    @staticmethod
+    def _frames_of(work: _Work) -> List[np.ndarray]:
+        return [work.frames[i].item.frame for i in work.good]
+
+    def _infer_work(self, work: _Work) -> _Work:
+        t0 = time.perf_counter()
+        if work.batch is not None:
+            work.batch = self._guard(work, lambda: self.detector.infer(work.batch))
+        work.seconds["inference"] = time.perf_counter() - t0
+        return work
+
+    def _post_work(self, work: _Work) -> _Work:
+        t0 = time.perf_counter()
+        if work.batch is not None:
+            work.predictions = self._guard(work, lambda: self.detector.postprocess(work.batch)) or []
+        work.seconds["postprocess"] = time.perf_counter() - t0
+        return work
+
+    def _guard(self, work: _Work, step: Callable[[], Any]) -> Any:
+        """Run a step over the batch; if it raises, its frames get the error and the batch ends."""
+        try:
+            return step()
+        except Exception as exc:  # noqa: BLE001  one bad batch must not stop the line
+            message = _describe(exc)
+            for i in work.good:
+                work.errors.setdefault(i, message)
+            work.batch = None
+            return None
+
+    def _results(self, work: _Work) -> Iterator[Result]:
+        """One Result per frame, in order, with its share of each stage's batch time."""
+        by_position = dict(zip(work.good, work.predictions))  # empty when a batch step failed
+        shares = {k: v / max(len(work.frames), 1) for k, v in work.seconds.items()}
+        for i, f in enumerate(work.frames):
+            prediction = None if i in work.errors else by_position.get(i)
+            if prediction is None and i not in work.errors:  # postprocess: None = non-finite outputs
+                work.errors[i] = NonFiniteOutputError.FRAME_ERROR
+            seconds = {"decode": f.decode_s, **shares}
+            yield Result(self.sources[f.stream].label, f.index, f.item, prediction, work.errors.get(i),
+                         f.captured_at, f.dropped_before, seconds)
+
+    # --- sinks --------------------------------------------------------------------------------
+
+    def _deliver(self, result: Result) -> None:
+        """Every sink gets the result; a sink that raises is reported, the others still run."""
+        t0 = time.perf_counter()
+        result.seconds["sink"] = 0.0
+        for sink in self.sinks:
+            try:
+                sink.write(result)
+            except Exception as exc:  # noqa: BLE001
+                self.on_error(sink, exc)
+            result.seconds["sink"] = time.perf_counter() - t0  # later sinks (metrics) see the time so far
+        self._count(result)
+
+    def _count(self, result: Result) -> None:
+        stats = self._stats[result.stream]
+        stats.frames += 1
+        for stage, seconds in result.seconds.items():
+            self._stage_seconds[stage] = self._stage_seconds.get(stage, 0.0) + seconds
+        if result.prediction is None or result.extra.get("evidence_error"):
+            stats.errors += 1
+        if result.prediction is not None:
+            stats.anomalies += int(result.prediction.is_anomalous)
+            self._latencies.append(result.prediction.timings["total_ms"])
+
+    def _close_sinks(self) -> None:
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # noqa: BLE001
+                self.on_error(sink, exc)
+
+
+def _drain(q: "queue.Queue[Any]", abandon: threading.Event) -> Iterator[Any]:
+    """Items of a stage queue until the end marker (or until abandoned)."""
+    while not abandon.is_set():
+        try:
+            item = q.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if item is _END:
+            return
+        yield item
+
+
+def _put(q: "queue.Queue[Any]", item: Any, abandon: threading.Event) -> None:
+    """Blocking put that gives up once the run is abandoned (nobody reads any more)."""
+    while not abandon.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def _describe(exc: Exception) -> str:
+    """An error message for a record: RdEdgeErrors say it all; others get their type."""
+    text = str(exc).strip()
+    return text if isinstance(exc, RdEdgeError) and text else f"{type(exc).__name__}: {text}"
+
+
+def _warn_sink_error(sink: Sink, exc: Exception) -> None:
+    print(f"warning: {sink.name}: {_describe(exc)}", file=sys.stderr)

@@ -1,0 +1,176 @@
+"""The pipelined runtime: order, shared batches, live drops, back-pressure, errors, stop, speed."""
+import threading
+import time
+from typing import Dict, Iterator, List, Optional
+
+import numpy as np
+import pytest
+
+from rd_edge.core.errors import BackendError
+from rd_edge.runtime import Detector
+from rd_edge.runtime.backends import Runner, load_runner
+from rd_edge.runtime.pipeline import Pipeline, Sink
+from rd_edge.runtime.sources import Source, SourceItem
+
+
+class DelayedRunner(Runner):
+    """The real ONNX Runtime runner behind a fixed delay per call; remembers each batch it saw.
+
+    ``fail_on_black``: a batch holding an all-black frame raises (a stage that fails on one frame).
+    """
+
+    def __init__(self, inner: Runner, delay: float = 0.0, fail_on_black: bool = False) -> None:
+        self.inner, self.delay, self.fail_on_black = inner, delay, fail_on_black
+        self.name, self.metadata = "delayed", inner.metadata
+        self.input_names, self.output_names, self.max_batch = inner.input_names, inner.output_names, inner.max_batch
+        self.batches: List[int] = []
+
+    def infer_impl(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        time.sleep(self.delay)
+        image = feed["image"]
+        self.batches.append(int(image.shape[0]))
+        if self.fail_on_black and (image.reshape(len(image), -1).max(axis=1) == 0).any():
+            raise BackendError("delayed: refuses black frames")
+        return self.inner.infer_impl(feed)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class FrameSource(Source):
+    """Numbered frames (pixel value = index % 250 + 1) made on the spot, ``period`` seconds apart.
+
+    ``live=True`` makes it a camera: it never waits for the pipeline. ``black`` indices are all zero.
+    """
+
+    def __init__(self, label: str, n: int, period: float = 0.0, live: bool = False, black=()) -> None:
+        self.kind = "camera" if live else "video"
+        super().__init__(label, n, None)
+        self.label, self.n, self.period, self.black = label, n, period, set(black)
+
+    def _items(self) -> Iterator[SourceItem]:
+        for i in range(self.n):
+            if self.period:
+                time.sleep(self.period)
+            value = 0 if i in self.black else i % 250 + 1
+            yield SourceItem(f"{self.label}#{i}", f"{self.label}/{i}", np.full((20, 30, 3), value, np.uint8), None)
+
+
+class ListSink(Sink):
+    def __init__(self) -> None:
+        self.results, self.closed = [], False
+
+    def write(self, result) -> None:
+        self.results.append(result)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def by_stream(self, stream: str) -> list:
+        return [r for r in self.results if r.stream == stream]
+
+
+def make_detector(tiny_onnx, batch_size=1, **runner_options) -> Detector:
+    return Detector(DelayedRunner(load_runner(tiny_onnx), **runner_options), batch_size=batch_size)
+
+
+def test_several_sources_share_batches_keep_their_order_and_match_predict(tiny_onnx):
+    sink = ListSink()
+    with make_detector(tiny_onnx, batch_size=4) as det:
+        sources = [FrameSource("a", 7), FrameSource("b", 7)]
+        summary = Pipeline(det, sources, [sink]).run()
+        batches = list(det.runner.batches)
+        reference = det.predict(np.full((20, 30, 3), 3, np.uint8)).score
+    assert sink.closed and summary.frames == 14 and summary.errors == 0 and summary.dropped == 0
+    for stream in ("a", "b"):
+        results = sink.by_stream(stream)
+        assert [r.index for r in results] == list(range(7))  # every frame once, in capture order
+        assert [r.item.name for r in results] == [f"{stream}#{i}" for i in range(7)]
+        assert results[2].prediction.score == pytest.approx(reference)
+    # 14 frames from two sources in batches of 4: shared batches give 4,4,4,2 (not 4,3,4,3).
+    assert batches == [4, 4, 4, 2]
+    record = sink.results[0].record()
+    assert record["stream"] in ("a", "b") and record["frame"] == 0 and record["time"].endswith("Z")
+
+
+def test_a_live_source_drops_stale_frames_for_the_newest_and_counts_them(tiny_onnx):
+    sink = ListSink()
+    n = 120
+    with make_detector(tiny_onnx, delay=0.02) as det:
+        summary = Pipeline(det, [FrameSource("cam", n, period=0.002, live=True)], [sink]).run()
+    indices = [r.index for r in sink.results]
+    assert summary.dropped > n // 2  # the camera runs ~10x faster than the model
+    assert len(indices) + summary.dropped == n  # every frame is a result or a counted drop
+    assert indices == sorted(indices) and indices[-1] == n - 1  # in order; the newest is never dropped
+    gaps = [b - a - 1 for a, b in zip([-1] + indices, indices)]
+    assert gaps == [r.dropped_before for r in sink.results]
+    assert "dropped" in summary.text()
+
+
+def test_files_never_drop_they_wait(tiny_onnx):
+    sink = ListSink()
+    with make_detector(tiny_onnx, delay=0.005) as det:
+        summary = Pipeline(det, [FrameSource("clip", 40)], [sink], queue_size=1).run()
+    assert [r.index for r in sink.results] == list(range(40)) and summary.dropped == 0
+
+
+def test_a_failing_stage_gives_that_frame_an_error_and_the_run_goes_on(tiny_onnx):
+    sink = ListSink()
+
+    class Exploding(Sink):
+        name = "exploding"
+
+        def write(self, result):
+            raise OSError("sink broke")
+
+    warnings = []
+    with make_detector(tiny_onnx, fail_on_black=True) as det:
+        source = FrameSource("clip", 6, black={2})
+        summary = Pipeline(det, [source], [Exploding(), sink], on_error=lambda s, e: warnings.append(str(e))).run()
+    errors = [r.error for r in sink.results]
+    assert [r.index for r in sink.results] == list(range(6))
+    assert errors[2] and "refuses black frames" in errors[2] and sink.results[2].prediction is None
+    assert all(e is None for i, e in enumerate(errors) if i != 2) and summary.errors == 1
+    assert sink.results[2].record()["score"] is None
+    assert warnings == ["sink broke"] * 6  # a sink that raises is reported, the others still run
+
+
+def test_stop_flushes_what_was_captured_and_closes_the_sinks(tiny_onnx):
+    sink = ListSink()
+
+    class StopAfter(Sink):
+        def write(self, result):
+            if result.index == 3:
+                pipe.stop()
+
+    with make_detector(tiny_onnx, delay=0.01) as det:
+        pipe = Pipeline(det, [FrameSource("clip", 500)], [sink, StopAfter()])
+        summary = pipe.run()
+    indices = [r.index for r in sink.results]
+    assert summary.interrupted and sink.closed
+    assert 4 <= len(indices) < 500 and indices == list(range(len(indices)))  # nothing lost in between
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_sequential_mode_gives_the_same_results(tiny_onnx, pipelined):
+    sink = ListSink()
+    with make_detector(tiny_onnx, batch_size=3) as det:
+        Pipeline(det, [FrameSource("a", 5), FrameSource("b", 4)], [sink], pipelined=pipelined).run()
+    assert [(r.stream, r.index) for r in sink.results if r.stream == "b"] == [("b", i) for i in range(4)]
+    assert len(sink.results) == 9 and all(r.error is None for r in sink.results)
+
+
+def test_pipelined_runs_at_the_slowest_stage_sequential_at_the_sum(tiny_onnx):
+    """Decode and inference each take ~20 ms: pipelined ~50 frames/s, sequential ~25."""
+    delay, n = 0.02, 50
+    summaries = {}
+    for pipelined in (True, False):
+        with make_detector(tiny_onnx, delay=delay) as det:
+            summaries[pipelined] = Pipeline(det, [FrameSource("clip", n, period=delay)], [ListSink()],
+                                            pipelined=pipelined).run()
+    fast, slow = summaries[True], summaries[False]
+    slowest = max(fast.stage_seconds.values()) / n  # measured seconds per frame of the slowest stage
+    assert fast.frames == slow.frames == n
+    assert fast.fps >= 0.9 / slowest, (fast.fps, 1 / slowest)
+    assert slow.fps <= 1.0 / (2 * delay), slow.fps  # the sum of the stages, at best
+    assert fast.stage_shares()["inference"] > 0.3 and fast.stage_shares()["decode"] > 0.3
