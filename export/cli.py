@@ -5,6 +5,7 @@
             [--int8-scope student|full] [-o model_int8.onnx]
   rd-export model.pt|model.onnx --engine [model.engine] [--precision fp32|fp16|int8] [--calib-dir DIR]
             [--max-batch N] [--workspace MB] [--timing-cache PATH]
+  rd-export model.pt|model.onnx [--engine] --triton-repo DIR [--max-batch N] [--instances K]
 
 Only the checkpoint path imports torch: from an ONNX file (e.g. on a Jetson) nothing does.
 """
@@ -54,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="builder workspace limit in MiB")
     e.add_argument("--timing-cache", help="TensorRT timing cache file: loaded when present, saved after the build")
     e.add_argument("--verbose", action="store_true", help="print TensorRT's info messages")
+    t = p.add_argument_group("Triton Inference Server")
+    t.add_argument("--triton-repo", type=Path, metavar="DIR",
+                   help="also write a Triton model repository: DIR/rd_<name>/1/model.onnx (onnxruntime "
+                        "backend) or, with --engine, model.plan (tensorrt backend), and its config.pbtxt")
+    t.add_argument("--instances", type=int_at_least(1), default=None, metavar="K",
+                   help="Triton model instances (instance_group count, default 1)")
     return p
 
 
@@ -75,9 +82,13 @@ def _check_args(args: argparse.Namespace, model: Path) -> None:
     if args.engine is not None and args.int8_target == "cpu":
         raise ExportError("--int8-target cpu makes a graph for ONNX Runtime on x86; TensorRT engines "
                           "need --int8-target tensorrt (the default)")
-    if args.engine is None and any(v is not None for v in (args.max_batch, args.workspace, args.timing_cache)):
-        raise ExportError("--max-batch, --workspace and --timing-cache are for --engine")
-    if _is_onnx(model) and args.engine is None and args.precision != "int8":
+    if args.engine is None and any(v is not None for v in (args.workspace, args.timing_cache)):
+        raise ExportError("--workspace and --timing-cache are for --engine")
+    if args.engine is None and args.triton_repo is None and args.max_batch is not None:
+        raise ExportError("--max-batch is for --engine or --triton-repo")
+    if args.triton_repo is None and args.instances is not None:
+        raise ExportError("--instances is for --triton-repo")
+    if _is_onnx(model) and args.engine is None and args.precision != "int8" and args.triton_repo is None:
         raise ExportError(f"{model} is already ONNX: use --precision int8 --calib-dir DIR to quantize it, "
                           f"or --engine to build a TensorRT plan (fp32/fp16 graphs come from the checkpoint)")
 
@@ -127,17 +138,34 @@ def _int8_onnx(args: argparse.Namespace, model: Path, out: Path, target: str) ->
         return _quantize(args, fp32, out, target)
 
 
-def _onnx_main(args: argparse.Namespace, model: Path) -> int:
+def _onnx_main(args: argparse.Namespace, model: Path) -> Path:
+    """The ONNX graph asked for; returns its path."""
     precision = args.precision or "fp32"
     if precision == "int8":
         out = Path(args.output) if args.output else model.with_name(f"{model.stem}_int8.onnx")
-        _int8_onnx(args, model, out, args.int8_target or "tensorrt")
-    else:
-        _export_checkpoint(args, model, Path(args.output) if args.output else model.with_suffix(".onnx"), precision)
-    return 0
+        return _int8_onnx(args, model, out, args.int8_target or "tensorrt")
+    if _is_onnx(model) and args.precision is None:
+        return model  # --triton-repo from an existing graph: nothing to export
+    return _export_checkpoint(args, model, Path(args.output) if args.output else model.with_suffix(".onnx"), precision)
 
 
-def _engine_main(args: argparse.Namespace, model: Path) -> int:
+def _triton_main(args: argparse.Namespace, artifact: Path) -> None:
+    """Write the Triton model repository for the .onnx graph or TensorRT plan just made."""
+    from rd_edge.core.onnx_props import read_onnx_metadata
+    from rd_edge.core.sidecar import EngineSidecar
+    from rd_edge.runtime import DEFAULT_MAX_BATCH, write_graph_repository
+
+    engine = args.engine is not None
+    meta = EngineSidecar.read(artifact).metadata if engine else read_onnx_metadata(artifact)
+    # thresholds.json and the model name come from the user's graph, else from what was exported
+    source = Path(args.model) if _is_onnx(Path(args.model)) else artifact
+    folder = write_graph_repository(artifact, args.triton_repo, meta, "tensorrt" if engine else "onnxruntime",
+                                    max_batch=args.max_batch or DEFAULT_MAX_BATCH,
+                                    instances=args.instances or 1, source=source)
+    print(f"Triton model repository: {folder} ({'tensorrt' if engine else 'onnxruntime'} backend)")
+
+
+def _engine_main(args: argparse.Namespace, model: Path) -> Path:
     from rd_edge.core.onnx_props import read_onnx_metadata
     from rd_edge.runtime import DEFAULT_MAX_BATCH, build_engine, default_plan_path, require_tensorrt
 
@@ -153,7 +181,7 @@ def _engine_main(args: argparse.Namespace, model: Path) -> int:
                           max_batch=args.max_batch or DEFAULT_MAX_BATCH, workspace_mb=args.workspace,
                           timing_cache=args.timing_cache, verbose=args.verbose)
     print(report.format())
-    return 0
+    return plan
 
 
 def _engine_onnx(args: argparse.Namespace, model: Path, plan: Path, precision: str, source_precision: str) -> Path:
@@ -177,9 +205,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def body() -> int:
         model = Path(args.model)
         _check_args(args, model)
-        if args.engine is not None:
-            return _engine_main(args, model)
-        return _onnx_main(args, model)
+        artifact = _engine_main(args, model) if args.engine is not None else _onnx_main(args, model)
+        if args.triton_repo is not None:
+            _triton_main(args, artifact)
+        return 0
 
     return run_cli(body)
 

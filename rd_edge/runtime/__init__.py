@@ -8,6 +8,8 @@ from .backends.trt.builder import DEFAULT_MAX_BATCH, EngineReport, build_engine,
 from .backends.trt.builder import import_tensorrt as require_tensorrt
 from .detector import Batch, Detector, Prediction
 from .pipeline import Pipeline, Result, Sink, Summary
+from .triton_repo import write_graph_repository
 
 __all__ = ["DEFAULT_MAX_BATCH", "Batch", "Detector", "EngineReport", "Pipeline", "Prediction", "Result", "Sink",
-           "Summary", "available_backends", "build_engine", "default_plan_path", "load_runner", "require_tensorrt"]
+           "Summary", "available_backends", "build_engine", "default_plan_path", "load_runner", "require_tensorrt",
+           "write_graph_repository"]

@@ -481,6 +481,21 @@ def test_cli_builds_from_onnx_with_fake_tensorrt(fake_trt, r18_onnx, tmp_path, c
     assert EngineSidecar.read(plan).max_batch == 2 and (tmp_path / "t.cache").is_file()
 
 
+def test_cli_writes_a_tensorrt_triton_repository(fake_trt, r18_onnx, tmp_path, capsys):
+    text_format = pytest.importorskip("google.protobuf.text_format")
+    model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+    fake_trt("10.3.0")
+    onnx_copy = tmp_path / "m.onnx"
+    onnx_copy.write_bytes(r18_onnx.read_bytes())
+    rc = export_main([str(onnx_copy), "--engine", "--max-batch", "4", "--triton-repo", str(tmp_path / "repo")])
+    assert rc == 0, capsys.readouterr().err
+    folder = tmp_path / "repo" / "rd_m"
+    assert (folder / "1" / "model.plan").read_bytes() == (tmp_path / "m.engine").read_bytes()
+    config = text_format.Parse((folder / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    assert (config.backend, config.max_batch_size) == ("tensorrt", EngineSidecar.read(tmp_path / "m.engine").max_batch)
+    assert [i.name for i in config.input] == ["image"] and list(config.input[0].dims) == [3, 64, 64]
+
+
 def test_on_device_build_command_writes_the_same_plan_and_sidecar(fake_trt, r18_onnx, tmp_path, capsys):
     """rd-build-engine (the runtime's, torch-free) builds what rd-export --engine builds."""
     from rd_edge.runtime.build_cli import main as build_main
@@ -514,7 +529,7 @@ def test_on_device_build_command_without_tensorrt_or_metadata_is_one_line(r18_on
 @pytest.mark.parametrize("args, message", [
     (["--calib-dir", "x"], "--calib-dir is for --precision int8"),
     (["--engine", "--precision", "int8", "--int8-target", "cpu"], "need --int8-target tensorrt"),
-    (["--max-batch", "4"], "are for --engine"),
+    (["--max-batch", "4"], "is for --engine or --triton-repo"),
 ])
 def test_option_combinations_that_would_be_ignored(r18_onnx, capsys, args, message):
     assert export_main([str(r18_onnx)] + args) == 1

@@ -1,0 +1,226 @@
+"""Triton Inference Server model repositories: ``config.pbtxt`` text and the folder layout.
+
+Pure text, no tritonclient and no protobuf needed to write them (the tests parse every config
+with Triton's own ``ModelConfig`` message). Two kinds of model:
+
+- the exported graph itself (``rd-export model.onnx --triton-repo DIR``): ``rd_<name>/1/model.onnx``
+  for the ``onnxruntime`` backend or ``model.plan`` for ``tensorrt``; inputs and outputs are the
+  graph's (``image`` float32 [N,3,H,W] RGB in [0,1] -> ``anomaly_map`` [N,1,H,W], ``score`` [N]),
+  so clients preprocess (rd_edge.core.preprocess) themselves;
+- the whole Detector behind the Python backend (``rd-serve``): model ``rd_edge``, encoded images
+  (or raw BGR frames) in, scores and maps at the frame's size out.
+
+Both carry the ``rd_edge`` metadata and the image threshold as ``parameters``.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from rd_edge.core.errors import MetadataError, RdEdgeError
+from rd_edge.core.files import PathLike, write_text_atomic
+from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
+from .backends.trt.builder import DEFAULT_MAX_BATCH  # the engines' default: one default everywhere
+
+DETECTOR_MODEL_NAME = "rd_edge"
+DEFAULT_QUEUE_DELAY_US = 2000  # how long the dynamic batcher waits to fill a batch
+THRESHOLDS_FILE = "thresholds.json"
+
+# Triton's file name and backend per graph kind; the dict keeps the writer free of if-chains.
+GRAPH_BACKENDS: Dict[str, Dict[str, str]] = {
+    "onnxruntime": {"file": "model.onnx", "kind": "KIND_AUTO"},  # GPU when the server has one
+    "tensorrt": {"file": "model.plan", "kind": "KIND_GPU"},
+}
+
+_TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "uint8": "TYPE_UINT8",
+                 "bool": "TYPE_BOOL", "bytes": "TYPE_STRING", "int32": "TYPE_INT32"}
+
+
+class TritonRepositoryError(RdEdgeError):
+    """A Triton model repository cannot be written as asked."""
+
+
+@dataclass
+class TensorSpec:
+    """One input or output of a Triton model; ``dims`` without the batch dimension."""
+
+    name: str
+    dtype: str  # numpy-style name, a key of _TRITON_TYPES
+    dims: Sequence[int]
+    reshape: Optional[Sequence[int]] = None  # the model's own shape when it differs from dims
+    optional: bool = False
+
+    def to_text(self) -> str:
+        parts = [f'name: "{self.name}"', f"data_type: {_TRITON_TYPES[self.dtype]}",
+                 f"dims: [ {', '.join(str(d) for d in self.dims)} ]"]
+        if self.reshape is not None:
+            parts.append(f"reshape: {{ shape: [ {', '.join(str(d) for d in self.reshape)} ] }}")
+        if self.optional:
+            parts.append("optional: true")
+        return "  {\n    " + "\n    ".join(parts) + "\n  }"
+
+
+def _quote(text: str) -> str:
+    """A protobuf text-format string literal (C escapes; non-ASCII as UTF-8 octal escapes)."""
+    out = []
+    for byte in text.encode("utf-8"):
+        char = chr(byte)
+        if char in "\"\\":
+            out.append("\\" + char)
+        elif char == "\n":
+            out.append("\\n")
+        elif 32 <= byte < 127:
+            out.append(char)
+        else:
+            out.append(f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def model_config_text(name: str, backend: str, max_batch: int, inputs: Sequence[TensorSpec],
+                      outputs: Sequence[TensorSpec], instances: int, kind: str,
+                      parameters: Dict[str, str], queue_delay_us: int = DEFAULT_QUEUE_DELAY_US) -> str:
+    """A ``config.pbtxt`` (Triton ModelConfig in protobuf text format)."""
+    if max_batch < 1 or instances < 1:
+        raise TritonRepositoryError(f"max batch and instance count must be >= 1, got {max_batch} and {instances}")
+    params = "\n".join(f"parameters {{\n  key: {_quote(k)}\n  value: {{ string_value: {_quote(v)} }}\n}}"
+                       for k, v in sorted(parameters.items()))
+    return "\n".join([
+        f'name: "{name}"',
+        f'backend: "{backend}"',
+        f"max_batch_size: {max_batch}",
+        "input [\n" + ",\n".join(t.to_text() for t in inputs) + "\n]",
+        "output [\n" + ",\n".join(t.to_text() for t in outputs) + "\n]",
+        f"dynamic_batching {{\n  max_queue_delay_microseconds: {queue_delay_us}\n}}",
+        f"instance_group [\n  {{\n    kind: {kind}\n    count: {instances}\n  }}\n]",
+        params,
+    ]) + "\n"
+
+
+def metadata_parameters(meta: ModelMetadata, threshold: Optional[float],
+                        thresholds_json: Optional[str] = None) -> Dict[str, str]:
+    """The ``parameters`` every rd-edge Triton model carries (Triton parameters are strings)."""
+    params = {"rd_edge": meta.to_json()}
+    if threshold is not None:
+        params["threshold"] = repr(float(threshold))
+    if thresholds_json is not None:
+        params["thresholds_json"] = thresholds_json
+    return params
+
+
+def graph_model_config(meta: ModelMetadata, name: str, backend: str, max_batch: int = DEFAULT_MAX_BATCH,
+                       instances: int = 1, threshold: Optional[float] = None,
+                       thresholds_json: Optional[str] = None) -> str:
+    """config.pbtxt of the exported graph on the onnxruntime or tensorrt backend."""
+    spec = _graph_backend(backend)
+    h, w = meta.height, meta.width
+    dtype = str(meta.input.get("dtype", "float32"))
+    if dtype not in _TRITON_TYPES:
+        raise MetadataError(f"the model's input dtype {dtype!r} has no Triton type; expected one of "
+                            f"{sorted(_TRITON_TYPES)}")
+    inputs = [TensorSpec(str(meta.input.get("name", INPUT_NAME)), dtype, [3, h, w])]  # [N,3,H,W]
+    outputs = [TensorSpec("anomaly_map", "float32", [1, h, w]),  # [N,1,H,W]
+               # The graph's score is [N]; Triton wants at least one dim per item: [N,1] on the
+               # wire, reshaped to the graph's [N].
+               TensorSpec("score", "float32", [1], reshape=[])]
+    if threshold is None:
+        threshold = meta.threshold
+    return model_config_text(name, backend, max_batch, inputs, outputs, instances, spec["kind"],
+                             metadata_parameters(meta, threshold, thresholds_json))
+
+
+def detector_model_config(meta: ModelMetadata, threshold: float, model_path: str,
+                          max_batch: int = DEFAULT_MAX_BATCH, instances: int = 1,
+                          queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
+                          extra: Optional[Dict[str, str]] = None) -> str:
+    """config.pbtxt of the Detector on the Python backend (model ``rd_edge``)."""
+    inputs = [TensorSpec("IMAGE", "bytes", [1], optional=True),  # one encoded PNG/JPEG per item
+              TensorSpec("FRAME", "uint8", [-1, -1, 3], optional=True)]  # BGR [H,W,3] per item
+    outputs = [TensorSpec("SCORE", "float32", [1]), TensorSpec("IS_ANOMALOUS", "bool", [1]),
+               TensorSpec("NORMALIZED_SCORE", "float32", [1]),
+               TensorSpec("ANOMALY_MAP", "float16", [-1, -1])]  # [H,W] at the frame's size
+    params = metadata_parameters(meta, threshold)
+    params["model_path"] = model_path
+    params.update(extra or {})
+    return model_config_text(DETECTOR_MODEL_NAME, "python", max_batch, inputs, outputs, instances,
+                             "KIND_CPU", params, queue_delay_us)
+
+
+def _graph_backend(backend: str) -> Dict[str, str]:
+    try:
+        return GRAPH_BACKENDS[backend]
+    except KeyError:
+        raise TritonRepositoryError(f"unknown Triton backend {backend!r}; expected one of "
+                                    f"{sorted(GRAPH_BACKENDS)}") from None
+
+
+def repository_model_name(model: PathLike) -> str:
+    """``rd_<stem>`` with characters Triton model names should not have replaced by '_'."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(model).stem)
+    return stem if stem.startswith("rd_") else f"rd_{stem}"
+
+
+def read_thresholds_json(model: PathLike) -> Optional[str]:
+    """The text of ``thresholds.json`` beside the model (validated as a JSON object), or None."""
+    path = Path(model).with_name(THRESHOLDS_FILE)
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    try:
+        if not isinstance(json.loads(text), dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        raise MetadataError(f"{path} is not a JSON object of thresholds ({exc}); fix or delete it") from exc
+    return text
+
+
+def write_graph_repository(model: PathLike, repo: PathLike, meta: ModelMetadata, backend: str,
+                           max_batch: int = DEFAULT_MAX_BATCH, instances: int = 1,
+                           name: Optional[str] = None, source: Optional[PathLike] = None) -> Path:
+    """Copy ``model`` (an .onnx or a TensorRT plan) into ``repo/<name>/1/`` and write its config.
+
+    ``source``: the file whose neighbouring ``thresholds.json`` applies (default: ``model``);
+    the model name defaults to ``rd_<stem of source>``. Returns the model's folder.
+    """
+    spec = _graph_backend(backend)
+    source = Path(source if source is not None else model)
+    name = name or repository_model_name(source)
+    folder = Path(repo) / name
+    version = folder / "1"
+    text = graph_model_config(meta, name, backend, max_batch, instances,  # every check before writing
+                              thresholds_json=read_thresholds_json(source))
+    try:
+        version.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(model, version / spec["file"])
+    except OSError as exc:
+        raise TritonRepositoryError(f"cannot write the Triton model {folder}: {exc.strerror or exc}") from exc
+    write_text_atomic(folder / "config.pbtxt", text)
+    return folder
+
+
+def write_detector_repository(repo: PathLike, meta: ModelMetadata, threshold: float, model_path: str,
+                              model_py: str, max_batch: int = DEFAULT_MAX_BATCH, instances: int = 1,
+                              queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
+                              extra: Optional[Dict[str, str]] = None) -> Path:
+    """``repo/rd_edge/{config.pbtxt, 1/model.py}`` for the Python backend; returns the model folder."""
+    folder = Path(repo) / DETECTOR_MODEL_NAME
+    (folder / "1").mkdir(parents=True, exist_ok=True)
+    write_text_atomic(folder / "1" / "model.py", model_py)
+    write_text_atomic(folder / "config.pbtxt", detector_model_config(
+        meta, threshold, model_path, max_batch, instances, queue_delay_us, extra))
+    return folder
+
+
+def parameter_values(config_parameters: Dict[str, Dict[str, str]]) -> Dict[str, str]:
+    """{key: string_value} from the ``parameters`` of a model config as JSON (Python backend args)."""
+    return {key: value.get("string_value", "") for key, value in config_parameters.items()}
+
+
+__all__: List[str] = [
+    "DETECTOR_MODEL_NAME", "GRAPH_BACKENDS", "TensorSpec", "TritonRepositoryError", "detector_model_config",
+    "graph_model_config", "model_config_text", "parameter_values", "read_thresholds_json",
+    "repository_model_name", "write_detector_repository", "write_graph_repository",
+]

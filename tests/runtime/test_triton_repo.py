@@ -1,0 +1,104 @@
+"""Triton model repositories: rd-export --triton-repo and the Python-backend config of rd-serve.
+
+Every config.pbtxt is parsed with Triton's own ModelConfig message (tritonclient ships it), so a
+typo in the text format, an unknown field or a wrong enum fails here, not on the server.
+"""
+import json
+
+import pytest
+
+from rd_edge.core.metadata import ModelMetadata
+
+text_format = pytest.importorskip("google.protobuf.text_format")
+model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+ort = pytest.importorskip("onnxruntime")
+
+from rd_edge.runtime.triton_repo import (  # noqa: E402
+    TritonRepositoryError, detector_model_config, write_graph_repository)
+
+
+def _parse(path_or_text):
+    text = path_or_text if isinstance(path_or_text, str) else path_or_text.read_text()
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+
+def _dims(tensor):
+    return list(tensor.dims)
+
+
+def test_export_cli_writes_an_onnxruntime_repository(tmp_path, make_model, metadata_factory):
+    from rd_export.cli import main
+
+    meta = metadata_factory()
+    meta.extra = {"note": 'quotes " and \\ backslash, é, newline\n'}  # must survive text-format escaping
+    model = make_model("weave.onnx", metadata=meta)
+    (tmp_path / "thresholds.json").write_text(json.dumps({"image": 0.25, "pixel": 0.2}))
+    repo = tmp_path / "repo"
+
+    assert main([str(model), "--triton-repo", str(repo), "--max-batch", "4", "--instances", "2"]) == 0
+
+    folder = repo / "rd_weave"
+    assert (folder / "1" / "model.onnx").read_bytes() == model.read_bytes()
+    config = _parse(folder / "config.pbtxt")
+    assert config.name == "rd_weave" and config.backend == "onnxruntime"
+    assert config.max_batch_size == 4
+    assert config.HasField("dynamic_batching")
+    assert [(g.kind, g.count) for g in config.instance_group] == [(model_config_pb2.ModelInstanceGroup.KIND_AUTO, 2)]
+    # The names and shapes Triton will check against the graph: the graph's own, batch dim dropped.
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    graph_inputs = {i.name: i.shape[1:] for i in session.get_inputs()}
+    assert {i.name: _dims(i) for i in config.input} == graph_inputs == {"image": [3, 24, 32]}
+    assert {o.name for o in config.output} == {o.name for o in session.get_outputs()}
+    outputs = {o.name: o for o in config.output}
+    assert _dims(outputs["anomaly_map"]) == [1, 24, 32]
+    assert _dims(outputs["score"]) == [1] and list(outputs["score"].reshape.shape) == []  # graph: [N]
+    assert all(t.data_type == model_config_pb2.TYPE_FP32 for t in list(config.input) + list(config.output))
+    params = {k: v.string_value for k, v in config.parameters.items()}
+    assert ModelMetadata.from_json(params["rd_edge"]) == meta
+    assert float(params["threshold"]) == meta.threshold
+    assert json.loads(params["thresholds_json"]) == {"image": 0.25, "pixel": 0.2}
+
+
+def test_tensorrt_repository_config_parses(tmp_path, metadata_factory):
+    """The writer needs no TensorRT: any plan file is copied as model.plan, the config says tensorrt."""
+    plan = tmp_path / "weave.engine"
+    plan.write_bytes(b"plan bytes")
+    meta = metadata_factory(image_size=(48, 64))
+    folder = write_graph_repository(plan, tmp_path / "repo", meta, "tensorrt", max_batch=16, instances=3)
+
+    assert (folder / "1" / "model.plan").read_bytes() == b"plan bytes"
+    config = _parse(folder / "config.pbtxt")
+    assert config.backend == "tensorrt" and config.max_batch_size == 16
+    assert [(g.kind, g.count) for g in config.instance_group] == [(model_config_pb2.ModelInstanceGroup.KIND_GPU, 3)]
+    assert {i.name: _dims(i) for i in config.input} == {"image": [3, 48, 64]}
+    assert {o.name: _dims(o) for o in config.output} == {"anomaly_map": [1, 48, 64], "score": [1]}
+    assert "thresholds_json" not in config.parameters
+
+
+def test_detector_config_parses_with_the_documented_interface(metadata_factory):
+    meta = metadata_factory()
+    config = _parse(detector_model_config(meta, threshold=0.7, model_path="/models/m.onnx", max_batch=8,
+                                          instances=2))
+    assert config.name == "rd_edge" and config.backend == "python"
+    inputs = {i.name: i for i in config.input}
+    assert inputs["IMAGE"].data_type == model_config_pb2.TYPE_STRING and _dims(inputs["IMAGE"]) == [1]
+    assert inputs["FRAME"].data_type == model_config_pb2.TYPE_UINT8 and _dims(inputs["FRAME"]) == [-1, -1, 3]
+    assert inputs["IMAGE"].optional and inputs["FRAME"].optional  # a request carries one of them
+    types = {o.name: o.data_type for o in config.output}
+    assert types == {"SCORE": model_config_pb2.TYPE_FP32, "IS_ANOMALOUS": model_config_pb2.TYPE_BOOL,
+                     "NORMALIZED_SCORE": model_config_pb2.TYPE_FP32, "ANOMALY_MAP": model_config_pb2.TYPE_FP16}
+    assert config.parameters["threshold"].string_value == "0.7"
+    assert config.parameters["model_path"].string_value == "/models/m.onnx"
+
+
+def test_bad_requests_are_clear_errors(tmp_path, make_model, metadata_factory):
+    from rd_export.cli import main
+
+    meta = metadata_factory()
+    with pytest.raises(TritonRepositoryError, match="unknown Triton backend 'openvino'"):
+        write_graph_repository(tmp_path / "x.onnx", tmp_path / "repo", meta, "openvino")
+    model = make_model("m.onnx")
+    assert main([str(model), "--instances", "2"]) == 1  # --instances without --triton-repo
+    (tmp_path / "thresholds.json").write_text("[1, 2]")
+    assert main([str(model), "--triton-repo", str(tmp_path / "repo")]) == 1
+    assert not (tmp_path / "repo").exists()  # checked before anything was written
