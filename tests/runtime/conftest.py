@@ -12,10 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
-from rd_edge.core.metadata import METADATA_KEY, ModelMetadata  # noqa: E402
+from rd_edge.core.metadata import METADATA_KEY, ModelMetadata
 
 TINY_SIZE = (24, 32)  # (H, W): not square, so an H/W swap shows
 CHANNEL_WEIGHTS = np.array([0.5, 0.3, 0.2], np.float32)  # R, G, B
@@ -32,6 +29,9 @@ def build_tiny_model(path: Path, metadata: Union[ModelMetadata, str, None] = "de
                      graph_size: Sequence[int] = TINY_SIZE, batch: Union[int, str] = "N",
                      input_name: str = "image") -> Path:
     """Write the stand-in ONNX graph; ``metadata=None`` leaves the rd_edge property out."""
+    onnx = pytest.importorskip("onnx")  # a runtime-only install (Jetson) has no onnx: those tests skip
+    from onnx import TensorProto, helper, numpy_helper
+
     h, w = graph_size
     image = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [batch, 3, h, w])
     amap = helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, [batch, 1, h, w])
