@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csi-fps", type=int_at_least(1), default=30, metavar="N", help="CSI frame rate (default: 30)")
     p.add_argument("--csi-flip", type=int, default=0, choices=range(8), metavar="0-7",
                    help="nvvidconv flip-method (default: 0)")
+    p.add_argument("--mqtt", metavar="mqtt://HOST:PORT/PREFIX",
+                   help="publish each result as JSON on PREFIX/<source> (QoS 1, retained), buffered while the "
+                        "broker is away")
+    p.add_argument("--mqtt-buffer", type=int_at_least(1), default=10000, metavar="N",
+                   help="results held while the MQTT broker is away; beyond, the oldest are dropped (default: 10000)")
     p.add_argument("--sequential", action="store_true",
                    help="run the stages one after another in one thread instead of pipelined")
     p.add_argument("--quiet", action="store_true", help="no progress bar, notes or summary")
@@ -112,9 +117,9 @@ def _run(args: argparse.Namespace, specs: List[Tuple[Optional[str], str]]) -> in
                         providers=args.providers, batch_size=args.batch_size)
     with detector, contextlib.ExitStack() as stack:
         sources = [stack.enter_context(source) for source in _open_sources(specs, args.limit)]
+        sinks = _build_sinks(detector, sources, args, stack)
         if not args.quiet:
             _print_header(detector, sources, args)
-        sinks = _build_sinks(detector, sources, args, stack)
         pipeline = Pipeline(detector, sources, sinks, batch_size=args.batch_size, pipelined=not args.sequential)
         for sink in sinks:
             if isinstance(sink, _Recorder):
@@ -153,12 +158,21 @@ def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, st
     from .sinks import JsonlSink
 
     sinks: List[Any] = []
+
+    def add(sink: Any) -> None:
+        stack.callback(sink.close)  # closed even when a later sink fails to start (close is idempotent)
+        sinks.append(sink)
+
     if args.json_path is not None:
-        sinks.append(JsonlSink(args.json_path))
+        add(JsonlSink(args.json_path))
+    if args.mqtt is not None:
+        from .sinks.mqtt import MqttSink
+
+        add(MqttSink(args.mqtt, buffer=args.mqtt_buffer))
     recorder = _Recorder(detector, args, prefix_keys=len(sources) > 1)
     recorder.progress = _progress_bar(total=_total(sources), unit="img" if sources[0].kind == "folder" else "frame",
                                       disable=args.quiet or (len(sources) == 1 and sources[0].kind in ("image", "file")))
-    sinks.append(recorder)
+    add(recorder)
     return sinks
 
 

@@ -74,6 +74,10 @@ class Result:
         return {**base, **scores, **self.extra}
 
 
+class SinkError(RdEdgeError):
+    """A sink that cannot be set up or used: a bad address, a missing package, a closed sink."""
+
+
 class Sink:
     """Where results go. ``write`` runs in one thread, in per-source capture order."""
 

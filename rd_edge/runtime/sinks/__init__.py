@@ -7,7 +7,7 @@
 
 Sinks with optional dependencies (paho-mqtt, prometheus_client) import them when created.
 """
-from ..pipeline import Result, Sink
+from ..pipeline import Result, Sink, SinkError
 from .jsonl import JsonlSink
 
-__all__ = ["JsonlSink", "Result", "Sink"]
+__all__ = ["JsonlSink", "Result", "Sink", "SinkError"]
