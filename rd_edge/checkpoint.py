@@ -22,6 +22,7 @@ from typing import Any, Dict, Union
 import torch
 
 from .core.errors import CheckpointError
+from .core.tiling import Tiling
 from .model import ModelConfig, RDInference
 
 CHECKPOINT_FORMAT = "rd_edge.checkpoint"
@@ -90,11 +91,13 @@ def build_model(data: Dict[str, Any]) -> RDInference:
 def load_checkpoint(path: Union[str, Path]) -> RDInference:
     """``model.pt`` -> RDInference in eval mode: float32 [N,3,H,W] RGB in [0,1] -> (map [N,1,H,W], score [N]).
 
-    The module carries the checkpoint's ``threshold`` and ``score_stats`` as attributes.
+    The module carries the checkpoint's ``threshold``, ``score_stats`` and ``tiling`` (a Tiling
+    for models trained on tiles, else None) as attributes.
     """
     data = read_checkpoint(path)
     model = build_model(data)
     model.threshold = data.get("threshold")
     model.score_stats = data.get("score_stats")
+    model.tiling = Tiling.from_dict(data["tiling"], str(path)) if data.get("tiling") else None
     model.requires_grad_(False)
     return model

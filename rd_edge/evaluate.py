@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -11,8 +11,9 @@ from tqdm import tqdm
 from .checkpoint import load_checkpoint
 from .data import MVTecCategory, read_image, read_mask
 from .metrics import evaluate
-from .core.postprocess import heatmap_overlay
+from .core.postprocess import heatmap_overlay, resize_map
 from .core.preprocess import preprocess_bgr
+from .tiles import predict_tiled
 from .train import pick_device
 
 
@@ -30,20 +31,44 @@ def predict_samples(model: torch.nn.Module, paths: List[Path], device: torch.dev
     return np.concatenate(maps), np.concatenate(scores)
 
 
+def _predict_full_resolution(model: torch.nn.Module, paths: List[Path], device: torch.device,
+                             batch_size: int, progress: bool) -> Tuple[Tuple[int, int], np.ndarray, np.ndarray]:
+    """(size, maps [N,H,W], scores [N]) with maps at the first image's size (the frame size;
+    a dataset of mixed sizes is compared at that one size)."""
+    size = read_image(paths[0]).shape[:2] if paths else tuple(model.config.image_size)
+    if model.tiling is not None:
+        frames = (read_image(p) for p in tqdm(paths, desc="eval tiles", disable=not progress, unit="frame"))
+        maps, scores = predict_tiled(model, frames, model.tiling, device, batch_size)
+    else:
+        maps, scores = predict_samples(model, paths, device, batch_size, progress)
+    return size, np.stack([resize_map(m, size) for m in maps]), scores
+
+
 def evaluate_checkpoint(model_path: Union[str, Path], data_dir: Union[str, Path], device: str = "auto",
                         batch_size: int = 8, save_maps: Optional[Union[str, Path]] = None,
-                        progress: bool = True) -> Dict:
-    """Image AUROC, pixel AUROC, AUPRO (FPR 0.3) and image F1-max, overall and per defect type."""
+                        progress: bool = True, full_resolution: bool = False) -> Dict:
+    """Image AUROC, pixel AUROC, AUPRO (FPR 0.3) and image F1-max, overall and per defect type.
+
+    Pixel metrics are computed at the model's input size, or with ``full_resolution`` (always
+    for tiled models, which are scored per frame over all tiles) at the test images' own size,
+    on the maps the runtime returns there.
+    """
     dev = pick_device(device)
     model = load_checkpoint(model_path).to(dev)
     samples = MVTecCategory(data_dir).test_samples()
-    size = model.config.image_size
-    maps, scores = predict_samples(model, [s.path for s in samples], dev, batch_size, progress)
+    paths = [s.path for s in samples]
+    if model.tiling is not None or full_resolution:
+        size, maps, scores = _predict_full_resolution(model, paths, dev, batch_size, progress)
+    else:
+        size = model.config.image_size
+        maps, scores = predict_samples(model, paths, dev, batch_size, progress)
     masks = np.stack([read_mask(s.mask_path, size) if s.mask_path else np.zeros(size, bool) for s in samples])
     labels = np.array([s.is_anomalous for s in samples], dtype=int)
     result = evaluate(labels, scores, masks, maps, [s.defect_type for s in samples])
     result["n_images"] = len(samples)
     result["threshold"] = model.threshold
+    result["tiling"] = model.tiling.to_dict() if model.tiling is not None else None
+    result["map_size"] = list(size)
     if save_maps is not None:
         write_maps(Path(save_maps), samples, maps, scores, model.score_stats, model.threshold)
     return result

@@ -18,6 +18,7 @@ from .model import ModelConfig, RDInference, ReverseDistillation, cosine_loss
 from .model.rd import Normalize
 from .model.weights import load_teacher_weights, reestimate_batchnorm
 from .core.preprocess import preprocess_bgr
+from .tiles import TileTraining
 
 HOLDOUT_FRACTION = 0.1  # normal training images kept aside to calibrate the threshold
 THRESHOLD_SIGMAS = 3.0  # threshold = mean + 3 std of held-out normal scores
@@ -37,6 +38,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     checkpoint_every_s: float = 300.0
+    tile: Optional[int] = None  # train on random tiles of this size from full-resolution frames
+    tile_overlap: float = 0.25  # overlap of the inference grid (held-out scores, metadata)
 
     def total_steps(self, n_train: int) -> int:
         if self.steps is not None:
@@ -104,10 +107,17 @@ class Trainer:
         self.device = pick_device(cfg.device)
         self.category = MVTecCategory(cfg.data)
         train_paths, hold_paths = split_holdout(self.category.train_paths(), cfg.seed)
-        self.train_u8 = load_images(train_paths, cfg.image_size)
-        self.hold_u8 = load_images(hold_paths, cfg.image_size)
+        self.tiles: Optional[TileTraining] = None
+        if cfg.tile:  # full-resolution frames; the model sees tiles of them
+            self.tiles = TileTraining([read_image(p) for p in train_paths], [read_image(p) for p in hold_paths],
+                                      cfg.tile, cfg.tile_overlap, (cfg.image_size, cfg.image_size))
+            self.train_u8 = self.tiles.bn_images()  # grid tiles: BatchNorm re-estimation only
+        else:
+            self.train_u8 = load_images(train_paths, cfg.image_size)
+            self.hold_u8 = load_images(hold_paths, cfg.image_size)
+        self.n_train, self.n_hold = len(train_paths), len(hold_paths)
         self.model_cfg = ModelConfig(backbone=cfg.backbone, image_size=(cfg.image_size, cfg.image_size))
-        self.total_steps = cfg.total_steps(len(train_paths))
+        self.total_steps = cfg.total_steps(self.tiles.n_grid_tiles() if self.tiles else len(train_paths))
         self.step = 0
         self.loss_history: List[float] = []
         self.elapsed = 0.0
@@ -171,12 +181,13 @@ class Trainer:
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "score_stats": stats,
             "threshold": threshold,
+            "tiling": self.tiles.tiling.to_dict() if self.tiles else None,
             "training": {
                 "step": self.step, "total_steps": self.total_steps, "completed": completed,
                 "final_loss": self.loss_history[-1] if self.loss_history else None,
                 "loss_history": self.loss_history, "seconds": self.elapsed,
-                "data_dir": str(Path(self.cfg.data).resolve()), "n_train": len(self.train_u8),
-                "n_holdout": len(self.hold_u8), "device": str(self.device),
+                "data_dir": str(Path(self.cfg.data).resolve()), "n_train": self.n_train,
+                "n_holdout": self.n_hold, "device": str(self.device),
             },
             "resume": None if completed else {"optimizer": self.optimizer.state_dict(),
                                               "generator": self.generator.get_state(),
@@ -195,8 +206,9 @@ class Trainer:
         try:
             while self.step < self.total_steps:
                 t0 = time.perf_counter()
-                idx = self._next_batch()
-                x = self.normalize(to_float(self.train_u8[idx], self.device))
+                batch_u8 = self.tiles.batch(self.cfg.batch_size, self.generator) if self.tiles else \
+                    self.train_u8[self._next_batch()]  # [B,3,S,S] uint8
+                x = self.normalize(to_float(batch_u8, self.device))
                 teacher, student = self.model(x)
                 loss = cosine_loss(teacher, student)
                 self.optimizer.zero_grad(set_to_none=True)
@@ -207,7 +219,7 @@ class Trainer:
                 self.step += 1
                 loss_value = loss.item()
                 self.loss_history.append(round(loss_value, 6))
-                bar.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{len(idx) / dt:.1f}")
+                bar.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{len(batch_u8) / dt:.1f}")
                 bar.update(1)
                 if time.monotonic() - last_save > self.cfg.checkpoint_every_s:
                     self.save()
@@ -224,7 +236,10 @@ class Trainer:
     def _finish(self) -> Dict:
         model = RDInference(self.model_cfg).to(self.device).eval()
         model.rd.load_state_dict(self.model.state_dict())
-        scores = score_images(model, self.hold_u8, self.device, self.cfg.batch_size)
+        if self.tiles:  # per frame over all its tiles, as the runtime scores it
+            scores = self.tiles.holdout_scores(model, self.device, self.cfg.batch_size)
+        else:
+            scores = score_images(model, self.hold_u8, self.device, self.cfg.batch_size)
         stats = score_statistics(scores)
         threshold = stats["mean"] + THRESHOLD_SIGMAS * stats["std"]
         self.save(completed=True, stats=stats, threshold=threshold)

@@ -17,6 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-maps", help="write per-image maps (.npy) and overlays (.png) here")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--full-resolution", action="store_true",
+                   help="pixel metrics at the test images' own size (as rd-infer returns maps) "
+                   "instead of the model's input size; always on for models trained with --tile")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -29,7 +32,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from ..metrics import format_metrics_table
 
         result = evaluate_checkpoint(args.model, args.data, args.device, args.batch_size,
-                                     args.save_maps, progress=not args.quiet)
+                                     args.save_maps, progress=not args.quiet,
+                                     full_resolution=args.full_resolution)
         print(format_metrics_table(result))
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(result, indent=2))

@@ -5,7 +5,18 @@ import argparse
 import json
 from typing import Optional, Sequence
 
-from rd_edge.core.cli import run_cli
+from rd_edge.core.cli import int_at_least, run_cli
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--checkpoint-every", type=float, default=300.0, metavar="SECONDS",
                    help="write a resumable checkpoint this often (default 300 s)")
+    p.add_argument("--tile", type=int_at_least(32), default=None, metavar="PX",
+                   help="train on PX x PX tiles cut at random positions from the full-resolution "
+                   "images (high-resolution inspection); inference tiles every frame the same way")
+    p.add_argument("--tile-overlap", type=fraction, default=0.25, metavar="F",
+                   help="overlap of neighbouring tiles at inference, a fraction in [0, 1) (default 0.25)")
     p.add_argument("--out", default="model.pt")
     p.add_argument("--resume", action="store_true", help="continue from --out where it stopped")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -40,7 +56,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         cfg = TrainConfig(data=args.data, out=args.out, backbone=args.backbone, image_size=args.image_size,
                           steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           teacher_weights=args.teacher_weights, seed=args.seed, device=args.device,
-                          checkpoint_every_s=args.checkpoint_every)
+                          checkpoint_every_s=args.checkpoint_every, tile=args.tile,
+                          tile_overlap=args.tile_overlap)
         summary = train(cfg, resume=args.resume, progress=not args.quiet)
         print(json.dumps(summary, indent=2))
         return 0

@@ -123,6 +123,18 @@ class TileGrid:
         return [frame[y:y + th, x:x + tw] for y, x in self.boxes]
 
 
+def fit_frame(frame: np.ndarray, size_hw: Optional[Tuple[int, int]]) -> np.ndarray:
+    """``frame`` resized to ``size_hw`` (area averaging when shrinking, bilinear otherwise);
+    unchanged when it already has that size or ``size_hw`` is None."""
+    import cv2
+
+    if size_hw is None or frame.shape[:2] == tuple(size_hw):
+        return frame
+    h, w = size_hw
+    shrink = h <= frame.shape[0] and w <= frame.shape[1]
+    return cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
 def window_1d(length: int, kind: str = "cosine") -> np.ndarray:
     """Blending weights along one tile axis, float32 [length], strictly positive."""
     centres = (np.arange(length, dtype=np.float64) + 0.5) / length  # in (0, 1)

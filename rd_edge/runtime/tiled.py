@@ -20,24 +20,12 @@ import numpy as np
 from rd_edge.core.metadata import INPUT_NAME
 from rd_edge.core.postprocess import resize_map
 from rd_edge.core.preprocess import preprocess_bgr
-from rd_edge.core.tiling import Stitcher, TileGrid, Tiling
+from rd_edge.core.tiling import Stitcher, TileGrid, Tiling, fit_frame
 from .backends.base import Runner
 
 Slot = Tuple[int, int]  # (frame index, tile index in its grid's boxes)
 # (frames, grids, slots) -> (runner outputs for the slots, time.perf_counter() when the tiles were ready)
 ChunkRunner = Callable[[List[np.ndarray], List[TileGrid], List[Slot]], Tuple[Dict[str, np.ndarray], float]]
-
-
-def fit_frame(frame: np.ndarray, size_hw: Optional[Tuple[int, int]]) -> np.ndarray:
-    """``frame`` resized to ``size_hw`` (area averaging when shrinking, bilinear otherwise);
-    unchanged when it already has that size or ``size_hw`` is None."""
-    import cv2
-
-    if size_hw is None or frame.shape[:2] == tuple(size_hw):
-        return frame
-    h, w = size_hw
-    shrink = h <= frame.shape[0] and w <= frame.shape[1]
-    return cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 class TiledRunner:
