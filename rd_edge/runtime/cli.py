@@ -32,6 +32,17 @@ def _size(text: str) -> Tuple[int, int]:
     return width, height
 
 
+def _positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rd-infer",
@@ -69,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "broker is away")
     p.add_argument("--mqtt-buffer", type=int_at_least(1), default=10000, metavar="N",
                    help="results held while the MQTT broker is away; beyond, the oldest are dropped (default: 10000)")
+    p.add_argument("--evidence", type=Path, metavar="DIR",
+                   help="keep each anomalous frame as DIR/<source>/<time>_<frame>.jpg (map overlay) + .json")
+    p.add_argument("--evidence-max-mb", type=_positive_float, metavar="MB",
+                   help="evidence disk budget; the oldest entries are removed first (default: no limit)")
+    p.add_argument("--metrics-port", type=int_at_least(0), metavar="PORT",
+                   help="serve Prometheus metrics on http://0.0.0.0:PORT/metrics while running")
     p.add_argument("--sequential", action="store_true",
                    help="run the stages one after another in one thread instead of pipelined")
     p.add_argument("--quiet", action="store_true", help="no progress bar, notes or summary")
@@ -105,6 +122,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run rd-infer; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.evidence_max_mb is not None and args.evidence is None:
+        parser.error("--evidence-max-mb needs --evidence DIR")
     specs = _source_specs(parser, args)
     return run_cli(lambda: _run(args, specs))
 
@@ -163,6 +182,10 @@ def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, st
         stack.callback(sink.close)  # closed even when a later sink fails to start (close is idempotent)
         sinks.append(sink)
 
+    if args.evidence is not None:  # first: the records of the sinks after it name the evidence file
+        from .sinks.evidence import EvidenceSink
+
+        add(EvidenceSink(args.evidence, detector, max_mb=args.evidence_max_mb))
     if args.json_path is not None:
         add(JsonlSink(args.json_path))
     if args.mqtt is not None:
@@ -173,6 +196,10 @@ def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, st
     recorder.progress = _progress_bar(total=_total(sources), unit="img" if sources[0].kind == "folder" else "frame",
                                       disable=args.quiet or (len(sources) == 1 and sources[0].kind in ("image", "file")))
     add(recorder)
+    if args.metrics_port is not None:  # last: it observes the time the other sinks took
+        from .sinks.metrics import MetricsSink
+
+        add(MetricsSink(args.metrics_port, streams=[s.label for s in sources]))
     return sinks
 
 
@@ -277,6 +304,9 @@ class _Recorder(Sink):
             flag = "ANOMALOUS" if record["is_anomalous"] else "ok"
             print(f"{record['source']}: score {record['score']:.6g} (normalized "
                   f"{record['normalized_score']:.3f}) {flag}, {record['latency_ms']:.1f} ms")
+        if record.get("evidence_error") and self.echo:  # scored, but its evidence could not be kept
+            message = f"warning: {record['source']}: {record['evidence_error']}"
+            (self.progress.write(message, file=sys.stderr) if bar_visible else print(message, file=sys.stderr))
 
     def _render(self, frame: np.ndarray, prediction: Any) -> Tuple[np.ndarray, np.ndarray]:
         from rd_edge.core.postprocess import heatmap_overlay

@@ -38,20 +38,27 @@ class DelayedRunner(Runner):
 class FrameSource(Source):
     """Numbered frames (pixel value = index % 250 + 1) made on the spot, ``period`` seconds apart.
 
-    ``live=True`` makes it a camera: it never waits for the pipeline. ``black`` indices are all zero.
+    ``live=True`` makes it a camera: it never waits for the pipeline. ``black`` indices are all
+    zero. ``noise=True``: random pixels instead (JPEG cannot shrink them: sizeable evidence files).
     """
 
-    def __init__(self, label: str, n: int, period: float = 0.0, live: bool = False, black=()) -> None:
+    def __init__(self, label: str, n: int, period: float = 0.0, live: bool = False, black=(),
+                 size=(20, 30), noise: bool = False) -> None:
         self.kind = "camera" if live else "video"
         super().__init__(label, n, None)
         self.label, self.n, self.period, self.black = label, n, period, set(black)
+        self.size, self.noise = tuple(size), noise
 
     def _items(self) -> Iterator[SourceItem]:
+        rng = np.random.default_rng(0)
         for i in range(self.n):
             if self.period:
                 time.sleep(self.period)
-            value = 0 if i in self.black else i % 250 + 1
-            yield SourceItem(f"{self.label}#{i}", f"{self.label}/{i}", np.full((20, 30, 3), value, np.uint8), None)
+            if self.noise:
+                frame = rng.integers(0, 256, self.size + (3,), dtype=np.uint8)
+            else:
+                frame = np.full(self.size + (3,), 0 if i in self.black else i % 250 + 1, np.uint8)
+            yield SourceItem(f"{self.label}#{i}", f"{self.label}/{i}", frame, None)
 
 
 class ListSink(Sink):

@@ -209,3 +209,21 @@ def test_sigterm_stops_cleanly_flushes_and_exits_normally(tiny_onnx, tmp_path, c
     assert rc == 0 and 5 <= len(records) < 600
     assert [r["frame"] for r in records] == list(range(len(records)))  # flushed, nothing lost between
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+
+
+def test_sink_options_run_together_and_budget_needs_a_folder(tiny_onnx, tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    clip = write_clip(tmp_path / "c.avi", 4)
+    rc = main([str(tiny_onnx), str(clip), "--threshold", "0", "--evidence", str(tmp_path / "ev"),
+               "--evidence-max-mb", "1", "--metrics-port", str(port), "--json", str(tmp_path / "r.jsonl")])
+    assert rc == 0
+    assert len(list((tmp_path / "ev" / "c").glob("*.jpg"))) == 4
+    assert all(r["evidence"].endswith(".jpg") for r in read_records(tmp_path / "r.jsonl"))
+    assert "evidence: 4 anomalous frames saved" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([str(tiny_onnx), str(clip), "--evidence-max-mb", "1"])
+    assert "--evidence-max-mb needs --evidence DIR" in capsys.readouterr().err

@@ -1,0 +1,137 @@
+"""Evidence folder: each anomalous frame as a JPEG with its map overlay, plus its record as JSON.
+
+    DIR/<stream>/<UTC time>_<frame>.jpg   the frame, anomaly map coloured over it, defect outlined
+    DIR/<stream>/<UTC time>_<frame>.json  the record (score, verdict, source, frame, time)
+
+Files are written atomically (a reader never sees half a file; the JSON, written last, marks a
+complete entry). With a budget (``max_mb``, in MB = 10^6 bytes) the oldest entries are removed
+before a new one would overflow it, so the folder never holds more; entries found there at start
+count too. A write that fails (disk full, no permission) is never a crash: the record gets
+``evidence_error`` and the run goes on.
+"""
+from __future__ import annotations
+
+import json
+from collections import deque
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Deque, List, Optional, Tuple
+
+import numpy as np
+
+from rd_edge.core.files import PathLike, write_bytes_atomic
+from ..pipeline import Result, Sink, SinkError
+
+_SUFFIXES = (".jpg", ".json")
+
+
+class EvidenceSink(Sink):
+    """Keeps anomalous frames as evidence (see the module docstring).
+
+    ``detector`` supplies the threshold and colour range of the overlay. ``quality``: JPEG quality.
+    """
+
+    name = "evidence"
+
+    def __init__(self, folder: PathLike, detector: Any, max_mb: Optional[float] = None, quality: int = 90) -> None:
+        if max_mb is not None and not max_mb > 0:
+            raise SinkError(f"the evidence budget must be > 0 MB, got {max_mb}")
+        self.folder = Path(folder)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SinkError(f"cannot create the evidence folder {self.folder}: {exc.strerror or exc}") from exc
+        self.detector = detector
+        self.budget = None if max_mb is None else int(max_mb * 1_000_000)
+        self.quality = int(quality)
+        self.saved = self.removed = self.failed = 0
+        self._entries: Deque[Tuple[List[Path], int]] = deque(_existing_entries(self.folder))  # oldest first
+        self.bytes = sum(size for _, size in self._entries)
+
+    def write(self, result: Result) -> None:
+        result.extra.update(evidence=None)
+        p = result.prediction
+        if p is None or not p.is_anomalous:
+            return
+        stem = self.folder / result.stream / _entry_name(result)
+        image = self._overlay_jpeg(result)
+        result.extra["evidence"] = str(stem.with_suffix(".jpg"))
+        record = json.dumps(result.record(), allow_nan=False, indent=1).encode("utf-8")
+        size = len(image) + len(record)
+        if self.budget is not None and size > self.budget:
+            self._fail(result, f"{size} bytes, larger than the whole budget of {self.budget}")
+            return
+        self._make_room(size)
+        try:
+            write_bytes_atomic(stem.with_suffix(".jpg"), image)
+            write_bytes_atomic(stem.with_suffix(".json"), record)  # last: marks a complete entry
+        except OSError as exc:  # disk full, quota, permissions: an error record, never a crash
+            _remove([stem.with_suffix(s) for s in _SUFFIXES])
+            self._fail(result, exc.strerror or str(exc))
+            return
+        self._entries.append(([stem.with_suffix(s) for s in _SUFFIXES], size))
+        self.bytes += size
+        self.saved += 1
+
+    def _overlay_jpeg(self, result: Result) -> bytes:
+        import cv2
+
+        from rd_edge.core.postprocess import heatmap_overlay
+
+        amap = result.prediction.anomaly_map  # [H,W] at the frame's size
+        vmin, vmax = self.detector.display_range()
+        overlay = heatmap_overlay(result.item.frame, amap, vmin, vmax, mask=amap > self.detector.threshold)
+        ok, data = cv2.imencode(".jpg", overlay, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            raise SinkError("JPEG encoding of the evidence overlay failed")
+        return np.asarray(data).tobytes()
+
+    def _make_room(self, size: int) -> None:
+        """Remove the oldest entries until ``size`` more bytes fit the budget."""
+        while self.budget is not None and self._entries and self.bytes + size > self.budget:
+            paths, old = self._entries.popleft()
+            _remove(paths)
+            self.bytes -= old
+            self.removed += 1
+
+    def _fail(self, result: Result, reason: str) -> None:
+        result.extra["evidence"] = None
+        result.extra["evidence_error"] = f"evidence not saved in {self.folder}: {reason}"
+        self.failed += 1
+
+    def summary(self) -> Optional[str]:
+        budget = f" of {self.budget / 1e6:g} MB" if self.budget is not None else ""
+        text = (f"evidence: {self.saved} anomalous frames saved in {self.folder} "
+                f"({self.bytes / 1e6:.2f} MB{budget})")
+        if self.removed:
+            text += f", {self.removed} oldest removed"
+        if self.failed:
+            text += f", {self.failed} not saved (see evidence_error in their records)"
+        return text
+
+
+def _entry_name(result: Result) -> str:
+    """'20261129T083511-123Z_00000042': sorts by time, unique per stream and frame."""
+    when = datetime.fromtimestamp(result.captured_at, timezone.utc)
+    return f"{when:%Y%m%dT%H%M%S}-{when.microsecond // 1000:03d}Z_{result.index:08d}"  # no dot: one suffix
+
+
+def _existing_entries(folder: Path) -> List[Tuple[List[Path], int]]:
+    """Entries already in the folder (from earlier runs), oldest first, so the budget covers them."""
+    stems = {}
+    for path in folder.rglob("*"):
+        if path.suffix in _SUFFIXES and path.is_file() and not path.name.startswith("."):
+            stems.setdefault(path.with_suffix(""), []).append(path)
+    entries = []
+    for stem, paths in stems.items():
+        stats = [p.stat() for p in paths]
+        entries.append((max(s.st_mtime for s in stats), paths, sum(s.st_size for s in stats)))
+    return [(paths, size) for _, paths, size in sorted(entries, key=lambda e: e[0])]
+
+
+def _remove(paths: List[Path]) -> None:
+    for path in paths:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,92 @@
+"""Evidence folder: anomalous frames with overlay + JSON, atomic, within a disk budget, disk full survived."""
+import json
+import resource
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline_parts import FrameSource, ListSink
+from rd_edge.runtime import Detector
+from rd_edge.runtime.pipeline import Pipeline
+from rd_edge.runtime.sinks import JsonlSink
+from rd_edge.runtime.sinks.evidence import EvidenceSink
+
+
+def folder_bytes(folder):
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def run(detector, folder, n, max_mb=None, stream="cam", size=(120, 160)):
+    sink, results = EvidenceSink(folder, detector, max_mb=max_mb), ListSink()
+    summary = Pipeline(detector, [FrameSource(stream, n, noise=True, size=size)], [sink, results]).run()
+    return sink, results, summary
+
+
+def test_a_run_writing_3x_the_budget_leaves_the_folder_within_it_newest_kept(tiny_onnx, tmp_path):
+    folder, budget_mb = tmp_path / "evidence", 0.15
+    with Detector(tiny_onnx, threshold=0.0) as det:  # every frame anomalous
+        sink, results, summary = run(det, folder, 40, max_mb=budget_mb)
+    entry = folder_bytes(folder) / len(list(folder.rglob("*.jpg")))
+    assert sink.saved == 40 and entry * 40 >= 3 * budget_mb * 1e6  # the run really wrote 3x the budget
+    assert folder_bytes(folder) <= budget_mb * 1e6 == sink.budget
+    kept = sorted(folder.rglob("*.json"))
+    assert sink.removed == 40 - len(kept) > 0
+    frames = [json.loads(p.read_text())["frame"] for p in kept]
+    assert frames == list(range(40 - len(kept), 40))  # oldest removed first
+    record = json.loads(kept[-1].read_text())
+    assert record["is_anomalous"] is True and record["stream"] == "cam" and record["evidence"] == str(kept[-1].with_suffix(".jpg"))
+    image = cv2.imread(record["evidence"])
+    assert image.shape == (120, 160, 3)
+    assert not list(folder.rglob(".*.tmp"))  # atomic writes leave no temporary files
+    assert "oldest removed" in summary.text() and summary.errors == 0
+
+
+def test_entries_from_an_earlier_run_count_and_go_first(tiny_onnx, tmp_path):
+    folder = tmp_path / "evidence"
+    with Detector(tiny_onnx, threshold=0.0) as det:
+        run(det, folder, 6, stream="old")
+        before = folder_bytes(folder)
+        sink, _, _ = run(det, folder, 4, max_mb=before / 1e6, stream="new")
+    assert folder_bytes(folder) <= before
+    assert sorted(p.parent.name for p in folder.rglob("*.json")).count("new") == 4  # the newest stay
+
+
+def test_normal_frames_leave_no_evidence_and_records_say_so(tiny_onnx, tmp_path):
+    folder = tmp_path / "evidence"
+    with Detector(tiny_onnx, threshold=1e6) as det:
+        sink, results, _ = run(det, folder, 5)
+    assert sink.saved == 0 and not list(folder.rglob("*.jpg"))
+    assert all(r.record()["evidence"] is None and "evidence_error" not in r.record() for r in results.results)
+
+
+def test_disk_full_is_an_error_record_never_a_crash(tiny_onnx, tmp_path):
+    """rd-infer in a process whose files may not grow past 12 kB (RLIMIT_FSIZE: the kernel refuses
+    the write, as on a full disk): large overlays fail, small ones are kept, every record is there."""
+    folder, evidence, records = tmp_path / "in", tmp_path / "evidence", tmp_path / "r.jsonl"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):  # noise compresses badly (~35 kB as an overlay JPEG); flat grey to a few hundred bytes
+        frame = rng.integers(0, 256, (200, 240, 3), dtype=np.uint8) if i % 2 else np.full((200, 240, 3), 90, np.uint8)
+        cv2.imwrite(str(folder / f"f{i}.png"), frame)
+    limit = 12_000
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run([sys.executable, "-m", "rd_edge.runtime.cli", str(tiny_onnx), str(folder), "--threshold", "0",
+                           "--evidence", str(evidence), "--json", str(records)],
+                          preexec_fn=small_files, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr  # some inputs failed, the run finished
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    assert len(rows) == 6 and all(r["score"] is not None and r["is_anomalous"] for r in rows)  # verdicts kept
+    failed = [r for r in rows if r.get("evidence_error")]
+    assert [r["source"].endswith(("f1.png", "f3.png", "f5.png")) for r in failed] == [True] * 3
+    assert all("File too large" in r["evidence_error"] and r["evidence"] is None for r in failed)
+    saved = [r for r in rows if not r.get("evidence_error")]
+    assert len(saved) == 3 and all(cv2.imread(r["evidence"]) is not None for r in saved)
+    assert sorted(p.name for p in evidence.rglob("*")if p.is_file()) == sorted(
+        [n for r in saved for n in (r["evidence"].rsplit("/", 1)[1], r["evidence"].rsplit("/", 1)[1][:-4] + ".json")])
+    assert "3 not saved" in proc.stdout and "Traceback" not in proc.stderr
