@@ -94,7 +94,23 @@ def test_model_without_threshold_needs_one_from_the_caller(make_model, metadata_
     with pytest.raises(MetadataError, match=r"no threshold.*threshold=T.*--threshold"):
         Detector(path)
     with Detector(path, threshold=0.2) as det:
-        assert det.predict(frame(24, 32, 0)).is_anomalous in (True, False)
+        pred = det.predict(frame(24, 32, 0))
+        assert det.threshold == 0.2 and pred.is_anomalous == (pred.score > 0.2)
+
+
+def test_score_equal_to_the_threshold_is_ok_and_the_mask_agrees_with_the_verdict(tiny_onnx):
+    # The verdict is score > threshold (anomalib's convention); the rd-infer mask is
+    # map > threshold, so at the model's size the mask is empty exactly when the verdict is OK.
+    frames = [frame(24, 32, seed) for seed in range(6)]
+    with Detector(tiny_onnx) as probe:
+        scores = [p.score for p in probe.predict(frames)]
+    for boundary in scores:
+        with Detector(tiny_onnx, threshold=boundary) as det:
+            for pred, score in zip(det.predict(frames), scores):
+                assert pred.is_anomalous == (score > boundary), (score, boundary)
+                mask = pred.anomaly_map > det.threshold
+                assert mask.any() == pred.is_anomalous, (score, boundary)
+            assert not [p for p in det.predict(frames) if p.score == boundary][0].is_anomalous
 
 
 @pytest.mark.parametrize("convert", [
