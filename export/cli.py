@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 from rd_edge.core.choices import CalibrationMethod, Int8Scope, Int8Target, Precision, values
 from rd_edge.core.cli import int_at_least, run_cli
 from rd_edge.core.errors import ExportError
+from rd_edge.core.files import check_writable_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fp32 (default for a checkpoint); fp16: half weights and compute, float32 "
                         "input/output; int8: Q/DQ graph calibrated on --calib-dir")
     p.add_argument("--no-verify", action="store_true", help="skip the parity check against the torch model")
+    p.add_argument("--keep-failed", action="store_true",
+                   help="keep a graph that fails verification as <stem>.failed.onnx (the output path is "
+                        "never overwritten by a failed export)")
     q = p.add_argument_group("int8")
     q.add_argument("--calib-dir", help="good images for int8 calibration (a folder, or a category "
                                        "folder whose train/good is used)")
@@ -98,7 +102,7 @@ def _export_checkpoint(args: argparse.Namespace, checkpoint: Path, out: Path, pr
     from .onnx_export import export_onnx
 
     report = export_onnx(checkpoint, out, opset=args.opset, batch=args.batch, precision=precision,
-                         verify=not args.no_verify)
+                         verify=not args.no_verify, keep_failed=args.keep_failed)
     print(report.format())
     return out
 
@@ -143,10 +147,11 @@ def _onnx_main(args: argparse.Namespace, model: Path) -> Path:
     precision = args.precision or "fp32"
     if precision == "int8":
         out = Path(args.output) if args.output else model.with_name(f"{model.stem}_int8.onnx")
-        return _int8_onnx(args, model, out, args.int8_target or "tensorrt")
+        return _int8_onnx(args, model, check_writable_file(out, "ONNX output"), args.int8_target or "tensorrt")
     if _is_onnx(model) and args.precision is None:
         return model  # --triton-repo from an existing graph: nothing to export
-    return _export_checkpoint(args, model, Path(args.output) if args.output else model.with_suffix(".onnx"), precision)
+    out = Path(args.output) if args.output else model.with_suffix(".onnx")
+    return _export_checkpoint(args, model, check_writable_file(out, "ONNX output"), precision)
 
 
 def _triton_main(args: argparse.Namespace, artifact: Path) -> None:
@@ -176,6 +181,9 @@ def _engine_main(args: argparse.Namespace, model: Path) -> Path:
     require_tensorrt()  # fail before exporting or quantizing when TensorRT is missing
     precision = args.precision or source_precision
     plan = Path(args.engine) if args.engine else default_plan_path(model, precision, source_precision)
+    check_writable_file(plan, "engine")  # before any export, quantization or build work
+    if not _is_onnx(model) or (precision == "int8" and source_precision != "int8"):
+        check_writable_file(Path(args.output) if args.output else plan.with_suffix(".onnx"), "ONNX output")
     onnx_path = _engine_onnx(args, model, plan, precision, source_precision)
     report = build_engine(onnx_path, plan, precision=precision,
                           max_batch=args.max_batch or DEFAULT_MAX_BATCH, workspace_mb=args.workspace,

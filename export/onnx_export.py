@@ -13,8 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from rd_edge.checkpoint import build_model, read_checkpoint
-from rd_edge.core.errors import ExportError
-from rd_edge.core.files import sha256_file
+from rd_edge.core.errors import ExportError, VerificationError
+from rd_edge.core.files import atomic_path, check_writable_file, sha256_file
 from rd_edge.core.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 from rd_edge.core.tiling import Tiling
 from rd_edge.model import RDInference
@@ -109,12 +109,24 @@ def _validate_args(opset: int, batch: Union[str, int], precision: str) -> int:
     return n
 
 
+def failed_path(out: Path) -> Path:
+    """Where --keep-failed puts a graph that failed verification: <stem>.failed.onnx."""
+    return out.with_name(f"{out.stem}.failed{out.suffix or '.onnx'}")
+
+
 def export_onnx(checkpoint: Union[str, Path], out: Optional[Union[str, Path]] = None, *, opset: int = DEFAULT_OPSET,
-                batch: Union[str, int] = "dynamic", precision: str = "fp32", verify: bool = True) -> ExportReport:
-    """Fuse normalization, teacher, OCBE, student and the anomaly-map reduction into one ONNX file."""
+                batch: Union[str, int] = "dynamic", precision: str = "fp32", verify: bool = True,
+                keep_failed: bool = False) -> ExportReport:
+    """Fuse normalization, teacher, OCBE, student and the anomaly-map reduction into one ONNX file.
+
+    Atomic: the graph is written and verified beside ``out`` under a temporary name and renamed
+    onto ``out`` only once verified, so a failed verification, Ctrl-C or a kill never leaves a
+    bad graph at ``out`` nor destroys the model that was there. ``keep_failed`` keeps a graph
+    that failed as <stem>.failed.onnx.
+    """
     t0 = time.perf_counter()
     checkpoint = Path(checkpoint)
-    out = Path(out) if out is not None else checkpoint.with_suffix(".onnx")
+    out = check_writable_file(out if out is not None else checkpoint.with_suffix(".onnx"), "ONNX output")
     example_batch = _validate_args(opset, batch, precision)
     data = read_checkpoint(checkpoint)
     model = build_model(data)
@@ -122,23 +134,32 @@ def export_onnx(checkpoint: Union[str, Path], out: Optional[Union[str, Path]] = 
     fold_batchnorm(model)
     module = HalfPrecisionRD(model) if precision == "fp16" else model
     h, w = model.config.image_size
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _torch_export(module, torch.rand(example_batch, 3, h, w), out, opset, dynamic=batch == "dynamic")
-
-    graph = onnx.load(str(out))
-    ops_before = op_histogram(graph)
-    graph = infer_shapes(simplify(graph))
-    check_clean(graph)
-    metadata = build_metadata(data, model, checkpoint, precision, opset)
-    set_metadata(graph, metadata)
-    full_check(graph)
-    onnx.save(graph, str(out))
-
-    report = ExportReport(out, precision, opset, str(batch), 0.0, ops_before, op_histogram(graph), metadata=metadata)
-    if verify:
-        n_check = example_batch if batch != "dynamic" else 4
-        images, source = check_images(model.config.image_size, data["training"].get("data_dir"), n=n_check)
-        report.verification = verify_export(out, reference, images, source, precision,
-                                            with_opencv=precision == "fp32")
+    with atomic_path(out, suffix=".onnx", keep_failed=failed_path(out) if keep_failed else None) as tmp:
+        _torch_export(module, torch.rand(example_batch, 3, h, w), tmp, opset, dynamic=batch == "dynamic")
+        graph = onnx.load(str(tmp))
+        ops_before = op_histogram(graph)
+        graph = infer_shapes(simplify(graph))
+        check_clean(graph)
+        metadata = build_metadata(data, model, checkpoint, precision, opset)
+        set_metadata(graph, metadata)
+        full_check(graph)
+        onnx.save(graph, str(tmp))
+        report = ExportReport(out, precision, opset, str(batch), 0.0, ops_before, op_histogram(graph),
+                              metadata=metadata)
+        if verify:
+            n_check = example_batch if batch != "dynamic" else 4
+            images, source = check_images(model.config.image_size, data["training"].get("data_dir"), n=n_check)
+            report.verification = _verify(tmp, out, reference, images, source, precision, keep_failed)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _verify(tmp: Path, out: Path, reference: RDInference, images, source: str, precision: str,
+            keep_failed: bool) -> VerificationReport:
+    """verify_export on the temporary graph; a failure says that ``out`` was left as it was."""
+    try:
+        return verify_export(tmp, reference, images, source, precision, with_opencv=precision == "fp32")
+    except VerificationError as exc:
+        kept = (f"the failed graph is kept as {failed_path(out)}" if keep_failed
+                else "keep the failed graph for inspection with --keep-failed")
+        raise VerificationError(f"{exc}\n{out} was not written (an existing file there is untouched); {kept}") from exc

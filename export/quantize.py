@@ -32,7 +32,9 @@ import onnx
 
 from rd_edge.core.choices import CalibrationMethod, Int8Scope, Int8Target, values
 from rd_edge.core.errors import ExportError, RdEdgeError
+from rd_edge.core.files import atomic_path, check_writable_file
 from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
+from rd_edge.core.onnx_props import read_onnx_metadata
 
 from .graph import full_check, read_metadata, set_metadata
 
@@ -347,8 +349,10 @@ def quantize_int8(onnx_in: PathLike, onnx_out: PathLike, calib_dir: PathLike, ta
         raise ExportError(f"--int8-scope {scope!r}: expected one of {', '.join(SCOPES)}")
     if not onnx_in.is_file():
         raise ExportError(f"cannot quantize {onnx_in}: no such file; expected an fp32 ONNX from rd-export")
+    check_writable_file(onnx_out, "int8 ONNX output")
     _import_quantization()
-    model = onnx.load(str(onnx_in))
+    read_onnx_metadata(onnx_in)  # MetadataError for a random file, before onnx parses it
+    model = _load_onnx(onnx_in)
     meta = _check_source(model, onnx_in)
     paths = calibration_paths(calib_dir, max_images)
     nodes = backbone_convs(model, scope, recipe.quantize_conv_transpose)
@@ -366,11 +370,20 @@ def quantize_int8(onnx_in: PathLike, onnx_out: PathLike, calib_dir: PathLike, ta
         "activations": "int8 symmetric" if recipe.activation_symmetric else "uint8 asymmetric"})
     set_metadata(quantized, qmeta)
     full_check(quantized)
-    onnx_out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(quantized, str(onnx_out))
+    with atomic_path(onnx_out, suffix=".onnx") as tmp:  # a kill never leaves half a graph at onnx_out
+        onnx.save(quantized, str(tmp))
     counts = quantization_summary(quantized)
     return QuantizeReport(onnx_out, recipe.target, scope, len(paths), Path(calib_dir), recipe.calibration_method,
                           counts["quantized_convs"], counts["float_convs"], time.perf_counter() - t0, qmeta)
+
+
+def _load_onnx(path: Path) -> onnx.ModelProto:
+    """onnx.load with a clear error for a file that is not an ONNX model."""
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # protobuf DecodeError, onnx's own errors
+        raise ExportError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc}); expected "
+                          f"an fp32 graph written by rd-export") from exc
 
 
 def quantization_summary(model: onnx.ModelProto) -> Dict[str, int]:

@@ -98,6 +98,9 @@ def verify_export(onnx_path: Path, torch_model, images: np.ndarray, image_source
     tol = TOLERANCE[precision]
     with torch.no_grad():
         ref_map, ref_score = (t.numpy() for t in torch_model(torch.from_numpy(images)))
+    if not (np.isfinite(ref_map).all() and np.isfinite(ref_score).all()):
+        raise VerificationError("the checkpoint's model itself produces NaN or infinite outputs (its weights "
+                                "are broken, e.g. a diverged training run); nothing to export")
     report = VerificationReport(image_source, len(images), tol)
     report.results.append(_parity("onnxruntime", ref_map, ref_score, *run_onnxruntime(onnx_path, images), tol))
     if not with_opencv:

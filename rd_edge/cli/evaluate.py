@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Optional, Sequence
 
 from rd_edge.core.cli import run_cli
+from rd_edge.core.files import check_writable_file, write_text_atomic
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +28,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
+        if args.json_out:  # before torch is imported and minutes of evaluation, not after
+            check_writable_file(args.json_out, "metrics JSON")
         from ..evaluate import evaluate_checkpoint
         from ..metrics import format_metrics_table
 
@@ -36,7 +38,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                      full_resolution=args.full_resolution)
         print(format_metrics_table(result))
         if args.json_out:
-            Path(args.json_out).write_text(json.dumps(result, indent=2))
+            write_text_atomic(args.json_out, json.dumps(result, indent=2))
             print(f"metrics written to {args.json_out}")
         return 0
 

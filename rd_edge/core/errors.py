@@ -40,6 +40,10 @@ class VerificationError(ExportError):
     """An exported model's outputs do not match the reference model within tolerance."""
 
 
+class OutputError(RdEdgeError):
+    """An output path cannot be written: a folder, read-only, no permission, or the disk is full."""
+
+
 class ConfigError(RdEdgeError, ValueError):
     """An argument or setting is of the wrong type or out of range (checked before any work)."""
 

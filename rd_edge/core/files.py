@@ -1,12 +1,15 @@
 """File helpers every layer needs: content hashes and writes that never leave half a file."""
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, List, Optional, Union
+
+from .errors import OutputError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -20,24 +23,82 @@ def sha256_file(path: PathLike) -> str:
     return h.hexdigest()
 
 
+TEMP_SUFFIX = ".tmp"
+
+
 @contextmanager
-def atomic_path(target: PathLike) -> Iterator[Path]:
+def atomic_path(target: PathLike, suffix: str = "", keep_failed: Optional[PathLike] = None) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target`` in one rename.
 
     On any exception (Ctrl-C included) the temporary file is removed and ``target`` is left as
-    it was, so an interrupted write never destroys a good file.
+    it was, so an interrupted write never destroys a good file. ``suffix`` is appended to the
+    temporary name (".onnx" where a tool picks its reader by suffix). ``keep_failed``: on an
+    ordinary exception (not Ctrl-C) the temporary file is moved there instead of removed, for
+    inspection. A process killed with SIGKILL leaves ``.<name>.*.tmp*``; see remove_stale_temps.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX + suffix, dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets the usual mode
         os.replace(tmp_path, target)
+    except Exception:
+        if keep_failed is not None and tmp_path.is_file() and tmp_path.stat().st_size > 0:
+            os.replace(tmp_path, keep_failed)
+        tmp_path.unlink(missing_ok=True)
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def stale_temps(target: PathLike) -> List[Path]:
+    """Temporary files atomic_path left beside ``target`` when its process was killed (SIGKILL)."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    return sorted(target.parent.glob(f".{glob.escape(target.name)}.*{TEMP_SUFFIX}*"))
+
+
+def remove_stale_temps(target: PathLike) -> List[Path]:
+    """Remove stale_temps(target); returns what was removed. Call only where this process owns
+    ``target`` (e.g. rd-train's --out): another writer's live temporary file looks the same."""
+    removed = []
+    for path in stale_temps(target):
+        try:
+            path.unlink()
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def check_writable_file(target: PathLike, what: str = "output") -> Path:
+    """``target`` as a Path, once it is known that a file can be written there: OutputError when it
+    is a folder, its folder cannot be made, or a file cannot be created in it (probed, so
+    permissions, read-only mounts and a full disk's inode limit all show before any work)."""
+    target = Path(target)
+    if target.is_dir():
+        raise OutputError(f"cannot write {what} {target}: it is a folder; expected a file path "
+                          f"such as {target / 'name'}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=target.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {what} {target}: {exc.strerror or exc}; choose a writable "
+                          f"location") from exc
+    os.close(fd)
+    os.unlink(probe)
+    return target
 
 
 def write_bytes_atomic(target: PathLike, data: bytes) -> Path:
