@@ -61,3 +61,13 @@ def test_checkpoint_round_trip_stays_plain_data(tmp_path):
     data = torch.load(path, map_location="cpu", weights_only=True)
     assert torch.equal(data["state_dict"]["w"], torch.ones(2))
 
+
+
+def test_default_blur_is_sigma_4_with_33_taps_like_rd4ad():
+    cfg = ModelConfig(backbone="resnet18", image_size=(64, 64))
+    assert cfg.blur_sigma == 4.0
+    kernel = RDInference(cfg).head.blur.kernel.flatten()
+    assert kernel.numel() == 33 and float(kernel.sum()) == pytest.approx(1.0, abs=1e-6)
+    x = torch.arange(-16, 17, dtype=torch.float64)
+    want = torch.exp(-0.5 * (x / 4.0) ** 2)
+    torch.testing.assert_close(kernel.double(), want / want.sum(), rtol=0, atol=1e-7)
