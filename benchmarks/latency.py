@@ -28,6 +28,8 @@ from rdbench.frames import frames_digest, make_frames, parse_frame_size  # noqa:
 from rdbench.plan import BACKENDS, Settings, make_plan, parse_backends  # noqa: E402
 from rdbench.results import BatchResult, Measurement, build_result  # noqa: E402
 from rdbench.runner import run_jobs  # noqa: E402
+from rdbench.artifacts import ensure_onnx  # noqa: E402
+from rdbench.tiled import checkpoint_tiling, run_tiled  # noqa: E402
 from rdbench.system import cpu_count, cpu_peak, load_average, model_gflop, system_info  # noqa: E402
 from rdbench.writers import markdown_report, write_json, write_markdown, write_plot  # noqa: E402
 
@@ -70,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
     p.add_argument("--threads", type=_positive, default=cpu_count(),
                    help="torch threads = ORT intra-op threads (default: the CPUs available)")
-    p.add_argument("--frame-size", type=_frame_size, default=(640, 480), help="WxH of the uint8 BGR frames")
+    p.add_argument("--frame-size", "--frame", type=_frame_size, default=(640, 480), help="WxH of the uint8 BGR frames")
     p.add_argument("--seed", type=int, default=0, help="seed of the frames")
     p.add_argument("--json", type=Path, help="write the full report as JSON")
     p.add_argument("--markdown", type=Path, help="write the Markdown table")
@@ -119,6 +121,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     """The whole benchmark; returns the report (also written where the arguments say)."""
     settings = settings_from_args(args)
     system = system_info(settings.threads)
+    tiling = checkpoint_tiling(settings.checkpoint)
+    if tiling is not None:  # a model trained on tiles: per-frame latency, batch vs tile by tile
+        return _run_tiled(args, settings, tiling, system)
     frames = make_frames(max(settings.batch_sizes), settings.frame_size, settings.seed)
     workdir_ctx = nullcontext(args.workdir) if args.workdir else tempfile.TemporaryDirectory(prefix="rd_latency_")
     with workdir_ctx as workdir:
@@ -149,6 +154,24 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         "skipped": [{"backend": s.backend, "reason": s.reason} for s in plan.skipped + skipped],
     }
     _write_outputs(report, args)
+    return report
+
+
+def _run_tiled(args: argparse.Namespace, settings: Settings, tiling: Dict[str, Any],
+               system: Dict[str, Any]) -> Dict[str, Any]:
+    frames = make_frames(1, settings.frame_size, settings.seed)
+    workdir_ctx = nullcontext(args.workdir) if args.workdir else tempfile.TemporaryDirectory(prefix="rd_latency_")
+    with workdir_ctx as workdir:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        onnx = ensure_onnx(settings.checkpoint, settings.onnx, Path(workdir))
+        report = run_tiled(settings, tiling, onnx, frames, system)
+    report["settings"]["command"] = shlex.join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])
+    if args.json:
+        write_json(report, args.json)
+    if args.markdown:
+        Path(args.markdown).write_text(report["markdown"] + "\n")
+    if not args.quiet:
+        print(report["markdown"])
     return report
 
 
