@@ -12,7 +12,7 @@ DEMO_BACKBONE ?= resnet18
 DEMO_SIZE ?= 128
 DEMO_STEPS ?= 800
 
-.PHONY: install demo test test-fast lint-imports clean
+.PHONY: install serve-env demo test test-fast lint-imports clean
 
 install: $(VENV)/.installed
 
@@ -37,12 +37,22 @@ demo: install
 	  --out $(DEMO)/infer --quiet
 	$(PY) scripts/demo_summary.py $(DEMO)
 
-test: install lint-imports
+test: install serve-env lint-imports
 	$(PY) -m pytest -q
+
+# rd-serve's own environment (the tests start rd-serve from it): the Triton Python-backend stub
+# that nvidia-pytriton ships is built for numpy 1.x, the main venv has numpy 2 (docs/serving.md).
+SERVE_VENV ?= .venv-serve
+serve-env: $(SERVE_VENV)/.installed
+
+$(SERVE_VENV)/.installed: pyproject.toml
+	test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install -q -e ".[serve]"
+	touch $@
 
 # The layer rules of ARCHITECTURE.md ([tool.importlinter] in pyproject.toml).
 lint-imports: install
 	PYTHONPATH=benchmarks $(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) $(DEMO) build *.egg-info cpp_examples/build
+	rm -rf $(VENV) $(SERVE_VENV) $(DEMO) build *.egg-info cpp_examples/build

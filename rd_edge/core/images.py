@@ -107,6 +107,22 @@ def _decode(path: PathLike) -> np.ndarray:
     return image
 
 
+def decode_image(data: bytes, source: str = "image") -> np.ndarray:
+    """Decode an encoded image held in memory (PNG, JPEG, ...) as read_image does a file: an
+    HxWx3 uint8 BGR array; ImageReadError naming ``source`` when it is empty or does not decode."""
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    if buffer.size == 0:
+        raise ImageReadError(f"cannot decode {source}: it is empty (0 bytes)")
+    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageReadError(f"cannot decode {source} ({buffer.size} bytes): the data is corrupt or not in "
+                             f"a format OpenCV reads (expected one of {', '.join(IMAGE_EXTENSIONS)})")
+    try:
+        return to_bgr_uint8(image)
+    except ImageReadError as exc:
+        raise ImageReadError(f"cannot use {source}: {exc}") from exc
+
+
 def read_image(path: PathLike) -> np.ndarray:
     """Read an image file as an HxWx3 uint8 BGR array; raises ImageReadError naming the path."""
     image = _decode(path)

@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequential", action="store_true",
                    help="run the stages one after another in one thread instead of pipelined")
     p.add_argument("--quiet", action="store_true", help="no progress bar, notes or summary")
+    p.add_argument("--server", metavar="URL",
+                   help="score on a Triton server running rd-serve (http://HOST:8000 or grpc://HOST:8001) "
+                        "instead of a local model; then every positional argument is a SOURCE")
     return p
 
 
@@ -124,6 +127,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.evidence_max_mb is not None and args.evidence is None:
         parser.error("--evidence-max-mb needs --evidence DIR")
+    if args.server is not None:  # no local model: the first positional is a source too
+        if args.backend != "auto" or args.providers:
+            parser.error("--backend and --providers choose a local backend; the server has its own")
+        args.source, args.model = [args.model] + list(args.source), args.server
     specs = _source_specs(parser, args)
     return run_cli(lambda: _run(args, specs))
 
@@ -132,8 +139,14 @@ def _run(args: argparse.Namespace, specs: List[Tuple[Optional[str], str]]) -> in
     from .detector import Detector
     from .pipeline import Pipeline
 
-    detector = Detector(args.model, backend=args.backend, threshold=args.threshold,
-                        providers=args.providers, batch_size=args.batch_size)
+    if args.server is not None:
+        from .client import RemoteDetector
+
+        detector = RemoteDetector(args.server, batch_size=args.batch_size, threshold=args.threshold,
+                                  anomaly_map=args.out is not None or args.show)
+    else:
+        detector = Detector(args.model, backend=args.backend, threshold=args.threshold,
+                            providers=args.providers, batch_size=args.batch_size)
     with detector, contextlib.ExitStack() as stack:
         sources = [stack.enter_context(source) for source in _open_sources(specs, args.limit)]
         sinks = _build_sinks(detector, sources, args, stack)

@@ -102,3 +102,35 @@ def test_bad_requests_are_clear_errors(tmp_path, make_model, metadata_factory):
     (tmp_path / "thresholds.json").write_text("[1, 2]")
     assert main([str(model), "--triton-repo", str(tmp_path / "repo")]) == 1
     assert not (tmp_path / "repo").exists()  # checked before anything was written
+
+
+def test_python_model_inputs_and_outputs_without_a_server():
+    """The Python-backend model's request handling, on plain arrays (the server test covers Triton)."""
+    import cv2
+    import numpy as np
+
+    from rd_edge.core.errors import ImageReadError
+    from rd_edge.runtime.detector import Prediction
+    from rd_edge.runtime.triton_python import frames_of, output_arrays
+
+    frame = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    png = cv2.imencode(".png", frame)[1].tobytes()
+    images = np.array([[png], [png]], dtype=object)  # IMAGE [B,1] BYTES
+    assert [f.tolist() for f in frames_of(images, None)] == [frame.tolist()] * 2
+    assert len(frames_of(None, np.stack([frame] * 3))) == 3
+    with pytest.raises(ImageReadError, match=r"cannot decode IMAGE item 1 \(3 bytes\)"):
+        frames_of(np.array([[png], [b"bad"]], dtype=object), None)
+    with pytest.raises(ImageReadError, match="exactly one of IMAGE"):
+        frames_of(images, np.stack([frame]))
+    with pytest.raises(ImageReadError, match="exactly one of IMAGE.*neither"):
+        frames_of(None, None)
+
+    preds = [Prediction(1.5, 0.7, True, np.ones((5, 7), np.float32)),
+             Prediction(0.5, 0.2, False, np.zeros((5, 7), np.float32))]
+    arrays = output_arrays(preds, ["SCORE", "IS_ANOMALOUS", "ANOMALY_MAP"])
+    assert sorted(arrays) == ["ANOMALY_MAP", "IS_ANOMALOUS", "SCORE"]  # NORMALIZED_SCORE not asked for
+    assert arrays["SCORE"].tolist() == [[1.5], [0.5]] and arrays["IS_ANOMALOUS"].tolist() == [[True], [False]]
+    assert arrays["ANOMALY_MAP"].dtype == np.float16 and arrays["ANOMALY_MAP"].shape == (2, 5, 7)
+    preds[1].anomaly_map = np.zeros((6, 7), np.float32)
+    with pytest.raises(ImageReadError, match="one size per request"):
+        output_arrays(preds, ["ANOMALY_MAP"])

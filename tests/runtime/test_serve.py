@@ -1,0 +1,187 @@
+"""rd-serve against a real Triton server (the tritonserver that nvidia-pytriton ships).
+
+The server runs from the serve environment (`make serve-env`: numpy<2 for Triton's Python-backend
+stub), on 127.0.0.1 and free ports, and is stopped at the end; clients run here.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tritonclient.http")
+pytest.importorskip("tritonclient.grpc")
+
+from rd_edge.core.images import list_images, read_image  # noqa: E402
+from rd_edge.runtime import Detector  # noqa: E402
+from rd_edge.runtime.client import RemoteDetector, ServerError, TritonClient  # noqa: E402
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+RD_SERVE = Path(os.environ.get("RD_SERVE", ROOT / ".venv-serve" / "bin" / "rd-serve"))
+MAX_BATCH = 4
+STARTUP_S = 90
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="module")
+def server(r18_onnx, tmp_path_factory):
+    """rd-serve on r18_onnx; yields (http_url, grpc_url); stopped (SIGTERM) and checked at the end."""
+    if not RD_SERVE.is_file():
+        pytest.skip(f"no {RD_SERVE}: run `make serve-env` (rd-serve's own environment, numpy<2)")
+    http, grpc, metrics = free_ports(3)
+    log = tmp_path_factory.mktemp("serve") / "rd-serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(RD_SERVE), str(r18_onnx), "--host", "127.0.0.1", "--http-port", str(http),
+                                 "--grpc-port", str(grpc), "--metrics-port", str(metrics),
+                                 "--max-batch", str(MAX_BATCH), "--threads", "1"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    urls = (f"http://127.0.0.1:{http}", f"grpc://127.0.0.1:{grpc}", f"http://127.0.0.1:{metrics}/metrics")
+    try:
+        probe = TritonClient(urls[0])
+        deadline = time.monotonic() + STARTUP_S
+        while not probe.ready():
+            assert proc.poll() is None, f"rd-serve exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"rd-serve not ready in {STARTUP_S} s:\n{log.read_text()[-3000:]}"
+            time.sleep(0.2)
+        probe.close()
+        yield urls
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+    assert code == 0, f"rd-serve did not stop cleanly ({code}):\n{log.read_text()[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def demo_images(demo_category):
+    paths = list_images(demo_category / "test")
+    assert len(paths) >= 6
+    return paths
+
+
+@pytest.fixture(scope="module")
+def local(r18_onnx, demo_images):
+    """The in-process Detector's predictions for the demo images (the reference)."""
+    with Detector(r18_onnx) as detector:
+        return detector.predict([read_image(p) for p in demo_images])
+
+
+def assert_same(remote, local_predictions):
+    assert len(remote) == len(local_predictions)
+    for r, ref in zip(remote, local_predictions):
+        assert abs(r.score - ref.score) <= 1e-5
+        assert abs(r.normalized_score - ref.normalized_score) <= 1e-5
+        assert r.is_anomalous == ref.is_anomalous
+
+
+def test_http_images_score_as_the_in_process_detector(server, r18_onnx, demo_images, local):
+    with TritonClient(server[0]) as client:
+        remote = []
+        for start in range(0, len(demo_images), MAX_BATCH):  # batched requests, encoded files as sent
+            remote += client.predict_encoded([p.read_bytes() for p in demo_images[start:start + MAX_BATCH]])
+        with Detector(r18_onnx) as detector:
+            assert client.threshold == detector.threshold and client.metadata == detector.metadata
+    assert_same(remote, local)
+    assert len({round(p.score, 6) for p in remote}) > 1  # really per image, not one value repeated
+
+
+def test_grpc_frames_and_maps_match_the_in_process_detector(server, r18_onnx, demo_images, local):
+    frames = [read_image(p) for p in demo_images]
+    with TritonClient(server[1]) as client:
+        remote = client.predict(frames)  # FRAME: raw BGR, one request per same-size run
+        with_map = client.predict(frames[0], anomaly_map=True)
+    assert_same(remote, local)
+    assert with_map.anomaly_map.shape == frames[0].shape[:2]
+    np.testing.assert_allclose(with_map.anomaly_map, local[0].anomaly_map, rtol=2e-3, atol=1e-3)  # FP16 on the wire
+    assert remote[0].anomaly_map is None  # maps only when asked for
+
+
+def test_corrupt_image_is_a_clear_error_and_the_server_keeps_serving(server, demo_images, local):
+    good = demo_images[0].read_bytes()
+    corrupt = [b"definitely not an image", good[: len(good) // 3], b""]
+    for url in server[:2]:
+        with TritonClient(url) as client:
+            for data in corrupt:
+                with pytest.raises(ServerError, match=r"cannot (decode|use) IMAGE item 0"):
+                    client.predict_encoded([data])
+            assert_same(client.predict_encoded([good]), local[:1])
+
+    # Good and corrupt requests in flight together (dynamic batching may put them in one
+    # execute): only the corrupt ones fail.
+    results, errors = {}, {}
+
+    def send(i):
+        with TritonClient(server[0]) as client:
+            try:
+                results[i] = client.predict_encoded([corrupt[0] if i % 3 == 0 else good])[0]
+            except ServerError as exc:
+                errors[i] = str(exc)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(9)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(errors) == [0, 3, 6] and all("cannot decode" in e for e in errors.values())
+    assert_same([results[i] for i in sorted(results)], local[:1] * 6)
+
+
+def test_rd_infer_server_gives_the_local_records(server, demo_category, demo_images, local, tmp_path, capsys):
+    from rd_edge.runtime.cli import main
+
+    out = tmp_path / "remote.jsonl"
+    rc = main(["--server", server[1], str(demo_category / "test"), "--json", str(out), "--batch-size", "3",
+               "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["error"] for r in records] == [None] * len(demo_images)
+    by_name = {Path(r["source"]).parts[-2:]: r for r in records}  # defect/000.png
+    for path, ref in zip(demo_images, local):
+        record = by_name[path.parts[-2:]]
+        assert abs(record["score"] - ref.score) <= 1e-5 and record["is_anomalous"] == ref.is_anomalous
+
+
+def test_rd_infer_server_down_is_one_line(capsys, demo_images):
+    from rd_edge.runtime.cli import main
+
+    (port,) = free_ports(1)
+    assert main(["--server", f"http://127.0.0.1:{port}", str(demo_images[0]), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: no ready model 'rd_edge' at") and "Traceback" not in err
+
+
+def test_metrics_endpoint_counts_inferences(server):
+    import urllib.request
+
+    with urllib.request.urlopen(server[2], timeout=10) as response:
+        text = response.read().decode()
+    counts = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith('nv_inference_request_success{model="rd_edge"')]
+    assert counts and counts[0] > 0
+
+
+def test_remote_detector_without_server_module(monkeypatch):
+    """The client names the extra to install when tritonclient is missing."""
+    monkeypatch.setitem(sys.modules, "tritonclient.http", None)
+    with pytest.raises(Exception, match=r"rd-edge\[client\]"):
+        RemoteDetector("http://127.0.0.1:1")
