@@ -143,7 +143,13 @@ class Config:
         self.flags.discard(flag)
 
     def add_optimization_profile(self, profile):
+        # NvInfer.h IBuilderConfig::addOptimizationProfile: "the index of the optimization
+        # profile (starting from 0) if the input is valid, or -1 if the input is not valid".
+        mins, opts, maxs = profile.shapes["image"]
+        if not all(lo <= opt <= hi for lo, opt, hi in zip(mins, opts, maxs)):
+            return -1
         self.profiles.append(profile)
+        return len(self.profiles) - 1
 
     def create_timing_cache(self, data):
         # NvInfer.h IBuilderConfig::createTimingCache returns nullptr for a blob it cannot
@@ -606,3 +612,11 @@ def test_real_plan_with_edited_version_is_refused(r18_onnx, tmp_path):
     sidecar_path(plan).write_text(json.dumps(data))
     with pytest.raises(BackendError, match=r"Rebuild it on this machine"):
         load_runner(plan)
+
+
+def test_rejected_optimization_profile_is_an_error(fake_trt, r18_onnx, tmp_path, monkeypatch):
+    fake_trt("10.3.0")
+    monkeypatch.setattr(Config, "add_optimization_profile", lambda self, profile: -1)
+    with pytest.raises(ExportError, match=r"rejected the optimization profile batch 1\.\.8"):
+        tb.build_engine(r18_onnx, tmp_path / "m.engine")
+    assert not (tmp_path / "m.engine").exists()

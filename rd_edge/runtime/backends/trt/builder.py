@@ -327,7 +327,9 @@ def _build(trt: Any, major: int, onnx_path: Path, plan_path: Path, meta: ModelMe
         profile = builder.create_optimization_profile()
         chw = (3, meta.height, meta.width)
         profile.set_shape(INPUT_NAME, (1,) + chw, (1,) + chw, (max_batch,) + chw)  # opt 1: camera rate
-        config.add_optimization_profile(profile)
+        if config.add_optimization_profile(profile) < 0:  # NvInfer.h: -1 when the profile is invalid
+            raise ExportError(f"TensorRT {trt.__version__} rejected the optimization profile batch 1..{max_batch} "
+                              f"for {onnx_path}: {'; '.join(logger.errors[-3:]) or 'no message'}")
     cache_note = _load_timing_cache(config, cache_path) if cache_path is not None else ""
 
     plan = builder.build_serialized_network(network, config)
