@@ -11,7 +11,7 @@ from tqdm import tqdm
 from .checkpoint import load_checkpoint
 from .data import MVTecCategory, read_image, read_mask
 from .metrics import evaluate
-from .core.postprocess import heatmap_overlay, resize_map
+from .core.postprocess import render_overlay, resize_map, score_scale
 from .core.preprocess import preprocess_bgr
 from .tiles import predict_tiled
 from .train import pick_device
@@ -70,20 +70,25 @@ def evaluate_checkpoint(model_path: Union[str, Path], data_dir: Union[str, Path]
     result["tiling"] = model.tiling.to_dict() if model.tiling is not None else None
     result["map_size"] = list(size)
     if save_maps is not None:
-        write_maps(Path(save_maps), samples, maps, scores, model.score_stats, model.threshold)
+        write_maps(Path(save_maps), samples, maps, scores, model.score_stats, model.threshold,
+                   getattr(model, "pixel_threshold", None))
     return result
 
 
-def write_maps(out_dir: Path, samples, maps: np.ndarray, scores: np.ndarray, stats, threshold) -> None:
-    """Per test image: the float map as .npy and a heat-map overlay .png with the mask outlined."""
+def write_maps(out_dir: Path, samples, maps: np.ndarray, scores: np.ndarray, stats, threshold,
+               pixel_threshold: Optional[float] = None) -> None:
+    """Per test image: the float map as .npy and the overlay .png (rd-infer's, plus the ground
+    truth outlined in magenta). Without a threshold the overlay centres on the normal scores' max."""
     import cv2
 
-    vmin = stats["min"] if stats else float(maps.min())
-    vmax = max(threshold if threshold is not None else float(maps.max()), vmin + 1e-6)
-    for sample, amap in zip(samples, maps):
+    if threshold is None:
+        threshold = float(stats["max"]) if stats else float(np.median(scores))
+    scale = score_scale(stats)
+    for sample, amap, score in zip(samples, maps, scores):
         folder = out_dir / sample.defect_type
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / f"{sample.path.stem}.npy", amap.astype(np.float32))
         frame = read_image(sample.path)
         mask = read_mask(sample.mask_path, frame.shape[:2]) if sample.mask_path else None
-        cv2.imwrite(str(folder / f"{sample.path.stem}.png"), heatmap_overlay(frame, amap, vmin, vmax, mask=mask))
+        overlay = render_overlay(frame, amap, float(score), threshold, scale, pixel_threshold, mask)
+        cv2.imwrite(str(folder / f"{sample.path.stem}.png"), overlay)

@@ -156,3 +156,10 @@ def test_eval_cli_writes_json_and_maps(trained, demo_category, tmp_path, capsys)
     n_test = len(list((demo_category / "test").rglob("*.png")))
     assert len(list((tmp_path / "maps").rglob("*.npy"))) == n_test
     assert len(list((tmp_path / "maps").rglob("*.png"))) == n_test
+    # rd-eval's overlays are rd-infer's plus the ground truth in magenta, where there is one.
+    import cv2
+
+    defect = next(p for p in sorted((tmp_path / "maps").rglob("*.png")) if p.parent.name != "good")
+    good = next(p for p in sorted((tmp_path / "maps").rglob("*.png")) if p.parent.name == "good")
+    magenta = lambda image: (image[32:] == (255, 0, 255)).all(axis=2).any()  # noqa: E731  below the band
+    assert magenta(cv2.imread(str(defect))) and not magenta(cv2.imread(str(good)))

@@ -141,12 +141,13 @@ class TorchPipeline(_TorchPipeline):
     """
 
     def load(self) -> None:
+        from rd_edge.core.postprocess import score_scale
+
         super().load()
         h, w = self.size
         self._batch = np.empty((max(self.job.batch_sizes), 3, h, w), dtype=np.float32)
         self._threshold = float(getattr(self.model, "threshold", None) or 0.0)
-        stats = getattr(self.model, "score_stats", None) or {}
-        self._normal = (float(stats.get("min", 0.0)), float(stats.get("max", 1.0)))
+        self._scale = score_scale(getattr(self.model, "score_stats", None))
 
     def run(self, frames: List[np.ndarray]) -> CallTimes:
         from rd_edge.core.postprocess import normalize_score, resize_map
@@ -164,7 +165,7 @@ class TorchPipeline(_TorchPipeline):
         maps, scores = amap.numpy(), score.numpy()
         for i, frame in enumerate(frames):
             resize_map(maps[i, 0], frame.shape[:2])
-        normalize_score(scores, self._threshold, *self._normal)
+        normalize_score(scores, self._threshold, self._scale)
         t3 = time.perf_counter()
         return CallTimes(t1 - t0, t2 - t1, t3 - t2, [float(s) for s in scores])
 

@@ -26,7 +26,7 @@ constexpr int kExitOk = 0;
 constexpr int kExitError = 1;
 constexpr int kExitInputFailed = 2;
 
-void write_png(const fs::path& path, const cv::Mat& image) {
+void write_image(const fs::path& path, const cv::Mat& image) {
   std::error_code ec;
   fs::create_directories(path.parent_path(), ec);
   bool ok = false;
@@ -46,7 +46,7 @@ int run(const rd::Options& opt) {
                     "statistics); pass one: rd_infer ... --threshold T");
   }
   const double threshold = opt.threshold ? *opt.threshold : *meta.threshold;
-  const rd::DisplayRange range = rd::display_range(threshold, meta.min_normal, meta.max_normal);
+  const double scale = rd::score_scale(meta);  // normalized score: 0.5 at the threshold
   rd::Preprocessor preprocess(meta.height, meta.width);
 
   // One warm-up run, so the first image's latency does not include lazy initialization.
@@ -74,15 +74,19 @@ int run(const rd::Options& opt) {
 
       latency.add(ms);
       anomalous_count += anomalous ? 1 : 0;
-      std::printf("%s score=%.7g anomalous=%d latency_ms=%.3f\n", item.path.c_str(), static_cast<double>(out.score),
-                  anomalous ? 1 : 0, ms);
+      // %.9g: the float32 score exactly; the same line as Python's rd-infer.
+      std::printf("%s score=%.9g normalized=%.3f verdict=%s latency_ms=%.3f\n", item.path.c_str(),
+                  static_cast<double>(out.score), rd::normalize_score(out.score, threshold, scale),
+                  anomalous ? "NG" : "OK", ms);
       std::fflush(stdout);
 
       if (!opt.out_dir.empty()) {
         const cv::Mat mask = rd::anomaly_mask(frame_map, threshold);
         const fs::path out_dir(opt.out_dir);
-        write_png(out_dir / "overlays" / (item.key + ".png"), rd::heatmap_overlay(frame, frame_map, range, mask));
-        write_png(out_dir / "masks" / (item.key + ".png"), mask);
+        write_image(out_dir / "overlays" / (item.key + ".png"),
+                    rd::render_overlay(frame, frame_map, out.score, threshold, scale, threshold));
+        write_image(out_dir / "masks" / (item.key + ".png"), mask);
+        write_image(out_dir / "maps" / (item.key + ".tiff"), frame_map);  // float32, lossless
       }
     } catch (const rd::ImageError& e) {
       ++failed;

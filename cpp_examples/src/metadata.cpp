@@ -78,6 +78,7 @@ ModelMetadata parse_metadata_node(const cv::FileNode& root, const std::string& s
   if (stats.isMap()) {
     meta.min_normal = optional_number(stats["min"], "score_stats.min", source);
     meta.max_normal = optional_number(stats["max"], "score_stats.max", source);
+    meta.std_normal = optional_number(stats["std"], "score_stats.std", source);
   }
   meta.backbone = optional_string(root["backbone"]);
   meta.precision = optional_string(root["precision"]);

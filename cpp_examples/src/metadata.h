@@ -18,6 +18,7 @@ struct ModelMetadata {
   std::optional<double> threshold;  // null when the checkpoint had no normal-score statistics
   std::optional<double> min_normal;  // score_stats.min
   std::optional<double> max_normal;  // score_stats.max
+  std::optional<double> std_normal;  // score_stats.std
   std::string backbone;
   std::string precision;
 };

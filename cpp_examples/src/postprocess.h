@@ -1,10 +1,14 @@
-// Output side, as rd_edge/runtime/postprocess.py and rd-infer --out do it: the map resized to
-// the frame, the binary mask (map > threshold), and the JET heat-map overlay blended 50/50.
+// Output side, the same pixels as rd_edge/core/postprocess.py (tests/cpp checks they are identical):
+// the map resized to the frame, the binary mask (map > pixel threshold), the graded normalized
+// score and the overlay (heat map on the normalized-score scale, verdict band with the scores and
+// a colour bar, predicted region outlined in white, ground truth in magenta). See docs/overlay.md.
 #pragma once
 
 #include <optional>
 
 #include <opencv2/core.hpp>
+
+#include "metadata.h"
 
 namespace rd {
 
@@ -14,18 +18,16 @@ cv::Mat resize_map(const cv::Mat& map, cv::Size frame_size);
 // uint8 mask, 255 where map > threshold.
 cv::Mat anomaly_mask(const cv::Mat& frame_map, double threshold);
 
-// Colour range of the overlay: the normalized-score scale, threshold in the middle
-// (rd_edge.runtime.Detector.display_range): threshold -/+ (max_normal - min_normal) / 2,
-// with a span of 1 when the statistics are missing or degenerate.
-struct DisplayRange {
-  double vmin;
-  double vmax;
-};
-DisplayRange display_range(double threshold, std::optional<double> min_normal, std::optional<double> max_normal);
+// The raw-score distance that takes the normalized score from 0.5 to 0.9: 3 std of the held-out
+// normal scores; max - min when std is missing or 0; 1.0 without statistics.
+double score_scale(const ModelMetadata& meta);
 
-// JET colouring of the map over the frame (vmin..vmax clipped), alpha-blended; the mask's
-// outline drawn in white when it has any pixel set.
-cv::Mat heatmap_overlay(const cv::Mat& frame_bgr, const cv::Mat& frame_map, DisplayRange range,
-                        const cv::Mat& mask, double alpha = 0.5);
+// 1 / (1 + 9^(-(score - threshold) / scale)), clipped to [0, 1]: 0.5 at the threshold.
+double normalize_score(double score, double threshold, double scale);
+
+// The overlay (postprocess.render_overlay): frames narrower than 256 px enlarged by a whole factor,
+// a 32u-high legend band on top (u = max(1, display width / 256)). ground_truth: optional mask.
+cv::Mat render_overlay(const cv::Mat& frame_bgr, const cv::Mat& frame_map, double score, double threshold,
+                       double scale, double pixel_threshold, const cv::Mat& ground_truth = cv::Mat());
 
 }  // namespace rd

@@ -19,6 +19,17 @@ def run_cli(body: Callable[[], int]) -> int:
         return 130
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default, except where there is nothing to show (None, flags
+    that are off) or the help already names it ('default' in the text)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text or "%(default)" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def int_at_least(minimum: int) -> Callable[[str], int]:
     """argparse type: an integer >= minimum."""
 

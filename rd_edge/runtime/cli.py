@@ -1,8 +1,9 @@
 """rd-infer: run an exported RD model over images, folders, videos, cameras or GStreamer pipelines.
 
-Exit code 0 when every input was scored, 2 when any input failed (each still has its record),
-1 for an error that stops the run (missing model, model without rd_edge metadata, a source
-that cannot be opened), 130 on Ctrl-C.
+stdout: one line per scored input (outputs.result_line), nothing else; stderr: header, progress,
+warnings, summary. Exit code 0 when every input was scored, 2 when any input failed (each still
+has its record), 1 for an error that stops the run (missing model, model without rd_edge metadata,
+a source that cannot be opened) or, with --fail-on-anomaly, when any input was NG; 130 on Ctrl-C.
 """
 from __future__ import annotations
 
@@ -15,12 +16,11 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rd_edge.core.cli import int_at_least, name_list, run_cli
+from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, name_list, run_cli
 from rd_edge.core.errors import RdEdgeError
 from .backends import registered_backends
+from .outputs import AnnotatedVideoWriter, exit_code, is_video_path, result_line
 from .pipeline import Sink
-
-_EXIT_INPUT_FAILED = 2
 
 
 def _size(text: str) -> Tuple[int, int]:
@@ -46,49 +46,57 @@ def _positive_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rd-infer",
+        formatter_class=DefaultsHelpFormatter,
         description="Score images, folders, videos, cameras or GStreamer pipelines with an exported "
-                    "RD model (.onnx for ONNX Runtime, .engine for TensorRT).",
-        epilog="Exit code: 0 all inputs scored, 2 some inputs failed (see their records), 1 error.")
+                    "RD model (.onnx for ONNX Runtime, .engine for TensorRT). stdout: one line per "
+                    "input, '<source> score=S normalized=N verdict=OK|NG latency_ms=L'.",
+        epilog="Exit code: 0 all inputs scored, 2 some inputs failed (see their records), 1 error or, "
+               "with --fail-on-anomaly, some input NG.")
     p.add_argument("model", help="model.onnx or model.engine written by rd-export")
     p.add_argument("source", nargs="*",
                    help="image, folder (recursive), video file, camera index (0), rtsp:// URL or GStreamer "
                         "pipeline (contains '!'); several run together, sharing inference batches; NAME=SOURCE "
-                        "names one (records, topics); with --csi, CSI sensor ids (default 0)")
+                        "names one (records, topics); with --csi, CSI sensor ids (0 when none)")
     p.add_argument("--source", action="append", default=[], dest="more_sources", metavar="SOURCE",
                    help="one more source (repeatable), same forms as SOURCE")
     p.add_argument("--backend", default="auto", choices=["auto"] + registered_backends(),
-                   help="inference backend (default: by model suffix)")
+                   help="inference backend; auto: by model suffix")
     p.add_argument("--providers", type=name_list, metavar="A,B",
-                   help="ONNX Runtime providers, e.g. cuda or tensorrt,cuda (default: cpu)")
-    p.add_argument("--threshold", type=float, help="anomaly threshold on the score (default: the model's)")
+                   help="ONNX Runtime providers, e.g. cuda or tensorrt,cuda; none given: cpu")
+    p.add_argument("--threshold", type=float, help="anomaly threshold on the score; none given: the model's")
     p.add_argument("--batch-size", type=int_at_least(1), default=1, metavar="N",
-                   help="frames per inference call (default: 1, lowest latency)")
-    p.add_argument("--out", type=Path, metavar="DIR",
-                   help="write heat-map overlays (DIR/overlays) and binary masks (DIR/masks) per input")
+                   help="frames per inference call (1: lowest latency)")
+    p.add_argument("--out", type=Path, metavar="DIR|CLIP",
+                   help="images/folders: overlays (DIR/overlays) and masks (DIR/masks) as PNG per input; "
+                        "videos/cameras: an annotated video, CLIP (.mp4 .avi .mkv .mov .m4v) or DIR/<name>.mp4")
+    p.add_argument("--png-frames", action="store_true",
+                   help="videos/cameras: also write each frame's overlay and mask as PNG (beside the video)")
+    p.add_argument("--fail-on-anomaly", action="store_true",
+                   help="exit code 1 when any input is NG (2 still wins: an input failed)")
     p.add_argument("--json", type=Path, dest="json_path", metavar="PATH",
                    help="write JSON Lines, one object per input")
     p.add_argument("--show", action="store_true", help="show overlays in a window (q or Esc stops)")
     p.add_argument("--limit", type=int_at_least(1), metavar="N", help="stop after N inputs")
     p.add_argument("--csi", action="store_true", help="read a Jetson CSI camera (nvarguscamerasrc)")
-    p.add_argument("--csi-size", type=_size, default=(1920, 1080), metavar="WxH",
-                   help="CSI capture size (default: 1920x1080)")
-    p.add_argument("--csi-fps", type=int_at_least(1), default=30, metavar="N", help="CSI frame rate (default: 30)")
+    p.add_argument("--csi-size", type=_size, default="1920x1080", metavar="WxH", help="CSI capture size")
+    p.add_argument("--csi-fps", type=int_at_least(1), default=30, metavar="N", help="CSI frame rate")
     p.add_argument("--csi-flip", type=int, default=0, choices=range(8), metavar="0-7",
-                   help="nvvidconv flip-method (default: 0)")
+                   help="nvvidconv flip-method")
     p.add_argument("--mqtt", metavar="mqtt://HOST:PORT/PREFIX",
                    help="publish each result as JSON on PREFIX/<source> (QoS 1, retained), buffered while the "
                         "broker is away")
     p.add_argument("--mqtt-buffer", type=int_at_least(1), default=10000, metavar="N",
-                   help="results held while the MQTT broker is away; beyond, the oldest are dropped (default: 10000)")
+                   help="results held while the MQTT broker is away; beyond, the oldest are dropped")
     p.add_argument("--evidence", type=Path, metavar="DIR",
                    help="keep each anomalous frame as DIR/<source>/<time>_<frame>.jpg (map overlay) + .json")
     p.add_argument("--evidence-max-mb", type=_positive_float, metavar="MB",
-                   help="evidence disk budget; the oldest entries are removed first (default: no limit)")
+                   help="evidence disk budget; the oldest entries are removed first; none given: no limit")
     p.add_argument("--metrics-port", type=int_at_least(0), metavar="PORT",
                    help="serve Prometheus metrics on http://0.0.0.0:PORT/metrics while running")
     p.add_argument("--sequential", action="store_true",
                    help="run the stages one after another in one thread instead of pipelined")
-    p.add_argument("--quiet", action="store_true", help="no progress bar, notes or summary")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar, header or summary on stderr (result lines and warnings stay)")
     p.add_argument("--server", metavar="URL",
                    help="score on a Triton server running rd-serve (http://HOST:8000 or grpc://HOST:8001) "
                         "instead of a local model; then every positional argument is a SOURCE")
@@ -159,10 +167,11 @@ def _run(args: argparse.Namespace, specs: List[Tuple[Optional[str], str]]) -> in
         with _stop_on_sigterm(pipeline) as terminated:
             summary = pipeline.run()
     if not args.quiet:
-        print(summary.text())
+        print(summary.text(), file=sys.stderr)
     if summary.interrupted and not terminated:
         return 130  # Ctrl-C; SIGTERM is how a service is stopped: a normal end
-    return _EXIT_INPUT_FAILED if summary.errors else 0
+    anomalies = sum(s.anomalies for s in summary.streams.values())
+    return exit_code(summary.errors, anomalies, args.fail_on_anomaly)
 
 
 def _open_sources(specs: List[Tuple[Optional[str], str]], limit: Optional[int]) -> List[Any]:
@@ -205,7 +214,7 @@ def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, st
         from .sinks.mqtt import MqttSink
 
         add(MqttSink(args.mqtt, buffer=args.mqtt_buffer))
-    recorder = _Recorder(detector, args, prefix_keys=len(sources) > 1)
+    recorder = _Recorder(detector, args, prefix_keys=len(sources) > 1, sources=sources)
     recorder.progress = _progress_bar(total=_total(sources), unit="img" if sources[0].kind == "folder" else "frame",
                                       disable=args.quiet or (len(sources) == 1 and sources[0].kind in ("image", "file")))
     add(recorder)
@@ -279,15 +288,16 @@ class _NoBar:
 
 
 class _Recorder(Sink):
-    """The console sink: progress bar or one line per input, overlays and masks (--out), --show."""
+    """The console sink: a result line per input on stdout (warnings on stderr), progress bar,
+    overlays and masks as PNG (--out DIR), annotated videos (--out for videos/cameras), --show."""
 
     name = "output"
 
-    def __init__(self, detector: Any, args: argparse.Namespace, prefix_keys: bool = False) -> None:
+    def __init__(self, detector: Any, args: argparse.Namespace, prefix_keys: bool = False,
+                 sources: Sequence[Any] = ()) -> None:
         self.detector = detector
-        self.out: Optional[Path] = args.out
+        self.out, self.videos = _outputs(args.out, args.png_frames, sources)
         self.show = args.show
-        self.echo = not args.quiet  # one line per input when there is no progress bar
         self.prefix_keys = prefix_keys  # several sources: DIR/overlays/<stream>/...
         self.progress: Any = _NoBar()
         self.stop: Any = None  # set by the caller: what closing the window calls
@@ -297,37 +307,42 @@ class _Recorder(Sink):
         self.progress.update(1)
         item, prediction = result.item, result.prediction
         self._echo(result.record())
+        video = self.videos.get(result.stream)
         if prediction is None:
+            if video is not None and item.frame is not None:
+                video.write(item.frame)  # unscored, but the clip keeps every frame read
             return
-        if self.out is not None or self.show:
+        if self.out is not None or video is not None or self.show:
             overlay, mask = self._render(item.frame, prediction)
             key = f"{result.stream}/{item.key}" if self.prefix_keys else item.key
             if self.out is not None:
                 _write_png(self.out / "overlays" / f"{key}.png", overlay)
                 _write_png(self.out / "masks" / f"{key}.png", mask)
+            if video is not None:
+                video.write(overlay)
             if self.show and not self._show(overlay) and self.stop is not None:
                 self.stop()
 
     def _echo(self, record: Dict[str, Any]) -> None:
-        bar_visible = self.progress is not None and not self.progress.disable
-        if record["error"] is not None and self.echo:
-            message = f"warning: {record['source']}: {record['error']}"
-            (self.progress.write(message, file=sys.stderr) if bar_visible else print(message, file=sys.stderr))
-        elif self.echo and not bar_visible:
-            flag = "ANOMALOUS" if record["is_anomalous"] else "ok"
-            print(f"{record['source']}: score {record['score']:.6g} (normalized "
-                  f"{record['normalized_score']:.3f}) {flag}, {record['latency_ms']:.1f} ms")
-        if record.get("evidence_error") and self.echo:  # scored, but its evidence could not be kept
+        """The result line on stdout, a warning on stderr; through tqdm when its bar is showing."""
+        if record["error"] is not None:
+            line, stream = f"warning: {record['source']}: {record['error']}", sys.stderr
+        else:
+            line, stream = result_line(record), sys.stdout
+        if not self.progress.disable:
+            self.progress.write(line, file=stream)
+        else:
+            print(line, file=stream, flush=True)
+        if record.get("evidence_error"):  # scored, but its evidence could not be kept
             message = f"warning: {record['source']}: {record['evidence_error']}"
-            (self.progress.write(message, file=sys.stderr) if bar_visible else print(message, file=sys.stderr))
+            if not self.progress.disable:
+                self.progress.write(message, file=sys.stderr)
+            else:
+                print(message, file=sys.stderr, flush=True)
 
     def _render(self, frame: np.ndarray, prediction: Any) -> Tuple[np.ndarray, np.ndarray]:
-        from rd_edge.core.postprocess import heatmap_overlay
-
-        mask = prediction.anomaly_map > self.detector.threshold  # [H,W] bool at the frame size
-        vmin, vmax = self.detector.display_range()
-        overlay = heatmap_overlay(frame, prediction.anomaly_map, vmin, vmax, mask=mask)
-        return overlay, mask.astype(np.uint8) * np.uint8(255)
+        mask = prediction.anomaly_map > self.detector.pixel_threshold  # [H,W] bool at the frame size
+        return self.detector.render(frame, prediction), mask.astype(np.uint8) * np.uint8(255)
 
     def _show(self, overlay: np.ndarray) -> bool:
         import cv2
@@ -342,13 +357,41 @@ class _Recorder(Sink):
             return True
         return key not in (ord("q"), 27)
 
+    def summary(self) -> Optional[str]:
+        if not self.videos:
+            return None
+        return "; ".join(f"annotated video: {v.path} ({v.frames} frames)" for v in self.videos.values())
+
     def close(self) -> None:
+        for video in self.videos.values():
+            video.close()
         self.progress.close()
         if self.show:
             import cv2
 
             cv2.destroyAllWindows()
             self.show = False
+
+
+def _outputs(out: Optional[Path], png_frames: bool,
+             sources: Sequence[Any]) -> Tuple[Optional[Path], Dict[str, AnnotatedVideoWriter]]:
+    """(folder for PNGs or None, {stream label: video writer}) for --out. A video path: the clip
+    (several streams: CLIP-<label>.mp4 ...); a folder: PNGs for images and folders, DIR/<label>.mp4
+    for videos and cameras (and their PNGs only with --png-frames)."""
+    if out is None:
+        return None, {}
+    streams = [s for s in sources if getattr(s, "is_stream", False)]
+    if is_video_path(out):
+        if len(streams) <= 1:
+            paths = {s.label: out for s in streams} or {s.label: out for s in sources[:1]}
+        else:
+            paths = {s.label: out.with_name(f"{out.stem}-{s.label}{out.suffix}") for s in streams}
+        folder = out.parent / out.stem if png_frames else None
+    else:
+        paths = {s.label: out / f"{s.label}.mp4" for s in streams}
+        folder = out if png_frames or len(streams) < len(sources) else None
+    fps = {s.label: s.fps for s in sources}
+    return folder, {label: AnnotatedVideoWriter(path, fps[label]) for label, path in paths.items()}
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:

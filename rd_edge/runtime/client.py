@@ -20,7 +20,7 @@ import numpy as np
 from rd_edge.core.errors import BackendError
 from rd_edge.core.metadata import ModelMetadata
 from rd_edge.core.optional import lazy_import
-from .detector import Batch, Prediction
+from .detector import Batch, Detector, Prediction
 from .triton_repo import DETECTOR_MODEL_NAME
 
 _HINT = "pip install 'rd-edge[client]'"
@@ -182,7 +182,7 @@ def _same_size_runs(frames: List[np.ndarray]) -> List[List[np.ndarray]]:
 
 class RemoteDetector:
     """The Detector's interface (predict, preprocess -> infer -> postprocess, threshold,
-    display_range) served by a Triton server: what ``rd-infer --server URL`` runs.
+    render) served by a Triton server: what ``rd-infer --server URL`` runs.
 
     The threshold is the server's (``threshold`` set here only changes ``is_anomalous`` and the
     masks on this side). ``anomaly_map``: fetch maps (needed for overlays and masks).
@@ -210,12 +210,17 @@ class RemoteDetector:
         self._local_threshold = threshold is not None
         self._lock = threading.Lock()  # one client, several pipeline threads
 
-    def display_range(self) -> Tuple[float, float]:
-        """(vmin, vmax) for colouring maps, as the local Detector computes it."""
-        stats = self.metadata.score_stats or {}
-        span = float(stats.get("max", 1.0)) - float(stats.get("min", 0.0))
-        span = span if np.isfinite(span) and span > 0 else 1.0
-        return self.threshold - span / 2, self.threshold + span / 2
+    @property
+    def pixel_threshold(self) -> float:
+        return self.threshold
+
+    @property
+    def score_scale(self) -> float:
+        from rd_edge.core.postprocess import score_scale
+
+        return score_scale(self.metadata.score_stats)
+
+    render = Detector.render  # the same overlay as a local Detector (uses the three values above)
 
     def predict(self, frames: Union[np.ndarray, Sequence[np.ndarray]]) -> Union[Prediction, List[Prediction]]:
         single = isinstance(frames, np.ndarray) and frames.ndim == 3

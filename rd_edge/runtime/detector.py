@@ -29,7 +29,7 @@ from rd_edge.core.errors import BackendError, ConfigError, MetadataError, NonFin
 from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
 from .backends import DeviceInputRunner, Runner, load_runner
 from .backends.base import PathLike
-from rd_edge.core.postprocess import normalize_score, resize_map
+from rd_edge.core.postprocess import normalize_score, render_overlay, resize_map, score_scale
 from rd_edge.core.preprocess import preprocess_bgr
 from .tiled import TiledRunner
 
@@ -45,7 +45,7 @@ class Prediction:
     """
 
     score: float  # raw image score: max of the anomaly map
-    normalized_score: float  # threshold at 0.5, clipped to [0, 1]
+    normalized_score: float  # graded [0, 1], 0.5 at the threshold (core.postprocess.normalize_score)
     is_anomalous: bool  # score > threshold
     anomaly_map: np.ndarray  # float32 [H, W] at the frame's own size
     timings: Dict[str, float] = field(default_factory=dict)
@@ -113,7 +113,8 @@ class Detector:
     def _setup(self, threshold: Optional[float], batch_size: int, cuda_preprocess: Optional[bool]) -> None:
         meta = self.runner.metadata
         self.threshold = _resolve_threshold(threshold, meta)
-        self._min_normal, self._max_normal = _normal_range(meta)
+        self.pixel_threshold = self.threshold  # map > pixel_threshold: the outlined region
+        self.score_scale = score_scale(meta.score_stats)  # normalized_score's scale (3 std)
         limit = self.runner.max_batch or batch_size
         self.batch_size = min(batch_size, limit)
         # Serializes runner calls a backend cannot run concurrently (and the CUDA input buffer).
@@ -170,11 +171,12 @@ class Detector:
         """"cuda" when frames are preprocessed by the CUDA kernel, else "cpu"."""
         return "cuda" if self._cuda_pre is not None else "cpu"
 
-    def display_range(self) -> Tuple[float, float]:
-        """(vmin, vmax) for colouring maps: the normalized-score scale, threshold in the middle."""
-        span = self._max_normal - self._min_normal
-        span = span if np.isfinite(span) and span > 0 else 1.0
-        return self.threshold - span / 2, self.threshold + span / 2
+    def render(self, frame_bgr: np.ndarray, prediction: Prediction,
+               ground_truth: Optional[np.ndarray] = None) -> np.ndarray:
+        """The overlay of one prediction on its frame (rd_edge.core.postprocess.render_overlay):
+        heat map on the normalized-score scale, verdict, scores, colour bar, outlines."""
+        return render_overlay(frame_bgr, prediction.anomaly_map, prediction.score, self.threshold,
+                              self.score_scale, self.pixel_threshold, ground_truth)
 
     # --- prediction ---------------------------------------------------------------------------
 
@@ -303,7 +305,7 @@ class Detector:
         return False
 
     def _postprocess(self, amap: np.ndarray, score: float, frame_hw: Tuple[int, int]) -> Prediction:
-        normalized = float(normalize_score(score, self.threshold, self._min_normal, self._max_normal))
+        normalized = float(normalize_score(score, self.threshold, self.score_scale))
         return Prediction(score=score, normalized_score=normalized, is_anomalous=score > self.threshold,
                           anomaly_map=resize_map(amap, frame_hw))
 
@@ -360,11 +362,3 @@ def _resolve_threshold(threshold: Optional[float], meta: ModelMetadata) -> float
                             "rd-infer --threshold T")
     return float(meta.threshold)
 
-
-def _normal_range(meta: ModelMetadata) -> Tuple[float, float]:
-    """(min, max) of the normal scores for normalized_score; (0, 1) without statistics, which
-    makes normalized_score = score - threshold + 0.5 (normalize_score's unit-span fallback)."""
-    stats = meta.score_stats or {}
-    if "min" in stats and "max" in stats:
-        return float(stats["min"]), float(stats["max"])
-    return 0.0, 1.0

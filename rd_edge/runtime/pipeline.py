@@ -143,8 +143,11 @@ class Summary:
             text += f", dropped {self.dropped} (live sources: stale frames skipped for the newest)"
         if self.latencies_ms:
             lat = np.asarray(self.latencies_ms)
-            text += (f"; latency mean {lat.mean():.2f} ms, p99 {np.percentile(lat, 99):.2f} ms; "
-                     f"{self.fps:.1f} frames/s")
+            why = ("stages overlap, so the slowest stage sets the rate" if self.pipelined
+                   else "the latency plus reading inputs and writing outputs")
+            text += (f"; latency mean {lat.mean():.2f} ms, p99 {np.percentile(lat, 99):.2f} ms per frame "
+                     f"(preprocess + model + postprocess, its share of a batch); {self.fps:.1f} frames/s "
+                     f"end to end ({1000.0 / max(self.fps, 1e-9):.1f} ms of wall time per frame: {why})")
         lines = [text]
         if len(self.streams) > 1:
             lines += [f"  {name}: frames {s.frames}, anomalous {s.anomalies}, errors {s.errors}, "

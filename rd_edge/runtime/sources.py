@@ -58,6 +58,8 @@ class Source:
 
     kind = "source"
     label = "source"
+    fps: Optional[float] = None  # frames per second where the source says (videos, cameras)
+    is_stream = False  # frames of one scene (video, camera, pipeline): --out writes a video
 
     @property
     def live(self) -> bool:
@@ -112,6 +114,9 @@ class CaptureSource(Source):
         super().__init__(description, total, limit)
         self.capture = capture
         self.key_prefix = key_prefix
+        self.is_stream = True
+        fps = float(capture.get(_cv2().CAP_PROP_FPS) or 0.0)
+        self.fps = fps if 0.0 < fps <= 1000.0 else None  # some cameras report 0 or garbage
 
     def _items(self) -> Iterator[SourceItem]:
         index = 0
@@ -141,6 +146,12 @@ class FailedSource(Source):
 
     def _items(self) -> Iterator[SourceItem]:
         yield SourceItem(str(self.path), self.path.stem, None, self.error)
+
+
+def _cv2() -> Any:
+    import cv2
+
+    return cv2
 
 
 def open_source(spec: str, limit: Optional[int] = None, label: Optional[str] = None) -> Source:

@@ -1,5 +1,6 @@
 """The C++ example (cpp_examples/): build rd_infer with CMake, run it on an exported model, and
-check it against the Python runtime (scores within 1e-3 relative, same files, same exit codes).
+check it against the Python runtime (scores within 1e-3 relative, same files, same exit codes,
+the same overlay pixels from the same map).
 
 The build goes to cpp_examples/build/pytest (git-ignored) and is reused by later runs. Skipped
 with a reason where cmake, a C++ compiler or OpenCV's development files are missing.
@@ -20,7 +21,8 @@ pytestmark = pytest.mark.cpp
 
 CPP_DIR = Path(__file__).resolve().parents[2] / "cpp_examples"
 BUILD_DIR = CPP_DIR / "build" / "pytest"
-LINE = re.compile(r"^(?P<path>.+) score=(?P<score>\S+) anomalous=(?P<anomalous>[01]) latency_ms=(?P<latency>\S+)$")
+LINE = re.compile(r"^(?P<path>.+) score=(?P<score>\S+) normalized=(?P<normalized>[01]\.\d{3}) "
+                  r"verdict=(?P<verdict>OK|NG) latency_ms=(?P<latency>\S+)$")
 REL_TOL = 1e-3
 
 
@@ -72,7 +74,8 @@ def _parse_lines(stdout: str) -> List[Dict[str, object]]:
         match = LINE.match(line)
         assert match, f"unexpected stdout line from rd_infer: {line!r}"
         records.append({"path": match["path"], "score": float(match["score"]),
-                        "anomalous": int(match["anomalous"]), "latency_ms": float(match["latency"])})
+                        "normalized": float(match["normalized"]),
+                        "anomalous": int(match["verdict"] == "NG"), "latency_ms": float(match["latency"])})
     return records
 
 
@@ -97,7 +100,8 @@ def test_scores_match_python_runtime(rd_infer, r18_onnx, demo_category, extra_im
     cv2 = pytest.importorskip("cv2")
     from rd_edge.core.images import list_images, read_image
     from rd_edge.runtime import Detector
-    from rd_edge.core.postprocess import heatmap_overlay
+    from rd_edge.core.postprocess import normalize_score, render_overlay
+    from rd_edge.runtime.outputs import result_line
 
     assert "rd_infer backends: opencv" in rd_infer["configure"]
     corrupt = tmp_path / "corrupt.png"
@@ -123,19 +127,34 @@ def test_scores_match_python_runtime(rd_infer, r18_onnx, demo_category, extra_im
             if abs(pred.score - detector.threshold) > 1e-3 * abs(detector.threshold):
                 assert record["anomalous"] == int(pred.is_anomalous), record["path"]
             assert record["latency_ms"] > 0
+            # The same line format as Python's rd-infer, and the same normalized score for its score.
+            expected_n = float(normalize_score(record["score"], detector.threshold, detector.score_scale))
+            assert record["normalized"] == pytest.approx(expected_n, abs=5e-4), record["path"]
+            ours = {"source": record["path"], "score": record["score"], "normalized_score": expected_n,
+                    "is_anomalous": bool(record["anomalous"]), "latency_ms": record["latency_ms"]}
+            assert LINE.match(result_line(ours)), result_line(ours)
 
-        # The overlay follows rd-infer --out: DIR/overlays/<key>.png at the frame's size, like Python's.
-        for name, key in (("wide.png", "wide"), ("small.jpg", "small"), ("nested/gray.png", "nested/gray")):
-            frame = read_image(extra_images / name)
-            pred = detector.predict(frame)
-            mask = pred.anomaly_map > detector.threshold
+        # The overlay follows rd-infer --out: DIR/overlays/<key>.png; drawn from the same map and
+        # score (C++ writes its frame-size map to DIR/maps/<key>.tiff), Python's pixels are identical.
+        by_path = {r["path"]: r for r in records}
+        keys = [("wide.png", "wide"), ("small.jpg", "small"), ("nested/gray.png", "nested/gray"),
+                ("deep.png", "deep"), ("alpha.png", "alpha")]
+        keys += [(p.relative_to(demo_category / "test"), p.relative_to(demo_category / "test").with_suffix(""))
+                 for p in list_images(demo_category / "test")]
+        for name, key in keys:
+            path = (extra_images if (extra_images / name).exists() else demo_category / "test") / name
+            frame = read_image(path)
+            cpp_map = cv2.imread(str(out / "maps" / f"{key}.tiff"), cv2.IMREAD_UNCHANGED)
+            assert cpp_map is not None and cpp_map.dtype == np.float32 and cpp_map.shape == frame.shape[:2], key
             ours = cv2.imread(str(out / "overlays" / f"{key}.png"))
-            assert ours is not None and ours.shape == frame.shape, key
-            theirs = heatmap_overlay(frame, pred.anomaly_map, *detector.display_range(), mask=mask)
-            differs = np.abs(ours.astype(int) - theirs.astype(int)).max(axis=2) > 8
-            assert differs.mean() < 0.01, f"{key}: {differs.mean():.1%} of overlay pixels differ from Python's"
+            theirs = render_overlay(frame, cpp_map, by_path[str(path)]["score"], detector.threshold,
+                                    detector.score_scale, detector.threshold)
+            assert ours is not None and ours.shape == theirs.shape, key
+            differs = np.argwhere((ours != theirs).any(axis=2))
+            assert len(differs) == 0, f"{key}: {len(differs)} overlay pixels differ from Python's, e.g. {differs[:5]}"
             saved_mask = cv2.imread(str(out / "masks" / f"{key}.png"), cv2.IMREAD_GRAYSCALE)
             assert saved_mask.shape == frame.shape[:2]
+            assert np.array_equal(saved_mask > 0, cpp_map > detector.threshold), key
     print(f"{len(records)} images, max relative score difference C++ vs Python {worst:.2e}")
 
 

@@ -60,12 +60,14 @@ def test_folder_with_broken_and_odd_files_gives_one_record_each_and_exit_2(tiny_
     assert len(good) == n_good
     assert all(isinstance(r["score"], float) and 0 <= r["normalized_score"] <= 1 and r["latency_ms"] > 0
                for r in good)
-    # Overlays and masks at each input's own size, none for the broken files.
-    assert cv2.imread(str(out / "overlays" / "good_large.png")).shape == (90, 120, 3)
+    # Overlays (the frame enlarged to >= 256 px wide, under a 32 px legend band) and masks at each
+    # input's own size, none for the broken files.
+    assert cv2.imread(str(out / "overlays" / "good_large.png")).shape == (32 + 90 * 3, 120 * 3, 3)
     assert cv2.imread(str(out / "masks" / "nested" / "gray.png"), cv2.IMREAD_UNCHANGED).shape == (30, 30)
     assert not (out / "overlays" / "empty.png").exists()
     assert len(list((out / "masks").rglob("*.png"))) == n_good
-    assert capsys.readouterr().out == ""  # --quiet
+    lines = capsys.readouterr().out.splitlines()  # --quiet silences progress, never the results
+    assert [line.split(" score=")[0] for line in lines] == [r["source"] for r in good]
 
 
 def test_records_match_the_detector_and_batching_does_not_change_them(tiny_onnx, messy_folder, tmp_path):
@@ -85,9 +87,11 @@ def test_summary_and_warnings(tiny_onnx, messy_folder, capsys):
     folder, n_good, n_bad = messy_folder
     assert main([str(tiny_onnx), str(folder)]) == 2
     captured = capsys.readouterr()
-    assert f"inputs {n_good + n_bad}, anomalous" in captured.out and f"errors {n_bad};" in captured.out
-    assert "latency mean" in captured.out and "p99" in captured.out and "frames/s" in captured.out
+    assert f"inputs {n_good + n_bad}, anomalous" in captured.err and f"errors {n_bad};" in captured.err
+    assert "latency mean" in captured.err and "p99" in captured.err and "frames/s end to end" in captured.err
+    assert "ms of wall time per frame: " in captured.err  # why frames/s is not 1 / latency
     assert "warning:" in captured.err and "empty.png" in captured.err
+    assert len(captured.out.splitlines()) == n_good and "warning:" not in captured.out
 
 
 def test_short_video_gives_one_record_per_frame(tiny_onnx, tmp_path):
@@ -110,10 +114,10 @@ def test_threshold_option_changes_the_verdict(tiny_onnx, tmp_path, capsys):
     records_path = tmp_path / "r.jsonl"
     assert main([str(tiny_onnx), str(image), "--json", str(records_path), "--threshold", "0"]) == 0
     assert read_records(records_path)[0]["is_anomalous"] is True
-    assert "ANOMALOUS" in capsys.readouterr().out  # single image: one result line
+    assert capsys.readouterr().out.endswith(" verdict=NG latency_ms=" + f"{read_records(records_path)[0]['latency_ms']:.3f}\n")
     assert main([str(tiny_onnx), str(image), "--json", str(records_path), "--threshold", "10", "--quiet"]) == 0
     record = read_records(records_path)[0]
-    assert record["is_anomalous"] is False and record["normalized_score"] == 0.0
+    assert record["is_anomalous"] is False and record["normalized_score"] < 1e-6
 
 
 def test_missing_model_is_one_line_and_exit_1(tmp_path, capsys):
@@ -169,7 +173,7 @@ def test_several_sources_in_one_run_name_their_stream_and_frame(tiny_onnx, tmp_p
     image = write_png(tmp_path / "still.png", rgb(24, 32, 7))
     records_path, out = tmp_path / "r.jsonl", tmp_path / "out"
     rc = main([str(tiny_onnx), f"west={left}", str(right), "--source", str(image), "--json", str(records_path),
-               "--batch-size", "4", "--out", str(out)])
+               "--batch-size", "4", "--out", str(out), "--png-frames"])
     assert rc == 0
     records = read_records(records_path)
     streams = {s: [r for r in records if r["stream"] == s] for s in ("west", "right", "still")}
@@ -182,7 +186,8 @@ def test_several_sources_in_one_run_name_their_stream_and_frame(tiny_onnx, tmp_p
         assert [r["score"] for r in streams["right"]] == pytest.approx([p.score for p in det.predict(frames)])
     assert (out / "overlays" / "west" / "left" / "frame_000004.png").is_file()  # no clash between sources
     captured = capsys.readouterr()
-    assert "west: video" in captured.err and "west: frames 5" in captured.out and "stages (pipelined)" in captured.out
+    assert "west: video" in captured.err and "west: frames 5" in captured.err and "stages (pipelined)" in captured.err
+    assert f"annotated video: {out / 'west.mp4'} (5 frames)" in captured.err  # one clip per video source
 
 
 def test_sigterm_stops_cleanly_flushes_and_exits_normally(tiny_onnx, tmp_path, capsys):
@@ -223,7 +228,71 @@ def test_sink_options_run_together_and_budget_needs_a_folder(tiny_onnx, tmp_path
     assert rc == 0
     assert len(list((tmp_path / "ev" / "c").glob("*.jpg"))) == 4
     assert all(r["evidence"].endswith(".jpg") for r in read_records(tmp_path / "r.jsonl"))
-    assert "evidence: 4 anomalous frames saved" in capsys.readouterr().out
+    assert "evidence: 4 anomalous frames saved" in capsys.readouterr().err  # the summary is on stderr
     with pytest.raises(SystemExit):
         main([str(tiny_onnx), str(clip), "--evidence-max-mb", "1"])
     assert "--evidence-max-mb needs --evidence DIR" in capsys.readouterr().err
+
+
+def test_one_line_per_image_and_fail_on_anomaly_exit_codes(tiny_onnx, tmp_path, capsys):
+    folder = tmp_path / "parts"
+    for i in range(3):
+        write_png(folder / f"part{i}.png", rgb(24, 32, 20 + i))
+    # Threshold 10: every part OK -> 0 with or without --fail-on-anomaly.
+    assert main([str(tiny_onnx), str(folder), "--threshold", "10", "--fail-on-anomaly"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" ")[0] for line in lines] == [str(folder / f"part{i}.png") for i in range(3)]
+    assert all(" verdict=OK " in line and " score=" in line and " latency_ms=" in line for line in lines)
+    # Threshold 0: every part NG -> 1 only when asked, 0 otherwise.
+    assert main([str(tiny_onnx), str(folder), "--threshold", "0", "--fail-on-anomaly", "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.count(" verdict=NG ") == 3 and captured.err == ""  # --quiet: stderr silent
+    assert main([str(tiny_onnx), str(folder), "--threshold", "0", "--quiet"]) == 0
+    # A failed input wins: 2 even with NG parts and --fail-on-anomaly.
+    (folder / "broken.png").write_bytes(b"")
+    assert main([str(tiny_onnx), str(folder), "--threshold", "0", "--fail-on-anomaly", "--quiet"]) == 2
+
+
+@pytest.mark.parametrize("out_name", ["clip.mp4", "clip.avi", "folder"])
+def test_video_gives_an_annotated_clip_with_every_frame(tiny_onnx, tmp_path, capsys, out_name):
+    video = tmp_path / "line.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 12, (64, 48))
+    for i in range(9):
+        writer.write(rgb(48, 64, i))
+    writer.release()
+    out = tmp_path / out_name
+    assert main([str(tiny_onnx), str(video), "--out", str(out), "--batch-size", "4"]) == 0
+    clip = out if out_name != "folder" else out / "line.mp4"
+    assert f"annotated video: {clip} (9 frames)" in capsys.readouterr().err
+    capture = cv2.VideoCapture(str(clip))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    assert len(frames) == 9  # as many frames as were read
+    assert fps == pytest.approx(12.0, rel=0.01)  # the source's rate
+    assert frames[0].shape == (32 + 48 * 4, 64 * 4, 3)  # the overlay: band + frame enlarged 4x
+    assert not list(tmp_path.rglob("frame_*.png"))  # no PNG per frame unless asked
+
+
+def test_video_png_frames_only_when_asked(tiny_onnx, tmp_path):
+    video = tmp_path / "line.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 12, (40, 30))
+    for i in range(3):
+        writer.write(rgb(30, 40, i))
+    writer.release()
+    assert main([str(tiny_onnx), str(video), "--out", str(tmp_path / "o"), "--png-frames", "--quiet"]) == 0
+    assert len(list((tmp_path / "o" / "overlays").rglob("frame_*.png"))) == 3
+    assert (tmp_path / "o" / "line.mp4").is_file()
+
+
+def test_checkpoint_instead_of_model_names_rd_export(tmp_path, capsys):
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"not an exported model")
+    image = write_png(tmp_path / "x.png", rgb(8, 8, 0))
+    assert main([str(model), str(image)]) == 1
+    assert f"export it first: rd-export {model}" in capsys.readouterr().err

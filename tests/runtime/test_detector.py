@@ -81,12 +81,16 @@ def test_threshold_from_metadata_and_caller_override(tiny_onnx):
         assert det.predict(f).normalized_score == pytest.approx(0.5)  # the threshold sits at 0.5
 
 
-def test_normalized_score_follows_the_design_formula(tiny_onnx):
+def test_normalized_score_follows_the_documented_formula(tiny_onnx):
+    # tiny metadata: threshold 0.3, std 0.05 -> scale 3 std = 0.15; 1 / (1 + 9^-((s - t) / scale)).
     with Detector(tiny_onnx) as det:
+        grades = []
         for seed in range(5):
             pred = det.predict(frame(30, 30, seed) // (seed + 1))
-            expected = np.clip((pred.score - 0.3) / (0.3 - 0.1) + 0.5, 0.0, 1.0)
-            assert pred.normalized_score == pytest.approx(expected)
+            expected = 1.0 / (1.0 + 9.0 ** (-(pred.score - 0.3) / 0.15))
+            assert pred.normalized_score == pytest.approx(expected, rel=1e-9)
+            grades.append(pred.normalized_score)
+        assert all(0.0 < g < 1.0 for g in grades) and len(set(grades)) == 5  # graded, not 0/1
 
 
 def test_model_without_threshold_needs_one_from_the_caller(make_model, metadata_factory):

@@ -189,11 +189,17 @@ def _canonical(name: str) -> str:
     return key
 
 
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")  # what rd-train writes: rd-export turns it into a model
+
+
 def resolve_backend(path: PathLike, backend: str = "auto") -> str:
     """The registry name that will load ``path``: ``backend`` itself, or chosen by suffix."""
     if backend != "auto":
         return _canonical(backend)
     suffix = Path(path).suffix.lower()
+    if suffix in CHECKPOINT_SUFFIXES:
+        raise BackendError(f"{path} is a training checkpoint, not an exported model; export it first: "
+                           f"rd-export {path} -o {Path(path).with_suffix('.onnx')}")
     for info in _REGISTRY.values():
         if suffix in info.suffixes:
             return info.name

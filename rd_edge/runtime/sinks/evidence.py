@@ -76,11 +76,7 @@ class EvidenceSink(Sink):
     def _overlay_jpeg(self, result: Result) -> bytes:
         import cv2
 
-        from rd_edge.core.postprocess import heatmap_overlay
-
-        amap = result.prediction.anomaly_map  # [H,W] at the frame's size
-        vmin, vmax = self.detector.display_range()
-        overlay = heatmap_overlay(result.item.frame, amap, vmin, vmax, mask=amap > self.detector.threshold)
+        overlay = self.detector.render(result.item.frame, result.prediction)  # rd-infer --out's overlay
         ok, data = cv2.imencode(".jpg", overlay, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             raise SinkError("JPEG encoding of the evidence overlay failed")

@@ -25,7 +25,12 @@ def test_auto_picks_the_backend_from_the_suffix(name, expected):
 
 
 def test_unknown_suffix_lists_what_each_backend_claims():
-    with pytest.raises(BackendError, match=r"model\.pt.*\.onnx -> ort.*\.engine, \.plan -> trt"):
+    with pytest.raises(BackendError, match=r"model\.bin.*\.onnx -> ort.*\.engine, \.plan -> trt"):
+        resolve_backend("model.bin")
+
+
+def test_a_checkpoint_names_the_export_command():
+    with pytest.raises(BackendError, match=r"training checkpoint.*export it first: rd-export model\.pt -o model\.onnx"):
         resolve_backend("model.pt")
 
 
