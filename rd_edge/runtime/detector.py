@@ -299,7 +299,12 @@ class Detector:
                 CudaPreprocessError(f"CUDA preprocessing failed: {exc}")
             if self._cuda_required:
                 raise error from exc
-        self._cuda_pre = None  # its buffers are freed with the runner's context
+        try:
+            with runner.activate():
+                self._cuda_pre.close()
+        except Exception:  # noqa: BLE001 - the context may be unusable after the error
+            pass
+        self._cuda_pre = None
         self.preprocess_fallback_reason = str(error)
         warnings.warn(f"{error}; preprocessing on the CPU from now on", RuntimeWarning, stacklevel=3)
         return False

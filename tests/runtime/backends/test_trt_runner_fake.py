@@ -257,7 +257,7 @@ def test_cuda_error_while_predicting_falls_back_to_the_cpu(fake_gpu, tiny_onnx):
     with Detector(plan, cuda_preprocess=True) as strict:
         with pytest.raises(BackendError, match="too many resources"):
             strict.predict(f)
-    assert nothing_current(cuda)
+    assert nothing_current(cuda) and cuda.memory == {}
 
 
 def test_corrupt_plan_is_refused_with_the_rebuild_command(fake_gpu):

@@ -93,10 +93,7 @@ def on_device(device_id: int) -> Iterator[None]:
 
 def _select_with_cuda_python(device_id: int, pycuda_error: str, stack: ExitStack) -> None:
     try:
-        try:
-            from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-        except ImportError:
-            from cuda import cudart
+        cudart = util.import_cudart()
     except ImportError:
         if device_id == 0:  # the CUDA runtime's default device: nothing to select
             return

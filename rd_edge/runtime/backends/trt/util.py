@@ -107,11 +107,17 @@ def _pycuda_identity(device_id: int) -> GpuInfo:
                    int(sms), int(device.total_memory()) >> 20)
 
 
-def _cuda_python_identity(device_id: int) -> GpuInfo:
+def import_cudart() -> Any:
+    """cuda-python's runtime module; ImportError when cuda-python is not installed."""
     try:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
     except ImportError:
         from cuda import cudart  # older cuda-python; ImportError when neither is installed
+    return cudart
+
+
+def _cuda_python_identity(device_id: int) -> GpuInfo:
+    cudart = import_cudart()
     err, props = cudart.cudaGetDeviceProperties(device_id)
     if int(err) != 0:
         raise BackendError(f"CUDA device {device_id} is not usable: cudaGetDeviceProperties returned {err}")
@@ -148,7 +154,10 @@ def release_primary_context(ctx: Any) -> None:
     """
     handle = int(ctx.handle)
     ctx.detach()
-    driver = libcuda()
+    try:
+        driver = libcuda()
+    except OSError:  # no driver library to call: nothing more can be done
+        return
     current = ctypes.c_void_p()
     if driver.cuCtxGetCurrent(ctypes.byref(current)) == 0 and (current.value or 0) == handle:
         driver.cuCtxPopCurrent_v2(ctypes.byref(ctypes.c_void_p()))
