@@ -3,9 +3,9 @@
 Torch-free; training, evaluation, the runtime and the C++ example use the same rules:
 
 - Grid: along each axis of length L with tile t and overlap fraction o, the nominal stride is
-  s = t - round(o * t) (at least 1); n = ceil((L - t) / s) + 1 tiles start at
-  ``i * (L - t) // (n - 1)`` (integer division), so the first tile starts at 0, the last one
-  ends exactly at the border (no padding) and neighbours overlap by at least o * t.
+  s = t - floor(o * t + 0.5) (at least 1; halves round up, as in C++); n = ceil((L - t) / s) + 1
+  tiles start at ``i * (L - t) // (n - 1)`` (integer division), so the first tile starts at 0,
+  the last one ends exactly at the border (no padding) and neighbours overlap by at least o * t.
   A frame smaller than a tile along an axis cannot be tiled (TilingError).
 - Window: per tile a separable weight w(y) * w(x), strictly positive so that a frame pixel
   covered by one tile only keeps that tile's value: "cosine" (Hann) w(i) = 0.5 - 0.5 cos(2 pi
@@ -87,7 +87,7 @@ def tile_starts(length: int, tile: int, overlap: float) -> List[int]:
         raise TilingError(f"a frame side of {length} px is smaller than the model's tile of {tile} px; "
                           f"expected frames of at least the tile size (resize small frames up, or "
                           f"use a model trained without tiling)")
-    stride = max(1, tile - int(round(overlap * tile)))
+    stride = max(1, tile - int(math.floor(overlap * tile + 0.5)))
     n = math.ceil((length - tile) / stride) + 1
     if n == 1:
         return [0]
