@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <opencv2/core.hpp>
 
@@ -26,6 +27,20 @@ class Backend {
   virtual std::string description() const = 0;
   // blob: float32 [1, 3, H, W], RGB in [0, 1] (Preprocessor's output).
   virtual Inference infer(const cv::Mat& blob) = 0;
+  // blob: float32 [N, 3, H, W] (e.g. the tiles of a frame); one float32 [H, W] map per image,
+  // owned by the caller. This default runs the images one by one through infer(); a backend
+  // that runs a whole batch in one call overrides it.
+  virtual std::vector<cv::Mat> infer_batch(const cv::Mat& blob) {
+    const int n = blob.size[0];
+    const int one[] = {1, blob.size[1], blob.size[2], blob.size[3]};
+    const size_t image = blob.total() / static_cast<size_t>(n);
+    std::vector<cv::Mat> maps;
+    for (int i = 0; i < n; ++i) {
+      const cv::Mat view(4, one, CV_32F, const_cast<float*>(blob.ptr<float>()) + static_cast<size_t>(i) * image);
+      maps.push_back(infer(view).map.clone());
+    }
+    return maps;
+  }
 };
 
 // Runs the fused ONNX graph with OpenCV DNN on the CPU. Throws rd::Error or cv::Exception.

@@ -17,6 +17,7 @@
 #include "options.h"
 #include "postprocess.h"
 #include "preprocess.h"
+#include "tiling.h"
 
 namespace fs = std::filesystem;
 
@@ -55,6 +56,12 @@ int run(const rd::Options& opt) {
   std::fprintf(stderr, "rd_infer: %s on %s (%s), input %dx%d, threshold %.6g\n", opt.model.c_str(),
                model.backend->name().c_str(), model.backend->description().c_str(), meta.width, meta.height,
                threshold);
+  if (meta.tiling) {
+    std::fprintf(stderr, "rd_infer: tiled model: tiles %dx%d, overlap %.3g, frame %s\n", meta.tiling->tile_w,
+                 meta.tiling->tile_h, meta.tiling->overlap,
+                 meta.tiling->frame ? (std::to_string(meta.tiling->frame->width) + "x" +
+                                       std::to_string(meta.tiling->frame->height)).c_str() : "any");
+  }
 
   rd::LatencyStats latency;
   int failed = 0, anomalous_count = 0;
@@ -65,9 +72,16 @@ int run(const rd::Options& opt) {
 
       // Timed as the Python Detector's total_ms: preprocess + inference + map to the frame size.
       const auto t0 = std::chrono::steady_clock::now();
-      const cv::Mat& blob = preprocess(frame);
-      const rd::Inference out = model.backend->infer(blob);
-      const cv::Mat frame_map = rd::resize_map(out.map, frame.size());
+      rd::Inference out;
+      cv::Mat frame_map;
+      if (meta.tiling) {  // every tile of the frame in one backend call, stitched at frame size
+        const rd::TiledInference tiled = rd::infer_tiled(*model.backend, preprocess, *meta.tiling, frame);
+        out.score = tiled.score;
+        frame_map = tiled.map;
+      } else {
+        out = model.backend->infer(preprocess(frame));
+        frame_map = rd::resize_map(out.map, frame.size());
+      }
       const bool anomalous = out.score > threshold;
       const auto t1 = std::chrono::steady_clock::now();
       const double ms = std::chrono::duration<double, std::milli>(t1 - t0).count();

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <utility>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -56,6 +57,44 @@ std::string optional_string(const cv::FileNode& node) {
   return node.isString() ? node.string() : std::string();
 }
 
+// [a, b] of positive integers, or nullopt.
+std::optional<std::pair<int, int>> int_pair(const cv::FileNode& node) {
+  if (!node.isSeq() || node.size() != 2 || !node[0].isInt() || !node[1].isInt()) return std::nullopt;
+  const int a = static_cast<int>(node[0]), b = static_cast<int>(node[1]);
+  if (a <= 0 || b <= 0) return std::nullopt;
+  return std::make_pair(a, b);
+}
+
+// The optional `tiling` object (rd_edge/core/tiling.py Tiling.to_dict()); absent or null: none.
+std::optional<Tiling> parse_tiling(const cv::FileNode& node, const std::string& source) {
+  if (node.empty() || node.isNone() || (node.isString() && node.string() == "null")) return std::nullopt;
+  const std::string where = source + ": metadata tiling ";
+  if (!node.isMap()) throw Error(where + "must be an object, found " + describe(node));
+  Tiling tiling;
+  const auto tile = int_pair(node["tile"]);
+  if (!tile) throw Error(where + "tile must be [h, w] positive integers, found " + describe(node["tile"]));
+  tiling.tile_h = tile->first;
+  tiling.tile_w = tile->second;
+  const cv::FileNode overlap = node["overlap"];
+  if (!overlap.empty()) {
+    if (!is_number(overlap) || overlap.real() < 0.0 || overlap.real() >= 1.0) {
+      throw Error(where + "overlap must be a fraction in [0, 1), found " + describe(overlap));
+    }
+    tiling.overlap = overlap.real();
+  }
+  const cv::FileNode frame = node["frame"];
+  if (!(frame.empty() || (frame.isString() && frame.string() == "any"))) {
+    const auto size = int_pair(frame);
+    if (!size) throw Error(where + "frame must be [H, W] or \"any\", found " + describe(frame));
+    tiling.frame = cv::Size(size->second, size->first);
+  }
+  if (node["window"].isString()) tiling.window = node["window"].string();
+  if (tiling.window != "cosine" && tiling.window != "linear") {
+    throw Error(where + "window must be cosine or linear, found \"" + tiling.window + "\"");
+  }
+  return tiling;
+}
+
 ModelMetadata parse_metadata_node(const cv::FileNode& root, const std::string& source) {
   if (!root.isMap()) throw Error(source + ": '" + std::string(kMetadataKey) + "' metadata must be a JSON object");
   const cv::FileNode version = root["format_version"];
@@ -82,6 +121,7 @@ ModelMetadata parse_metadata_node(const cv::FileNode& root, const std::string& s
   }
   meta.backbone = optional_string(root["backbone"]);
   meta.precision = optional_string(root["precision"]);
+  meta.tiling = parse_tiling(root["tiling"], source);
   return meta;
 }
 

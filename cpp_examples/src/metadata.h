@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 
+#include "tiling.h"
+
 namespace rd {
 
 constexpr int kMetadataFormatVersion = 1;
@@ -21,6 +23,7 @@ struct ModelMetadata {
   std::optional<double> std_normal;  // score_stats.std
   std::string backbone;
   std::string precision;
+  std::optional<Tiling> tiling;  // models trained with rd-train --tile; none: whole frames
 };
 
 // What a TensorRT plan was built with (the sidecar's own fields) plus the model's metadata.

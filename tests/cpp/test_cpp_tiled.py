@@ -1,0 +1,47 @@
+"""The C++ example on a tiled model: same grid, window and stitching as the Python runtime."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from test_cpp_example import REL_TOL, _parse_lines, _run, _tail, _with_metadata, rd_infer  # noqa: F401
+
+pytestmark = pytest.mark.cpp
+
+
+@pytest.mark.parametrize("frame", ["any", [120, 160]])
+def test_tiled_scores_match_python_runtime(rd_infer, r18_onnx, tmp_path, frame):  # noqa: F811
+    cv2 = pytest.importorskip("cv2")
+    from rd_edge.data.synthetic import render_demo_image
+    from rd_edge.runtime import Detector
+
+    tiling = {"tile": [64, 64], "overlap": 0.25, "frame": frame, "window": "cosine"}
+    model = _with_metadata(r18_onnx, tmp_path / "tiled.onnx", lambda m: dict(m, tiling=tiling))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, (h, w) in enumerate([(150, 200), (64, 300), (200, 150)]):
+        image = render_demo_image("dots", "hole" if i == 1 else "good", max(h, w), np.random.default_rng(i)).image
+        assert cv2.imwrite(str(folder / f"{i}.png"), image[:h, :w])
+
+    proc = _run([rd_infer["exe"], model, folder])
+    assert proc.returncode == 0, _tail(proc)
+    assert f"tiled model: tiles 64x64, overlap 0.25, frame {'any' if frame == 'any' else '160x120'}" in proc.stderr
+    records = _parse_lines(proc.stdout)
+    assert len(records) == 3
+    with Detector(model, backend="ort") as det:
+        assert det.metadata.tile_spec() is not None
+        for record in records:
+            pred = det.predict(cv2.imread(record["path"]))
+            rel = abs(record["score"] - pred.score) / max(abs(pred.score), 1e-12)
+            assert rel <= REL_TOL, f"{record['path']}: C++ {record['score']} vs Python {pred.score}"
+            assert record["anomalous"] == int(pred.is_anomalous)
+
+
+def test_frame_smaller_than_a_tile_is_reported_and_skipped(rd_infer, r18_onnx, tmp_path):  # noqa: F811
+    cv2 = pytest.importorskip("cv2")
+    model = _with_metadata(r18_onnx, tmp_path / "tiled.onnx",
+                           lambda m: dict(m, tiling={"tile": [64, 64], "overlap": 0.25, "frame": "any"}))
+    small = tmp_path / "small.png"
+    assert cv2.imwrite(str(small), np.zeros((40, 100, 3), np.uint8))
+    proc = _run([rd_infer["exe"], model, small])
+    assert proc.returncode != 0 and "smaller than the model's tile of 64 px" in proc.stderr, _tail(proc)
