@@ -1,7 +1,7 @@
 """rd-serve: the Detector behind NVIDIA Triton Inference Server (HTTP, gRPC, metrics).
 
     rd-serve model.onnx [--host H] [--http-port P] [--grpc-port Q] [--metrics-port M]
-             [--max-batch N] [--instances K] [--threshold T] [--repository DIR]
+             [--max-batch N] [--instances K] [--threshold T] [--repository DIR [--no-serve]]
 
 Writes a Python-backend model repository (model ``rd_edge``: IMAGE/FRAME in, SCORE,
 IS_ANOMALOUS, NORMALIZED_SCORE, ANOMALY_MAP out; see rd_edge.runtime.triton_python) into a
@@ -225,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="anomaly threshold on the score (default: the model's)")
     p.add_argument("--repository", type=Path, metavar="DIR",
                    help="write the model repository here and keep it (default: a temporary folder)")
+    p.add_argument("--no-serve", action="store_true",
+                   help="only write the model repository (--repository DIR) and exit, e.g. for a Triton container")
     p.add_argument("--tritonserver", metavar="DIR",
                    help="a Triton install with bin/tritonserver and backends/ (default: nvidia-pytriton's)")
     p.add_argument("--startup-timeout", type=float, default=120.0, metavar="S",
@@ -245,6 +247,12 @@ def write_repository(args: argparse.Namespace, repo: Path) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
+    if args.no_serve:
+        if args.repository is None:
+            raise BackendError("--no-serve writes the model repository to --repository DIR; add it")
+        write_repository(args, args.repository)
+        print(f"rd-serve: wrote the '{DETECTOR_MODEL_NAME}' model repository to {args.repository}")
+        return 0
     install = TritonInstall.find(args.tritonserver)
     check_numpy_abi(install)
     with tempfile.TemporaryDirectory(prefix="rd_serve_") as tmp:

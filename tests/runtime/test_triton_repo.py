@@ -134,3 +134,18 @@ def test_python_model_inputs_and_outputs_without_a_server():
     preds[1].anomaly_map = np.zeros((6, 7), np.float32)
     with pytest.raises(ImageReadError, match="one size per request"):
         output_arrays(preds, ["ANOMALY_MAP"])
+
+
+def test_rd_serve_no_serve_writes_the_python_backend_repository(tmp_path, make_model, capsys):
+    """What the official container loads: config + model.py importing rd-edge's model; no server here."""
+    from rd_edge.runtime.serve import main
+
+    model = make_model("m.onnx")
+    repo = tmp_path / "models"
+    assert main([str(model), "--repository", str(repo), "--no-serve", "--max-batch", "4", "--threshold", "0.25"]) == 0
+    config = _parse(repo / "rd_edge" / "config.pbtxt")
+    assert config.max_batch_size == 4 and config.parameters["threshold"].string_value == "0.25"
+    assert config.parameters["model_path"].string_value == str(model.resolve())
+    assert "from rd_edge.runtime.triton_python import TritonPythonModel" in (repo / "rd_edge" / "1" / "model.py").read_text()
+    assert main([str(tmp_path / "missing.onnx"), "--repository", str(repo), "--no-serve"]) == 1
+    assert capsys.readouterr().err.startswith("error: ")
