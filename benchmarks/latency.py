@@ -4,6 +4,10 @@
     python benchmarks/latency.py --model model.pt [--onnx model.onnx] [--onnx-int8 model_int8.onnx]
         [--engine model.engine] [--backends reference,torch,ort,ort-int8,trt] [--batch-sizes 1,4,8]
         [--iters N] [--warmup N] [--threads N] [--json out.json] [--markdown out.md] [--plot out.png]
+    python benchmarks/latency.py --model model.pt [--onnx model.onnx] --stream VIDEO [--repeats N]
+
+``--stream VIDEO``: frames/s of the pipelined runtime vs the sequential loop on that video, and
+each stage's share (decode, preprocess, inference, postprocess, sink); see rdbench/stream.py.
 
 Rows: ``reference`` (the original RD4AD pipeline: torch features, torch cosine/upsampling, numpy +
 scipy blur), ``torch`` (the fused module, eager), ``ort`` (the fused ONNX graph through the
@@ -80,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, help="keep exported/quantized models here (default: a temp dir)")
     p.add_argument("--no-peak", action="store_true", help="skip measuring the CPU's fp32 sgemm peak")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table on stdout")
+    p.add_argument("--stream", type=Path, metavar="VIDEO",
+                   help="instead: pipelined vs sequential frames/s on this video (ONNX Runtime, CPU)")
+    p.add_argument("--repeats", type=_positive, default=2,
+                   help="--stream: runs of each mode, alternated (default 2)")
     return p
 
 
@@ -117,8 +125,34 @@ def _count_gflop(checkpoint: Path) -> Dict[str, Any]:
         return {"gflop_per_image": None, "counting": f"not counted: {exc}"}
 
 
+def run_stream_mode(args: argparse.Namespace) -> Dict[str, Any]:
+    """--stream: the pipelined runtime against the sequential loop on a video."""
+    from rdbench.artifacts import ensure_onnx
+    from rdbench.stream import run_stream, stream_markdown
+
+    settings = settings_from_args(args)
+    workdir_ctx = nullcontext(args.workdir) if args.workdir else tempfile.TemporaryDirectory(prefix="rd_latency_")
+    with workdir_ctx as workdir:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        onnx = ensure_onnx(settings.checkpoint, settings.onnx, Path(workdir))
+        section = run_stream(onnx, args.stream, settings.threads, batch_size=min(settings.batch_sizes),
+                             repeats=args.repeats)
+    report = {"system": system_info(settings.threads),
+              "settings": {"command": shlex.join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])},
+              "stream": section}
+    if args.json:
+        write_json(report, args.json)
+    if args.markdown:
+        args.markdown.write_text(stream_markdown(section) + "\n")
+    if not args.quiet:
+        print(stream_markdown(section))
+    return report
+
+
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """The whole benchmark; returns the report (also written where the arguments say)."""
+    if args.stream is not None:
+        return run_stream_mode(args)
     settings = settings_from_args(args)
     system = system_info(settings.threads)
     tiling = checkpoint_tiling(settings.checkpoint)

@@ -104,21 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _source_specs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> List[Tuple[Optional[str], str]]:
-    """(label or None, spec) per source: SOURCE... and --source, or the CSI pipelines of --csi."""
-    specs = list(args.source) + list(args.more_sources)
+    """(label or None, spec) per source: SOURCE... (with --csi: CSI sensor ids) and --source."""
+    extra = [_split_label(spec) for spec in args.more_sources]
     if not args.csi:
-        if not specs:
+        if not args.source and not extra:
             parser.error("SOURCE is required (or --csi for a Jetson CSI camera)")
-        return [_split_label(spec) for spec in specs]
+        return [_split_label(spec) for spec in args.source] + extra
     from .sources import csi_pipeline
 
     width, height = args.csi_size
     pipelines = []
-    for sensor in specs or ["0"]:
+    for sensor in args.source or ["0"]:
         if not sensor.isdigit():
             parser.error(f"with --csi, SOURCE is the sensor id (an integer), got {sensor!r}")
         pipelines.append((None, csi_pipeline(int(sensor), width, height, args.csi_fps, args.csi_flip)))
-    return pipelines
+    return pipelines + extra
 
 
 def _split_label(spec: str) -> Tuple[Optional[str], str]:
@@ -132,7 +132,7 @@ def _split_label(spec: str) -> Tuple[Optional[str], str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run rd-infer; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # SOURCE... may follow options: MODEL --csi 0 1
     if args.evidence_max_mb is not None and args.evidence is None:
         parser.error("--evidence-max-mb needs --evidence DIR")
     if args.server is not None:  # no local model: the first positional is a source too

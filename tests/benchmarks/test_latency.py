@@ -131,3 +131,25 @@ def test_cpu_peak_small():
     peak = cpu_peak(threads=1, n=64, repeats=1)
     assert peak["achievable_gflops"] > 0
     assert any(isinstance(v, float) for v in peak["measured_sgemm_gflops"].values())
+
+
+def test_stream_mode_reports_both_modes_and_stage_shares(tmp_path, r18_checkpoint, r18_onnx):
+    import cv2
+    import numpy as np
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 64))
+    for i in range(12):
+        writer.write(np.random.default_rng(i).integers(0, 256, (64, 96, 3), dtype=np.uint8))
+    writer.release()
+    out = tmp_path / "stream.json"
+    code = _load_latency().main(["--model", str(r18_checkpoint), "--onnx", str(r18_onnx), "--stream", str(video),
+                                 "--repeats", "1", "--threads", "1", "--json", str(out), "--quiet"])
+    assert code == 0
+    section = json.loads(out.read_text())["stream"]
+    assert set(section["modes"]) == {"pipelined", "sequential"}
+    for row in section["modes"].values():
+        assert row["frames"] == 12 and row["fps"] > 0
+        assert sum(row["stage_share"].values()) == pytest.approx(1.0)
+        assert row["stage_ms"]["inference"] > 0 and row["stage_ms"]["decode"] > 0
+    assert section["speedup"] == pytest.approx(section["modes"]["pipelined"]["fps"] / section["modes"]["sequential"]["fps"])

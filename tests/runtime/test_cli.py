@@ -296,3 +296,15 @@ def test_checkpoint_instead_of_model_names_rd_export(tmp_path, capsys):
     image = write_png(tmp_path / "x.png", rgb(8, 8, 0))
     assert main([str(model), str(image)]) == 1
     assert f"export it first: rd-export {model}" in capsys.readouterr().err
+
+
+def test_csi_sensors_and_more_sources_with_their_labels():
+    from rd_edge.runtime.cli import _source_specs, build_parser
+
+    parser = build_parser()
+    args = parser.parse_intermixed_args(["m.engine", "--csi", "0", "1", "--source", "top=rtsp://u:p@10.0.0.3/s1"])
+    specs = _source_specs(parser, args)
+    assert [label for label, _ in specs] == [None, None, "top"]
+    assert "sensor-id=1 " in specs[1][1] and specs[2][1] == "rtsp://u:p@10.0.0.3/s1"
+    args = parser.parse_intermixed_args(["m.onnx", "a=b.png", "--source", "nvarguscamerasrc sensor-id=0 ! appsink"])
+    assert _source_specs(parser, args) == [("a", "b.png"), (None, "nvarguscamerasrc sensor-id=0 ! appsink")]
