@@ -93,16 +93,19 @@ def test_sequential_mode_gives_the_same_results(tiny_onnx, pipelined):
 
 
 def test_pipelined_runs_at_the_slowest_stage_sequential_at_the_sum(tiny_onnx):
-    """Decode and inference each take ~20 ms: pipelined ~50 frames/s, sequential ~25."""
-    delay, n = 0.02, 50
+    """Decode ~15 ms, inference ~20 ms a frame: pipelined ~50 frames/s (1/slowest), sequential ~28 (1/sum).
+
+    Decode is a little cheaper than inference so the queue before inference stays full: with two
+    exactly equal stages every scheduling hiccup of a busy host would stall the pipeline."""
+    decode, infer, n = 0.015, 0.02, 50
     summaries = {}
     for pipelined in (True, False):
-        with make_detector(tiny_onnx, delay=delay) as det:
-            summaries[pipelined] = Pipeline(det, [FrameSource("clip", n, period=delay)], [ListSink()],
+        with make_detector(tiny_onnx, delay=infer) as det:
+            summaries[pipelined] = Pipeline(det, [FrameSource("clip", n, period=decode)], [ListSink()],
                                             pipelined=pipelined).run()
     fast, slow = summaries[True], summaries[False]
     slowest = max(fast.stage_seconds.values()) / n  # measured seconds per frame of the slowest stage
     assert fast.frames == slow.frames == n
     assert fast.fps >= 0.9 / slowest, (fast.fps, 1 / slowest)
-    assert slow.fps <= 1.0 / (2 * delay), slow.fps  # the sum of the stages, at best
-    assert fast.stage_shares()["inference"] > 0.3 and fast.stage_shares()["decode"] > 0.3
+    assert slow.fps <= 1.0 / (decode + infer), slow.fps  # the sum of the stages, at best
+    assert fast.stage_shares()["inference"] > 0.3 and fast.stage_shares()["decode"] > 0.25
