@@ -85,7 +85,8 @@ def predict_paths(onnx_path: PathLike, paths: Sequence[Path], batch_size: int = 
     maps: List[np.ndarray] = []
     scores: List[np.ndarray] = []
     for i in range(0, len(paths), batch_size):
-        batch = np.stack([preprocess_bgr(read_image(p), size) for p in paths[i:i + batch_size]])
+        batch = np.stack([preprocess_bgr(read_image(p), size, resize=runner.metadata.resize)
+                          for p in paths[i:i + batch_size]])
         out = runner.infer({INPUT_NAME: batch})
         maps.append(out["anomaly_map"][:, 0])
         scores.append(out["score"].reshape(-1))

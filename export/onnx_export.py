@@ -78,7 +78,8 @@ def build_metadata(data: Dict, model: RDInference, checkpoint: Path, precision: 
         score_stats=data.get("score_stats"), checkpoint_sha256=sha256_file(checkpoint),
         exporter_version=__version__, precision=precision, blur_sigma=cfg.blur_sigma,
         mean=list(cfg.mean), std=list(cfg.std), opset=opset,
-        tiling=Tiling.from_dict(data["tiling"], str(checkpoint)).to_dict() if data.get("tiling") else None)
+        tiling=Tiling.from_dict(data["tiling"], str(checkpoint)).to_dict() if data.get("tiling") else None,
+        pixel_threshold=data.get("pixel_threshold"), teacher=data.get("teacher"), resize=cfg.resize)
 
 
 def _torch_export(module: nn.Module, example: Tensor, path: Path, opset: int, dynamic: bool) -> None:
@@ -148,7 +149,8 @@ def export_onnx(checkpoint: Union[str, Path], out: Optional[Union[str, Path]] = 
                               metadata=metadata)
         if verify:
             n_check = example_batch if batch != "dynamic" else 4
-            images, source = check_images(model.config.image_size, data["training"].get("data_dir"), n=n_check)
+            images, source = check_images(model.config.image_size, data["training"].get("data_dir"), n=n_check,
+                                          resize=model.config.resize)
             report.verification = _verify(tmp, out, reference, images, source, precision, keep_failed)
     report.seconds = time.perf_counter() - t0
     return report

@@ -33,7 +33,7 @@ import onnx
 from rd_edge.core.choices import CalibrationMethod, Int8Scope, Int8Target, values
 from rd_edge.core.errors import ExportError, RdEdgeError
 from rd_edge.core.files import atomic_path, check_writable_file
-from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
+from rd_edge.core.metadata import INPUT_NAME, RESIZE_LINEAR, ModelMetadata
 from rd_edge.core.onnx_props import read_onnx_metadata
 
 from .graph import full_check, read_metadata, set_metadata
@@ -154,7 +154,7 @@ def calibration_paths(calib_dir: PathLike, max_images: int = DEFAULT_MAX_IMAGES)
     return paths
 
 
-def load_calibration_batch(paths: Sequence[Path], size: Sequence[int]) -> np.ndarray:
+def load_calibration_batch(paths: Sequence[Path], size: Sequence[int], resize: str = RESIZE_LINEAR) -> np.ndarray:
     """[N,3,H,W] float32, preprocessed exactly as the runtime does (preprocess_bgr)."""
     from rd_edge.data import read_image
     from rd_edge.core.preprocess import preprocess_bgr
@@ -162,32 +162,32 @@ def load_calibration_batch(paths: Sequence[Path], size: Sequence[int]) -> np.nda
     images = []
     for path in paths:
         try:
-            images.append(preprocess_bgr(read_image(path), (int(size[0]), int(size[1]))))
+            images.append(preprocess_bgr(read_image(path), (int(size[0]), int(size[1])), resize=resize))
         except RdEdgeError as exc:
             raise ExportError(f"calibration image {path} is unreadable ({exc}); remove it from "
                               f"--calib-dir or replace it") from exc
     return np.stack(images)
 
 
-def _batches(paths: Sequence[Path], size: Sequence[int], batch: int) -> Iterator[np.ndarray]:
+def _batches(paths: Sequence[Path], size: Sequence[int], batch: int, resize: str) -> Iterator[np.ndarray]:
     for i in range(0, len(paths), batch):
-        yield load_calibration_batch(paths[i:i + batch], size)
+        yield load_calibration_batch(paths[i:i + batch], size, resize)
 
 
-def make_reader(paths: Sequence[Path], size: Sequence[int], batch: int) -> Any:
+def make_reader(paths: Sequence[Path], size: Sequence[int], batch: int, resize: str = RESIZE_LINEAR) -> Any:
     """An onnxruntime CalibrationDataReader over the images (class built lazily: ORT import)."""
     from onnxruntime.quantization import CalibrationDataReader
 
     class _ImageReader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._it = _batches(paths, size, batch)
+            self._it = _batches(paths, size, batch, resize)
 
         def get_next(self) -> Optional[Dict[str, np.ndarray]]:
             images = next(self._it, None)
             return None if images is None else {INPUT_NAME: images}
 
         def rewind(self) -> None:
-            self._it = _batches(paths, size, batch)
+            self._it = _batches(paths, size, batch, resize)
 
     return _ImageReader()
 
@@ -360,7 +360,7 @@ def quantize_int8(onnx_in: PathLike, onnx_out: PathLike, calib_dir: PathLike, ta
     per_run = 1 if recipe.calibration_method != "minmax" else _CALIBRATION_BATCH
     paths, batch = _fit_batch(paths, _static_batch(model), per_run, onnx_in)
 
-    quantized = _run_quantize_static(onnx_in, model, recipe, nodes, make_reader(paths, meta.image_size, batch))
+    quantized = _run_quantize_static(onnx_in, model, recipe, nodes, make_reader(paths, meta.image_size, batch, meta.resize))
     if recipe.target == "tensorrt":
         check_tensorrt_qdq(quantized, recipe.conv_transpose_axis)
     qmeta = replace(meta, precision="int8", extra={

@@ -43,7 +43,7 @@ class VerificationReport:
         return "\n".join(lines)
 
 
-def check_images(image_size, data_dir: Optional[str], n: int = 4, seed: int = 0):
+def check_images(image_size, data_dir: Optional[str], n: int = 4, seed: int = 0, resize: str = "linear"):
     """[n,3,H,W] float32 in [0,1]: training images when the checkpoint knows them, else random."""
     from rd_edge.core.images import read_image
     from rd_edge.data import MVTecCategory
@@ -53,7 +53,7 @@ def check_images(image_size, data_dir: Optional[str], n: int = 4, seed: int = 0)
     if data_dir and Path(data_dir).is_dir():
         try:
             paths = MVTecCategory(data_dir).train_paths()[:n]
-            batch = np.stack([preprocess_bgr(read_image(p), tuple(image_size)) for p in paths])
+            batch = np.stack([preprocess_bgr(read_image(p), tuple(image_size), resize=resize) for p in paths])
             return batch, f"training images from {data_dir}"
         except RdEdgeError:
             pass  # fall through to random images; the source string says so

@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint on the test split of one MVTec-layout category."""
+"""Evaluate a checkpoint on the test split of a dataset (any layout rd_edge.data reads)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,7 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint
-from .data import MVTecCategory, read_image, read_mask
+from .data import open_dataset, read_image, read_mask
 from .metrics import evaluate
 from .core.postprocess import render_overlay, resize_map, score_scale
 from .core.preprocess import preprocess_bgr
@@ -24,7 +24,7 @@ def predict_samples(model: torch.nn.Module, paths: List[Path], device: torch.dev
     size = model.config.image_size
     maps, scores = [], []
     for i in tqdm(range(0, len(paths), batch_size), desc="eval", disable=not progress, unit="batch"):
-        batch = np.stack([preprocess_bgr(read_image(p), size) for p in paths[i:i + batch_size]])
+        batch = np.stack([preprocess_bgr(read_image(p), size, resize=model.config.resize) for p in paths[i:i + batch_size]])
         amap, score = model(torch.from_numpy(batch).to(device))
         maps.append(amap[:, 0].cpu().numpy())
         scores.append(score.cpu().numpy())
@@ -44,18 +44,19 @@ def _predict_full_resolution(model: torch.nn.Module, paths: List[Path], device: 
     return size, np.stack([resize_map(m, size) for m in maps]), scores
 
 
-def evaluate_checkpoint(model_path: Union[str, Path], data_dir: Union[str, Path], device: str = "auto",
+def evaluate_checkpoint(model_path: Union[str, Path], data_dir: Optional[Union[str, Path]], device: str = "auto",
                         batch_size: int = 8, save_maps: Optional[Union[str, Path]] = None,
-                        progress: bool = True, full_resolution: bool = False) -> Dict:
+                        progress: bool = True, full_resolution: bool = False, dataset=None) -> Dict:
     """Image AUROC, pixel AUROC, AUPRO (FPR 0.3) and image F1-max, overall and per defect type.
 
-    Pixel metrics are computed at the model's input size, or with ``full_resolution`` (always
-    for tiled models, which are scored per frame over all tiles) at the test images' own size,
-    on the maps the runtime returns there.
+    ``data_dir`` is a dataset folder (any layout rd_edge.data reads); or pass ``dataset``
+    (rd_edge.data.open_dataset) instead. Pixel metrics are computed at the model's input size,
+    or with ``full_resolution`` (always for tiled models, which are scored per frame over all
+    tiles) at the test images' own size, on the maps the runtime returns there.
     """
     dev = pick_device(device)
     model = load_checkpoint(model_path).to(dev)
-    samples = MVTecCategory(data_dir).test_samples()
+    samples = (dataset or open_dataset(data_dir)).test_samples()
     paths = [s.path for s in samples]
     if model.tiling is not None or full_resolution:
         size, maps, scores = _predict_full_resolution(model, paths, dev, batch_size, progress)

@@ -1,4 +1,4 @@
-"""Training loop for Reverse Distillation on one MVTec-layout category (good images only)."""
+"""Training loop for Reverse Distillation on the good images of one dataset (any layout rd_edge.data reads)."""
 from __future__ import annotations
 
 import math
@@ -12,11 +12,12 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import read_checkpoint, save_checkpoint
-from .data import MVTecCategory, read_image
+from .data import open_dataset, read_image, read_mask
 from .core.errors import DatasetError, RdEdgeError
+from .core.metadata import RESIZE_AREA_LINEAR
 from .model import ModelConfig, RDInference, ReverseDistillation, cosine_loss
 from .model.rd import Normalize
-from .model.weights import load_teacher_weights, reestimate_batchnorm
+from .model.weights import IMAGENET, load_teacher_weights, reestimate_batchnorm, resolve_teacher
 from .core.preprocess import preprocess_bgr
 from .tiles import TileTraining
 
@@ -26,7 +27,10 @@ THRESHOLD_SIGMAS = 3.0  # threshold = mean + 3 std of held-out normal scores
 
 @dataclass
 class TrainConfig:
-    data: str
+    """The paper's recipe by default: 256 px, batch 16, Adam lr 0.005 betas (0.5, 0.999), 200 epochs,
+    ImageNet teacher. ``data`` is a dataset folder; or ``good`` [``defect`` [``masks``]] folders."""
+
+    data: Optional[str] = None
     out: str = "model.pt"
     backbone: str = "wide_resnet50_2"
     image_size: int = 256
@@ -34,12 +38,17 @@ class TrainConfig:
     epochs: Optional[int] = None
     batch_size: int = 16
     lr: float = 0.005
-    teacher_weights: str = "none"
+    teacher_weights: str = IMAGENET  # "imagenet" (downloaded once), a .pth path, or "none"
     seed: int = 0
     device: str = "auto"
     checkpoint_every_s: float = 300.0
     tile: Optional[int] = None  # train on random tiles of this size from full-resolution frames
     tile_overlap: float = 0.25  # overlap of the inference grid (held-out scores, metadata)
+    good: Optional[str] = None
+    defect: Optional[str] = None
+    masks: Optional[str] = None
+    weights_url: Optional[str] = None  # base URL of a mirror of the torchvision files
+    eval_every: Optional[int] = None  # epochs between test-split evaluations (None: never)
 
     def total_steps(self, n_train: int) -> int:
         if self.steps is not None:
@@ -59,11 +68,11 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_images(paths: Sequence[Path], size: int) -> torch.Tensor:
+def load_images(paths: Sequence[Path], size: int, resize: str = RESIZE_AREA_LINEAR) -> torch.Tensor:
     """Decode and resize once, keep uint8 in memory: [N,3,S,S] RGB (4x smaller than float)."""
     out = np.empty((len(paths), 3, size, size), dtype=np.uint8)
     for i, p in enumerate(paths):
-        out[i] = np.round(preprocess_bgr(read_image(p), (size, size)) * 255.0).astype(np.uint8)
+        out[i] = np.round(preprocess_bgr(read_image(p), (size, size), resize=resize) * 255.0).astype(np.uint8)
     return torch.from_numpy(out)
 
 
@@ -105,18 +114,22 @@ class Trainer:
         self.cfg = cfg
         self.progress = progress
         self.device = pick_device(cfg.device)
-        self.category = MVTecCategory(cfg.data)
-        train_paths, hold_paths = split_holdout(self.category.train_paths(), cfg.seed)
+        self.dataset = open_dataset(cfg.data, good=cfg.good, defect=cfg.defect, masks=cfg.masks)
+        self.model_cfg = ModelConfig(backbone=cfg.backbone, image_size=(cfg.image_size, cfg.image_size),
+                                     resize=RESIZE_AREA_LINEAR)
+        train_paths, hold_paths = self._split()
         self.tiles: Optional[TileTraining] = None
         if cfg.tile:  # full-resolution frames; the model sees tiles of them
             self.tiles = TileTraining([read_image(p) for p in train_paths], [read_image(p) for p in hold_paths],
                                       cfg.tile, cfg.tile_overlap, (cfg.image_size, cfg.image_size))
             self.train_u8 = self.tiles.bn_images()  # grid tiles: BatchNorm re-estimation only
         else:
-            self.train_u8 = load_images(train_paths, cfg.image_size)
-            self.hold_u8 = load_images(hold_paths, cfg.image_size)
+            self.train_u8 = load_images(train_paths, cfg.image_size, self.model_cfg.resize)
+            self.hold_u8 = load_images(hold_paths, cfg.image_size, self.model_cfg.resize)
         self.n_train, self.n_hold = len(train_paths), len(hold_paths)
-        self.model_cfg = ModelConfig(backbone=cfg.backbone, image_size=(cfg.image_size, cfg.image_size))
+        self.test_set = self._load_test_set() if cfg.eval_every and not cfg.tile else None
+        self.teacher: Optional[Dict[str, str]] = None
+        self.best: Optional[Dict[str, float]] = None
         self.total_steps = cfg.total_steps(self.tiles.n_grid_tiles() if self.tiles else len(train_paths))
         self.step = 0
         self.loss_history: List[float] = []
@@ -137,14 +150,40 @@ class Trainer:
         if self.optimizer_state is not None:
             self.optimizer.load_state_dict(self.optimizer_state)
 
+    def _split(self) -> tuple:
+        """(train, holdout) good images: the dataset's validation images (MVTec AD 2) when it has
+        them, else 10 % of the training images."""
+        validation = self.dataset.validation_paths()
+        train_paths = self.dataset.train_paths()
+        if len(validation) >= 2:
+            if len(train_paths) < 2:
+                raise DatasetError(f"need at least 2 good training images, found {len(train_paths)}")
+            return train_paths, validation
+        return split_holdout(train_paths, self.cfg.seed)
+
+    def _load_test_set(self):
+        """uint8 test images, masks and labels at the model size, for --eval-every."""
+        try:
+            samples = self.dataset.test_samples()
+        except DatasetError as exc:
+            raise DatasetError(f"evaluating during training needs a test split: {exc}") from None
+        size = self.model_cfg.image_size
+        masks = np.stack([read_mask(s.mask_path, size) if s.mask_path else np.zeros(size, bool) for s in samples])
+        labels = np.array([s.is_anomalous for s in samples], dtype=int)
+        return load_images([s.path for s in samples], size[0], self.model_cfg.resize), masks, labels
+
     def _init_teacher(self) -> None:
-        if self.cfg.teacher_weights.lower() == "none":
+        record = resolve_teacher(self.cfg.teacher_weights, self.cfg.backbone, self.cfg.weights_url,
+                                 progress=self.progress)
+        if record is None:
             batches = (self.normalize(to_float(self.train_u8[i:i + 32], self.device))
                        for i in range(0, len(self.train_u8), 32))
             self.model.teacher.to(self.device)
             reestimate_batchnorm(self.model.teacher, batches)
+            self.teacher = {"source": "none", "file": None, "sha256": None}
         else:
-            load_teacher_weights(self.model.teacher, self.cfg.teacher_weights)
+            load_teacher_weights(self.model.teacher, record["path"])
+            self.teacher = {k: record[k] for k in ("source", "file", "sha256")}
 
     def _resume(self, path: Path) -> None:
         data = read_checkpoint(path)
@@ -152,6 +191,7 @@ class Trainer:
             raise RdEdgeError(f"--resume: {path} holds a {data['config']['model']['backbone']} model, "
                               f"not {self.cfg.backbone}; pass the same --backbone or another --out")
         self.model.load_state_dict(data["state_dict"])
+        self.teacher = data.get("teacher")
         training = data["training"]
         self.step = int(training["step"])
         self.loss_history = list(training.get("loss_history", []))
@@ -182,11 +222,14 @@ class Trainer:
             "score_stats": stats,
             "threshold": threshold,
             "tiling": self.tiles.tiling.to_dict() if self.tiles else None,
+            "teacher": self.teacher,
+            "best": self.best,
             "training": {
                 "step": self.step, "total_steps": self.total_steps, "completed": completed,
                 "final_loss": self.loss_history[-1] if self.loss_history else None,
                 "loss_history": self.loss_history, "seconds": self.elapsed,
-                "data_dir": str(Path(self.cfg.data).resolve()), "n_train": self.n_train,
+                "data_dir": str(Path(self.cfg.data or self.cfg.good).resolve()),
+                "layout": self.dataset.layout, "n_train": self.n_train,
                 "n_holdout": self.n_hold, "device": str(self.device),
             },
             "resume": None if completed else {"optimizer": self.optimizer.state_dict(),
@@ -221,6 +264,8 @@ class Trainer:
                 self.loss_history.append(round(loss_value, 6))
                 bar.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{len(batch_u8) / dt:.1f}")
                 bar.update(1)
+                if self._eval_due():
+                    self._evaluate(bar)
                 if time.monotonic() - last_save > self.cfg.checkpoint_every_s:
                     self.save()
                     last_save = time.monotonic()
@@ -233,21 +278,85 @@ class Trainer:
         bar.close()
         return self._finish()
 
-    def _finish(self) -> Dict:
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches per pass over the training images (the ragged tail is dropped)."""
+        return max(1, len(self.train_u8) // min(self.cfg.batch_size, len(self.train_u8)))
+
+    @property
+    def best_path(self) -> Path:
+        """Where the checkpoint with the best test-split AUROC so far goes: model.best.pt beside --out."""
+        out = Path(self.cfg.out)
+        return out.with_name(f"{out.stem}.best{out.suffix or '.pt'}")
+
+    def _eval_due(self) -> bool:
+        every = self.cfg.eval_every
+        return bool(every) and self.test_set is not None and self.step % (every * self.steps_per_epoch) == 0
+
+    def _inference_model(self) -> RDInference:
         model = RDInference(self.model_cfg).to(self.device).eval()
         model.rd.load_state_dict(self.model.state_dict())
+        return model
+
+    @torch.no_grad()
+    def _evaluate(self, bar) -> Dict[str, float]:
+        """Image and pixel AUROC on the test split (as RD4AD's code reports every 10 epochs); the
+        best so far (mean of the two) is also written to best_path."""
+        from sklearn.metrics import roc_auc_score
+
+        images, masks, labels = self.test_set
+        model = self._inference_model()
+        maps, scores = [], []
+        for i in range(0, len(images), self.cfg.batch_size):
+            amap, score = model(to_float(images[i:i + self.cfg.batch_size], self.device))
+            maps.append(amap[:, 0].cpu().numpy())
+            scores.append(score.cpu().numpy())
+        maps, scores = np.concatenate(maps), np.concatenate(scores)
+        result = {"epoch": self.step // self.steps_per_epoch, "step": self.step,
+                  "image_auroc": _auroc(roc_auc_score, labels, scores),
+                  "pixel_auroc": _auroc(roc_auc_score, masks.ravel(), maps.ravel())}
+        bar.write(f"epoch {result['epoch']} (step {self.step}): image AUROC {_pct(result['image_auroc'])}, "
+                  f"pixel AUROC {_pct(result['pixel_auroc'])}")
+        merit = np.nanmean([result["image_auroc"], result["pixel_auroc"]])
+        if np.isfinite(merit) and (self.best is None or merit > self.best["merit"]):
+            self.best = {**result, "merit": float(merit)}
+            stats, threshold = self._calibrate(model)
+            save_checkpoint(self.best_path, self._payload(True, stats=stats, threshold=threshold))
+        self.model.train()
+        return result
+
+    def _calibrate(self, model: RDInference):
+        """Normal-score statistics of the held-out good images and the default threshold."""
         if self.tiles:  # per frame over all its tiles, as the runtime scores it
             scores = self.tiles.holdout_scores(model, self.device, self.cfg.batch_size)
         else:
             scores = score_images(model, self.hold_u8, self.device, self.cfg.batch_size)
         stats = score_statistics(scores)
-        threshold = stats["mean"] + THRESHOLD_SIGMAS * stats["std"]
+        return stats, stats["mean"] + THRESHOLD_SIGMAS * stats["std"]
+
+    def _finish(self) -> Dict:
+        stats, threshold = self._calibrate(self._inference_model())
         self.save(completed=True, stats=stats, threshold=threshold)
-        return {"steps": self.step, "final_loss": self.loss_history[-1] if self.loss_history else None,
-                "seconds": round(self.elapsed, 1), "threshold": threshold, "score_stats": stats,
-                "out": str(self.cfg.out)}
+        summary = {"steps": self.step, "final_loss": self.loss_history[-1] if self.loss_history else None,
+                   "seconds": round(self.elapsed, 1), "threshold": threshold, "score_stats": stats,
+                   "teacher": self.teacher, "out": str(self.cfg.out)}
+        if self.best is not None:
+            summary["best"] = {**self.best, "out": str(self.best_path)}
+        return summary
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Dict:
     """Train and write ``cfg.out``; returns a summary dict."""
     return Trainer(cfg, resume=resume, progress=progress).fit()
+
+
+def _auroc(roc_auc_score, labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC, NaN when only one class is present (no defects, or no defect pixels)."""
+    labels = np.asarray(labels).astype(bool)
+    if labels.all() or not labels.any():
+        return float("nan")
+    return float(roc_auc_score(labels, scores))
+
+
+def _pct(value: float) -> str:
+    return "n/a" if not np.isfinite(value) else f"{100 * value:.1f}"

@@ -48,7 +48,7 @@ int run(const rd::Options& opt) {
   }
   const double threshold = opt.threshold ? *opt.threshold : *meta.threshold;
   const double scale = rd::score_scale(meta);  // normalized score: 0.5 at the threshold
-  rd::Preprocessor preprocess(meta.height, meta.width);
+  rd::Preprocessor preprocess(meta.height, meta.width, meta.resize == "area-shrink/linear-enlarge");
 
   // One warm-up run, so the first image's latency does not include lazy initialization.
   model.backend->infer(cv::Mat::zeros(4, std::vector<int>{1, 3, meta.height, meta.width}.data(), CV_32F));

@@ -122,6 +122,11 @@ ModelMetadata parse_metadata_node(const cv::FileNode& root, const std::string& s
   meta.backbone = optional_string(root["backbone"]);
   meta.precision = optional_string(root["precision"]);
   meta.tiling = parse_tiling(root["tiling"], source);
+  if (root["resize"].isString()) meta.resize = root["resize"].string();
+  if (meta.resize != "linear" && meta.resize != "area-shrink/linear-enlarge") {
+    throw Error(source + ": metadata resize rule '" + meta.resize + "' is unknown to this rd_infer; rebuild it "
+                "with a matching rd-edge");
+  }
   return meta;
 }
 

@@ -24,6 +24,9 @@ struct ModelMetadata {
   std::string backbone;
   std::string precision;
   std::optional<Tiling> tiling;  // models trained with rd-train --tile; none: whole frames
+  // How frames are resized to the model size: "area-shrink/linear-enlarge" or (older models,
+  // the default when the entry is absent) "linear".
+  std::string resize = "linear";
 };
 
 // What a TensorRT plan was built with (the sidecar's own fields) plus the model's metadata.

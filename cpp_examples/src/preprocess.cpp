@@ -6,7 +6,8 @@
 
 namespace rd {
 
-Preprocessor::Preprocessor(int height, int width) : height_(height), width_(width) {
+Preprocessor::Preprocessor(int height, int width, bool area_shrink)
+    : height_(height), width_(width), area_shrink_(area_shrink) {
   const int shape[] = {1, 3, height, width};
   blob_.create(4, shape, CV_32F);
 }
@@ -15,7 +16,9 @@ const cv::Mat& Preprocessor::operator()(const cv::Mat& frame_bgr) {
   if (frame_bgr.type() != CV_8UC3) throw Error("preprocess expects an HxWx3 uint8 BGR frame");
   const cv::Mat* src = &frame_bgr;
   if (frame_bgr.rows != height_ || frame_bgr.cols != width_) {
-    cv::resize(frame_bgr, resized_, cv::Size(width_, height_), 0.0, 0.0, cv::INTER_LINEAR);
+    const bool shrinks = frame_bgr.rows >= height_ && frame_bgr.cols >= width_;
+    const int interpolation = area_shrink_ && shrinks ? cv::INTER_AREA : cv::INTER_LINEAR;
+    cv::resize(frame_bgr, resized_, cv::Size(width_, height_), 0.0, 0.0, interpolation);
     src = &resized_;
   }
   // Same float32 product as numpy's uint8 * np.float32(1.0 / 255.0): bit-identical values.

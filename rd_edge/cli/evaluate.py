@@ -7,12 +7,13 @@ from typing import Optional, Sequence
 
 from rd_edge.core.cli import run_cli
 from rd_edge.core.files import check_writable_file, write_text_atomic
+from ._data import add_data_arguments, check_data_arguments, open_data
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rd-eval", description=__doc__)
     p.add_argument("model", help="model.pt written by rd-train")
-    p.add_argument("--data", required=True, help="MVTec-layout category folder (test/, ground_truth/)")
+    add_data_arguments(p, need_defects=True)
     p.add_argument("--json", dest="json_out", help="write the metrics as JSON here")
     p.add_argument("--save-maps", help="write per-image maps (.npy) and overlays (.png) here")
     p.add_argument("--batch-size", type=int, default=8)
@@ -25,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_data_arguments(parser, args)
 
     def body() -> int:
         if args.json_out:  # before torch is imported and minutes of evaluation, not after
@@ -33,9 +36,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from ..evaluate import evaluate_checkpoint
         from ..metrics import format_metrics_table
 
-        result = evaluate_checkpoint(args.model, args.data, args.device, args.batch_size,
+        result = evaluate_checkpoint(args.model, None, args.device, args.batch_size,
                                      args.save_maps, progress=not args.quiet,
-                                     full_resolution=args.full_resolution)
+                                     full_resolution=args.full_resolution, dataset=open_data(args))
         print(format_metrics_table(result))
         if args.json_out:
             write_text_atomic(args.json_out, json.dumps(result, indent=2))

@@ -44,6 +44,9 @@ def _add_demo_data(subparsers: _Subparsers) -> None:
                         help="defect size: 'normal' (grows with --image-size), 'small' (as large as "
                         "at 256 px whatever the image size: a few pixels once a high-resolution "
                         "image is resized to 256; for tiling) or a factor such as 0.5 (default: normal)")
+    parser.add_argument("--layout", default="mvtec", choices=["mvtec", "mvtec2", "visa", "folders"],
+                        help="folder layout to write: MVTec AD (default), MVTec AD 2, VisA, or plain "
+                        "folders good/, defect/, masks/")
     parser.set_defaults(handler=_run_demo_data)
 
 
@@ -59,12 +62,13 @@ def _defect_scale(value: str, image_size: int) -> float:
 
 
 def _run_demo_data(args: argparse.Namespace) -> int:
-    from rd_edge.data.synthetic import DEMO_DEFECTS, write_demo_dataset
+    from rd_edge.data.demo_layouts import write_demo_layout
+    from rd_edge.data.synthetic import DEMO_CATEGORIES, DEMO_DEFECTS
 
     try:
-        folders = write_demo_dataset(
-            args.dir, categories=args.categories, image_size=args.image_size,
-            n_train=args.n_train, n_test_good=args.n_test_good,
+        folders = write_demo_layout(
+            args.dir, args.layout, categories=args.categories or DEMO_CATEGORIES,
+            image_size=args.image_size, n_train=args.n_train, n_test_good=args.n_test_good,
             n_test_per_defect=args.n_test_per_defect, seed=args.seed,
             defect_scale=_defect_scale(args.defect_scale, args.image_size),
         )
@@ -75,7 +79,9 @@ def _run_demo_data(args: argparse.Namespace) -> int:
     for folder in folders:
         print(f"wrote {folder}: {args.n_train} training images, {args.n_test_good} good and "
               f"{n_defective} defective test images ({', '.join(DEMO_DEFECTS)}), "
-              f"{args.image_size}x{args.image_size}")
+              f"{args.image_size}x{args.image_size}, {args.layout} layout")
+        if args.layout == "folders":
+            print(f"  train with: --good {folder / 'good'} --defect {folder / 'defect'} --masks {folder / 'masks'}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""rd-train: train a Reverse Distillation model on the good images of one category."""
+"""rd-train: train a Reverse Distillation model on good images (the paper's recipe by default)."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,7 @@ import json
 from typing import Optional, Sequence
 
 from rd_edge.core.cli import int_at_least, run_cli
+from ._data import add_data_arguments, check_data_arguments
 
 
 def fraction(text: str) -> float:
@@ -21,7 +22,7 @@ def fraction(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rd-train", description=__doc__)
-    p.add_argument("--data", required=True, help="one MVTec-layout category folder (train/good/*)")
+    add_data_arguments(p)
     p.add_argument("--backbone", default="wide_resnet50_2",
                    choices=["resnet18", "resnet34", "resnet50", "wide_resnet50_2"])
     p.add_argument("--image-size", type=int, default=256, help="square input size, a multiple of 32")
@@ -30,8 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
     length.add_argument("--epochs", type=int, help="passes over the training images (default 200)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=0.005)
-    p.add_argument("--teacher-weights", default="none",
-                   help="torchvision .pth for the teacher, or 'none' for a random teacher (offline, far weaker)")
+    p.add_argument("--teacher-weights", default="imagenet", metavar="imagenet|PATH|none",
+                   help="imagenet (default): the official torchvision file, downloaded once into torch's "
+                        "hub cache ($TORCH_HOME) and hash-checked; PATH: a torchvision .pth file; none: a "
+                        "random teacher (offline, far weaker)")
+    p.add_argument("--weights-url", metavar="URL",
+                   help="base URL of a mirror of the torchvision files (the file name is appended; "
+                        "default: $RD_EDGE_WEIGHTS_URL, else download.pytorch.org)")
+    p.add_argument("--eval-every", type=int_at_least(1), metavar="N",
+                   help="every N epochs print image/pixel AUROC on the test split and keep the best "
+                        "checkpoint as OUT.best.pt")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--checkpoint-every", type=float, default=300.0, metavar="SECONDS",
@@ -48,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_data_arguments(parser, args)
 
     def body() -> int:
         from ..train import TrainConfig, train  # torch is imported only once the arguments are fine
@@ -57,7 +68,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                           steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           teacher_weights=args.teacher_weights, seed=args.seed, device=args.device,
                           checkpoint_every_s=args.checkpoint_every, tile=args.tile,
-                          tile_overlap=args.tile_overlap)
+                          tile_overlap=args.tile_overlap, good=args.good, defect=args.defect,
+                          masks=args.masks, weights_url=args.weights_url, eval_every=args.eval_every)
         summary = train(cfg, resume=args.resume, progress=not args.quiet)
         print(json.dumps(summary, indent=2))
         return 0

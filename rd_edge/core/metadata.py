@@ -18,6 +18,11 @@ METADATA_KEY = "rd_edge"
 METADATA_FORMAT_VERSION = 1
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("anomaly_map", "score")
+# Resize rules (preprocess_bgr): models made before area shrinking existed were trained with
+# cv2.INTER_LINEAR in both directions and keep it.
+RESIZE_LINEAR = "linear"
+RESIZE_AREA_LINEAR = "area-shrink/linear-enlarge"
+RESIZE_RULES = (RESIZE_LINEAR, RESIZE_AREA_LINEAR)
 
 
 @dataclass
@@ -42,6 +47,10 @@ class ModelMetadata:
     extra: Dict[str, Any] = field(default_factory=dict)  # e.g. int8 calibration details
     # Tiled models: Tiling.to_dict() (tile, overlap, frame or "any", window); None: whole frames.
     tiling: Optional[Dict[str, Any]] = None
+    # Added later; absent in older models, whose defaults say what those models did.
+    pixel_threshold: Optional[float] = None  # None: masks use the image threshold
+    teacher: Optional[Dict[str, Any]] = None  # {"source", "file", "sha256"} of the teacher's weights
+    resize: str = RESIZE_LINEAR  # how frames are resized to image_size (see rd_edge.core.preprocess)
 
     @property
     def height(self) -> int:
@@ -85,6 +94,9 @@ class ModelMetadata:
         if data.get("tiling") is not None:  # normalized, so every reader sees the same fields
             data["tiling"] = Tiling.from_dict(data["tiling"], source).to_dict()
         _check_numbers(data, source)
+        if data.get("resize", RESIZE_LINEAR) not in RESIZE_RULES:
+            raise MetadataError(f"{source}: metadata resize rule {data['resize']!r} is unknown to this "
+                                f"rd-edge (it knows {', '.join(RESIZE_RULES)}); upgrade rd-edge")
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
@@ -95,10 +107,11 @@ def _is_finite_number(value: Any) -> bool:
 def _check_numbers(data: Dict[str, Any], source: str) -> None:
     """threshold: a finite number or null; score_stats: null or an object of finite numbers.
     A NaN threshold would hide every defect, a string one fail mid-run."""
-    threshold = data["threshold"]
-    if threshold is not None and not _is_finite_number(threshold):
-        raise MetadataError(f"{source}: metadata threshold must be a finite number or null, found "
-                            f"{threshold!r}; re-export the model (or pass a threshold explicitly)")
+    for key in ("threshold", "pixel_threshold"):
+        threshold = data.get(key)
+        if threshold is not None and not _is_finite_number(threshold):
+            raise MetadataError(f"{source}: metadata {key} must be a finite number or null, found "
+                                f"{threshold!r}; re-export the model (or pass a threshold explicitly)")
     stats = data["score_stats"]
     if stats is None:
         return

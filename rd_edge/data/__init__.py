@@ -1,4 +1,4 @@
-"""Datasets and image I/O: MVTec AD layout discovery, the synthetic demo dataset, readers.
+"""Datasets and image I/O: discovery of MVTec AD, MVTec AD 2, VisA and plain folders (layouts.py), the synthetic demo dataset, readers.
 
 The synthetic generator is loaded on first use of one of its names, not on ``import rd_edge.data``.
 """
@@ -12,6 +12,7 @@ from rd_edge.core.images import (
     to_bgr_uint8,
 )
 from rd_edge.data.mvtec import MVTecCategory, Sample
+from rd_edge.data.layouts import LAYOUTS, FolderDataset, open_dataset
 
 _SYNTHETIC = ("DEMO_CATEGORIES", "DEMO_DEFECTS", "DemoImage", "render_demo_image", "write_demo_dataset")
 
@@ -25,6 +26,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "LAYOUTS",
+    "FolderDataset",
+    "open_dataset",
     "DEMO_CATEGORIES",
     "DEMO_DEFECTS",
     "IMAGE_EXTENSIONS",

@@ -11,6 +11,7 @@ from .anomaly_map import AnomalyMapHead
 from .decoder import Decoder
 from .ocbe import OCBE
 from .resnet import ResNetEncoder, backbone_spec
+from rd_edge.core.metadata import RESIZE_LINEAR, RESIZE_RULES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -25,6 +26,9 @@ class ModelConfig:
     blur_sigma: float = 4.0
     mean: Tuple[float, float, float] = IMAGENET_MEAN
     std: Tuple[float, float, float] = IMAGENET_STD
+    # How frames are resized to image_size (rd_edge.core.preprocess). Checkpoints written before
+    # the rule was recorded lack it and were trained with "linear"; rd-train writes the new rule.
+    resize: str = RESIZE_LINEAR
 
     def __post_init__(self) -> None:
         backbone_spec(self.backbone)  # raises on unknown names
@@ -33,6 +37,8 @@ class ModelConfig:
         self.image_size = tuple(int(s) for s in self.image_size)
         self.mean = tuple(float(m) for m in self.mean)
         self.std = tuple(float(s) for s in self.std)
+        if self.resize not in RESIZE_RULES:
+            raise ValueError(f"unknown resize rule {self.resize!r}; expected one of {', '.join(RESIZE_RULES)}")
         bad = [s for s in self.image_size if s < 64 or s % 32]
         if len(self.image_size) != 2 or bad:
             raise ValueError(f"image size must be two multiples of 32 of at least 64 (the decoder "

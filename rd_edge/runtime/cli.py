@@ -63,7 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference backend; auto: by model suffix")
     p.add_argument("--providers", type=name_list, metavar="A,B",
                    help="ONNX Runtime providers, e.g. cuda or tensorrt,cuda; none given: cpu")
-    p.add_argument("--threshold", type=float, help="anomaly threshold on the score; none given: the model's")
+    p.add_argument("--threshold", type=float, metavar="T",
+                   help="image threshold on the score; none given: thresholds.json beside the model, else "
+                        "the model's")
+    p.add_argument("--pixel-threshold", type=float, metavar="P",
+                   help="pixel threshold for masks and overlays; none given: thresholds.json, the model's, "
+                        "else the image threshold")
     p.add_argument("--batch-size", type=int_at_least(1), default=1, metavar="N",
                    help="frames per inference call (1: lowest latency)")
     p.add_argument("--out", type=Path, metavar="DIR|CLIP",
@@ -154,7 +159,8 @@ def _run(args: argparse.Namespace, specs: List[Tuple[Optional[str], str]]) -> in
                                   anomaly_map=args.out is not None or args.show)
     else:
         detector = Detector(args.model, backend=args.backend, threshold=args.threshold,
-                            providers=args.providers, batch_size=args.batch_size)
+                            pixel_threshold=args.pixel_threshold, providers=args.providers,
+                            batch_size=args.batch_size)
     with detector, contextlib.ExitStack() as stack:
         sources = [stack.enter_context(source) for source in _open_sources(specs, args.limit)]
         sinks = _build_sinks(detector, sources, args, stack)
@@ -252,12 +258,21 @@ def _stop_on_sigterm(pipeline: Any) -> Iterator[List[bool]]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _thresholds_text(detector: Any) -> str:
+    """'threshold T (source), pixel threshold P (source)'; a remote model has the image threshold only."""
+    sources = getattr(detector, "thresholds", None)
+    if sources is None:  # a remote model: the server's threshold for image and pixels
+        return f"threshold {detector.threshold:.6g}"
+    return (f"threshold {detector.threshold:.6g} ({sources.image_source}), pixel threshold "
+            f"{detector.pixel_threshold:.6g} ({sources.pixel_source})")
+
+
 def _print_header(detector: Any, sources: List[Any], args: argparse.Namespace) -> None:
     providers = getattr(detector.runner, "providers", None)
     backend = detector.backend + (f" ({', '.join(providers)})" if providers else "")
     described = "; ".join(_describe_source(s, len(sources) > 1) for s in sources)
     print(f"rd-infer: {args.model} on {backend}, preprocessing on {detector.preprocess_device}, "
-          f"threshold {detector.threshold:.6g}; {described}", file=sys.stderr)
+          f"{_thresholds_text(detector)}; {described}", file=sys.stderr)
     if detector.preprocess_fallback_reason:
         print(f"note: CUDA preprocessing unavailable, using the CPU: {detector.preprocess_fallback_reason}",
               file=sys.stderr)

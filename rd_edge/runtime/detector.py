@@ -25,10 +25,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from rd_edge.core.errors import BackendError, ConfigError, MetadataError, NonFiniteOutputError, RdEdgeError
+from rd_edge.core.errors import BackendError, ConfigError, NonFiniteOutputError, RdEdgeError
 from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
 from .backends import DeviceInputRunner, Runner, load_runner
 from .backends.base import PathLike
+from .thresholds import resolve_thresholds
 from rd_edge.core.postprocess import normalize_score, render_overlay, resize_map, score_scale
 from rd_edge.core.preprocess import preprocess_bgr
 from .tiled import TiledRunner
@@ -66,7 +67,8 @@ class Detector:
     """Runs an exported RD model on BGR frames.
 
     ``model``: an .onnx / .engine path (or an already loaded Runner). ``backend``: "auto"
-    (by suffix), "ort" or "trt". ``threshold`` overrides the metadata's. ``device``: "cpu",
+    (by suffix), "ort" or "trt". ``threshold`` (image) and ``pixel_threshold`` (masks) override
+    ``thresholds.json`` beside the model, which overrides the metadata's. ``device``: "cpu",
     "cuda" or "cuda:N" (default: what the backend runs on). ``providers``: ONNX Runtime
     providers ("cpu", "cuda", "tensorrt" or full names). ``batch_size``: frames per runner call
     for list inputs, capped at the backend's maximum batch. ``cuda_preprocess``: None picks it
@@ -90,10 +92,12 @@ class Detector:
                  threshold: Optional[float] = None, device: Optional[str] = None,
                  providers: Union[None, str, Sequence[str]] = None, batch_size: int = 8,
                  cuda_preprocess: Optional[bool] = None, tile_batch: Optional[int] = None,
-                 **options: Any) -> None:
+                 pixel_threshold: Optional[float] = None, **options: Any) -> None:
         batch_size = _check_batch_size(batch_size)
         if threshold is not None:
             threshold = check_threshold(threshold)  # before loading anything
+        if pixel_threshold is not None:
+            pixel_threshold = check_threshold(pixel_threshold, "pixel_threshold")
         if isinstance(model, Runner):
             self.runner = model
         elif isinstance(model, (str, os.PathLike)):
@@ -102,7 +106,7 @@ class Detector:
             raise ConfigError(f"Detector(model=...): expected an .onnx/.engine path or a loaded Runner, "
                               f"found {type(model).__name__}")
         try:
-            self._setup(threshold, batch_size, cuda_preprocess)
+            self._setup(threshold, pixel_threshold, batch_size, cuda_preprocess)
             tiling = self.metadata.tile_spec()
             self._tiled = (TiledRunner(self.runner, tiling, tile_batch, self._lock)
                            if tiling is not None else None)
@@ -110,10 +114,12 @@ class Detector:
             self.runner.close()
             raise
 
-    def _setup(self, threshold: Optional[float], batch_size: int, cuda_preprocess: Optional[bool]) -> None:
+    def _setup(self, threshold: Optional[float], pixel_threshold: Optional[float], batch_size: int,
+               cuda_preprocess: Optional[bool]) -> None:
         meta = self.runner.metadata
-        self.threshold = _resolve_threshold(threshold, meta)
-        self.pixel_threshold = self.threshold  # map > pixel_threshold: the outlined region
+        self.thresholds = resolve_thresholds(getattr(self.runner, "path", None), meta, threshold, pixel_threshold)
+        self.threshold = self.thresholds.image  # score > threshold: anomalous
+        self.pixel_threshold = self.thresholds.pixel  # map > pixel_threshold: anomalous pixel (masks, outline)
         self.score_scale = score_scale(meta.score_stats)  # normalized_score's scale (3 std)
         limit = self.runner.max_batch or batch_size
         self.batch_size = min(batch_size, limit)
@@ -138,7 +144,7 @@ class Detector:
                 from .cuda_preprocess import CudaPreprocessor
 
                 with runner.activate():
-                    pre = CudaPreprocessor(self.input_size, runner.stream)
+                    pre = CudaPreprocessor(self.input_size, runner.stream, self.metadata.resize)
                     pre.compile()
                 self._cuda_pre = pre
             except RdEdgeError as exc:
@@ -226,7 +232,7 @@ class Detector:
         h, w = self.input_size
         tensor = np.empty((len(frames), 3, h, w), dtype=np.float32)  # this call's own: threads never share it
         for i, frame in enumerate(frames):
-            preprocess_bgr(frame, self.input_size, out=tensor[i])  # [3,H,W] slot
+            preprocess_bgr(frame, self.input_size, out=tensor[i], resize=self.metadata.resize)  # [3,H,W] slot
         return tensor
 
     def infer(self, batch: "Batch") -> "Batch":
@@ -355,15 +361,4 @@ def check_threshold(threshold: Any, what: str = "threshold") -> float:
     if not math.isfinite(float(threshold)):
         raise ConfigError(f"{what} must be a finite number, found {threshold!r} (it would hide every defect)")
     return float(threshold)
-
-
-def _resolve_threshold(threshold: Optional[float], meta: ModelMetadata) -> float:
-    """The caller's threshold, else the metadata's; MetadataError when neither exists."""
-    if threshold is not None:
-        return check_threshold(threshold)
-    if meta.threshold is None:
-        raise MetadataError("the model's rd_edge metadata has no threshold (its checkpoint had no "
-                            "normal-score statistics); pass one: Detector(..., threshold=T) or "
-                            "rd-infer --threshold T")
-    return float(meta.threshold)
 

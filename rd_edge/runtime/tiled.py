@@ -107,7 +107,8 @@ class TiledRunner:
         for j, (i, k) in enumerate(chunk):
             th, tw = grids[i].tile
             y, x = boxes[i][k]
-            preprocess_bgr(frames[i][y:y + th, x:x + tw], self.model_hw, out=batch[j])  # [3,h,w] slot
+            preprocess_bgr(frames[i][y:y + th, x:x + tw], self.model_hw, out=batch[j],
+                           resize=self.runner.metadata.resize)  # [3,h,w] slot
         done = time.perf_counter()
         with self._lock:
             return self.runner.infer({INPUT_NAME: batch}), done

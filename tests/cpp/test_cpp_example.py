@@ -225,3 +225,24 @@ def test_unusable_models_and_arguments_exit_1(rd_infer, r18_onnx, demo_category,
 def _read_rd_edge(path: Path) -> str:
     onnx = pytest.importorskip("onnx")
     return next(p.value for p in onnx.load(str(path)).metadata_props if p.key == "rd_edge")
+
+
+def test_resize_rule_from_metadata_matches_python(rd_infer, r18_onnx, extra_images, tmp_path):
+    """A model trained with area shrinking: C++ resizes as Python does (larger frames by area)."""
+    from rd_edge.core.images import read_image
+    from rd_edge.runtime import Detector
+
+    scores = {}
+    for rule in ("area-shrink/linear-enlarge", "linear"):
+        model = _with_metadata(r18_onnx, tmp_path / f"{rule[:4]}.onnx", lambda m: dict(m, resize=rule))
+        proc = _run([rd_infer["exe"], model, extra_images / "wide.png", extra_images / "small.jpg"])
+        assert proc.returncode == 0, _tail(proc)
+        records = _parse_lines(proc.stdout)
+        with Detector(model, backend="ort", batch_size=1) as detector:
+            for record in records:
+                want = detector.predict(read_image(record["path"])).score
+                assert abs(record["score"] - want) <= REL_TOL * abs(want), (rule, record["path"])
+        scores[rule] = [r["score"] for r in records]
+    # wide.png (72x100) is shrunk to 64x64: the rules differ; small.jpg is enlarged: both bilinear.
+    assert scores["linear"][0] != scores["area-shrink/linear-enlarge"][0]
+    assert scores["linear"][1] == scores["area-shrink/linear-enlarge"][1]

@@ -2,7 +2,9 @@
 
 The GPU test runs the kernel on a GPU. The CPU tests run the same KERNEL_SOURCE compiled as
 plain C++ (tests/kernel_harness.py) through CudaPreprocessor's own launch code, so a kernel
-that disagrees with preprocess_bgr (a channel, a coordinate, a resize rule) fails here too.
+that disagrees with preprocess_bgr (a channel, a coordinate, a resize rule) fails here too;
+both kernels (area-shrink/linear-enlarge, linear) are run. The area kernel's weights are also
+transcribed to numpy and checked against cv2.INTER_AREA, non-integer factors included.
 """
 import importlib.util
 
@@ -11,6 +13,7 @@ import pytest
 
 from fake_cuda import FakeCuda, install
 from kernel_harness import compiler_missing
+from rd_edge.core.metadata import RESIZE_AREA_LINEAR, RESIZE_LINEAR
 from rd_edge.core.preprocess import preprocess_bgr
 
 MODEL_SIZE = (24, 32)
@@ -37,18 +40,44 @@ def cpu_cuda(monkeypatch):
     cuda.module.Context.pop()
 
 
-def run_preprocessor(cuda, frames, size=MODEL_SIZE):
+def run_preprocessor(cuda, frames, size=MODEL_SIZE, resize=RESIZE_AREA_LINEAR):
     """CudaPreprocessor.enqueue (the runtime's own launch arguments) into one device batch."""
     from rd_edge.runtime.cuda_preprocess import CudaPreprocessor
 
     stream = cuda.module.Stream()
-    pre = CudaPreprocessor(size, stream)
+    pre = CudaPreprocessor(size, stream, resize)
     dst = cuda.module.mem_alloc(len(frames) * 3 * size[0] * size[1] * 4)
     for i, f in enumerate(frames):  # each into its own batch slot; buffers grow and are reused
         pre.enqueue(f, int(dst), batch_index=i)
     stream.synchronize()
     out = cuda.view(int(dst), np.float32, len(frames) * 3 * size[0] * size[1]).reshape(len(frames), 3, *size)
     return out.copy()
+
+
+def area_weights(n_dst: int, n_src: int) -> np.ndarray:
+    """[n_dst, n_src] weights of the area kernel's area_span/area_weight (cv2 computeResizeAreaTab)."""
+    weights = np.zeros((n_dst, n_src), np.float32)
+    scale = np.float32(n_src) / np.float32(n_dst)
+    for d in range(n_dst):
+        f1 = np.float32(d) * np.float32(n_src) / np.float32(n_dst)
+        f2 = f1 + scale
+        cell = min(scale, np.float32(n_src) - f1)
+        s2 = min(int(np.floor(f2)), n_src - 1)
+        s1 = min(int(np.ceil(f1)), s2)
+        if s1 - f1 > 1e-3:
+            weights[d, s1 - 1] = (s1 - f1) / cell
+        weights[d, s1:s2] = 1 / cell
+        if f2 - s2 > 1e-3:
+            weights[d, s2] = min(f2 - s2, 1, cell) / cell
+    return weights
+
+
+def area_kernel_in_numpy(src: np.ndarray, size) -> np.ndarray:
+    """The area kernel's shrink, vectorized: separable cell weights, float, no rounding."""
+    wy, wx = area_weights(size[0], src.shape[0]), area_weights(size[1], src.shape[1])
+    s = src.astype(np.float32)
+    out = np.rint(np.stack([wy @ s[:, :, c] @ wx.T for c in range(3)], axis=-1))  # [H,W,3] BGR, rounded
+    return out[:, :, ::-1].transpose(2, 0, 1) * np.float32(1 / 255)
 
 
 @pytest.mark.parametrize("size", FRAME_SIZES)
@@ -77,6 +106,35 @@ def test_real_kernel_writes_rgb_planes_from_bgr_pixels(cpu_cuda):
     np.testing.assert_array_equal(out[1:], 0.0)  # G, B planes
 
 
+# Shrinks by integer, non-integer and prime factors, and with one axis unchanged.
+SHRINK_SIZES = [(480, 640), (48, 64), (37, 101), (24, 32), (1024, 1024), (700, 900), (25, 33), (24, 97), (255, 257)]
+
+
+@pytest.mark.parametrize("size", SHRINK_SIZES)
+def test_area_formula_in_numpy_matches_cv2_inter_area(size):
+    src = frame(*size, seed=size[1])
+    want = preprocess_bgr(src, MODEL_SIZE, resize=RESIZE_AREA_LINEAR)
+    got = area_kernel_in_numpy(src, MODEL_SIZE)
+    assert np.abs(got - want).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("size", SHRINK_SIZES[4:] + FRAME_SIZES[4:])
+@pytest.mark.parametrize("rule", [RESIZE_AREA_LINEAR, RESIZE_LINEAR])
+def test_real_kernels_follow_the_models_resize_rule(cpu_cuda, size, rule):
+    src = frame(*size, seed=size[1])
+    got = run_preprocessor(cpu_cuda, [src], resize=rule)[0]
+    assert np.abs(got - preprocess_bgr(src, MODEL_SIZE, resize=rule)).max() <= TOLERANCE, f"frame {size} {rule}"
+
+
+def test_area_rule_differs_from_linear_when_shrinking():
+    """Area averaging is not bilinear sampling: on noise shrunk 20x they differ by many grey levels."""
+    src = frame(480, 640)
+    area = preprocess_bgr(src, MODEL_SIZE, resize=RESIZE_AREA_LINEAR)
+    linear = preprocess_bgr(src, MODEL_SIZE, resize=RESIZE_LINEAR)
+    assert np.abs(area - linear).mean() > 20 / 255
+    assert np.abs(area - 0.5).max() < 0.1  # the mean of 400 uniform pixels per cell
+
+
 def _gpu_skip_reason():
     if importlib.util.find_spec("pycuda") is None:
         return "pycuda is not installed"
@@ -103,7 +161,7 @@ def test_cuda_kernel_matches_the_cpu_path_on_every_pixel():
     ctx.push()
     try:
         stream = cuda.Stream()
-        pre = CudaPreprocessor(MODEL_SIZE, stream)
+        pre = CudaPreprocessor(MODEL_SIZE, stream)  # the area rule, preprocess_bgr's default
         batch = len(FRAME_SIZES)
         out = np.empty((batch, 3, *MODEL_SIZE), np.float32)
         dst = cuda.mem_alloc(out.nbytes)

@@ -1,0 +1,257 @@
+"""Thresholds from labelled images, without re-export: what ``rd-calibrate`` does.
+
+Methods (image threshold; an image is anomalous when score > threshold):
+
+- ``f1``: the threshold with the best F1 over the labelled images.
+- ``zero-escape``: the highest threshold that still flags every defective image (no escapes);
+  the false-alarm rate is what it costs.
+- ``normal-quantile[:q]``: the q-quantile (default 0.99) of the good images' scores; the only
+  method for data without defects.
+
+Pixel threshold: the best F1 over all pixels when the defects have masks; else (and for
+``normal-quantile``) the q-quantile of the good images' pixels. Thresholds are placed halfway
+between the last score they pass and the first they flag, so the same images are flagged by
+any backend whose scores agree to within that margin.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from rd_edge.core.errors import CalibrationError
+from rd_edge.core.files import PathLike, sha256_file
+from rd_edge.core.images import read_image, read_mask
+from rd_edge.core.preprocess import preprocess_bgr
+from rd_edge.core.thresholds import Thresholds, thresholds_path
+from rd_edge.data.mvtec import GOOD, Sample
+
+METHODS = ("f1", "zero-escape", "normal-quantile")
+DEFAULT_QUANTILE = 0.99
+
+
+def parse_method(text: str) -> Tuple[str, float]:
+    """'f1' | 'zero-escape' | 'normal-quantile[:q]' -> (name, q); ValueError otherwise."""
+    name, _, q_text = text.partition(":")
+    if name not in METHODS or (q_text and name != "normal-quantile"):
+        raise ValueError(f"expected f1, zero-escape or normal-quantile[:q], got {text!r}")
+    q = DEFAULT_QUANTILE
+    if q_text:
+        try:
+            q = float(q_text)
+        except ValueError:
+            raise ValueError(f"normal-quantile:q needs a number q in (0, 1], got {q_text!r}") from None
+        if not 0.0 < q <= 1.0:
+            raise ValueError(f"normal-quantile:q needs q in (0, 1], got {q}")
+    return name, q
+
+
+@dataclass
+class Scored:
+    """Model outputs on labelled images at the model size."""
+
+    labels: np.ndarray  # [N] bool, True = defective
+    scores: np.ndarray  # [N] float
+    maps: np.ndarray  # [N,H,W] float32
+    masks: np.ndarray  # [N,H,W] bool
+
+
+# --- threshold choice -------------------------------------------------------------------------
+
+
+def cut_below(values: np.ndarray, lowest_flagged: float) -> float:
+    """A threshold t with every value >= ``lowest_flagged`` above t and every other value <= t:
+    halfway to the largest value below it (or the next float down when there is none)."""
+    below = values[values < lowest_flagged]
+    if below.size == 0:
+        return float(np.nextafter(np.float64(lowest_flagged), -np.inf))
+    return float((float(below.max()) + float(lowest_flagged)) / 2.0)
+
+
+def f1_cut(labels: np.ndarray, values: np.ndarray) -> Tuple[float, float]:
+    """(threshold, F1) maximizing F1 of ``values > threshold`` against ``labels``."""
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, thresholds = precision_recall_curve(labels, values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))[:-1]  # last point has no threshold
+    best = int(np.argmax(f1))
+    return cut_below(values, float(thresholds[best])), float(f1[best])
+
+
+def zero_escape_cut(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The highest threshold that flags every defective image."""
+    return cut_below(scores, float(scores[labels].min()))
+
+
+def image_rates(labels: np.ndarray, scores: np.ndarray, threshold: float) -> Dict[str, Any]:
+    flagged = scores > threshold
+    n_good, n_defect = int((~labels).sum()), int(labels.sum())
+    false_alarms, escapes = int((flagged & ~labels).sum()), int((~flagged & labels).sum())
+    return {"n_good": n_good, "n_defective": n_defect, "false_alarms": false_alarms, "escapes": escapes,
+            "false_alarm_rate": false_alarms / n_good if n_good else None,
+            "escape_rate": escapes / n_defect if n_defect else None}
+
+
+def pixel_rates(masks: np.ndarray, maps: np.ndarray, threshold: float) -> Dict[str, Any]:
+    flagged = maps > threshold
+    n_normal, n_defect = int((~masks).sum()), int(masks.sum())
+    return {"normal_pixels_flagged_rate": float((flagged & ~masks).sum() / n_normal) if n_normal else None,
+            "defect_pixels_missed_rate": float((~flagged & masks).sum() / n_defect) if n_defect else None}
+
+
+def choose_thresholds(data: Scored, method: str, q: float = DEFAULT_QUANTILE) -> Dict[str, Any]:
+    """Image and pixel thresholds by ``method`` with their rates on ``data``; CalibrationError
+    when the data cannot support the method (it says which one applies)."""
+    labels, scores = data.labels, data.scores
+    good_maps = data.maps[~labels]
+    if good_maps.size == 0:
+        raise CalibrationError(f"the data holds no good images ({labels.size} defective); every method "
+                               "needs good images to measure false alarms: add some")
+    if method != "normal-quantile" and not labels.any():
+        raise CalibrationError(f"the data holds only good images ({labels.size}); {method} sets the threshold "
+                               f"from defective images. Use the method normal-quantile[:q] (the q-quantile of "
+                               f"the good images' scores, default q {DEFAULT_QUANTILE}), or add defective images")
+    report: Dict[str, Any] = {"method": method}
+    if method == "f1":
+        image, report["image_f1"] = f1_cut(labels, scores)
+    elif method == "zero-escape":
+        image = zero_escape_cut(labels, scores)
+    else:
+        image = float(np.quantile(scores[~labels], q))
+        report["quantile"] = q
+    has_masks = bool(data.masks.any())
+    if method != "normal-quantile" and has_masks:
+        pixel, report["pixel_f1"] = f1_cut(data.masks.ravel(), data.maps.ravel())
+        report["pixel_method"] = "f1"
+    else:
+        pixel = float(np.quantile(good_maps, q))
+        report["pixel_method"] = f"normal-quantile:{q:g}"
+        if method != "normal-quantile":
+            report["pixel_note"] = "no defect masks: the pixel threshold is a quantile of good pixels"
+    report.update(image_rates(labels, scores, image))
+    report.update(pixel_rates(data.masks, data.maps, pixel))
+    return {"image_threshold": image, "pixel_threshold": pixel, "report": report}
+
+
+# --- running the model ------------------------------------------------------------------------
+
+
+def calibration_samples(dataset: Any) -> List[Sample]:
+    """The labelled images to calibrate on: the test split; plain good-only folders: their images."""
+    if getattr(dataset, "layout", None) == "folders" and not dataset.defect:
+        return [Sample(p, GOOD, None) for p in dataset.good]
+    return dataset.test_samples()
+
+
+class _Scorer:
+    """Image -> (map at the model size, score) through the model file: the exported graph via the
+    runtime's public API (.onnx, .engine), or the torch module (.pt)."""
+
+    def __init__(self, model: Path) -> None:
+        self.path = model
+        if model.suffix.lower() == ".pt":
+            from rd_edge.checkpoint import load_checkpoint
+
+            self._torch = load_checkpoint(model)
+            self.size, self.resize = self._torch.config.image_size, self._torch.config.resize
+            self.checkpoint_sha256: Optional[str] = None  # set after the checkpoint is rewritten
+            self._runner = None
+        else:
+            from rd_edge.runtime import load_runner
+
+            self._runner = load_runner(model)
+            meta = self._runner.metadata
+            self.size, self.resize = (meta.height, meta.width), meta.resize
+            self.checkpoint_sha256 = meta.checkpoint_sha256
+
+    def __call__(self, batch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """[N,3,H,W] float32 -> maps [N,H,W], scores [N]."""
+        if self._runner is not None:
+            out = self._runner.infer({"image": batch})
+            return out["anomaly_map"][:, 0], out["score"]
+        import torch
+
+        with torch.no_grad():
+            amap, score = self._torch(torch.from_numpy(batch))
+        return amap[:, 0].numpy(), score.numpy()
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+
+
+def score_samples(scorer: _Scorer, samples: List[Sample], batch_size: int = 8, progress: bool = False) -> Scored:
+    from tqdm import tqdm
+
+    size = tuple(scorer.size)
+    maps, scores = [], []
+    for i in tqdm(range(0, len(samples), batch_size), desc="calibrate", unit="batch", disable=not progress):
+        chunk = samples[i:i + batch_size]
+        batch = np.stack([preprocess_bgr(read_image(s.path), size, resize=scorer.resize) for s in chunk])
+        m, s = scorer(batch)
+        maps.append(np.asarray(m, np.float32))
+        scores.append(np.asarray(s, np.float64).reshape(-1))
+    masks = np.stack([read_mask(s.mask_path, size) if s.mask_path else np.zeros(size, bool) for s in samples])
+    labels = np.array([s.is_anomalous for s in samples], dtype=bool)
+    return Scored(labels, np.concatenate(scores), np.concatenate(maps), masks)
+
+
+def calibrate_model(model: PathLike, dataset: Any, method: str = "f1", batch_size: int = 8,
+                    progress: bool = False) -> Thresholds:
+    """Score ``dataset``'s labelled images with ``model``, choose the thresholds, and write them to
+    thresholds.json beside the model (and into the checkpoint when ``model`` is a .pt)."""
+    name, q = parse_method(method)
+    model = Path(model)
+    samples = calibration_samples(dataset)
+    scorer = _Scorer(model)
+    try:
+        data = score_samples(scorer, samples, batch_size, progress)
+    finally:
+        scorer.close()
+    chosen = choose_thresholds(data, name, q)
+    chosen["report"]["method"] = method if ":" in method or name != "normal-quantile" else f"{name}:{q:g}"
+    chosen["report"]["data"] = str(getattr(dataset, "root", ""))
+    chosen["report"]["layout"] = getattr(dataset, "layout", None)
+    sha = scorer.checkpoint_sha256
+    if model.suffix.lower() == ".pt":
+        sha = _write_into_checkpoint(model, chosen)
+    result = Thresholds(image_threshold=chosen["image_threshold"], pixel_threshold=chosen["pixel_threshold"],
+                        method=chosen["report"]["method"], model=model.name, checkpoint_sha256=sha,
+                        report=chosen["report"])
+    result.write(thresholds_path(model))
+    return result
+
+
+def _write_into_checkpoint(path: Path, chosen: Dict[str, Any]) -> str:
+    """Store the thresholds in the checkpoint (later exports carry them); returns its new sha256."""
+    from rd_edge.checkpoint import read_checkpoint, save_checkpoint
+
+    data = read_checkpoint(path)
+    data.update(threshold=chosen["image_threshold"], pixel_threshold=chosen["pixel_threshold"],
+                calibration=chosen["report"])
+    save_checkpoint(path, data)
+    return sha256_file(path)
+
+
+def format_report(t: Thresholds) -> str:
+    """What rd-calibrate prints."""
+    r = t.report
+
+    def pct(count: Optional[int], total: Optional[int]) -> str:
+        return "n/a" if not total else f"{count}/{total} ({100.0 * count / total:.1f} %)"
+
+    def rate(value: Optional[float]) -> str:
+        return "n/a" if value is None or not math.isfinite(value) else f"{100.0 * value:.2f} %"
+
+    lines = [f"method {t.method} on {r.get('n_good')} good and {r.get('n_defective')} defective images",
+             f"image threshold {t.image_threshold:.6g}: false alarms {pct(r['false_alarms'], r['n_good'])}, "
+             f"escapes {pct(r['escapes'], r['n_defective'])}",
+             f"pixel threshold {t.pixel_threshold:.6g} ({r['pixel_method']}): good pixels flagged "
+             f"{rate(r['normal_pixels_flagged_rate'])}, defect pixels missed {rate(r['defect_pixels_missed_rate'])}"]
+    if "pixel_note" in r:
+        lines.append(f"note: {r['pixel_note']}")
+    return "\n".join(lines)

@@ -1,0 +1,73 @@
+"""Which thresholds a model runs with: call arguments, then ``thresholds.json``, then metadata.
+
+Each of the two thresholds is resolved on its own, so ``--threshold`` alone keeps a calibrated
+pixel threshold. Without any pixel threshold, masks use the image threshold (what models
+exported before pixel thresholds existed did).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from rd_edge.core.errors import MetadataError
+from rd_edge.core.files import PathLike
+from rd_edge.core.metadata import ModelMetadata
+from rd_edge.core.thresholds import Thresholds, finite_threshold, thresholds_path
+
+
+@dataclass(frozen=True)
+class ResolvedThresholds:
+    image: float
+    pixel: float
+    image_source: str  # "argument", the thresholds.json path, or "metadata"
+    pixel_source: str  # as image_source, or "image threshold" when none was given anywhere
+
+
+def read_beside(model: Optional[PathLike], meta: ModelMetadata) -> Optional[Thresholds]:
+    """The ``thresholds.json`` beside ``model``, if there is one; warns when it was calibrated for
+    other weights than the model's (another checkpoint exported to the same folder)."""
+    if model is None:
+        return None
+    path = thresholds_path(model)
+    if not path.is_file():
+        return None
+    found = Thresholds.read(path)
+    if found.checkpoint_sha256 and found.checkpoint_sha256 != meta.checkpoint_sha256:
+        warnings.warn(f"{path} was calibrated on {found.model or 'another model'} (checkpoint "
+                      f"{found.checkpoint_sha256[:12]}), but {Path(model).name} comes from checkpoint "
+                      f"{meta.checkpoint_sha256[:12]}; rerun rd-calibrate on this model", stacklevel=3)
+    return found
+
+
+def resolve_thresholds(model: Optional[PathLike], meta: ModelMetadata, threshold: Optional[float] = None,
+                       pixel_threshold: Optional[float] = None) -> ResolvedThresholds:
+    """Image and pixel thresholds by precedence; MetadataError when no image threshold exists."""
+    beside = read_beside(model, meta)
+    file_label = str(thresholds_path(model)) if beside is not None else ""
+    image, image_source = _first(
+        (threshold, "argument"),
+        (beside.image_threshold if beside else None, file_label),
+        (meta.threshold, "metadata"))
+    if image is None:
+        raise MetadataError("the model has no threshold: its rd_edge metadata has none (the checkpoint "
+                            "had no normal-score statistics) and there is no thresholds.json beside it; "
+                            "calibrate one with rd-calibrate, or pass it: Detector(..., threshold=T) or "
+                            "rd-infer --threshold T")
+    pixel, pixel_source = _first(
+        (pixel_threshold, "argument"),
+        (beside.pixel_threshold if beside else None, file_label),
+        (meta.pixel_threshold, "metadata"),
+        (image, "image threshold"))
+    return ResolvedThresholds(finite_threshold(image, "threshold", image_source),
+                              finite_threshold(pixel, "pixel threshold", pixel_source),
+                              image_source, pixel_source)
+
+
+def _first(*candidates):
+    """The first (value, source) whose value is not None."""
+    for value, source in candidates:
+        if value is not None:
+            return value, source
+    return None, ""

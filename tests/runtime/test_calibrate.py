@@ -1,0 +1,174 @@
+"""Thresholds without re-export: rd-calibrate's choices, thresholds.json, and the runtime's precedence.
+
+The model is the tiny stand-in graph (conftest), run through ONNX Runtime on the demo images:
+real files, real runtime, seconds.
+"""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from rd_edge.calibrate import Scored, choose_thresholds, cut_below, parse_method
+from rd_edge.cli.calibrate import main as calibrate_main
+from rd_edge.core.errors import CalibrationError, MetadataError
+from rd_edge.core.thresholds import Thresholds, thresholds_path
+from rd_edge.runtime import Detector
+from rd_edge.runtime.cli import main as infer_main
+
+
+def scored(good, bad, pixel_masks=True):
+    """Scored data whose maps are constant per image (= its score); defects' masks cover a corner."""
+    scores = np.array(list(good) + list(bad), float)
+    labels = np.array([False] * len(good) + [True] * len(bad))
+    maps = np.repeat(scores[:, None, None], 16, axis=1).repeat(16, axis=2).astype(np.float32)
+    maps[labels, 8:, 8:] += 1.0  # defect pixels hotter than the rest of their image
+    masks = np.zeros(maps.shape, bool)
+    if pixel_masks:
+        masks[labels, 8:, 8:] = True
+    return Scored(labels, scores, maps, masks)
+
+
+def test_f1_threshold_separates_and_sits_between_scores():
+    data = scored(good=[0.1, 0.2, 0.3, 0.6], bad=[0.5, 0.7, 0.9])
+    chosen = choose_thresholds(data, "f1")
+    t = chosen["image_threshold"]
+    assert 0.3 < t < 0.5  # F1 best: flag 0.5, 0.6, 0.7, 0.9 (F1 6/7) over flagging 0.7, 0.9 (F1 4/5)
+    r = chosen["report"]
+    assert (r["false_alarms"], r["escapes"], r["n_good"], r["n_defective"]) == (1, 0, 4, 3)
+    assert r["false_alarm_rate"] == pytest.approx(0.25) and r["escape_rate"] == 0.0
+
+
+def test_zero_escape_flags_every_defect_at_the_highest_threshold():
+    data = scored(good=[0.1, 0.2, 0.45, 0.8], bad=[0.5, 0.7, 0.9])
+    chosen = choose_thresholds(data, "zero-escape")
+    assert chosen["image_threshold"] == pytest.approx((0.45 + 0.5) / 2)
+    assert chosen["report"]["escapes"] == 0 and chosen["report"]["false_alarms"] == 1
+
+
+def test_pixel_threshold_from_masks_separates_defect_pixels():
+    data = scored(good=[0.1, 0.2], bad=[0.3, 0.4])
+    chosen = choose_thresholds(data, "f1")
+    assert chosen["report"]["pixel_method"] == "f1"
+    assert chosen["report"]["defect_pixels_missed_rate"] == 0.0
+    assert chosen["report"]["normal_pixels_flagged_rate"] == 0.0
+
+
+def test_normal_only_data_names_the_method_that_applies():
+    data = scored(good=[0.1, 0.2, 0.3], bad=[])
+    for method in ("f1", "zero-escape"):
+        with pytest.raises(CalibrationError, match="normal-quantile"):
+            choose_thresholds(data, method)
+    chosen = choose_thresholds(data, "normal-quantile", q=1.0)
+    assert chosen["image_threshold"] == pytest.approx(0.3)
+    assert chosen["report"]["false_alarms"] == 0 and chosen["report"]["escape_rate"] is None
+
+
+def test_no_masks_falls_back_to_a_good_pixel_quantile_and_says_so():
+    chosen = choose_thresholds(scored([0.1, 0.2], [0.6], pixel_masks=False), "f1")
+    assert chosen["report"]["pixel_method"].startswith("normal-quantile") and "pixel_note" in chosen["report"]
+
+
+def test_cut_below_keeps_the_flagged_side_strictly_above():
+    values = np.array([1.0, 2.0, 3.0])
+    assert cut_below(values, 2.0) == 1.5
+    t = cut_below(values, 1.0)
+    assert t < 1.0 and (values > t).all()
+
+
+def test_method_parsing():
+    assert parse_method("normal-quantile:0.95") == ("normal-quantile", 0.95)
+    assert parse_method("normal-quantile") == ("normal-quantile", 0.99)
+    for bad in ("f2", "f1:0.5", "normal-quantile:2", "normal-quantile:x"):
+        with pytest.raises(ValueError):
+            parse_method(bad)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "0.5", True])
+def test_thresholds_file_accepts_finite_numbers_only(tmp_path, bad):
+    path = tmp_path / "thresholds.json"
+    path.write_text(json.dumps({"format": "rd_edge.thresholds", "format_version": 1,
+                                "image_threshold": bad}))
+    with pytest.raises(MetadataError, match="finite number"):
+        Thresholds.read(path)
+
+
+def test_thresholds_file_of_another_kind_is_refused(tmp_path):
+    path = tmp_path / "thresholds.json"
+    path.write_text("{\"threshold\": 0.5}")
+    with pytest.raises(MetadataError, match="not an rd-edge thresholds file"):
+        Thresholds.read(path)
+
+
+def test_runtime_precedence_argument_then_file_then_metadata(make_model, tmp_path):
+    model = make_model()  # metadata threshold 0.3, no pixel threshold
+    with Detector(model) as det:
+        assert (det.threshold, det.pixel_threshold) == (0.3, 0.3)
+        assert det.thresholds.image_source == "metadata"
+    Thresholds(0.25, 0.2, model="model.onnx", checkpoint_sha256="0" * 64).write(thresholds_path(model))
+    with Detector(model) as det:
+        assert (det.threshold, det.pixel_threshold) == (0.25, 0.2)
+        assert det.thresholds.image_source.endswith("thresholds.json")
+    with Detector(model, threshold=0.4) as det:  # the argument wins; the file still gives the pixels
+        assert (det.threshold, det.pixel_threshold) == (0.4, 0.2)
+    with Detector(model, pixel_threshold=0.1) as det:
+        assert (det.threshold, det.pixel_threshold) == (0.25, 0.1)
+
+
+def test_thresholds_of_other_weights_warn(make_model):
+    model = make_model()
+    Thresholds(0.25, None, model="other.onnx", checkpoint_sha256="f" * 64).write(thresholds_path(model))
+    with pytest.warns(UserWarning, match="rerun rd-calibrate"):
+        Detector(model).close()
+
+
+@pytest.fixture
+def tiny_and_data(make_model, demo_category, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(demo_category, data)
+    return make_model(), data
+
+
+@pytest.mark.parametrize("method", ["f1", "zero-escape"])
+def test_calibrate_then_infer_flags_exactly_the_images_above(tiny_and_data, tmp_path, capsys, method):
+    model, data = tiny_and_data
+    assert calibrate_main([str(model), "--data", str(data), "--method", method, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "image threshold" in out and "false alarms" in out and "escapes" in out
+    saved = Thresholds.read(thresholds_path(model))
+    assert saved.method == method and saved.model == model.name
+    report = saved.report
+    if method == "zero-escape":
+        assert report["escapes"] == 0
+    records_path = tmp_path / "records.jsonl"
+    assert infer_main([str(model), str(data / "test"), "--json", str(records_path), "--quiet",
+                       "--out", str(tmp_path / "out")]) == 0
+    records = [json.loads(line) for line in records_path.read_text().splitlines()]
+    flagged = {r["source"] for r in records if r["is_anomalous"]}
+    assert flagged == {r["source"] for r in records if r["score"] > saved.image_threshold}
+    good_flagged = sum("/good/" in s for s in flagged)
+    defects_missed = sum(not r["is_anomalous"] for r in records if "/good/" not in r["source"])
+    assert (good_flagged, defects_missed) == (report["false_alarms"], report["escapes"])
+
+
+def test_masks_use_the_pixel_threshold(tiny_and_data, tmp_path):
+    import cv2
+
+    model, data = tiny_and_data
+    image = sorted((data / "test" / "hole").glob("*.png"))[0]
+    runs = {}
+    for name, pixel in (("low", -1.0), ("high", 1e9)):
+        assert infer_main([str(model), str(image), "--threshold", "1e9", "--pixel-threshold", str(pixel),
+                           "--out", str(tmp_path / name), "--quiet"]) == 0
+        runs[name] = cv2.imread(str(next((tmp_path / name / "masks").rglob("*.png"))), cv2.IMREAD_GRAYSCALE)
+    assert runs["low"].min() == 255 and runs["high"].max() == 0
+
+
+def test_normal_only_folder_needs_normal_quantile(make_model, demo_category, capsys):
+    model = make_model()
+    good = demo_category / "train" / "good"
+    assert calibrate_main([str(model), "--good", str(good), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "normal-quantile" in err and not thresholds_path(model).exists()
+    assert calibrate_main([str(model), "--good", str(good), "--method", "normal-quantile:0.9", "--quiet"]) == 0
+    assert Thresholds.read(thresholds_path(model)).method == "normal-quantile:0.9"
