@@ -17,6 +17,18 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/helpers.py, fake_cuda.py
 RUNTIME_ONLY_MISSING = {"torch", "torchvision", "onnx", "onnxruntime", "onnxscript", "sklearn", "tqdm"}
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_teacher_downloads(tmp_path_factory):
+    """Nothing downloads: the ImageNet teacher's base URL is a closed local port and torch's hub
+    cache an empty folder, so a test that trains without teacher weights 'none' fails at once
+    (with the one-line download error) instead of reaching for the internet."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("RD_EDGE_WEIGHTS_URL", "http://127.0.0.1:9/models")
+    patch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
+    yield
+    patch.undo()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_make_collect_report(collector):
     outcome = yield

@@ -27,7 +27,7 @@ def tiled_ckpt(hires, tmp_path_factory):
     with pytest.warns(UserWarning, match="random teacher"):
         assert train_main(["--data", str(hires), "--backbone", "resnet18", "--image-size", "64",
                            "--tile", "64", "--tile-overlap", "0.25", "--steps", "3", "--batch-size", "4",
-                           "--device", "cpu", "--out", str(out), "--quiet"]) == 0
+                           "--device", "cpu", "--teacher-weights", "none", "--out", str(out), "--quiet"]) == 0
     return out
 
 
