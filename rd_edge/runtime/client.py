@@ -20,6 +20,7 @@ import numpy as np
 from rd_edge.core.errors import BackendError
 from rd_edge.core.metadata import ModelMetadata
 from rd_edge.core.optional import lazy_import
+from rd_edge.core.postprocess import normalize_score, score_scale
 from .detector import Batch, Detector, Prediction
 from .triton_repo import DETECTOR_MODEL_NAME
 
@@ -184,8 +185,9 @@ class RemoteDetector:
     """The Detector's interface (predict, preprocess -> infer -> postprocess, threshold,
     render) served by a Triton server: what ``rd-infer --server URL`` runs.
 
-    The threshold is the server's (``threshold`` set here only changes ``is_anomalous`` and the
-    masks on this side). ``anomaly_map``: fetch maps (needed for overlays and masks).
+    The threshold is the server's; a ``threshold`` given here re-grades the server's scores on
+    this side (is_anomalous, normalized_score, masks). ``anomaly_map``: fetch maps (needed for
+    overlays and masks).
     """
 
     backend = "triton"
@@ -216,8 +218,6 @@ class RemoteDetector:
 
     @property
     def score_scale(self) -> float:
-        from rd_edge.core.postprocess import score_scale
-
         return score_scale(self.metadata.score_stats)
 
     render = Detector.render  # the same overlay as a local Detector (uses the three values above)
@@ -257,6 +257,7 @@ class RemoteDetector:
         for p in predictions:
             if self._local_threshold:
                 p.is_anomalous = p.score > self.threshold
+                p.normalized_score = float(normalize_score(p.score, self.threshold, self.score_scale))
             p.timings = dict(timings)
         return predictions
 

@@ -185,3 +185,12 @@ def test_remote_detector_without_server_module(monkeypatch):
     monkeypatch.setitem(sys.modules, "tritonclient.http", None)
     with pytest.raises(Exception, match=r"rd-edge\[client\]"):
         RemoteDetector("http://127.0.0.1:1")
+
+
+def test_a_client_side_threshold_regrades_as_a_local_detector(server, r18_onnx, demo_images, local):
+    threshold = float(np.median([p.score for p in local]))  # splits the demo images into both verdicts
+    frames = [read_image(p) for p in demo_images]
+    with RemoteDetector(server[0], threshold=threshold) as remote, Detector(r18_onnx, threshold=threshold) as here:
+        got, want = remote.predict(frames), here.predict(frames)
+    assert {p.is_anomalous for p in want} == {True, False}
+    assert_same(got, want)
