@@ -6,12 +6,10 @@ import sys
 
 import cv2
 import numpy as np
-import pytest
 
 from pipeline_parts import FrameSource, ListSink
 from rd_edge.runtime import Detector
 from rd_edge.runtime.pipeline import Pipeline
-from rd_edge.runtime.sinks import JsonlSink
 from rd_edge.runtime.sinks.evidence import EvidenceSink
 
 

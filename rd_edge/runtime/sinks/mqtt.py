@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections import deque
-from typing import Any, Deque, List, Optional, Set, Tuple
+from typing import Any, Deque, Optional, Set, Tuple
 from urllib.parse import unquote, urlsplit
 
 from rd_edge.core.optional import import_optional
