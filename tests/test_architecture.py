@@ -9,7 +9,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 LINT = Path(sys.executable).with_name("lint-imports")
 
-pytestmark = pytest.mark.skipif(not LINT.exists(), reason="import-linter is not installed (pip install -e .[dev])")
+needs_linter = pytest.mark.skipif(not LINT.exists(), reason="import-linter is not installed (pip install -e .[dev])")
 
 
 def lint(root: Path) -> subprocess.CompletedProcess:
@@ -18,12 +18,14 @@ def lint(root: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(LINT), "--no-cache"], cwd=root, env=env, capture_output=True, text=True, timeout=120)
 
 
+@needs_linter
 def test_the_layer_contracts_are_kept():
     done = lint(REPO)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 broken" in done.stdout
 
 
+@needs_linter
 @pytest.mark.parametrize("module, line, broken", [
     ("rd_edge/core/files.py", "import torch", "rd_edge.core is not allowed to import torch"),
     ("rd_edge/core/metadata.py", "from rd_edge.runtime import Detector", "rd_edge.core is not allowed to import rd_edge.runtime"),
@@ -40,3 +42,13 @@ def test_a_deliberately_wrong_import_breaks_a_contract(tmp_path, module, line, b
     done = lint(tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     assert broken in " ".join(done.stdout.split()), done.stdout
+
+
+def test_every_package_is_listed_for_installation():
+    """pyproject lists packages explicitly: a new sub-package missing there is absent from a wheel."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "rd_edge").rglob("__init__.py")}
+    found |= {"rd_export." + ".".join(p.parent.relative_to(REPO / "export").parts) if p.parent != REPO / "export"
+              else "rd_export" for p in (REPO / "export").rglob("__init__.py")}
+    assert found - listed == set(), f"add to [tool.setuptools] packages: {sorted(found - listed)}"
