@@ -149,3 +149,20 @@ def test_rd_serve_no_serve_writes_the_python_backend_repository(tmp_path, make_m
     assert "from rd_edge.runtime.triton_python import TritonPythonModel" in (repo / "rd_edge" / "1" / "model.py").read_text()
     assert main([str(tmp_path / "missing.onnx"), "--repository", str(repo), "--no-serve"]) == 1
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_rd_serve_refuses_what_cannot_work(tmp_path, monkeypatch):
+    import numpy as np
+
+    from rd_edge.core.errors import BackendError
+    from rd_edge.runtime.serve import TritonInstall, check_numpy_abi
+
+    with pytest.raises(BackendError, match=r"not a Triton install with the Python backend.*rd-edge\[serve\]"):
+        TritonInstall.find(str(tmp_path))  # no bin/tritonserver there
+    bundled = TritonInstall(tmp_path / "tritonserver", tmp_path / "backends", stub=tmp_path / "stub")
+    monkeypatch.setattr(np, "__version__", "2.1.0")
+    with pytest.raises(BackendError, match=r"numpy 2\.1\.0.*numpy<2"):
+        check_numpy_abi(bundled)
+    monkeypatch.setattr(np, "__version__", "1.26.4")
+    check_numpy_abi(bundled)
+    check_numpy_abi(TritonInstall(tmp_path / "tritonserver", tmp_path / "backends"))  # a container's own stub
