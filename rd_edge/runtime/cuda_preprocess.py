@@ -161,6 +161,8 @@ class CudaPreprocessor:
     seen and are reused.
     """
 
+    kernel_source = KERNEL_SOURCE  # a subclass may bring its own kernel source (and kernel_name)
+
     def __init__(self, size_hw: Tuple[int, int], stream: Any, resize: str = RESIZE_AREA_LINEAR) -> None:
         from .backends.trt.util import import_pycuda_driver
 
@@ -189,7 +191,7 @@ class CudaPreprocessor:
         try:
             from pycuda.compiler import SourceModule
 
-            self._module = SourceModule(KERNEL_SOURCE, no_extern_c=True)
+            self._module = SourceModule(self.kernel_source, no_extern_c=True)
         except Exception as exc:  # pycuda.driver.CompileError, or nvcc not found (OSError)
             raise BackendError("cannot compile the CUDA preprocessing kernel (pycuda needs nvcc; on "
                                "JetPack add /usr/local/cuda/bin to PATH): "

@@ -110,6 +110,8 @@ class Detector:
             tiling = self.metadata.tile_spec()
             self._tiled = (TiledRunner(self.runner, tiling, tile_batch, self._lock)
                            if tiling is not None else None)
+            if self._tiled is not None and self._cuda_pre is not None:
+                self._setup_cuda_tiles()
         except BaseException:
             self.runner.close()
             raise
@@ -286,7 +288,52 @@ class Detector:
                 p.timings = dict(timings)
         return predictions
 
-    def _preprocess_cuda(self, frames: List[np.ndarray]) -> bool:
+    def _setup_cuda_tiles(self) -> None:
+        """Tiled models on the CUDA path: crop + convert tiles in the kernel, no host round trip.
+        Tiles of another size than the model's are cropped and resized on the CPU instead."""
+        from .cuda_tiles import CudaTilePreprocessor
+
+        runner = self.runner
+        with runner.activate():
+            self._cuda_pre.close()
+        self._cuda_pre = None
+        if self._tiled.tiling.tile != self.input_size:
+            self.preprocess_fallback_reason = (f"tiles of {self._tiled.tiling.tile} are resized to the "
+                                               f"model's {self.input_size} on the CPU")
+            return
+        try:
+            with runner.activate():
+                pre = CudaTilePreprocessor(self.input_size, runner.stream)
+                pre.compile()
+        except Exception as exc:  # RdEdgeError or a CUDA error: the CPU crops the tiles
+            if self._cuda_required:
+                raise BackendError(f"CUDA preprocessing was requested but is unavailable: {exc}") from exc
+            self.preprocess_fallback_reason = str(exc)
+            return
+        self._cuda_pre = pre
+        self._tiled.device_writer = self._tiles_cuda
+
+    def _tiles_cuda(self, frames: List[np.ndarray], grids: list, chunk: list):
+        """One chunk of tiles cropped into the device input by the kernel and run; None when a
+        CUDA error moved preprocessing to the CPU (the TiledRunner then crops there)."""
+        from .cuda_tiles import frame_runs
+
+        runner = self.runner
+
+        def enqueue() -> None:
+            for i, start, tiles in frame_runs(chunk):
+                boxes = grids[i].boxes
+                frame = np.ascontiguousarray(frames[i])
+                self._cuda_pre.enqueue_tiles(frame, [boxes[k] for k in tiles], runner.device_input_pointer(), start)
+
+        with self._lock:  # one device input buffer
+            if self._cuda_pre is None or not self._preprocess_cuda(frames, enqueue):
+                self._tiled.device_writer = None
+                return None
+            ready = time.perf_counter()
+            return runner.infer_from_device(len(chunk)), ready
+
+    def _preprocess_cuda(self, frames: List[np.ndarray], enqueue: Optional[Any] = None) -> bool:
         """Write the frames' tensors straight into the runner's device input buffer; False (and
         CPU preprocessing from now on, with a warning) when a CUDA call fails, unless CUDA
         preprocessing was required."""
@@ -295,8 +342,10 @@ class Detector:
         runner = self.runner
         try:
             with runner.activate():
-                for i, frame in enumerate(frames):
+                for i, frame in enumerate(frames if enqueue is None else []):
                     self._cuda_pre.enqueue(frame, runner.device_input_pointer(), i)
+                if enqueue is not None:  # tiles: their own kernel (_tiles_cuda)
+                    enqueue()
                 # Wait, so preprocess_ms measures the kernels and not just their enqueueing.
                 runner.stream.synchronize()
             return True

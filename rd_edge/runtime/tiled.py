@@ -25,7 +25,9 @@ from .backends.base import Runner
 
 Slot = Tuple[int, int]  # (frame index, tile index in its grid's boxes)
 # (frames, grids, slots) -> (runner outputs for the slots, time.perf_counter() when the tiles were ready)
-ChunkRunner = Callable[[List[np.ndarray], List[TileGrid], List[Slot]], Tuple[Dict[str, np.ndarray], float]]
+# None: the device path gave up (e.g. a CUDA error); the tiles are then cropped on the CPU.
+ChunkRunner = Callable[[List[np.ndarray], List[TileGrid], List[Slot]],
+                       Optional[Tuple[Dict[str, np.ndarray], float]]]
 
 
 class TiledRunner:
@@ -101,7 +103,9 @@ class TiledRunner:
         import time
 
         if self.device_writer is not None:
-            return self.device_writer(frames, grids, chunk)
+            done = self.device_writer(frames, grids, chunk)
+            if done is not None:
+                return done  # else a CUDA error: the CPU crops from now on
         batch = np.empty((len(chunk), 3) + self.model_hw, dtype=np.float32)  # [n,3,h,w]
         boxes = {i: grids[i].boxes for i, _ in chunk}
         for j, (i, k) in enumerate(chunk):
