@@ -21,7 +21,8 @@ from .model.weights import IMAGENET, load_teacher_weights, reestimate_batchnorm,
 from .core.preprocess import preprocess_bgr
 from .tiles import TileTraining
 
-HOLDOUT_FRACTION = 0.1  # normal training images kept aside to calibrate the threshold
+HOLDOUT_FRACTION = 0.2  # normal training images kept aside to calibrate the threshold...
+HOLDOUT_MIN = 20  # ...and at least this many when at least twice as many images exist
 THRESHOLD_SIGMAS = 3.0  # threshold = mean + 3 std of held-out normal scores
 
 
@@ -77,11 +78,13 @@ def load_images(paths: Sequence[Path], size: int, resize: str = RESIZE_AREA_LINE
 
 
 def split_holdout(paths: List[Path], seed: int) -> tuple:
-    """Deterministic split of the good training images into (train, holdout)."""
+    """Deterministic split of the good training images into (train, holdout): 20 % of them, at
+    least min(20, half of them), at least 2. The threshold's mean + 3 std needs enough images: 4-6
+    gave thresholds that moved by half their value between two runs."""
     if len(paths) < 4:
         raise DatasetError(f"need at least 4 good training images, found {len(paths)}")
     order = np.random.default_rng(seed).permutation(len(paths))
-    n_hold = max(2, int(round(HOLDOUT_FRACTION * len(paths))))
+    n_hold = max(2, int(round(HOLDOUT_FRACTION * len(paths))), min(HOLDOUT_MIN, len(paths) // 2))
     hold = sorted(order[:n_hold].tolist())
     keep = sorted(order[n_hold:].tolist())
     return [paths[i] for i in keep], [paths[i] for i in hold]
@@ -133,7 +136,7 @@ class Trainer:
         self.total_steps = cfg.total_steps(self.tiles.n_grid_tiles() if self.tiles else len(train_paths))
         self.step = 0
         self.loss_history: List[float] = []
-        self.elapsed = 0.0
+        self.elapsed = self.elapsed_before = 0.0
         torch.manual_seed(cfg.seed)
         self.normalize = Normalize(self.model_cfg.mean, self.model_cfg.std).to(self.device)
         self.model = ReverseDistillation(cfg.backbone)
@@ -196,6 +199,7 @@ class Trainer:
         self.step = int(training["step"])
         self.loss_history = list(training.get("loss_history", []))
         self.elapsed = float(training.get("seconds", 0.0))
+        self.elapsed_before = self.elapsed  # "seconds" counts every run of this model together
         resume_state = data.get("resume")
         if resume_state:
             self.optimizer_state = resume_state["optimizer"]
@@ -338,11 +342,39 @@ class Trainer:
         stats, threshold = self._calibrate(self._inference_model())
         self.save(completed=True, stats=stats, threshold=threshold)
         summary = {"steps": self.step, "final_loss": self.loss_history[-1] if self.loss_history else None,
-                   "seconds": round(self.elapsed, 1), "threshold": threshold, "score_stats": stats,
-                   "teacher": self.teacher, "out": str(self.cfg.out)}
+                   "seconds": round(self.elapsed, 1),  # training time over all runs (--resume adds up)
+                   "seconds_this_run": round(self.elapsed - self.elapsed_before, 1),
+                   "threshold": threshold, "threshold_rule": f"mean + {THRESHOLD_SIGMAS:g} std of held-out scores",
+                   "score_stats": stats, "n_train": self.n_train, "n_holdout": self.n_hold,
+                   "backbone": self.cfg.backbone, "teacher": self.teacher, "device": str(self.device),
+                   "out": str(self.cfg.out)}
         if self.best is not None:
             summary["best"] = {**self.best, "out": str(self.best_path)}
         return summary
+
+def format_summary(summary: Dict) -> str:
+    """rd-train's closing lines for a person: what was trained, the threshold and how much to
+    trust it, and the next commands."""
+    stats, n_hold = summary["score_stats"], summary["n_holdout"]
+    seconds = f"{summary['seconds']:.1f} s"
+    if summary["seconds_this_run"] < summary["seconds"]:
+        seconds += (f" of training over all runs ({summary['seconds_this_run']:.1f} s in this one, "
+                    f"the rest before --resume)")
+    loss = summary["final_loss"]
+    teacher = (summary.get("teacher") or {}).get("source", "none")
+    lines = [f"trained {summary['backbone']} ({'random' if teacher == 'none' else teacher} "
+             f"teacher) on {summary['n_train']} good images for {summary['steps']} steps in {seconds}"
+             + (f"; final loss {loss:.4f}" if loss is not None else ""),
+             f"threshold {summary['threshold']:.6g} = {summary['threshold_rule']}: mean {stats['mean']:.6g}, "
+             f"std {stats['std']:.3g} of {n_hold} held-out good images (range {stats['min']:.6g}..{stats['max']:.6g})"]
+    if n_hold < HOLDOUT_MIN:
+        lines.append(f"note: {n_hold} held-out images make a rough threshold; with {2 * HOLDOUT_MIN}+ good "
+                     f"images {HOLDOUT_MIN} are held out; or calibrate on labelled images: "
+                     f"rd-calibrate {summary['out']} --data DIR")
+    out = summary["out"]
+    lines.append(f"wrote {out}; next: rd-eval {out} --data DIR, then rd-export {out} -o "
+                 f"{Path(out).with_suffix('.onnx')}")
+    return "\n".join(lines)
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Dict:

@@ -9,7 +9,7 @@ import torch
 from rd_edge.checkpoint import read_checkpoint
 from rd_edge.cli.train import main as train_main
 from rd_edge.evaluate import evaluate_checkpoint
-from rd_edge.train import TrainConfig, Trainer, train
+from rd_edge.train import TrainConfig, Trainer, format_summary, split_holdout, train
 
 
 def config(data, out, steps, **kw):
@@ -71,9 +71,31 @@ def test_resume_continues_the_step_count(demo_category, tmp_path):
     assert read_checkpoint(out)["training"]["step"] == 3
     resumed = Trainer(config(demo_category, out, 6), resume=True, progress=False)
     assert resumed.step == 3
-    resumed.fit()
+    summary = resumed.fit()
     data = read_checkpoint(out)
     assert data["training"]["step"] == 6 and len(data["training"]["loss_history"]) == 6
+    # "seconds" adds up the runs; the person reading the summary is told so.
+    assert 0 < summary["seconds_this_run"] < summary["seconds"] == round(data["training"]["seconds"], 1)
+    assert "the rest before --resume" in format_summary(summary)
+
+
+@pytest.mark.parametrize("n_good, n_hold", [(4, 2), (16, 8), (39, 19), (40, 20), (100, 20), (300, 60)])
+def test_holdout_is_a_fifth_and_at_least_20_when_there_are_enough(n_good, n_hold):
+    from pathlib import Path
+
+    paths = [Path(f"{i:03d}.png") for i in range(n_good)]
+    keep, hold = split_holdout(paths, seed=0)
+    assert len(hold) == n_hold and sorted(keep + hold) == paths
+
+
+def test_summary_for_a_person_says_how_much_to_trust_the_threshold(trained):
+    out, summary = trained
+    text = format_summary(summary)
+    n_hold = summary["n_holdout"]
+    assert f"of {n_hold} held-out good images" in text and "mean + 3 std" in text
+    assert f"rough threshold" in text  # the demo fixture has 16 good images: 8 held out
+    assert f"next: rd-eval {out} --data DIR, then rd-export {out} -o {out.with_suffix('.onnx')}" in text
+    assert "before --resume" not in text  # one run: no cumulative time to explain
 
 
 def test_resumed_run_equals_uninterrupted_run(demo_category, tmp_path):

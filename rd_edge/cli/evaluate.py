@@ -5,19 +5,19 @@ import argparse
 import json
 from typing import Optional, Sequence
 
-from rd_edge.core.cli import run_cli
+from rd_edge.core.cli import DefaultsHelpFormatter, run_cli
 from rd_edge.core.files import check_writable_file, write_text_atomic
 from ._data import add_data_arguments, check_data_arguments, open_data
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rd-eval", description=__doc__)
+    p = argparse.ArgumentParser(prog="rd-eval", description=__doc__, formatter_class=DefaultsHelpFormatter)
     p.add_argument("model", help="model.pt written by rd-train")
     add_data_arguments(p, need_defects=True)
     p.add_argument("--json", dest="json_out", help="write the metrics as JSON here")
-    p.add_argument("--save-maps", help="write per-image maps (.npy) and overlays (.png) here")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--save-maps", help="write per-image maps (.npy) and overlays (.png: rd-infer's, plus the ground truth in magenta) here")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: cuda when present")
     p.add_argument("--full-resolution", action="store_true",
                    help="pixel metrics at the test images' own size (as rd-infer returns maps) "
                    "instead of the model's input size; always on for models trained with --tile")

@@ -90,6 +90,7 @@ def test_summary_and_warnings(tiny_onnx, messy_folder, capsys):
     assert f"inputs {n_good + n_bad}, anomalous" in captured.err and f"errors {n_bad};" in captured.err
     assert "latency mean" in captured.err and "p99" in captured.err and "frames/s end to end" in captured.err
     assert "ms of wall time per frame: " in captured.err  # why frames/s is not 1 / latency
+    assert "threshold 0.3 (metadata, from 20 held-out good images)" in captured.err  # its confidence
     assert "warning:" in captured.err and "empty.png" in captured.err
     assert len(captured.out.splitlines()) == n_good and "warning:" not in captured.out
 
