@@ -24,7 +24,9 @@ thread: the sequential loop, for comparison and debugging.
 """
 from __future__ import annotations
 
+import contextlib
 import queue
+import signal
 import sys
 import threading
 import time
@@ -298,12 +300,14 @@ class Pipeline:
     def run(self) -> Summary:
         """Run until every source ends or stop(); closes the sinks; returns the Summary.
 
-        Ctrl-C in the calling thread stops cleanly; a second Ctrl-C abandons queued work.
+        Called from the main thread, Ctrl-C stops cleanly (as stop()); a second Ctrl-C abandons
+        the queued work. Runs once.
         """
         started = time.perf_counter()
         try:
-            next_work = self._start_threads() if self.pipelined else self._next_sequential
-            self._consume(next_work)
+            with self._ctrl_c_stops():
+                next_work = self._start_threads() if self.pipelined else self._next_sequential
+                self._consume(next_work)
         finally:
             stopped_early = self._stop.is_set()
             self.stop()
@@ -318,26 +322,38 @@ class Pipeline:
                        list(self._latencies), notes)
 
     def _consume(self, next_work: Callable[[], Optional[_Work]]) -> None:
-        """Hand every result to the sinks; Ctrl-C: stop and flush; a second one: abandon."""
-        pending: Deque[Result] = deque()
-        interrupted = False
-        while True:
-            try:
-                while pending:
-                    self._deliver(pending[0])
-                    pending.popleft()
-                work = next_work()
-                if work is None:
+        """Hand every result to the sinks until the end (or until abandoned)."""
+        while not self._abandon.is_set():
+            work = next_work()
+            if work is None:
+                return
+            for result in self._results(work):
+                if self._abandon.is_set():
                     return
-                pending.extend(self._results(work))
-            except KeyboardInterrupt:
-                if interrupted:
-                    self._abandon.set()
-                    return
-                interrupted = True
-                self.stop()
-                print("stopping: finishing the frames already captured (Ctrl-C again to abandon them)",
-                      file=sys.stderr)
+                self._deliver(result)
+
+    @contextlib.contextmanager
+    def _ctrl_c_stops(self) -> Iterator[None]:
+        """While running in the main thread, Ctrl-C calls stop() instead of raising where it
+        lands (mid-write, a record could be written twice); a second Ctrl-C abandons the queue."""
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop.is_set():
+                self._abandon.set()
+                self._hub.stop()
+                return
+            print("stopping: finishing the frames already captured (Ctrl-C again to abandon them)",
+                  file=sys.stderr)
+            self.stop()
+
+        try:
+            previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread: Ctrl-C never reaches this thread anyway
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     # --- threads ------------------------------------------------------------------------------
 

@@ -191,7 +191,9 @@ def test_several_sources_in_one_run_name_their_stream_and_frame(tiny_onnx, tmp_p
     assert f"annotated video: {out / 'west.mp4'} (5 frames)" in captured.err  # one clip per video source
 
 
-def test_sigterm_stops_cleanly_flushes_and_exits_normally(tiny_onnx, tmp_path, capsys):
+@pytest.mark.parametrize("signame, code", [("SIGTERM", 0), ("SIGINT", 130)])
+def test_sigterm_and_ctrl_c_stop_cleanly_and_flush(tiny_onnx, tmp_path, capsys, signame, code):
+    """SIGTERM (a service stopped) exits normally, Ctrl-C with 130; both flush what was captured."""
     import os
     import signal
     import threading
@@ -199,22 +201,23 @@ def test_sigterm_stops_cleanly_flushes_and_exits_normally(tiny_onnx, tmp_path, c
     clip = write_clip(tmp_path / "long.avi", 600, size=(60, 80))
     records_path = tmp_path / "r.jsonl"
 
-    def terminate_after_first_records():
+    def signal_after_first_records():
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if records_path.is_file() and len(records_path.read_text().splitlines()) >= 5:
-                os.kill(os.getpid(), signal.SIGTERM)
+                os.kill(os.getpid(), getattr(signal, signame))
                 return
             time.sleep(0.002)
 
-    killer = threading.Thread(target=terminate_after_first_records, daemon=True)
+    killer = threading.Thread(target=signal_after_first_records, daemon=True)
     killer.start()
-    rc = main([str(tiny_onnx), str(clip), "--json", str(records_path), "--quiet"])
+    rc = main([str(tiny_onnx), str(clip), "--json", str(records_path)])
     killer.join()
     records = read_records(records_path)
-    assert rc == 0 and 5 <= len(records) < 600
+    assert rc == code and 5 <= len(records) < 600
     assert [r["frame"] for r in records] == list(range(len(records)))  # flushed, nothing lost between
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+    assert "stopped early" in capsys.readouterr().err
 
 
 def test_sink_options_run_together_and_budget_needs_a_folder(tiny_onnx, tmp_path, capsys):
