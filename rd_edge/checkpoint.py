@@ -14,14 +14,15 @@ Loading never unpickles code.
 """
 from __future__ import annotations
 
-import os
-import tempfile
+import re
+import shutil
 from pathlib import Path
 from typing import Any, Dict, Union
 
 import torch
 
-from .core.errors import CheckpointError
+from .core.errors import CheckpointError, OutputError
+from .core.files import atomic_path
 from .core.tiling import Tiling
 from .model import ModelConfig, RDInference
 
@@ -31,18 +32,56 @@ _REQUIRED = ("config", "state_dict", "training")
 
 
 def save_checkpoint(path: Union[str, Path], payload: Dict[str, Any]) -> None:
-    """Write atomically: a temp file in the same folder, then rename, so a crash never leaves half a file."""
+    """Write atomically: a temp file in the same folder, then rename, so a crash never leaves half a
+    file. OutputError (the previous checkpoint intact) when the disk is full or the folder unwritable."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                torch.save(data, f)
+    except (OSError, RuntimeError) as exc:  # torch's zip writer reports ENOSPC as RuntimeError
+        if isinstance(exc, RuntimeError) and not _is_write_failure(exc):
+            raise
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else \
+            f"the write failed with {_free_bytes(path) / 2**20:.1f} MiB free on that disk"
+        raise OutputError(f"cannot write checkpoint {path}: {reason}; the previous checkpoint there (if any) "
+                          f"is intact: free space or choose another --out, then --resume") from exc
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        return shutil.disk_usage(path.parent).free
+    except OSError:
+        return 0
+
+
+def check_space_for(path: Union[str, Path], nbytes: int) -> None:
+    """OutputError when the disk of ``path`` has less than ``nbytes`` free: found before training,
+    not at the first save. The old file is replaced only after the new one is whole, so it does
+    not count as free."""
+    path = Path(path)
+    free = _free_bytes(path)
+    if free < nbytes:
+        raise OutputError(f"cannot write checkpoint {path}: it needs about {nbytes / 2**20:.0f} MiB, the "
+                          f"disk has {free / 2**20:.0f} MiB free; free space or choose another --out")
+
+
+def _is_write_failure(exc: RuntimeError) -> bool:
+    text = str(exc).lower()
+    return any(k in text for k in ("file write failed", "no space", "unexpected pos", "file too large"))
+
+
+def _load_refused_reason(exc: Exception) -> str:
+    """One line for torch.load's failure; for a pickle it refuses, the reason why (not cut off)."""
+    text = str(exc)
+    if "Weights only load failed" in text:
+        found = re.search(r"(unsupported GLOBAL [^\s]+|Unsupported global: GLOBAL [^\s]+)", text)
+        what = f" ({found.group(1)})" if found else ""
+        return (f"it holds pickled Python objects{what}; loading them could allow arbitrary code execution, "
+                f"so rd-edge refuses. Only use checkpoints written by rd-train from a trusted source")
+    cause = (text.splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {cause}"
 
 
 def read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
@@ -53,14 +92,13 @@ def read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, foreign pickle, random bytes...
-        cause = (str(exc).splitlines() or [""])[0][:200]
         raise CheckpointError(f"{path} is not a readable rd-edge checkpoint (corrupt, truncated or "
-                              f"not made by rd-train): {type(exc).__name__}: {cause}") from exc
+                              f"not made by rd-train): {_load_refused_reason(exc)}") from exc
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not an rd-edge checkpoint (expected a dict with "
                               f"format={CHECKPOINT_FORMAT!r}); was it written by rd-train?")
     version = data.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if type(version) is not int or not 1 <= version <= FORMAT_VERSION:  # True is an int in Python
         raise CheckpointError(f"{path} has checkpoint format version {version!r}; this rd-edge reads up to "
                               f"{FORMAT_VERSION}. Upgrade rd-edge.")
     missing = [k for k in _REQUIRED if k not in data]

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import math
+import signal
+import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -11,9 +14,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import read_checkpoint, save_checkpoint
+from .checkpoint import check_space_for, read_checkpoint, save_checkpoint
 from .data import open_dataset, read_image, read_mask
-from .core.errors import DatasetError, RdEdgeError
+from .core.errors import CheckpointError, ConfigError, DatasetError, OutputError, RdEdgeError
+from .core.files import check_writable_file, remove_stale_temps
 from .core.metadata import RESIZE_AREA_LINEAR
 from .model import ModelConfig, RDInference, ReverseDistillation, cosine_loss
 from .model.rd import Normalize
@@ -51,11 +55,36 @@ class TrainConfig:
     weights_url: Optional[str] = None  # base URL of a mirror of the torchvision files
     eval_every: Optional[int] = None  # epochs between test-split evaluations (None: never)
 
+    def check(self) -> None:
+        """ConfigError/OutputError for settings that would fail or mislead only later: run before
+        any data is loaded (an untrained model marked completed, a NaN learning rate, a size the
+        model cannot take, an --out that cannot be written)."""
+        for name in ("steps", "epochs"):
+            value = getattr(self, name)
+            if value is not None and (not _is_int(value) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer, got {value!r} (0 would write an "
+                                  f"untrained model marked completed)")
+        if not _is_int(self.batch_size) or self.batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
+            raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if not math.isfinite(self.checkpoint_every_s) or self.checkpoint_every_s < 0:
+            raise ConfigError(f"checkpoint_every_s must be a finite number >= 0, got {self.checkpoint_every_s!r}")
+        try:
+            ModelConfig(backbone=self.backbone, image_size=(self.image_size, self.image_size))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"image_size {self.image_size!r} / backbone {self.backbone!r}: {exc}") from None
+        check_writable_file(self.out, "checkpoint")
+
     def total_steps(self, n_train: int) -> int:
         if self.steps is not None:
             return self.steps
         epochs = 200 if self.epochs is None else self.epochs
         return epochs * math.ceil(n_train / self.batch_size)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def pick_device(name: str) -> torch.device:
@@ -110,13 +139,61 @@ def score_statistics(scores: np.ndarray) -> Dict[str, float]:
             "std": float(scores.std()), "count": int(scores.size)}
 
 
+def checkpoint_bytes(backbone: str) -> int:
+    """About the size of a resumable checkpoint: every weight, plus Adam's two moments of each
+    trainable one, plus 10% (sampler state, loss history, zip overhead). Counted on the meta
+    device: nothing is allocated and the random number generators are left as they were."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        model = ReverseDistillation(backbone)
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    moments = 2 * sum(p.numel() * p.element_size() for p in model.trainable_parameters())
+    return int((weights + moments) * 1.1)
+
+
+class _SigintAtStepEnd:
+    """Holds Ctrl-C until the running training step has finished.
+
+    Why Ctrl-C + --resume differed from kill -9 + --resume: the interrupt landed mid-step, after
+    the batch was drawn (sampler position advanced) or the optimizer had stepped, but before the
+    step was counted, and that half-step state was saved. kill -9 resumes from a periodic
+    checkpoint, always written between steps. Now the first Ctrl-C is raised between steps; a
+    second one stops at once (nothing saved). Only the main thread can receive signals: elsewhere
+    this does nothing.
+    """
+
+    def __enter__(self) -> "_SigintAtStepEnd":
+        self.pending = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def raise_if_pending(self) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 class Trainer:
     """Owns the model, optimizer and batch sampler; checkpoints atomically and resumes exactly."""
 
     def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True) -> None:
+        cfg.check()
         self.cfg = cfg
         self.progress = progress
         self.device = pick_device(cfg.device)
+        for stale in remove_stale_temps(cfg.out):  # left by a save that was killed (kill -9)
+            print(f"removed {stale}, a temporary checkpoint left by an interrupted save")
+        check_space_for(cfg.out, checkpoint_bytes(cfg.backbone))  # before any work, not at the first save
+        resume_data = self._read_resumable(Path(cfg.out)) if resume and Path(cfg.out).is_file() else None
         self.dataset = open_dataset(cfg.data, good=cfg.good, defect=cfg.defect, masks=cfg.masks)
         self.model_cfg = ModelConfig(backbone=cfg.backbone, image_size=(cfg.image_size, cfg.image_size),
                                      resize=RESIZE_AREA_LINEAR)
@@ -144,8 +221,8 @@ class Trainer:
         self.perm: Optional[torch.Tensor] = None  # current epoch's order of training images
         self.pos = 0
         self.optimizer_state = None
-        if resume and Path(cfg.out).is_file():
-            self._resume(Path(cfg.out))
+        if resume_data is not None:
+            self._resume(resume_data, Path(cfg.out))
         else:
             self._init_teacher()
         self.model.to(self.device)
@@ -188,11 +265,27 @@ class Trainer:
             load_teacher_weights(self.model.teacher, record["path"])
             self.teacher = {k: record[k] for k in ("source", "file", "sha256")}
 
-    def _resume(self, path: Path) -> None:
+    def _read_resumable(self, path: Path) -> Dict:
+        """The checkpoint to resume, once it is known to be of this run: same backbone, image
+        size, data, seed and tiling (checked before any data is loaded: another --data gave an
+        IndexError mid-run, another --image-size continued silently)."""
         data = read_checkpoint(path)
-        if data["config"]["model"]["backbone"] != self.cfg.backbone:
-            raise RdEdgeError(f"--resume: {path} holds a {data['config']['model']['backbone']} model, "
-                              f"not {self.cfg.backbone}; pass the same --backbone or another --out")
+        saved_model, saved_train = data["config"]["model"], data["config"].get("train", {})
+        mine = self.cfg
+        found = {
+            "backbone": (saved_model.get("backbone"), mine.backbone),
+            "image size": (list(saved_model.get("image_size", [])), [mine.image_size, mine.image_size]),
+            "data": (data["training"].get("data_dir"), str(Path(mine.data or mine.good).resolve())),
+            "seed": (saved_train.get("seed"), mine.seed),
+            "tile": (saved_train.get("tile"), mine.tile),
+        }
+        differ = [f"{name} {saved!r} (now {now!r})" for name, (saved, now) in found.items() if saved != now]
+        if differ:
+            raise CheckpointError(f"cannot resume {path}: it was trained with {', '.join(differ)}; pass the "
+                                  f"same settings to continue it, or another --out to start a new model")
+        return data
+
+    def _resume(self, data: Dict, path: Path) -> None:
         self.model.load_state_dict(data["state_dict"])
         self.teacher = data.get("teacher")
         training = data["training"]
@@ -250,37 +343,57 @@ class Trainer:
         last_save = time.monotonic()
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
                    desc="train", unit="step", dynamic_ncols=True)
+        mid_step = False
         try:
-            while self.step < self.total_steps:
-                t0 = time.perf_counter()
-                batch_u8 = self.tiles.batch(self.cfg.batch_size, self.generator) if self.tiles else \
-                    self.train_u8[self._next_batch()]  # [B,3,S,S] uint8
-                x = self.normalize(to_float(batch_u8, self.device))
-                teacher, student = self.model(x)
-                loss = cosine_loss(teacher, student)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                dt = time.perf_counter() - t0
-                self.elapsed += dt
-                self.step += 1
-                loss_value = loss.item()
-                self.loss_history.append(round(loss_value, 6))
-                bar.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{len(batch_u8) / dt:.1f}")
-                bar.update(1)
-                if self._eval_due():
-                    self._evaluate(bar)
-                if time.monotonic() - last_save > self.cfg.checkpoint_every_s:
-                    self.save()
-                    last_save = time.monotonic()
+            with _SigintAtStepEnd() as sigint:
+                while self.step < self.total_steps:
+                    mid_step = True
+                    self._train_step(bar)
+                    mid_step = False
+                    if self._eval_due():
+                        self._evaluate(bar)
+                    if time.monotonic() - last_save > self.cfg.checkpoint_every_s:
+                        self._periodic_save()
+                        last_save = time.monotonic()
+                    sigint.raise_if_pending()
         except KeyboardInterrupt:
             bar.close()
+            if mid_step:  # a second Ctrl-C stopped a step half-way: its state is not resumable
+                print(f"\nstopped mid-step; {self.cfg.out} keeps the last checkpoint written")
+                raise
             self.save()
             print(f"\ninterrupted at step {self.step}; checkpoint written to {self.cfg.out} "
                   f"(continue with --resume)")
             raise
         bar.close()
         return self._finish()
+
+    def _periodic_save(self) -> None:
+        """A resumable checkpoint; when it cannot be written (disk full), training goes on and the
+        next interval tries again: the steps are not lost, the old checkpoint stays whole."""
+        try:
+            self.save()
+        except OutputError as exc:
+            print(f"warning: {exc}; training continues", file=sys.stderr)
+
+    def _train_step(self, bar) -> None:
+        """One optimizer step on the next batch."""
+        t0 = time.perf_counter()
+        batch_u8 = self.tiles.batch(self.cfg.batch_size, self.generator) if self.tiles else \
+            self.train_u8[self._next_batch()]  # [B,3,S,S] uint8
+        x = self.normalize(to_float(batch_u8, self.device))
+        teacher, student = self.model(x)
+        loss = cosine_loss(teacher, student)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        dt = time.perf_counter() - t0
+        self.elapsed += dt
+        self.step += 1
+        loss_value = loss.item()
+        self.loss_history.append(round(loss_value, 6))
+        bar.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{len(batch_u8) / dt:.1f}")
+        bar.update(1)
 
     @property
     def steps_per_epoch(self) -> int:
