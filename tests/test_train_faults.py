@@ -29,12 +29,12 @@ def unprivileged():
 
 def cli_args(data, out, steps=4, *extra):
     return ["--data", str(data), "--out", str(out), "--backbone", "resnet18", "--image-size", "64",
-            "--steps", str(steps), "--batch-size", "4", "--device", "cpu", "--quiet", *extra]
+            "--steps", str(steps), "--batch-size", "4", "--device", "cpu", "--teacher-weights", "none", "--quiet", *extra]
 
 
 def config(data, out, steps=4, **kw):
     return TrainConfig(data=str(data), out=str(out), backbone="resnet18", image_size=64, steps=steps,
-                       batch_size=4, device="cpu", **kw)
+                       batch_size=4, device="cpu", teacher_weights="none", **kw)
 
 
 def one_line_error(err):
