@@ -156,7 +156,7 @@ def _run(args: argparse.Namespace, specs: List[Tuple[Optional[str], str]]) -> in
         from .client import RemoteDetector
 
         detector = RemoteDetector(args.server, batch_size=args.batch_size, threshold=args.threshold,
-                                  anomaly_map=args.out is not None or args.show)
+                                  pixel_threshold=args.pixel_threshold, anomaly_map=args.out is not None or args.show)
     else:
         detector = Detector(args.model, backend=args.backend, threshold=args.threshold,
                             pixel_threshold=args.pixel_threshold, providers=args.providers,

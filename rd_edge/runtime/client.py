@@ -88,10 +88,19 @@ class TritonClient:
 
     @property
     def threshold(self) -> float:
+        """The server's image threshold."""
+        return self._threshold("threshold")
+
+    @property
+    def pixel_threshold(self) -> float:
+        """The server's pixel threshold (for masks drawn on this side)."""
+        return self._threshold("pixel_threshold")
+
+    def _threshold(self, key: str) -> float:
         params = self.parameters()
-        if "threshold" not in params:
-            raise ServerError(f"model {self.model_name!r} at {self.url} has no threshold parameter; is it rd-serve's?")
-        return float(params["threshold"])
+        if key not in params:
+            raise ServerError(f"model {self.model_name!r} at {self.url} has no {key} parameter; is it rd-serve's?")
+        return float(params[key])
 
     @property
     def max_batch(self) -> int:
@@ -185,8 +194,8 @@ class RemoteDetector:
     """The Detector's interface (predict, preprocess -> infer -> postprocess, threshold,
     render) served by a Triton server: what ``rd-infer --server URL`` runs.
 
-    The threshold is the server's; a ``threshold`` given here re-grades the server's scores on
-    this side (is_anomalous, normalized_score, masks). ``anomaly_map``: fetch maps (needed for
+    The thresholds are the server's; a ``threshold`` given here re-grades the server's scores on
+    this side (is_anomalous, normalized_score), a ``pixel_threshold`` changes the masks. ``anomaly_map``: fetch maps (needed for
     overlays and masks).
     """
 
@@ -196,7 +205,8 @@ class RemoteDetector:
     runner = None
 
     def __init__(self, url: str, batch_size: int = 8, anomaly_map: bool = False,
-                 threshold: Optional[float] = None, timeout: float = 60.0) -> None:
+                 threshold: Optional[float] = None, pixel_threshold: Optional[float] = None,
+                 timeout: float = 60.0) -> None:
         self.client = TritonClient(url, timeout=timeout)
         try:
             if not self.client.ready():
@@ -205,16 +215,14 @@ class RemoteDetector:
             self.batch_size = min(int(batch_size), int(self.client.config().get("max_batch_size") or batch_size))
             self.metadata = self.client.metadata
             self.threshold = float(threshold) if threshold is not None else self.client.threshold
+            self.pixel_threshold = (float(pixel_threshold) if pixel_threshold is not None
+                                    else self.client.pixel_threshold)
         except BaseException:
             self.client.close()
             raise
         self.anomaly_map = anomaly_map
         self._local_threshold = threshold is not None
         self._lock = threading.Lock()  # one client, several pipeline threads
-
-    @property
-    def pixel_threshold(self) -> float:
-        return self.threshold
 
     @property
     def score_scale(self) -> float:

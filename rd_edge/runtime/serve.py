@@ -222,7 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model instances = stub processes, each with its own Detector (default 1)")
     p.add_argument("--threads", type=int_at_least(1), default=None, metavar="N",
                    help="ONNX Runtime threads per instance (default: one per core)")
-    p.add_argument("--threshold", type=float, help="anomaly threshold on the score (default: the model's)")
+    p.add_argument("--threshold", type=float,
+                   help="image threshold on the score (default: thresholds.json beside the model, else the model's)")
+    p.add_argument("--pixel-threshold", type=float,
+                   help="pixel threshold, sent to clients for masks (default: thresholds.json, the model's, the image one)")
     p.add_argument("--repository", type=Path, metavar="DIR",
                    help="write the model repository here and keep it (default: a temporary folder)")
     p.add_argument("--no-serve", action="store_true",
@@ -239,10 +242,11 @@ def write_repository(args: argparse.Namespace, repo: Path) -> None:
     from .detector import Detector
 
     model = Path(args.model).resolve()
-    with Detector(model, threshold=args.threshold, batch_size=args.max_batch) as detector:
-        meta, threshold = detector.metadata, detector.threshold
+    with Detector(model, threshold=args.threshold, pixel_threshold=args.pixel_threshold,
+                  batch_size=args.max_batch) as detector:
+        meta, thresholds = detector.metadata, detector.thresholds
     extra = {"threads": str(args.threads)} if args.threads else {}
-    write_detector_repository(repo, meta, threshold, str(model), MODEL_PY, max_batch=args.max_batch,
+    write_detector_repository(repo, meta, thresholds, str(model), MODEL_PY, max_batch=args.max_batch,
                               instances=args.instances, queue_delay_us=args.max_queue_delay_us, extra=extra)
 
 

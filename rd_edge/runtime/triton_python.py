@@ -79,7 +79,9 @@ class TritonPythonModel:
         options: Dict[str, Any] = {}
         if params.get("threads"):
             options["threads"] = int(params["threads"])
+        # The thresholds rd-serve resolved (and logged) at start, not a re-read of thresholds.json.
         self.detector = Detector(params["model_path"], threshold=float(params["threshold"]),
+                                 pixel_threshold=float(params["pixel_threshold"]),
                                  batch_size=int(config.get("max_batch_size") or 1), **options)
 
     def execute(self, requests: List[Any]) -> List[Any]:

@@ -10,11 +10,11 @@ with Triton's own ``ModelConfig`` message). Two kinds of model:
 - the whole Detector behind the Python backend (``rd-serve``): model ``rd_edge``, encoded images
   (or raw BGR frames) in, scores and maps at the frame's size out.
 
-Both carry the ``rd_edge`` metadata and the image threshold as ``parameters``.
+Both carry the ``rd_edge`` metadata and the image and pixel thresholds as ``parameters``
+(resolved as the Detector resolves them: arguments, ``thresholds.json`` beside the model, metadata).
 """
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -25,10 +25,10 @@ from rd_edge.core.errors import MetadataError, RdEdgeError
 from rd_edge.core.files import PathLike, write_text_atomic
 from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
 from .backends.trt.builder import DEFAULT_MAX_BATCH  # the engines' default: one default everywhere
+from .thresholds import ResolvedThresholds, resolve_thresholds
 
 DETECTOR_MODEL_NAME = "rd_edge"
 DEFAULT_QUEUE_DELAY_US = 2000  # how long the dynamic batcher waits to fill a batch
-THRESHOLDS_FILE = "thresholds.json"
 
 # Triton's file name and backend per graph kind; the dict keeps the writer free of if-chains.
 GRAPH_BACKENDS: Dict[str, Dict[str, str]] = {
@@ -100,20 +100,17 @@ def model_config_text(name: str, backend: str, max_batch: int, inputs: Sequence[
     ]) + "\n"
 
 
-def metadata_parameters(meta: ModelMetadata, threshold: Optional[float],
-                        thresholds_json: Optional[str] = None) -> Dict[str, str]:
+def metadata_parameters(meta: ModelMetadata, thresholds: Optional[ResolvedThresholds]) -> Dict[str, str]:
     """The ``parameters`` every rd-edge Triton model carries (Triton parameters are strings)."""
     params = {"rd_edge": meta.to_json()}
-    if threshold is not None:
-        params["threshold"] = repr(float(threshold))
-    if thresholds_json is not None:
-        params["thresholds_json"] = thresholds_json
+    if thresholds is not None:
+        params.update({"threshold": repr(thresholds.image), "pixel_threshold": repr(thresholds.pixel),
+                       "threshold_source": thresholds.image_source})
     return params
 
 
 def graph_model_config(meta: ModelMetadata, name: str, backend: str, max_batch: int = DEFAULT_MAX_BATCH,
-                       instances: int = 1, threshold: Optional[float] = None,
-                       thresholds_json: Optional[str] = None) -> str:
+                       instances: int = 1, thresholds: Optional[ResolvedThresholds] = None) -> str:
     """config.pbtxt of the exported graph on the onnxruntime or tensorrt backend."""
     spec = _graph_backend(backend)
     h, w = meta.height, meta.width
@@ -126,13 +123,11 @@ def graph_model_config(meta: ModelMetadata, name: str, backend: str, max_batch: 
                # The graph's score is [N]; Triton wants at least one dim per item: [N,1] on the
                # wire, reshaped to the graph's [N].
                TensorSpec("score", "float32", [1], reshape=[])]
-    if threshold is None:
-        threshold = meta.threshold
     return model_config_text(name, backend, max_batch, inputs, outputs, instances, spec["kind"],
-                             metadata_parameters(meta, threshold, thresholds_json))
+                             metadata_parameters(meta, thresholds))
 
 
-def detector_model_config(meta: ModelMetadata, threshold: float, model_path: str,
+def detector_model_config(meta: ModelMetadata, thresholds: ResolvedThresholds, model_path: str,
                           max_batch: int = DEFAULT_MAX_BATCH, instances: int = 1,
                           queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
                           extra: Optional[Dict[str, str]] = None) -> str:
@@ -142,7 +137,7 @@ def detector_model_config(meta: ModelMetadata, threshold: float, model_path: str
     outputs = [TensorSpec("SCORE", "float32", [1]), TensorSpec("IS_ANOMALOUS", "bool", [1]),
                TensorSpec("NORMALIZED_SCORE", "float32", [1]),
                TensorSpec("ANOMALY_MAP", "float16", [-1, -1])]  # [H,W] at the frame's size
-    params = metadata_parameters(meta, threshold)
+    params = metadata_parameters(meta, thresholds)
     params["model_path"] = model_path
     params.update(extra or {})
     return model_config_text(DETECTOR_MODEL_NAME, "python", max_batch, inputs, outputs, instances,
@@ -163,18 +158,15 @@ def repository_model_name(model: PathLike) -> str:
     return stem if stem.startswith("rd_") else f"rd_{stem}"
 
 
-def read_thresholds_json(model: PathLike) -> Optional[str]:
-    """The text of ``thresholds.json`` beside the model (validated as a JSON object), or None."""
-    path = Path(model).with_name(THRESHOLDS_FILE)
-    if not path.is_file():
-        return None
-    text = path.read_text(encoding="utf-8")
+def graph_thresholds(source: PathLike, meta: ModelMetadata) -> Optional[ResolvedThresholds]:
+    """The thresholds a Detector would use for ``source``; None when the model has none at all
+    (the graph still serves: clients bring their own threshold)."""
     try:
-        if not isinstance(json.loads(text), dict):
-            raise ValueError("not a JSON object")
-    except ValueError as exc:
-        raise MetadataError(f"{path} is not a JSON object of thresholds ({exc}); fix or delete it") from exc
-    return text
+        return resolve_thresholds(source, meta)
+    except MetadataError as exc:
+        if "has no threshold" in str(exc):
+            return None
+        raise  # a broken thresholds.json is an error, not a silent fallback
 
 
 def write_graph_repository(model: PathLike, repo: PathLike, meta: ModelMetadata, backend: str,
@@ -191,7 +183,7 @@ def write_graph_repository(model: PathLike, repo: PathLike, meta: ModelMetadata,
     folder = Path(repo) / name
     version = folder / "1"
     text = graph_model_config(meta, name, backend, max_batch, instances,  # every check before writing
-                              thresholds_json=read_thresholds_json(source))
+                              thresholds=graph_thresholds(source, meta))
     try:
         version.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model, version / spec["file"])
@@ -201,7 +193,7 @@ def write_graph_repository(model: PathLike, repo: PathLike, meta: ModelMetadata,
     return folder
 
 
-def write_detector_repository(repo: PathLike, meta: ModelMetadata, threshold: float, model_path: str,
+def write_detector_repository(repo: PathLike, meta: ModelMetadata, thresholds: ResolvedThresholds, model_path: str,
                               model_py: str, max_batch: int = DEFAULT_MAX_BATCH, instances: int = 1,
                               queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
                               extra: Optional[Dict[str, str]] = None) -> Path:
@@ -210,7 +202,7 @@ def write_detector_repository(repo: PathLike, meta: ModelMetadata, threshold: fl
     (folder / "1").mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / "1" / "model.py", model_py)
     write_text_atomic(folder / "config.pbtxt", detector_model_config(
-        meta, threshold, model_path, max_batch, instances, queue_delay_us, extra))
+        meta, thresholds, model_path, max_batch, instances, queue_delay_us, extra))
     return folder
 
 
@@ -221,6 +213,6 @@ def parameter_values(config_parameters: Dict[str, Dict[str, str]]) -> Dict[str, 
 
 __all__: List[str] = [
     "DETECTOR_MODEL_NAME", "GRAPH_BACKENDS", "TensorSpec", "TritonRepositoryError", "detector_model_config",
-    "graph_model_config", "model_config_text", "parameter_values", "read_thresholds_json",
+    "graph_model_config", "graph_thresholds", "model_config_text", "parameter_values",
     "repository_model_name", "write_detector_repository", "write_graph_repository",
 ]

@@ -101,6 +101,7 @@ def test_http_images_score_as_the_in_process_detector(server, r18_onnx, demo_ima
             remote += client.predict_encoded([p.read_bytes() for p in demo_images[start:start + MAX_BATCH]])
         with Detector(r18_onnx) as detector:
             assert client.threshold == detector.threshold and client.metadata == detector.metadata
+            assert client.pixel_threshold == detector.pixel_threshold
     assert_same(remote, local)
     assert len({round(p.score, 6) for p in remote}) > 1  # really per image, not one value repeated
 

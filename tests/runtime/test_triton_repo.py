@@ -3,7 +3,6 @@
 Every config.pbtxt is parsed with Triton's own ModelConfig message (tritonclient ships it), so a
 typo in the text format, an unknown field or a wrong enum fails here, not on the server.
 """
-import json
 
 import pytest
 
@@ -13,6 +12,8 @@ text_format = pytest.importorskip("google.protobuf.text_format")
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 ort = pytest.importorskip("onnxruntime")
 
+from rd_edge.core.thresholds import Thresholds  # noqa: E402
+from rd_edge.runtime.thresholds import ResolvedThresholds  # noqa: E402
 from rd_edge.runtime.triton_repo import (  # noqa: E402
     TritonRepositoryError, detector_model_config, write_graph_repository)
 
@@ -32,7 +33,9 @@ def test_export_cli_writes_an_onnxruntime_repository(tmp_path, make_model, metad
     meta = metadata_factory()
     meta.extra = {"note": 'quotes " and \\ backslash, é, newline\n'}  # must survive text-format escaping
     model = make_model("weave.onnx", metadata=meta)
-    (tmp_path / "thresholds.json").write_text(json.dumps({"image": 0.25, "pixel": 0.2}))
+    # rd-calibrate's file beside the model wins over the metadata, as in the Detector
+    Thresholds(image_threshold=0.25, pixel_threshold=0.2, checkpoint_sha256=meta.checkpoint_sha256).write(
+        tmp_path / "thresholds.json")
     repo = tmp_path / "repo"
 
     assert main([str(model), "--triton-repo", str(repo), "--max-batch", "4", "--instances", "2"]) == 0
@@ -55,8 +58,8 @@ def test_export_cli_writes_an_onnxruntime_repository(tmp_path, make_model, metad
     assert all(t.data_type == model_config_pb2.TYPE_FP32 for t in list(config.input) + list(config.output))
     params = {k: v.string_value for k, v in config.parameters.items()}
     assert ModelMetadata.from_json(params["rd_edge"]) == meta
-    assert float(params["threshold"]) == meta.threshold
-    assert json.loads(params["thresholds_json"]) == {"image": 0.25, "pixel": 0.2}
+    assert (float(params["threshold"]), float(params["pixel_threshold"])) == (0.25, 0.2) != (meta.threshold, 0.2)
+    assert params["threshold_source"] == str(tmp_path / "thresholds.json")
 
 
 def test_tensorrt_repository_config_parses(tmp_path, metadata_factory):
@@ -72,12 +75,15 @@ def test_tensorrt_repository_config_parses(tmp_path, metadata_factory):
     assert [(g.kind, g.count) for g in config.instance_group] == [(model_config_pb2.ModelInstanceGroup.KIND_GPU, 3)]
     assert {i.name: _dims(i) for i in config.input} == {"image": [3, 48, 64]}
     assert {o.name: _dims(o) for o in config.output} == {"anomaly_map": [1, 48, 64], "score": [1]}
-    assert "thresholds_json" not in config.parameters
+    params = {k: v.string_value for k, v in config.parameters.items()}
+    assert (float(params["threshold"]), float(params["pixel_threshold"])) == (meta.threshold, meta.threshold)
+    assert params["threshold_source"] == "metadata"
 
 
 def test_detector_config_parses_with_the_documented_interface(metadata_factory):
     meta = metadata_factory()
-    config = _parse(detector_model_config(meta, threshold=0.7, model_path="/models/m.onnx", max_batch=8,
+    config = _parse(detector_model_config(meta, ResolvedThresholds(0.7, 0.6, "argument", "argument"),
+                                          model_path="/models/m.onnx", max_batch=8,
                                           instances=2))
     assert config.name == "rd_edge" and config.backend == "python"
     inputs = {i.name: i for i in config.input}
@@ -88,6 +94,7 @@ def test_detector_config_parses_with_the_documented_interface(metadata_factory):
     assert types == {"SCORE": model_config_pb2.TYPE_FP32, "IS_ANOMALOUS": model_config_pb2.TYPE_BOOL,
                      "NORMALIZED_SCORE": model_config_pb2.TYPE_FP32, "ANOMALY_MAP": model_config_pb2.TYPE_FP16}
     assert config.parameters["threshold"].string_value == "0.7"
+    assert config.parameters["pixel_threshold"].string_value == "0.6"
     assert config.parameters["model_path"].string_value == "/models/m.onnx"
 
 
@@ -142,9 +149,11 @@ def test_rd_serve_no_serve_writes_the_python_backend_repository(tmp_path, make_m
 
     model = make_model("m.onnx")
     repo = tmp_path / "models"
-    assert main([str(model), "--repository", str(repo), "--no-serve", "--max-batch", "4", "--threshold", "0.25"]) == 0
+    assert main([str(model), "--repository", str(repo), "--no-serve", "--max-batch", "4", "--threshold", "0.25",
+                 "--pixel-threshold", "0.125"]) == 0
     config = _parse(repo / "rd_edge" / "config.pbtxt")
     assert config.max_batch_size == 4 and config.parameters["threshold"].string_value == "0.25"
+    assert config.parameters["pixel_threshold"].string_value == "0.125"
     assert config.parameters["model_path"].string_value == str(model.resolve())
     assert "from rd_edge.runtime.triton_python import TritonPythonModel" in (repo / "rd_edge" / "1" / "model.py").read_text()
     assert main([str(tmp_path / "missing.onnx"), "--repository", str(repo), "--no-serve"]) == 1
