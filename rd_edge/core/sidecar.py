@@ -79,7 +79,10 @@ class EngineSidecar:
                        self.device_model)
 
     def to_dict(self) -> Dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if k != "metadata"}
+        # Unknown device fields are left out, not null: OpenCV's JSON reader (the C++ example's)
+        # fails on null.
+        data = {k: v for k, v in asdict(self).items()
+                if k != "metadata" and not (k in _DEVICE_FIELDS and v is None)}
         data[METADATA_KEY] = asdict(self.metadata)
         return data
 

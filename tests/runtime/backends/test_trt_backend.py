@@ -52,6 +52,8 @@ def test_sidecar_sits_next_to_the_plan_and_round_trips(fake_plan, metadata_facto
     assert set(data) == {"tensorrt_version", "gpu_name", "compute_capability", "precision", "min_batch",
                          "max_batch", "onnx_sha256", "rd_edge", "sm_count", "total_memory_mb", "device_model"}
     assert EngineSidecar.read(fake_plan) == sidecar_for(metadata_factory())
+    unknown = sidecar_for(metadata_factory(), gpu=GpuInfo("NVIDIA A2", "8.6"))  # no SMs/memory/board known
+    assert not {"sm_count", "total_memory_mb", "device_model"} & set(unknown.to_dict())  # omitted, never null
 
 
 def test_plan_from_another_tensorrt_version_is_refused(fake_plan, monkeypatch):
