@@ -51,7 +51,7 @@ def parse_method(text: str) -> Tuple[str, float]:
 
 @dataclass
 class Scored:
-    """Model outputs on labelled images at the model size."""
+    """Model outputs on labelled images at the model size (tiled models: the frames' size)."""
 
     labels: np.ndarray  # [N] bool, True = defective
     scores: np.ndarray  # [N] float
@@ -153,6 +153,7 @@ class _Scorer:
 
     def __init__(self, model: Path) -> None:
         self.path = model
+        self._detector: Any = None  # tiled models through the runtime: a Detector on the runner
         if model.suffix.lower() == ".pt":
             from rd_edge.checkpoint import load_checkpoint
 
@@ -160,6 +161,7 @@ class _Scorer:
             self.size, self.resize = self._torch.config.image_size, self._torch.config.resize
             self.checkpoint_sha256: Optional[str] = None  # set after the checkpoint is rewritten
             self._runner = None
+            self.tiling = self._torch.tiling
         else:
             from rd_edge.runtime import load_runner
 
@@ -167,6 +169,7 @@ class _Scorer:
             meta = self._runner.metadata
             self.size, self.resize = (meta.height, meta.width), meta.resize
             self.checkpoint_sha256 = meta.checkpoint_sha256
+            self.tiling = meta.tile_spec()
 
     def __call__(self, batch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """[N,3,H,W] float32 -> maps [N,H,W], scores [N]."""
@@ -179,6 +182,21 @@ class _Scorer:
             amap, score = self._torch(torch.from_numpy(batch))
         return amap[:, 0].numpy(), score.numpy()
 
+    def tiled(self, frames: List[np.ndarray]) -> Tuple[List[np.ndarray], np.ndarray]:
+        """Tiled models: uint8 BGR frames -> stitched maps at each frame's size, scores (max)."""
+        if self._runner is not None:
+            from rd_edge.runtime import Detector
+
+            if self._detector is None:  # scores only (threshold unused); close() closes the runner
+                self._detector = Detector(self._runner, threshold=0.0, cuda_preprocess=False)
+            preds = self._detector.predict(frames)
+            return [p.anomaly_map for p in preds], np.array([p.score for p in preds])
+        import torch
+
+        from rd_edge.tiles import predict_tiled
+
+        return predict_tiled(self._torch, frames, self.tiling, torch.device("cpu"))
+
     def close(self) -> None:
         if self._runner is not None:
             self._runner.close()
@@ -187,6 +205,8 @@ class _Scorer:
 def score_samples(scorer: _Scorer, samples: List[Sample], batch_size: int = 8, progress: bool = False) -> Scored:
     from tqdm import tqdm
 
+    if scorer.tiling is not None:  # per frame over all its tiles, at the frames' resolution
+        return _score_tiled(scorer, samples, batch_size, progress)
     size = tuple(scorer.size)
     maps, scores = [], []
     for i in tqdm(range(0, len(samples), batch_size), desc="calibrate", unit="batch", disable=not progress):
@@ -198,6 +218,23 @@ def score_samples(scorer: _Scorer, samples: List[Sample], batch_size: int = 8, p
     masks = np.stack([read_mask(s.mask_path, size) if s.mask_path else np.zeros(size, bool) for s in samples])
     labels = np.array([s.is_anomalous for s in samples], dtype=bool)
     return Scored(labels, np.concatenate(scores), np.concatenate(maps), masks)
+
+
+def _score_tiled(scorer: _Scorer, samples: List[Sample], batch_size: int, progress: bool) -> Scored:
+    """score_samples for tiled models; maps and masks at the first image's size."""
+    from tqdm import tqdm
+
+    from rd_edge.core.postprocess import resize_map
+
+    size = read_image(samples[0].path).shape[:2] if samples else tuple(scorer.size)
+    maps, scores = [], []
+    for i in tqdm(range(0, len(samples), batch_size), desc="calibrate", unit="batch", disable=not progress):
+        m, s = scorer.tiled([read_image(x.path) for x in samples[i:i + batch_size]])
+        maps.extend(resize_map(np.asarray(a, np.float32), size) for a in m)
+        scores.append(np.asarray(s, np.float64).reshape(-1))
+    masks = np.stack([read_mask(s.mask_path, size) if s.mask_path else np.zeros(size, bool) for s in samples])
+    labels = np.array([s.is_anomalous for s in samples], dtype=bool)
+    return Scored(labels, np.concatenate(scores), np.stack(maps), masks)
 
 
 def calibrate_model(model: PathLike, dataset: Any, method: str = "f1", batch_size: int = 8,

@@ -89,3 +89,28 @@ def test_frames_smaller_than_the_tile_are_a_clear_error(hires, tmp_path):
 
         Trainer(TrainConfig(data=str(hires), out=str(tmp_path / "m.pt"), backbone="resnet18",
                             image_size=64, tile=128, steps=1, device="cpu"), progress=False)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".onnx"])
+def test_calibration_scores_tiled_models_per_frame(tiled_ckpt, hires, tmp_path, suffix):
+    from rd_edge.calibrate import _Scorer, calibration_samples, score_samples
+    from rd_edge.data import MVTecCategory
+
+    model = tiled_ckpt
+    if suffix == ".onnx":
+        from rd_export.onnx_export import export_onnx
+
+        model = tmp_path / "tiled.onnx"
+        export_onnx(tiled_ckpt, model, verify=False)
+    samples = calibration_samples(MVTecCategory(hires))
+    scorer = _Scorer(model)
+    try:
+        scored = score_samples(scorer, samples, batch_size=4)
+    finally:
+        scorer.close()
+    torch_model = load_checkpoint(tiled_ckpt)
+    maps, scores = predict_tiled(torch_model, [read_image(s.path) for s in samples], torch_model.tiling,
+                                 torch.device("cpu"))
+    assert scored.maps.shape == (len(samples), 96, 96) and scored.masks.shape == scored.maps.shape
+    np.testing.assert_allclose(scored.scores, scores, atol=1e-4)
+    np.testing.assert_allclose(scored.maps, np.stack(maps), atol=1e-4)
