@@ -38,7 +38,8 @@ def measure_tiled(onnx_path: Path, frame: np.ndarray, iters: int, warmup: int, t
     detectors = {mode: Detector(onnx_path, backend=backend, tile_batch=tb, threads=threads)
                  for mode, tb in MODES.items()}
     try:
-        tiles = len(detectors["batch"]._tiled.grid(frame.shape[:2]))
+        tiles = len(detectors["batch"].tile_grid(frame.shape[:2]))  # after any resize to the trained frame
+        tiling = detectors["batch"].metadata.tiling
         outputs = {mode: det.predict(frame) for mode, det in detectors.items()}  # also a warm-up
         max_diff = float(np.abs(outputs["batch"].anomaly_map - outputs["tile-by-tile"].anomaly_map).max())
         for _ in range(warmup):
@@ -61,15 +62,17 @@ def measure_tiled(onnx_path: Path, frame: np.ndarray, iters: int, warmup: int, t
                      "tiles_per_s": tiles / (stats["p50_ms"] / 1000.0),
                      "runner_calls": 1 if MODES[mode] is None else tiles})
     speedup = rows[1]["p50_ms"] / rows[0]["p50_ms"]
-    return {"rows": rows, "tiles": tiles, "frame": [int(frame.shape[1]), int(frame.shape[0])],
+    return {"rows": rows, "tiling": tiling, "tiles": tiles, "frame": [int(frame.shape[1]), int(frame.shape[0])],
             "batch_speedup_p50": speedup, "max_abs_map_diff": max_diff, "iters": iters,
             "interleaved": "A B, B A, ... in one process"}
 
 
 def markdown_tiled(result: Dict[str, Any], tiling: Dict[str, Any]) -> str:
     w, h = result["frame"]
+    trained = tiling["frame"]
+    fit = "" if trained == "any" or trained == [h, w] else f" (resized to the trained {trained[1]}x{trained[0]})"
     lines = [f"Tiled model: tiles {tiling['tile'][1]}x{tiling['tile'][0]}, overlap {tiling['overlap']}, "
-             f"frame {w}x{h} -> {result['tiles']} tiles; {result['iters']} interleaved calls per mode",
+             f"frame {w}x{h}{fit} -> {result['tiles']} tiles; {result['iters']} interleaved calls per mode",
              "", "| mode | runner calls | p50 ms/frame | p90 ms/frame | mean ms/frame | tiles/s |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in result["rows"]:
@@ -85,6 +88,7 @@ def run_tiled(settings: Any, tiling: Dict[str, Any], onnx_path: Path, frames: Se
               system: Dict[str, Any]) -> Dict[str, Any]:
     """The tiled report (same top-level layout as the whole-frame one: system, settings, results)."""
     result = measure_tiled(onnx_path, frames[0], settings.iters, settings.warmup, settings.threads)
+    tiling = result["tiling"]  # the model file's own (an --onnx given may differ from the checkpoint)
     return {"system": system, "model": {"tiling": tiling},
             "settings": {"iters": settings.iters, "warmup": settings.warmup, "threads": settings.threads,
                          "frame_size": list(settings.frame_size), "onnx": str(onnx_path)},

@@ -179,6 +179,10 @@ class Detector:
         """"cuda" when frames are preprocessed by the CUDA kernel, else "cpu"."""
         return "cuda" if self._cuda_pre is not None else "cpu"
 
+    def tile_grid(self, frame_hw: Tuple[int, int]) -> Any:
+        """Tiled models: the TileGrid a frame of (H, W) is cut into (None for whole-frame models)."""
+        return self._tiled.grid(frame_hw) if self._tiled is not None else None
+
     def render(self, frame_bgr: np.ndarray, prediction: Prediction,
                ground_truth: Optional[np.ndarray] = None) -> np.ndarray:
         """The overlay of one prediction on its frame (rd_edge.core.postprocess.render_overlay):

@@ -55,7 +55,8 @@ class TiledRunner:
         self.device_writer: Optional[ChunkRunner] = None
 
     def grid(self, frame_hw: Tuple[int, int]) -> TileGrid:
-        return self._stitcher(frame_hw).grid
+        """The grid of a frame of (H, W) as tiled (after resizing to ``tiling.frame``, if set)."""
+        return self._stitcher(self.tiling.frame or frame_hw).grid
 
     def _stitcher(self, frame_hw: Tuple[int, int]) -> Stitcher:
         key = tuple(int(v) for v in frame_hw)
@@ -72,7 +73,7 @@ class TiledRunner:
         clock = clock if clock is not None else {}
         t0 = time.perf_counter()
         fitted = [fit_frame(f, self.tiling.frame) for f in frames]
-        grids = [self.grid(f.shape[:2]) for f in fitted]
+        grids = [self._stitcher(f.shape[:2]).grid for f in fitted]
         slots = [(i, k) for i, g in enumerate(grids) for k in range(len(g))]  # every tile, in order
         tile_maps: List[List[np.ndarray]] = [[None] * len(g) for g in grids]  # type: ignore[list-item]
         step = self.max_tiles or len(slots)

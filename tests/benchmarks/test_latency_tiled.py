@@ -32,3 +32,20 @@ def test_tiled_model_reports_batch_and_tile_by_tile_rows(tmp_path):
         assert r["p50_ms"] > 0 and r["tiles_per_s"] == pytest.approx(12 / (r["p50_ms"] / 1000))
     assert report["max_abs_map_diff"] < 1e-4  # both modes compute the same map
     assert "tiles/s" in (tmp_path / "t.md").read_text()
+
+
+def test_tile_count_is_that_of_the_frame_the_model_was_trained_for(tmp_path):
+    # A model trained on 96x128 frames sees a 200x150 frame resized to 128x96 first: 2 x 3 tiles.
+    from rd_edge.checkpoint import read_checkpoint, save_checkpoint
+    from rd_edge.core.tiling import Tiling
+    from test_latency import _load_latency
+
+    ckpt = make_checkpoint(tmp_path / "tiled.pt", "resnet18", 64)
+    data = read_checkpoint(ckpt)
+    data["tiling"] = Tiling((64, 64), 0.25, frame=(96, 128)).to_dict()
+    save_checkpoint(ckpt, {k: v for k, v in data.items() if k not in ("format", "format_version")})
+    out = tmp_path / "tiled.json"
+    assert _load_latency().main(["--model", str(ckpt), "--frame", "200x150", "--iters", "1", "--warmup", "0",
+                                 "--threads", "1", "--quiet", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["tiled"]["tiles"] == 6 and "resized to the trained 128x96" in report["markdown"]

@@ -127,7 +127,7 @@ def seam_excess(amap: np.ndarray, rows: List[int], cols: List[int]) -> float:
 def test_stitched_map_of_a_defect_free_frame_shows_no_seam(tiled_model):
     frame = good_frame(4, (200, 260))
     with Detector(tiled_model["onnx"]) as det:
-        grid = det._tiled.grid(frame.shape[:2])
+        grid = det.tile_grid(frame.shape[:2])
         amap = det.predict(frame).anomaly_map
         rows, cols = tile_borders(grid)
         assert rows and cols
