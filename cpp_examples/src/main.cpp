@@ -48,14 +48,16 @@ int run(const rd::Options& opt) {
   }
   const double threshold = opt.threshold ? *opt.threshold : *meta.threshold;
   const double scale = rd::score_scale(meta);  // normalized score: 0.5 at the threshold
+  const double pixel_threshold = opt.pixel_threshold ? *opt.pixel_threshold
+                                 : meta.pixel_threshold ? *meta.pixel_threshold : threshold;
   rd::Preprocessor preprocess(meta.height, meta.width, meta.resize == "area-shrink/linear-enlarge");
 
   // One warm-up run, so the first image's latency does not include lazy initialization.
   model.backend->infer(cv::Mat::zeros(4, std::vector<int>{1, 3, meta.height, meta.width}.data(), CV_32F));
 
-  std::fprintf(stderr, "rd_infer: %s on %s (%s), input %dx%d, threshold %.6g\n", opt.model.c_str(),
-               model.backend->name().c_str(), model.backend->description().c_str(), meta.width, meta.height,
-               threshold);
+  std::fprintf(stderr, "rd_infer: %s on %s (%s), input %dx%d, threshold %.6g, pixel threshold %.6g\n",
+               opt.model.c_str(), model.backend->name().c_str(), model.backend->description().c_str(), meta.width,
+               meta.height, threshold, pixel_threshold);
   if (meta.tiling) {
     std::fprintf(stderr, "rd_infer: tiled model: tiles %dx%d, overlap %.3g, frame %s\n", meta.tiling->tile_w,
                  meta.tiling->tile_h, meta.tiling->overlap,
@@ -95,10 +97,10 @@ int run(const rd::Options& opt) {
       std::fflush(stdout);
 
       if (!opt.out_dir.empty()) {
-        const cv::Mat mask = rd::anomaly_mask(frame_map, threshold);
+        const cv::Mat mask = rd::anomaly_mask(frame_map, pixel_threshold);
         const fs::path out_dir(opt.out_dir);
         write_image(out_dir / "overlays" / (item.key + ".png"),
-                    rd::render_overlay(frame, frame_map, out.score, threshold, scale, threshold));
+                    rd::render_overlay(frame, frame_map, out.score, threshold, scale, pixel_threshold));
         write_image(out_dir / "masks" / (item.key + ".png"), mask);
         write_image(out_dir / "maps" / (item.key + ".tiff"), frame_map);  // float32, lossless
       }

@@ -113,6 +113,7 @@ ModelMetadata parse_metadata_node(const cv::FileNode& root, const std::string& s
     throw Error(source + ": metadata image_size must be [H, W] positive integers, found " + describe(size));
   }
   meta.threshold = optional_number(root["threshold"], "threshold", source);
+  meta.pixel_threshold = optional_number(root["pixel_threshold"], "pixel_threshold", source);
   const cv::FileNode stats = root["score_stats"];
   if (stats.isMap()) {
     meta.min_normal = optional_number(stats["min"], "score_stats.min", source);

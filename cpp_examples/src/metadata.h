@@ -18,6 +18,7 @@ struct ModelMetadata {
   int height = 0;  // image_size[0]
   int width = 0;   // image_size[1]
   std::optional<double> threshold;  // null when the checkpoint had no normal-score statistics
+  std::optional<double> pixel_threshold;  // null: masks use the image threshold
   std::optional<double> min_normal;  // score_stats.min
   std::optional<double> max_normal;  // score_stats.max
   std::optional<double> std_normal;  // score_stats.std

@@ -10,12 +10,12 @@
 namespace rd {
 namespace {
 
-double parse_threshold(const std::string& text) {
+double parse_threshold(const std::string& text, const std::string& flag) {
   errno = 0;
   char* end = nullptr;
   const double value = std::strtod(text.c_str(), &end);
   if (text.empty() || end != text.c_str() + text.size() || errno == ERANGE || !std::isfinite(value)) {
-    throw Error("--threshold expects a number, got '" + text + "'");
+    throw Error(flag + " expects a number, got '" + text + "'");
   }
   return value;
 }
@@ -25,7 +25,8 @@ double parse_threshold(const std::string& text) {
 std::string usage() {
   std::string built;
   for (const auto& b : built_backends()) built += (built.empty() ? "" : ", ") + b;
-  return "usage: rd_infer MODEL IMAGE_OR_DIR... [--backend opencv|trt] [--threshold T] [--out DIR]\n"
+  return "usage: rd_infer MODEL IMAGE_OR_DIR... [--backend opencv|trt] [--threshold T] [--pixel-threshold P]\n"
+         "                [--out DIR]\n"
          "\n"
          "Scores images with an exported RD anomaly model (model.onnx from rd-export, or\n"
          "model.engine with its model.engine.json sidecar). Folders are walked recursively for\n"
@@ -34,10 +35,17 @@ std::string usage() {
          "  --backend opencv|trt  opencv: the ONNX model on the CPU with OpenCV DNN;\n"
          "                        trt: a TensorRT engine (default: by the model's suffix)\n"
          "  --threshold T         anomaly threshold on the score (default: the model's)\n"
-         "  --out DIR             write heat-map overlays (DIR/overlays) and masks (DIR/masks)\n"
+         "  --pixel-threshold P   threshold on the map for masks and outlines (default: the\n"
+         "                        model's pixel threshold, else T)\n"
+         "  --out DIR             write overlays (DIR/overlays, as Python's rd-infer), masks\n"
+         "                        (DIR/masks) and float32 maps (DIR/maps/*.tiff) under the\n"
+         "                        image's path in its folder, without suffix; a.png and a.jpg in\n"
+         "                        one folder -> a_png, a_jpg; the same name from two arguments\n"
+         "                        -> 006, 006_2\n"
          "  -h, --help            this help\n"
          "\n"
-         "stdout: one line per image: <path> score=<float> anomalous=<0|1> latency_ms=<float>\n"
+         "stdout: one line per image: <path> score=<float> normalized=<0..1> verdict=<OK|NG>\n"
+         "        latency_ms=<float>, as Python's rd-infer\n"
          "stderr: header, unreadable images, latency summary.\n"
          "Exit code: 0 all images scored, 2 some images failed, 1 error (usage, model, backend).\n"
          "Backends built: " + built + "\n";
@@ -65,7 +73,9 @@ Options parse_options(int argc, char** argv) {
     const size_t eq = arg.find('=');
     const bool inline_value = arg.rfind("--", 0) == 0 && eq != std::string::npos;
     const std::string flag = inline_value ? arg.substr(0, eq) : arg;
-    if (flag != "--backend" && flag != "--threshold" && flag != "--out") throw Error("unknown option " + flag);
+    if (flag != "--backend" && flag != "--threshold" && flag != "--pixel-threshold" && flag != "--out") {
+      throw Error("unknown option " + flag);
+    }
     if (inline_value) {
       value = arg.substr(eq + 1);
     } else if (i + 1 < argc) {
@@ -79,7 +89,9 @@ Options parse_options(int argc, char** argv) {
       }
       opt.backend = value;
     } else if (flag == "--threshold") {
-      opt.threshold = parse_threshold(value);
+      opt.threshold = parse_threshold(value, flag);
+    } else if (flag == "--pixel-threshold") {
+      opt.pixel_threshold = parse_threshold(value, flag);
     } else {
       if (value.empty()) throw Error("--out expects a folder");
       opt.out_dir = value;

@@ -1,5 +1,5 @@
 // Command line of rd_infer:
-//   rd_infer MODEL IMAGE_OR_DIR... [--backend opencv|trt] [--threshold T] [--out DIR]
+//   rd_infer MODEL IMAGE_OR_DIR... [--backend opencv|trt] [--threshold T] [--pixel-threshold P] [--out DIR]
 #pragma once
 
 #include <optional>
@@ -13,6 +13,7 @@ struct Options {
   std::vector<std::string> inputs;
   std::string backend;  // "" = by model suffix
   std::optional<double> threshold;
+  std::optional<double> pixel_threshold;  // masks and outlines; default: the metadata's, else threshold
   std::string out_dir;  // "" = no overlays
   bool help = false;
 };

@@ -189,6 +189,15 @@ def test_threshold_from_flag_when_metadata_has_none(rd_infer, r18_onnx, demo_cat
     assert [r["anomalous"] for r in _parse_lines(low.stdout)] == [1]
     assert [r["anomalous"] for r in _parse_lines(high.stdout)] == [0]
 
+    # --pixel-threshold moves the mask and outline, never the verdict.
+    cv2 = pytest.importorskip("cv2")
+    px = _run([rd_infer["exe"], model, image, "--threshold=1e9", "--pixel-threshold", "-1", "--out", tmp_path / "px"])
+    assert px.returncode == 0 and [r["anomalous"] for r in _parse_lines(px.stdout)] == [0], _tail(px)
+    mask = cv2.imread(str(tmp_path / "px" / "masks" / f"{image.stem}.png"), cv2.IMREAD_GRAYSCALE)
+    assert mask is not None and (mask == 255).all()
+    bad = _run([rd_infer["exe"], model, image, "--pixel-threshold", "x"])
+    assert bad.returncode == 1 and "--pixel-threshold expects a number" in bad.stderr
+
 
 def test_unusable_models_and_arguments_exit_1(rd_infer, r18_onnx, demo_category, tmp_path):
     exe = rd_infer["exe"]
