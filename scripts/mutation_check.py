@@ -225,8 +225,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
 
     print()
-    print(f"| # | mutation | file | tests | result | s |")
-    print(f"|---|---|---|---|---|---|")
+    print("| # | mutation | file | tests | result | s |")
+    print("|---|---|---|---|---|---|")
     for i, (m, verdict, seconds, _) in enumerate(rows, 1):
         print(f"| {i} | {m.name} | {m.path} | `{' '.join(m.tests)}` | {verdict} | {seconds:.0f} |")
     caught = sum(1 for _, v, _, _ in rows if v == "caught")

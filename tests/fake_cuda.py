@@ -19,7 +19,6 @@ nobody computed shows. Behaviour taken from CUDA and pycuda, not from our code's
 """
 from __future__ import annotations
 
-import ctypes
 import types
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -263,4 +262,3 @@ def install(monkeypatch, cuda: FakeCuda) -> None:
     monkeypatch.setitem(sys.modules, "pycuda.driver", cuda.module)
     monkeypatch.setitem(sys.modules, "pycuda.compiler", cuda.compiler)
     monkeypatch.setattr(util, "_libcuda", cuda.libcuda)
-    _ = ctypes  # byref objects come from the code under test

@@ -1,6 +1,5 @@
 """Behaviour users rely on, pinned exactly (each of these caught a realistic one-line bug that
 every parity test missed, because training, export and runtime agreed with each other)."""
-import numpy as np
 import pytest
 import torch
 
