@@ -160,16 +160,19 @@ def test_a_disk_too_small_for_the_checkpoint_is_found_before_training(demo_categ
 
 
 def _train_until_interrupted(args, step, sig):
-    """Start rd-train, send ``sig`` once its progress bar reaches ``step``; returns the exit code."""
+    """Start rd-train and send ``sig`` half-way through the step after ``step`` (timed from the
+    progress bar), where an interrupt used to catch the sampler advanced but the step uncounted."""
     proc = subprocess.Popen(TRAIN + [a for a in args if a != "--quiet"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    seen = []
+    seen, when = [], {}
 
     def watch():
-        for chunk in iter(lambda: proc.stderr.read(64), ""):
+        for chunk in iter(lambda: proc.stderr.read(32), ""):
             seen.append(chunk)
-            done = [int(n) for n in re.findall(r"\b(\d+)/\d+ \[", "".join(seen)[-400:])]
-            if done and done[-1] >= step and proc.poll() is None:
+            for n in re.findall(r"\b(\d+)/\d+ \[", "".join(seen)[-400:]):
+                when.setdefault(int(n), time.monotonic())
+            if step in when and step - 1 in when and proc.poll() is None:
+                time.sleep((when[step] - when[step - 1]) / 2)  # mid-way through step + 1
                 proc.send_signal(sig)
                 return
 
@@ -185,7 +188,7 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run_bit_for_bit(demo_categor
     straight, split = tmp_path / "straight.pt", tmp_path / "split.pt"
     base = cli_args(demo_category, straight, steps, "--checkpoint-every", "1000")
     assert subprocess.run(TRAIN + base, capture_output=True, timeout=600).returncode == 0
-    step = random.Random().randint(1, steps - 3)  # a random step, reported on failure
+    step = random.Random().randint(2, steps - 3)  # a random step, reported on failure
     rc, out = _train_until_interrupted(cli_args(demo_category, split, steps, "--checkpoint-every", "1000"),
                                        step, signal.SIGINT)
     assert rc == 1 or rc == 130, out
