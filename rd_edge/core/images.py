@@ -83,8 +83,13 @@ def _float_to_uint8(image: np.ndarray) -> np.ndarray:
     return np.rint(image.astype(np.float64) * 255.0).astype(np.uint8)
 
 
-def _decode(path: PathLike) -> np.ndarray:
-    """Decode a file as OpenCV stores it (IMREAD_UNCHANGED), with errors that name the path."""
+def _decode(path: PathLike, max_pixels: Optional[int] = None) -> np.ndarray:
+    """Decode a file as OpenCV stores it (IMREAD_UNCHANGED), with errors that name the path.
+
+    With ``max_pixels``, a PNG or JPEG whose header announces more pixels is decoded with
+    OpenCV's IMREAD_REDUCED_COLOR_{2,4,8} (8-bit BGR, 1/N per side): one full-size buffer at
+    most (IMREAD_UNCHANGED took two: 2.3 GB for 20000x20000), and JPEG decodes at 1/N directly.
+    """
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"cannot read image {path}: no such file")
@@ -98,13 +103,43 @@ def _decode(path: PathLike) -> np.ndarray:
         raise ImageReadError(f"cannot read image {path}: {exc.strerror or exc}") from exc
     if data.size == 0:
         raise ImageReadError(f"cannot read image {path}: the file is empty (0 bytes)")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    image = cv2.imdecode(data, _reduced_flag(data, max_pixels))
     if image is None:
         raise ImageReadError(
             f"cannot decode image {path} ({data.size} bytes): the file is corrupt or not in a "
             f"format OpenCV reads (expected one of {', '.join(IMAGE_EXTENSIONS)})"
         )
     return image
+
+
+_REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def _reduced_flag(data: np.ndarray, max_pixels: Optional[int]) -> int:
+    """IMREAD_UNCHANGED, or the strongest IMREAD_REDUCED_COLOR_N that keeps at least
+    ``max_pixels`` pixels when the header says the image is larger."""
+    size = _header_size(data[:64 * 1024].tobytes()) if max_pixels is not None else None
+    if size is None or size[0] * size[1] <= max_pixels:
+        return cv2.IMREAD_UNCHANGED
+    fitting = [n for n in (8, 4, 2) if (size[0] // n) * (size[1] // n) >= max_pixels]
+    return _REDUCED[fitting[0]] if fitting else cv2.IMREAD_UNCHANGED
+
+
+def _header_size(head: bytes) -> Optional[Tuple[int, int]]:
+    """(H, W) from a PNG IHDR or a JPEG SOF marker; None for other formats or a damaged header."""
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+    if head[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 < len(head):
+        if head[i] != 0xFF:
+            return None
+        marker, length = head[i + 1], int.from_bytes(head[i + 2:i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn
+            return int.from_bytes(head[i + 5:i + 7], "big"), int.from_bytes(head[i + 7:i + 9], "big")
+        i += 2 + length
+    return None
 
 
 def decode_image(data: bytes, source: str = "image") -> np.ndarray:
@@ -123,9 +158,38 @@ def decode_image(data: bytes, source: str = "image") -> np.ndarray:
         raise ImageReadError(f"cannot use {source}: {exc}") from exc
 
 
-def read_image(path: PathLike) -> np.ndarray:
-    """Read an image file as an HxWx3 uint8 BGR array; raises ImageReadError naming the path."""
-    image = _decode(path)
+# Pixel budget for frames kept for display: 3840x2160 (4K UHD), the most any screen or overlay
+# shows. The model sees H x W (e.g. 256x256) however large the frame, so a bigger copy adds memory,
+# not information: a 20000x20000 frame is 1.2 GB as uint8 BGR and its full-size float map 1.6 GB.
+MAX_DISPLAY_PIXELS = 3840 * 2160
+
+
+def fit_pixels(size_hw: Tuple[int, int], max_pixels: int = MAX_DISPLAY_PIXELS) -> Tuple[int, int]:
+    """(H, W) scaled down, aspect kept, to at most ``max_pixels``; unchanged when within it."""
+    h, w = int(size_hw[0]), int(size_hw[1])
+    if h * w <= max_pixels:
+        return h, w
+    factor = (max_pixels / (h * w)) ** 0.5
+    return max(1, int(h * factor)), max(1, int(w * factor))
+
+
+def downscale_to_budget(image: np.ndarray, max_pixels: int = MAX_DISPLAY_PIXELS) -> np.ndarray:
+    """``image`` resized (INTER_AREA) to fit ``max_pixels``, or itself when it already fits."""
+    h, w = fit_pixels(image.shape[:2], max_pixels)
+    if (h, w) == image.shape[:2]:
+        return image
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def read_image(path: PathLike, max_pixels: Optional[int] = None) -> np.ndarray:
+    """Read an image file as an HxWx3 uint8 BGR array; raises ImageReadError naming the path.
+
+    ``max_pixels``: downscale once, right after decoding, to at most this many pixels (see
+    MAX_DISPLAY_PIXELS), so only one full-size copy ever exists, briefly.
+    """
+    image = _decode(path, max_pixels)
+    if max_pixels is not None and image.size:
+        image = downscale_to_budget(image, max_pixels)  # before any dtype/channel conversion copies
     try:
         return to_bgr_uint8(image)
     except ImageReadError as exc:

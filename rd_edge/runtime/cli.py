@@ -163,6 +163,7 @@ def _run(args: argparse.Namespace, specs: List[Tuple[Optional[str], str]]) -> in
                             batch_size=args.batch_size)
     with detector, contextlib.ExitStack() as stack:
         sources = [stack.enter_context(source) for source in _open_sources(specs, args.limit)]
+        _bound_decoded_images(detector, sources)
         sinks = _build_sinks(detector, sources, args, stack)
         if not args.quiet:
             _print_header(detector, sources, args)
@@ -178,6 +179,19 @@ def _run(args: argparse.Namespace, specs: List[Tuple[Optional[str], str]]) -> in
         return 130  # Ctrl-C; SIGTERM is how a service is stopped: a normal end
     anomalies = sum(s.anomalies for s in summary.streams.values())
     return exit_code(summary.errors, anomalies, args.fail_on_anomaly)
+
+
+def _bound_decoded_images(detector: Any, sources: Sequence[Any]) -> None:
+    """Images above MAX_DISPLAY_PIXELS are downscaled once on decode: the model sees its input
+    size either way, and overlays, masks and maps stay bounded (a 20000x20000 PNG took 7.9 GB
+    with --out). Not for tiled models: their tiles need the full resolution."""
+    from rd_edge.core.images import MAX_DISPLAY_PIXELS
+
+    if getattr(getattr(detector, "metadata", None), "tiling", None) is not None:
+        return
+    for source in sources:
+        if hasattr(source, "max_pixels"):
+            source.max_pixels = MAX_DISPLAY_PIXELS
 
 
 def _open_sources(specs: List[Tuple[Optional[str], str]], limit: Optional[int]) -> List[Any]:

@@ -30,6 +30,7 @@ from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
 from .backends import DeviceInputRunner, Runner, load_runner
 from .backends.base import PathLike
 from .thresholds import resolve_thresholds
+from rd_edge.core.images import downscale_to_budget, fit_pixels
 from rd_edge.core.postprocess import normalize_score, render_overlay, resize_map, score_scale
 from rd_edge.core.preprocess import preprocess_bgr
 from .tiled import TiledRunner
@@ -48,7 +49,7 @@ class Prediction:
     score: float  # raw image score: max of the anomaly map
     normalized_score: float  # graded [0, 1], 0.5 at the threshold (core.postprocess.normalize_score)
     is_anomalous: bool  # score > threshold
-    anomaly_map: np.ndarray  # float32 [H, W] at the frame's own size
+    anomaly_map: np.ndarray  # float32 [H, W] at the frame's own size (above MAX_DISPLAY_PIXELS: scaled to fit it)
     timings: Dict[str, float] = field(default_factory=dict)
 
 
@@ -187,6 +188,12 @@ class Detector:
                ground_truth: Optional[np.ndarray] = None) -> np.ndarray:
         """The overlay of one prediction on its frame (rd_edge.core.postprocess.render_overlay):
         heat map on the normalized-score scale, verdict, scores, colour bar, outlines."""
+        frame_bgr = downscale_to_budget(frame_bgr)  # overlays at a bounded size (MAX_DISPLAY_PIXELS)
+        if ground_truth is not None and ground_truth.shape != frame_bgr.shape[:2]:
+            import cv2
+
+            h, w = frame_bgr.shape[:2]
+            ground_truth = cv2.resize(ground_truth.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
         return render_overlay(frame_bgr, prediction.anomaly_map, prediction.score, self.threshold,
                               self.score_scale, self.pixel_threshold, ground_truth)
 
@@ -371,7 +378,7 @@ class Detector:
     def _postprocess(self, amap: np.ndarray, score: float, frame_hw: Tuple[int, int]) -> Prediction:
         normalized = float(normalize_score(score, self.threshold, self.score_scale))
         return Prediction(score=score, normalized_score=normalized, is_anomalous=score > self.threshold,
-                          anomaly_map=resize_map(amap, frame_hw))
+                          anomaly_map=resize_map(amap, fit_pixels(frame_hw)))
 
     # --- lifetime -----------------------------------------------------------------------------
 
@@ -391,7 +398,10 @@ class Detector:
 
 
 def _is_bgr_uint8(frame: Any) -> bool:
-    return isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
+    """A frame usable as is; anything else (an empty 0x0 frame too) goes through to_bgr_uint8,
+    which converts it or raises ImageReadError."""
+    return (isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3
+            and frame.shape[2] == 3 and frame.size > 0)
 
 
 MAX_BATCH_SIZE = 4096  # far above any GPU's useful batch; catches e.g. a frame count passed by mistake

@@ -318,6 +318,7 @@ class Pipeline:
         for i, source in enumerate(self.sources):
             self._stats[source.label].dropped = self._hub.dropped[i]
         notes = [note for note in (s.summary() for s in self.sinks) if note]
+        notes += [f"warning: {s.shortfall}" for s in self.sources if getattr(s, "shortfall", None)]
         return Summary(self._stats, dict(self._stage_seconds), elapsed, self.pipelined, stopped_early,
                        list(self._latencies), notes)
 

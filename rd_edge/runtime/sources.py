@@ -95,11 +95,12 @@ class ImageFilesSource(Source):
         super().__init__(str(root or files[0]), len(files), limit)
         self.files = files
         self.keys = _unique_keys(files, root)
+        self.max_pixels: Optional[int] = None  # downscale larger images on decode (rd-infer sets it)
 
     def _items(self) -> Iterator[SourceItem]:
         for path, key in zip(self.files, self.keys):
             try:
-                frame, error = read_image(path), None
+                frame, error = read_image(path, self.max_pixels), None
             except Exception as exc:  # noqa: BLE001  one bad file must not stop the run
                 frame, error = None, _describe(exc)
             yield SourceItem(str(path), key, frame, error)
@@ -114,6 +115,8 @@ class CaptureSource(Source):
         super().__init__(description, total, limit)
         self.capture = capture
         self.key_prefix = key_prefix
+        self.announced = total  # a video file's header frame count (before --limit); None if unknown
+        self.shortfall: Optional[str] = None
         self.is_stream = True
         fps = float(capture.get(_cv2().CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0.0 < fps <= 1000.0 else None  # some cameras report 0 or garbage
@@ -123,6 +126,7 @@ class CaptureSource(Source):
         while True:
             ok, frame = self.capture.read()
             if not ok or frame is None:  # end of file, or the stream stopped
+                yield from self._truncated(index)
                 return
             name, key = f"{self.description}#{index}", f"{self.key_prefix}/frame_{index:06d}"
             try:
@@ -130,6 +134,15 @@ class CaptureSource(Source):
             except RdEdgeError as exc:
                 yield SourceItem(name, key, None, str(exc))
             index += 1
+
+    def _truncated(self, read: int) -> Iterator[SourceItem]:
+        """An error item when a video file ends before the frame count its header announced (a
+        truncated or corrupt file): the frames never read are not silently missing."""
+        if self.kind != "video" or not self.announced or read >= self.announced:
+            return
+        self.shortfall = (f"{self.description}: read {read} of {self.announced} frames the header announced; "
+                          f"the file is truncated or corrupt")
+        yield SourceItem(f"{self.description}#{read}", f"{self.key_prefix}/truncated", None, self.shortfall)
 
     def close(self) -> None:
         self.capture.release()

@@ -1,6 +1,8 @@
 """Issue 16's runtime cases: bad arguments, tampered metadata and broken models are clear errors,
 never a silent verdict; non-finite outputs become error records."""
 import json
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,6 +13,8 @@ from rd_edge.core.errors import ConfigError, MetadataError, NonFiniteOutputError
 from rd_edge.core.metadata import METADATA_KEY
 from rd_edge.runtime import Detector
 from rd_edge.runtime.cli import main
+
+sys.path.insert(0, str(Path(__file__).parent))  # huge_png
 
 
 def strict_records(path):
@@ -141,3 +145,105 @@ def test_nan_weights_flag_nothing_as_ok(tmp_path, metadata_factory):
     assert main([str(model), str(image), "--json", str(records_path), "--quiet"]) == 2
     (record,) = strict_records(records_path)
     assert record["error"] == "model produced non-finite scores" and record["is_anomalous"] is None
+
+
+# --- odd frames and files --------------------------------------------------------------------------
+
+def test_an_empty_frame_is_an_image_error_not_a_cv2_error(tiny_onnx):
+    from rd_edge.core.errors import ImageReadError
+
+    with Detector(tiny_onnx) as det:
+        for empty in (np.zeros((0, 0, 3), np.uint8), np.zeros((0, 5, 3), np.uint8)):
+            with pytest.raises(ImageReadError, match=r"unsupported image array: shape \(0, "):
+                det.predict(empty)
+
+
+def test_two_rd_edge_metadata_entries_are_refused_by_every_reader(make_model, metadata_factory, tmp_path):
+    import onnx
+    from rd_edge.core.onnx_props import read_onnx_metadata
+
+    model = onnx.load(str(make_model()))
+    model.metadata_props.add(key=METADATA_KEY, value=metadata_factory(threshold=99.0).to_json())
+    path = tmp_path / "twice.onnx"
+    onnx.save(model, str(path))
+    for read in (read_onnx_metadata, Detector):
+        with pytest.raises(MetadataError, match="2 'rd_edge' metadata entries, expected one"):
+            read(path)
+
+
+def test_a_truncated_video_says_how_many_frames_were_read(tiny_onnx, tmp_path, capsys):
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(30):
+        writer.write(np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    data = video.read_bytes()
+    video.write_bytes(data[: len(data) // 2])  # the header still announces 30 frames
+    capture = cv2.VideoCapture(str(video))
+    announced = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    capture.release()
+    assert announced == 30
+    records_path = tmp_path / "r.jsonl"
+    assert main([str(tiny_onnx), str(video), "--json", str(records_path)]) == 2
+    records = strict_records(records_path)
+    scored = [r for r in records if r["error"] is None]
+    assert 0 < len(scored) < 30 and len(records) == len(scored) + 1
+    expected = f"read {len(scored)} of 30 frames the header announced; the file is truncated or corrupt"
+    assert expected in records[-1]["error"]
+    err = capsys.readouterr().err
+    assert f"warning: {video}: {expected}" in err  # in the summary, after the per-input warning
+    assert f"errors 1" in err
+
+
+# --- huge images ------------------------------------------------------------------------------------
+
+def test_huge_images_are_downscaled_once_on_decode(tmp_path):
+    from huge_png import write_huge_png
+    from rd_edge.core.images import fit_pixels, read_image
+
+    path = tmp_path / "big.png"
+    write_huge_png(path, 1000)
+    full = read_image(path)
+    small = read_image(path, max_pixels=200_000)
+    assert full.shape == (1000, 1000, 3)
+    assert small.shape[:2] == fit_pixels((1000, 1000), 200_000) == (447, 447)
+    cv2.imwrite(str(tmp_path / "big.jpg"), full)
+    assert read_image(tmp_path / "big.jpg", max_pixels=200_000).shape == (447, 447, 3)
+    # Same picture, smaller: a bright band in the middle of a gradient.
+    np.testing.assert_allclose(small.mean(axis=(0, 1)), full.mean(axis=(0, 1)), atol=2)
+
+
+def test_maps_and_overlays_of_huge_frames_are_bounded(tiny_onnx):
+    from rd_edge.core.images import MAX_DISPLAY_PIXELS
+
+    frame = np.zeros((4000, 3000, 3), np.uint8)  # 12 MP, above the 8.3 MP display budget
+    with Detector(tiny_onnx) as det:
+        pred = det.predict(frame)
+        overlay = det.render(frame, pred)
+    h, w = pred.anomaly_map.shape
+    assert h * w <= MAX_DISPLAY_PIXELS and abs(h / w - 4 / 3) < 0.01
+    assert overlay.shape[1] == w
+
+
+@pytest.mark.slow
+def test_a_20000_pixel_png_with_out_peaks_under_1_5_gb(tiny_onnx, tmp_path):
+    """Peak RSS of rd-infer --out on a 20000x20000 PNG (10 MB file, 1.2 GB decoded)."""
+    import os
+    import subprocess
+    import sys
+
+    from huge_png import write_huge_png
+
+    image = tmp_path / "huge.png"
+    write_huge_png(image, 20000)
+    cmd = [sys.executable, "-c", "import sys; from rd_edge.runtime.cli import main; sys.exit(main())",
+           str(tiny_onnx), str(image), "--out", str(tmp_path / "out"), "--json", str(tmp_path / "r.jsonl"), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read()
+    peak_mib = usage.ru_maxrss / 1024  # Linux: KiB
+    assert peak_mib < 1536, f"peak RSS {peak_mib:.0f} MiB"
+    (record,) = strict_records(tmp_path / "r.jsonl")
+    assert record["error"] is None and record["score"] > 0
+    overlay = cv2.imread(str(tmp_path / "out" / "overlays" / "huge.png"))
+    assert overlay.shape[1] <= 3840
