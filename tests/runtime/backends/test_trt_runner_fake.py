@@ -266,3 +266,39 @@ def test_corrupt_plan_is_refused_with_the_rebuild_command(fake_gpu):
     with pytest.raises(BackendError, match=r"could not deserialize .*rd-export model\.onnx --engine"):
         load_runner(plan)
     assert nothing_current(cuda)
+
+
+def test_the_pipeline_runs_cuda_preprocessing_and_the_engine_from_its_inference_thread(fake_gpu, tiny_onnx, tmp_path):
+    """Issue 14: with CUDA preprocessing the kernels run inside Detector.infer, in the pipeline's
+    inference thread (the runner's context pushed there); two sources share batches."""
+    import cv2
+
+    from rd_edge.runtime.pipeline import Pipeline, Sink
+    from rd_edge.runtime.sources import open_source
+
+    class Keep(Sink):
+        def __init__(self):
+            self.results = []
+
+        def write(self, result):
+            self.results.append(result)
+
+    def clip(name, n, size, seed):
+        writer = cv2.VideoWriter(str(tmp_path / name), cv2.VideoWriter_fourcc(*"MJPG"), 10, size[::-1])
+        for f in frames([size] * n, seed):
+            writer.write(f)
+        writer.release()
+        return open_source(str(tmp_path / name))
+
+    cuda, plan = fake_gpu
+    keep = Keep()
+    with Detector(plan, batch_size=MAX_BATCH) as gpu, Detector(tiny_onnx) as cpu:
+        assert gpu.preprocess_device == "cuda"
+        with clip("a.avi", 6, (50, 70), 1) as a, clip("b.avi", 5, (24, 32), 2) as b:
+            summary = Pipeline(gpu, [a, b], [keep]).run()
+        assert summary.errors == 0 and summary.frames == 11 and gpu.preprocess_device == "cuda"
+        assert [r.index for r in keep.results if r.stream == "b"] == list(range(5))
+        for r in keep.results:  # the frame's own result, not a neighbour's in the shared buffer
+            assert r.prediction.score == gpu.predict(r.item.frame).score
+            assert r.prediction.score == pytest.approx(cpu.predict(r.item.frame).score, abs=2e-3)  # kernel vs CPU
+    assert nothing_current(cuda) and cuda.memory == {}
