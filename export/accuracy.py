@@ -127,3 +127,59 @@ def compare_graphs(reference: PathLike, candidate: PathLike, data_dir: PathLike,
         map_pearson=pearson(ref.maps, cand.maps),
         max_abs_map=float(np.abs(ref.maps - cand.maps).max()),
         max_abs_score=float(np.abs(ref.scores - cand.scores).max()))
+
+
+INT8_NORMALIZED_BOUND = 0.05  # warn when int8 moves any calibration image's normalized score more
+
+
+@dataclass
+class ScoreAgreement:
+    """fp32 against int8 scores on the same (calibration) images: what an int8 export costs."""
+
+    n_images: int
+    threshold: float
+    max_abs_score: float
+    max_abs_normalized: float  # on the normalized-score scale (0.5 = threshold), see core.postprocess
+    verdict_flips: int  # images on the other side of the threshold in int8
+    score_pearson: float  # nan when the fp32 scores are all equal
+    bound: float = INT8_NORMALIZED_BOUND
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict_flips == 0 and self.max_abs_normalized <= self.bound
+
+    def format(self) -> str:
+        text = (f"fp32 vs int8 on {self.n_images} calibration images: max |d score| {self.max_abs_score:.3g} "
+                f"(threshold {self.threshold:.6g}), max |d normalized score| {self.max_abs_normalized:.3f}, "
+                f"score correlation {self.score_pearson:.4f}, verdicts changed {self.verdict_flips}")
+        return text
+
+    def warning(self) -> Optional[str]:
+        """None within the bound, else what to do."""
+        if self.ok:
+            return None
+        return (f"int8 moves scores past the bound (normalized score by more than {self.bound:g}, or a verdict "
+                f"changed on good images): check it on labelled images (rd-eval, rd-calibrate) before "
+                f"deploying, calibrate on more images (--calib-images), or export fp16/fp32")
+
+
+def score_agreement(fp32_onnx: PathLike, int8_onnx: PathLike, paths: Sequence[Path],
+                    threads: Optional[int] = None) -> ScoreAgreement:
+    """Run both graphs on ``paths`` (ONNX Runtime, CPU) and compare their scores at the fp32
+    model's threshold and normalized-score scale."""
+    from rd_edge.core.postprocess import normalize_score, score_scale
+
+    meta = cpu_runner(fp32_onnx, threads).metadata
+    if meta.threshold is None:
+        raise ExportError(f"{fp32_onnx} has no threshold to compare verdicts at; its checkpoint had no "
+                          f"normal-score statistics")
+    _, ref = predict_paths(fp32_onnx, paths, threads=threads)
+    _, cand = predict_paths(int8_onnx, paths, threads=threads)
+    threshold, scale = float(meta.threshold), score_scale(meta.score_stats)
+    moved = np.abs(normalize_score(ref, threshold, scale) - normalize_score(cand, threshold, scale))
+    try:
+        corr = pearson(ref, cand)
+    except ExportError:  # constant fp32 scores
+        corr = float("nan")
+    return ScoreAgreement(len(paths), threshold, float(np.abs(ref - cand).max()), float(moved.max()),
+                          int(((ref > threshold) != (cand > threshold)).sum()), corr)

@@ -129,7 +129,25 @@ def _quantize(args: argparse.Namespace, fp32_onnx: Path, out: Path, target: str)
     report = quantize_int8(fp32_onnx, out, args.calib_dir, target=target, max_images=_max_images(args),
                            calibration_method=args.calib_method, scope=args.int8_scope or DEFAULT_SCOPE)
     print(report.format())
+    _print_agreement(args, fp32_onnx, out)
     return out
+
+
+def _print_agreement(args: argparse.Namespace, fp32_onnx: Path, int8_onnx: Path) -> None:
+    """What int8 did to the scores, on the calibration images (a warning past the bound)."""
+    import sys
+
+    from rd_edge.core.onnx_props import read_onnx_metadata
+    from .accuracy import score_agreement
+    from .quantize import calibration_paths
+
+    if read_onnx_metadata(fp32_onnx).threshold is None:
+        print("note: no threshold in the model, so no fp32-vs-int8 verdict check; run rd-eval on both")
+        return
+    agreement = score_agreement(fp32_onnx, int8_onnx, calibration_paths(args.calib_dir, _max_images(args)))
+    print(agreement.format())
+    if agreement.warning():
+        print(f"warning: {agreement.warning()}", file=sys.stderr)
 
 
 def _int8_onnx(args: argparse.Namespace, model: Path, out: Path, target: str) -> Path:

@@ -241,7 +241,28 @@ def test_cli_checkpoint_to_int8_cpu_graph(r18_checkpoint, demo_category, tmp_pat
     meta = read_metadata(onnx.load(str(out)))
     assert meta.precision == "int8" and meta.extra["int8_target"] == "cpu"
     assert meta.extra["calibration_images"] == 4
-    assert "14 convolutions quantized" in capsys.readouterr().out  # 20 in scope, less 6 ConvTranspose
+    captured = capsys.readouterr()
+    assert "14 convolutions quantized" in captured.out  # 20 in scope, less 6 ConvTranspose
+    # The cost of int8, on the calibration images, against the fp32 graph it came from.
+    line = next(x for x in captured.out.splitlines() if x.startswith("fp32 vs int8 on 4 calibration images"))
+    assert "max |d normalized score|" in line and "verdicts changed" in line
+
+
+def test_int8_agreement_compares_scores_and_warns_past_the_bound(r18_onnx, demo_category, tmp_path):
+    from rd_export.accuracy import ScoreAgreement, score_agreement
+    from rd_export.quantize import calibration_paths, quantize_int8
+
+    out = tmp_path / "q.onnx"
+    quantize_int8(r18_onnx, out, demo_category, target="cpu", max_images=4)
+    paths = calibration_paths(demo_category, 4)
+    same = score_agreement(r18_onnx, r18_onnx, paths)
+    assert same.max_abs_score == 0 and same.verdict_flips == 0 and same.ok and same.warning() is None
+    moved = score_agreement(r18_onnx, out, paths)
+    assert moved.n_images == 4 and moved.max_abs_score > 0  # int8 is not bit-identical
+    flipped = ScoreAgreement(4, 1.0, 0.2, 0.01, verdict_flips=1, score_pearson=0.99)
+    assert not flipped.ok and "verdict" in flipped.warning()
+    far = ScoreAgreement(4, 1.0, 0.2, 0.3, verdict_flips=0, score_pearson=0.99)
+    assert not far.ok and "--calib-images" in far.warning()
 
 
 def test_quantizing_from_onnx_does_not_import_torch(r18_onnx, demo_category, tmp_path):
