@@ -114,3 +114,11 @@ def test_calibration_scores_tiled_models_per_frame(tiled_ckpt, hires, tmp_path, 
     assert scored.maps.shape == (len(samples), 96, 96) and scored.masks.shape == scored.maps.shape
     np.testing.assert_allclose(scored.scores, scores, atol=1e-4)
     np.testing.assert_allclose(scored.maps, np.stack(maps), atol=1e-4)
+
+
+@pytest.mark.parametrize("args,message", [(["--tile-overlap", "1"], "expected a fraction in [0, 1)"),
+                                          (["--tile", "16"], "expected an integer >= 32")])
+def test_bad_tile_arguments_are_usage_errors(hires, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--data", str(hires), "--tile", "64", *args])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -5,19 +5,8 @@ import argparse
 import json
 from typing import Optional, Sequence
 
-from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, run_cli
+from rd_edge.core.cli import DefaultsHelpFormatter, fraction, int_at_least, run_cli
 from ._data import add_data_arguments, check_data_arguments
-
-
-def fraction(text: str) -> float:
-    """argparse type: a number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

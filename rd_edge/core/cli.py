@@ -45,6 +45,17 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1) (e.g. an overlap)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
 def name_list(text: str) -> List[str]:
     """argparse type: a comma-separated list of names."""
     names = [name.strip() for name in text.split(",") if name.strip()]
