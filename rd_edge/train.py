@@ -80,7 +80,13 @@ class TrainConfig:
         if self.steps is not None:
             return self.steps
         epochs = 200 if self.epochs is None else self.epochs
-        return epochs * math.ceil(n_train / self.batch_size)
+        return epochs * batches_per_epoch(n_train, self.batch_size)
+
+
+def batches_per_epoch(n_train: int, batch_size: int) -> int:
+    """Full batches in one pass over the training images: the sampler drops the ragged tail
+    (BatchNorm needs full batches), so an epoch is floor(n / batch) steps, at least one."""
+    return max(1, n_train // max(1, min(batch_size, n_train)))
 
 
 def _is_int(value: object) -> bool:
@@ -398,7 +404,7 @@ class Trainer:
     @property
     def steps_per_epoch(self) -> int:
         """Batches per pass over the training images (the ragged tail is dropped)."""
-        return max(1, len(self.train_u8) // min(self.cfg.batch_size, len(self.train_u8)))
+        return batches_per_epoch(len(self.train_u8), self.cfg.batch_size)
 
     @property
     def best_path(self) -> Path:

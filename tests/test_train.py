@@ -185,3 +185,30 @@ def test_eval_cli_writes_json_and_maps(trained, demo_category, tmp_path, capsys)
     good = next(p for p in sorted((tmp_path / "maps").rglob("*.png")) if p.parent.name == "good")
     magenta = lambda image: (image[32:] == (255, 0, 255)).all(axis=2).any()  # noqa: E731  below the band
     assert magenta(cv2.imread(str(defect))) and not magenta(cv2.imread(str(good)))
+
+
+def test_the_papers_recipe_is_the_default():
+    from rd_edge.cli.train import build_parser
+
+    cfg = TrainConfig(data="x")
+    args = build_parser().parse_args(["--data", "x"])
+    for got in ((cfg.image_size, cfg.batch_size, cfg.lr, cfg.teacher_weights, cfg.backbone),
+                (args.image_size, args.batch_size, args.lr, args.teacher_weights, args.backbone)):
+        assert got == (256, 16, 0.005, "imagenet", "wide_resnet50_2")
+    assert cfg.total_steps(n_train=100) == 200 * 6  # 200 epochs of 6 full batches of 16 (tail dropped)
+
+
+def test_eval_every_prints_test_aurocs_and_keeps_the_best(demo_category, tmp_path, capsys):
+    cfg = replace(config(demo_category, tmp_path / "m.pt", None), epochs=2, eval_every=1)
+    with pytest.warns(UserWarning, match="random teacher"):
+        summary = train(cfg, progress=False)
+    out = capsys.readouterr().out
+    per_epoch = summary["steps"] // 2  # 14 training images (2 held out), full batches of 4: 3 a pass
+    assert per_epoch == 3
+    for epoch in (1, 2):
+        assert f"epoch {epoch} (step {epoch * per_epoch}): image AUROC " in out and "pixel AUROC" in out
+    best = summary["best"]
+    assert best["epoch"] in (1, 2) and 0.0 <= best["image_auroc"] <= 1.0
+    saved = read_checkpoint(best["out"])
+    assert best["out"].endswith("m.best.pt") and saved["training"]["completed"]
+    assert saved["threshold"] is not None and saved["best"]["step"] == best["step"]
