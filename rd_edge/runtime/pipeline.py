@@ -33,7 +33,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -385,26 +385,32 @@ class Pipeline:
 
     def _capture(self, stream: int) -> None:
         """One source's thread: read frames into the hub until the source ends or stop()."""
-        source = self.sources[stream]
-        items = iter(source)
+        items = iter(self.sources[stream])
         index = 0
         try:
             while not self._stop.is_set():
                 t0 = time.perf_counter()
-                try:
-                    item = next(items)
-                except StopIteration:
+                item, ended = self._read(stream, items, index)
+                if item is not None and not self._hub.put(
+                        _Frame(stream, index, item, time.time(), time.perf_counter() - t0)):
                     return
-                except Exception as exc:  # noqa: BLE001  a source failing mid-run: its last record
-                    item = SourceItem(f"{source.description}#{index}", f"{source.label}/{index}", None,
-                                      f"source stopped: {_describe(exc)}")
-                    self._hub.put(_Frame(stream, index, item, time.time(), time.perf_counter() - t0))
-                    return
-                if not self._hub.put(_Frame(stream, index, item, time.time(), time.perf_counter() - t0)):
+                if ended:
                     return
                 index += 1
         finally:
             self._hub.finish(stream)
+
+    def _read(self, stream: int, items: Iterator[SourceItem], index: int) -> Tuple[Optional[SourceItem], bool]:
+        """(next item or None, whether the source ended); a source that raises mid-run ends
+        with an error item (its last record) instead of stopping the run."""
+        try:
+            return next(items), False
+        except StopIteration:
+            return None, True
+        except Exception as exc:  # noqa: BLE001
+            source = self.sources[stream]
+            return SourceItem(f"{source.description}#{index}", f"{source.label}/{index}", None,
+                              f"source stopped: {_describe(exc)}"), True
 
     def _batches(self) -> Iterator[_Work]:
         while True:
@@ -426,12 +432,12 @@ class Pipeline:
                 if len(frames) >= self.batch_size:
                     break
                 t0 = time.perf_counter()
-                item = next(iters[stream], None)
-                if item is None:
+                item, ended = self._read(stream, iters[stream], counts[stream])
+                if ended:
                     active.remove(stream)
-                    continue
-                frames.append(_Frame(stream, counts[stream], item, time.time(), time.perf_counter() - t0))
-                counts[stream] += 1
+                if item is not None:
+                    frames.append(_Frame(stream, counts[stream], item, time.time(), time.perf_counter() - t0))
+                    counts[stream] += 1
             if frames:
                 return self._post_work(self._infer_work(self._preprocess_work(_Work(frames, {}))))
         return None

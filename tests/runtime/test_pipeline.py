@@ -119,3 +119,21 @@ def test_pipelined_runs_at_the_slowest_stage_sequential_at_the_sum(tiny_onnx):
     assert slow.fps <= 1.0 / (decode + infer), slow.fps  # the sum of the stages, at best
     assert fast.fps >= 1.4 * slow.fps, (fast.fps, slow.fps)
     assert fast.stage_shares()["inference"] > 0.3 and fast.stage_shares()["decode"] > 0.25
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_a_source_that_fails_mid_run_ends_with_an_error_record_and_the_others_go_on(tiny_onnx, pipelined):
+    class Unplugged(FrameSource):
+        def _items(self):
+            items = super()._items()
+            for _ in range(3):
+                yield next(items)
+            raise OSError("camera unplugged")
+
+    sink = ListSink()
+    with make_detector(tiny_onnx, batch_size=2) as det:
+        summary = Pipeline(det, [Unplugged("usb", 10), FrameSource("clip", 5)], [sink], pipelined=pipelined).run()
+    usb = sink.by_stream("usb")
+    assert [r.index for r in usb] == [0, 1, 2, 3] and [r.error for r in usb[:3]] == [None] * 3
+    assert usb[3].error == "source stopped: OSError: camera unplugged" and usb[3].prediction is None
+    assert [r.index for r in sink.by_stream("clip")] == list(range(5)) and summary.errors == 1
