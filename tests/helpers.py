@@ -32,3 +32,17 @@ def make_checkpoint(path: Path, backbone: str = "resnet18", size: int = 64, seed
         "resume": None,
     })
     return path
+
+
+def unprivileged() -> list:
+    """Command prefix that makes root obey file modes (no CAP_DAC_OVERRIDE), as a normal user does,
+    so tests of read-only folders mean the same as root (CI) and as a user."""
+    import os
+
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+
+
+def one_line_error(err: str) -> bool:
+    """What every command prints for a user error: one 'error: ...' line, no traceback."""
+    err = err.strip()
+    return err.startswith("error: ") and "\n" not in err and "Traceback" not in err

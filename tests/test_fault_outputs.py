@@ -3,19 +3,15 @@ import os
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
 
+from helpers import unprivileged
 from rd_edge.core.errors import OutputError
 from rd_edge.core.files import atomic_path, check_writable_file, remove_stale_temps, stale_temps
 
 EVAL = [sys.executable, "-c", "import sys; from rd_edge.cli.evaluate import main; sys.exit(main())"]
 
-
-def unprivileged():
-    """Command prefix that makes root obey file modes (no CAP_DAC_OVERRIDE), as a normal user does."""
-    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
 
 
 def test_atomic_path_keeps_the_old_file_on_failure_and_the_usual_mode_on_success(tmp_path):
@@ -64,7 +60,6 @@ def test_rd_eval_json_target_is_checked_before_evaluating(r18_checkpoint, demo_c
     target = folder / "metrics.json" if where == "read-only folder" else folder
     if where == "read-only folder":
         folder.chmod(0o555)
-    t0 = time.monotonic()
     proc = subprocess.run(unprivileged() + EVAL + [str(r18_checkpoint), "--data", str(demo_category),
                                                    "--json", str(target), "--quiet", "--device", "cpu"],
                           capture_output=True, text=True, timeout=120)

@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from helpers import make_checkpoint
+from helpers import make_checkpoint, one_line_error, unprivileged
 from rd_edge.checkpoint import read_checkpoint
 from rd_edge.cli.train import main as train_main
 from rd_edge.core.errors import CheckpointError
@@ -21,10 +21,6 @@ from rd_edge.train import TrainConfig, Trainer
 
 TRAIN = [sys.executable, "-c", "import sys; from rd_edge.cli.train import main; sys.exit(main())"]
 
-
-def unprivileged():
-    """Command prefix that makes root obey file modes (no CAP_DAC_OVERRIDE), as a normal user does."""
-    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
 
 
 def cli_args(data, out, steps=4, *extra):
@@ -36,10 +32,6 @@ def config(data, out, steps=4, **kw):
     return TrainConfig(data=str(data), out=str(out), backbone="resnet18", image_size=64, steps=steps,
                        batch_size=4, device="cpu", teacher_weights="none", **kw)
 
-
-def one_line_error(err):
-    err = err.strip()
-    return err.startswith("error: ") and "\n" not in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("change, message", [

@@ -1,6 +1,5 @@
 """Issue 16: exports are atomic. A failed verification, Ctrl-C or kill -9 never leaves a bad graph
 at the output nor destroys the model that was there; bad output paths fail before any work."""
-import os
 import signal
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import make_checkpoint
+from helpers import make_checkpoint, one_line_error, unprivileged
 from rd_edge.checkpoint import read_checkpoint, save_checkpoint
 from rd_edge.core.files import sha256_file, stale_temps
 from rd_export.cli import main as export_main
@@ -18,14 +17,6 @@ from rd_export.cli import main as export_main
 EXPORT = [sys.executable, "-c", "import sys; from rd_export.cli import main; sys.exit(main())"]
 
 
-def unprivileged():
-    """Command prefix that makes root obey file modes (no CAP_DAC_OVERRIDE), as a normal user does."""
-    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
-
-
-def one_line_error(err):
-    err = err.strip()
-    return err.startswith("error: ") and "\n" not in err and "Traceback" not in err
 
 
 @pytest.fixture

@@ -192,7 +192,7 @@ def test_a_truncated_video_says_how_many_frames_were_read(tiny_onnx, tmp_path, c
     assert expected in records[-1]["error"]
     err = capsys.readouterr().err
     assert f"warning: {video}: {expected}" in err  # in the summary, after the per-input warning
-    assert f"errors 1" in err
+    assert "errors 1" in err
 
 
 # --- huge images ------------------------------------------------------------------------------------
