@@ -137,3 +137,37 @@ def test_a_source_that_fails_mid_run_ends_with_an_error_record_and_the_others_go
     assert [r.index for r in usb] == [0, 1, 2, 3] and [r.error for r in usb[:3]] == [None] * 3
     assert usb[3].error == "source stopped: OSError: camera unplugged" and usb[3].prediction is None
     assert [r.index for r in sink.by_stream("clip")] == list(range(5)) and summary.errors == 1
+
+
+def test_a_network_stream_is_live_drops_stale_frames_and_keeps_credentials_out(tiny_onnx, tmp_path):
+    """A real HTTP server on 127.0.0.1 streams an MJPG AVI; OpenCV's FFmpeg reads it far faster
+    than the 20 ms model: the stale frames are dropped, the newest (last) frame is scored."""
+    import functools
+    import http.server
+    import threading
+
+    import cv2
+
+    from rd_edge.runtime.sources import open_source
+
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 30, (64, 48))
+    for i in range(100):
+        writer.write(np.full((48, 64, 3), i, np.uint8))
+    writer.release()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    sink = ListSink()
+    try:
+        with open_source(f"http://user:secret@127.0.0.1:{server.server_address[1]}/clip.avi") as source:
+            assert source.kind == "stream" and source.live and source.label == "127.0.0.1"
+            with make_detector(tiny_onnx, delay=0.02) as det:
+                summary = Pipeline(det, [source], [sink]).run()
+    finally:
+        server.shutdown()
+        server.server_close()
+    indices = [r.index for r in sink.results]
+    assert summary.dropped > 50 and len(indices) + summary.dropped == 100 and indices[-1] == 99
+    assert all("secret" not in r.record()["source"] for r in sink.results)
+    assert sink.results[-1].record()["source"].endswith("/clip.avi#99")
