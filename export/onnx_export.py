@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from rd_edge.checkpoint import build_model, read_checkpoint
 from rd_edge.core.errors import ExportError, VerificationError
-from rd_edge.core.files import atomic_path, check_writable_file, sha256_file
+from rd_edge.core.files import atomic_path, check_writable_file, remove_stale_temps, sha256_file
 from rd_edge.core.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 from rd_edge.core.tiling import Tiling
 from rd_edge.model import RDInference
@@ -128,6 +128,7 @@ def export_onnx(checkpoint: Union[str, Path], out: Optional[Union[str, Path]] = 
     t0 = time.perf_counter()
     checkpoint = Path(checkpoint)
     out = check_writable_file(out if out is not None else checkpoint.with_suffix(".onnx"), "ONNX output")
+    remove_stale_temps(out)  # graphs of an export that was killed (kill -9) before its rename
     example_batch = _validate_args(opset, batch, precision)
     data = read_checkpoint(checkpoint)
     model = build_model(data)

@@ -115,3 +115,6 @@ def test_kill_or_ctrl_c_mid_export_never_destroys_the_existing_model(existing_mo
         assert rc == 130 and stale_temps(target) == []  # Ctrl-C cleans up after itself
     else:
         assert rc == -signal.SIGKILL
+        assert stale_temps(target)  # the half-written graph, under its temporary name
+        assert export_main([str(r18_checkpoint), "-o", str(target), "--no-verify"]) == 0
+        assert stale_temps(target) == []  # the next export to that path removes it
