@@ -13,7 +13,9 @@ Rows: ``reference`` (the original RD4AD pipeline: torch features, torch cosine/u
 scipy blur), ``torch`` (the fused module, eager), ``ort`` (the fused ONNX graph through the
 runtime's Detector; ``ort-cuda``/``ort-tensorrt`` rows where those providers exist), ``ort-int8``
 (the Q/DQ graph, cpu flavour), ``trt`` (TensorRT engines, CUDA preprocessing). Each backend runs
-in its own process, one after another; see benchmarks/rdbench for the parts.
+in its own process; the rows run in interleaved rounds (``--rounds``: A B C, A B C, ...), each
+with its share of ``--iters``, so a shared host's drift hits every row alike, and each row's
+time is reported as a ratio to ``reference`` per round with its spread. See benchmarks/rdbench.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # rdbench, also under 
 from rdbench.errors import BenchmarkError  # noqa: E402
 from rdbench.frames import frames_digest, make_frames, parse_frame_size  # noqa: E402
 from rdbench.plan import BACKENDS, Settings, make_plan, parse_backends  # noqa: E402
-from rdbench.results import BatchResult, Measurement, build_result  # noqa: E402
+from rdbench.results import BatchResult, Measurement, add_reference_ratios, build_result, merge_rounds  # noqa: E402
 from rdbench.runner import run_jobs  # noqa: E402
 from rdbench.artifacts import ensure_onnx  # noqa: E402
 from rdbench.tiled import checkpoint_tiling, run_tiled  # noqa: E402
@@ -72,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", default=",".join(BACKENDS), help=f"default {','.join(BACKENDS)}; "
                    "also ort-cuda, ort-tensorrt")
     p.add_argument("--batch-sizes", type=_int_list, default=[1, 4, 8], help="default 1,4,8")
-    p.add_argument("--iters", type=_positive, default=30, help="timed calls per row (default 30)")
+    p.add_argument("--iters", type=_positive, default=30, help="timed calls per row, over all rounds (default 30)")
+    p.add_argument("--rounds", type=_positive, default=3,
+                   help="interleaved rounds: every row runs once per round, in its own process (default 3)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
     p.add_argument("--threads", type=_positive, default=cpu_count(),
                    help="torch threads = ORT intra-op threads (default: the CPUs available)")
@@ -112,8 +116,10 @@ def _check_same_frames(measurements: Sequence[Measurement], expected: str) -> No
 def build_results(measurements: Sequence[Measurement], settings: Settings, gflop: Optional[float],
                   peak: Optional[float]) -> List[BatchResult]:
     """Rows grouped by batch size, in the order the backends ran; scores checked against reference."""
+    measurements = merge_rounds(measurements)
     reference = {m.batch_size: m.first_scores for m in measurements if m.backend == "reference"}
-    rows = [build_result(m, settings.iters, gflop, peak, reference.get(m.batch_size)) for m in measurements]
+    rows = [build_result(m, len(m.e2e_ms), gflop, peak, reference.get(m.batch_size)) for m in measurements]
+    add_reference_ratios(rows)
     return sorted(rows, key=lambda r: r.batch_size)  # stable: backend order kept within a batch
 
 
@@ -168,7 +174,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         plan = make_plan(settings, workdir, frames)
         model = _count_gflop(settings.checkpoint)
         system["fp32_peak"] = None if args.no_peak else cpu_peak(settings.threads)
-        measurements, skipped = run_jobs(plan.jobs, progress=not args.quiet)
+        measurements, skipped = run_jobs(plan.jobs, progress=not args.quiet, rounds=args.rounds)
     _check_same_frames(measurements, frames_digest(frames))
     peak = (system["fp32_peak"] or {}).get("achievable_gflops")
     results = build_results(measurements, settings, model["gflop_per_image"], peak)
@@ -178,6 +184,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         "settings": {"command": shlex.join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
                      "backends": list(settings.backends), "batch_sizes": list(settings.batch_sizes),
                      "iters": settings.iters, "warmup": settings.warmup, "threads": settings.threads,
+                     "rounds": min(args.rounds, settings.iters),
                      "frames": f"{max(settings.batch_sizes)} deterministic uint8 BGR frames "
                                f"{settings.frame_size[0]}x{settings.frame_size[1]} (seed {settings.seed})",
                      "artifacts": plan.artifacts,

@@ -128,6 +128,47 @@ def percentiles(values_ms: Sequence[float]) -> Dict[str, float]:
     return stats
 
 
+def merge_rounds(measurements: Sequence[Measurement]) -> List[Measurement]:
+    """Join one row's measurements from every round (see runner.run_jobs) into one, in the order
+    rows first ran; details["round_p50_ms"] keeps each round's median end-to-end time."""
+    groups: Dict[Tuple[str, str, int], List[Measurement]] = {}
+    for m in measurements:
+        groups.setdefault((m.backend, m.precision, m.batch_size), []).append(m)
+    merged = []
+    for parts in groups.values():
+        first = parts[0]
+        details = dict(first.details)
+        details.pop("round", None)
+        details["round_p50_ms"] = [float(np.median(p.e2e_ms)) for p in parts]
+        loads = [p.details["other_cpu_pct"] for p in parts if p.details.get("other_cpu_pct") is not None]
+        if loads:
+            details["other_cpu_pct"] = float(np.mean(loads))
+        merged.append(Measurement(
+            backend=first.backend, precision=first.precision, batch_size=first.batch_size,
+            e2e_ms=[t for p in parts for t in p.e2e_ms], preprocess_ms=[t for p in parts for t in p.preprocess_ms],
+            inference_ms=[t for p in parts for t in p.inference_ms],
+            postprocess_ms=[t for p in parts for t in p.postprocess_ms], first_scores=first.first_scores,
+            peak_rss_mb=max(p.peak_rss_mb for p in parts), base_rss_mb=first.base_rss_mb,
+            gpu_mem_mb=first.gpu_mem_mb, load_s=float(np.mean([p.load_s for p in parts])),
+            frames_sha256=first.frames_sha256, details=details))
+    return merged
+
+
+def add_reference_ratios(rows: Sequence["BatchResult"]) -> None:
+    """Each row's median time divided by ``reference``'s at the same batch size, round by round
+    (both measured minutes apart, not an hour): details ratio_to_reference (median over rounds),
+    ratio_min, ratio_max and ratio_per_round."""
+    reference = {r.batch_size: r.details.get("round_p50_ms") for r in rows if r.backend == "reference"}
+    for row in rows:
+        ref, own = reference.get(row.batch_size), row.details.get("round_p50_ms")
+        if not ref or not own or len(ref) != len(own):
+            continue
+        ratios = [a / b for a, b in zip(own, ref) if b > 0]
+        if ratios:
+            row.details.update(ratio_to_reference=float(np.median(ratios)), ratio_min=float(min(ratios)),
+                               ratio_max=float(max(ratios)), ratio_per_round=[round(x, 4) for x in ratios])
+
+
 def build_result(m: Measurement, iters: int, gflop_per_image: Optional[float],
                  cpu_peak_gflops: Optional[float], reference_scores: Optional[List[float]]) -> BatchResult:
     """A report row from a worker's measurement plus the parent's model and machine figures."""

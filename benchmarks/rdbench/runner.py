@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -75,23 +76,36 @@ def run_job(job: Job, bar: Optional[Any] = None) -> Tuple[List[Measurement], Opt
     return measurements, skipped
 
 
-def run_jobs(jobs: Sequence[Job], progress: bool = True) -> Tuple[List[Measurement], List[Skipped]]:
-    """Every job, one after the other (never in parallel: they would share the cores)."""
+def run_jobs(jobs: Sequence[Job], progress: bool = True,
+             rounds: int = 1) -> Tuple[List[Measurement], List[Skipped]]:
+    """Every job, one after the other (never in parallel: they would share the cores), in
+    ``rounds`` interleaved rounds (A B C, A B C, ...), each job's ``iters`` split over them, so a
+    shared host's drift hits every row alike. Measurements carry their round in details["round"];
+    results.merge_rounds joins them. A job that skips or crashes is not tried again."""
     from tqdm import tqdm
 
+    rounds = max(1, min(rounds, min((j.iters for j in jobs), default=1)))
     measurements: List[Measurement] = []
     skipped: List[Skipped] = []
-    with tqdm(total=sum(calls_of(j) for j in jobs), unit="call", disable=not progress,
-              dynamic_ncols=True) as bar:
-        for job in jobs:
-            bar.set_description(job.label)
-            try:
-                done, skip = run_job(job, bar)
-            except WorkerError as exc:
-                # A crash is a bug to see, but it must not throw away the other rows' minutes.
-                print(f"latency.py: warning: {exc}", file=sys.stderr)
-                done, skip = [], Skipped(job.skip_name, f"worker failed: {exc}")
-            measurements.extend(done)
-            if skip is not None:
-                skipped.append(skip)
+    done_with: set = set()
+    with tqdm(total=sum(calls_of(j) + (rounds - 1) * len(j.batch_sizes) * j.warmup for j in jobs), unit="call",
+              disable=not progress, dynamic_ncols=True) as bar:
+        for r in range(rounds):
+            for i, job in enumerate(jobs):
+                if i in done_with:
+                    continue
+                part = replace(job, iters=job.iters // rounds + (1 if r < job.iters % rounds else 0))
+                bar.set_description(f"{job.label} (round {r + 1}/{rounds})")
+                try:
+                    done, skip = run_job(part, bar)
+                except WorkerError as exc:
+                    # A crash is a bug to see, but it must not throw away the other rows' minutes.
+                    print(f"latency.py: warning: {exc}", file=sys.stderr)
+                    done, skip = [], Skipped(job.skip_name, f"worker failed: {exc}")
+                for m in done:
+                    m.details["round"] = r
+                measurements.extend(done)
+                if skip is not None:
+                    skipped.append(skip)
+                    done_with.add(i)
     return measurements, skipped

@@ -13,7 +13,8 @@ COLUMNS = (  # (header, key, format)
     ("pre ms", "preprocess_ms", "{:.2f}"), ("infer ms", "inference_ms", "{:.1f}"),
     ("post ms", "postprocess_ms", "{:.2f}"), ("GFLOP/s", "gflops_per_s", "{:.0f}"),
     ("% peak", "peak_fraction", "{:.0%}"), ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
-    ("|Δscore|", "score_diff_vs_reference", "{:.1e}"),
+    ("x reference", "ratio_to_reference", "{:.2f}"), ("ratio range", "ratio_range", "{}"),
+    ("\\|Δscore\\|", "score_diff_vs_reference", "{:.1e}"),  # \| : a literal bar inside a Markdown cell
     ("other CPU %", "other_cpu_pct", "{:.1f}"),
 )
 
@@ -32,7 +33,9 @@ def results_table(results: List[Dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(h for h, _, _ in COLUMNS) + " |",
              "|" + "|".join("---" if i < 2 else "---:" for i in range(len(COLUMNS))) + "|"]
     for row in results:
-        values = {**row.get("details", {}), **row}  # other_cpu_pct lives in details
+        values = {**row.get("details", {}), **row}  # other_cpu_pct and the ratios live in details
+        if values.get("ratio_min") is not None:
+            values["ratio_range"] = f"{values['ratio_min']:.2f}–{values['ratio_max']:.2f}"
         lines.append("| " + " | ".join(_cell(values.get(key), fmt) for _, key, fmt in COLUMNS) + " |")
     return "\n".join(lines)
 
@@ -65,7 +68,10 @@ def markdown_report(report: Dict[str, Any]) -> str:
              f"{_fmt_gflop(model.get('gflop_per_image'))} GFLOP per image ({model.get('counting', '')})",
              _peak_line(system.get("fp32_peak")),
              f"**Input**: {report['settings']['frames']}; {report['settings']['iters']} timed calls after "
-             f"{report['settings']['warmup']} warm-up per row; times per batch call", "",
+             f"{report['settings']['warmup']} warm-up per row and round; times per batch call",
+             f"**Rounds**: {report['settings'].get('rounds', 1)}, interleaved (every row once per round, each in its "
+             f"own process); x reference = the row's median time / reference's in the same round, the median "
+             f"over rounds, with its range", "",
              results_table(report["results"])]
     if report["skipped"]:
         lines += ["", "Skipped:"] + [f"- `{s['backend']}`: {s['reason']}" for s in report["skipped"]]
@@ -96,7 +102,11 @@ def write_plot(report: Dict[str, Any], path: Path) -> None:
         labels = [f"{r['backend']}\n{r['precision']}" for r in rows]
         p50 = [r["p50_ms"] for r in rows]
         whiskers = [[0.0] * len(rows), [r["p99_ms"] - r["p50_ms"] for r in rows]]
-        ax.bar(range(len(rows)), p50, yerr=whiskers, capsize=4, color="tab:blue")
+        bars = ax.bar(range(len(rows)), p50, yerr=whiskers, capsize=4, color="tab:blue")
+        ratios = [r.get("details", {}).get("ratio_to_reference") for r in rows]
+        ax.bar_label(bars, labels=[f"{v:.1f}" + (f"\nx{q:.2f}" if q is not None else "") for v, q in zip(p50, ratios)],
+                     fontsize=7, padding=2)  # p50 ms, and the ratio to reference
+        ax.margins(y=0.18)  # room for the labels above the tallest whisker
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels(labels, fontsize=8)
         ax.set_title(f"batch {batch}")

@@ -99,6 +99,42 @@ def test_markdown_and_plot_written(bench_run):
     text = outputs["markdown"].read_text()
     assert "| backend | precision | batch |" in text and "reference" in text
     assert outputs["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Every table line has as many cells as the header (a bare | inside a cell would add one).
+    import re
+
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    cells = [len(re.split(r"(?<!\\)\|", line)) for line in table]
+    assert len(table) >= 3 and len(set(cells)) == 1, cells
+    assert "**Rounds**: 2, interleaved" in text  # --iters 2: at most 2 rounds
+
+
+def test_rows_run_in_interleaved_rounds_with_ratios_to_reference(bench_run):
+    report, _ = bench_run
+    assert report["settings"]["rounds"] == 2
+    for row in report["results"]:
+        details = row["details"]
+        assert len(details["round_p50_ms"]) == 2 and row["iters"] == 2, row["backend"]
+        assert details["ratio_min"] <= details["ratio_to_reference"] <= details["ratio_max"]
+        if row["backend"] == "reference":
+            assert details["ratio_per_round"] == [1.0, 1.0]
+
+
+def test_merge_rounds_and_reference_ratios():
+    _rdbench()
+    from rdbench.results import Measurement, add_reference_ratios, build_result, merge_rounds
+
+    def m(backend, ms, r):
+        return Measurement(backend, "fp32", 1, ms, ms, ms, ms, [1.0], 100.0, 50.0, None, 0.1, "x",
+                           {"round": r, "other_cpu_pct": 10.0 * (r + 1)})
+
+    # Round 2 is twice as slow for everyone (the host got busy): the ratios do not move.
+    parts = [m("reference", [10, 10], 0), m("ort", [5, 5], 0), m("reference", [20, 20], 1), m("ort", [10, 10], 1)]
+    merged = merge_rounds(parts)
+    assert [x.backend for x in merged] == ["reference", "ort"] and merged[1].e2e_ms == [5, 5, 10, 10]
+    assert merged[1].details["round_p50_ms"] == [5.0, 10.0] and merged[1].details["other_cpu_pct"] == 15.0
+    rows = [build_result(x, 4, None, None, None) for x in merged]
+    add_reference_ratios(rows)
+    assert rows[1].details["ratio_per_round"] == [0.5, 0.5] and rows[1].details["ratio_to_reference"] == 0.5
 
 
 def test_bad_backend_is_a_clear_error(tmp_path, capsys):
