@@ -151,6 +151,25 @@ def test_a_disk_too_small_for_the_checkpoint_is_found_before_training(demo_categ
     assert one_line_error(proc.stderr) and re.search(r"needs about \d+ MiB, the disk has 2 MiB free", proc.stderr)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not _have_tmpfs_namespace(), reason="needs unshare -rm and tmpfs (user namespaces)")
+def test_a_disk_that_fills_up_mid_run_loses_no_steps(demo_category, tmp_path):
+    """300 MiB disk: the first resumable checkpoint (~190 MiB) fits, the next ones do not (the old
+    one stays until the new one is whole); training warns, goes on, and the final model fits."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    py = sys.executable
+    copy = f"import shutil; shutil.copy('{disk}/m.pt', '{tmp_path}/m.pt')"  # out of the private mount
+    script = f'mount -t tmpfs -o size=300m tmpfs {disk} && {py} -c "$0" "$@" && {py} -c "{copy}"'
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script, TRAIN[2],
+                           *cli_args(demo_category, disk / "m.pt", 3, "--checkpoint-every", "0")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: cannot write checkpoint" in proc.stderr and "training continues" in proc.stderr
+    data = read_checkpoint(tmp_path / "m.pt")
+    assert data["training"]["completed"] and data["training"]["step"] == 3
+
+
 def _train_until_interrupted(args, step, sig):
     """Start rd-train and send ``sig`` half-way through the step after ``step`` (timed from the
     progress bar), where an interrupt used to catch the sampler advanced but the step uncounted."""
