@@ -40,6 +40,10 @@ demo: install
 test: install serve-env lint-imports
 	$(PY) -m pytest -q
 
+# The suite without the tests marked slow (pytest -m "not slow"): a quick check while working.
+test-fast: install lint-imports
+	$(PY) -m pytest -q -m "not slow"
+
 # rd-serve's own environment (the tests start rd-serve from it): the Triton Python-backend stub
 # that nvidia-pytriton ships is built for numpy 1.x, the main venv has numpy 2 (docs/serving.md).
 SERVE_VENV ?= .venv-serve

@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # rdbench, also under `python -m`/pytest
 
+from rd_edge.core.cli import DefaultsHelpFormatter  # noqa: E402
 from rdbench.errors import BenchmarkError  # noqa: E402
 from rdbench.frames import frames_digest, make_frames, parse_frame_size  # noqa: E402
 from rdbench.plan import BACKENDS, Settings, make_plan, parse_backends  # noqa: E402
@@ -66,7 +67,7 @@ def _frame_size(text: str):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="benchmarks/latency.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--model", required=True, type=Path, help="checkpoint (model.pt)")
     p.add_argument("--onnx", type=Path, help="fused fp32 ONNX (default: exported to a temp dir)")
     p.add_argument("--onnx-int8", type=Path, help="Q/DQ int8 ONNX (default: quantized here, cpu flavour)")

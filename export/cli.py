@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from rd_edge.core.choices import CalibrationMethod, Int8Scope, Int8Target, Precision, values
-from rd_edge.core.cli import int_at_least, run_cli
+from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, run_cli
 from rd_edge.core.errors import ExportError
 from rd_edge.core.files import check_writable_file
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rd-export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("model", help="model.pt from rd-train, or an ONNX graph written by rd-export")
     p.add_argument("-o", "--output", help="ONNX path (default: next to the input, same stem; "
                                           "<stem>_int8.onnx for int8)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Optional, Sequence
 
-from rd_edge.core.cli import int_at_least, run_cli
+from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, run_cli
 from ._data import add_data_arguments, check_data_arguments, open_data
 
 
@@ -24,14 +24,14 @@ def _method(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rd-calibrate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("model", help="model.pt, model.onnx or model.engine (the exported graph is what runs)")
     add_data_arguments(p)
     p.add_argument("--method", type=_method, default="f1", metavar="f1|zero-escape|normal-quantile[:q]",
                    help="f1 (default): best F1 on the labelled images; zero-escape: flag every defective "
                         "image; normal-quantile[:q]: the q-quantile of good images (default 0.99), the one "
                         "for data without defects")
-    p.add_argument("--batch-size", type=int_at_least(1), default=8, metavar="N")
+    p.add_argument("--batch-size", type=int_at_least(1), default=8, metavar="N", help="images per forward pass")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 

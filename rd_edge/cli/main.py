@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-from rd_edge.core.cli import int_at_least, name_list, run_cli
+from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, name_list, run_cli
 
 _Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -26,6 +26,7 @@ def _add_demo_data(subparsers: _Subparsers) -> None:
         description="Write procedurally generated texture categories in MVTec AD layout "
         f"(DIR/<category>/train/good, test/<type>, ground_truth/<type>). Categories: "
         f"{', '.join(DEMO_CATEGORIES)}; defect types: {', '.join(DEMO_DEFECTS)}.",
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("dir", type=Path, metavar="DIR", help="folder to write the categories in")
     parser.add_argument("--categories", type=name_list, default=None, metavar="A,B",
@@ -92,7 +93,8 @@ _SUBCOMMANDS: List[Callable[[_Subparsers], None]] = [_add_demo_data]
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``rd-edge`` with every subcommand registered."""
     parser = argparse.ArgumentParser(
-        prog="rd-edge", description="Reverse Distillation (RD4AD) anomaly detection tools.")
+        prog="rd-edge", description="Reverse Distillation (RD4AD) anomaly detection tools.",
+        formatter_class=DefaultsHelpFormatter)
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for add in _SUBCOMMANDS:
         add(subparsers)

@@ -19,9 +19,10 @@ def run_cli(body: Callable[[], int]) -> int:
         return 130
 
 
-class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """--help shows each option's default, except where there is nothing to show (None, flags
-    that are off) or the help already names it ('default' in the text)."""
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every rd-edge command's --help: each option's default, except where there is nothing to
+    show (None, flags that are off) or the help already names it ('default' in the text); the
+    description as written (line breaks kept)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from rd_edge.core.choices import Precision, values
-from rd_edge.core.cli import int_at_least, run_cli
+from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, run_cli
 from rd_edge.core.onnx_props import read_onnx_metadata
 
 from .backends.trt.builder import DEFAULT_MAX_BATCH, build_engine, default_plan_path, import_tensorrt
@@ -23,7 +23,7 @@ from .backends.trt.builder import DEFAULT_MAX_BATCH, build_engine, default_plan_
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rd-build-engine", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("model", help="ONNX graph written by rd-export")
     p.add_argument("-o", "--output", metavar="PLAN",
                    help="plan path (default: <stem>.engine beside the model, <stem>_<precision>.engine "

@@ -47,9 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rd-infer",
         formatter_class=DefaultsHelpFormatter,
-        description="Score images, folders, videos, cameras or GStreamer pipelines with an exported "
-                    "RD model (.onnx for ONNX Runtime, .engine for TensorRT). stdout: one line per "
-                    "input, '<source> score=S normalized=N verdict=OK|NG latency_ms=L'.",
+        description="Score images, folders, videos, cameras or GStreamer pipelines with an exported RD\n"
+                    "model (.onnx for ONNX Runtime, .engine for TensorRT).\n\n"
+                    "stdout: one line per input: <source> score=S normalized=N verdict=OK|NG latency_ms=L\n"
+                    "stderr: header, progress, warnings, summary (--quiet: warnings only).",
         epilog="Exit code: 0 all inputs scored, 2 some inputs failed (see their records), 1 error or, "
                "with --fail-on-anomaly, some input NG.")
     p.add_argument("model", help="model.onnx or model.engine written by rd-export")

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from rd_edge.core.cli import int_at_least, run_cli
+from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, run_cli
 from rd_edge.core.errors import BackendError
 from .triton_repo import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DELAY_US, DETECTOR_MODEL_NAME, write_detector_repository
 
@@ -206,7 +206,7 @@ class TritonServer:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="rd-serve", description="Serve an exported RD model with NVIDIA Triton Inference Server "
+        prog="rd-serve", formatter_class=DefaultsHelpFormatter, description="Serve an exported RD model with NVIDIA Triton Inference Server "
         "(KServe v2 HTTP/gRPC, dynamic batching, Prometheus metrics) as model 'rd_edge'.")
     p.add_argument("model", help="model.onnx or model.engine written by rd-export")
     p.add_argument("--host", default="0.0.0.0", help="address for HTTP, gRPC and metrics (default: all)")
