@@ -52,3 +52,9 @@ def test_every_package_is_listed_for_installation():
     found |= {"rd_export." + ".".join(p.parent.relative_to(REPO / "export").parts) if p.parent != REPO / "export"
               else "rd_export" for p in (REPO / "export").rglob("__init__.py")}
     assert found - listed == set(), f"add to [tool.setuptools] packages: {sorted(found - listed)}"
+
+
+def test_test_file_names_are_unique():
+    """The test folders are not packages: two test files of one name stop pytest's collection."""
+    names = [p.name for p in (REPO / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
