@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Print the summary table at the end of `make demo` from the files the demo steps wrote.
 
-Reads DEMO/model.pt (training summary), DEMO/metrics.json (rd-eval), DEMO/model.onnx (export) and
-DEMO/infer.jsonl (rd-infer records); a step whose file is missing is shown as not run.
+Reads DEMO/model.pt (training summary), DEMO/metrics.json (rd-eval), DEMO/model.onnx (export),
+DEMO/thresholds.json (rd-calibrate) and DEMO/infer.jsonl (rd-infer records); a step whose file is
+missing is shown as not run.
 """
 from __future__ import annotations
 
@@ -35,6 +36,15 @@ def export_rows(demo: Path):
     return [("rd-export", f"{onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB)")]
 
 
+def calibrate_rows(demo: Path):
+    from rd_edge.core.thresholds import Thresholds
+
+    t = Thresholds.read(demo / "thresholds.json")
+    r = t.report
+    return [(f"rd-calibrate ({t.method}) image / pixel threshold", f"{t.image_threshold:.4f} / {t.pixel_threshold:.4f}"),
+            ("rd-calibrate false alarms / escapes", f"{r['false_alarms']}/{r['n_good']} / {r['escapes']}/{r['n_defective']}")]
+
+
 def infer_rows(demo: Path):
     from sklearn.metrics import roc_auc_score
 
@@ -55,7 +65,8 @@ def main(demo: str) -> int:
     demo_dir = Path(demo)
     rows = []
     for step, needs in ((training_rows, "model.pt"), (eval_rows, "metrics.json"),
-                        (export_rows, "model.onnx"), (infer_rows, "infer.jsonl")):
+                        (export_rows, "model.onnx"), (calibrate_rows, "thresholds.json"),
+                        (infer_rows, "infer.jsonl")):
         if (demo_dir / needs).is_file():
             rows += step(demo_dir)
         else:

@@ -172,3 +172,19 @@ def test_normal_only_folder_needs_normal_quantile(make_model, demo_category, cap
     assert err.startswith("error:") and "normal-quantile" in err and not thresholds_path(model).exists()
     assert calibrate_main([str(model), "--good", str(good), "--method", "normal-quantile:0.9", "--quiet"]) == 0
     assert Thresholds.read(thresholds_path(model)).method == "normal-quantile:0.9"
+
+
+def test_metadata_from_before_the_new_fields_still_loads(metadata_factory):
+    from dataclasses import asdict
+
+    from rd_edge.core.metadata import ModelMetadata
+
+    old = asdict(metadata_factory())
+    for key in ("pixel_threshold", "teacher", "resize"):
+        old.pop(key)
+    meta = ModelMetadata.from_json(json.dumps(old))
+    assert (meta.pixel_threshold, meta.teacher, meta.resize) == (None, None, "linear")  # what old models did
+    with pytest.raises(MetadataError, match="resize rule 'lanczos'"):
+        ModelMetadata.from_json(json.dumps(dict(old, resize="lanczos")))
+    with pytest.raises(MetadataError, match="pixel_threshold must be a finite number"):
+        ModelMetadata.from_json(json.dumps(dict(old, pixel_threshold="high")))
