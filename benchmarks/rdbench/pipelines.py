@@ -79,7 +79,8 @@ class _TorchPipeline(Pipeline):
 class ReferencePipeline(_TorchPipeline):
     """The original RD4AD evaluation pipeline (its ``cal_anomaly_map`` + scipy blur).
 
-    Preprocess: cv2 resize, BGR->RGB, to a float tensor /255, ImageNet normalization in torch.
+    Preprocess: the checkpoint's resize rule (area shrink, as the original's antialiased PIL resize,
+    or linear for older checkpoints), BGR->RGB, to a float tensor /255, ImageNet normalization in torch.
     Inference (torch.no_grad, as the original): teacher/OCBE/student features, per scale
     1 - F.cosine_similarity and F.interpolate(bilinear, align_corners=True), summed in torch.
     Postprocess on the CPU: the map to numpy, scipy.ndimage.gaussian_filter(sigma=4) per image,
@@ -100,11 +101,12 @@ class ReferencePipeline(_TorchPipeline):
     def _preprocess(self, frames: List[np.ndarray]) -> Any:
         import cv2
 
+        from rd_edge.core.preprocess import resize_bgr
+
         torch = self.torch
-        h, w = self.size
         tensors = []
         for frame in frames:
-            rgb = cv2.cvtColor(cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
+            rgb = cv2.cvtColor(resize_bgr(frame, self.size, rule=self.model.config.resize), cv2.COLOR_BGR2RGB)
             tensors.append(torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0))
         return self.model.normalize(torch.stack(tensors))
 
@@ -156,7 +158,7 @@ class TorchPipeline(_TorchPipeline):
         n = len(frames)
         t0 = time.perf_counter()
         for i, frame in enumerate(frames):
-            preprocess_bgr(frame, self.size, out=self._batch[i])
+            preprocess_bgr(frame, self.size, out=self._batch[i], resize=self.model.config.resize)
         x = self.torch.from_numpy(self._batch[:n])
         t1 = time.perf_counter()
         with self.torch.inference_mode():
