@@ -287,7 +287,7 @@ def format_report(t: Thresholds) -> str:
     lines = [f"method {t.method} on {r.get('n_good')} good and {r.get('n_defective')} defective images",
              f"image threshold {t.image_threshold:.6g}: false alarms {pct(r['false_alarms'], r['n_good'])}, "
              f"escapes {pct(r['escapes'], r['n_defective'])}",
-             f"pixel threshold {t.pixel_threshold:.6g} ({r['pixel_method']}): good pixels flagged "
+             f"pixel threshold {t.pixel_threshold:.6g} ({r['pixel_method']}): normal pixels flagged "
              f"{rate(r['normal_pixels_flagged_rate'])}, defect pixels missed {rate(r['defect_pixels_missed_rate'])}"]
     if "pixel_note" in r:
         lines.append(f"note: {r['pixel_note']}")
