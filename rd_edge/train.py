@@ -6,6 +6,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -214,6 +215,9 @@ class Trainer:
             self.hold_u8 = load_images(hold_paths, cfg.image_size, self.model_cfg.resize)
         self.n_train, self.n_hold = len(train_paths), len(hold_paths)
         self.test_set = self._load_test_set() if cfg.eval_every and not cfg.tile else None
+        if cfg.eval_every and cfg.tile:  # tiled models are scored per frame: rd-eval does that
+            warnings.warn("evaluation every N epochs is not done for tiled training; evaluate the "
+                          "checkpoint with rd-eval afterwards", stacklevel=2)
         self.teacher: Optional[Dict[str, str]] = None
         self.best: Optional[Dict[str, float]] = None
         self.total_steps = cfg.total_steps(self.tiles.n_grid_tiles() if self.tiles else len(train_paths))
