@@ -93,7 +93,7 @@ def test_summary_for_a_person_says_how_much_to_trust_the_threshold(trained):
     text = format_summary(summary)
     n_hold = summary["n_holdout"]
     assert f"of {n_hold} held-out good images" in text and "mean + 3 std" in text
-    assert f"rough threshold" in text  # the demo fixture has 16 good images: 8 held out
+    assert "rough threshold" in text  # the demo fixture has 16 good images: 8 held out
     assert f"next: rd-eval {out} --data DIR, then rd-export {out} -o {out.with_suffix('.onnx')}" in text
     assert "before --resume" not in text  # one run: no cumulative time to explain
 

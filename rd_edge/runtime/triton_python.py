@@ -85,7 +85,6 @@ class TritonPythonModel:
                                  batch_size=int(config.get("max_batch_size") or 1), **options)
 
     def execute(self, requests: List[Any]) -> List[Any]:
-        pb = self._pb
         responses: List[Any] = [None] * len(requests)
         jobs = []  # (request index, frames, requested output names)
         for i, request in enumerate(requests):

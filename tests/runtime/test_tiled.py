@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 from helpers import make_checkpoint  # noqa: E402
 from rd_edge.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
-from rd_edge.core.tiling import Stitcher, Tiling, tile_borders  # noqa: E402
+from rd_edge.core.tiling import Tiling, tile_borders  # noqa: E402
 from rd_edge.runtime import Detector, load_runner  # noqa: E402
 from rd_edge.runtime.backends.base import Runner  # noqa: E402
 
