@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <exception>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,13 +43,17 @@ void write_image(const fs::path& path, const cv::Mat& image) {
 int run(const rd::Options& opt) {
   rd::Model model = rd::open_model(opt.model, opt.backend);
   const rd::ModelMetadata& meta = model.metadata;
-  if (!opt.threshold && !meta.threshold) {
+  // Thresholds as the Python runtime takes them: command line, then thresholds.json beside the
+  // model (rd-calibrate), then the embedded metadata; the pixel threshold falls back to the image's.
+  const std::optional<rd::ThresholdsFile> file = rd::read_thresholds_file(opt.model);
+  if (!opt.threshold && !file && !meta.threshold) {
     throw rd::Error("the model's rd_edge metadata has no threshold (its checkpoint had no normal-score "
-                    "statistics); pass one: rd_infer ... --threshold T");
+                    "statistics); pass one: rd_infer ... --threshold T, or calibrate: rd-calibrate MODEL --data DIR");
   }
-  const double threshold = opt.threshold ? *opt.threshold : *meta.threshold;
+  const double threshold = opt.threshold ? *opt.threshold : file ? file->image_threshold : *meta.threshold;
   const double scale = rd::score_scale(meta);  // normalized score: 0.5 at the threshold
   const double pixel_threshold = opt.pixel_threshold ? *opt.pixel_threshold
+                                 : file && file->pixel_threshold ? *file->pixel_threshold
                                  : meta.pixel_threshold ? *meta.pixel_threshold : threshold;
   rd::Preprocessor preprocess(meta.height, meta.width, meta.resize == "area-shrink/linear-enlarge");
 
@@ -58,6 +63,9 @@ int run(const rd::Options& opt) {
   std::fprintf(stderr, "rd_infer: %s on %s (%s), input %dx%d, threshold %.6g, pixel threshold %.6g\n",
                opt.model.c_str(), model.backend->name().c_str(), model.backend->description().c_str(), meta.width,
                meta.height, threshold, pixel_threshold);
+  if (file && (!opt.threshold || !opt.pixel_threshold)) {
+    std::fprintf(stderr, "rd_infer: thresholds from %s (%s)\n", file->path.c_str(), file->method.c_str());
+  }
   if (meta.tiling) {
     std::fprintf(stderr, "rd_infer: tiled model: tiles %dx%d, overlap %.3g, frame %s\n", meta.tiling->tile_w,
                  meta.tiling->tile_h, meta.tiling->overlap,

@@ -1,6 +1,7 @@
 #include "metadata.h"
 
 #include <cctype>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -267,6 +268,38 @@ EngineSidecar read_engine_sidecar(const std::string& plan_path) {
   car.max_batch = static_cast<int>(max_batch);
   car.metadata = parse_metadata_node(root[kMetadataKey], car.path);
   return car;
+}
+
+std::optional<ThresholdsFile> read_thresholds_file(const std::string& model_path) {
+  const size_t slash = model_path.find_last_of('/');
+  const std::string folder = slash == std::string::npos ? std::string() : model_path.substr(0, slash + 1);
+  ThresholdsFile t;
+  t.path = folder + "thresholds.json";
+  if (!std::ifstream(t.path)) return std::nullopt;
+  cv::FileStorage fs = open_json(opencv_compatible_json(read_text(t.path)), t.path);
+  const cv::FileNode root = fs.root();
+  if (optional_string(root["format"]) != "rd_edge.thresholds") {
+    throw Error(t.path + " is not an rd-edge thresholds file (expected a JSON object with format "
+                "\"rd_edge.thresholds\"); write it with rd-calibrate or delete it");
+  }
+  if (!root["format_version"].isInt() || static_cast<int>(root["format_version"]) != 1) {
+    throw Error(t.path + ": thresholds format version " + describe(root["format_version"]) +
+                ", this rd_infer reads 1; rerun rd-calibrate");
+  }
+  // NaN/Infinity would silently pass or flag every part: refused, as the Python runtime does.
+  const cv::FileNode image = root["image_threshold"];
+  if (!is_number(image) || !std::isfinite(image.real())) {
+    throw Error(t.path + ": image_threshold must be a finite number, found " + describe(image) + "; rerun rd-calibrate");
+  }
+  t.image_threshold = image.real();
+  const cv::FileNode pixel = root["pixel_threshold"];
+  if (is_number(pixel) && std::isfinite(pixel.real())) {
+    t.pixel_threshold = pixel.real();
+  } else if (!(pixel.empty() || pixel.isNone() || (pixel.isString() && pixel.string() == "null"))) {
+    throw Error(t.path + ": pixel_threshold must be a finite number or null, found " + describe(pixel));
+  }
+  t.method = optional_string(root["method"]);
+  return t;
 }
 
 }  // namespace rd

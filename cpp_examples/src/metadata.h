@@ -54,6 +54,19 @@ std::string sidecar_path(const std::string& plan_path);
 // Reads and validates the sidecar of `plan_path`; rd::Error when missing or invalid.
 EngineSidecar read_engine_sidecar(const std::string& plan_path);
 
+// `thresholds.json` beside a model (rd_edge/core/thresholds.py, written by rd-calibrate): thresholds
+// changed without re-exporting. Between the command line and the metadata in precedence.
+struct ThresholdsFile {
+  std::string path;
+  double image_threshold = 0.0;
+  std::optional<double> pixel_threshold;  // null in the file: use the metadata's, else the image threshold
+  std::string method;  // f1, zero-escape, normal-quantile:q, manual
+};
+
+// The thresholds file in `model_path`'s folder; nullopt when there is none, rd::Error when it is
+// not a valid version-1 rd-edge thresholds file or its numbers are not finite.
+std::optional<ThresholdsFile> read_thresholds_file(const std::string& model_path);
+
 // Rewrites the parts of valid JSON that OpenCV's JSON reader (4.x) rejects into forms it reads:
 // null/NaN/Infinity become strings, true/false become 1/0, "\uXXXX" escapes become '?', "\/"
 // becomes '/', empty keys become "_", and exponents are lower-cased.

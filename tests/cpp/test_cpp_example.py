@@ -255,3 +255,39 @@ def test_resize_rule_from_metadata_matches_python(rd_infer, r18_onnx, extra_imag
     # wide.png (72x100) is shrunk to 64x64: the rules differ; small.jpg is enlarged: both bilinear.
     assert scores["linear"][0] != scores["area-shrink/linear-enlarge"][0]
     assert scores["linear"][1] == scores["area-shrink/linear-enlarge"][1]
+
+
+def test_thresholds_json_beside_the_model_is_read_as_python_reads_it(rd_infer, r18_onnx, demo_category, tmp_path):
+    """Command line > thresholds.json (rd-calibrate) > metadata, for the verdict and the mask, as in the Detector."""
+    cv2 = pytest.importorskip("cv2")
+    from rd_edge.core.thresholds import Thresholds
+    from rd_edge.runtime import Detector
+
+    model = tmp_path / "m" / "model.onnx"
+    model.parent.mkdir()
+    shutil.copy(r18_onnx, model)
+    images = sorted((demo_category / "test").rglob("*.png"))[:6]
+    with Detector(model) as det:
+        frames = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in images]
+        scores = sorted(p.score for p in det.predict(frames))
+    middle = (scores[2] + scores[3]) / 2  # three above, three below: a file the metadata cannot explain
+    Thresholds(image_threshold=middle, pixel_threshold=-1.0, method="f1").write(model.parent / "thresholds.json")
+
+    proc = _run([rd_infer["exe"], model, *images, "--out", tmp_path / "out"])
+    assert proc.returncode == 0 and "thresholds from" in proc.stderr and "thresholds.json (f1)" in proc.stderr, _tail(proc)
+    with Detector(model) as det:  # the Python runtime reads the same file
+        expected = [int(p.is_anomalous) for p in det.predict(frames)]
+    assert [r["anomalous"] for r in _parse_lines(proc.stdout)] == expected and sum(expected) == 3
+    mask = cv2.imread(str(tmp_path / "out" / "masks" / f"{images[0].stem}.png"), cv2.IMREAD_GRAYSCALE)
+    assert mask is not None and (mask == 255).all()  # the file's pixel threshold (-1) drew the mask
+
+    flag = _run([rd_infer["exe"], model, *images, "--threshold=1e9"])
+    assert [r["anomalous"] for r in _parse_lines(flag.stdout)] == [0] * 6  # the command line wins
+
+    (model.parent / "thresholds.json").write_text('{"format": "rd_edge.thresholds", "format_version": 1, '
+                                                  '"image_threshold": NaN, "pixel_threshold": null}')
+    bad = _run([rd_infer["exe"], model, images[0]])
+    assert bad.returncode == 1 and "image_threshold must be a finite number" in bad.stderr, _tail(bad)
+    (model.parent / "thresholds.json").write_text('{"threshold": 1.0}')
+    foreign = _run([rd_infer["exe"], model, images[0]])
+    assert foreign.returncode == 1 and "is not an rd-edge thresholds file" in foreign.stderr, _tail(foreign)
