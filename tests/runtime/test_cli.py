@@ -5,6 +5,7 @@ import time
 import cv2
 import numpy as np
 import pytest
+from ports import free_ports
 
 from rd_edge.runtime import Detector
 from rd_edge.runtime.cli import main
@@ -221,11 +222,7 @@ def test_sigterm_and_ctrl_c_stop_cleanly_and_flush(tiny_onnx, tmp_path, capsys, 
 
 
 def test_sink_options_run_together_and_budget_needs_a_folder(tiny_onnx, tmp_path, capsys):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    (port,) = free_ports(1)
     clip = write_clip(tmp_path / "c.avi", 4)
     rc = main([str(tiny_onnx), str(clip), "--threshold", "0", "--evidence", str(tmp_path / "ev"),
                "--evidence-max-mb", "1", "--metrics-port", str(port), "--json", str(tmp_path / "r.jsonl")])

@@ -6,7 +6,6 @@ stub), on 127.0.0.1 and free ports, and is stopped at the end; clients run here.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ import pytest
 pytest.importorskip("tritonclient.http")
 pytest.importorskip("tritonclient.grpc")
 
+from ports import free_ports  # noqa: E402
 from rd_edge.core.images import list_images, read_image  # noqa: E402
 from rd_edge.runtime import Detector  # noqa: E402
 from rd_edge.runtime.client import RemoteDetector, ServerError, TritonClient  # noqa: E402
@@ -28,16 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 RD_SERVE = Path(os.environ.get("RD_SERVE", ROOT / ".venv-serve" / "bin" / "rd-serve"))
 MAX_BATCH = 4
 STARTUP_S = 90
-
-
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 @pytest.fixture(scope="module")
