@@ -12,7 +12,7 @@ DEMO_BACKBONE ?= resnet18
 DEMO_SIZE ?= 128
 DEMO_STEPS ?= 800
 
-.PHONY: install serve-env demo test test-fast lint-imports clean
+.PHONY: install serve-env demo test test-fast lint lint-imports clean
 
 install: $(VENV)/.installed
 
@@ -54,6 +54,12 @@ $(SERVE_VENV)/.installed: pyproject.toml
 	test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)
 	$(SERVE_VENV)/bin/python -m pip install -q -e ".[serve]"
 	touch $@
+
+# The developer gates (also .pre-commit-config.yaml): ruff (pyflakes, pycodestyle, import order),
+# mypy over the torch-free core and runtime ([tool.ruff], [tool.mypy] in pyproject.toml), the layers.
+lint: install lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # The layer rules of ARCHITECTURE.md ([tool.importlinter] in pyproject.toml).
 lint-imports: install

@@ -28,7 +28,7 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.Raw
         text = action.help or ""
         if action.default in (None, False, argparse.SUPPRESS) or "default" in text or "%(default)" in text:
             return text
-        return super()._get_help_string(action)
+        return super()._get_help_string(action) or ""
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:

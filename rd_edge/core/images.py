@@ -119,7 +119,7 @@ def _reduced_flag(data: np.ndarray, max_pixels: Optional[int]) -> int:
     """IMREAD_UNCHANGED, or the strongest IMREAD_REDUCED_COLOR_N that keeps at least
     ``max_pixels`` pixels when the header says the image is larger."""
     size = _header_size(data[:64 * 1024].tobytes()) if max_pixels is not None else None
-    if size is None or size[0] * size[1] <= max_pixels:
+    if max_pixels is None or size is None or size[0] * size[1] <= max_pixels:
         return cv2.IMREAD_UNCHANGED
     fitting = [n for n in (8, 4, 2) if (size[0] // n) * (size[1] // n) >= max_pixels]
     return _REDUCED[fitting[0]] if fitting else cv2.IMREAD_UNCHANGED

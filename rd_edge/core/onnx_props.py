@@ -62,7 +62,7 @@ def onnx_metadata_entries(path: PathLike) -> List[Tuple[str, str]]:
                 return entries
             field_number, wire_type = tag >> 3, tag & 7
             if wire_type == _LENGTH:
-                size = _read_varint(f)
+                size = _read_length(f)
                 if field_number == _METADATA_PROPS_FIELD:
                     entries.append(_string_entry(f.read(size)))
                 else:
@@ -73,6 +73,14 @@ def onnx_metadata_entries(path: PathLike) -> List[Tuple[str, str]]:
                 f.seek(8 if wire_type == _FIXED64 else 4, io.SEEK_CUR)
             else:
                 raise ValueError(f"unexpected protobuf wire type {wire_type} at byte {f.tell()}")
+
+
+def _read_length(f: BinaryIO) -> int:
+    """A varint that must be there (a length or a value), never end of file."""
+    value = _read_varint(f)
+    if value is None:  # only with allow_eof; kept for the type checker
+        raise ValueError("truncated protobuf varint")
+    return value
 
 
 def _read_varint(f: BinaryIO, allow_eof: bool = False) -> Optional[int]:

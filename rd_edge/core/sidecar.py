@@ -111,8 +111,9 @@ class EngineSidecar:
         meta = ModelMetadata.from_json(json.dumps(data[METADATA_KEY]), source=source)
         device = {k: data.get(k) for k in _DEVICE_FIELDS}
         for key in ("sm_count", "total_memory_mb"):
-            if device[key] is not None and not (isinstance(device[key], int) and device[key] > 0):
-                raise MetadataError(f"{source}: {key} must be a positive integer or null, found {device[key]!r}")
+            value = device[key]
+            if value is not None and not (isinstance(value, int) and value > 0):
+                raise MetadataError(f"{source}: {key} must be a positive integer or null, found {value!r}")
         if device["device_model"] is not None and not isinstance(device["device_model"], str):
             raise MetadataError(f"{source}: device_model must be a string or null, found {device['device_model']!r}")
         return cls(str(data["tensorrt_version"]), str(data["gpu_name"]), cc, str(data["precision"]),

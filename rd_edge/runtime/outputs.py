@@ -70,7 +70,7 @@ class AnnotatedVideoWriter:
         except OSError as exc:
             raise RdEdgeError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
         codec = VIDEO_CODECS[self.path.suffix.lower()]
-        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*codec), self.fps, (width, height))
+        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*codec), self.fps, (width, height))
         if not writer.isOpened():
             writer.release()
             raise RdEdgeError(f"cannot write video {self.path}: this OpenCV has no {codec!r} encoder for "

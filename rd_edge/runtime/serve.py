@@ -158,13 +158,20 @@ class TritonServer:
         self.wait_ready()
         return self
 
+    def started(self) -> subprocess.Popen:
+        """The running tritonserver process; BackendError before ``start()``."""
+        if self.process is None:
+            raise BackendError("tritonserver has not been started (use the server as a context manager)")
+        return self.process
+
     def wait_ready(self) -> None:
         """Until the rd_edge model answers ready; BackendError with the log's tail when it cannot."""
         deadline = time.monotonic() + self.config.startup_timeout
         url = f"{self.http_url}/v2/models/{DETECTOR_MODEL_NAME}/ready"
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BackendError(f"tritonserver exited with code {self.process.returncode} while starting:\n"
+            process = self.started()
+            if process.poll() is not None:
+                raise BackendError(f"tritonserver exited with code {process.returncode} while starting:\n"
                                    f"{self.log_tail()}")
             try:
                 with urllib.request.urlopen(url, timeout=1) as response:
@@ -270,10 +277,11 @@ def serve(args: argparse.Namespace) -> int:
             print(f"rd-serve: model '{DETECTOR_MODEL_NAME}' ready: HTTP {config.host}:{config.http_port}, "
                   f"gRPC {config.host}:{config.grpc_port}, metrics http://{config.host}:{config.metrics_port}"
                   f"/metrics; log {server.log_path}", flush=True)
-            while not stop and server.process.poll() is None:
+            process = server.started()
+            while not stop and process.poll() is None:
                 time.sleep(0.2)
-            if server.process.poll() is not None and not stop:
-                raise BackendError(f"tritonserver exited with code {server.process.returncode}:\n{server.log_tail()}")
+            if process.poll() is not None and not stop:
+                raise BackendError(f"tritonserver exited with code {process.returncode}:\n{server.log_tail()}")
     return 0
 
 

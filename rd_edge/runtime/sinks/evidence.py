@@ -15,7 +15,7 @@ import json
 from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Deque, List, Optional, Tuple
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -114,7 +114,7 @@ def _entry_name(result: Result) -> str:
 
 def _existing_entries(folder: Path) -> List[Tuple[List[Path], int]]:
     """Entries already in the folder (from earlier runs), oldest first, so the budget covers them."""
-    stems = {}
+    stems: Dict[Path, List[Path]] = {}
     for path in folder.rglob("*"):
         if path.suffix in _SUFFIXES and path.is_file() and not path.name.startswith("."):
             stems.setdefault(path.with_suffix(""), []).append(path)

@@ -63,14 +63,15 @@ class TensorRTRunner(DeviceInputRunner):
         self.input_names, self._all_outputs = _io_names(trt, self._engine, self.path)
         self.output_names = tuple(OUTPUT_NAMES)
         self._input_shape = _check_input_shape(self._engine, self.path, self.metadata)  # (3,H,W)
-        self.max_batch, self._static_batch = _max_batch(self._engine)
+        self._profile_max, self._static_batch = _max_batch(self._engine)
+        self.max_batch = self._profile_max
         # Non-blocking: never serialized behind work other libraries put on the legacy stream.
         self.stream = self._cuda.Stream(flags=CU_STREAM_NON_BLOCKING)
         self._allocate()
 
     def _allocate(self) -> None:
         """Host (page-locked) and device buffers for every I/O tensor at the maximum batch."""
-        self._set_batch(self.max_batch)
+        self._set_batch(self._profile_max)
         for name in self.input_names + self._all_outputs:
             shape = tuple(self._context.get_tensor_shape(name))
             if any(d < 0 for d in shape):
@@ -126,7 +127,7 @@ class TensorRTRunner(DeviceInputRunner):
         A fixed-batch engine always runs its N images (the slots past ``n`` hold whatever was
         there; images are independent, so they do not affect the first ``n``).
         """
-        run = self.max_batch if self._static_batch else n
+        run = self._profile_max if self._static_batch else n
         self._set_batch(run)
         if not self._context.execute_async_v3(self.stream.handle):
             raise BackendError(f"TensorRT execution failed for {self.path} (see its log above)")
