@@ -134,7 +134,8 @@ class EngineSidecar:
         return cls.from_dict(data, source=str(path))
 
 
-def check_compatible(sidecar: EngineSidecar, plan: PathLike, tensorrt_version: str, gpu: GpuInfo) -> None:
+def check_compatible(sidecar: EngineSidecar, plan: PathLike, tensorrt_version: str, gpu: GpuInfo,
+                     install_hint: Optional[str] = None) -> None:
     """BackendError unless the plan was built by this TensorRT version for this GPU.
 
     TensorRT plans are specific to the TensorRT version and GPU model that built them. The GPU
@@ -142,6 +143,8 @@ def check_compatible(sidecar: EngineSidecar, plan: PathLike, tensorrt_version: s
     where both sides recorded them: Jetson Orin Nano/NX/AGX share name and capability. A
     sidecar from before the board was recorded is refused on a Jetson (it cannot say which
     Orin built it) and accepted elsewhere (the name tells discrete GPUs apart).
+    ``install_hint``: how to install the TensorRT that built the plan (named when only the
+    version differs).
     """
     found = []
     if sidecar.tensorrt_version != tensorrt_version:
@@ -155,4 +158,6 @@ def check_compatible(sidecar: EngineSidecar, plan: PathLike, tensorrt_version: s
     if found:
         raise BackendError(f"{plan} was built for {' and '.join(found)}; a TensorRT plan only runs "
                            f"with the TensorRT version and GPU that built it. Rebuild it on this "
-                           f"machine from the ONNX model: {REBUILD_HINT}")
+                           f"machine from the ONNX model: {REBUILD_HINT}" + (
+                               f"; or run it as is with {install_hint}" if install_hint and len(found) == 1
+                               and not found[0].startswith("GPU") else ""))

@@ -447,7 +447,7 @@ def test_engine_without_tensorrt_is_one_clear_error_and_never_imports_torch(r18_
     rc, err, heavy = run_cli_in_subprocess([r18_onnx, "--engine", tmp_path / "m.engine"])
     assert rc == 1 and heavy == []
     assert err.count("\n") == 1 and err.startswith("error: building a TensorRT engine needs the tensorrt")
-    assert "pip install rd-edge[gpu]" in err and "JetPack" in err
+    assert "pip install rd-edge[gpu-cu12]" in err and "rd-edge[gpu-cu13]" in err and "JetPack" in err
     assert not (tmp_path / "m.engine").exists()
 
 
@@ -548,7 +548,7 @@ def test_option_combinations_that_would_be_ignored(r18_onnx, capsys, args, messa
 def gpu_skip_reason():
     """None when TensorRT can build and run engines here, else why not."""
     if importlib.util.find_spec("tensorrt") is None:
-        return "tensorrt is not installed (pip install rd-edge[gpu], or JetPack)"
+        return "tensorrt is not installed (pip install rd-edge[gpu-cu12] or [gpu-cu13], or JetPack)"
     if importlib.util.find_spec("pycuda") is None:
         return "pycuda is not installed (the runtime's TensorRT runner needs it)"
     return trt_backend.probe()

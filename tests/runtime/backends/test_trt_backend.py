@@ -59,8 +59,24 @@ def test_sidecar_sits_next_to_the_plan_and_round_trips(fake_plan, metadata_facto
 def test_plan_from_another_tensorrt_version_is_refused(fake_plan, monkeypatch):
     running(monkeypatch, version="10.3.0")
     with pytest.raises(BackendError, match=r"built for TensorRT 8\.6\.1 \(running 10\.3\.0\).*"
-                                           r"Rebuild it on this machine.*rd-export model\.onnx --engine"):
+                                           r"Rebuild it on this machine.*rd-export model\.onnx --engine.*"
+                                           r"or run it as is with `pip install tensorrt==8\.6\.1`"):
         load_runner(fake_plan)
+
+
+@pytest.mark.parametrize("built, jetson, hint", [
+    ("8.6.1", False, "`pip install tensorrt==8.6.1`"),  # 8.x wheels have no CUDA suffix
+    ("10.3.0", False, "`pip install tensorrt-cu12==10.3.0`"),
+    ("11.4.0", False, "`pip install tensorrt-cu13==11.4.0`"),
+    ("10.3.0", True, "the JetPack release that ships TensorRT 10.3.0 (python3-libnvinfer)"),
+])
+def test_version_mismatch_names_the_package_that_built_the_plan(built, jetson, hint, tmp_path, monkeypatch):
+    release = tmp_path / "nv_tegra_release"
+    if jetson:
+        release.write_text("# R36 (release), REVISION: 4.0\n")
+    monkeypatch.setenv(trt_backend.TEGRA_RELEASE_ENV, str(release))
+    monkeypatch.setattr(trt_backend, "installed_tensorrt_flavour", lambda: None)  # none installed here
+    assert trt_backend.tensorrt_install_hint(built) == hint
 
 
 def test_plan_for_another_gpu_is_refused(fake_plan, monkeypatch):
@@ -96,7 +112,8 @@ def test_matching_sidecar_passes_the_check(fake_plan):
 
 @pytest.mark.skipif(HAVE_TRT, reason="checks the message shown when tensorrt is missing")
 def test_missing_tensorrt_names_jetpack_and_the_extra(fake_plan):
-    with pytest.raises(BackendError, match=r"JetPack.*pip install rd-edge\[gpu\]"):
+    with pytest.raises(BackendError, match=r"JetPack.*pip install rd-edge\[gpu-cu12\]` \(TensorRT 10, "
+                       r"NVIDIA driver >= 525\) or `pip install rd-edge\[gpu-cu13\]` \(TensorRT 11"):
         load_runner(fake_plan)
 
 

@@ -35,7 +35,7 @@ from . import util
 ENGINE_PRECISIONS = tuple(values(Precision))
 DEFAULT_MAX_BATCH = 8
 HEAD_PREFIX = "/head/"  # the anomaly-map reduction: kept float32 in fp16 engines
-INSTALL_HINT = ("`pip install rd-edge[gpu]` on a machine with an NVIDIA GPU, or JetPack "
+INSTALL_HINT = (f"{util.GPU_EXTRAS} on a machine with an NVIDIA GPU, or JetPack "
                 "(python3-libnvinfer) on a Jetson")
 
 
@@ -141,7 +141,8 @@ def resolve_precision(requested: Optional[str], meta: ModelMetadata, source: Pat
     elif have == "fp32" and want == "fp16" and trt_major >= 11:
         raise ExportError(f"TensorRT {trt_major} takes fp16 from the ONNX itself and {source} is fp32; "
                           f"export an fp16 graph (`rd-export model.pt --precision fp16 -o model_fp16.onnx`) "
-                          f"or give the checkpoint: `rd-export model.pt --engine --precision fp16`")
+                          f"or give the checkpoint: `rd-export model.pt --engine --precision fp16`; TensorRT 10 "
+                          f"(`pip install rd-edge[gpu-cu12]`) still builds fp16 from an fp32 graph")
     return want
 
 

@@ -19,5 +19,6 @@ def load_tensorrt(path: Path, device: Optional[str] = None, device_id: Optional[
     reject_unknown_options(BackendName.TRT.value, unknown, ("device", "device_id"))
     index = util.device_index(device, device_id)
     sidecar = EngineSidecar.read(path)
-    check_compatible(sidecar, path, util.tensorrt_version(), util.gpu_identity(index))
+    check_compatible(sidecar, path, util.tensorrt_version(), util.gpu_identity(index),
+                     util.tensorrt_install_hint(sidecar.tensorrt_version))
     return TensorRTRunner(path, sidecar, index)

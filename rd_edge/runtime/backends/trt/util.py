@@ -6,6 +6,7 @@ imported on first use (a runtime-only install without them still imports this mo
 from __future__ import annotations
 
 import ctypes
+import importlib.metadata
 import os
 import re
 from contextlib import contextmanager
@@ -16,9 +17,14 @@ from rd_edge.core.errors import BackendError
 from rd_edge.core.optional import lazy_import
 from rd_edge.core.sidecar import GpuInfo, format_compute_capability
 
-TRT_INSTALL_HINT = ("on a Jetson it comes with JetPack (python3-libnvinfer), elsewhere "
-                    "`pip install rd-edge[gpu]`")
-PYCUDA_INSTALL_HINT = "`pip install rd-edge[gpu]`, or `pip install rd-edge[jetson]` on a Jetson"
+# The pip extras per CUDA major version (README, "Install"): TensorRT's wheels are built per CUDA.
+GPU_EXTRAS = ("`pip install rd-edge[gpu-cu12]` (TensorRT 10, NVIDIA driver >= 525) or "
+              "`pip install rd-edge[gpu-cu13]` (TensorRT 11, driver >= 580)")
+TRT_INSTALL_HINT = f"on a Jetson it comes with JetPack (python3-libnvinfer), elsewhere {GPU_EXTRAS}"
+PYCUDA_INSTALL_HINT = f"{GPU_EXTRAS}, or `pip install rd-edge[jetson]` on a Jetson"
+# pip distributions that install the tensorrt module, by CUDA flavour (8.x wheels: plain "tensorrt").
+_TRT_DISTRIBUTIONS = {"cu12": ("tensorrt-cu12", "tensorrt_cu12_bindings", "tensorrt_cu12"),
+                      "cu13": ("tensorrt-cu13", "tensorrt_cu13_bindings", "tensorrt_cu13")}
 
 # Where a Jetson says what it is; overridable so tests (and gpu_check.sh) can play a Jetson.
 TEGRA_RELEASE_ENV, DEVICE_TREE_MODEL_ENV = "RD_EDGE_TEGRA_RELEASE", "RD_EDGE_DEVICE_TREE_MODEL"
@@ -57,6 +63,37 @@ def tensorrt_major(module: Any = None) -> int:
         return int(version.split(".")[0])
     except ValueError:
         raise BackendError(f"cannot parse the TensorRT version {version!r}") from None
+
+
+def installed_tensorrt_flavour() -> Optional[str]:
+    """"cu12" or "cu13" when a pip TensorRT of that CUDA flavour is installed, else None."""
+    for flavour, names in _TRT_DISTRIBUTIONS.items():
+        for name in names:
+            try:
+                importlib.metadata.distribution(name)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+            return flavour
+    return None
+
+
+def tensorrt_install_hint(version: str) -> str:
+    """How to install TensorRT ``version`` (e.g. the one a plan was built with), as one phrase.
+
+    8.x wheels are named ``tensorrt``; from 10 they are per CUDA major version
+    (``tensorrt-cu12``, ``tensorrt-cu13``): the flavour installed here, else cu12 for 10.x
+    and cu13 for 11.x. On a Jetson TensorRT comes with the JetPack release.
+    """
+    if is_jetson():
+        return f"the JetPack release that ships TensorRT {version} (python3-libnvinfer)"
+    try:
+        major = int(version.split(".")[0])
+    except ValueError:
+        return f"TensorRT {version}"
+    if major < 10:
+        return f"`pip install tensorrt=={version}`"
+    flavour = installed_tensorrt_flavour() or ("cu13" if major >= 11 else "cu12")
+    return f"`pip install tensorrt-{flavour}=={version}`"
 
 
 def tegra_release_path() -> Path:
