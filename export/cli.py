@@ -113,14 +113,14 @@ def _max_images(args: argparse.Namespace) -> int:
     return args.calib_images if args.calib_images is not None else DEFAULT_MAX_IMAGES
 
 
-def _check_calibration(args: argparse.Namespace) -> None:
+def _check_int8_calibration(args: argparse.Namespace) -> None:
     """Fail on a missing, empty or unreadable --calib-dir before any export work."""
-    from .quantize import calibration_paths
+    from .quantize import int8_calibration_paths
 
     if args.calib_dir is None:
         raise ExportError("--precision int8 needs --calib-dir DIR: a folder of good images to calibrate "
                           "the int8 ranges (e.g. DATA/<category>/train/good)")
-    calibration_paths(args.calib_dir, _max_images(args))
+    int8_calibration_paths(args.calib_dir, _max_images(args))
 
 
 def _quantize(args: argparse.Namespace, fp32_onnx: Path, out: Path, target: str) -> Path:
@@ -139,12 +139,12 @@ def _print_agreement(args: argparse.Namespace, fp32_onnx: Path, int8_onnx: Path)
 
     from rd_edge.core.onnx_props import read_onnx_metadata
     from .accuracy import score_agreement
-    from .quantize import calibration_paths
+    from .quantize import int8_calibration_paths
 
     if read_onnx_metadata(fp32_onnx).threshold is None:
         print("note: no threshold in the model, so no fp32-vs-int8 verdict check; run rd-eval on both")
         return
-    agreement = score_agreement(fp32_onnx, int8_onnx, calibration_paths(args.calib_dir, _max_images(args)))
+    agreement = score_agreement(fp32_onnx, int8_onnx, int8_calibration_paths(args.calib_dir, _max_images(args)))
     print(agreement.format())
     if agreement.warning():
         print(f"warning: {agreement.warning()}", file=sys.stderr)
@@ -152,7 +152,7 @@ def _print_agreement(args: argparse.Namespace, fp32_onnx: Path, int8_onnx: Path)
 
 def _int8_onnx(args: argparse.Namespace, model: Path, out: Path, target: str) -> Path:
     """An int8 Q/DQ graph at ``out`` from a checkpoint (fp32 export to a temp file) or an fp32 ONNX."""
-    _check_calibration(args)
+    _check_int8_calibration(args)
     if _is_onnx(model):
         return _quantize(args, model, out, target)
     with tempfile.TemporaryDirectory(prefix="rd_export_") as tmp:

@@ -56,7 +56,7 @@ SCOPES: Dict[str, Tuple[str, ...]] = {
     Int8Scope.FULL.value: BACKBONE_PREFIXES,
 }
 DEFAULT_SCOPE = Int8Scope.STUDENT.value
-_CALIBRATION_BATCH = 8  # images per calibration run: fewer Python round trips, bounded memory
+_INT8_CALIBRATION_BATCH = 8  # images per calibration run: fewer Python round trips, bounded memory
 
 
 @dataclass(frozen=True)
@@ -121,11 +121,11 @@ class QuantizeReport:
                 f"({self.calibration_method})")
 
 
-# --- calibration images -----------------------------------------------------------------------
+# --- int8 calibration images (ranges of the activations; not the anomaly thresholds) ----------
 
 
-def calibration_paths(calib_dir: PathLike, max_images: int = DEFAULT_MAX_IMAGES) -> List[Path]:
-    """Good images for calibration: ``DIR/train/good`` of a category folder, else all of ``DIR``.
+def int8_calibration_paths(calib_dir: PathLike, max_images: int = DEFAULT_MAX_IMAGES) -> List[Path]:
+    """Good images for int8 calibration: ``DIR/train/good`` of a category folder, else all of ``DIR``.
 
     At most ``max_images``, evenly spaced over the sorted list so the subset is deterministic
     and spans the folder. ExportError when the folder is missing or holds no image.
@@ -154,7 +154,7 @@ def calibration_paths(calib_dir: PathLike, max_images: int = DEFAULT_MAX_IMAGES)
     return paths
 
 
-def load_calibration_batch(paths: Sequence[Path], size: Sequence[int], resize: str = RESIZE_LINEAR) -> np.ndarray:
+def load_int8_calibration_batch(paths: Sequence[Path], size: Sequence[int], resize: str = RESIZE_LINEAR) -> np.ndarray:
     """[N,3,H,W] float32, preprocessed exactly as the runtime does (preprocess_bgr)."""
     from rd_edge.data import read_image
     from rd_edge.core.preprocess import preprocess_bgr
@@ -164,14 +164,14 @@ def load_calibration_batch(paths: Sequence[Path], size: Sequence[int], resize: s
         try:
             images.append(preprocess_bgr(read_image(path), (int(size[0]), int(size[1])), resize=resize))
         except RdEdgeError as exc:
-            raise ExportError(f"calibration image {path} is unreadable ({exc}); remove it from "
+            raise ExportError(f"int8 calibration image {path} is unreadable ({exc}); remove it from "
                               f"--calib-dir or replace it") from exc
     return np.stack(images)
 
 
 def _batches(paths: Sequence[Path], size: Sequence[int], batch: int, resize: str) -> Iterator[np.ndarray]:
     for i in range(0, len(paths), batch):
-        yield load_calibration_batch(paths[i:i + batch], size, resize)
+        yield load_int8_calibration_batch(paths[i:i + batch], size, resize)
 
 
 def make_reader(paths: Sequence[Path], size: Sequence[int], batch: int, resize: str = RESIZE_LINEAR) -> Any:
@@ -354,10 +354,10 @@ def quantize_int8(onnx_in: PathLike, onnx_out: PathLike, calib_dir: PathLike, ta
     read_onnx_metadata(onnx_in)  # MetadataError for a random file, before onnx parses it
     model = _load_onnx(onnx_in)
     meta = _check_source(model, onnx_in)
-    paths = calibration_paths(calib_dir, max_images)
+    paths = int8_calibration_paths(calib_dir, max_images)
     nodes = backbone_convs(model, scope, recipe.quantize_conv_transpose)
     # ORT's histogram calibrators (percentile, entropy) stack per-run tensors and fail on batches.
-    per_run = 1 if recipe.calibration_method != "minmax" else _CALIBRATION_BATCH
+    per_run = 1 if recipe.calibration_method != "minmax" else _INT8_CALIBRATION_BATCH
     paths, batch = _fit_batch(paths, _static_batch(model), per_run, onnx_in)
 
     quantized = _run_quantize_static(onnx_in, model, recipe, nodes, make_reader(paths, meta.image_size, batch, meta.resize))

@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import BackendUnavailable, BenchmarkError
 
-CALIBRATION_FRAMES = 8  # latency does not depend on calibration quality; keep the run short
+INT8_CALIBRATION_FRAMES = 8  # latency does not depend on calibration quality; keep the run short
 
 
 def _given_file(path: Path, flag: str) -> Path:
@@ -40,7 +40,7 @@ def ensure_onnx(checkpoint: Path, onnx_path: Optional[Path], workdir: Path) -> P
     return out
 
 
-def write_calibration_frames(frames: Sequence[np.ndarray], folder: Path) -> Path:
+def write_int8_calibration_frames(frames: Sequence[np.ndarray], folder: Path) -> Path:
     """The frames as PNG files, the folder layout quantize_int8 reads."""
     import cv2
 
@@ -66,10 +66,10 @@ def ensure_int8(onnx_int8: Optional[Path], onnx_fp32: Path, frames: Sequence[np.
                                  f"importable ({exc}); pass --onnx-int8 PATH") from exc
     from rd_edge.core.errors import RdEdgeError
 
-    calib = write_calibration_frames(frames[:CALIBRATION_FRAMES], workdir / f"calibration_{target}")
+    calib = write_int8_calibration_frames(frames[:INT8_CALIBRATION_FRAMES], workdir / f"int8_calibration_{target}")
     out = workdir / f"{onnx_fp32.stem}_int8_{target}.onnx"
     try:
-        quantize_int8(onnx_fp32, out, calib, target=target, max_images=CALIBRATION_FRAMES)
+        quantize_int8(onnx_fp32, out, calib, target=target, max_images=INT8_CALIBRATION_FRAMES)
     except RdEdgeError as exc:
         raise BackendUnavailable(f"int8 quantization ({target}) failed: {exc}") from exc
     return out

@@ -13,7 +13,7 @@ from ._data import add_data_arguments, check_data_arguments, open_data
 
 
 def _method(text: str) -> str:
-    from rd_edge.calibrate import parse_method
+    from rd_edge.threshold_calibration import parse_method
 
     try:
         parse_method(text)
@@ -42,10 +42,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     check_data_arguments(parser, args)
 
     def body() -> int:
-        from rd_edge.calibrate import calibrate_model, format_report
+        from rd_edge.threshold_calibration import calibrate_thresholds, format_report
         from rd_edge.core.thresholds import thresholds_path
 
-        result = calibrate_model(args.model, open_data(args), args.method, args.batch_size,
+        result = calibrate_thresholds(args.model, open_data(args), args.method, args.batch_size,
                                  progress=not args.quiet)
         print(format_report(result))
         extra = " and into the checkpoint" if args.model.lower().endswith(".pt") else ""

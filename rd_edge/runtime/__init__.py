@@ -7,7 +7,8 @@ from .backends import available_backends, load_runner
 from .backends.trt.builder import DEFAULT_MAX_BATCH, EngineReport, build_engine, default_plan_path
 from .backends.trt.builder import import_tensorrt as require_tensorrt
 from .detector import Batch, Detector, Prediction
-from .pipeline import Pipeline, Result, Sink, Summary
+from .pipeline import Pipeline, Summary
+from .sinks import Result, Sink
 from .triton_repo import write_graph_repository
 
 __all__ = ["DEFAULT_MAX_BATCH", "Batch", "Detector", "EngineReport", "Pipeline", "Prediction", "Result", "Sink",

@@ -1,6 +1,6 @@
 """rd-infer: run an exported RD model over images, folders, videos, cameras or GStreamer pipelines.
 
-stdout: one line per scored input (outputs.result_line), nothing else; stderr: header, progress,
+stdout: one line per scored input (sinks.console.result_line), nothing else; stderr: header, progress,
 warnings, summary. Exit code 0 when every input was scored, 2 when any input failed (each still
 has its record), 1 for an error that stops the run (missing model, model without rd_edge metadata,
 a source that cannot be opened) or, with --fail-on-anomaly, when any input was NG; 130 on Ctrl-C.
@@ -12,15 +12,21 @@ import contextlib
 import re
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
-
-import numpy as np
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, name_list, run_cli
-from rd_edge.core.errors import RdEdgeError
 from .backends import registered_backends
-from .outputs import AnnotatedVideoWriter, exit_code, is_video_path, result_line
-from .pipeline import Sink
+
+EXIT_OK = 0
+EXIT_ANOMALY = 1  # with --fail-on-anomaly: some input was NG (1 is also a run-stopping error)
+EXIT_INPUT_FAILED = 2  # some input could not be scored; wins over EXIT_ANOMALY
+
+
+def exit_code(errors: int, anomalies: int, fail_on_anomaly: bool) -> int:
+    """2 when an input failed, else 1 when an input was NG and the caller asked for it, else 0."""
+    if errors:
+        return EXIT_INPUT_FAILED
+    return EXIT_ANOMALY if fail_on_anomaly and anomalies else EXIT_OK
 
 
 def _size(text: str) -> Tuple[int, int]:
@@ -152,6 +158,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _run(args: argparse.Namespace, specs: List[Tuple[Optional[str], str]]) -> int:
     from .detector import Detector
     from .pipeline import Pipeline
+    from .sinks.console import ConsoleSink
 
     if args.server is not None:
         from .client import RemoteDetector
@@ -170,7 +177,7 @@ def _run(args: argparse.Namespace, specs: List[Tuple[Optional[str], str]]) -> in
             _print_header(detector, sources, args)
         pipeline = Pipeline(detector, sources, sinks, batch_size=args.batch_size, pipelined=not args.sequential)
         for sink in sinks:
-            if isinstance(sink, _Recorder):
+            if isinstance(sink, ConsoleSink):
                 sink.stop = pipeline.stop  # closing the --show window ends the run
         with _stop_on_sigterm(pipeline) as terminated:
             summary = pipeline.run()
@@ -218,6 +225,7 @@ def _open_sources(specs: List[Tuple[Optional[str], str]], limit: Optional[int]) 
 def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, stack: contextlib.ExitStack) -> List[Any]:
     """The sinks the options ask for; each is closed by the pipeline."""
     from .sinks import JsonlSink
+    from .sinks.console import ConsoleSink, progress_bar
 
     sinks: List[Any] = []
 
@@ -235,8 +243,9 @@ def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, st
         from .sinks.mqtt import MqttSink
 
         add(MqttSink(args.mqtt, buffer=args.mqtt_buffer))
-    recorder = _Recorder(detector, args, prefix_keys=len(sources) > 1, sources=sources)
-    recorder.progress = _progress_bar(total=_total(sources), unit="img" if sources[0].kind == "folder" else "frame",
+    recorder = ConsoleSink(detector, args.out, args.png_frames, args.show, prefix_keys=len(sources) > 1,
+                           sources=sources)
+    recorder.progress = progress_bar(total=_total(sources), unit="img" if sources[0].kind == "folder" else "frame",
                                       disable=args.quiet or (len(sources) == 1 and sources[0].kind in ("image", "file")))
     add(recorder)
     if args.metrics_port is not None:  # last: it observes the time the other sinks took
@@ -298,145 +307,6 @@ def _print_header(detector: Any, sources: List[Any], args: argparse.Namespace) -
 def _describe_source(source: Any, named: bool) -> str:
     count = f" ({source.total} inputs)" if source.total is not None and source.total > 1 else ""
     return f"{source.label + ': ' if named else ''}{source.kind} {source.description}{count}"
-
-
-def _progress_bar(total: Optional[int], unit: str, disable: bool) -> Any:
-    """A tqdm bar on stderr; a silent stand-in where tqdm is not installed (a bare Jetson)."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, unit=unit, disable=disable, file=sys.stderr, dynamic_ncols=True)
-
-
-class _NoBar:
-    disable = True
-
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class _Recorder(Sink):
-    """The console sink: a result line per input on stdout (warnings on stderr), progress bar,
-    overlays and masks as PNG (--out DIR), annotated videos (--out for videos/cameras), --show."""
-
-    name = "output"
-
-    def __init__(self, detector: Any, args: argparse.Namespace, prefix_keys: bool = False,
-                 sources: Sequence[Any] = ()) -> None:
-        self.detector = detector
-        self.out, self.videos = _outputs(args.out, args.png_frames, sources)
-        self.show = args.show
-        self.prefix_keys = prefix_keys  # several sources: DIR/overlays/<stream>/...
-        self.progress: Any = _NoBar()
-        self.stop: Any = None  # set by the caller: what closing the window calls
-
-    def write(self, result: Any) -> None:
-        """Record one input; closing the --show window stops the run."""
-        self.progress.update(1)
-        item, prediction = result.item, result.prediction
-        self._echo(result.record())
-        video = self.videos.get(result.stream)
-        if prediction is None:
-            if video is not None and item.frame is not None:
-                video.write(item.frame)  # unscored, but the clip keeps every frame read
-            return
-        if self.out is not None or video is not None or self.show:
-            overlay, mask = self._render(item.frame, prediction)
-            key = f"{result.stream}/{item.key}" if self.prefix_keys else item.key
-            if self.out is not None:
-                _write_png(self.out / "overlays" / f"{key}.png", overlay)
-                _write_png(self.out / "masks" / f"{key}.png", mask)
-            if video is not None:
-                video.write(overlay)
-            if self.show and not self._show(overlay) and self.stop is not None:
-                self.stop()
-
-    def _echo(self, record: Dict[str, Any]) -> None:
-        """The result line on stdout, a warning on stderr; through tqdm when its bar is showing."""
-        if record["error"] is not None:
-            line, stream = f"warning: {record['source']}: {record['error']}", sys.stderr
-        else:
-            line, stream = result_line(record), sys.stdout
-        if not self.progress.disable:
-            self.progress.write(line, file=stream)
-        else:
-            print(line, file=stream, flush=True)
-        if record.get("evidence_error"):  # scored, but its evidence could not be kept
-            message = f"warning: {record['source']}: {record['evidence_error']}"
-            if not self.progress.disable:
-                self.progress.write(message, file=sys.stderr)
-            else:
-                print(message, file=sys.stderr, flush=True)
-
-    def _render(self, frame: np.ndarray, prediction: Any) -> Tuple[np.ndarray, np.ndarray]:
-        mask = prediction.anomaly_map > self.detector.pixel_threshold  # [H,W] bool at the frame size
-        return self.detector.render(frame, prediction), mask.astype(np.uint8) * np.uint8(255)
-
-    def _show(self, overlay: np.ndarray) -> bool:
-        import cv2
-
-        try:
-            cv2.imshow("rd-infer", overlay)
-            key = cv2.waitKey(1) & 0xFF
-        except cv2.error as exc:  # headless OpenCV build or no display
-            print(f"warning: --show needs an OpenCV with GUI support and a display; continuing "
-                  f"without the window ({str(exc).strip().splitlines()[-1]})", file=sys.stderr)
-            self.show = False
-            return True
-        return key not in (ord("q"), 27)
-
-    def summary(self) -> Optional[str]:
-        if not self.videos:
-            return None
-        return "; ".join(f"annotated video: {v.path} ({v.frames} frames)" for v in self.videos.values())
-
-    def close(self) -> None:
-        for video in self.videos.values():
-            video.close()
-        self.progress.close()
-        if self.show:
-            import cv2
-
-            cv2.destroyAllWindows()
-            self.show = False
-
-
-def _outputs(out: Optional[Path], png_frames: bool,
-             sources: Sequence[Any]) -> Tuple[Optional[Path], Dict[str, AnnotatedVideoWriter]]:
-    """(folder for PNGs or None, {stream label: video writer}) for --out. A video path: the clip
-    (several streams: CLIP-<label>.mp4 ...); a folder: PNGs for images and folders, DIR/<label>.mp4
-    for videos and cameras (and their PNGs only with --png-frames)."""
-    if out is None:
-        return None, {}
-    streams = [s for s in sources if getattr(s, "is_stream", False)]
-    if is_video_path(out):
-        if len(streams) <= 1:
-            paths = {s.label: out for s in streams} or {s.label: out for s in sources[:1]}
-        else:
-            paths = {s.label: out.with_name(f"{out.stem}-{s.label}{out.suffix}") for s in streams}
-        folder = out.parent / out.stem if png_frames else None
-    else:
-        paths = {s.label: out / f"{s.label}.mp4" for s in streams}
-        folder = out if png_frames or len(streams) < len(sources) else None
-    fps = {s.label: s.fps for s in sources}
-    return folder, {label: AnnotatedVideoWriter(path, fps[label]) for label, path in paths.items()}
-
-
-def _write_png(path: Path, image: np.ndarray) -> None:
-    import cv2
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ok, data = cv2.imencode(".png", image)
-        if not ok:
-            raise OSError("PNG encoding failed")
-        data.tofile(str(path))  # tofile, not imwrite: non-ASCII paths work on every OS
-    except OSError as exc:
-        raise RdEdgeError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 if __name__ == "__main__":

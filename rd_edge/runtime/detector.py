@@ -29,7 +29,7 @@ from rd_edge.core.errors import BackendError, ConfigError, NonFiniteOutputError,
 from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
 from .backends import DeviceInputRunner, Runner, load_runner
 from .backends.base import PathLike
-from .thresholds import resolve_thresholds
+from .threshold_precedence import resolve_thresholds
 from rd_edge.core.images import downscale_to_budget, fit_pixels
 from rd_edge.core.postprocess import normalize_score, render_overlay, resize_map, score_scale
 from rd_edge.core.preprocess import preprocess_bgr

@@ -25,7 +25,7 @@ from rd_edge.core.errors import MetadataError, RdEdgeError
 from rd_edge.core.files import PathLike, write_text_atomic
 from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
 from .backends.trt.builder import DEFAULT_MAX_BATCH  # the engines' default: one default everywhere
-from .thresholds import ResolvedThresholds, resolve_thresholds
+from .threshold_precedence import ResolvedThresholds, resolve_thresholds
 
 DETECTOR_MODEL_NAME = "rd_edge"
 DEFAULT_QUEUE_DELAY_US = 2000  # how long the dynamic batcher waits to fill a batch

@@ -101,7 +101,7 @@ def test_scores_match_python_runtime(rd_infer, r18_onnx, demo_category, extra_im
     from rd_edge.core.images import list_images, read_image
     from rd_edge.runtime import Detector
     from rd_edge.core.postprocess import normalize_score, render_overlay
-    from rd_edge.runtime.outputs import result_line
+    from rd_edge.runtime.sinks.console import result_line
 
     assert "rd_infer backends: opencv" in rd_infer["configure"]
     corrupt = tmp_path / "corrupt.png"

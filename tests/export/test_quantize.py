@@ -14,7 +14,7 @@ from rd_edge.core.metadata import METADATA_KEY
 from rd_export.accuracy import compare_graphs, pearson
 from rd_export.cli import main as export_main
 from rd_export.graph import read_metadata
-from rd_export.quantize import BACKBONE_PREFIXES, calibration_paths, check_tensorrt_qdq, quantize_int8
+from rd_export.quantize import BACKBONE_PREFIXES, int8_calibration_paths, check_tensorrt_qdq, quantize_int8
 
 TARGETS = ("tensorrt", "cpu")
 
@@ -209,7 +209,7 @@ def test_empty_calibration_folder_is_one_clear_error(r18_onnx, tmp_path, capsys)
 
 def test_missing_calibration_folder_and_unreadable_image(r18_onnx, tmp_path):
     with pytest.raises(ExportError, match=r"expected a folder of good images .* found no such folder"):
-        calibration_paths(tmp_path / "nope")
+        int8_calibration_paths(tmp_path / "nope")
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "broken.png").write_bytes(b"not a png")
@@ -218,7 +218,7 @@ def test_missing_calibration_folder_and_unreadable_image(r18_onnx, tmp_path):
 
 
 def test_category_folder_calibrates_on_train_good_only(demo_category):
-    paths = calibration_paths(demo_category, max_images=5)
+    paths = int8_calibration_paths(demo_category, max_images=5)
     assert len(paths) == 5 and all(p.parent.name == "good" and p.parent.parent.name == "train" for p in paths)
 
 
@@ -250,11 +250,11 @@ def test_cli_checkpoint_to_int8_cpu_graph(r18_checkpoint, demo_category, tmp_pat
 
 def test_int8_agreement_compares_scores_and_warns_past_the_bound(r18_onnx, demo_category, tmp_path):
     from rd_export.accuracy import ScoreAgreement, score_agreement
-    from rd_export.quantize import calibration_paths, quantize_int8
+    from rd_export.quantize import int8_calibration_paths, quantize_int8
 
     out = tmp_path / "q.onnx"
     quantize_int8(r18_onnx, out, demo_category, target="cpu", max_images=4)
-    paths = calibration_paths(demo_category, 4)
+    paths = int8_calibration_paths(demo_category, 4)
     same = score_agreement(r18_onnx, r18_onnx, paths)
     assert same.max_abs_score == 0 and same.verdict_flips == 0 and same.ok and same.warning() is None
     moved = score_agreement(r18_onnx, out, paths)

@@ -7,7 +7,7 @@ import numpy as np
 from rd_edge.core.errors import BackendError
 from rd_edge.runtime import Detector
 from rd_edge.runtime.backends import Runner, load_runner
-from rd_edge.runtime.pipeline import Sink
+from rd_edge.runtime.sinks import Sink
 from rd_edge.runtime.sources import Source, SourceItem
 
 

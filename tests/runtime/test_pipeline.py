@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from pipeline_parts import FrameSource, ListSink, make_detector
-from rd_edge.runtime.pipeline import Pipeline, Sink
+from rd_edge.runtime.pipeline import Pipeline
+from rd_edge.runtime.sinks import Sink
 
 
 def test_several_sources_share_batches_keep_their_order_and_match_predict(tiny_onnx):

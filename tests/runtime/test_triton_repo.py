@@ -13,7 +13,7 @@ model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 ort = pytest.importorskip("onnxruntime")
 
 from rd_edge.core.thresholds import Thresholds  # noqa: E402
-from rd_edge.runtime.thresholds import ResolvedThresholds  # noqa: E402
+from rd_edge.runtime.threshold_precedence import ResolvedThresholds  # noqa: E402
 from rd_edge.runtime.triton_repo import (  # noqa: E402
     TritonRepositoryError, detector_model_config, write_graph_repository)
 

@@ -20,7 +20,7 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 import numpy as np
 
 from rd_edge.core.files import PathLike, write_bytes_atomic
-from ..pipeline import Result, Sink, SinkError
+from .base import Result, Sink, SinkError
 
 _SUFFIXES = (".jpg", ".json")
 

@@ -7,7 +7,7 @@ from typing import IO, Optional
 
 from rd_edge.core.errors import RdEdgeError
 from rd_edge.core.files import PathLike
-from ..pipeline import Result, Sink
+from .base import Result, Sink
 
 
 class JsonlSink(Sink):

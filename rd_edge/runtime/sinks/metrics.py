@@ -18,7 +18,7 @@ import time
 from typing import Optional, Sequence
 
 from rd_edge.core.optional import import_optional
-from ..pipeline import Result, Sink, SinkError
+from .base import Result, Sink, SinkError
 
 # 1 ms .. 10 s: per-frame stage times on a Jetson (a few ms) up to a CPU with a large model.
 BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)

@@ -273,7 +273,8 @@ def test_the_pipeline_runs_cuda_preprocessing_and_the_engine_from_its_inference_
     inference thread (the runner's context pushed there); two sources share batches."""
     import cv2
 
-    from rd_edge.runtime.pipeline import Pipeline, Sink
+    from rd_edge.runtime.pipeline import Pipeline
+    from rd_edge.runtime.sinks import Sink
     from rd_edge.runtime.sources import open_source
 
     class Keep(Sink):

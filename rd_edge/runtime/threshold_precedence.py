@@ -1,4 +1,5 @@
-"""Which thresholds a model runs with: call arguments, then ``thresholds.json``, then metadata.
+"""Threshold precedence: which thresholds a model runs with. Call arguments first, then
+``thresholds.json`` beside the model, then the model's metadata.
 
 Each of the two thresholds is resolved on its own, so ``--threshold`` alone keeps a calibrated
 pixel threshold. Without any pixel threshold, masks use the image threshold (what models

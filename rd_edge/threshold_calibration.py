@@ -1,4 +1,6 @@
-"""Thresholds from labelled images, without re-export: what ``rd-calibrate`` does.
+"""Threshold calibration: image and pixel thresholds from labelled images, without re-export
+(what ``rd-calibrate`` does). Not INT8 calibration, which sets activation ranges of a quantized
+graph (``rd_export.quantize``).
 
 Methods (image threshold; an image is anomalous when score > threshold):
 
@@ -237,7 +239,7 @@ def _score_tiled(scorer: _Scorer, samples: List[Sample], batch_size: int, progre
     return Scored(labels, np.concatenate(scores), np.stack(maps), masks)
 
 
-def calibrate_model(model: PathLike, dataset: Any, method: str = "f1", batch_size: int = 8,
+def calibrate_thresholds(model: PathLike, dataset: Any, method: str = "f1", batch_size: int = 8,
                     progress: bool = False) -> Thresholds:
     """Score ``dataset``'s labelled images with ``model``, choose the thresholds, and write them to
     thresholds.json beside the model (and into the checkpoint when ``model`` is a .pt)."""

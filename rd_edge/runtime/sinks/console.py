@@ -1,0 +1,221 @@
+"""The console sink: what rd-infer hands to the operator. A result line per input on stdout
+(the same as the C++ example's), warnings on stderr, a progress bar, overlays and masks as PNG,
+annotated videos, an OpenCV window (--show).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from rd_edge.core.errors import RdEdgeError
+from .base import Result, Sink
+
+# Container suffix -> FourCC that OpenCV's bundled FFmpeg (and GStreamer on a Jetson) writes.
+VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
+DEFAULT_FPS = 25.0  # when the source does not say (a camera reporting 0, a pipeline)
+
+
+def result_line(record: Dict[str, Any]) -> str:
+    """One scored input as one stdout line, the same as the C++ example's:
+    ``<source> score=<float32, exact> normalized=<0..1> verdict=<OK|NG> latency_ms=<ms>``."""
+    return (f"{record['source']} score={record['score']:.9g} normalized={record['normalized_score']:.3f} "
+            f"verdict={'NG' if record['is_anomalous'] else 'OK'} latency_ms={record['latency_ms']:.3f}")
+
+
+def is_video_path(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_CODECS
+
+
+class AnnotatedVideoWriter:
+    """Writes overlay frames to a video file, opened on the first frame (its size fixes the
+    video's); frames of another size are resized to it. ``fps`` None: DEFAULT_FPS."""
+
+    def __init__(self, path: Path, fps: Optional[float] = None) -> None:
+        if not is_video_path(path):
+            raise RdEdgeError(f"cannot write a video to {path}: expected one of the suffixes "
+                              f"{', '.join(sorted(VIDEO_CODECS))}")
+        self.path = path
+        self.fps = float(fps) if fps else DEFAULT_FPS
+        self.frames = 0
+        self._writer: Any = None
+        self._size: Optional[Tuple[int, int]] = None  # (width, height)
+
+    def write(self, image: np.ndarray) -> None:
+        """Append one BGR uint8 frame."""
+        import cv2
+
+        if self._writer is None:
+            self._open(image.shape[1], image.shape[0])
+        if (image.shape[1], image.shape[0]) != self._size:
+            image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
+        self._writer.write(np.ascontiguousarray(image))
+        self.frames += 1
+
+    def _open(self, width: int, height: int) -> None:
+        import cv2
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RdEdgeError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+        codec = VIDEO_CODECS[self.path.suffix.lower()]
+        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*codec), self.fps, (width, height))
+        if not writer.isOpened():
+            writer.release()
+            raise RdEdgeError(f"cannot write video {self.path}: this OpenCV has no {codec!r} encoder for "
+                              f"{self.path.suffix}; try an .avi (MJPG) file")
+        self._writer, self._size = writer, (width, height)
+
+    def close(self) -> None:
+        """Finish the file (idempotent)."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+    def __enter__(self) -> "AnnotatedVideoWriter":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def progress_bar(total: Optional[int], unit: str, disable: bool) -> Any:
+    """A tqdm bar on stderr; a silent stand-in where tqdm is not installed (a bare Jetson)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, unit=unit, disable=disable, file=sys.stderr, dynamic_ncols=True)
+
+
+class _NoBar:
+    disable = True
+
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class ConsoleSink(Sink):
+    """The console sink: a result line per input on stdout (warnings on stderr), progress bar,
+    overlays and masks as PNG (--out DIR), annotated videos (--out for videos/cameras), --show."""
+
+    name = "output"
+
+    def __init__(self, detector: Any, out: Optional[Path] = None, png_frames: bool = False,
+                 show: bool = False, prefix_keys: bool = False, sources: Sequence[Any] = ()) -> None:
+        self.detector = detector
+        self.out, self.videos = _outputs(out, png_frames, sources)
+        self.show = show
+        self.prefix_keys = prefix_keys  # several sources: DIR/overlays/<stream>/...
+        self.progress: Any = _NoBar()
+        self.stop: Any = None  # set by the caller: what closing the window calls
+
+    def write(self, result: Result) -> None:
+        """Record one input; closing the --show window stops the run."""
+        self.progress.update(1)
+        item, prediction = result.item, result.prediction
+        self._echo(result.record())
+        video = self.videos.get(result.stream)
+        if prediction is None:
+            if video is not None and item.frame is not None:
+                video.write(item.frame)  # unscored, but the clip keeps every frame read
+            return
+        if self.out is not None or video is not None or self.show:
+            overlay, mask = self._render(item.frame, prediction)
+            key = f"{result.stream}/{item.key}" if self.prefix_keys else item.key
+            if self.out is not None:
+                _write_png(self.out / "overlays" / f"{key}.png", overlay)
+                _write_png(self.out / "masks" / f"{key}.png", mask)
+            if video is not None:
+                video.write(overlay)
+            if self.show and not self._show(overlay) and self.stop is not None:
+                self.stop()
+
+    def _echo(self, record: Dict[str, Any]) -> None:
+        """The result line on stdout, a warning on stderr; through tqdm when its bar is showing."""
+        if record["error"] is not None:
+            line, stream = f"warning: {record['source']}: {record['error']}", sys.stderr
+        else:
+            line, stream = result_line(record), sys.stdout
+        if not self.progress.disable:
+            self.progress.write(line, file=stream)
+        else:
+            print(line, file=stream, flush=True)
+        if record.get("evidence_error"):  # scored, but its evidence could not be kept
+            message = f"warning: {record['source']}: {record['evidence_error']}"
+            if not self.progress.disable:
+                self.progress.write(message, file=sys.stderr)
+            else:
+                print(message, file=sys.stderr, flush=True)
+
+    def _render(self, frame: np.ndarray, prediction: Any) -> Tuple[np.ndarray, np.ndarray]:
+        mask = prediction.anomaly_map > self.detector.pixel_threshold  # [H,W] bool at the frame size
+        return self.detector.render(frame, prediction), mask.astype(np.uint8) * np.uint8(255)
+
+    def _show(self, overlay: np.ndarray) -> bool:
+        import cv2
+
+        try:
+            cv2.imshow("rd-infer", overlay)
+            key = cv2.waitKey(1) & 0xFF
+        except cv2.error as exc:  # headless OpenCV build or no display
+            print(f"warning: --show needs an OpenCV with GUI support and a display; continuing "
+                  f"without the window ({str(exc).strip().splitlines()[-1]})", file=sys.stderr)
+            self.show = False
+            return True
+        return key not in (ord("q"), 27)
+
+    def summary(self) -> Optional[str]:
+        if not self.videos:
+            return None
+        return "; ".join(f"annotated video: {v.path} ({v.frames} frames)" for v in self.videos.values())
+
+    def close(self) -> None:
+        for video in self.videos.values():
+            video.close()
+        self.progress.close()
+        if self.show:
+            import cv2
+
+            cv2.destroyAllWindows()
+            self.show = False
+
+
+def _outputs(out: Optional[Path], png_frames: bool,
+             sources: Sequence[Any]) -> Tuple[Optional[Path], Dict[str, AnnotatedVideoWriter]]:
+    """(folder for PNGs or None, {stream label: video writer}) for --out. A video path: the clip
+    (several streams: CLIP-<label>.mp4 ...); a folder: PNGs for images and folders, DIR/<label>.mp4
+    for videos and cameras (and their PNGs only with --png-frames)."""
+    if out is None:
+        return None, {}
+    streams = [s for s in sources if getattr(s, "is_stream", False)]
+    if is_video_path(out):
+        if len(streams) <= 1:
+            paths = {s.label: out for s in streams} or {s.label: out for s in sources[:1]}
+        else:
+            paths = {s.label: out.with_name(f"{out.stem}-{s.label}{out.suffix}") for s in streams}
+        folder = out.parent / out.stem if png_frames else None
+    else:
+        paths = {s.label: out / f"{s.label}.mp4" for s in streams}
+        folder = out if png_frames or len(streams) < len(sources) else None
+    fps = {s.label: s.fps for s in sources}
+    return folder, {label: AnnotatedVideoWriter(path, fps[label]) for label, path in paths.items()}
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    import cv2
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ok, data = cv2.imencode(".png", image)
+        if not ok:
+            raise OSError("PNG encoding failed")
+        data.tofile(str(path))  # tofile, not imwrite: non-ASCII paths work on every OS
+    except OSError as exc:
+        raise RdEdgeError(f"cannot write {path}: {exc.strerror or exc}") from exc
