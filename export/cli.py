@@ -138,6 +138,7 @@ def _print_agreement(args: argparse.Namespace, fp32_onnx: Path, int8_onnx: Path)
     import sys
 
     from rd_edge.core.onnx_props import read_onnx_metadata
+
     from .accuracy import score_agreement
     from .quantize import int8_calibration_paths
 

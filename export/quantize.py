@@ -156,8 +156,8 @@ def int8_calibration_paths(calib_dir: PathLike, max_images: int = DEFAULT_MAX_IM
 
 def load_int8_calibration_batch(paths: Sequence[Path], size: Sequence[int], resize: str = RESIZE_LINEAR) -> np.ndarray:
     """[N,3,H,W] float32, preprocessed exactly as the runtime does (preprocess_bgr)."""
-    from rd_edge.data import read_image
     from rd_edge.core.preprocess import preprocess_bgr
+    from rd_edge.data import read_image
 
     images = []
     for path in paths:

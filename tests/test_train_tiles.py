@@ -93,8 +93,8 @@ def test_frames_smaller_than_the_tile_are_a_clear_error(hires, tmp_path):
 
 @pytest.mark.parametrize("suffix", [".pt", ".onnx"])
 def test_calibration_scores_tiled_models_per_frame(tiled_ckpt, hires, tmp_path, suffix):
-    from rd_edge.threshold_calibration import _Scorer, calibration_samples, score_samples
     from rd_edge.data import MVTecCategory
+    from rd_edge.threshold_calibration import _Scorer, calibration_samples, score_samples
 
     model = tiled_ckpt
     if suffix == ".onnx":

@@ -9,6 +9,7 @@ import argparse
 from typing import Optional, Sequence
 
 from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, run_cli
+
 from ._data import add_data_arguments, check_data_arguments, open_data
 
 
@@ -42,8 +43,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     check_data_arguments(parser, args)
 
     def body() -> int:
-        from rd_edge.threshold_calibration import calibrate_thresholds, format_report
         from rd_edge.core.thresholds import thresholds_path
+        from rd_edge.threshold_calibration import calibrate_thresholds, format_report
 
         result = calibrate_thresholds(args.model, open_data(args), args.method, args.batch_size,
                                  progress=not args.quiet)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, name_list, run_cli
+
 from .backends import registered_backends
 
 EXIT_OK = 0

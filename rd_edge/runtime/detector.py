@@ -26,13 +26,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from rd_edge.core.errors import BackendError, ConfigError, NonFiniteOutputError, RdEdgeError
+from rd_edge.core.images import downscale_to_budget, fit_pixels
 from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
+from rd_edge.core.postprocess import normalize_score, render_overlay, resize_map, score_scale
+from rd_edge.core.preprocess import preprocess_bgr
+
 from .backends import DeviceInputRunner, Runner, load_runner
 from .backends.base import PathLike
 from .threshold_precedence import resolve_thresholds
-from rd_edge.core.images import downscale_to_budget, fit_pixels
-from rd_edge.core.postprocess import normalize_score, render_overlay, resize_map, score_scale
-from rd_edge.core.preprocess import preprocess_bgr
 from .tiled import TiledRunner
 
 Frames = Union[np.ndarray, Sequence[np.ndarray]]

@@ -38,6 +38,7 @@ import numpy as np
 
 from rd_edge.core.errors import NonFiniteOutputError, RdEdgeError
 from rd_edge.core.images import to_bgr_uint8
+
 from .detector import Batch, Detector, Prediction
 from .sinks.base import Result, Sink, SinkError  # noqa: F401  (SinkError: re-exported)
 from .sources import Source, SourceItem

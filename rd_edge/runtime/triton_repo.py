@@ -24,6 +24,7 @@ from typing import Dict, List, Optional, Sequence
 from rd_edge.core.errors import MetadataError, RdEdgeError
 from rd_edge.core.files import PathLike, write_text_atomic
 from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
+
 from .backends.trt.builder import DEFAULT_MAX_BATCH  # the engines' default: one default everywhere
 from .threshold_precedence import ResolvedThresholds, resolve_thresholds
 

@@ -99,8 +99,8 @@ def extra_images(tmp_path):
 def test_scores_match_python_runtime(rd_infer, r18_onnx, demo_category, extra_images, tmp_path):
     cv2 = pytest.importorskip("cv2")
     from rd_edge.core.images import list_images, read_image
-    from rd_edge.runtime import Detector
     from rd_edge.core.postprocess import normalize_score, render_overlay
+    from rd_edge.runtime import Detector
     from rd_edge.runtime.sinks.console import result_line
 
     assert "rd_infer backends: opencv" in rd_infer["configure"]

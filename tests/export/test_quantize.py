@@ -14,7 +14,7 @@ from rd_edge.core.metadata import METADATA_KEY
 from rd_export.accuracy import compare_graphs, pearson
 from rd_export.cli import main as export_main
 from rd_export.graph import read_metadata
-from rd_export.quantize import BACKBONE_PREFIXES, int8_calibration_paths, check_tensorrt_qdq, quantize_int8
+from rd_export.quantize import BACKBONE_PREFIXES, check_tensorrt_qdq, int8_calibration_paths, quantize_int8
 
 TARGETS = ("tensorrt", "cpu")
 

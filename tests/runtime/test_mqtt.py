@@ -10,10 +10,11 @@ import pytest
 pytest.importorskip("paho.mqtt.client")
 from broker import MOSQUITTO, Broker, Subscriber  # noqa: E402
 from pipeline_parts import FrameSource, make_detector  # noqa: E402
+
 from rd_edge.runtime.cli import main  # noqa: E402
 from rd_edge.runtime.pipeline import Pipeline  # noqa: E402
-from rd_edge.runtime.sinks.mqtt import MqttSink, parse_mqtt_url  # noqa: E402
 from rd_edge.runtime.sinks import SinkError  # noqa: E402
+from rd_edge.runtime.sinks.mqtt import MqttSink, parse_mqtt_url  # noqa: E402
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (.ci/run installs it)")
 

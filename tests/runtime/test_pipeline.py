@@ -1,8 +1,8 @@
 """The pipelined runtime: order, shared batches, live drops, back-pressure, errors, stop, speed."""
 import numpy as np
 import pytest
-
 from pipeline_parts import FrameSource, ListSink, make_detector
+
 from rd_edge.runtime.pipeline import Pipeline
 from rd_edge.runtime.sinks import Sink
 

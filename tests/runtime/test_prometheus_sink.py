@@ -4,9 +4,9 @@ import urllib.request
 import pytest
 
 pytest.importorskip("prometheus_client")
+from pipeline_parts import FrameSource, ListSink, make_detector  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from pipeline_parts import FrameSource, ListSink, make_detector  # noqa: E402
 from rd_edge.runtime.pipeline import Pipeline  # noqa: E402
 from rd_edge.runtime.sinks import Sink, SinkError  # noqa: E402
 from rd_edge.runtime.sinks.metrics import MetricsSink  # noqa: E402

@@ -9,12 +9,12 @@ import shutil
 import numpy as np
 import pytest
 
-from rd_edge.threshold_calibration import Scored, choose_thresholds, cut_below, parse_method
 from rd_edge.cli.calibrate import main as calibrate_main
 from rd_edge.core.errors import CalibrationError, MetadataError
 from rd_edge.core.thresholds import Thresholds, thresholds_path
 from rd_edge.runtime import Detector
 from rd_edge.runtime.cli import main as infer_main
+from rd_edge.threshold_calibration import Scored, choose_thresholds, cut_below, parse_method
 
 
 def scored(good, bad, pixel_masks=True):

@@ -14,8 +14,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from rd_edge.core.thresholds import Thresholds  # noqa: E402
 from rd_edge.runtime.threshold_precedence import ResolvedThresholds  # noqa: E402
-from rd_edge.runtime.triton_repo import (  # noqa: E402
-    TritonRepositoryError, detector_model_config, write_graph_repository)
+from rd_edge.runtime.triton_repo import TritonRepositoryError, detector_model_config, write_graph_repository  # noqa: E402
 
 
 def _parse(path_or_text):

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, Optional
 
 from rd_edge.core.errors import RdEdgeError
+
 from ..detector import Prediction
 from ..sources import SourceItem
 
@@ -34,6 +35,7 @@ class Result:
         base = {"source": self.item.name, "stream": self.stream, "frame": self.index,
                 "time": when.replace("+00:00", "Z")}
         p = self.prediction
+        scores: Dict[str, Any]
         if p is None:
             scores = {"score": None, "normalized_score": None, "is_anomalous": None, "latency_ms": None,
                       "error": self.error or "unknown error"}

@@ -11,6 +11,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from rd_edge.core.errors import RdEdgeError
+
 from .base import Result, Sink
 
 # Container suffix -> FourCC that OpenCV's bundled FFmpeg (and GStreamer on a Jetson) writes.
@@ -126,7 +127,7 @@ class ConsoleSink(Sink):
             if video is not None and item.frame is not None:
                 video.write(item.frame)  # unscored, but the clip keeps every frame read
             return
-        if self.out is not None or video is not None or self.show:
+        if item.frame is not None and (self.out is not None or video is not None or self.show):
             overlay, mask = self._render(item.frame, prediction)
             key = f"{result.stream}/{item.key}" if self.prefix_keys else item.key
             if self.out is not None:

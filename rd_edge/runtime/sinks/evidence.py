@@ -20,6 +20,7 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 import numpy as np
 
 from rd_edge.core.files import PathLike, write_bytes_atomic
+
 from .base import Result, Sink, SinkError
 
 _SUFFIXES = (".jpg", ".json")

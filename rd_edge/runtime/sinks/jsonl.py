@@ -7,6 +7,7 @@ from typing import IO, Optional
 
 from rd_edge.core.errors import RdEdgeError
 from rd_edge.core.files import PathLike
+
 from .base import Result, Sink
 
 

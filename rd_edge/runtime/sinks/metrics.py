@@ -18,6 +18,7 @@ import time
 from typing import Optional, Sequence
 
 from rd_edge.core.optional import import_optional
+
 from .base import Result, Sink, SinkError
 
 # 1 ms .. 10 s: per-frame stage times on a Jetson (a few ms) up to a CPU with a large model.

@@ -24,6 +24,7 @@ from typing import Any, Deque, Optional, Set, Tuple
 from urllib.parse import unquote, urlsplit
 
 from rd_edge.core.optional import import_optional
+
 from .base import Result, Sink, SinkError
 
 DEFAULT_PORT = 1883

@@ -19,8 +19,8 @@ import types
 
 import numpy as np
 import pytest
-
 from fake_cuda import FakeCuda, install
+
 from rd_edge.core.errors import BackendError
 from rd_edge.core.sidecar import EngineSidecar
 from rd_edge.runtime import Detector, load_runner
