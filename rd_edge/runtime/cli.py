@@ -106,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evidence disk budget; the oldest entries are removed first; none given: no limit")
     p.add_argument("--metrics-port", type=int_at_least(0), metavar="PORT",
                    help="serve Prometheus metrics on http://0.0.0.0:PORT/metrics while running")
+    p.add_argument("--read-timeout", type=_positive_float, default=5.0, metavar="S",
+                   help="cameras, pipelines and streams: seconds without a frame before the source counts as "
+                        "lost (an error record; the run ends with exit code 2 unless --reconnect)")
+    p.add_argument("--reconnect", action="store_true",
+                   help="cameras, pipelines and streams: after an outage, reopen the source with back-off "
+                        "(0.5 s doubling to 10 s) until it is back; each outage is recorded (start, end, "
+                        "frames lost)")
     p.add_argument("--sequential", action="store_true",
                    help="run the stages one after another in one thread instead of pipelined")
     p.add_argument("--quiet", action="store_true",
@@ -171,7 +178,7 @@ def _run(args: argparse.Namespace, specs: List[Tuple[Optional[str], str]]) -> in
                             pixel_threshold=args.pixel_threshold, providers=args.providers,
                             batch_size=args.batch_size)
     with detector, contextlib.ExitStack() as stack:
-        sources = [stack.enter_context(source) for source in _open_sources(specs, args.limit)]
+        sources = [stack.enter_context(source) for source in _open_sources(specs, args.limit, _live_options(args))]
         _bound_decoded_images(detector, sources)
         sinks = _build_sinks(detector, sources, args, stack)
         if not args.quiet:
@@ -203,14 +210,21 @@ def _bound_decoded_images(detector: Any, sources: Sequence[Any]) -> None:
             source.max_pixels = MAX_DISPLAY_PIXELS
 
 
-def _open_sources(specs: List[Tuple[Optional[str], str]], limit: Optional[int]) -> List[Any]:
+def _live_options(args: argparse.Namespace) -> Any:
+    from .live import Backoff
+    from .sources import LiveOptions
+
+    return LiveOptions(args.read_timeout, Backoff() if args.reconnect else None)
+
+
+def _open_sources(specs: List[Tuple[Optional[str], str]], limit: Optional[int], live: Any) -> List[Any]:
     """Open every source (SourceError for one that cannot be opened); labels made unique."""
     from .sources import clean_label, open_source
 
     sources, seen = [], set()
     try:
         for label, spec in specs:
-            source = open_source(spec, limit, clean_label(label) if label else None)
+            source = open_source(spec, limit, clean_label(label) if label else None, live)
             base, n = source.label, 2
             while source.label in seen:
                 source.label, n = f"{base}-{n}", n + 1

@@ -40,6 +40,7 @@ from rd_edge.core.errors import NonFiniteOutputError, RdEdgeError
 from rd_edge.core.images import to_bgr_uint8
 
 from .detector import Batch, Detector, Prediction
+from .live import Outage
 from .sinks.base import Result, Sink, SinkError  # noqa: F401  (SinkError: re-exported)
 from .sources import Source, SourceItem
 
@@ -66,6 +67,7 @@ class Summary:
     interrupted: bool = False
     latencies_ms: List[float] = field(default_factory=list)
     sink_notes: List[str] = field(default_factory=list)
+    outages: Dict[str, List[Outage]] = field(default_factory=dict)  # live sources: every outage, in order
 
     @property
     def frames(self) -> int:
@@ -247,6 +249,8 @@ class Pipeline:
         Safe from a signal handler and from any thread."""
         self._stop.set()
         self._hub.stop()
+        for source in self.sources:
+            source.interrupt()  # a live source waiting for a frame or a reconnection stops waiting
 
     def run(self) -> Summary:
         """Run until every source ends or stop(); closes the sinks; returns the Summary.
@@ -270,8 +274,10 @@ class Pipeline:
             self._stats[source.label].dropped = self._hub.dropped[i]
         notes = [note for note in (s.summary() for s in self.sinks) if note]
         notes += [f"warning: {s.shortfall}" for s in self.sources if getattr(s, "shortfall", None)]
+        outages = {s.label: list(getattr(s, "outages", [])) for s in self.sources}
+        notes += [f"warning: {label}: {o.text()}" for label, found in outages.items() for o in found]
         return Summary(self._stats, dict(self._stage_seconds), elapsed, self.pipelined, stopped_early,
-                       list(self._latencies), notes)
+                       list(self._latencies), notes, {k: v for k, v in outages.items() if v})
 
     def _consume(self, next_work: Callable[[], Optional[_Work]]) -> None:
         """Hand every result to the sinks until the end (or until abandoned)."""

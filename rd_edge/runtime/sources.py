@@ -4,6 +4,8 @@ Every source yields SourceItems in order. A bad input (unreadable, corrupt or em
 odd layout that cannot be converted) becomes an item with ``error`` set instead of an
 exception, so a run never stops on one file and never loses its record. Only a source that
 cannot be opened at all (no such path, a camera or pipeline that will not open) raises.
+Live sources (cameras, pipelines, network streams) read through ``live.LiveLoop``: a read
+timeout, an error item for each outage and, when asked, reconnection with back-off.
 """
 from __future__ import annotations
 
@@ -12,12 +14,21 @@ from collections import Counter
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterator, List, Optional
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from rd_edge.core.images import IMAGE_EXTENSIONS, list_images, read_image, to_bgr_uint8
 from rd_edge.core.errors import RdEdgeError
+from rd_edge.core.images import IMAGE_EXTENSIONS, list_images, read_image, to_bgr_uint8
+
+from .live import (
+    DEFAULT_READ_TIMEOUT,
+    Backoff,
+    Capture,
+    LiveLoop,
+    Outage,
+    frame_or_error,
+)
 
 
 class SourceError(RdEdgeError):
@@ -32,6 +43,8 @@ class SourceItem:
     key: str  # relative path (no suffix) under which --out writes this input's images
     frame: Optional[np.ndarray]
     error: Optional[str]
+    camera_time: Optional[float] = None  # the camera's own timestamp (s since the epoch), where it gives one
+    outage: Optional[Outage] = None  # live sources: the outage this item begins (error) or ends (frame)
 
 
 def csi_pipeline(sensor_id: int = 0, width: int = 1920, height: int = 1080, fps: int = 30,
@@ -80,6 +93,9 @@ class Source:
     def close(self) -> None:
         """Release a capture device or file. Idempotent."""
 
+    def interrupt(self) -> None:
+        """Stop waiting (a read, a reconnection back-off): iteration ends soon. Any thread."""
+
     def __enter__(self) -> "Source":
         return self
 
@@ -107,7 +123,7 @@ class ImageFilesSource(Source):
 
 
 class CaptureSource(Source):
-    """Frames from cv2.VideoCapture: a video file, a camera index or a GStreamer pipeline."""
+    """Frames of a video file through cv2.VideoCapture."""
 
     def __init__(self, capture: Any, kind: str, description: str, key_prefix: str,
                  total: Optional[int], limit: Optional[int]) -> None:
@@ -148,6 +164,84 @@ class CaptureSource(Source):
         self.capture.release()
 
 
+class LiveSource(Source):
+    """A camera, GStreamer pipeline, network stream or GenICam camera: never waits for the
+    pipeline, every read bounded by ``read_timeout``, an outage becomes an error item (with
+    ``reconnect``: then reconnection with back-off); ``outages`` lists them all."""
+
+    is_stream = True
+
+    def __init__(self, kind: str, description: str, key_prefix: str, first: Capture,
+                 opener: Callable[[], Capture], limit: Optional[int], read_timeout: float = DEFAULT_READ_TIMEOUT,
+                 reconnect: Optional[Backoff] = None, finite: Optional[Callable[[int], bool]] = None) -> None:
+        self.kind = kind
+        super().__init__(description, None, limit)
+        self.key_prefix = key_prefix
+        self.fps = first.fps if first.fps and 0.0 < first.fps <= 1000.0 else None
+        self.loop = LiveLoop(description, first, opener, read_timeout, reconnect, finite)
+
+    @property
+    def outages(self) -> List[Outage]:
+        return self.loop.outages
+
+    def _items(self) -> Iterator[SourceItem]:
+        for index, (frame, stamp, outage, error) in enumerate(self.loop.frames()):
+            name, key = f"{self.description}#{index}", f"{self.key_prefix}/frame_{index:06d}"
+            if frame is not None:
+                frame, error = frame_or_error(frame)
+            yield SourceItem(name, key, frame, error, stamp, outage)
+
+    def interrupt(self) -> None:
+        self.loop.interrupted.set()
+
+    def close(self) -> None:
+        self.loop.close()
+
+
+class OpenCvCapture:
+    """A Capture over cv2.VideoCapture: a camera index, a GStreamer pipeline or a network stream
+    (FFmpeg, with its own open and read timeouts so an abandoned read returns)."""
+
+    def __init__(self, target: Any, kind: str, read_timeout: float = DEFAULT_READ_TIMEOUT) -> None:
+        cv2 = _cv2()
+        if kind == "pipeline":
+            capture = cv2.VideoCapture(target, cv2.CAP_GSTREAMER)
+        elif kind == "stream":
+            ms = int(read_timeout * 1000)
+            capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(ms, 10000),
+                                                                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        else:
+            capture = cv2.VideoCapture(target)
+        if not capture.isOpened():
+            capture.release()
+            raise SourceError(f"cannot open {kind} {_masked(target)!r}: {_OPEN_HINTS[kind]}")
+        self.capture = capture
+        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps: Optional[float] = fps if 0.0 < fps <= 1000.0 else None
+        count = capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0
+        self.frame_count = int(count) if 0 < count < 1e9 else None  # a clip served over HTTP has one
+
+    def read(self) -> Tuple[Optional[np.ndarray], Optional[float]]:
+        ok, frame = self.capture.read()
+        return (frame if ok and frame is not None else None), None
+
+    def release(self) -> None:
+        self.capture.release()
+
+
+_OPEN_HINTS = {
+    "pipeline": "check the pipeline with gst-launch-1.0, and that this OpenCV has GStreamer "
+                "(cv2.getBuildInformation(); on Jetson use JetPack's OpenCV, not a pip one)",
+    "stream": "check the URL (e.g. with ffprobe) and that this OpenCV has FFmpeg",
+    "camera": "check the index and that no other program holds the camera",
+}
+
+
+def _masked(target: Any) -> str:
+    """A stream's address without its user:password@ (records, errors)."""
+    return re.sub(r"//[^/]*@", "//", str(target))
+
+
 class FailedSource(Source):
     """A single input that could not be opened (e.g. a corrupt video): one error record."""
 
@@ -167,24 +261,34 @@ def _cv2() -> Any:
     return cv2
 
 
-def open_source(spec: str, limit: Optional[int] = None, label: Optional[str] = None) -> Source:
+@dataclass(frozen=True)
+class LiveOptions:
+    """How live sources read: seconds without a frame before an outage; reconnect or end."""
+
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    reconnect: Optional[Backoff] = None
+
+
+def open_source(spec: str, limit: Optional[int] = None, label: Optional[str] = None,
+                live: LiveOptions = LiveOptions()) -> Source:
     """Open SOURCE as rd-infer understands it; SourceError when it cannot be opened at all.
 
     A string containing "!" is a GStreamer pipeline; rtsp://, http(s)://... a network stream
     (OpenCV's FFmpeg backend); an existing folder is a folder of images;
     an existing file with an image extension is one image, any other file a video; digits
-    (when no such file exists) are a camera index.
+    (when no such file exists) are a camera index. ``live``: read timeout and reconnection of
+    cameras, pipelines and streams.
     """
-    source = _open(spec, limit)
+    source = _open(spec, limit, live)
     source.label = label or _default_label(source, spec)
     return source
 
 
-def _open(spec: str, limit: Optional[int]) -> Source:
+def _open(spec: str, limit: Optional[int], live: LiveOptions) -> Source:
     if "!" in spec:
-        return _open_capture(spec, "pipeline", "pipeline", limit)
+        return _open_live(spec, "pipeline", "pipeline", limit, live)
     if spec.lower().startswith(_URL_SCHEMES):
-        return _open_capture(spec, "stream", "stream", limit)
+        return _open_live(spec, "stream", "stream", limit, live)
     path = Path(spec)
     if path.is_dir():
         files = list_images(path, recursive=True)
@@ -197,7 +301,7 @@ def _open(spec: str, limit: Optional[int]) -> Source:
             return ImageFilesSource([path], None, limit)
         return _open_video(path, limit)
     if spec.isdigit():
-        return _open_capture(int(spec), "camera", f"camera{spec}", limit)
+        return _open_live(int(spec), "camera", f"camera{spec}", limit, live)
     raise SourceError(f"SOURCE {spec!r} not found: expected an image file, a folder, a video file, "
                       f"a camera index (e.g. 0), an rtsp:// URL or a GStreamer pipeline (containing '!')")
 
@@ -231,28 +335,27 @@ def _open_video(path: Path, limit: Optional[int]) -> Source:
     return CaptureSource(capture, "video", str(path), path.stem, count if count > 0 else None, limit)
 
 
-def _open_capture(target: Any, kind: str, key_prefix: str, limit: Optional[int]) -> Source:
-    """A camera index or a GStreamer pipeline; frame count unknown."""
-    import cv2
+def _open_live(target: Any, kind: str, key_prefix: str, limit: Optional[int], live: LiveOptions) -> Source:
+    """A camera index, a GStreamer pipeline or a network stream; frame count unknown."""
+    def opener() -> OpenCvCapture:
+        return OpenCvCapture(target, kind, live.read_timeout)
 
-    if kind == "pipeline":
-        capture = cv2.VideoCapture(target, cv2.CAP_GSTREAMER)
-    elif kind == "stream":
-        capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG)
-    else:
-        capture = cv2.VideoCapture(target)
-    if not capture.isOpened():
-        capture.release()
-        hint = ("check the pipeline with gst-launch-1.0, and that this OpenCV has GStreamer "
-                "(cv2.getBuildInformation(); on Jetson use JetPack's OpenCV, not a pip one)"
-                if kind == "pipeline" else
-                "check the URL (e.g. with ffprobe) and that this OpenCV has FFmpeg"
-                if kind == "stream" else "check the index and that no other program holds the camera")
-        raise SourceError(f"cannot open {kind} {target!r}: {hint}")
+    first = opener()
     # A stream's description goes into every record: never its user:password@.
-    description = {"pipeline": "gstreamer", "stream": re.sub(r"//[^/@]*@", "//", str(target))
-                   }.get(kind, f"camera:{target}")
-    return CaptureSource(capture, kind, description, key_prefix, None, limit)
+    description = {"pipeline": "gstreamer", "stream": _masked(target)}.get(kind, f"camera:{target}")
+    return LiveSource(kind, description, key_prefix, first, opener, limit, live.read_timeout, live.reconnect,
+                      _finite_rule(target, kind, first.frame_count))
+
+
+def _finite_rule(target: Any, kind: str, frame_count: Optional[int]) -> Optional[Callable[[int], bool]]:
+    """When the end of a live source is its normal end, not an outage: a clip served over HTTP
+    that delivered the frames its header announced; a GStreamer pipeline reading a file or
+    told how many buffers to make. Cameras never end."""
+    if kind == "stream" and frame_count:
+        return lambda read: read >= frame_count
+    if kind == "pipeline" and re.search(r"\b(multi)?filesrc\b|num-buffers=", str(target)):
+        return lambda read: True
+    return None
 
 
 def _unique_keys(files: List[Path], root: Optional[Path]) -> List[str]:

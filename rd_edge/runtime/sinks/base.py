@@ -6,12 +6,12 @@ per-source capture order; ``Result.record()`` is the JSON object all of them wri
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Dict, Optional
 
 from rd_edge.core.errors import RdEdgeError
 
 from ..detector import Prediction
+from ..live import iso_time
 from ..sources import SourceItem
 
 
@@ -31,9 +31,8 @@ class Result:
 
     def record(self) -> Dict[str, Any]:
         """The JSON object every sink writes: names the source and frame; scores null on error."""
-        when = datetime.fromtimestamp(self.captured_at, timezone.utc).isoformat(timespec="milliseconds")
         base = {"source": self.item.name, "stream": self.stream, "frame": self.index,
-                "time": when.replace("+00:00", "Z")}
+                "time": iso_time(self.captured_at)}
         p = self.prediction
         scores: Dict[str, Any]
         if p is None:
@@ -43,7 +42,12 @@ class Result:
             scores = {"score": float(p.score), "normalized_score": float(p.normalized_score),
                       "is_anomalous": bool(p.is_anomalous),
                       "latency_ms": round(float(p.timings["total_ms"]), 3), "error": None}
-        return {**base, **scores, **self.extra}
+        live: Dict[str, Any] = {}
+        if self.item.camera_time is not None:
+            live["camera_time"] = iso_time(self.item.camera_time)
+        if self.item.outage is not None:  # the outage this error begins, or this frame ends
+            live["outage"] = self.item.outage.record()
+        return {**base, **scores, **live, **self.extra}
 
 
 class SinkError(RdEdgeError):

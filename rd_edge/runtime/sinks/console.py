@@ -140,20 +140,22 @@ class ConsoleSink(Sink):
 
     def _echo(self, record: Dict[str, Any]) -> None:
         """The result line on stdout, a warning on stderr; through tqdm when its bar is showing."""
+        outage = record.get("outage")
+        if outage and outage.get("end"):  # the first frame after an outage
+            self._say(f"note: {record['stream']}: back after {outage['seconds']:.1f} s, "
+                      f"~{outage['frames_lost']} frames lost", sys.stderr)
         if record["error"] is not None:
-            line, stream = f"warning: {record['source']}: {record['error']}", sys.stderr
+            self._say(f"warning: {record['source']}: {record['error']}", sys.stderr)
         else:
-            line, stream = result_line(record), sys.stdout
+            self._say(result_line(record), sys.stdout)
+        if record.get("evidence_error"):  # scored, but its evidence could not be kept
+            self._say(f"warning: {record['source']}: {record['evidence_error']}", sys.stderr)
+
+    def _say(self, line: str, stream: Any) -> None:
         if not self.progress.disable:
             self.progress.write(line, file=stream)
         else:
             print(line, file=stream, flush=True)
-        if record.get("evidence_error"):  # scored, but its evidence could not be kept
-            message = f"warning: {record['source']}: {record['evidence_error']}"
-            if not self.progress.disable:
-                self.progress.write(message, file=sys.stderr)
-            else:
-                print(message, file=sys.stderr, flush=True)
 
     def _render(self, frame: np.ndarray, prediction: Any) -> Tuple[np.ndarray, np.ndarray]:
         mask = prediction.anomaly_map > self.detector.pixel_threshold  # [H,W] bool at the frame size

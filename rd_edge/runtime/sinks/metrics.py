@@ -8,6 +8,9 @@
                                           inference, postprocess (its batch's share) and sink
     rd_edge_latency_seconds{source}       histogram: capture to result written
     rd_edge_last_score{source}            the newest frame's normalized score (threshold at 0.5)
+    rd_edge_source_outages_total{source}  live sources: outages (stream lost: end, error, read timeout)
+    rd_edge_source_frames_lost_total{source}  frames an outage cost (its duration x the frame rate)
+    rd_edge_source_up{source}             1 while a live source delivers frames, 0 during an outage
 
 The metrics live in a registry of their own (not prometheus_client's global one), so several
 sinks, e.g. in tests, never clash.
@@ -44,11 +47,17 @@ class MetricsSink(Sink):
         self.latency = prom.Histogram("rd_edge_latency_seconds", "Capture to result written", buckets=BUCKETS,
                                       **per_source)
         self.score = prom.Gauge("rd_edge_last_score", "Newest normalized score (threshold at 0.5)", **per_source)
+        self.outages = prom.Counter("rd_edge_source_outages", "Live sources: outages (stream lost)", **per_source)
+        self.frames_lost = prom.Counter("rd_edge_source_frames_lost", "Frames lost in outages (duration x rate)",
+                                        **per_source)
+        self.up = prom.Gauge("rd_edge_source_up", "1 while a live source delivers frames, 0 in an outage",
+                             **per_source)
         self.stages = prom.Histogram("rd_edge_stage_seconds", "Per-frame time in each pipeline stage",
                                      labelnames=["stage"], buckets=BUCKETS, registry=registry)
         for stream in streams:
-            for metric in (self.frames, self.anomalies, self.errors, self.dropped):
+            for metric in (self.frames, self.anomalies, self.errors, self.dropped, self.outages, self.frames_lost):
                 metric.labels(stream)
+            self.up.labels(stream).set(1)
         try:
             self._server, self._thread = prom.start_http_server(port, addr=host, registry=registry)
         except OSError as exc:
@@ -61,6 +70,13 @@ class MetricsSink(Sink):
         self.frames.labels(source).inc()
         if result.dropped_before:
             self.dropped.labels(source).inc(result.dropped_before)
+        outage = result.item.outage
+        if outage is not None and outage.end is None:  # it begins
+            self.outages.labels(source).inc()
+            self.up.labels(source).set(0)
+        elif outage is not None:  # the first frame after it
+            self.frames_lost.labels(source).inc(outage.frames_lost or 0)
+            self.up.labels(source).set(1)
         p = result.prediction
         if p is None or result.extra.get("evidence_error"):
             self.errors.labels(source).inc()

@@ -1,0 +1,100 @@
+"""Streams that survive: a real MJPEG HTTP camera on 127.0.0.1 goes away, stalls, comes back.
+
+A live source never ends silently: an outage is an error record, a warning, a Prometheus counter
+and exit code 2; a stuck read times out; with --reconnect the stream comes back and the outage is
+recorded with its start, end and the frames it cost.
+"""
+import json
+import threading
+import time
+
+import pytest
+from mjpeg_server import MjpegServer
+from pipeline_parts import ListSink, make_detector
+
+from rd_edge.runtime.cli import main
+from rd_edge.runtime.live import Backoff, Outage
+from rd_edge.runtime.pipeline import Pipeline
+from rd_edge.runtime.sources import LiveOptions, open_source
+
+
+@pytest.fixture
+def camera():
+    server = MjpegServer(fps=20)
+    yield server
+    server.close()
+
+
+def later(seconds, *actions):
+    """Run the actions one after another, ``seconds[i]`` after the start, in a thread."""
+    def run():
+        start = time.monotonic()
+        for at, action in zip(seconds, actions):
+            time.sleep(max(0.0, at - (time.monotonic() - start)))
+            action()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_stream_whose_server_goes_away_is_an_error_record_a_warning_and_exit_2(tiny_onnx, camera, tmp_path,
+                                                                                   capsys):
+    records_path = tmp_path / "r.jsonl"
+    later([1.0], camera.go_away)
+    started = time.monotonic()
+    rc = main([str(tiny_onnx), f"line={camera.url}", "--json", str(records_path)])
+    assert time.monotonic() - started < 6.0  # noticed at once (the server closed the connection)
+    records = [json.loads(line) for line in records_path.read_text().splitlines()]
+    assert rc == 2
+    assert len(records) >= 5 and all(r["error"] is None for r in records[:-1])
+    last = records[-1]
+    assert last["error"] == "stream lost: the stream ended (server or device gone)" and last["score"] is None
+    assert last["outage"]["start"] and last["outage"]["end"] is None
+    err = capsys.readouterr().err
+    assert "warning: " in err and "stream lost" in err
+    assert "warning: line: outage " in err and "-> end of run" in err  # the summary lists it
+
+
+def test_a_stalled_stream_times_out_instead_of_hanging(tiny_onnx, camera):
+    later([0.8], camera.stall)
+    sink = ListSink()
+    started = time.monotonic()
+    with open_source(camera.url, live=LiveOptions(read_timeout=0.5)) as source, make_detector(tiny_onnx) as det:
+        summary = Pipeline(det, [source], [sink]).run()
+    assert time.monotonic() - started < 4.0
+    assert sink.results[-1].error == "stream lost: no frame for 0.5 s (read timeout)"
+    assert summary.errors == 1 and len(summary.outages[source.label]) == 1
+
+
+def test_reconnect_brings_the_stream_back_and_records_the_outage_and_its_lost_frames(tiny_onnx, camera):
+    from rd_edge.runtime.sinks.metrics import MetricsSink
+
+    sink = ListSink()
+    metrics = MetricsSink(0, host="127.0.0.1", streams=["cam"])
+    options = LiveOptions(read_timeout=1.0, reconnect=Backoff(initial=0.2, maximum=0.4))
+    with open_source(camera.url, label="cam", live=options) as source, make_detector(tiny_onnx) as det:
+        pipeline = Pipeline(det, [source], [sink, metrics])
+        downtime = []
+        later([1.0, 2.0, 3.0], lambda: (downtime.append(time.time()), camera.go_away()),
+              lambda: (camera.come_back(), downtime.append(time.time())), pipeline.stop)
+        summary = pipeline.run()
+    errors = [r for r in sink.results if r.error is not None]
+    assert len(errors) == 1 and errors[0].error.endswith("; reconnecting (--reconnect)")
+    after = sink.results[sink.results.index(errors[0]) + 1]
+    assert after.prediction is not None and after.item.outage is not None
+    outage: Outage = after.item.outage
+    went, back = downtime
+    # From the last frame before to the first frame after: the downtime plus at most one back-off wait.
+    assert went - 0.2 < outage.start <= went + 0.1 and back < outage.end < back + 0.6
+    assert outage.rate == pytest.approx(20.0, rel=0.2)
+    assert outage.frames_lost == round(outage.seconds * outage.rate) - 1 and outage.frames_lost >= 18
+    assert outage.attempts >= 2  # refused while the server was away, then back
+    assert summary.outages["cam"][0].end == outage.end and summary.errors == 1
+    assert sum(r.prediction is not None for r in sink.results) > 25  # frames before and after
+    value = metrics.registry.get_sample_value
+    assert value("rd_edge_source_outages_total", {"source": "cam"}) == 1
+    assert value("rd_edge_source_frames_lost_total", {"source": "cam"}) == outage.frames_lost
+    assert value("rd_edge_source_up", {"source": "cam"}) == 1
+    record = after.record()["outage"]
+    assert record["end"].endswith("Z") and record["frames_lost"] == outage.frames_lost
