@@ -197,13 +197,17 @@ def _engine_main(args: argparse.Namespace, model: Path) -> Path:
         source_precision = read_onnx_metadata(model).precision  # MetadataError before anything else
     else:
         source_precision = "fp32"
-    require_tensorrt()  # fail before exporting or quantizing when TensorRT is missing
+    trt = require_tensorrt()  # fail before exporting or quantizing when TensorRT is missing
+    # TensorRT 11 networks are strongly typed: fp16 comes from an fp16 graph, never a flag.
+    typed = int(str(trt.__version__).split(".")[0]) >= 11
     precision = args.precision or source_precision
     plan = Path(args.engine) if args.engine else default_plan_path(model, precision, source_precision)
     check_writable_file(plan, "engine")  # before any export, quantization or build work
-    if not _is_onnx(model) or (precision == "int8" and source_precision != "int8"):
+    converts = (precision == "int8" and source_precision != "int8") or \
+        (typed and (source_precision, precision) == ("fp32", "fp16"))
+    if not _is_onnx(model) or converts:
         check_writable_file(Path(args.output) if args.output else plan.with_suffix(".onnx"), "ONNX output")
-    onnx_path = _engine_onnx(args, model, plan, precision, source_precision)
+    onnx_path = _engine_onnx(args, model, plan, precision, source_precision, typed)
     report = build_engine(onnx_path, plan, precision=precision,
                           max_batch=args.max_batch or DEFAULT_MAX_BATCH, workspace_mb=args.workspace,
                           timing_cache=args.timing_cache, verbose=args.verbose)
@@ -211,16 +215,25 @@ def _engine_main(args: argparse.Namespace, model: Path) -> Path:
     return plan
 
 
-def _engine_onnx(args: argparse.Namespace, model: Path, plan: Path, precision: str, source_precision: str) -> Path:
-    """The ONNX graph the engine is built from; written next to the plan when it has to be made."""
+def _engine_onnx(args: argparse.Namespace, model: Path, plan: Path, precision: str, source_precision: str,
+                 typed: bool) -> Path:
+    """The ONNX graph the engine is built from; written next to the plan when it has to be made.
+
+    ``typed``: the TensorRT builds strongly typed networks (11+), so an fp16 engine from an fp32
+    ONNX file needs the fp16 graph written first (rd_export.half)."""
     out = Path(args.output) if args.output else plan.with_suffix(".onnx")
     if precision == "int8" and source_precision != "int8":
         return _int8_onnx(args, model, out, "tensorrt")
     if args.calib_dir is not None:
         raise ExportError(f"{model} is already an int8 Q/DQ graph; drop --calib-dir (it was calibrated "
                           f"when it was quantized)")
+    if _is_onnx(model) and typed and (source_precision, precision) == ("fp32", "fp16"):
+        from .half import fp16_graph
+
+        print(f"TensorRT 11 takes fp16 from the graph: wrote {fp16_graph(model, out)} from {model}")
+        return out
     if _is_onnx(model):
-        return model  # fp32 graph + FP16 flag, or the graph's own precision
+        return model  # fp32 graph + FP16 flag (TensorRT < 11), or the graph's own precision
     # From a checkpoint: fp16 engines come from the fp16 graph (head kept float32 in the graph),
     # which TensorRT 11 requires and older versions build the same way.
     return _export_checkpoint(args, model, out, precision)

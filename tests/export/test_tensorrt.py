@@ -72,8 +72,10 @@ class Layer:
 
 
 class Network:
-    def __init__(self, flags):
+    def __init__(self, flags, strongly_typed):
         self.flags, self.inputs, self.layers = flags, [], []
+        self.strongly_typed = strongly_typed  # 11: always; 10: only with the STRONGLY_TYPED flag
+        self.weight_types = set()  # element types of the graph's float initializers
 
     num_inputs = property(lambda self: len(self.inputs))
     num_layers = property(lambda self: len(self.layers))
@@ -110,6 +112,8 @@ class OnnxParser:
             dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim)
             self.network.inputs.append(Tensor(inp.name, dims))
         self.network.layers = [Layer(n) for n in model.graph.node]
+        names = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
+        self.network.weight_types = {names[t.data_type] for t in model.graph.initializer if t.data_type in names}
         return True
 
     num_errors = property(lambda self: len(self.errors))
@@ -182,6 +186,11 @@ class Profile:
         self.shapes = {}
 
     def set_shape(self, name, min_shape, opt_shape, max_shape):
+        # The binding checks min <= opt <= max per dimension (IOptimizationProfile::setDimensions
+        # fails) and raises; an invalid profile never reaches add_optimization_profile.
+        if not all(lo <= opt <= hi for lo, opt, hi in zip(min_shape, opt_shape, max_shape)):
+            raise RuntimeError(f"set_shape(): invalid dimensions min {tuple(min_shape)} opt "
+                               f"{tuple(opt_shape)} max {tuple(max_shape)} for {name}")
         self.shapes[name] = (tuple(min_shape), tuple(opt_shape), tuple(max_shape))
 
 
@@ -193,6 +202,16 @@ def current_device():
     cuda = FAKE_CUDA[0]
     device = cuda.current_device() if cuda is not None else None
     return 0 if device is None else device
+
+
+def computes_in(network, config):
+    """The precision the convolutions run in: a strongly typed network's come from the graph
+    (fp16 weights, Q/DQ layers); a weakly typed one's from the FP16/INT8 builder flags."""
+    qdq = any(layer.type in (LayerType.QUANTIZE, LayerType.DEQUANTIZE) for layer in network.layers)
+    if network.strongly_typed:
+        return "int8" if qdq else "fp16" if "float16" in network.weight_types else "fp32"
+    flags = {f.name for f in config.flags}
+    return "int8" if qdq and "INT8" in flags else "fp16" if "FP16" in flags else "fp32"
 
 
 def fake_tensorrt(version):
@@ -218,13 +237,18 @@ def fake_tensorrt(version):
     class Builder:
         built = []  # (network, config) of every build, for the tests to inspect
         devices = []  # the CUDA device current during each build
+        computes = []  # what each engine's convolutions compute in: fp32, fp16 or int8
         fail = False
 
         def __init__(self, logger):
             self.logger = logger
 
-        def create_network(self, flags):
-            return Network(flags)
+        def create_network(self, flags=0):
+            creation = trt.NetworkDefinitionCreationFlag
+            typed = major >= 11 or bool(flags & (1 << int(getattr(creation, "STRONGLY_TYPED", 99))))
+            if major >= 11 and flags:  # deprecated flags are ignored, with a warning
+                self.logger.log(Severity.WARNING, "network creation flags are deprecated and ignored")
+            return Network(flags, typed)
 
         def create_builder_config(self):
             return Config(trt)
@@ -240,6 +264,7 @@ def fake_tensorrt(version):
                 return None
             if config.cache is not None:
                 config.cache.entries += b"t"  # one more timed tactic
+            Builder.computes.append(computes_in(network, config))
             return memoryview(b"PLAN" + version.encode())
 
     trt.ILogger, trt.Builder, trt.OnnxParser = ILogger, Builder, OnnxParser
@@ -271,21 +296,25 @@ def flag_names(config):
     return {f.name for f in config.flags}
 
 
-def test_tensorrt_85_fp16_engine_flags_profile_and_sidecar(fake_trt, r18_onnx, tmp_path):
-    trt = fake_trt("8.5.3")
+@pytest.mark.parametrize("version", ["8.5.3", "10.3.0"])
+def test_tensorrt_85_and_10_fp16_engine_flags_profile_and_sidecar(fake_trt, r18_onnx, tmp_path, version):
+    trt = fake_trt(version)
     plan = tmp_path / "r18_fp16.engine"
     report = tb.build_engine(r18_onnx, plan, precision="fp16", max_batch=4, workspace_mb=512)
     network, config = trt.Builder.built[-1]
-    assert network.flags == 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    # EXPLICIT_BATCH is required before 10, deprecated and implied from 10
+    explicit = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if int(version.split(".")[0]) < 10 else 0
+    assert network.flags == explicit and not network.strongly_typed
     assert flag_names(config) == {"FP16", "PREFER_PRECISION_CONSTRAINTS"}  # TF32 cleared
+    assert trt.Builder.computes[-1] == "fp16"
     assert config.profiles[0].shapes["image"] == ((1, 3, 64, 64), (1, 3, 64, 64), (4, 3, 64, 64))
     assert list(config.pool_limits.values()) == [512 << 20]
     head = [l for l in network.layers if l.name.startswith("/head/") and l.get_output(0).dtype == "float32"]
     assert head and all(l.precision == "float32" for l in head)  # the map reduction stays fp32
     assert all(l.precision is None for l in network.layers if l.name.startswith("/rd/"))
-    assert plan.read_bytes() == b"PLAN8.5.3"
+    assert plan.read_bytes() == b"PLAN" + version.encode()
     sidecar = EngineSidecar.read(plan)  # the runtime's own reader validates it
-    assert (sidecar.tensorrt_version, sidecar.gpu) == ("8.5.3", FAKE_GPU)
+    assert (sidecar.tensorrt_version, sidecar.gpu) == (version, FAKE_GPU)
     assert (sidecar.precision, sidecar.min_batch, sidecar.max_batch) == ("fp16", 1, 4)
     assert sidecar.onnx_sha256 == sha256_file(r18_onnx)
     assert sidecar.metadata == replace(read_metadata(onnx.load(str(r18_onnx))), precision="fp16")
@@ -298,19 +327,58 @@ def test_tensorrt_10_int8_sets_int8_flag_for_qdq_and_no_explicit_batch(fake_trt,
     network, config = trt.Builder.built[-1]
     assert network.flags == 0  # EXPLICIT_BATCH is deprecated and implied from 10
     assert flag_names(config) == {"INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS"}  # fp16 outside Q/DQ
+    assert trt.Builder.computes[-1] == "int8"
     assert all(l.precision == "float32" for l in network.layers
                if l.name.startswith("/head/") and l.get_output(0).dtype == "float32")
     assert EngineSidecar.read(tmp_path / "m.engine").metadata.extra["int8_target"] == "tensorrt"
 
 
 def test_tensorrt_11_takes_precision_from_the_onnx(fake_trt, int8_trt_onnx, r18_onnx, tmp_path):
-    trt = fake_trt("11.0.0")
+    trt = fake_trt("11.4.0")
     tb.build_engine(int8_trt_onnx, tmp_path / "m.engine", precision="int8")
     network, config = trt.Builder.built[-1]
-    assert network.flags == 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    assert network.flags == 0  # STRONGLY_TYPED is deprecated and ignored in 11: every network is typed
     assert flag_names(config) == set()  # no FP16/INT8 flags exist in 11
-    with pytest.raises(ExportError, match=r"TensorRT 11 takes fp16 from the ONNX.*--precision fp16"):
+    assert trt.Builder.computes[-1] == "int8"
+    with pytest.raises(ExportError, match=r"TensorRT 11 takes fp16 from the ONNX.*--precision fp16.*gpu-cu12"):
         tb.build_engine(r18_onnx, tmp_path / "h.engine", precision="fp16")
+
+
+@pytest.mark.parametrize("version, flags", [("10.3.0", {"FP16", "PREFER_PRECISION_CONSTRAINTS"}), ("11.4.0", set())])
+def test_cli_fp16_engine_from_an_fp32_onnx_on_tensorrt_10_and_11(fake_trt, r18_onnx, tmp_path, capsys, version, flags):
+    # Issue 22: on TensorRT 11 the documented `rd-export model.onnx --engine --precision fp16`
+    # was refused; rd-export now writes the fp16 graph first and builds from it.
+    trt = fake_trt(version)
+    onnx_copy = tmp_path / "m.onnx"
+    onnx_copy.write_bytes(r18_onnx.read_bytes())
+    assert export_main([str(onnx_copy), "--engine", "--precision", "fp16"]) == 0, capsys.readouterr().err
+    network, config = trt.Builder.built[-1]
+    assert trt.Builder.computes[-1] == "fp16" and flag_names(config) == flags
+    sidecar = EngineSidecar.read(tmp_path / "m_fp16.engine")
+    half = tmp_path / "m_fp16.onnx"
+    if version.startswith("11"):  # built from the fp16 graph written beside the plan
+        assert network.weight_types == {"float16", "float32"}  # fp16 convolutions, fp32 head constants
+        assert read_metadata(onnx.load(str(half))).precision == "fp16"
+        assert sidecar.onnx_sha256 == sha256_file(half)
+    else:  # the fp32 graph with the FP16 flag
+        assert not half.exists() and sidecar.onnx_sha256 == sha256_file(onnx_copy)
+    assert sidecar.precision == "fp16"
+
+
+def test_fp16_graph_keeps_the_head_float32_and_matches_the_fp32_graph(r18_onnx, tmp_path):
+    from rd_export.half import fp16_graph
+    from rd_export.verify import run_onnxruntime
+
+    half = fp16_graph(r18_onnx, tmp_path / "h.onnx")
+    model = onnx.load(str(half))
+    casts = [n for n in model.graph.node if n.op_type == "Cast"]
+    # One Cast into the fp16 teacher/student, one out per feature map (3 teacher + 3 student):
+    # no float16 round trips inside the float32 head or in front of the outputs.
+    assert [c.attribute[0].i for c in casts].count(onnx.TensorProto.FLOAT16) == 1
+    assert len(casts) == 7 and not any(n.name.startswith("/head/") for n in casts)
+    images = np.random.default_rng(1).random((3, 3, 64, 64), dtype=np.float32)
+    (map32, score32), (map16, score16) = run_onnxruntime(r18_onnx, images), run_onnxruntime(half, images)
+    assert np.abs(map16 - map32).max() <= 1e-3 and np.abs(score16 - score32).max() <= 1e-3
 
 
 def test_fp32_engine_has_no_reduced_precision_flags(fake_trt, r18_onnx, tmp_path):

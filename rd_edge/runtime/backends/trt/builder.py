@@ -8,6 +8,8 @@ validation are the contract's (:mod:`rd_edge.core.sidecar`); this module only fi
 Version differences handled here:
 
 - EXPLICIT_BATCH network flag: required before 10, deprecated and ignored in 10, gone in 11.
+- STRONGLY_TYPED: never set (10: weakly typed with flags; 11: always strongly typed, the flag
+  deprecated and ignored).
 - Workspace: ``set_memory_pool_limit`` (8.4+) else ``max_workspace_size``.
 - Precision: 8.5..10 have FP16/INT8 builder flags (INT8 is required for Q/DQ graphs in weakly
   typed networks; int8 engines also get FP16 for the layers outside the Q/DQ scope). 11 removes
@@ -172,8 +174,8 @@ def _network_flags(trt: Any, major: int) -> int:
     creation = trt.NetworkDefinitionCreationFlag
     if major < 10 and hasattr(creation, "EXPLICIT_BATCH"):
         flags |= 1 << int(creation.EXPLICIT_BATCH)  # required before 10, deprecated in 10
-    if not hasattr(trt.BuilderFlag, "FP16") and hasattr(creation, "STRONGLY_TYPED"):
-        flags |= 1 << int(creation.STRONGLY_TYPED)  # 11: precision comes from the ONNX's types
+    # STRONGLY_TYPED is never set: 10 builds weakly typed networks with the FP16/INT8 flags, and
+    # in 11 every network is strongly typed (the flag is deprecated and ignored there).
     return flags
 
 
