@@ -249,8 +249,9 @@ def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, st
         sinks.append(sink)
 
     if args.evidence is not None:  # first: the records of the sinks after it name the evidence file
-        from .sinks.evidence import EvidenceSink
+        from .sinks.evidence import EvidenceSink, refuse_inside
 
+        refuse_inside(args.evidence, {"--json": args.json_path, "--out": args.out})
         add(EvidenceSink(args.evidence, detector, max_mb=args.evidence_max_mb))
     if args.json_path is not None:
         add(JsonlSink(args.json_path))

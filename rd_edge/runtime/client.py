@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from importlib import import_module
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 from urllib.parse import urlparse
 
@@ -21,6 +22,7 @@ from rd_edge.core.errors import BackendError
 from rd_edge.core.metadata import ModelMetadata
 from rd_edge.core.optional import lazy_import
 from rd_edge.core.postprocess import normalize_score, score_scale
+from rd_edge.core.urls import mask_url, mask_urls, url_credentials
 from .detector import Batch, Detector, Prediction
 from .triton_repo import DETECTOR_MODEL_NAME
 
@@ -38,20 +40,29 @@ class ServerError(BackendError):
 
 def parse_url(url: str) -> Tuple[str, str, bool]:
     """'http://h:8000' / 'https://h' / 'grpc://h:8001' / 'h:8000' -> (protocol, host:port, ssl)."""
-    parsed = urlparse(url if "://" in url else f"http://{url}")
-    scheme = parsed.scheme.lower()
-    if scheme not in ("http", "https", "grpc", "grpcs") or not parsed.hostname:
-        raise ServerError(f"server URL {url!r}: expected http://HOST:PORT, https://HOST:PORT or grpc://HOST:PORT")
+    try:
+        parsed = urlparse(url if "://" in url else f"http://{url}")
+        scheme, hostname, port = parsed.scheme.lower(), parsed.hostname, parsed.port
+    except ValueError:  # a port that is no number or out of range, a broken [IPv6] literal
+        scheme, hostname, port = "", None, None
+    if scheme not in ("http", "https", "grpc", "grpcs") or not hostname:
+        raise ServerError(f"server URL {mask_url(url)!r}: expected http://HOST:PORT, https://HOST:PORT or "
+                          f"grpc://HOST:PORT")
     default_port = {"http": 8000, "https": 443, "grpc": 8001, "grpcs": 8001}[scheme]
-    return ("grpc" if scheme.startswith("grpc") else "http", f"{parsed.hostname}:{parsed.port or default_port}",
+    host = f"[{hostname}]" if ":" in hostname else hostname
+    return ("grpc" if scheme.startswith("grpc") else "http", f"{host}:{port or default_port}",
             scheme in ("https", "grpcs"))
 
 
 class TritonClient:
-    """The ``rd_edge`` model on one Triton server. Not shared between threads: make one per thread."""
+    """The ``rd_edge`` model on one Triton server. Not shared between threads: make one per thread.
+
+    Credentials in the URL (``http://user:password@host:8000``) are sent as HTTP Basic
+    authentication with every request (for a proxy in front of Triton); ``url`` keeps them masked.
+    """
 
     def __init__(self, url: str, model: str = DETECTOR_MODEL_NAME, timeout: float = 60.0) -> None:
-        self.url, self.model_name, self.timeout = url, model, float(timeout)
+        self.url, self.model_name, self.timeout = mask_url(url), model, float(timeout)
         self.protocol, address, ssl = parse_url(url)
         module = (_grpc if self.protocol == "grpc" else _http).load()
         if self.protocol == "grpc":
@@ -59,6 +70,10 @@ class TritonClient:
         else:
             self._client = module.InferenceServerClient(address, ssl=ssl, connection_timeout=self.timeout,
                                                         network_timeout=self.timeout)
+        user, password = url_credentials(url if "://" in url else f"http://{url}")
+        if user is not None:
+            auth = import_module(f"{module.__name__}.auth")
+            self._client.register_plugin(auth.BasicAuth(user, password or ""))
         self._module = module
         self._config: Optional[Dict[str, Any]] = None
 
@@ -155,9 +170,10 @@ class TritonClient:
         try:
             return request()
         except _utils.load().InferenceServerException as exc:
-            raise ServerError(f"{self.url}: {exc.message() or exc}") from exc
+            raise ServerError(f"{self.url}: {mask_urls(str(exc.message() or exc))}") from exc
         except OSError as exc:  # refused / reset connections (HTTP client)
-            raise ServerError(f"cannot reach the Triton server at {self.url} ({exc}); is rd-serve running?") from exc
+            raise ServerError(f"cannot reach the Triton server at {self.url} ({mask_urls(str(exc))}); "
+                              f"is rd-serve running?") from exc
 
     def _json_kw(self) -> Dict[str, Any]:
         return {"as_json": True} if self.protocol == "grpc" else {}
@@ -207,10 +223,15 @@ class RemoteDetector:
     def __init__(self, url: str, batch_size: int = 8, anomaly_map: bool = False,
                  threshold: Optional[float] = None, pixel_threshold: Optional[float] = None,
                  timeout: float = 60.0) -> None:
-        self.client = TritonClient(url, timeout=timeout)
+        # One client per thread: the HTTP client (gevent) fails in any thread but the one that made
+        # it ("Cannot switch to a different thread"), and the pipeline infers in its own thread.
+        self._url, self._timeout = url, timeout
+        self._local = threading.local()
+        self._clients: List[TritonClient] = []
+        self._clients_lock = threading.Lock()
         try:
             if not self.client.ready():
-                raise ServerError(f"no ready model {DETECTOR_MODEL_NAME!r} at {url}; start one with "
+                raise ServerError(f"no ready model {DETECTOR_MODEL_NAME!r} at {mask_url(url)}; start one with "
                                   f"`rd-serve MODEL` or check the URL")
             self.batch_size = min(int(batch_size), int(self.client.config().get("max_batch_size") or batch_size))
             self.metadata = self.client.metadata
@@ -218,11 +239,20 @@ class RemoteDetector:
             self.pixel_threshold = (float(pixel_threshold) if pixel_threshold is not None
                                     else self.client.pixel_threshold)
         except BaseException:
-            self.client.close()
+            self.close()
             raise
         self.anomaly_map = anomaly_map
         self._local_threshold = threshold is not None
-        self._lock = threading.Lock()  # one client, several pipeline threads
+
+    @property
+    def client(self) -> TritonClient:
+        """The calling thread's client (made on its first use)."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = TritonClient(self._url, timeout=self._timeout)
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
 
     @property
     def score_scale(self) -> float:
@@ -246,8 +276,7 @@ class RemoteDetector:
 
     def infer(self, batch: Batch) -> Batch:
         t0 = time.perf_counter()
-        with self._lock:
-            predictions = self.client.predict(batch.frames, anomaly_map=self.anomaly_map)
+        predictions = self.client.predict(batch.frames, anomaly_map=self.anomaly_map)
         held = np.empty(len(predictions), dtype=object)  # [N] Predictions from the server
         held[:] = predictions
         batch.outputs = {"predictions": held}
@@ -270,7 +299,13 @@ class RemoteDetector:
         return predictions
 
     def close(self) -> None:
-        self.client.close()
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - a client of a thread that is gone: nothing to keep
+                pass
 
     def __enter__(self) -> "RemoteDetector":
         return self

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional, Tuple
+from urllib.parse import urlsplit
 
 import numpy as np
 
 from rd_edge.core.errors import RdEdgeError
 from rd_edge.core.images import IMAGE_EXTENSIONS, list_images, read_image, to_bgr_uint8
+from rd_edge.core.urls import mask_urls
 
 from .live import (
     DEFAULT_READ_TIMEOUT,
@@ -238,8 +240,8 @@ _OPEN_HINTS = {
 
 
 def _masked(target: Any) -> str:
-    """A stream's address without its user:password@ (records, errors)."""
-    return re.sub(r"//[^/]*@", "//", str(target))
+    """A stream's address, or a GStreamer pipeline, with every password masked (records, errors)."""
+    return mask_urls(str(target))
 
 
 class FailedSource(Source):
@@ -313,8 +315,15 @@ def _default_label(source: Source, spec: str) -> str:
     if source.kind == "pipeline":
         return "csi" + spec.split("sensor-id=")[1].split()[0] if "nvarguscamerasrc" in spec else "gstreamer"
     if source.kind == "stream":
-        return clean_label(spec.split("://", 1)[1].split("/")[0].split("@")[-1].split(":")[0])
+        return clean_label(_hostname(spec))
     return clean_label(Path(spec).stem or Path(spec).resolve().name)
+
+
+def _hostname(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or "stream"
+    except ValueError:
+        return "stream"
 
 
 def clean_label(text: str) -> str:
@@ -341,7 +350,7 @@ def _open_live(target: Any, kind: str, key_prefix: str, limit: Optional[int], li
         return OpenCvCapture(target, kind, live.read_timeout)
 
     first = opener()
-    # A stream's description goes into every record: never its user:password@.
+    # A stream's description goes into every record: never its password.
     description = {"pipeline": "gstreamer", "stream": _masked(target)}.get(kind, f"camera:{target}")
     return LiveSource(kind, description, key_prefix, first, opener, limit, live.read_timeout, live.reconnect,
                       _finite_rule(target, kind, first.frame_count))

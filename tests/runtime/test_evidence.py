@@ -14,7 +14,8 @@ from rd_edge.runtime.sinks.evidence import EvidenceSink
 
 
 def folder_bytes(folder):
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    """Bytes of the entries (the manifest, .rd_edge_evidence, is outside the budget)."""
+    return sum(p.stat().st_size for p in folder.rglob("[!.]*") if p.is_file())
 
 
 def run(detector, folder, n, max_mb=None, stream="cam", size=(120, 160)):
@@ -85,6 +86,51 @@ def test_disk_full_is_an_error_record_never_a_crash(tiny_onnx, tmp_path):
     assert all("File too large" in r["evidence_error"] and r["evidence"] is None for r in failed)
     saved = [r for r in rows if not r.get("evidence_error")]
     assert len(saved) == 3 and all(cv2.imread(r["evidence"]) is not None for r in saved)
-    assert sorted(p.name for p in evidence.rglob("*")if p.is_file()) == sorted(
+    assert sorted(p.name for p in evidence.rglob("[!.]*") if p.is_file()) == sorted(
         [n for r in saved for n in (r["evidence"].rsplit("/", 1)[1], r["evidence"].rsplit("/", 1)[1][:-4] + ".json")])
     assert "3 not saved" in proc.stderr and "Traceback" not in proc.stderr  # the summary is on stderr
+
+
+# --- only our own files (issue 21, case 1) ---------------------------------------------------------
+
+def test_the_budget_removes_only_entries_the_sink_wrote(tiny_onnx, tmp_path):
+    """Files of someone else inside the evidence folder (a stream's subfolder too), even with
+    evidence-like names and suffixes, are never counted nor removed; entries of an earlier run are."""
+    folder = tmp_path / "evidence"
+    with Detector(tiny_onnx, threshold=0.0) as det:
+        run(det, folder, 3, stream="cam")
+        foreign = [folder / "notes.jpg", folder / "cam" / "20200101T000000-000Z_00000001.jpg",
+                   folder / "cam" / "photo.jpg"]
+        for path in foreign:
+            path.write_bytes(b"\xff\xd8 not ours" * 1000)
+        ours = sorted(folder.rglob("*Z_0000000?.json"))
+        sink, _, _ = run(det, folder, 4, max_mb=folder_bytes(folder / "cam") / 2e6, stream="cam")
+    assert all(p.read_bytes().startswith(b"\xff\xd8 not ours") for p in foreign)
+    assert sink.removed >= 3 and not any(p.exists() for p in ours)  # the earlier run's entries went first
+
+
+def test_a_folder_holding_a_model_or_results_is_refused(tiny_onnx, tmp_path):
+    import pytest
+
+    from rd_edge.runtime.pipeline import SinkError
+
+    for name in ("thresholds.json", "metrics.json", "model.onnx", "results.jsonl"):
+        folder = tmp_path / name.replace(".", "_")
+        folder.mkdir()
+        (folder / name).write_text("{}")
+        with Detector(tiny_onnx, threshold=0.0) as det, pytest.raises(SinkError, match=f"holds {name}"):
+            EvidenceSink(folder, det, max_mb=1)
+        assert (folder / name).read_text() == "{}"
+
+
+def test_rd_infer_refuses_its_json_inside_the_evidence_folder(tiny_onnx, tmp_path, capsys):
+    from rd_edge.runtime.cli import main
+
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), np.full((40, 50, 3), 90, np.uint8))
+    evidence = tmp_path / "ev"
+    rc = main([str(tiny_onnx), str(image), "--threshold", "0", "--evidence", str(evidence),
+               "--evidence-max-mb", "1", "--json", str(evidence / "results.json")])
+    err = capsys.readouterr().err
+    assert rc != 0 and "inside the evidence folder" in err and "Traceback" not in err
+    assert not (evidence / "results.json").exists()

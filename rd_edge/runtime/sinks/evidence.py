@@ -5,13 +5,20 @@
 
 Files are written atomically (a reader never sees half a file; the JSON, written last, marks a
 complete entry). With a budget (``max_mb``, in MB = 10^6 bytes) the oldest entries are removed
-before a new one would overflow it, so the folder never holds more; entries found there at start
-count too. A write that fails (disk full, no permission) is never a crash: the record gets
+before a new one would overflow it, so the folder never holds more; entries of earlier runs count
+too. A write that fails (disk full, no permission) is never a crash: the record gets
 ``evidence_error`` and the run goes on.
+
+Only files this sink wrote are ever removed: an entry is ours when its name has the pattern above
+and the manifest ``DIR/.rd_edge_evidence`` (one ``<stream>/<name>`` per line, outside the budget,
+rewritten when mostly stale) lists it. A folder
+holding a model or results (``*.onnx``, ``*.engine``, ``*.pt``, ``thresholds.json``, ``*.jsonl``,
+any other JSON that is not an entry, ...) is refused up front: evidence goes in a folder of its own.
 """
 from __future__ import annotations
 
 import json
+import re
 from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,11 +26,15 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from rd_edge.core.files import PathLike, write_bytes_atomic
+from rd_edge.core.files import PathLike, write_bytes_atomic, write_text_atomic
 
 from .base import Result, Sink, SinkError
 
 _SUFFIXES = (".jpg", ".json")
+MANIFEST = ".rd_edge_evidence"
+_ENTRY = re.compile(r"\d{8}T\d{6}-\d{3}Z_\d{8}")  # _entry_name's pattern
+# Files that say "this folder holds a model or results": evidence must not share it with them.
+_MODEL_SUFFIXES = (".onnx", ".engine", ".plan", ".pt", ".pth", ".ckpt", ".data", ".jsonl", ".csv", ".npy")
 
 
 class EvidenceSink(Sink):
@@ -38,6 +49,7 @@ class EvidenceSink(Sink):
         if max_mb is not None and not max_mb > 0:
             raise SinkError(f"the evidence budget must be > 0 MB, got {max_mb}")
         self.folder = Path(folder)
+        _refuse_shared_folder(self.folder)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -48,6 +60,9 @@ class EvidenceSink(Sink):
         self.saved = self.removed = self.failed = 0
         self._entries: Deque[Tuple[List[Path], int]] = deque(_existing_entries(self.folder))  # oldest first
         self.bytes = sum(size for _, size in self._entries)
+        self._manifest = self.folder / MANIFEST
+        self._listed = len(self._entries)  # lines in the manifest; rewritten when mostly stale
+        self._rewrite_manifest()
 
     def write(self, result: Result) -> None:
         result.extra.update(evidence=None)
@@ -64,6 +79,7 @@ class EvidenceSink(Sink):
             return
         self._make_room(size)
         try:
+            self._list(stem)  # first: a crash between the two never leaves a file we do not know
             write_bytes_atomic(stem.with_suffix(".jpg"), image)
             write_bytes_atomic(stem.with_suffix(".json"), record)  # last: marks a complete entry
         except OSError as exc:  # disk full, quota, permissions: an error record, never a crash
@@ -90,6 +106,21 @@ class EvidenceSink(Sink):
             _remove(paths)
             self.bytes -= old
             self.removed += 1
+        if self._listed > 2 * len(self._entries) + 100:  # bounded manifest on a run of months
+            self._rewrite_manifest()
+
+    def _list(self, stem: Path) -> None:
+        with open(self._manifest, "a", encoding="utf-8") as f:
+            f.write(stem.relative_to(self.folder).as_posix() + "\n")
+        self._listed += 1
+
+    def _rewrite_manifest(self) -> None:
+        lines = [paths[0].with_suffix("").relative_to(self.folder).as_posix() for paths, _ in self._entries]
+        try:
+            write_text_atomic(self._manifest, "".join(f"{line}\n" for line in lines))
+        except OSError as exc:
+            raise SinkError(f"cannot write the evidence manifest {self._manifest}: {exc.strerror or exc}") from exc
+        self._listed = len(lines)
 
     def _fail(self, result: Result, reason: str) -> None:
         result.extra["evidence"] = None
@@ -113,16 +144,49 @@ def _entry_name(result: Result) -> str:
     return f"{when:%Y%m%dT%H%M%S}-{when.microsecond // 1000:03d}Z_{result.index:08d}"  # no dot: one suffix
 
 
-def _existing_entries(folder: Path) -> List[Tuple[List[Path], int]]:
-    """Entries already in the folder (from earlier runs), oldest first, so the budget covers them."""
-    stems: Dict[Path, List[Path]] = {}
+def _is_entry(relative: str) -> bool:
+    """'<stream>/<time>Z_<frame>': a name this sink gives (stream labels have no '/' or '..')."""
+    parts = relative.split("/")
+    return len(parts) == 2 and parts[0] not in ("", ".", "..") and _ENTRY.fullmatch(parts[1]) is not None
+
+
+def _refuse_shared_folder(folder: Path) -> None:
+    """SinkError when ``folder`` holds a model or results: the budget must never reach them."""
+    if not folder.is_dir():
+        return
     for path in folder.rglob("*"):
-        if path.suffix in _SUFFIXES and path.is_file() and not path.name.startswith("."):
-            stems.setdefault(path.with_suffix(""), []).append(path)
+        relative = path.relative_to(folder).as_posix()
+        foreign_json = path.suffix == ".json" and not _is_entry(relative[:-len(".json")])
+        if path.is_file() and (path.suffix.lower() in _MODEL_SUFFIXES or foreign_json):
+            raise SinkError(f"the evidence folder {folder} holds {relative}, a model or results file; "
+                            f"evidence with a disk budget needs a folder of its own, e.g. {folder / 'evidence'}")
+
+
+def refuse_inside(folder: Path, outputs: Dict[str, Optional[PathLike]]) -> None:
+    """SinkError when an output (``{"--json": path}``) would be written inside the evidence folder."""
+    root = Path(folder).resolve()
+    for option, path in outputs.items():
+        if path is not None and root in (Path(path).resolve(), *Path(path).resolve().parents):
+            raise SinkError(f"{option} {path} is inside the evidence folder {folder}; evidence with a "
+                            f"disk budget needs a folder of its own: write {option} elsewhere")
+
+
+def _existing_entries(folder: Path) -> List[Tuple[List[Path], int]]:
+    """Entries of earlier runs listed in the manifest, oldest first, so the budget covers them."""
+    try:
+        listed = (folder / MANIFEST).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SinkError(f"cannot read the evidence manifest {folder / MANIFEST}: {exc}") from exc
     entries = []
-    for stem, paths in stems.items():
-        stats = [p.stat() for p in paths]
-        entries.append((max(s.st_mtime for s in stats), paths, sum(s.st_size for s in stats)))
+    for relative in dict.fromkeys(line.strip() for line in listed):
+        if not _is_entry(relative):
+            continue  # never a path of someone else's
+        paths = [p for p in (folder / f"{relative}{s}" for s in _SUFFIXES) if p.is_file()]
+        if paths:
+            stats = [p.stat() for p in paths]
+            entries.append((max(s.st_mtime for s in stats), paths, sum(s.st_size for s in stats)))
     return [(paths, size) for _, paths, size in sorted(entries, key=lambda e: e[0])]
 
 

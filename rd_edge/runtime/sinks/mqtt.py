@@ -24,10 +24,12 @@ from typing import Any, Deque, Optional, Set, Tuple
 from urllib.parse import unquote, urlsplit
 
 from rd_edge.core.optional import import_optional
+from rd_edge.core.urls import mask_url
 
 from .base import Result, Sink, SinkError
 
 DEFAULT_PORT = 1883
+MAX_PREFIX_BYTES = 65535 - 1024  # room for "/<stream>"
 
 
 def parse_mqtt_url(url: str) -> Tuple[str, int, str, Optional[str], Optional[str]]:
@@ -39,8 +41,11 @@ def parse_mqtt_url(url: str) -> Tuple[str, int, str, Optional[str], Optional[str
     except ValueError:
         port = -1
     if parts.scheme != "mqtt" or not parts.hostname or not prefix or port < 1 or "+" in prefix or "#" in url:
-        raise SinkError(f"MQTT address {url!r} not understood: expected mqtt://HOST[:PORT]/PREFIX "
+        raise SinkError(f"MQTT address {mask_url(url)!r} not understood: expected mqtt://HOST[:PORT]/PREFIX "
                         f"(e.g. mqtt://127.0.0.1:1883/line1; PREFIX without + or #)")
+    if len(prefix.encode("utf-8")) > MAX_PREFIX_BYTES:  # paho refuses topics over 65535 bytes, in its thread
+        raise SinkError(f"MQTT topic prefix of {len(prefix.encode('utf-8'))} bytes: at most {MAX_PREFIX_BYTES} "
+                        f"(MQTT topics are at most 65535 bytes, and the stream name follows the prefix)")
     user = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
     return parts.hostname, port, prefix, user, password
