@@ -46,3 +46,15 @@ def one_line_error(err: str) -> bool:
     """What every command prints for a user error: one 'error: ...' line, no traceback."""
     err = err.strip()
     return err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+
+
+def jpeg_bomb(size: int = 20000) -> bytes:
+    """A valid 8x8 JPEG whose frame header says size x size: ~630 bytes, 1.2 GB if decoded in full."""
+    import cv2
+    import numpy as np
+
+    ok, data = cv2.imencode(".jpg", np.full((8, 8, 3), 128, np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 50])
+    raw = bytearray(data.tobytes())
+    sof = raw.index(b"\xff\xc0")
+    raw[sof + 5:sof + 9] = size.to_bytes(2, "big") * 2
+    return bytes(raw)

@@ -83,12 +83,30 @@ def _float_to_uint8(image: np.ndarray) -> np.ndarray:
     return np.rint(image.astype(np.float64) * 255.0).astype(np.uint8)
 
 
+# The one pixel cap every decoder shares (rd-infer, rd-serve, calibration, training, export):
+# no image is decoded into more pixels than this. 64 MP is 192 MB as BGR uint8; a 631-byte JPEG
+# can declare 20000x20000 (400 MP, 1.2 GB). RD_EDGE_MAX_IMAGE_PIXELS raises it for real scans.
+DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
+MAX_IMAGE_PIXELS_ENV = "RD_EDGE_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels() -> int:
+    """The pixel cap: RD_EDGE_MAX_IMAGE_PIXELS when set (a positive integer), else 64 MP."""
+    text = os.environ.get(MAX_IMAGE_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    if not text.isdigit() or int(text) < 1:
+        raise ImageReadError(f"{MAX_IMAGE_PIXELS_ENV}={text!r}: expected a positive number of pixels")
+    return int(text)
+
+
 def _decode(path: PathLike, max_pixels: Optional[int] = None) -> np.ndarray:
     """Decode a file as OpenCV stores it (IMREAD_UNCHANGED), with errors that name the path.
 
     With ``max_pixels``, a PNG or JPEG whose header announces more pixels is decoded with
     OpenCV's IMREAD_REDUCED_COLOR_{2,4,8} (8-bit BGR, 1/N per side): one full-size buffer at
     most (IMREAD_UNCHANGED took two: 2.3 GB for 20000x20000), and JPEG decodes at 1/N directly.
+    An image that would decode into more than max_image_pixels() is refused before decoding.
     """
     path = Path(path)
     if not path.exists():
@@ -103,7 +121,7 @@ def _decode(path: PathLike, max_pixels: Optional[int] = None) -> np.ndarray:
         raise ImageReadError(f"cannot read image {path}: {exc.strerror or exc}") from exc
     if data.size == 0:
         raise ImageReadError(f"cannot read image {path}: the file is empty (0 bytes)")
-    image = cv2.imdecode(data, _reduced_flag(data, max_pixels))
+    image = cv2.imdecode(data, _bounded_flag(data, max_pixels, f"image {path}"))
     if image is None:
         raise ImageReadError(
             f"cannot decode image {path} ({data.size} bytes): the file is corrupt or not in a "
@@ -115,14 +133,27 @@ def _decode(path: PathLike, max_pixels: Optional[int] = None) -> np.ndarray:
 _REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
-def _reduced_flag(data: np.ndarray, max_pixels: Optional[int]) -> int:
-    """IMREAD_UNCHANGED, or the strongest IMREAD_REDUCED_COLOR_N that keeps at least
-    ``max_pixels`` pixels when the header says the image is larger."""
-    size = _header_size(data[:64 * 1024].tobytes()) if max_pixels is not None else None
-    if max_pixels is None or size is None or size[0] * size[1] <= max_pixels:
-        return cv2.IMREAD_UNCHANGED
-    fitting = [n for n in (8, 4, 2) if (size[0] // n) * (size[1] // n) >= max_pixels]
-    return _REDUCED[fitting[0]] if fitting else cv2.IMREAD_UNCHANGED
+def _bounded_flag(data: np.ndarray, max_pixels: Optional[int], what: str) -> int:
+    """The imdecode flag: IMREAD_UNCHANGED, or the strongest IMREAD_REDUCED_COLOR_N that keeps at
+    least ``max_pixels`` pixels when the header says the image is larger. ImageReadError when the
+    decoder would still produce more than max_image_pixels() (only JPEG decodes at 1/N directly;
+    other formats decode in full first)."""
+    size = _header_size(data[:64 * 1024].tobytes())
+    if size is None:
+        return cv2.IMREAD_UNCHANGED  # no header we read: OpenCV's own limit (2^30 pixels) applies
+    h, w = size
+    flag, factor = cv2.IMREAD_UNCHANGED, 1
+    if max_pixels is not None and h * w > max_pixels:
+        fitting = [n for n in (8, 4, 2) if (h // n) * (w // n) >= max_pixels]
+        if fitting:
+            flag, factor = _REDUCED[fitting[0]], fitting[0]
+    decoded = h * w if data[:2].tobytes() != b"\xff\xd8" else -(-h // factor) * -(-w // factor)
+    cap = max_image_pixels()
+    if decoded > cap:
+        raise ImageReadError(f"cannot decode {what}: it declares {w}x{h} pixels, more than the cap of {cap:,} "
+                             f"decoded pixels (a decompression bomb, or a scan larger than this runtime "
+                             f"takes); set {MAX_IMAGE_PIXELS_ENV} to raise the cap")
+    return flag
 
 
 def _header_size(head: bytes) -> Optional[Tuple[int, int]]:
@@ -142,13 +173,16 @@ def _header_size(head: bytes) -> Optional[Tuple[int, int]]:
     return None
 
 
-def decode_image(data: bytes, source: str = "image") -> np.ndarray:
+def decode_image(data: bytes, source: str = "image", max_pixels: Optional[int] = None) -> np.ndarray:
     """Decode an encoded image held in memory (PNG, JPEG, ...) as read_image does a file: an
-    HxWx3 uint8 BGR array; ImageReadError naming ``source`` when it is empty or does not decode."""
+    HxWx3 uint8 BGR array; ImageReadError naming ``source`` when it is empty, does not decode or
+    exceeds the pixel cap. ``max_pixels``: downscale on decode, as read_image."""
     buffer = np.frombuffer(data, dtype=np.uint8)
     if buffer.size == 0:
         raise ImageReadError(f"cannot decode {source}: it is empty (0 bytes)")
-    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    image = cv2.imdecode(buffer, _bounded_flag(buffer, max_pixels, source))
+    if image is not None and max_pixels is not None:
+        image = downscale_to_budget(image, max_pixels)
     if image is None:
         raise ImageReadError(f"cannot decode {source} ({buffer.size} bytes): the data is corrupt or not in "
                              f"a format OpenCV reads (expected one of {', '.join(IMAGE_EXTENSIONS)})")

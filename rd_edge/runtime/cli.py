@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel-threshold", type=float, metavar="P",
                    help="pixel threshold for masks and overlays; none given: thresholds.json, the model's, "
                         "else the image threshold")
+    p.add_argument("--tile-batch", type=int_at_least(1), default=None, metavar="N",
+                   help="tiled models: at most N tiles per model call (default: 64, fewer for tiles over "
+                        "147 px: 16 MB of input per call); bounds memory on large frames")
     p.add_argument("--batch-size", type=int_at_least(1), default=1, metavar="N",
                    help="frames per inference call (1: lowest latency)")
     p.add_argument("--out", type=Path, metavar="DIR|CLIP",
@@ -176,7 +179,7 @@ def _run(args: argparse.Namespace, specs: List[Tuple[Optional[str], str]]) -> in
     else:
         detector = Detector(args.model, backend=args.backend, threshold=args.threshold,
                             pixel_threshold=args.pixel_threshold, providers=args.providers,
-                            batch_size=args.batch_size)
+                            batch_size=args.batch_size, tile_batch=args.tile_batch)
     with detector, contextlib.ExitStack() as stack:
         sources = [stack.enter_context(source) for source in _open_sources(specs, args.limit, _live_options(args))]
         _bound_decoded_images(detector, sources)

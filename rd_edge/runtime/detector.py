@@ -75,8 +75,8 @@ class Detector:
     providers ("cpu", "cuda", "tensorrt" or full names). ``batch_size``: frames per runner call
     for list inputs, capped at the backend's maximum batch. ``cuda_preprocess``: None picks it
     automatically, False forces the CPU path, True makes its absence an error. ``tile_batch``
-    (tiled models only): at most this many tiles per runner call (default: all tiles of the
-    frames at hand, split at the backend's maximum batch; 1 runs tile by tile). Other keyword
+    (tiled models only): at most this many tiles per runner call (default: a bound on memory,
+    rd_edge.runtime.tiled.default_tile_batch, and the backend's maximum batch; 1 runs tile by tile). Other keyword
     options go to the backend loader (e.g. fp16, cache_dir, threads, device_id).
 
     Thread safety: one Detector may be shared by several threads. Each call preprocesses into

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -112,14 +113,29 @@ def stub_environment(extra_libraries: Sequence[Path] = ()) -> Dict[str, str]:
     return env
 
 
+# Triton APIs that change the server or read/write its memory: closed unless a request carries the
+# admin key (--admin-key; by default a random one nobody is told, i.e. closed).
+RESTRICTED_APIS = "shared-memory,model-repository,trace,logging"
+ADMIN_HEADER = "rd-admin-key"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 @dataclass
 class ServerConfig:
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     http_port: int = 8000
     grpc_port: int = 8001
     metrics_port: int = 8002
     startup_timeout: float = 120.0
     exit_timeout: int = 5
+    admin_key: str = field(default_factory=lambda: secrets.token_hex(16))
+
+    def exposure(self) -> str:
+        """The start line's words on who can reach the server."""
+        if self.host in LOOPBACK:
+            return f"listening on {self.host} only (this machine; --host 0.0.0.0 to accept other machines)"
+        return (f"listening on {self.host}: other machines can reach it, without authentication; "
+                f"put it behind a firewall or an authenticating proxy")
 
 
 class TritonServer:
@@ -144,6 +160,8 @@ class TritonServer:
                 "--grpc-address", c.host, "--grpc-port", str(c.grpc_port),
                 "--metrics-address", c.host, "--metrics-port", str(c.metrics_port),
                 "--allow-metrics", "true", "--allow-gpu-metrics", "false",
+                f"--http-restricted-api={RESTRICTED_APIS}:{ADMIN_HEADER}={c.admin_key}",
+                f"--grpc-restricted-protocol={RESTRICTED_APIS}:{ADMIN_HEADER}={c.admin_key}",
                 "--strict-readiness", "true", "--exit-timeout-secs", str(c.exit_timeout)]
 
     def start(self) -> "TritonServer":
@@ -216,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rd-serve", formatter_class=DefaultsHelpFormatter, description="Serve an exported RD model with NVIDIA Triton Inference Server "
         "(KServe v2 HTTP/gRPC, dynamic batching, Prometheus metrics) as model 'rd_edge'.")
     p.add_argument("model", help="model.onnx or model.engine written by rd-export")
-    p.add_argument("--host", default="0.0.0.0", help="address for HTTP, gRPC and metrics (default: all)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address for HTTP, gRPC and metrics; 0.0.0.0 accepts other machines (no authentication)")
     p.add_argument("--http-port", type=int_at_least(1), default=8000, metavar="P", help="HTTP port (default 8000)")
     p.add_argument("--grpc-port", type=int_at_least(1), default=8001, metavar="Q", help="gRPC port (default 8001)")
     p.add_argument("--metrics-port", type=int_at_least(1), default=8002, metavar="M",
@@ -239,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only write the model repository (--repository DIR) and exit, e.g. for a Triton container")
     p.add_argument("--tritonserver", metavar="DIR",
                    help="a Triton install with bin/tritonserver and backends/ (default: nvidia-pytriton's)")
+    p.add_argument("--admin-key", metavar="KEY",
+                   help=f"open Triton's shared-memory, model-repository, trace and logging APIs to requests with "
+                        f"the header '{ADMIN_HEADER}: KEY' (default: closed to every client)")
     p.add_argument("--startup-timeout", type=float, default=120.0, metavar="S",
                    help="seconds to wait for the model to load (default 120)")
     return p
@@ -271,12 +293,14 @@ def serve(args: argparse.Namespace) -> int:
         repo = args.repository or work / "models"
         write_repository(args, repo)
         config = ServerConfig(args.host, args.http_port, args.grpc_port, args.metrics_port, args.startup_timeout)
+        if args.admin_key:
+            config.admin_key = args.admin_key
         server = TritonServer(install, repo, work, config, work / "tritonserver.log")
         stop = _stop_on_signals()
         with server:
             print(f"rd-serve: model '{DETECTOR_MODEL_NAME}' ready: HTTP {config.host}:{config.http_port}, "
                   f"gRPC {config.host}:{config.grpc_port}, metrics http://{config.host}:{config.metrics_port}"
-                  f"/metrics; log {server.log_path}", flush=True)
+                  f"/metrics; {config.exposure()}; log {server.log_path}", flush=True)
             process = server.started()
             while not stop and process.poll() is None:
                 time.sleep(0.2)

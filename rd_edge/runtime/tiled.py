@@ -1,8 +1,8 @@
 """Tiled inference: frames -> overlapping tiles -> one runner batch -> stitched frame maps.
 
-Used by the Detector for models whose metadata carries a ``tiling``. All tiles of the frames
-given together go through the runner as one batch, split only where the runner's max batch
-(or the caller's ``tile_batch``) is smaller. The tile maps are blended with the tiling's window
+Used by the Detector for models whose metadata carries a ``tiling``. Tiles of the frames
+given together go through the runner in batches of ``tile_batch`` (default: a memory bound,
+default_tile_batch), smaller where the runner's max batch is. The tile maps are blended with the tiling's window
 (rd_edge.core.tiling) into one map at the frame's resolution; the score is its maximum.
 
 A model trained for one frame size (``tiling.frame``) sees other frames resized to that size
@@ -23,6 +23,19 @@ from rd_edge.core.preprocess import preprocess_bgr
 from rd_edge.core.tiling import Stitcher, TileGrid, Tiling, fit_frame
 from .backends.base import Runner
 
+# Tiles per runner call when the caller names none: the float32 input of one call stays within
+# this budget (the activations inside the model grow with it), and at most DEFAULT_MAX_TILES.
+# A 4000x4000 frame is 6,889 tiles of 64 px: in one call it failed to allocate.
+TILE_BATCH_BYTES = 16 * 2**20
+DEFAULT_MAX_TILES = 64
+
+
+def default_tile_batch(model_hw: Tuple[int, int]) -> int:
+    """Tiles per runner call for a model input of (h, w): 64 for tiles up to 147x147, fewer above."""
+    per_tile = 3 * int(model_hw[0]) * int(model_hw[1]) * 4  # float32 [3,h,w]
+    return max(1, min(DEFAULT_MAX_TILES, TILE_BATCH_BYTES // per_tile))
+
+
 Slot = Tuple[int, int]  # (frame index, tile index in its grid's boxes)
 # (frames, grids, slots) -> (runner outputs for the slots, time.perf_counter() when the tiles were ready)
 # None: the device path gave up (e.g. a CUDA error); the tiles are then cropped on the CPU.
@@ -33,8 +46,8 @@ ChunkRunner = Callable[[List[np.ndarray], List[TileGrid], List[Slot]],
 class TiledRunner:
     """Runs a tiled model on lists of uint8 BGR frames; ``run`` returns (map [H,W], score) each.
 
-    ``tile_batch`` caps the tiles per runner call (None: as many as the runner takes; 1 runs
-    tile by tile, for comparison). ``device_writer``, when given, writes the tiles of a chunk
+    ``tile_batch`` caps the tiles per runner call (None: default_tile_batch of the model's
+    input, a bound on memory; 1 runs tile by tile, for comparison). ``device_writer``, when given, writes the tiles of a chunk
     straight into the runner's device input and runs it (the CUDA path); else tiles are cropped
     and converted on the CPU into a batch of the call's own (threads may share a TiledRunner).
     """
@@ -47,8 +60,8 @@ class TiledRunner:
         self.tiling = tiling
         meta = runner.metadata
         self.model_hw = (meta.height, meta.width)
-        limits = [v for v in (runner.max_batch, tile_batch) if v]
-        self.max_tiles = min(limits) if limits else None  # None: all tiles in one call
+        limits = [v for v in (runner.max_batch, tile_batch or default_tile_batch(self.model_hw)) if v]
+        self.max_tiles = min(limits)
         self._stitchers: Dict[Tuple[int, int], Stitcher] = {}
         # Serializes runner calls the backend cannot run concurrently (the Detector's lock).
         self._lock = lock if lock is not None and not runner.concurrent else nullcontext()
@@ -76,7 +89,7 @@ class TiledRunner:
         grids = [self._stitcher(f.shape[:2]).grid for f in fitted]
         slots = [(i, k) for i, g in enumerate(grids) for k in range(len(g))]  # every tile, in order
         tile_maps: List[List[np.ndarray]] = [[None] * len(g) for g in grids]  # type: ignore[list-item]
-        step = self.max_tiles or len(slots)
+        step = self.max_tiles
         infer = 0.0
         for start in range(0, len(slots), step):
             chunk = slots[start:start + step]

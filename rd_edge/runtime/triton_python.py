@@ -18,30 +18,35 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Optional, Sequence
 
+from pathlib import Path
+
 import numpy as np
 
 from rd_edge.core.errors import ImageReadError, RdEdgeError
+from rd_edge.core.images import MAX_DISPLAY_PIXELS
 from .triton_repo import parameter_values
 
 OUTPUTS = ("SCORE", "IS_ANOMALOUS", "NORMALIZED_SCORE", "ANOMALY_MAP")
 
 
-def decode_items(items: np.ndarray) -> List[np.ndarray]:
+def decode_items(items: np.ndarray, max_pixels: Optional[int] = None) -> List[np.ndarray]:
     """IMAGE tensor (object array of bytes, [B] or [B,1]) -> BGR uint8 frames; ImageReadError
-    naming the item that does not decode."""
+    naming the item that does not decode or exceeds the pixel cap (rd_edge.core.images).
+    ``max_pixels``: downscale larger images on decode (as rd-infer does)."""
     from rd_edge.core.images import decode_image
 
-    return [decode_image(bytes(item), f"IMAGE item {i}") for i, item in enumerate(items.reshape(-1))]
+    return [decode_image(bytes(item), f"IMAGE item {i}", max_pixels) for i, item in enumerate(items.reshape(-1))]
 
 
-def frames_of(image: Optional[np.ndarray], frame: Optional[np.ndarray]) -> List[np.ndarray]:
+def frames_of(image: Optional[np.ndarray], frame: Optional[np.ndarray],
+              max_pixels: Optional[int] = None) -> List[np.ndarray]:
     """The request's frames from exactly one of its IMAGE / FRAME inputs."""
     if (image is None) == (frame is None):
         found = "both" if image is not None else "neither"
         raise ImageReadError(f"a request carries exactly one of IMAGE (encoded images) or FRAME (BGR uint8 "
                              f"[B,H,W,3]); found {found}")
     if image is not None:
-        return decode_items(image)
+        return decode_items(image, max_pixels)
     if frame.ndim != 4 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
         raise ImageReadError(f"FRAME must be uint8 [B,H,W,3] (BGR), found {frame.dtype} {list(frame.shape)}")
     return list(frame)
@@ -80,16 +85,20 @@ class TritonPythonModel:
         if params.get("threads"):
             options["threads"] = int(params["threads"])
         # The thresholds rd-serve resolved (and logged) at start, not a re-read of thresholds.json.
-        self.detector = Detector(params["model_path"], threshold=float(params["threshold"]),
+        model = Path(args["model_repository"]) / str(args["model_version"]) / params["model_file"]
+        self.detector = Detector(model, threshold=float(params["threshold"]),
                                  pixel_threshold=float(params["pixel_threshold"]),
                                  batch_size=int(config.get("max_batch_size") or 1), **options)
+        # As rd-infer: the model sees its input size, so larger images are decoded reduced; a tiled
+        # model needs every pixel (the shared cap of rd_edge.core.images still applies).
+        self.max_pixels = None if self.detector.metadata.tiling is not None else MAX_DISPLAY_PIXELS
 
     def execute(self, requests: List[Any]) -> List[Any]:
         responses: List[Any] = [None] * len(requests)
         jobs = []  # (request index, frames, requested output names)
         for i, request in enumerate(requests):
             try:
-                frames = frames_of(self._input(request, "IMAGE"), self._input(request, "FRAME"))
+                frames = frames_of(self._input(request, "IMAGE"), self._input(request, "FRAME"), self.max_pixels)
                 jobs.append((i, frames, list(request.requested_output_names()) or list(OUTPUTS)))
             except RdEdgeError as exc:
                 responses[i] = self._error(exc)

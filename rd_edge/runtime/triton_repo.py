@@ -139,7 +139,7 @@ def detector_model_config(meta: ModelMetadata, thresholds: ResolvedThresholds, m
                TensorSpec("NORMALIZED_SCORE", "float32", [1]),
                TensorSpec("ANOMALY_MAP", "float16", [-1, -1])]  # [H,W] at the frame's size
     params = metadata_parameters(meta, thresholds)
-    params["model_path"] = model_path
+    params["model_file"] = model_path  # relative to the version folder: no host path in the config API
     params.update(extra or {})
     return model_config_text(DETECTOR_MODEL_NAME, "python", max_batch, inputs, outputs, instances,
                              "KIND_CPU", params, queue_delay_us)
@@ -194,16 +194,25 @@ def write_graph_repository(model: PathLike, repo: PathLike, meta: ModelMetadata,
     return folder
 
 
+MODEL_LINK = "model_dir"
+
+
 def write_detector_repository(repo: PathLike, meta: ModelMetadata, thresholds: ResolvedThresholds, model_path: str,
                               model_py: str, max_batch: int = DEFAULT_MAX_BATCH, instances: int = 1,
                               queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
                               extra: Optional[Dict[str, str]] = None) -> Path:
-    """``repo/rd_edge/{config.pbtxt, 1/model.py}`` for the Python backend; returns the model folder."""
+    """``repo/rd_edge/{config.pbtxt, 1/model.py, 1/model_dir}`` for the Python backend; returns the
+    model folder. ``1/model_dir`` links to the model's folder (with its sidecar or external data):
+    the config, which any client may read, names the model only relative to the version folder."""
     folder = Path(repo) / DETECTOR_MODEL_NAME
     (folder / "1").mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / "1" / "model.py", model_py)
+    link = folder / "1" / MODEL_LINK
+    if link.is_symlink():
+        link.unlink()
+    link.symlink_to(Path(model_path).resolve().parent, target_is_directory=True)
     write_text_atomic(folder / "config.pbtxt", detector_model_config(
-        meta, thresholds, model_path, max_batch, instances, queue_delay_us, extra))
+        meta, thresholds, f"{MODEL_LINK}/{Path(model_path).name}", max_batch, instances, queue_delay_us, extra))
     return folder
 
 

@@ -1,6 +1,7 @@
 """Issue 16's runtime cases: bad arguments, tampered metadata and broken models are clear errors,
 never a silent verdict; non-finite outputs become error records."""
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -243,7 +244,8 @@ def test_a_20000_pixel_png_with_out_peaks_under_1_5_gb(tiny_onnx, tmp_path):
               f"open({str(peak_file)!r}, 'w').write(hwm)\nsys.exit(rc)\n")
     cmd = [sys.executable, "-c", script,
            str(tiny_onnx), str(image), "--out", str(tmp_path / "out"), "--json", str(tmp_path / "r.jsonl"), "--quiet"]
-    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
+    env = dict(os.environ, RD_EDGE_MAX_IMAGE_PIXELS=str(20000 * 20000))  # a real scan this large: allowed
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
     peak_mib = int(peak_file.read_text()) / 1024
     assert 100 < peak_mib < 1536, f"peak RSS {peak_mib:.0f} MiB"  # > 100: the reading is real

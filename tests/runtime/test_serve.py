@@ -38,11 +38,11 @@ def server(r18_onnx, tmp_path_factory):
     http, grpc, metrics = free_ports(3)
     log = tmp_path_factory.mktemp("serve") / "rd-serve.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(RD_SERVE), str(r18_onnx), "--host", "127.0.0.1", "--http-port", str(http),
+        proc = subprocess.Popen([str(RD_SERVE), str(r18_onnx), "--http-port", str(http),  # default host: 127.0.0.1
                                  "--grpc-port", str(grpc), "--metrics-port", str(metrics),
                                  "--max-batch", str(MAX_BATCH), "--threads", "1"],
                                 stdout=out, stderr=subprocess.STDOUT)
-    urls = (f"http://127.0.0.1:{http}", f"grpc://127.0.0.1:{grpc}", f"http://127.0.0.1:{metrics}/metrics")
+    urls = (f"http://127.0.0.1:{http}", f"grpc://127.0.0.1:{grpc}", f"http://127.0.0.1:{metrics}/metrics", log)
     try:
         probe = TritonClient(urls[0])
         deadline = time.monotonic() + STARTUP_S
@@ -51,7 +51,7 @@ def server(r18_onnx, tmp_path_factory):
             assert time.monotonic() < deadline, f"rd-serve not ready in {STARTUP_S} s:\n{log.read_text()[-3000:]}"
             time.sleep(0.2)
         probe.close()
-        yield urls
+        yield urls + (proc.pid,)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -137,11 +137,15 @@ def test_corrupt_image_is_a_clear_error_and_the_server_keeps_serving(server, dem
     assert_same([results[i] for i in sorted(results)], local[:1] * 6)
 
 
-def test_rd_infer_server_gives_the_local_records(server, demo_category, demo_images, local, tmp_path, capsys):
+@pytest.mark.parametrize("protocol", [0, 1], ids=["http", "grpc"])
+def test_rd_infer_server_gives_the_local_records(server, demo_category, demo_images, local, tmp_path, capsys,
+                                                 protocol):
+    """Every input scored over HTTP as over gRPC (HTTP lost its first batch: the pipeline infers in
+    another thread than the one that made the client)."""
     from rd_edge.runtime.cli import main
 
     out = tmp_path / "remote.jsonl"
-    rc = main(["--server", server[1], str(demo_category / "test"), "--json", str(out), "--batch-size", "3",
+    rc = main(["--server", server[protocol], str(demo_category / "test"), "--json", str(out), "--batch-size", "3",
                "--quiet"])
     assert rc == 0, capsys.readouterr().err
     records = [json.loads(line) for line in out.read_text().splitlines()]
@@ -185,3 +189,88 @@ def test_a_client_side_threshold_regrades_as_a_local_detector(server, r18_onnx, 
         got, want = remote.predict(frames), here.predict(frames)
     assert {p.is_anomalous for p in want} == {True, False}
     assert_same(got, want)
+
+
+# --- nobody let in (issue 21, cases 4 and 5) --------------------------------------------------------
+
+def test_rd_serve_listens_on_loopback_only_by_default_and_says_so(server):
+    import socket
+
+    port = int(server[0].rsplit(":", 1)[1])
+    assert "listening on 127.0.0.1 only" in server[3].read_text()
+    with socket.socket() as s:  # 127.0.0.2 is this machine too, but not the address bound
+        assert s.connect_ex(("127.0.0.2", port)) != 0
+
+
+def test_the_config_api_shows_no_filesystem_path(server, r18_onnx):
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server[0]}/v2/models/rd_edge/config", timeout=10) as response:
+        text = response.read().decode()
+    assert '"model_file"' in text and str(r18_onnx.parent) not in text and "/tmp" not in text
+
+
+def test_shared_memory_and_repository_apis_are_closed(server):
+    import urllib.error
+    import urllib.request
+
+    for path, data in (("/v2/systemsharedmemory/status", None), ("/v2/cudasharedmemory/status", None),
+                       ("/v2/repository/index", b"{}"), ("/v2/repository/models/rd_edge/unload", b"{}")):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(urllib.request.Request(server[0] + path, data=data), timeout=10)
+        assert info.value.code == 403, path
+    with TritonClient(server[0]) as client:
+        assert client.ready()  # inference and health stay open
+
+
+def test_image_bombs_are_refused_quickly_and_the_server_stays_bounded(server, demo_images, local):
+    """4 concurrent 631-byte JPEGs declaring 20000x20000, a PNG bomb: answered (bounded) in seconds;
+    rd-serve's stub process stays far from the 1.2 GB a full decode takes."""
+    from helpers import jpeg_bomb
+    from huge_png import write_huge_png
+
+    bomb = jpeg_bomb()
+    t0 = time.perf_counter()
+    results = {}
+
+    def send(i):
+        with TritonClient(server[0]) as client:
+            results[i] = client.predict_encoded([bomb])[0]
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(results) == 4 and time.perf_counter() - t0 < 30
+    png = Path(server[3]).parent / "bomb.png"
+    write_huge_png(png, 10000)
+    with TritonClient(server[0]) as client, pytest.raises(ServerError, match="more than the cap"):
+        client.predict_encoded([png.read_bytes()])
+    with TritonClient(server[0]) as client:
+        assert_same(client.predict_encoded([demo_images[0].read_bytes()]), local[:1])
+    peak_mib = max(vmhwm_kib(pid) for pid in descendants(server[4])) / 1024
+    print(f"rd-serve: peak RSS of its largest process after the bombs: {peak_mib:.0f} MiB")
+    assert peak_mib < 1536
+
+
+def descendants(pid):
+    """``pid`` and every process below it (Triton, its Python-backend stubs)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    return found
+
+
+def vmhwm_kib(pid):
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in text.splitlines() if line.startswith("VmHWM:")), 0)

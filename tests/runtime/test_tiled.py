@@ -148,3 +148,40 @@ def test_stitched_map_of_a_defect_free_frame_shows_no_seam(tiled_model):
             butted[y:y + TILE, x:x + TILE] = m
         print(f"seam excess: blended {excess:.2f}, butted {seam_excess(butted, *tile_borders(hard)):.2f}")
         assert seam_excess(butted, *tile_borders(hard)) > 1.5 > excess
+
+
+# --- bounded memory on large frames (issue 21, cases 4 and 11) ---------------------------------------
+
+def test_tiles_per_call_are_bounded_by_default_and_by_tile_batch(tiled_model):
+    """A 600x600 frame is 169 tiles: never all in one call (4000x4000, 6,889 tiles, failed to allocate)."""
+    frame = np.random.default_rng(0).integers(0, 256, (600, 600, 3), dtype=np.uint8)
+    runner = CountingRunner(load_runner(tiled_model["onnx"]), None)
+    with Detector(runner) as det:
+        default = det.predict(frame)
+    assert runner.calls == [64, 64, 41]
+    runner = CountingRunner(load_runner(tiled_model["onnx"]), None)
+    with Detector(runner, tile_batch=50) as det:
+        bounded = det.predict(frame)
+    assert runner.calls == [50, 50, 50, 19]
+    np.testing.assert_allclose(bounded.anomaly_map, default.anomaly_map, atol=1e-5)
+
+
+def test_rd_infer_tile_batch_and_the_pixel_cap(tiled_model, tmp_path, capsys):
+    """--tile-batch reaches the Detector; a 631-byte JPEG declaring 20000x20000 is an error record at
+    once for a tiled model (it needs every pixel: 1.2 GB), the other inputs are scored."""
+    import json
+
+    from rd_edge.runtime.cli import build_parser, main
+    import cv2
+    from helpers import jpeg_bomb
+
+    assert build_parser().parse_args(["m.onnx", "x.png", "--tile-batch", "7"]).tile_batch == 7
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "bomb.jpg").write_bytes(jpeg_bomb())
+    cv2.imwrite(str(folder / "good.png"), good_frame(2))
+    records = tmp_path / "r.jsonl"
+    assert main([str(tiled_model["onnx"]), str(folder), "--tile-batch", "16", "--json", str(records), "--quiet"]) == 2
+    rows = {Path(r["source"]).name: r for r in map(json.loads, records.read_text().splitlines())}
+    assert "more than the cap" in rows["bomb.jpg"]["error"] and rows["good.png"]["error"] is None
+    assert "Traceback" not in capsys.readouterr().err

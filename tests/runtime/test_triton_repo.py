@@ -94,7 +94,7 @@ def test_detector_config_parses_with_the_documented_interface(metadata_factory):
                      "NORMALIZED_SCORE": model_config_pb2.TYPE_FP32, "ANOMALY_MAP": model_config_pb2.TYPE_FP16}
     assert config.parameters["threshold"].string_value == "0.7"
     assert config.parameters["pixel_threshold"].string_value == "0.6"
-    assert config.parameters["model_path"].string_value == "/models/m.onnx"
+    assert config.parameters["model_file"].string_value == "/models/m.onnx"
 
 
 def test_bad_requests_are_clear_errors(tmp_path, make_model, metadata_factory):
@@ -153,7 +153,10 @@ def test_rd_serve_no_serve_writes_the_python_backend_repository(tmp_path, make_m
     config = _parse(repo / "rd_edge" / "config.pbtxt")
     assert config.max_batch_size == 4 and config.parameters["threshold"].string_value == "0.25"
     assert config.parameters["pixel_threshold"].string_value == "0.125"
-    assert config.parameters["model_path"].string_value == str(model.resolve())
+    # No host path in the config (any client reads it): the model is found through 1/model_dir.
+    assert config.parameters["model_file"].string_value == "model_dir/m.onnx"
+    assert str(tmp_path) not in (repo / "rd_edge" / "config.pbtxt").read_text()
+    assert (repo / "rd_edge" / "1" / "model_dir" / "m.onnx").resolve() == model.resolve()
     assert "from rd_edge.runtime.triton_python import TritonPythonModel" in (repo / "rd_edge" / "1" / "model.py").read_text()
     assert main([str(tmp_path / "missing.onnx"), "--repository", str(repo), "--no-serve"]) == 1
     assert capsys.readouterr().err.startswith("error: ")
