@@ -16,7 +16,6 @@ import numpy as np
 from .errors import DatasetError, ImageReadError
 from .files import PathLike
 
-
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 _SUPPORTED = (

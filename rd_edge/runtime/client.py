@@ -23,6 +23,7 @@ from rd_edge.core.metadata import ModelMetadata
 from rd_edge.core.optional import lazy_import
 from rd_edge.core.postprocess import normalize_score, score_scale
 from rd_edge.core.urls import mask_url, mask_urls, url_credentials
+
 from .detector import Batch, Detector, Prediction
 from .triton_repo import DETECTOR_MODEL_NAME
 

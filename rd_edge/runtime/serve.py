@@ -34,7 +34,13 @@ from typing import Dict, List, Optional, Sequence
 
 from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, run_cli
 from rd_edge.core.errors import BackendError
-from .triton_repo import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DELAY_US, DETECTOR_MODEL_NAME, write_detector_repository
+
+from .triton_repo import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_QUEUE_DELAY_US,
+    DETECTOR_MODEL_NAME,
+    write_detector_repository,
+)
 
 MODEL_PY = ('"""Triton Python backend entry point written by rd-serve: the rd-edge Detector."""\n'
             "from rd_edge.runtime.triton_python import TritonPythonModel  # noqa: F401\n")

@@ -21,6 +21,7 @@ from rd_edge.core.metadata import INPUT_NAME
 from rd_edge.core.postprocess import resize_map
 from rd_edge.core.preprocess import preprocess_bgr
 from rd_edge.core.tiling import Stitcher, TileGrid, Tiling, fit_frame
+
 from .backends.base import Runner
 
 # Tiles per runner call when the caller names none: the float32 input of one call stays within

@@ -16,14 +16,14 @@ gets its own error response; the others in the same batch are answered normally.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional, Sequence
-
 from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from rd_edge.core.errors import ImageReadError, RdEdgeError
 from rd_edge.core.images import MAX_DISPLAY_PIXELS
+
 from .triton_repo import parameter_values
 
 OUTPUTS = ("SCORE", "IS_ANOMALOUS", "NORMALIZED_SCORE", "ANOMALY_MAP")

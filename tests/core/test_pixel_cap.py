@@ -6,8 +6,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from helpers import jpeg_bomb
+
 from rd_edge.core.errors import ImageReadError
 from rd_edge.core.images import MAX_DISPLAY_PIXELS, decode_image, read_image
 

@@ -6,8 +6,8 @@ import sys
 
 import cv2
 import numpy as np
-
 from pipeline_parts import FrameSource, ListSink
+
 from rd_edge.runtime import Detector
 from rd_edge.runtime.pipeline import Pipeline
 from rd_edge.runtime.sinks.evidence import EvidenceSink

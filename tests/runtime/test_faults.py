@@ -161,6 +161,7 @@ def test_an_empty_frame_is_an_image_error_not_a_cv2_error(tiny_onnx):
 
 def test_two_rd_edge_metadata_entries_are_refused_by_every_reader(make_model, metadata_factory, tmp_path):
     import onnx
+
     from rd_edge.core.onnx_props import read_onnx_metadata
 
     model = onnx.load(str(make_model()))
@@ -200,6 +201,7 @@ def test_a_truncated_video_says_how_many_frames_were_read(tiny_onnx, tmp_path, c
 
 def test_huge_images_are_downscaled_once_on_decode(tmp_path):
     from huge_png import write_huge_png
+
     from rd_edge.core.images import fit_pixels, read_image
 
     path = tmp_path / "big.png"

@@ -19,6 +19,7 @@ pytest.importorskip("tritonclient.http")
 pytest.importorskip("tritonclient.grpc")
 
 from ports import free_ports  # noqa: E402
+
 from rd_edge.core.images import list_images, read_image  # noqa: E402
 from rd_edge.runtime import Detector  # noqa: E402
 from rd_edge.runtime.client import RemoteDetector, ServerError, TritonClient  # noqa: E402

@@ -8,6 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from helpers import make_checkpoint  # noqa: E402
+
 from rd_edge.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
 from rd_edge.core.tiling import Tiling, tile_borders  # noqa: E402
 from rd_edge.runtime import Detector, load_runner  # noqa: E402
@@ -171,9 +172,10 @@ def test_rd_infer_tile_batch_and_the_pixel_cap(tiled_model, tmp_path, capsys):
     once for a tiled model (it needs every pixel: 1.2 GB), the other inputs are scored."""
     import json
 
-    from rd_edge.runtime.cli import build_parser, main
     import cv2
     from helpers import jpeg_bomb
+
+    from rd_edge.runtime.cli import build_parser, main
 
     assert build_parser().parse_args(["m.onnx", "x.png", "--tile-batch", "7"]).tile_batch == 7
     folder = tmp_path / "in"
