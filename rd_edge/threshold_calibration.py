@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from rd_edge.core.drift import reference_from_scores
 from rd_edge.core.errors import CalibrationError
 from rd_edge.core.files import PathLike, sha256_file
 from rd_edge.core.images import read_image, read_mask
@@ -260,7 +261,7 @@ def calibrate_thresholds(model: PathLike, dataset: Any, method: str = "f1", batc
         sha = _write_into_checkpoint(model, chosen)
     result = Thresholds(image_threshold=chosen["image_threshold"], pixel_threshold=chosen["pixel_threshold"],
                         method=chosen["report"]["method"], model=model.name, checkpoint_sha256=sha,
-                        report=chosen["report"])
+                        report=chosen["report"], normal_scores=reference_from_scores(data.scores[~data.labels]))
     result.write(thresholds_path(model))
     return result
 

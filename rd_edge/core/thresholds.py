@@ -9,7 +9,9 @@ arguments first, then this file, then the model's embedded metadata. Format (ver
      "method": "f1",                   # how they were chosen (f1, zero-escape, normal-quantile:0.99, manual)
      "model": "model.onnx",            # the file calibrated on
      "checkpoint_sha256": "..." | null,  # the trained weights it belongs to (ONNX metadata's)
-     "report": {...}}                  # rates and counts at these thresholds on the data
+     "report": {...},                  # rates and counts at these thresholds on the data
+     "normal_scores": {"count": N, "values": [...]} | null}  # held-out good scores: the drift
+                                       # reference (rd_edge.core.drift; optional, added later)
 
 Only finite numbers are accepted: a NaN threshold would silently pass or flag everything.
 """
@@ -21,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from .drift import check_reference
 from .errors import MetadataError
 from .files import PathLike, write_text_atomic
 
@@ -51,6 +54,7 @@ class Thresholds:
     model: Optional[str] = None
     checkpoint_sha256: Optional[str] = None
     report: Dict[str, Any] = field(default_factory=dict)
+    normal_scores: Optional[Dict[str, Any]] = None
 
     def __post_init__(self) -> None:
         self.image_threshold = finite_threshold(self.image_threshold, "image_threshold")
@@ -83,7 +87,8 @@ class Thresholds:
         return cls(image_threshold=finite_threshold(data["image_threshold"], "image_threshold", source),
                    pixel_threshold=None if pixel is None else finite_threshold(pixel, "pixel_threshold", source),
                    method=str(data.get("method", "manual")), model=data.get("model"),
-                   checkpoint_sha256=data.get("checkpoint_sha256"), report=report)
+                   checkpoint_sha256=data.get("checkpoint_sha256"), report=report,
+                   normal_scores=check_reference(data.get("normal_scores"), source))
 
     @classmethod
     def read(cls, path: PathLike) -> "Thresholds":

@@ -116,6 +116,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cameras, pipelines and streams: after an outage, reopen the source with back-off "
                         "(0.5 s doubling to 10 s) until it is back; each outage is recorded (start, end, "
                         "frames lost)")
+    p.add_argument("--drift-window", type=int_at_least(0), default=200, metavar="N",
+                   help="score drift: compare the last N OK scores per stream with the normal scores "
+                        "rd-calibrate recorded in thresholds.json (KS statistic, warns once); 0: off")
+    p.add_argument("--station", type=int_at_least(0), metavar="PORT",
+                   help="serve the operator's station (live view, counters, score chart, NG gallery, review, "
+                        "drift) on http://127.0.0.1:PORT/; needs --evidence (the gallery) and the station extra")
+    p.add_argument("--station-host", default="127.0.0.1", metavar="HOST",
+                   help="address to serve the station on; any other than 127.0.0.1 requires the token printed "
+                        "at start (0.0.0.0: every interface)")
+    p.add_argument("--station-fps", type=_positive_float, default=5.0, metavar="N",
+                   help="at most N live images per second and stream are rendered for the page")
+    p.add_argument("--review", type=Path, metavar="DIR",
+                   help="where the station saves review marks; none given: 'review' beside the evidence folder")
+    p.add_argument("--station-linger", type=_positive_float, metavar="S",
+                   help="after the last input, keep the station up S more seconds for review (Ctrl-C ends)")
+    p.add_argument("--realtime", action="store_true",
+                   help="read video files at their frame rate, as the camera delivered them (demos, the station)")
     p.add_argument("--sequential", action="store_true",
                    help="run the stages one after another in one thread instead of pipelined")
     p.add_argument("--quiet", action="store_true",
@@ -158,6 +175,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_intermixed_args(argv)  # SOURCE... may follow options: MODEL --csi 0 1
     if args.evidence_max_mb is not None and args.evidence is None:
         parser.error("--evidence-max-mb needs --evidence DIR")
+    if args.station is not None and args.evidence is None:
+        parser.error("--station needs --evidence DIR: its gallery shows the evidence folder, and review marks "
+                     "save the original frames kept there")
     if args.server is not None:  # no local model: the first positional is a source too
         if args.backend != "auto" or args.providers:
             parser.error("--backend and --providers choose a local backend; the server has its own")
@@ -182,6 +202,8 @@ def _run(args: argparse.Namespace, specs: List[Tuple[Optional[str], str]]) -> in
                             batch_size=args.batch_size, tile_batch=args.tile_batch)
     with detector, contextlib.ExitStack() as stack:
         sources = [stack.enter_context(source) for source in _open_sources(specs, args.limit, _live_options(args))]
+        for source in sources:
+            source.pace = args.realtime and source.kind == "video"
         _bound_decoded_images(detector, sources)
         sinks = _build_sinks(detector, sources, args, stack)
         if not args.quiet:
@@ -192,6 +214,7 @@ def _run(args: argparse.Namespace, specs: List[Tuple[Optional[str], str]]) -> in
                 sink.stop = pipeline.stop  # closing the --show window ends the run
         with _stop_on_sigterm(pipeline) as terminated:
             summary = pipeline.run()
+            _linger(getattr(args, "station_url", None), args.station_linger, terminated, args.quiet)
     if not args.quiet:
         print(summary.text(), file=sys.stderr)
     if summary.interrupted and not terminated:
@@ -255,7 +278,12 @@ def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, st
         from .sinks.evidence import EvidenceSink, refuse_inside
 
         refuse_inside(args.evidence, {"--json": args.json_path, "--out": args.out})
-        add(EvidenceSink(args.evidence, detector, max_mb=args.evidence_max_mb))
+        add(EvidenceSink(args.evidence, detector, max_mb=args.evidence_max_mb, originals=args.station is not None))
+    reference = _drift_reference(detector, args)
+    if reference is not None:  # before the sinks that publish records: they carry the statistic
+        from .sinks.drift import DriftSink
+
+        add(DriftSink(reference, window=args.drift_window))
     if args.json_path is not None:
         add(JsonlSink(args.json_path))
     if args.mqtt is not None:
@@ -267,11 +295,57 @@ def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, st
     recorder.progress = progress_bar(total=_total(sources), unit="img" if sources[0].kind == "folder" else "frame",
                                       disable=args.quiet or (len(sources) == 1 and sources[0].kind in ("image", "file")))
     add(recorder)
+    if args.station is not None:
+        add(_start_station(detector, sources, args, stack))
     if args.metrics_port is not None:  # last: it observes the time the other sinks took
         from .sinks.metrics import MetricsSink
 
         add(MetricsSink(args.metrics_port, streams=[s.label for s in sources]))
     return sinks
+
+
+def _start_station(detector: Any, sources: List[Any], args: argparse.Namespace, stack: contextlib.ExitStack) -> Any:
+    """The station's sink; its web server runs until the ExitStack closes (after any linger)."""
+    from .station import Station, StationServer, StationSink
+
+    review = args.review if args.review is not None else args.evidence.parent / "review"
+    station = Station(args.evidence, review, detector=detector, streams=[s.label for s in sources],
+                      live_fps=args.station_fps, title=f"rd-edge station: {Path(args.model).name}")
+    server = StationServer(station, args.station, host=args.station_host)
+    stack.callback(server.close)
+    args.station_url = server.url
+    token = " (the token in it is needed from other machines)" if server.token else ""
+    print(f"station: {server.url}{token}; review marks go to {review}", file=sys.stderr, flush=True)
+    return StationSink(station)
+
+
+def _linger(url: Optional[str], seconds: Optional[float], terminated: List[bool], quiet: bool) -> None:
+    """Keep the station up after the run, until ``seconds`` passed, Ctrl-C or SIGTERM."""
+    import time
+
+    if url is None or not seconds or terminated:
+        return
+    if not quiet:
+        print(f"run finished; the station stays up at {url} for {seconds:g} s (Ctrl-C ends)",
+              file=sys.stderr, flush=True)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline and not terminated:
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        pass
+
+
+def _drift_reference(detector: Any, args: argparse.Namespace) -> Optional[Dict[str, Any]]:
+    """The calibration's normal scores for drift monitoring, None when off or not recorded."""
+    if args.drift_window == 0 or args.server is not None:
+        return None
+    from rd_edge.core.drift import MIN_WINDOW
+    from .sinks.drift import drift_reference
+
+    if args.drift_window < MIN_WINDOW:
+        raise RdEdgeError(f"--drift-window must be 0 (off) or >= {MIN_WINDOW}, got {args.drift_window}")
+    return drift_reference(args.model, detector.metadata)
 
 
 def _total(sources: List[Any]) -> Optional[int]:

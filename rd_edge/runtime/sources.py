@@ -10,6 +10,7 @@ timeout, an error item for each outage and, when asked, reconnection with back-o
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass
 from itertools import islice
@@ -138,10 +139,13 @@ class CaptureSource(Source):
         self.is_stream = True
         fps = float(capture.get(_cv2().CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0.0 < fps <= 1000.0 else None  # some cameras report 0 or garbage
+        self.pace = False  # video files: deliver frames at the file's fps, as the camera did (--realtime)
 
     def _items(self) -> Iterator[SourceItem]:
-        index = 0
+        index, started = 0, time.monotonic()
         while True:
+            if self.pace and self.fps:
+                time.sleep(max(0.0, started + index / self.fps - time.monotonic()))
             ok, frame = self.capture.read()
             if not ok or frame is None:  # end of file, or the stream stopped
                 yield from self._truncated(index)

@@ -11,6 +11,9 @@
     rd_edge_source_outages_total{source}  live sources: outages (stream lost: end, error, read timeout)
     rd_edge_source_frames_lost_total{source}  frames an outage cost (its duration x the frame rate)
     rd_edge_source_up{source}             1 while a live source delivers frames, 0 during an outage
+    rd_edge_drift_ks{source}              KS statistic of the recent OK scores against the
+                                          calibration's normal scores (rd_edge.core.drift)
+    rd_edge_drifting{source}              1 while that drift is over the documented level
 
 The metrics live in a registry of their own (not prometheus_client's global one), so several
 sinks, e.g. in tests, never clash.
@@ -52,6 +55,9 @@ class MetricsSink(Sink):
                                         **per_source)
         self.up = prom.Gauge("rd_edge_source_up", "1 while a live source delivers frames, 0 in an outage",
                              **per_source)
+        self.drift = prom.Gauge("rd_edge_drift_ks", "KS statistic: recent OK scores vs calibration normals",
+                                **per_source)
+        self.drifting = prom.Gauge("rd_edge_drifting", "1 while the score drift is over its level", **per_source)
         self.stages = prom.Histogram("rd_edge_stage_seconds", "Per-frame time in each pipeline stage",
                                      labelnames=["stage"], buckets=BUCKETS, registry=registry)
         for stream in streams:
@@ -83,6 +89,10 @@ class MetricsSink(Sink):
         if p is not None:
             self.anomalies.labels(source).inc(int(p.is_anomalous))
             self.score.labels(source).set(p.normalized_score)
+        drift = result.extra.get("drift")
+        if drift:
+            self.drift.labels(source).set(drift["ks"])
+            self.drifting.labels(source).set(int(drift["drifting"]))
         for stage, seconds in result.seconds.items():
             self.stages.labels(stage).observe(seconds)
         self.latency.labels(source).observe(max(time.time() - result.captured_at, 0.0))

@@ -1,0 +1,149 @@
+"""The operator's station in a real browser (headless Chromium via Selenium) against a real
+rd-infer run on two videos: the live image updates, counters match the JSON Lines, a review
+click saves the original frame and its record, and the drift badge lights for the drifting
+stream only. Plus the token on other addresses and review-folder rules, without a browser."""
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+from browser import chromium, missing
+from ports import free_ports
+from station_scene import make_scene
+
+from rd_edge.core import review
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+
+def wait_for(check, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def line(tmp_path_factory):
+    """rd-infer on a stable and a drifting video, paced at 20 fps (10 s), station on a free port,
+    kept up after the run for review; SIGTERM at the end."""
+    folder = tmp_path_factory.mktemp("station")
+    scene = make_scene(folder)
+    (port,) = free_ports(1)
+    log = open(folder / "stderr.txt", "w")  # noqa: SIM115  open for the process's whole life
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rd_edge.runtime.cli", str(scene["model"]), f"stable={scene['stable']}",
+         f"drift={scene['drift']}", "--realtime", "--json", str(folder / "r.jsonl"), "--evidence", str(folder / "ev"),
+         "--station", str(port), "--station-linger", "60", "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=log, cwd=folder)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for(lambda: "station: " in (folder / "stderr.txt").read_text() or proc.poll() is not None, 30, "station")
+        assert proc.poll() is None, (folder / "stderr.txt").read_text()
+        yield {"url": url, "folder": folder, "proc": proc}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=20)
+        finally:
+            proc.kill()
+            log.close()
+    assert code == 0, (folder / "stderr.txt").read_text()
+
+
+def js(driver, script):
+    return driver.execute_script(script)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(missing() is not None, reason=str(missing()))
+def test_station_page_live_review_counters_and_drift(line):
+    folder = line["folder"]
+    with chromium(1280, 800) as driver:  # the touch panel's size
+        driver.get(line["url"])
+        # live image: two streams, each image replaced several times while the videos play
+        updates = "return [...document.querySelectorAll('.live-img')].map(i => Number(i.dataset.updates || 0))"
+        wait_for(lambda: len(js(driver, updates)) == 2 and min(js(driver, updates)) >= 3, 15, "live images")
+        frames = js(driver, "return [...document.querySelectorAll('.live-img')].map(i => i.naturalWidth)")
+        assert all(w > 0 for w in frames)  # decoded JPEGs, not broken images
+
+        # review: "False alarm" on the stable stream's first NG frame saves the original and record
+        button = "#stream-stable .ng-gallery .item button.false_alarm"
+        wait_for(lambda: js(driver, f"return document.querySelector('{button}') !== null"), 15, "an NG entry")
+        item_id = js(driver, f"return document.querySelector('{button}').closest('.item').dataset.id")
+        driver.find_element("css selector", button).click()
+        saved = wait_for(lambda: list((folder / "review" / "false_alarm").glob("*.json")), 10, "the review mark")
+        entry = item_id.split(":")[2]
+        mark = json.loads(saved[0].read_text())
+        assert mark["review"]["label"] == "false_alarm" and mark["record"]["stream"] == "stable"
+        original = cv2.imread(str(folder / "ev" / "stable" / f"{entry}.png"))
+        assert np.array_equal(cv2.imread(str(saved[0].with_suffix(".png"))), original)  # the frame, not the overlay
+
+        # drift: the badge turns on for the drifting stream, never for the stable one
+        badge = "return document.querySelector('#stream-{} .badge.drift').classList.contains('on')"
+        wait_for(lambda: js(driver, badge.format("drift")), 20, "the drift badge")
+        wait_for(lambda: js(driver, "return document.getElementById('mode').textContent") == "run finished", 20,
+                 "the end of the run")
+        time.sleep(1.2)  # one more state poll after the end
+        assert not js(driver, badge.format("stable"))
+
+        # counters = the JSON Lines the same run wrote
+        records = [json.loads(x) for x in (folder / "r.jsonl").read_text().splitlines()]
+        for stream in ("stable", "drift"):
+            mine = [r for r in records if r["stream"] == stream]
+            shown = {k: int(driver.find_element("css selector", f"#stream-{stream} .{k}").text)
+                     for k in ("frames", "ok", "ng", "errors")}
+            assert shown == {"frames": len(mine), "ok": sum(r["is_anomalous"] is False for r in mine),
+                             "ng": sum(r["is_anomalous"] is True for r in mine),
+                             "errors": sum(r["error"] is not None for r in mine)}
+        drifting = {r["stream"] for r in records if (r.get("drift") or {}).get("drifting")}
+        assert drifting == {"drift"}
+    assert (folder / "stderr.txt").read_text().count("warning: score drift on drift") == 1
+
+
+def test_station_on_another_address_needs_the_token(tmp_path):
+    from rd_edge.runtime.station import Station, StationServer
+
+    (port,) = free_ports(1)
+    server = StationServer(Station(tmp_path / "ev", tmp_path / "review"), port, host="127.0.0.2")
+    try:
+        assert server.token and server.url.endswith(f"?token={server.token}")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.2:{port}/api/state", timeout=5)
+        assert refused.value.code == 401
+        wrong = urllib.request.Request(f"http://127.0.0.2:{port}/api/state", headers={"Authorization": "Bearer x"})
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(wrong, timeout=5)
+        with urllib.request.urlopen(server.url, timeout=5) as page:
+            cookie = page.headers["set-cookie"]
+        assert "rd_station_token=" in cookie and "HttpOnly" in cookie
+        ok = urllib.request.Request(f"http://127.0.0.2:{port}/api/state", headers={"Authorization": f"Bearer {server.token}"})
+        with urllib.request.urlopen(ok, timeout=5) as answer:
+            assert json.loads(answer.read())["live"] is False
+    finally:
+        server.close()
+
+
+def test_review_marks_never_delete_and_the_newest_wins(tmp_path):
+    png = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes()
+    first, new = review.write_mark(tmp_path, review.FALSE_ALARM, "cam", "e1", png, {"score": 0.3})
+    assert new and first.is_file() and first.with_suffix(".json").is_file()
+    assert review.write_mark(tmp_path, review.FALSE_ALARM, "cam", "e1", png, {"score": 0.3}) == (first, False)
+    time.sleep(0.01)
+    second, _ = review.write_mark(tmp_path, review.CONFIRMED, "cam", "e1", png, {"score": 0.3})
+    assert first.is_file() and second.is_file()  # nothing deleted
+    assert review.labels(tmp_path) == {"cam__e1": review.CONFIRMED}
+    good, defective = review.reviewed_images(tmp_path)
+    assert good == [] and defective == [second]
+    with pytest.raises(review.ReviewError, match="label"):
+        review.write_mark(tmp_path, "maybe", "cam", "e2", png, {})
