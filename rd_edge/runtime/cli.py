@@ -12,9 +12,10 @@ import contextlib
 import re
 import sys
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, name_list, run_cli
+from rd_edge.core.errors import RdEdgeError
 
 from .backends import registered_backends
 
@@ -341,6 +342,7 @@ def _drift_reference(detector: Any, args: argparse.Namespace) -> Optional[Dict[s
     if args.drift_window == 0 or args.server is not None:
         return None
     from rd_edge.core.drift import MIN_WINDOW
+
     from .sinks.drift import drift_reference
 
     if args.drift_window < MIN_WINDOW:

@@ -16,8 +16,8 @@ from rd_edge.core.drift import DEFAULT_WINDOW, DRIFT_D, DRIFT_P, DriftMonitor
 from rd_edge.core.files import PathLike
 from rd_edge.core.metadata import ModelMetadata
 
-from .base import Result, Sink
 from ..threshold_precedence import read_beside
+from .base import Result, Sink
 
 
 def drift_reference(model: PathLike | None, meta: ModelMetadata) -> dict[str, Any] | None:

@@ -76,7 +76,8 @@ class EvidenceSink(Sink):
             return
         stem = self.folder / result.stream / _entry_name(result)
         image = self._overlay_jpeg(result)
-        original = _png(result.item.frame) if self.originals else b""
+        frame = result.item.frame
+        original = _png(frame) if self.originals and frame is not None else b""
         result.extra["evidence"] = str(stem.with_suffix(".jpg"))
         record = json.dumps(result.record(), allow_nan=False, indent=1).encode("utf-8")
         size = len(image) + len(original) + len(record)
