@@ -4,7 +4,7 @@
   rd-export model.pt|model.onnx --precision int8 --calib-dir DIR [--int8-target tensorrt|cpu]
             [--int8-scope student|full] [-o model_int8.onnx]
   rd-export model.pt|model.onnx --engine [model.engine] [--precision fp32|fp16|int8] [--calib-dir DIR]
-            [--max-batch N] [--workspace MB] [--timing-cache PATH]
+            [--max-batch N] [--opt-batch N] [--workspace MB] [--timing-cache PATH]
   rd-export model.pt|model.onnx [--engine] --triton-repo DIR [--max-batch N] [--instances K]
 
 Only the checkpoint path imports torch: from an ONNX file (e.g. on a Jetson) nothing does.
@@ -54,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--engine", nargs="?", const="", default=None, metavar="PLAN",
                    help="build a TensorRT plan (default path: <stem>[_<precision>].engine) and its sidecar")
     e.add_argument("--max-batch", type=int_at_least(1), default=None,
-                   help="largest batch of the engine (default 8; optimized for batch 1)")
+                   help="largest batch of the engine (default 8)")
+    e.add_argument("--opt-batch", type=int_at_least(1), default=None,
+                   help="the batch TensorRT tunes its tactics for, recorded in the sidecar (default: the "
+                        "model's typical batch: its tile count per frame for tiled models, else 1; at most "
+                        "--max-batch)")
     e.add_argument("--workspace", type=int_at_least(1), default=None, metavar="MB",
                    help="builder workspace limit in MiB")
     e.add_argument("--timing-cache", help="TensorRT timing cache file: loaded when present, saved after the build")
@@ -86,8 +90,8 @@ def _check_args(args: argparse.Namespace, model: Path) -> None:
     if args.engine is not None and args.int8_target == "cpu":
         raise ExportError("--int8-target cpu makes a graph for ONNX Runtime on x86; TensorRT engines "
                           "need --int8-target tensorrt (the default)")
-    if args.engine is None and any(v is not None for v in (args.workspace, args.timing_cache)):
-        raise ExportError("--workspace and --timing-cache are for --engine")
+    if args.engine is None and any(v is not None for v in (args.workspace, args.timing_cache, args.opt_batch)):
+        raise ExportError("--workspace, --timing-cache and --opt-batch are for --engine")
     if args.engine is None and args.triton_repo is None and args.max_batch is not None:
         raise ExportError("--max-batch is for --engine or --triton-repo")
     if args.triton_repo is None and args.instances is not None:
@@ -180,12 +184,18 @@ def _triton_main(args: argparse.Namespace, artifact: Path) -> None:
     from rd_edge.runtime import DEFAULT_MAX_BATCH, write_graph_repository
 
     engine = args.engine is not None
-    meta = EngineSidecar.read(artifact).metadata if engine else read_onnx_metadata(artifact)
+    if engine:  # the plan's real profile: Triton refuses a max_batch_size the engine cannot run
+        sidecar = EngineSidecar.read(artifact)
+        meta, max_batch = sidecar.metadata, sidecar.max_batch
+        fixed: Optional[int] = sidecar.max_batch if sidecar.static_batch else None
+    else:
+        meta, max_batch = read_onnx_metadata(artifact), args.max_batch or DEFAULT_MAX_BATCH
+        fixed = int(args.batch) if not _is_onnx(Path(args.model)) and args.batch != "dynamic" else None
     # thresholds.json and the model name come from the user's graph, else from what was exported
     source = Path(args.model) if _is_onnx(Path(args.model)) else artifact
     folder = write_graph_repository(artifact, args.triton_repo, meta, "tensorrt" if engine else "onnxruntime",
-                                    max_batch=args.max_batch or DEFAULT_MAX_BATCH,
-                                    instances=args.instances or 1, source=source)
+                                    max_batch=max_batch, instances=args.instances or 1, source=source,
+                                    fixed_batch=fixed)
     print(f"Triton model repository: {folder} ({'tensorrt' if engine else 'onnxruntime'} backend)")
 
 
@@ -210,7 +220,7 @@ def _engine_main(args: argparse.Namespace, model: Path) -> Path:
     onnx_path = _engine_onnx(args, model, plan, precision, source_precision, typed)
     report = build_engine(onnx_path, plan, precision=precision,
                           max_batch=args.max_batch or DEFAULT_MAX_BATCH, workspace_mb=args.workspace,
-                          timing_cache=args.timing_cache, verbose=args.verbose)
+                          timing_cache=args.timing_cache, verbose=args.verbose, opt_batch=args.opt_batch)
     print(report.format())
     return plan
 

@@ -21,6 +21,8 @@ _SIDECAR_FIELDS = ("tensorrt_version", "gpu_name", "compute_capability", "precis
                    "min_batch", "max_batch", "onnx_sha256", METADATA_KEY)
 # Written since the device identity was recorded; older sidecars lack them (see check_compatible).
 _DEVICE_FIELDS = ("sm_count", "total_memory_mb", "device_model")
+# Written since the profile's opt batch and the batch kind were recorded; older sidecars lack them.
+_PROFILE_FIELDS = ("opt_batch", "dynamic_batch")
 
 
 class GpuInfo(NamedTuple):
@@ -72,6 +74,16 @@ class EngineSidecar:
     sm_count: Optional[int] = None
     total_memory_mb: Optional[int] = None
     device_model: Optional[str] = None
+    opt_batch: Optional[int] = None  # the batch TensorRT tuned its tactics for (profile opt)
+    dynamic_batch: Optional[bool] = None  # False: the graph's batch is fixed at max_batch
+
+    @property
+    def static_batch(self) -> bool:
+        """True when the engine only runs batch ``max_batch``: built from a fixed-batch graph
+        (a sidecar from before the kind was recorded: when min == max, which covers both)."""
+        if self.dynamic_batch is not None:
+            return not self.dynamic_batch
+        return self.min_batch == self.max_batch
 
     @property
     def gpu(self) -> GpuInfo:
@@ -82,7 +94,7 @@ class EngineSidecar:
         # Unknown device fields are left out, not null: OpenCV's JSON reader (the C++ example's)
         # fails on null.
         data = {k: v for k, v in asdict(self).items()
-                if k != "metadata" and not (k in _DEVICE_FIELDS and v is None)}
+                if k != "metadata" and not (k in _DEVICE_FIELDS + _PROFILE_FIELDS and v is None)}
         data[METADATA_KEY] = asdict(self.metadata)
         return data
 
@@ -116,8 +128,15 @@ class EngineSidecar:
                 raise MetadataError(f"{source}: {key} must be a positive integer or null, found {value!r}")
         if device["device_model"] is not None and not isinstance(device["device_model"], str):
             raise MetadataError(f"{source}: device_model must be a string or null, found {device['device_model']!r}")
+        opt, dynamic = data.get("opt_batch"), data.get("dynamic_batch")
+        if opt is not None and not (isinstance(opt, int) and batches[0] <= opt <= batches[1]):
+            raise MetadataError(f"{source}: opt_batch must be an integer in min_batch..max_batch "
+                                f"{list(batches)}, found {opt!r}")
+        if dynamic is not None and not isinstance(dynamic, bool):
+            raise MetadataError(f"{source}: dynamic_batch must be true, false or absent, found {dynamic!r}")
         return cls(str(data["tensorrt_version"]), str(data["gpu_name"]), cc, str(data["precision"]),
-                   data["min_batch"], data["max_batch"], str(data["onnx_sha256"]), meta, **device)
+                   data["min_batch"], data["max_batch"], str(data["onnx_sha256"]), meta, **device,
+                   opt_batch=opt, dynamic_batch=dynamic)
 
     @classmethod
     def read(cls, plan: PathLike) -> "EngineSidecar":

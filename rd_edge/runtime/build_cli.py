@@ -1,6 +1,6 @@
 """rd-build-engine: an rd-export ONNX graph -> TensorRT plan + sidecar, on the machine that runs it.
 
-  rd-build-engine model.onnx [-o model.engine] [--precision fp32|fp16|int8] [--max-batch 8]
+  rd-build-engine model.onnx [-o model.engine] [--precision fp32|fp16|int8] [--max-batch 8] [--opt-batch N]
                   [--workspace MB] [--timing-cache PATH] [--device-id 0] [--verbose]
 
 TensorRT plans only run with the TensorRT version and GPU that built them, so a Jetson builds its
@@ -31,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=values(Precision), default=None,
                    help="default: the graph's own (fp32 graph + fp16 = FP16 builder flag)")
     p.add_argument("--max-batch", type=int_at_least(1), default=DEFAULT_MAX_BATCH,
-                   help=f"largest batch of a dynamic-batch graph (default {DEFAULT_MAX_BATCH}; optimized for 1)")
+                   help=f"largest batch of a dynamic-batch graph (default {DEFAULT_MAX_BATCH})")
+    p.add_argument("--opt-batch", type=int_at_least(1), default=None,
+                   help="the batch TensorRT tunes its tactics for, recorded in the sidecar (default: the "
+                        "model's typical batch: its tile count per frame for tiled models, else 1)")
     p.add_argument("--workspace", type=int_at_least(1), default=None, metavar="MB", help="builder workspace limit")
     p.add_argument("--timing-cache", help="TensorRT timing cache: loaded when present, saved after the build")
     p.add_argument("--device-id", type=int_at_least(0), default=0, help="CUDA device to build on")
@@ -50,7 +53,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         plan = Path(args.output) if args.output else default_plan_path(model, precision, meta.precision)
         report = build_engine(model, plan, precision=precision, max_batch=args.max_batch,
                               workspace_mb=args.workspace, timing_cache=args.timing_cache,
-                              device_id=args.device_id, verbose=args.verbose)
+                              device_id=args.device_id, verbose=args.verbose, opt_batch=args.opt_batch)
         print(report.format())
         return 0
 

@@ -84,21 +84,25 @@ def _quote(text: str) -> str:
 def model_config_text(name: str, backend: str, max_batch: int, inputs: Sequence[TensorSpec],
                       outputs: Sequence[TensorSpec], instances: int, kind: str,
                       parameters: Dict[str, str], queue_delay_us: int = DEFAULT_QUEUE_DELAY_US) -> str:
-    """A ``config.pbtxt`` (Triton ModelConfig in protobuf text format)."""
-    if max_batch < 1 or instances < 1:
-        raise TritonRepositoryError(f"max batch and instance count must be >= 1, got {max_batch} and {instances}")
+    """A ``config.pbtxt`` (Triton ModelConfig in protobuf text format).
+
+    ``max_batch`` 0: the model does not batch (dims are full shapes, no dynamic batcher)."""
+    if max_batch < 0 or instances < 1:
+        raise TritonRepositoryError(f"max batch must be >= 0 and instance count >= 1, got {max_batch} and {instances}")
     params = "\n".join(f"parameters {{\n  key: {_quote(k)}\n  value: {{ string_value: {_quote(v)} }}\n}}"
                        for k, v in sorted(parameters.items()))
-    return "\n".join([
+    # Triton refuses a dynamic batcher on a model with max_batch_size 0.
+    batcher = f"dynamic_batching {{\n  max_queue_delay_microseconds: {queue_delay_us}\n}}" if max_batch else ""
+    return "\n".join(filter(None, [
         f'name: "{name}"',
         f'backend: "{backend}"',
         f"max_batch_size: {max_batch}",
         "input [\n" + ",\n".join(t.to_text() for t in inputs) + "\n]",
         "output [\n" + ",\n".join(t.to_text() for t in outputs) + "\n]",
-        f"dynamic_batching {{\n  max_queue_delay_microseconds: {queue_delay_us}\n}}",
+        batcher,
         f"instance_group [\n  {{\n    kind: {kind}\n    count: {instances}\n  }}\n]",
         params,
-    ]) + "\n"
+    ])) + "\n"
 
 
 def metadata_parameters(meta: ModelMetadata, thresholds: Optional[ResolvedThresholds]) -> Dict[str, str]:
@@ -111,20 +115,28 @@ def metadata_parameters(meta: ModelMetadata, thresholds: Optional[ResolvedThresh
 
 
 def graph_model_config(meta: ModelMetadata, name: str, backend: str, max_batch: int = DEFAULT_MAX_BATCH,
-                       instances: int = 1, thresholds: Optional[ResolvedThresholds] = None) -> str:
-    """config.pbtxt of the exported graph on the onnxruntime or tensorrt backend."""
+                       instances: int = 1, thresholds: Optional[ResolvedThresholds] = None,
+                       fixed_batch: Optional[int] = None) -> str:
+    """config.pbtxt of the exported graph on the onnxruntime or tensorrt backend.
+
+    ``max_batch``: the largest batch the model runs (a TensorRT plan's profile max: Triton's
+    TensorRT backend refuses a larger max_batch_size). ``fixed_batch`` N: a graph or plan whose
+    batch is fixed at N (``rd-export --batch N``): ``max_batch_size: 0`` and full [N, ...] dims,
+    since Triton's batching needs a variable first dimension.
+    """
     spec = _graph_backend(backend)
     h, w = meta.height, meta.width
     dtype = str(meta.input.get("dtype", "float32"))
     if dtype not in _TRITON_TYPES:
         raise MetadataError(f"the model's input dtype {dtype!r} has no Triton type; expected one of "
                             f"{sorted(_TRITON_TYPES)}")
-    inputs = [TensorSpec(str(meta.input.get("name", INPUT_NAME)), dtype, [3, h, w])]  # [N,3,H,W]
-    outputs = [TensorSpec("anomaly_map", "float32", [1, h, w]),  # [N,1,H,W]
-               # The graph's score is [N]; Triton wants at least one dim per item: [N,1] on the
-               # wire, reshaped to the graph's [N].
-               TensorSpec("score", "float32", [1], reshape=[])]
-    return model_config_text(name, backend, max_batch, inputs, outputs, instances, spec["kind"],
+    lead = [] if fixed_batch is None else [fixed_batch]  # batching models: Triton adds the N itself
+    inputs = [TensorSpec(str(meta.input.get("name", INPUT_NAME)), dtype, lead + [3, h, w])]  # [N,3,H,W]
+    outputs = [TensorSpec("anomaly_map", "float32", lead + [1, h, w]),  # [N,1,H,W]
+               # The graph's score is [N]; a batching model needs at least one dim per item: [N,1]
+               # on the wire, reshaped to the graph's [N]. A fixed batch has the full [N].
+               TensorSpec("score", "float32", lead) if lead else TensorSpec("score", "float32", [1], reshape=[])]
+    return model_config_text(name, backend, 0 if lead else max_batch, inputs, outputs, instances, spec["kind"],
                              metadata_parameters(meta, thresholds))
 
 
@@ -172,11 +184,13 @@ def graph_thresholds(source: PathLike, meta: ModelMetadata) -> Optional[Resolved
 
 def write_graph_repository(model: PathLike, repo: PathLike, meta: ModelMetadata, backend: str,
                            max_batch: int = DEFAULT_MAX_BATCH, instances: int = 1,
-                           name: Optional[str] = None, source: Optional[PathLike] = None) -> Path:
+                           name: Optional[str] = None, source: Optional[PathLike] = None,
+                           fixed_batch: Optional[int] = None) -> Path:
     """Copy ``model`` (an .onnx or a TensorRT plan) into ``repo/<name>/1/`` and write its config.
 
     ``source``: the file whose neighbouring ``thresholds.json`` applies (default: ``model``);
-    the model name defaults to ``rd_<stem of source>``. Returns the model's folder.
+    the model name defaults to ``rd_<stem of source>``; ``max_batch`` and ``fixed_batch`` as
+    in :func:`graph_model_config`. Returns the model's folder.
     """
     spec = _graph_backend(backend)
     source = Path(source if source is not None else model)
@@ -184,7 +198,7 @@ def write_graph_repository(model: PathLike, repo: PathLike, meta: ModelMetadata,
     folder = Path(repo) / name
     version = folder / "1"
     text = graph_model_config(meta, name, backend, max_batch, instances,  # every check before writing
-                              thresholds=graph_thresholds(source, meta))
+                              thresholds=graph_thresholds(source, meta), fixed_batch=fixed_batch)
     try:
         version.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model, version / spec["file"])

@@ -555,19 +555,67 @@ def test_cli_builds_from_onnx_with_fake_tensorrt(fake_trt, r18_onnx, tmp_path, c
     assert EngineSidecar.read(plan).max_batch == 2 and (tmp_path / "t.cache").is_file()
 
 
-def test_cli_writes_a_tensorrt_triton_repository(fake_trt, r18_onnx, tmp_path, capsys):
+def _triton_config(folder):
     text_format = pytest.importorskip("google.protobuf.text_format")
     model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
-    fake_trt("10.3.0")
+    return text_format.Parse((folder / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+
+
+def _with_input_batch(source, out, batch):
+    """A copy of the graph whose image input has a fixed batch (as `rd-export --batch N` writes)."""
+    model = onnx.load(str(source))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = batch
+    onnx.save(model, str(out))
+    return out
+
+
+def test_cli_writes_a_tensorrt_triton_repository_from_the_plans_profile(fake_trt, r18_onnx, tmp_path, capsys):
+    trt = fake_trt("10.3.0")
     onnx_copy = tmp_path / "m.onnx"
     onnx_copy.write_bytes(r18_onnx.read_bytes())
     rc = export_main([str(onnx_copy), "--engine", "--max-batch", "4", "--triton-repo", str(tmp_path / "repo")])
     assert rc == 0, capsys.readouterr().err
     folder = tmp_path / "repo" / "rd_m"
     assert (folder / "1" / "model.plan").read_bytes() == (tmp_path / "m.engine").read_bytes()
-    config = text_format.Parse((folder / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
-    assert (config.backend, config.max_batch_size) == ("tensorrt", EngineSidecar.read(tmp_path / "m.engine").max_batch)
-    assert [i.name for i in config.input] == ["image"] and list(config.input[0].dims) == [3, 64, 64]
+    config = _triton_config(folder)
+    (lo, opt, hi) = trt.Builder.built[-1][1].profiles[0].shapes["image"]  # what the plan was built with
+    # Triton's TensorRT backend refuses a max_batch_size above the profile's max batch.
+    assert (config.backend, config.max_batch_size) == ("tensorrt", hi[0]) == ("tensorrt", 4)
+    assert config.HasField("dynamic_batching")
+    assert [i.name for i in config.input] == ["image"] and list(config.input[0].dims) == list(hi[1:])
+
+
+def test_triton_repository_of_a_fixed_batch_plan_does_not_batch(fake_trt, r18_onnx, tmp_path, capsys):
+    # Issue 22: a plan whose batch is fixed at N got max_batch_size 8 (the CLI's default), which
+    # Triton refuses; it now gets max_batch_size 0 and the full [N, ...] shapes.
+    fake_trt("10.3.0")
+    static = _with_input_batch(r18_onnx, tmp_path / "s.onnx", 2)
+    rc = export_main([str(static), "--engine", "--triton-repo", str(tmp_path / "repo")])
+    assert rc == 0, capsys.readouterr().err
+    sidecar = EngineSidecar.read(tmp_path / "s.engine")
+    assert (sidecar.min_batch, sidecar.opt_batch, sidecar.max_batch, sidecar.static_batch) == (2, 2, 2, True)
+    config = _triton_config(tmp_path / "repo" / "rd_s")
+    assert config.max_batch_size == 0 and not config.HasField("dynamic_batching")
+    dims = {t.name: list(t.dims) for t in list(config.input) + list(config.output)}
+    assert dims == {"image": [2, 3, 64, 64], "anomaly_map": [2, 1, 64, 64], "score": [2]}
+
+
+def test_opt_batch_is_the_typical_batch_and_recorded_in_the_sidecar(fake_trt, r18_onnx, tmp_path, capsys):
+    trt = fake_trt("10.3.0")
+    onnx_copy = tmp_path / "m.onnx"
+    onnx_copy.write_bytes(r18_onnx.read_bytes())
+    assert export_main([str(onnx_copy), "--engine", "--max-batch", "4", "--opt-batch", "3"]) == 0
+    assert trt.Builder.built[-1][1].profiles[0].shapes["image"][1] == (3, 3, 64, 64)
+    assert EngineSidecar.read(tmp_path / "m.engine").opt_batch == 3
+    assert "batch 1..4 tuned for 3" in capsys.readouterr().out
+    assert export_main([str(onnx_copy), "--engine", "--max-batch", "4", "--opt-batch", "5"]) == 1
+    assert "--opt-batch 5 is outside the engine's batch range 1..4" in capsys.readouterr().err
+    # A tiled model runs a frame's tiles as one batch: 128x192 frames in 64 px tiles are 6.
+    meta = read_metadata(onnx.load(str(r18_onnx)))
+    tiled = replace(meta, tiling={"tile": [64, 64], "overlap": 0.0, "frame": [128, 192]})
+    assert [tb.typical_batch(tiled, m) for m in (8, 4)] == [6, 4]  # capped at the max batch
+    assert tb.typical_batch(replace(tiled, tiling={"tile": [64, 64]}), 8) == 8  # any frame size
+    assert tb.typical_batch(meta, 8) == 1  # one camera frame at a time
 
 
 def test_on_device_build_command_writes_the_same_plan_and_sidecar(fake_trt, r18_onnx, tmp_path, capsys):
@@ -685,6 +733,17 @@ def test_real_plan_with_edited_version_is_refused(r18_onnx, tmp_path):
 def test_rejected_optimization_profile_is_an_error(fake_trt, r18_onnx, tmp_path, monkeypatch):
     fake_trt("10.3.0")
     monkeypatch.setattr(Config, "add_optimization_profile", lambda self, profile: -1)
-    with pytest.raises(ExportError, match=r"rejected the optimization profile batch 1\.\.8"):
+    with pytest.raises(ExportError, match=r"rejected the optimization profile batch 1\.\.8 \(opt 1\)"):
         tb.build_engine(r18_onnx, tmp_path / "m.engine")
     assert not (tmp_path / "m.engine").exists()
+
+
+def test_profile_the_binding_refuses_is_an_error(fake_trt, r18_onnx, tmp_path, monkeypatch):
+    fake_trt("11.4.0")
+
+    def refuse(self, name, lo, opt, hi):
+        raise RuntimeError("set_shape(): invalid dimensions")
+
+    monkeypatch.setattr(Profile, "set_shape", refuse)
+    with pytest.raises(ExportError, match=r"rejected the optimization profile batch 1\.\.2 \(opt 2\).*invalid"):
+        tb.build_engine(r18_onnx, tmp_path / "m.engine", max_batch=2, opt_batch=2)

@@ -55,9 +55,12 @@ class EngineReport:
     max_batch: int
     seconds: float
     timing_cache: Optional[str] = None  # what happened to the timing cache, for the report
+    opt_batch: Optional[int] = None
 
     def format(self) -> str:
-        lines = [f"wrote {self.plan} ({self.precision}, batch {self.min_batch}..{self.max_batch}, "
+        batch = f"batch {self.min_batch}..{self.max_batch}" + (
+            f" tuned for {self.opt_batch}" if self.min_batch < self.max_batch else " (fixed)")
+        lines = [f"wrote {self.plan} ({self.precision}, {batch}, "
                  f"TensorRT {self.tensorrt_version}, {self.gpu}) from {self.onnx_path} in "
                  f"{self.seconds:.1f} s; sidecar {self.sidecar.name}"]
         if self.timing_cache:
@@ -194,8 +197,32 @@ def _parse(trt: Any, network: Any, logger: Any, onnx_path: Path) -> None:
     raise ExportError(f"TensorRT {trt.__version__} could not parse {onnx_path}: {'; '.join(errors)}")
 
 
-def _batch_range(network: Any, meta: ModelMetadata, max_batch: int, onnx_path: Path) -> Tuple[int, int, bool]:
-    """(min, max, dynamic) batch of the ``image`` input, checked against the metadata."""
+@dataclass(frozen=True)
+class BatchProfile:
+    """The engine's batch sizes: optimization profile 0 (min, opt, max), or a fixed batch."""
+
+    min: int
+    opt: int
+    max: int
+    dynamic: bool
+
+
+def typical_batch(meta: ModelMetadata, max_batch: int) -> int:
+    """The batch a model usually runs, capped at ``max_batch``: the tile count of the frame it
+    was trained for (tiled models run a frame's tiles as one batch), ``max_batch`` for a
+    tiled model of any frame size (its tiles run in chunks of max-batch), else 1 (one camera
+    frame at a time)."""
+    tiling = meta.tile_spec()
+    if tiling is None:
+        return 1
+    if tiling.frame is None:
+        return max_batch
+    return max(1, min(max_batch, len(tiling.grid(tiling.frame))))
+
+
+def _batch_range(network: Any, meta: ModelMetadata, max_batch: int, opt_batch: Optional[int],
+                 onnx_path: Path) -> BatchProfile:
+    """The batch profile of the ``image`` input, checked against the metadata."""
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     image = next((t for t in inputs if t.name == INPUT_NAME), None)
     if image is None or len(inputs) != 1:
@@ -209,8 +236,12 @@ def _batch_range(network: Any, meta: ModelMetadata, max_batch: int, onnx_path: P
         if max_batch not in (shape[0], DEFAULT_MAX_BATCH):
             raise ExportError(f"{onnx_path} has a fixed batch of {shape[0]}, --max-batch {max_batch} "
                               f"cannot apply; re-export with --batch dynamic")
-        return shape[0], shape[0], False
-    return 1, max_batch, True
+        return BatchProfile(shape[0], shape[0], shape[0], False)
+    opt = typical_batch(meta, max_batch) if opt_batch is None else opt_batch
+    if not 1 <= opt <= max_batch:
+        raise ExportError(f"--opt-batch {opt} is outside the engine's batch range 1..{max_batch}; "
+                          f"pass a value in it, or raise --max-batch")
+    return BatchProfile(1, opt, max_batch, True)
 
 
 def _configure(trt: Any, builder: Any, network: Any, precision: str, workspace_mb: Optional[int]) -> Any:
@@ -288,10 +319,11 @@ def _save_timing_cache(config: Any, path: Path) -> int:
 def build_engine(onnx_path: PathLike, plan_path: PathLike, precision: Optional[str] = None,
                  max_batch: int = DEFAULT_MAX_BATCH, workspace_mb: Optional[int] = None,
                  timing_cache: Optional[PathLike] = None, device_id: int = 0,
-                 verbose: bool = False) -> EngineReport:
+                 verbose: bool = False, opt_batch: Optional[int] = None) -> EngineReport:
     """Build a TensorRT plan from an rd-export ONNX graph and write its sidecar next to it.
 
-    ``precision`` None takes the graph's own (fp32, fp16 or int8 Q/DQ). ExportError when
+    ``precision`` None takes the graph's own (fp32, fp16 or int8 Q/DQ). ``opt_batch``: the
+    batch TensorRT tunes its tactics for (default :func:`typical_batch`). ExportError when
     tensorrt is missing, the graph cannot give that precision, or TensorRT fails (with its
     messages); MetadataError when the ONNX has no rd_edge metadata.
     """
@@ -305,31 +337,40 @@ def build_engine(onnx_path: PathLike, plan_path: PathLike, precision: Optional[s
     precision = resolve_precision(precision, meta, onnx_path, major)
     gpu = gpu_identity(device_id)
     with on_device(device_id):
-        plan, min_batch, max_batch, cache_note = _build(trt, major, onnx_path, plan_path, meta, precision,
-                                                        max_batch, workspace_mb, cache_path, verbose)
+        plan, batch, cache_note = _build(trt, major, onnx_path, plan_path, meta, precision, max_batch,
+                                         opt_batch, workspace_mb, cache_path, verbose)
     write_bytes_atomic(plan_path, plan)
-    written = write_sidecar(plan_path, onnx_path, meta, precision, str(trt.__version__), gpu, min_batch, max_batch)
+    written = write_sidecar(plan_path, onnx_path, meta, precision, str(trt.__version__), gpu, batch)
     return EngineReport(plan_path, written, onnx_path, precision, str(trt.__version__), gpu.describe(),
-                        min_batch, max_batch, time.perf_counter() - t0, cache_note or None)
+                        batch.min, batch.max, time.perf_counter() - t0, cache_note or None, batch.opt)
+
+
+def _add_profile(trt: Any, builder: Any, config: Any, batch: BatchProfile, chw: Tuple[int, int, int],
+                 logger: Any, onnx_path: Path) -> None:
+    """Optimization profile 0 for the ``image`` input: batch min..max, tuned for opt."""
+    profile = builder.create_optimization_profile()
+    what = f"the optimization profile batch {batch.min}..{batch.max} (opt {batch.opt})"
+    try:  # the binding raises for dimensions it refuses (min <= opt <= max per dimension)
+        profile.set_shape(INPUT_NAME, (batch.min,) + chw, (batch.opt,) + chw, (batch.max,) + chw)
+    except Exception as exc:  # pybind11 turns TensorRT's refusal into a RuntimeError/ValueError
+        raise ExportError(f"TensorRT {trt.__version__} rejected {what} for {onnx_path}: {exc}") from exc
+    if config.add_optimization_profile(profile) < 0:  # NvInfer.h: -1 when the profile is invalid
+        raise ExportError(f"TensorRT {trt.__version__} rejected {what} for {onnx_path}: "
+                          f"{'; '.join(logger.errors[-3:]) or 'no message'}")
 
 
 def _build(trt: Any, major: int, onnx_path: Path, plan_path: Path, meta: ModelMetadata, precision: str,
-           max_batch: int, workspace_mb: Optional[int], cache_path: Optional[Path],
-           verbose: bool) -> Tuple[bytes, int, int, str]:
-    """Parse, configure and build on the current device: (plan bytes, min batch, max batch, cache note)."""
+           max_batch: int, opt_batch: Optional[int], workspace_mb: Optional[int], cache_path: Optional[Path],
+           verbose: bool) -> Tuple[bytes, BatchProfile, str]:
+    """Parse, configure and build on the current device: (plan bytes, batch profile, cache note)."""
     logger = _make_logger(trt, verbose)
     builder = trt.Builder(logger)
     network = builder.create_network(_network_flags(trt, major))
     _parse(trt, network, logger, onnx_path)
-    min_batch, max_batch, dynamic = _batch_range(network, meta, max_batch, onnx_path)
+    batch = _batch_range(network, meta, max_batch, opt_batch, onnx_path)
     config = _configure(trt, builder, network, precision, workspace_mb)
-    if dynamic:
-        profile = builder.create_optimization_profile()
-        chw = (3, meta.height, meta.width)
-        profile.set_shape(INPUT_NAME, (1,) + chw, (1,) + chw, (max_batch,) + chw)  # opt 1: camera rate
-        if config.add_optimization_profile(profile) < 0:  # NvInfer.h: -1 when the profile is invalid
-            raise ExportError(f"TensorRT {trt.__version__} rejected the optimization profile batch 1..{max_batch} "
-                              f"for {onnx_path}: {'; '.join(logger.errors[-3:]) or 'no message'}")
+    if batch.dynamic:
+        _add_profile(trt, builder, config, batch, (3, meta.height, meta.width), logger, onnx_path)
     cache_note = _load_timing_cache(config, cache_path) if cache_path is not None else ""
 
     plan = builder.build_serialized_network(network, config)
@@ -340,7 +381,7 @@ def _build(trt: Any, major: int, onnx_path: Path, plan_path: Path, meta: ModelMe
     if cache_path is not None:
         size = _save_timing_cache(config, cache_path)
         cache_note = "; ".join(filter(None, [cache_note, f"saved timing cache {cache_path} ({size} bytes)"]))
-    return bytes(memoryview(plan)), min_batch, max_batch, cache_note
+    return bytes(memoryview(plan)), batch, cache_note
 
 
 def default_plan_path(model: PathLike, precision: str, source_precision: str) -> Path:
@@ -359,14 +400,14 @@ def _check_sizes(max_batch: int, workspace_mb: Optional[int]) -> None:
 
 
 def write_sidecar(plan_path: PathLike, onnx_path: PathLike, meta: ModelMetadata, precision: str,
-                  tensorrt_version: str, gpu: GpuInfo, min_batch: int, max_batch: int) -> Path:
+                  tensorrt_version: str, gpu: GpuInfo, batch: BatchProfile) -> Path:
     """Write the runtime's sidecar ``<plan>.json``: what the runtime checks before loading."""
     sidecar = EngineSidecar(tensorrt_version, gpu.name, format_compute_capability(gpu.compute_capability),
-                            precision, min_batch, max_batch, sha256_file(onnx_path),
+                            precision, batch.min, batch.max, sha256_file(onnx_path),
                             replace(meta, precision=precision), gpu.sm_count, gpu.total_memory_mb,
-                            gpu.device_model)
+                            gpu.device_model, opt_batch=batch.opt, dynamic_batch=batch.dynamic)
     return sidecar.write(plan_path)
 
 
-__all__ = ["ENGINE_PRECISIONS", "EngineReport", "build_engine", "default_plan_path", "gpu_identity", "import_tensorrt",
-           "read_onnx_metadata", "resolve_precision", "sidecar_path", "write_sidecar"]
+__all__ = ["ENGINE_PRECISIONS", "BatchProfile", "EngineReport", "build_engine", "default_plan_path", "gpu_identity", "import_tensorrt",
+           "read_onnx_metadata", "resolve_precision", "sidecar_path", "typical_batch", "write_sidecar"]
