@@ -9,10 +9,12 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint
-from .data import open_dataset, read_image, read_mask
-from .metrics import evaluate
+from .core.files import output_keys
 from .core.postprocess import render_overlay, resize_map, score_scale
 from .core.preprocess import preprocess_bgr
+from .data import open_dataset, read_image, read_mask
+from .data.mvtec import Sample, read_sample_masks
+from .metrics import evaluate
 from .tiles import predict_tiled
 from .train import pick_device
 
@@ -63,7 +65,7 @@ def evaluate_checkpoint(model_path: Union[str, Path], data_dir: Optional[Union[s
     else:
         size = model.config.image_size
         maps, scores = predict_samples(model, paths, dev, batch_size, progress)
-    masks = np.stack([read_mask(s.mask_path, size) if s.mask_path else np.zeros(size, bool) for s in samples])
+    masks = read_sample_masks(samples, size)
     labels = np.array([s.is_anomalous for s in samples], dtype=int)
     result = evaluate(labels, scores, masks, maps, [s.defect_type for s in samples])
     result["n_images"] = len(samples)
@@ -85,11 +87,21 @@ def write_maps(out_dir: Path, samples, maps: np.ndarray, scores: np.ndarray, sta
     if threshold is None:
         threshold = float(stats["max"]) if stats else float(np.median(scores))
     scale = score_scale(stats)
-    for sample, amap, score in zip(samples, maps, scores):
-        folder = out_dir / sample.defect_type
-        folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / f"{sample.path.stem}.npy", amap.astype(np.float32))
+    keys = _map_keys(samples)
+    for sample, key, amap, score in zip(samples, keys, maps, scores):
+        target = out_dir / sample.defect_type / key  # defect/a/x.png -> defect/a/x.npy, never a shared x.npy
+        target.parent.mkdir(parents=True, exist_ok=True)
+        np.save(f"{target}.npy", amap.astype(np.float32))
         frame = read_image(sample.path)
         mask = read_mask(sample.mask_path, frame.shape[:2]) if sample.mask_path else None
         overlay = render_overlay(frame, amap, float(score), threshold, scale, pixel_threshold, mask)
-        cv2.imwrite(str(folder / f"{sample.path.stem}.png"), overlay)
+        cv2.imwrite(f"{target}.png", overlay)
+
+
+def _map_keys(samples: List[Sample]) -> List[str]:
+    """Per sample: its path relative to its defect type's folder, without suffix (output_keys)."""
+    keys: Dict[int, str] = {}
+    for kind in dict.fromkeys(s.defect_type for s in samples):
+        group = [i for i, s in enumerate(samples) if s.defect_type == kind]
+        keys.update(zip(group, output_keys([samples[i].path for i in group])))
+    return [keys[i] for i in range(len(samples))]

@@ -27,10 +27,10 @@ import numpy as np
 from rd_edge.core.drift import reference_from_scores
 from rd_edge.core.errors import CalibrationError
 from rd_edge.core.files import PathLike, sha256_file
-from rd_edge.core.images import read_image, read_mask
+from rd_edge.core.images import read_image
 from rd_edge.core.preprocess import preprocess_bgr
 from rd_edge.core.thresholds import Thresholds, thresholds_path
-from rd_edge.data.mvtec import GOOD, Sample
+from rd_edge.data.mvtec import GOOD, Sample, read_sample_masks
 
 METHODS = ("f1", "zero-escape", "normal-quantile")
 DEFAULT_QUANTILE = 0.99
@@ -218,7 +218,7 @@ def score_samples(scorer: _Scorer, samples: List[Sample], batch_size: int = 8, p
         m, s = scorer(batch)
         maps.append(np.asarray(m, np.float32))
         scores.append(np.asarray(s, np.float64).reshape(-1))
-    masks = np.stack([read_mask(s.mask_path, size) if s.mask_path else np.zeros(size, bool) for s in samples])
+    masks = read_sample_masks(samples, size)
     labels = np.array([s.is_anomalous for s in samples], dtype=bool)
     return Scored(labels, np.concatenate(scores), np.concatenate(maps), masks)
 
@@ -235,7 +235,7 @@ def _score_tiled(scorer: _Scorer, samples: List[Sample], batch_size: int, progre
         m, s = scorer.tiled([read_image(x.path) for x in samples[i:i + batch_size]])
         maps.extend(resize_map(np.asarray(a, np.float32), size) for a in m)
         scores.append(np.asarray(s, np.float64).reshape(-1))
-    masks = np.stack([read_mask(s.mask_path, size) if s.mask_path else np.zeros(size, bool) for s in samples])
+    masks = read_sample_masks(samples, size)
     labels = np.array([s.is_anomalous for s in samples], dtype=bool)
     return Scored(labels, np.concatenate(scores), np.stack(maps), masks)
 

@@ -16,14 +16,15 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import check_space_for, read_checkpoint, save_checkpoint
-from .data import open_dataset, read_image, read_mask
 from .core.errors import CheckpointError, ConfigError, DatasetError, OutputError, RdEdgeError
 from .core.files import check_writable_file, remove_stale_temps
 from .core.metadata import RESIZE_AREA_LINEAR
+from .core.preprocess import preprocess_bgr
+from .data import open_dataset, read_image
+from .data.mvtec import read_sample_masks
 from .model import ModelConfig, RDInference, ReverseDistillation, cosine_loss
 from .model.rd import Normalize
 from .model.weights import IMAGENET, load_teacher_weights, reestimate_batchnorm, resolve_teacher
-from .core.preprocess import preprocess_bgr
 from .tiles import TileTraining
 
 HOLDOUT_FRACTION = 0.2  # normal training images kept aside to calibrate the threshold...
@@ -258,7 +259,7 @@ class Trainer:
         except DatasetError as exc:
             raise DatasetError(f"evaluating during training needs a test split: {exc}") from None
         size = self.model_cfg.image_size
-        masks = np.stack([read_mask(s.mask_path, size) if s.mask_path else np.zeros(size, bool) for s in samples])
+        masks = read_sample_masks(samples, size)
         labels = np.array([s.is_anomalous for s in samples], dtype=int)
         return load_images([s.path for s in samples], size[0], self.model_cfg.resize), masks, labels
 

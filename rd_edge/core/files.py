@@ -5,9 +5,10 @@ import glob
 import hashlib
 import os
 import tempfile
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional, Union
+from typing import Iterator, List, Optional, Sequence, Union
 
 from .errors import OutputError
 
@@ -111,3 +112,15 @@ def write_bytes_atomic(target: PathLike, data: bytes) -> Path:
 def write_text_atomic(target: PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``target`` atomically (see atomic_path)."""
     return write_bytes_atomic(target, text.encode("utf-8"))
+
+
+def output_keys(files: Sequence[Path], root: Optional[Path] = None) -> List[str]:
+    """Output names for input files: the path relative to ``root`` (default: the files' common
+    folder) without suffix; the suffix is kept where two files differ only by it (a.png, a.jpg).
+    a/x.png and b/x.png get a/x and b/x: outputs never overwrite each other."""
+    if root is None and files:
+        root = Path(os.path.commonpath([str(Path(f).parent) for f in files]))
+    rel = [Path(f).relative_to(root) if root is not None else Path(Path(f).name) for f in files]
+    stems = [r.with_suffix("").as_posix() for r in rel]
+    clashes = {s for s, count in Counter(stems).items() if count > 1}
+    return [f"{s}_{r.suffix.lstrip('.').lower()}" if s in clashes else s for s, r in zip(stems, rel)]

@@ -229,6 +229,16 @@ def read_image(path: PathLike, max_pixels: Optional[int] = None) -> np.ndarray:
         raise ImageReadError(f"cannot use image {path}: {exc}") from exc
 
 
+def image_size(path: PathLike) -> Tuple[int, int]:
+    """(H, W) of an image file, from its PNG/JPEG header when it has one (no decoding), else decoded."""
+    try:
+        with open(path, "rb") as f:
+            size = _header_size(f.read(64 * 1024))
+    except OSError as exc:
+        raise ImageReadError(f"cannot read image {path}: {exc.strerror or exc}") from exc
+    return size if size is not None else tuple(_decode(path).shape[:2])  # type: ignore[return-value]
+
+
 def read_mask(path: PathLike, size: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """Read a ground-truth mask as an HxW bool array (nonzero = defect).
 

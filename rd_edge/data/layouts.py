@@ -16,13 +16,14 @@ folders       --good DIR [--defect DIR [--masks DIR]]: masks named <stem>.png or
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 from rd_edge.core.errors import DatasetError
 from rd_edge.core.files import PathLike
 from rd_edge.core.images import list_images
-from rd_edge.data.mvtec import GOOD, MVTecCategory, Sample, _mask_or_none
+from rd_edge.data.mvtec import GOOD, MVTecCategory, Sample, _mask_or_none, require_all_masks
 
 LAYOUTS = ("mvtec", "mvtec2", "visa", "folders")
 VISA_SPLIT = Path("split_csv") / "1cls.csv"
@@ -52,7 +53,7 @@ class MVTecAD2Category(MVTecCategory):
                                "found no such folder")
         good = [Sample(p, GOOD, None) for p in list_images(test / GOOD)]
         bad = [Sample(p, "bad", _mask_or_none(masks / f"{p.stem}_mask.png")) for p in list_images(test / "bad")]
-        return good + bad
+        return require_all_masks(good + bad, masks)
 
 
 class MVTecADCategory(MVTecCategory):
@@ -70,7 +71,9 @@ class VisACategory:
     def __init__(self, root: Path, obj: str) -> None:
         self.root, self.object = root, obj
         self._rows = [r for r in _read_visa_rows(root) if r["object"] == obj]
-        self._train = [root / r["image"] for r in self._rows if r["split"] == "train" and r["label"] == "normal"]
+        listed = root / VISA_SPLIT
+        self._train = [_inside(root, r["image"], listed) for r in self._rows
+                       if r["split"] == "train" and r["label"] == "normal"]
         if not self._train:
             raise DatasetError(f"{root / VISA_SPLIT} lists no normal training images of {obj!r}")
         _require_files(self._train[:1], root / VISA_SPLIT)
@@ -89,11 +92,12 @@ class VisACategory:
         rows = [r for r in self._rows if r["split"] == "test"]
         if not rows:
             raise DatasetError(f"{self.root / VISA_SPLIT} lists no test images of {self.object!r}")
-        samples = [Sample(self.root / r["image"], GOOD if r["label"] == "normal" else "anomaly",
-                          self.root / r["mask"] if r["label"] != "normal" and r.get("mask") else None)
+        listed = self.root / VISA_SPLIT
+        samples = [Sample(_inside(self.root, r["image"], listed), GOOD if r["label"] == "normal" else "anomaly",
+                          _inside(self.root, r["mask"], listed) if r["label"] != "normal" and r.get("mask") else None)
                    for r in rows]
-        _require_files([s.path for s in samples], self.root / VISA_SPLIT)
-        return samples
+        _require_files([s.path for s in samples], listed)
+        return require_all_masks(samples, listed)
 
 
 class FolderDataset:
@@ -107,7 +111,8 @@ class FolderDataset:
                                "(give the defect folder too)")
         self.root = Path(good)
         self.good = _images_in(self.root, "good")
-        self.defect = _images_in(Path(defect), "defect") if defect is not None else []
+        self.defect_root = Path(defect) if defect is not None else None
+        self.defect = _images_in(self.defect_root, "defect") if self.defect_root is not None else []
         self.masks = Path(masks) if masks is not None else None
         if self.masks is not None and not self.masks.is_dir():
             raise DatasetError(f"expected a folder of masks at {self.masks}, found no such folder")
@@ -131,13 +136,17 @@ class FolderDataset:
         if not self.defect:
             raise DatasetError(f"only good images ({self.root}); give a folder of defect images too "
                                "to evaluate or calibrate on labelled images")
-        return ([Sample(p, GOOD, None) for p in self._test_good]
-                + [Sample(p, "defect", self._mask_of(p)) for p in self.defect])
+        return require_all_masks([Sample(p, GOOD, None) for p in self._test_good]
+                                 + [Sample(p, "defect", self._mask_of(p)) for p in self.defect],
+                                 self.masks or "the masks folder")
 
     def _mask_of(self, image: Path) -> Optional[Path]:
-        if self.masks is None:
+        """MASKS/<path relative to the defect folder>.png or ..._mask.png: defect/a/x.png and
+        defect/b/x.png have masks a/x.png and b/x.png, never one shared x.png."""
+        if self.masks is None or self.defect_root is None:
             return None
-        return next((m for m in (self.masks / f"{image.stem}.png", self.masks / f"{image.stem}_mask.png")
+        relative = image.relative_to(self.defect_root).with_suffix("")
+        return next((m for m in (self.masks / f"{relative}.png", self.masks / f"{relative}_mask.png")
                      if m.is_file()), None)
 
 
@@ -196,6 +205,16 @@ def _read_visa_rows(root: Path) -> List[dict]:
         found = sorted(rows[0]) if rows else "no rows"
         raise DatasetError(f"expected {path} with the columns {', '.join(sorted(need))}, found {found}")
     return rows
+
+
+def _inside(root: Path, relative: str, listed_in: Path) -> Path:
+    """ROOT/relative, or DatasetError when the listed path is absolute or leaves the dataset root."""
+    path = root / relative
+    parts = Path(os.path.normpath(relative)).parts  # lexical: a dataset may link its images elsewhere
+    if Path(relative).is_absolute() or not parts or parts[0] == "..":
+        raise DatasetError(f"{listed_in} lists {relative!r}, outside the dataset folder {root}; dataset "
+                           f"paths must be relative and stay inside it")
+    return path
 
 
 def _require_files(paths: List[Path], listed_in: Path) -> None:

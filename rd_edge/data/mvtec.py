@@ -7,19 +7,21 @@ Layout (the one MVTec AD uses, and the one ``rd-edge demo-data`` writes)::
     DIR/ground_truth/<type>/<stem>_mask.png   pixel masks of the anomalous test images
 
 Only ``train/good`` is needed to train. ``test`` is checked when :meth:`test_samples` is
-called. An anomalous test image whose mask file is missing gets ``mask_path=None``; the
-evaluation then treats it as an all-zero mask (it counts for image-level metrics, and its
-pixels count as normal pixels for the pixel-level ones).
+called. Masks are all or nothing: when some anomalous test images have a mask, one without is
+an error (as an all-zero mask it would move the pixel threshold); when none has one, the pixel
+metrics use all-zero masks. A mask must have its image's size (read_sample_masks checks).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
-from rd_edge.core.images import IMAGE_EXTENSIONS, PathLike, list_images
+import numpy as np
+
 from rd_edge.core.errors import DatasetError
+from rd_edge.core.images import IMAGE_EXTENSIONS, PathLike, image_size, list_images, read_mask
 
 GOOD = "good"
 
@@ -82,7 +84,7 @@ class MVTecCategory:
                 "add the masks, or create the folder if masks are not available "
                 "(images without a mask are then evaluated as all-zero masks)"
             )
-        return [sample for t in types for sample in self._samples_of(t)]
+        return require_all_masks([sample for t in types for sample in self._samples_of(t)], gt_root)
 
     def _find_train_paths(self) -> List[Path]:
         """Validate the root and train/good folders and return the training images."""
@@ -143,3 +145,28 @@ def _mask_or_none(path: Path) -> Optional[Path]:
     """The mask path if the file exists, else None (evaluated as an all-zero mask)."""
     return path if path.is_file() else None
 
+
+def require_all_masks(samples: List[Sample], where: PathLike) -> List[Sample]:
+    """``samples``, or DatasetError when some anomalous ones have a mask and others do not."""
+    anomalous = [s for s in samples if s.is_anomalous]
+    missing = [s.path for s in anomalous if s.mask_path is None]
+    if missing and len(missing) < len(anomalous):
+        raise DatasetError(f"{len(missing)} of {len(anomalous)} anomalous test images have no mask in {where}, "
+                           f"e.g. {missing[0]}; add their masks (an all-zero mask would move the pixel "
+                           f"threshold), or remove those images")
+    return samples
+
+
+def read_sample_masks(samples: Sequence[Sample], size: Tuple[int, int]) -> np.ndarray:
+    """[N,H,W] bool masks at ``size`` (all-zero for samples without one); DatasetError when a mask
+    does not have its image's size (a resized mask of another shape labels the wrong pixels)."""
+    masks = np.zeros((len(samples),) + tuple(size), bool)
+    for i, sample in enumerate(samples):
+        if sample.mask_path is None:
+            continue
+        mask_hw, image_hw = image_size(sample.mask_path), image_size(sample.path)
+        if tuple(mask_hw) != tuple(image_hw):
+            raise DatasetError(f"mask {sample.mask_path} is {mask_hw[1]}x{mask_hw[0]} pixels, its image {sample.path} "
+                               f"is {image_hw[1]}x{image_hw[0]}: a mask must have its image's size")
+        masks[i] = read_mask(sample.mask_path, size)
+    return masks

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections import Counter
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from rd_edge.core.errors import RdEdgeError
+from rd_edge.core.files import output_keys
 from rd_edge.core.images import IMAGE_EXTENSIONS, list_images, read_image, to_bgr_uint8
 from rd_edge.core.urls import mask_urls
 
@@ -113,7 +113,7 @@ class ImageFilesSource(Source):
         self.kind = "folder" if root is not None else "image"
         super().__init__(str(root or files[0]), len(files), limit)
         self.files = files
-        self.keys = _unique_keys(files, root)
+        self.keys = output_keys(files, root)
         self.max_pixels: Optional[int] = None  # downscale larger images on decode (rd-infer sets it)
 
     def _items(self) -> Iterator[SourceItem]:
@@ -369,15 +369,6 @@ def _finite_rule(target: Any, kind: str, frame_count: Optional[int]) -> Optional
     if kind == "pipeline" and re.search(r"\b(multi)?filesrc\b|num-buffers=", str(target)):
         return lambda read: True
     return None
-
-
-def _unique_keys(files: List[Path], root: Optional[Path]) -> List[str]:
-    """Output keys: path relative to the folder without suffix; the suffix is kept in the key
-    when two files differ only by it (a.png and a.jpg), so outputs never overwrite each other."""
-    rel = [f.relative_to(root) if root is not None else Path(f.name) for f in files]
-    stems = [r.with_suffix("").as_posix() for r in rel]
-    clashes = {s for s, count in Counter(stems).items() if count > 1}
-    return [f"{s}_{r.suffix.lstrip('.').lower()}" if s in clashes else s for s, r in zip(stems, rel)]
 
 
 def _describe(exc: Exception) -> str:

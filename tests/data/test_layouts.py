@@ -120,3 +120,93 @@ def test_each_layout_trains_and_evaluates(layouts, layout, tmp_path):
     metrics = json.loads(json_out.read_text())
     assert metrics["n_images"] == len(_open(layouts, layout).test_samples())
     assert 0.0 <= metrics["image_auroc"] <= 1.0 and 0.0 <= metrics["pixel_auroc"] <= 1.0
+
+
+# --- dataset paths and masks that cannot be trusted (issue 21, cases 3, 7, 10) ----------------------
+
+def test_visa_rows_may_not_leave_the_dataset_root(layouts, tmp_path):
+    visa = tmp_path / "visa"
+    shutil.copytree(layouts["visa"].parent, visa)
+    (tmp_path / "outside").mkdir()
+    secret = tmp_path / "outside" / "secret.png"
+    shutil.copy(next((visa / "weave").rglob("*.png")), secret)
+    split = visa / "split_csv" / "1cls.csv"
+    original = split.read_text()
+    for bad in ("../outside/secret.png", str(secret)):
+        for row in (["weave", "train", "normal", bad, ""], ["weave", "test", "anomaly", bad, bad]):
+            split.write_text(original)
+            _write_rows(split, [row])
+            with pytest.raises(DatasetError, match="outside the dataset folder"):
+                open_dataset(visa / "weave").test_samples()
+
+
+def _folders_with_nested_defects(layouts, tmp_path):
+    """defect/a/x.png and defect/b/x.png (different images), masks/a/x.png and masks/b/x.png."""
+    import cv2
+    import numpy as np
+
+    src = layouts["folders"]
+    defect, masks = tmp_path / "defect", tmp_path / "masks"
+    images = sorted((src / "defect").glob("*.png"))[:2]
+    for sub, image in zip("ab", images):
+        (defect / sub).mkdir(parents=True)
+        (masks / sub).mkdir(parents=True)
+        shutil.copy(image, defect / sub / "x.png")
+        h, w = cv2.imread(str(image)).shape[:2]
+        mask = np.zeros((h, w), np.uint8)
+        mask[: h // 2 if sub == "a" else h // 4] = 255  # a: the top half, b: the top quarter
+        cv2.imwrite(str(masks / sub / "x.png"), mask)
+    return src / "good", defect, masks
+
+
+def test_folder_masks_are_matched_by_relative_path(layouts, tmp_path):
+    good, defect, masks = _folders_with_nested_defects(layouts, tmp_path)
+    samples = [s for s in open_dataset(good=good, defect=defect, masks=masks).test_samples() if s.is_anomalous]
+    assert {s.path.relative_to(defect).as_posix(): s.mask_path.relative_to(masks).as_posix()
+            for s in samples} == {"a/x.png": "a/x.png", "b/x.png": "b/x.png"}
+
+
+def test_some_masks_missing_is_an_error_none_at_all_is_allowed(layouts, tmp_path):
+    good, defect, masks = _folders_with_nested_defects(layouts, tmp_path)
+    (masks / "b" / "x.png").unlink()
+    with pytest.raises(DatasetError, match=r"1 of 2 anomalous test images have no mask.*b/x.png"):
+        open_dataset(good=good, defect=defect, masks=masks).test_samples()
+    mvtec = tmp_path / "mvtec"
+    shutil.copytree(layouts["mvtec"], mvtec)
+    next((mvtec / "ground_truth").rglob("*_mask.png")).unlink()
+    with pytest.raises(DatasetError, match="have no mask"):
+        open_dataset(mvtec).test_samples()
+    for mask in (mvtec / "ground_truth").rglob("*_mask.png"):
+        mask.unlink()
+    assert all(s.mask_path is None for s in open_dataset(mvtec).test_samples())  # no masks at all: image metrics
+
+
+def test_a_mask_of_another_size_is_an_error(layouts, tmp_path):
+    import cv2
+    import numpy as np
+
+    from rd_edge.data.mvtec import read_sample_masks
+
+    good, defect, masks = _folders_with_nested_defects(layouts, tmp_path)
+    samples = open_dataset(good=good, defect=defect, masks=masks).test_samples()
+    assert read_sample_masks(samples, (32, 32)).shape == (len(samples), 32, 32)
+    cv2.imwrite(str(masks / "a" / "x.png"), np.full((16, 300), 255, np.uint8))
+    with pytest.raises(DatasetError, match=r"is 300x16 pixels, its image .* is 64x64"):
+        read_sample_masks(samples, (64, 64))
+
+
+def test_save_maps_keeps_one_file_per_image(layouts, tmp_path):
+    """rd-eval --save-maps: defect/a/x.png and defect/b/x.png wrote the same defect/x.npy."""
+    import numpy as np
+
+    from rd_edge.data.mvtec import Sample
+    from rd_edge.evaluate import write_maps
+
+    _, defect, masks = _folders_with_nested_defects(layouts, tmp_path)
+    samples = [Sample(defect / sub / "x.png", "defect", masks / sub / "x.png") for sub in "ab"]
+    maps = np.stack([np.full((64, 64), 1.0, np.float32), np.full((64, 64), 2.0, np.float32)])
+    write_maps(tmp_path / "maps", samples, maps, np.array([1.0, 2.0]), None, 1.5)
+    assert sorted(p.relative_to(tmp_path / "maps").as_posix() for p in (tmp_path / "maps").rglob("*.npy")) == [
+        "defect/a/x.npy", "defect/b/x.npy"]
+    assert float(np.load(tmp_path / "maps" / "defect" / "b" / "x.npy").max()) == 2.0
+    assert len(list((tmp_path / "maps").rglob("*.png"))) == 2

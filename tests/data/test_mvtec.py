@@ -26,7 +26,7 @@ def category(tmp_path: Path) -> Path:
     touch_images(root / "test" / "good", ["000.png"])
     touch_images(root / "test" / "crack", ["000.png", "001.png"])
     touch_images(root / "test" / "broken", ["000.png"])
-    touch_images(root / "ground_truth" / "crack", ["000_mask.png"])  # 001 has no mask
+    touch_images(root / "ground_truth" / "crack", ["000_mask.png", "001_mask.png"])
     touch_images(root / "ground_truth" / "broken", ["000_mask.png"])
     return root
 
@@ -45,10 +45,15 @@ def test_discovers_train_and_test_images(category):
     assert [s.is_anomalous for s in samples] == [True, True, True, False]
 
 
-def test_anomalous_image_without_mask_file_gets_none(category):
-    samples = MVTecCategory(category).test_samples()
-    missing = [s for s in samples if s.defect_type == "crack" and s.path.name == "001.png"]
-    assert missing == [Sample(category / "test/crack/001.png", "crack", None)]
+def test_an_anomalous_image_without_its_mask_is_an_error(category):
+    """Masks are all or nothing: one missing would count as all-zero and move the pixel threshold."""
+    (category / "ground_truth" / "crack" / "001_mask.png").unlink()
+    with pytest.raises(DatasetError, match=r"1 of 3 anomalous test images have no mask.*crack/001.png"):
+        MVTecCategory(category).test_samples()
+    for mask in (category / "ground_truth").rglob("*.png"):
+        mask.unlink()
+    samples = MVTecCategory(category).test_samples()  # no masks at all: image-level metrics only
+    assert Sample(category / "test/crack/001.png", "crack", None) in samples
 
 
 def test_good_only_test_set_needs_no_ground_truth(tmp_path):
