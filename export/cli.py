@@ -6,6 +6,8 @@
   rd-export model.pt|model.onnx --engine [model.engine] [--precision fp32|fp16|int8] [--calib-dir DIR]
             [--max-batch N] [--opt-batch N] [--workspace MB] [--timing-cache PATH]
   rd-export model.pt|model.onnx [--engine] --triton-repo DIR [--max-batch N] [--instances K]
+  rd-export model.pt|model.onnx --format openvino [--precision fp32|bf16|int8] [--calib-dir DIR]
+            [-o model.xml]
 
 Only the checkpoint path imports torch: from an ONNX file (e.g. on a Jetson) nothing does.
 """
@@ -16,23 +18,38 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
-from rd_edge.core.choices import CalibrationMethod, Int8Scope, Int8Target, Precision, values
+from rd_edge.core.choices import (
+    CalibrationMethod,
+    ExportFormat,
+    InferencePrecision,
+    Int8Scope,
+    Int8Target,
+    Precision,
+    values,
+)
 from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, run_cli
 from rd_edge.core.errors import ExportError
 from rd_edge.core.files import check_writable_file
+
+
+_PRECISIONS = list(dict.fromkeys(values(Precision) + values(InferencePrecision)))
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rd-export", description=__doc__,
                                 formatter_class=DefaultsHelpFormatter)
     p.add_argument("model", help="model.pt from rd-train, or an ONNX graph written by rd-export")
-    p.add_argument("-o", "--output", help="ONNX path (default: next to the input, same stem; "
-                                          "<stem>_int8.onnx for int8)")
+    p.add_argument("-o", "--output", help="ONNX path, or .xml for --format openvino (default: next to the "
+                                          "input, same stem; <stem>_<precision> for int8 and bf16)")
+    p.add_argument("--format", choices=values(ExportFormat), default=ExportFormat.ONNX.value,
+                   help="onnx: the fused graph; openvino: an OpenVINO IR (model.xml + model.bin) with the "
+                        "same metadata, checked against the fp32 graph")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 11..17 (default 17: TensorRT 8.5+)")
     p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size")
-    p.add_argument("--precision", choices=values(Precision), default=None,
+    p.add_argument("--precision", choices=_PRECISIONS, default=None,
                    help="fp32 (default for a checkpoint); fp16: half weights and compute, float32 "
-                        "input/output; int8: Q/DQ graph calibrated on --calib-dir")
+                        "input/output; int8: Q/DQ graph (OpenVINO: NNCF) calibrated on --calib-dir; "
+                        "bf16 (--format openvino): run in bf16 where the CPU has it")
     p.add_argument("--no-verify", action="store_true", help="skip the parity check against the torch model")
     p.add_argument("--keep-failed", action="store_true",
                    help="keep a graph that fails verification as <stem>.failed.onnx (the output path is "
@@ -81,6 +98,7 @@ def _check_args(args: argparse.Namespace, model: Path) -> None:
     if not model.is_file():
         found = "a folder" if model.is_dir() else "no such file"
         raise ExportError(f"{model}: {found}; expected model.pt from rd-train or an .onnx from rd-export")
+    _check_format(args)
     if args.calib_dir is not None and args.precision != "int8":
         raise ExportError("--calib-dir is for --precision int8; add --precision int8 or drop --calib-dir")
     for flag, value in (("--int8-target", args.int8_target), ("--int8-scope", args.int8_scope),
@@ -96,9 +114,28 @@ def _check_args(args: argparse.Namespace, model: Path) -> None:
         raise ExportError("--max-batch is for --engine or --triton-repo")
     if args.triton_repo is None and args.instances is not None:
         raise ExportError("--instances is for --triton-repo")
-    if _is_onnx(model) and args.engine is None and args.precision != "int8" and args.triton_repo is None:
+    if _is_onnx(model) and args.engine is None and args.precision != "int8" and args.triton_repo is None \
+            and args.format == ExportFormat.ONNX.value:
         raise ExportError(f"{model} is already ONNX: use --precision int8 --calib-dir DIR to quantize it, "
                           f"or --engine to build a TensorRT plan (fp32/fp16 graphs come from the checkpoint)")
+
+
+def _check_format(args: argparse.Namespace) -> None:
+    if args.format == ExportFormat.OPENVINO.value:
+        if args.engine is not None or args.triton_repo is not None:
+            raise ExportError("--format openvino writes an OpenVINO IR; --engine and --triton-repo are for "
+                              "the ONNX format")
+        if args.precision == Precision.FP16.value:
+            raise ExportError("--format openvino takes --precision fp32, bf16 or int8 (OpenVINO on the CPU "
+                              "has no fp16 compute)")
+        if args.int8_target is not None:
+            raise ExportError("--int8-target chooses the Q/DQ flavour of an ONNX graph; an OpenVINO IR is "
+                              "quantized by NNCF for OpenVINO")
+        if args.output and Path(args.output).suffix.lower() != ".xml":
+            raise ExportError(f"-o {args.output}: an OpenVINO IR is model.xml (+ model.bin beside it)")
+    elif args.precision == InferencePrecision.BF16.value:
+        raise ExportError("--precision bf16 is for --format openvino (OpenVINO's bf16 inference on CPUs "
+                          "with AVX-512 BF16 or AMX)")
 
 
 def _export_checkpoint(args: argparse.Namespace, checkpoint: Path, out: Path, precision: str) -> Path:
@@ -249,12 +286,41 @@ def _engine_onnx(args: argparse.Namespace, model: Path, plan: Path, precision: s
     return _export_checkpoint(args, model, out, precision)
 
 
+def _openvino_main(args: argparse.Namespace, model: Path) -> Path:
+    """The OpenVINO IR asked for, made from the fp32 ONNX (exported first from a checkpoint)."""
+    from .openvino_export import default_ir_path, export_ir, ov
+
+    ov.load()  # fail before any export work when openvino is missing
+    precision = args.precision or "fp32"
+    out = check_writable_file(Path(args.output) if args.output else default_ir_path(model, precision), "IR output")
+    if precision == "int8":
+        _check_calibration(args)
+    with tempfile.TemporaryDirectory(prefix="rd_export_") as tmp:
+        onnx_path = model if _is_onnx(model) else _export_checkpoint(args, model, Path(tmp) / "fp32.onnx", "fp32")
+        if precision == "int8":
+            return _quantize_ir(args, onnx_path, out)
+        print(export_ir(onnx_path, out, precision).format())
+    return out
+
+
+def _quantize_ir(args: argparse.Namespace, onnx_path: Path, out: Path) -> Path:
+    from .openvino_int8 import DEFAULT_OV_SCOPE, quantize_ir
+
+    report = quantize_ir(onnx_path, out, args.calib_dir, max_images=_max_images(args),
+                         scope=args.int8_scope or DEFAULT_OV_SCOPE)
+    print(report.format())
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
         model = Path(args.model)
         _check_args(args, model)
+        if args.format == ExportFormat.OPENVINO.value:
+            _openvino_main(args, model)
+            return 0
         artifact = _engine_main(args, model) if args.engine is not None else _onnx_main(args, model)
         if args.triton_repo is not None:
             _triton_main(args, artifact)

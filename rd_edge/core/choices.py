@@ -23,6 +23,20 @@ class Precision(Choice):
     INT8 = "int8"
 
 
+class InferencePrecision(Choice):
+    """Precision OpenVINO runs float layers in (its INFERENCE_PRECISION_HINT, always set)."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"  # only where the CPU has it (AVX-512 BF16 / AMX)
+
+
+class ExportFormat(Choice):
+    """What rd-export writes."""
+
+    ONNX = "onnx"  # the fused graph (ONNX Runtime, TensorRT, OpenCV DNN, Triton)
+    OPENVINO = "openvino"  # an OpenVINO IR: model.xml + model.bin
+
+
 class Int8Target(Choice):
     """Which runtime an int8 Q/DQ graph is calibrated for."""
 
@@ -66,3 +80,4 @@ class BackendName(Choice):
 
     ORT = "ort"  # ONNX Runtime: CPU, CUDA and TensorRT execution providers
     TRT = "trt"  # native TensorRT engine
+    OPENVINO = "openvino"  # OpenVINO on the CPU: IR (.xml) or ONNX

@@ -390,7 +390,8 @@ def _thresholds_text(detector: Any) -> str:
 
 def _print_header(detector: Any, sources: List[Any], args: argparse.Namespace) -> None:
     providers = getattr(detector.runner, "providers", None)
-    backend = detector.backend + (f" ({', '.join(providers)})" if providers else "")
+    detail = detector.runner.describe() or ", ".join(providers or [])
+    backend = detector.backend + (f" ({detail})" if detail else "")
     described = "; ".join(_describe_source(s, len(sources) > 1) for s in sources)
     print(f"rd-infer: {args.model} on {backend}, preprocessing on {detector.preprocess_device}, "
           f"{_thresholds_text(detector)}; {described}", file=sys.stderr)

@@ -16,6 +16,7 @@ from .base import (
 )
 from . import onnxruntime as _onnxruntime  # noqa: F401  (registers "ort")
 from . import trt as _trt  # noqa: F401  (registers "trt")
+from . import openvino as _openvino  # noqa: F401  (registers "openvino")
 
 __all__ = [
     "BackendInfo",

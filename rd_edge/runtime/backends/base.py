@@ -76,6 +76,10 @@ class Runner(ABC):
                                f"{scores.shape} for a batch of {n}; expected [{n},1,H,W] and [{n}]")
         return {**outputs, "anomaly_map": maps, "score": scores}
 
+    def describe(self) -> str:
+        """What runs the model, for headers (e.g. device, precision, threads); "" when nothing to add."""
+        return ""
+
     def close(self) -> None:
         """Release the session / device memory. Idempotent."""
 
@@ -217,7 +221,7 @@ def load_runner(path: PathLike, backend: str = "auto", **options: object) -> Run
     path = Path(path)
     if not path.is_file():
         found = "a folder" if path.is_dir() else "no such file"
-        raise BackendError(f"cannot load model {path}: {found}; expected an .onnx file or a "
+        raise BackendError(f"cannot load model {path}: {found}; expected an .onnx file, an OpenVINO .xml or a "
                            f".engine plan written by rd-export")
     name = resolve_backend(path, backend)
     return _REGISTRY[name].loader(path, **options)

@@ -19,6 +19,7 @@ from rd_edge.runtime.backends.base import (
 
 @pytest.mark.parametrize("name, expected", [
     ("model.onnx", "ort"), ("MODEL.ONNX", "ort"), ("model.engine", "trt"), ("model.plan", "trt"),
+    ("model.xml", "openvino"),
 ])
 def test_auto_picks_the_backend_from_the_suffix(name, expected):
     assert resolve_backend(name) == expected
@@ -38,8 +39,9 @@ def test_explicit_names_and_aliases():
     assert resolve_backend("anything.bin", "ort") == "ort"
     assert resolve_backend("model.onnx", "onnxruntime") == "ort"
     assert resolve_backend("model.engine", "TensorRT") == "trt"
-    with pytest.raises(BackendError, match=r"unknown backend 'openvino'; expected one of: auto, ort, trt"):
-        resolve_backend("model.onnx", "openvino")
+    assert resolve_backend("model.onnx", "openvino") == "openvino"
+    with pytest.raises(BackendError, match=r"unknown backend 'tflite'; expected one of: auto, openvino, ort, trt"):
+        resolve_backend("model.onnx", "tflite")
 
 
 def test_missing_model_file_is_a_clear_error(tmp_path):

@@ -1,0 +1,101 @@
+"""rd-export --format openvino --precision int8: NNCF post-training quantization of the IR.
+
+Calibrated on good images (the same folder rule and preprocessing as the ONNX int8 path). The
+anomaly-map head (``/head/``: cosine sums, resize, blur, max) always stays float; ``scope``
+chooses the rest as for ONNX (:data:`rd_export.quantize.SCOPES`): ``full`` lets NNCF quantize
+the whole teacher/OCBE/student (Conv, ConvTranspose, Add, MaxPool inputs, as OpenVINO's int8
+kernels want them), ``student`` only OCBE's bottleneck stage and the student.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, List, Union
+
+from rd_edge.core.choices import Int8Scope
+from rd_edge.core.errors import ExportError
+from rd_edge.core.onnx_props import read_onnx_metadata
+from rd_edge.core.optional import lazy_import
+
+from .openvino_export import IrParity, check_ir, convert_onnx, ir_metadata, save_ir, staged_ir
+from .quantize import DEFAULT_MAX_IMAGES, SCOPES, calibration_paths, load_calibration_batch
+
+PathLike = Union[str, Path]
+nncf = lazy_import("nncf", "OpenVINO int8 (rd-export --format openvino --precision int8)",
+                   "`pip install rd-edge[openvino]` (nncf)", ExportError)
+
+DEFAULT_OV_SCOPE = Int8Scope.FULL.value  # OpenVINO's int8 kernels cover every layer; the head stays float
+HEAD_PREFIX = "/head/"
+
+
+@dataclass
+class IrQuantizeReport:
+    xml_path: Path
+    scope: str
+    calibration_images: int
+    calibration_dir: Path
+    fake_quantize: int  # FakeQuantize nodes NNCF inserted
+    seconds: float
+    parity: IrParity
+
+    def format(self) -> str:
+        return (f"wrote {self.xml_path} (OpenVINO IR, int8 by NNCF, scope {self.scope}, head float) in "
+                f"{self.seconds:.1f} s: {self.fake_quantize} quantizers; calibrated on "
+                f"{self.calibration_images} good images from {self.calibration_dir}\n  {self.parity.format()}")
+
+
+def ignored_scope(scope: str) -> Any:
+    """NNCF IgnoredScope: every op outside ``scope``'s prefixes, the head included."""
+    if scope not in SCOPES:
+        raise ExportError(f"--int8-scope {scope!r}: expected one of {', '.join(SCOPES)}")
+    inside = "|".join(re.escape(p) for p in SCOPES[scope])
+    # NNCF matches patterns at the start of each op's name: everything not under the scope
+    return nncf.load().IgnoredScope(patterns=[f"(?!{inside}).*"], validate=False)
+
+
+@contextlib.contextmanager
+def _quiet_nncf() -> Iterator[None]:
+    """NNCF logs one INFO line per op it skips and draws progress bars: keep rd-export's output short."""
+    logger = logging.getLogger("nncf")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def quantize_model(model: Any, batches: List[Any], scope: str, subset_size: int) -> Any:
+    """nncf.quantize on an ov.Model with the scope's ignored ops."""
+    module = nncf.load()
+    with _quiet_nncf():
+        try:
+            return module.quantize(model, module.Dataset(batches), subset_size=subset_size,
+                                   ignored_scope=ignored_scope(scope))
+        except Exception as exc:  # NNCF raises its own and OpenVINO's exception types
+            raise ExportError(f"NNCF quantization failed: {exc}") from exc
+
+
+def quantize_ir(onnx_path: PathLike, xml_out: PathLike, calib_dir: PathLike,
+                max_images: int = DEFAULT_MAX_IMAGES, scope: str = DEFAULT_OV_SCOPE) -> IrQuantizeReport:
+    """fp32 rd-export ONNX -> int8 IR at ``xml_out``, calibrated on the good images of ``calib_dir``."""
+    t0 = time.perf_counter()
+    onnx_path, xml_out = Path(onnx_path), Path(xml_out)
+    meta = read_onnx_metadata(onnx_path)
+    paths = calibration_paths(calib_dir, max_images)
+    images = load_calibration_batch(paths, meta.image_size, meta.resize)  # [N,3,H,W]
+    model = convert_onnx(onnx_path)
+    quantized = quantize_model(model, [images[i:i + 1] for i in range(len(images))], scope, len(images))
+    count = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ordered_ops())
+    qmeta = ir_metadata(meta, "int8", int8_target="openvino", int8_scope=scope,
+                        calibration_images=len(paths), quantizer=f"nncf {nncf.load().__version__}")
+    with staged_ir(xml_out) as tmp:
+        save_ir(quantized, tmp, qmeta)
+        parity = check_ir(tmp, onnx_path, images[:4], "calibration images", "fp32")
+    return IrQuantizeReport(xml_out, scope, len(paths), Path(calib_dir), count, time.perf_counter() - t0, parity)
