@@ -31,7 +31,6 @@ from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, run_cli
 from rd_edge.core.errors import ExportError
 from rd_edge.core.files import check_writable_file
 
-
 _PRECISIONS = list(dict.fromkeys(values(Precision) + values(InferencePrecision)))
 
 
@@ -294,7 +293,7 @@ def _openvino_main(args: argparse.Namespace, model: Path) -> Path:
     precision = args.precision or "fp32"
     out = check_writable_file(Path(args.output) if args.output else default_ir_path(model, precision), "IR output")
     if precision == "int8":
-        _check_calibration(args)
+        _check_int8_calibration(args)
     with tempfile.TemporaryDirectory(prefix="rd_export_") as tmp:
         onnx_path = model if _is_onnx(model) else _export_checkpoint(args, model, Path(tmp) / "fp32.onnx", "fp32")
         if precision == "int8":

@@ -23,7 +23,7 @@ from rd_edge.core.onnx_props import read_onnx_metadata
 from rd_edge.core.optional import lazy_import
 
 from .openvino_export import IrParity, check_ir, convert_onnx, ir_metadata, save_ir, staged_ir
-from .quantize import DEFAULT_MAX_IMAGES, SCOPES, calibration_paths, load_calibration_batch
+from .quantize import DEFAULT_MAX_IMAGES, SCOPES, int8_calibration_paths, load_int8_calibration_batch
 
 PathLike = Union[str, Path]
 nncf = lazy_import("nncf", "OpenVINO int8 (rd-export --format openvino --precision int8)",
@@ -88,8 +88,8 @@ def quantize_ir(onnx_path: PathLike, xml_out: PathLike, calib_dir: PathLike,
     t0 = time.perf_counter()
     onnx_path, xml_out = Path(onnx_path), Path(xml_out)
     meta = read_onnx_metadata(onnx_path)
-    paths = calibration_paths(calib_dir, max_images)
-    images = load_calibration_batch(paths, meta.image_size, meta.resize)  # [N,3,H,W]
+    paths = int8_calibration_paths(calib_dir, max_images)
+    images = load_int8_calibration_batch(paths, meta.image_size, meta.resize)  # [N,3,H,W]
     model = convert_onnx(onnx_path)
     quantized = quantize_model(model, [images[i:i + 1] for i in range(len(images))], scope, len(images))
     count = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ordered_ops())

@@ -1,11 +1,10 @@
 """rd-export --format openvino: the command line, its precisions and its refusals."""
 import pytest
+from helpers import one_line_error
 
 from rd_edge.core.ir_props import read_ir_metadata
 from rd_edge.runtime import load_runner
 from rd_export.cli import main as export_main
-
-from helpers import one_line_error
 
 pytest.importorskip("openvino")
 

@@ -21,7 +21,6 @@ from rd_edge.core.files import PathLike
 from rd_edge.core.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 
 
-
 class Runner(ABC):
     """A loaded model: ``infer({"image": [N,3,H,W] float32})`` -> ``{"anomaly_map", "score"}``.
 

@@ -5,14 +5,13 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+from helpers import one_line_error
 
 from rd_edge.core.errors import BackendError, MetadataError
 from rd_edge.core.ir_props import read_ir_metadata
 from rd_edge.core.onnx_props import read_onnx_metadata
 from rd_edge.runtime import Detector, load_runner
 from rd_edge.runtime.backends import resolve_backend
-
-from helpers import one_line_error
 
 pytest.importorskip("openvino")
 
@@ -110,8 +109,7 @@ def test_missing_openvino_names_the_extra(r18_onnx, tmp_path):
 
 def test_int8_ir_by_nncf_keeps_the_head_float(r18_onnx, demo_category, tmp_path):
     from rd_export.openvino_int8 import quantize_ir
-
-    from rd_export.quantize import calibration_paths, load_calibration_batch
+    from rd_export.quantize import int8_calibration_paths, load_int8_calibration_batch
 
     report = quantize_ir(r18_onnx, tmp_path / "r18_int8.xml", demo_category, max_images=4)
     meta = read_ir_metadata(report.xml_path)
@@ -121,7 +119,7 @@ def test_int8_ir_by_nncf_keeps_the_head_float(r18_onnx, demo_category, tmp_path)
     fq = [op.get_friendly_name() for op in ov.Core().read_model(str(report.xml_path)).get_ordered_ops()
           if op.get_type_name() == "FakeQuantize"]
     assert not [n for n in fq if n.startswith("/head/")]
-    images = load_calibration_batch(calibration_paths(demo_category / "test", 6), (64, 64))  # held out
+    images = load_int8_calibration_batch(int8_calibration_paths(demo_category / "test", 6), (64, 64))  # held out
     ref = load_runner(r18_onnx, "ort").infer({"image": images})
     out = load_runner(report.xml_path).infer({"image": images})
     assert np.corrcoef(out["anomaly_map"].ravel(), ref["anomaly_map"].ravel())[0, 1] > 0.98
