@@ -9,7 +9,6 @@ time (per frame, from the pipelined runs) over their sum.
 """
 from __future__ import annotations
 
-import statistics
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -62,7 +61,7 @@ def _report(runs: Dict[str, List[Any]], video: Path, batch_size: int, threads: O
         per_frame = {k: 1000.0 * median.stage_seconds.get(k, 0.0) / max(median.frames, 1) for k in STAGES}
         rows[mode] = {"fps": median.fps, "fps_runs": [s.fps for s in summaries], "frames": median.frames,
                       "stage_ms": per_frame, "stage_share": median.stage_shares(),
-                      "latency_ms_p50": statistics.median(median.latencies_ms) if median.latencies_ms else None}
+                      "latency_ms_p50": median.latency.percentile(50) if median.latency.count else None}
     pipe, seq = rows["pipelined"], rows["sequential"]
     slowest = max(pipe["stage_ms"].values())
     total = sum(seq["stage_ms"].values())

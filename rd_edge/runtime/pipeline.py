@@ -40,6 +40,7 @@ from rd_edge.core.errors import NonFiniteOutputError, RdEdgeError
 from rd_edge.core.images import to_bgr_uint8
 
 from .detector import Batch, Detector, Prediction
+from .latency import LatencyStats
 from .live import Outage
 from .sinks.base import Result, Sink, SinkError  # noqa: F401  (SinkError: re-exported)
 from .sources import Source, SourceItem
@@ -65,7 +66,7 @@ class Summary:
     elapsed: float
     pipelined: bool
     interrupted: bool = False
-    latencies_ms: List[float] = field(default_factory=list)
+    latency: LatencyStats = field(default_factory=LatencyStats)  # ms per frame, in fixed memory
     sink_notes: List[str] = field(default_factory=list)
     outages: Dict[str, List[Outage]] = field(default_factory=dict)  # live sources: every outage, in order
 
@@ -96,11 +97,11 @@ class Summary:
         text = f"inputs {self.frames}, anomalous {anomalies}, errors {self.errors}"
         if self.dropped:
             text += f", dropped {self.dropped} (live sources: stale frames skipped for the newest)"
-        if self.latencies_ms:
-            lat = np.asarray(self.latencies_ms)
+        if self.latency.count:
+            lat = self.latency
             why = ("stages overlap, so the slowest stage sets the rate" if self.pipelined
                    else "the latency plus reading inputs and writing outputs")
-            text += (f"; latency mean {lat.mean():.2f} ms, p99 {np.percentile(lat, 99):.2f} ms per frame "
+            text += (f"; latency mean {lat.mean:.2f} ms, p99 {lat.percentile(99):.2f} ms per frame "
                      f"(preprocess + model + postprocess, its share of a batch); {self.fps:.1f} frames/s "
                      f"end to end ({1000.0 / max(self.fps, 1e-9):.1f} ms of wall time per frame: {why})")
         lines = [text]
@@ -238,7 +239,7 @@ class Pipeline:
         self._abandon = threading.Event()
         self._stats = {s.label: StreamStats() for s in self.sources}
         self._stage_seconds = {stage: 0.0 for stage in STAGES}
-        self._latencies: List[float] = []
+        self._latency = LatencyStats()
         self._threads: List[threading.Thread] = []
         self._seq: Optional[Any] = None  # sequential mode's iterators and counters
 
@@ -277,7 +278,7 @@ class Pipeline:
         outages = {s.label: list(getattr(s, "outages", [])) for s in self.sources}
         notes += [f"warning: {label}: {o.text()}" for label, found in outages.items() for o in found]
         return Summary(self._stats, dict(self._stage_seconds), elapsed, self.pipelined, stopped_early,
-                       list(self._latencies), notes, {k: v for k, v in outages.items() if v})
+                       self._latency, notes, {k: v for k, v in outages.items() if v})
 
     def _consume(self, next_work: Callable[[], Optional[_Work]]) -> None:
         """Hand every result to the sinks until the end (or until abandoned)."""
@@ -483,7 +484,7 @@ class Pipeline:
             stats.errors += 1
         if result.prediction is not None:
             stats.anomalies += int(result.prediction.is_anomalous)
-            self._latencies.append(result.prediction.timings["total_ms"])
+            self._latency.add(result.prediction.timings["total_ms"])
 
     def _close_sinks(self) -> None:
         for sink in self.sinks:

@@ -172,3 +172,35 @@ def test_a_network_stream_is_live_drops_stale_frames_and_keeps_credentials_out(t
     assert summary.dropped > 50 and len(indices) + summary.dropped == 100 and indices[-1] == 99
     assert all("secret" not in r.record()["source"] for r in sink.results)
     assert sink.results[-1].record()["source"].endswith("/clip.avi#99")
+
+
+# --- latency statistics in fixed memory (issue 21, case 12) ------------------------------------------
+
+def test_latency_statistics_report_the_same_figures_in_fixed_memory():
+    """The summary's mean (exact) and p99 (within 0.5 %) as numpy over every sample, in a memory
+    that does not grow with the number of frames (it kept 44 bytes per frame: ~340 MB a day)."""
+    import tracemalloc
+
+    from rd_edge.runtime.latency import LatencyStats
+
+    samples = np.random.default_rng(0).lognormal(mean=2.0, sigma=0.6, size=50_000)  # ms
+    stats = LatencyStats()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for value in samples:
+        stats.add(value)
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert grown < 4096, f"{grown} bytes for 50,000 samples"
+    assert stats.count == len(samples) and stats.mean == pytest.approx(samples.mean(), rel=1e-12)
+    for q in (1, 50, 90, 99, 99.9):
+        assert stats.percentile(q) == pytest.approx(np.percentile(samples, q), rel=0.005)
+    assert stats.percentile(100) == samples.max() and stats.percentile(0) == samples.min()
+
+
+def test_a_run_keeps_no_per_frame_latency(tiny_onnx):
+    det = make_detector(tiny_onnx)
+    summary = Pipeline(det, [FrameSource("a", 300)], []).run()
+    assert not any(isinstance(v, list) and len(v) >= 300 for v in vars(summary).values())
+    assert summary.latency.count == 300 and summary.latency.mean > 0
+    assert f"p99 {summary.latency.percentile(99):.2f} ms" in summary.text()
