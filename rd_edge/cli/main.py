@@ -76,6 +76,10 @@ def _run_demo_data(args: argparse.Namespace) -> int:
     except ValueError as exc:  # An argument out of range (e.g. --image-size 8).
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # DIR is a file, or not writable
+        print(f"error: cannot write the demo dataset to {args.dir}: {exc.strerror or exc} "
+              f"(DIR must be a folder, new or existing)", file=sys.stderr)
+        return 1
     n_defective = args.n_test_per_defect * len(DEMO_DEFECTS)
     for folder in folders:
         print(f"wrote {folder}: {args.n_train} training images, {args.n_test_good} good and "

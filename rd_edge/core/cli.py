@@ -46,6 +46,22 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def port_number(allow_any: bool = False) -> Callable[[str], int]:
+    """argparse type: a TCP port, 1..65535 (0 too with ``allow_any``: the system picks a free one)."""
+    low = 0 if allow_any else 1
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if not low <= value <= 65535:
+            raise argparse.ArgumentTypeError(f"expected a port number {low}..65535, got {text!r}")
+        return value
+
+    return parse
+
+
 def fraction(text: str) -> float:
     """argparse type: a number in [0, 1) (e.g. an overlap)."""
     try:

@@ -114,6 +114,16 @@ def write_text_atomic(target: PathLike, text: str) -> Path:
     return write_bytes_atomic(target, text.encode("utf-8"))
 
 
+def not_a_file(path: Path) -> str:
+    """What ``path`` is when it is not a regular file: "a folder", "not a regular file (a FIFO,
+    device or socket)" or "no such file" (for messages that say what was found)."""
+    if path.is_dir():
+        return "a folder"
+    if path.exists():
+        return "not a regular file (a FIFO, device or socket)"
+    return "no such file"
+
+
 def output_keys(files: Sequence[Path], root: Optional[Path] = None) -> List[str]:
     """Output names for input files: the path relative to ``root`` (default: the files' common
     folder) without suffix; the suffix is kept where two files differ only by it (a.png, a.jpg).

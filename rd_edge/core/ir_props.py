@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from .errors import MetadataError
-from .files import PathLike
+from .files import PathLike, not_a_file
 from .metadata import METADATA_KEY, ModelMetadata
 
 
@@ -24,7 +24,7 @@ def read_ir_metadata(xml_path: PathLike) -> ModelMetadata:
     """The validated rd_edge metadata of an IR; MetadataError when missing or unreadable."""
     path = Path(xml_path)
     if not path.is_file():
-        found = "a folder" if path.is_dir() else "no such file"
+        found = not_a_file(path)
         raise MetadataError(f"cannot read model metadata from {path}: {found}; expected an OpenVINO IR "
                             f"(.xml + .bin) written by rd-export --format openvino")
     try:

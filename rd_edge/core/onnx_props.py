@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import BinaryIO, Dict, List, Optional, Sequence, Tuple
 
 from .errors import MetadataError
-from .files import PathLike
+from .files import PathLike, not_a_file
 from .metadata import METADATA_KEY, ModelMetadata
 
 
@@ -18,7 +18,7 @@ def read_onnx_metadata(onnx_path: PathLike) -> ModelMetadata:
     """The validated rd_edge metadata of an ONNX file; MetadataError when missing or unreadable."""
     path = Path(onnx_path)
     if not path.is_file():
-        found = "a folder" if path.is_dir() else "no such file"
+        found = not_a_file(path)
         raise MetadataError(f"cannot read model metadata from {path}: {found}; expected an ONNX model "
                             f"written by rd-export")
     try:

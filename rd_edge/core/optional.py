@@ -23,8 +23,32 @@ def import_optional(module: str, needed_for: str, install_hint: str,
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        if _interrupted(exc):  # Ctrl-C inside the package's own imports: a stop, not a missing package
+            raise KeyboardInterrupt from exc
+        if _findable(module):
+            raise error(f"{needed_for} needs the {module} Python package; it is installed but failed to "
+                        f"import: {exc}") from exc
         raise error(f"{needed_for} needs the {module} Python package, which is not installed here: "
                     f"{install_hint} ({exc})") from exc
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """True when a KeyboardInterrupt is in the exception's chain (an import that Ctrl-C broke)."""
+    seen = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _findable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a None entry in sys.modules
+        return False
 
 
 class LazyModule:
@@ -46,10 +70,7 @@ class LazyModule:
 
     def installed(self) -> bool:
         """True when the package can be found, without importing it."""
-        try:
-            return importlib.util.find_spec(self._name) is not None
-        except (ImportError, ValueError):  # a parent package missing, or a None entry in sys.modules
-            return False
+        return _findable(self._name)
 
     def why_missing(self) -> Optional[str]:
         """None when installed, else one line naming what installs it."""

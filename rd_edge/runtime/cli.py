@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, name_list, run_cli
+from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, name_list, port_number, run_cli
 from rd_edge.core.errors import RdEdgeError
 
 from .backends import registered_backends
@@ -108,8 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep each anomalous frame as DIR/<source>/<time>_<frame>.jpg (map overlay) + .json")
     p.add_argument("--evidence-max-mb", type=_positive_float, metavar="MB",
                    help="evidence disk budget; the oldest entries are removed first; none given: no limit")
-    p.add_argument("--metrics-port", type=int_at_least(0), metavar="PORT",
-                   help="serve Prometheus metrics on http://0.0.0.0:PORT/metrics while running")
+    p.add_argument("--metrics-port", type=port_number(allow_any=True), metavar="PORT",
+                   help="serve Prometheus metrics on http://HOST:PORT/metrics while running (0: a free port, "
+                        "printed at start)")
+    p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
+                   help="address of the metrics endpoint (0.0.0.0: every interface, no authentication)")
     p.add_argument("--read-timeout", type=_positive_float, default=5.0, metavar="S",
                    help="cameras, pipelines and streams: seconds without a frame before the source counts as "
                         "lost (an error record; the run ends with exit code 2 unless --reconnect)")
@@ -120,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drift-window", type=int_at_least(0), default=200, metavar="N",
                    help="score drift: compare the last N OK scores per stream with the normal scores "
                         "rd-calibrate recorded in thresholds.json (KS statistic, warns once); 0: off")
-    p.add_argument("--station", type=int_at_least(0), metavar="PORT",
+    p.add_argument("--station", type=port_number(allow_any=True), metavar="PORT",
                    help="serve the operator's station (live view, counters, score chart, NG gallery, review, "
                         "drift) on http://127.0.0.1:PORT/; needs --evidence (the gallery) and the station extra")
     p.add_argument("--station-host", default="127.0.0.1", metavar="HOST",
@@ -301,7 +304,9 @@ def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, st
     if args.metrics_port is not None:  # last: it observes the time the other sinks took
         from .sinks.metrics import MetricsSink
 
-        add(MetricsSink(args.metrics_port, streams=[s.label for s in sources]))
+        metrics = MetricsSink(args.metrics_port, host=args.metrics_host, streams=[s.label for s in sources])
+        add(metrics)
+        print(f"rd-infer: metrics on http://{args.metrics_host}:{metrics.port}/metrics", file=sys.stderr, flush=True)
     return sinks
 
 

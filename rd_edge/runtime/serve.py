@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, run_cli
+from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, port_number, run_cli
 from rd_edge.core.errors import BackendError
 
 from .triton_repo import (
@@ -242,9 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model.onnx or model.engine written by rd-export")
     p.add_argument("--host", default="127.0.0.1",
                    help="address for HTTP, gRPC and metrics; 0.0.0.0 accepts other machines (no authentication)")
-    p.add_argument("--http-port", type=int_at_least(1), default=8000, metavar="P", help="HTTP port (default 8000)")
-    p.add_argument("--grpc-port", type=int_at_least(1), default=8001, metavar="Q", help="gRPC port (default 8001)")
-    p.add_argument("--metrics-port", type=int_at_least(1), default=8002, metavar="M",
+    p.add_argument("--http-port", type=port_number(), default=8000, metavar="P", help="HTTP port (default 8000)")
+    p.add_argument("--grpc-port", type=port_number(), default=8001, metavar="Q", help="gRPC port (default 8001)")
+    p.add_argument("--metrics-port", type=port_number(), default=8002, metavar="M",
                    help="Prometheus metrics port (default 8002): GET /metrics")
     p.add_argument("--max-batch", type=int_at_least(1), default=DEFAULT_MAX_BATCH, metavar="N",
                    help=f"largest batch dynamic batching forms (default {DEFAULT_MAX_BATCH})")

@@ -210,14 +210,17 @@ class OpenCvCapture:
 
     def __init__(self, target: Any, kind: str, read_timeout: float = DEFAULT_READ_TIMEOUT) -> None:
         cv2 = _cv2()
-        if kind == "pipeline":
-            capture = cv2.VideoCapture(target, cv2.CAP_GSTREAMER)
-        elif kind == "stream":
-            ms = int(read_timeout * 1000)
-            capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(ms, 10000),
-                                                                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
-        else:
-            capture = cv2.VideoCapture(target)
+        try:
+            if kind == "pipeline":
+                capture = cv2.VideoCapture(target, cv2.CAP_GSTREAMER)
+            elif kind == "stream":
+                ms = int(read_timeout * 1000)
+                capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(ms, 10000),
+                                                                     cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+            else:
+                capture = cv2.VideoCapture(target)
+        except (cv2.error, OverflowError) as exc:  # e.g. a camera index OpenCV cannot hold
+            raise SourceError(f"cannot open {kind} {_masked(target)!r}: {exc}; {_OPEN_HINTS[kind]}") from exc
         if not capture.isOpened():
             capture.release()
             raise SourceError(f"cannot open {kind} {_masked(target)!r}: {_OPEN_HINTS[kind]}")
@@ -234,6 +237,8 @@ class OpenCvCapture:
     def release(self) -> None:
         self.capture.release()
 
+
+MAX_CAMERA_INDEX = 9999  # OpenCV takes a C int; /dev/videoN numbers are small
 
 _OPEN_HINTS = {
     "pipeline": "check the pipeline with gst-launch-1.0, and that this OpenCV has GStreamer "
@@ -307,6 +312,8 @@ def _open(spec: str, limit: Optional[int], live: LiveOptions) -> Source:
             return ImageFilesSource([path], None, limit)
         return _open_video(path, limit)
     if spec.isdigit():
+        if int(spec) > MAX_CAMERA_INDEX:
+            raise SourceError(f"camera index {spec} out of range: expected 0..{MAX_CAMERA_INDEX} (the N of /dev/videoN)")
         return _open_live(int(spec), "camera", f"camera{spec}", limit, live)
     raise SourceError(f"SOURCE {spec!r} not found: expected an image file, a folder, a video file, "
                       f"a camera index (e.g. 0), an rtsp:// URL or a GStreamer pipeline (containing '!')")

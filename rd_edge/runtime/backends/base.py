@@ -17,7 +17,7 @@ from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence
 import numpy as np
 
 from rd_edge.core.errors import BackendError
-from rd_edge.core.files import PathLike
+from rd_edge.core.files import PathLike, not_a_file
 from rd_edge.core.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 
 
@@ -219,7 +219,7 @@ def load_runner(path: PathLike, backend: str = "auto", **options: object) -> Run
     """
     path = Path(path)
     if not path.is_file():
-        found = "a folder" if path.is_dir() else "no such file"
+        found = not_a_file(path)
         raise BackendError(f"cannot load model {path}: {found}; expected an .onnx file, an OpenVINO .xml or a "
                            f".engine plan written by rd-export")
     name = resolve_backend(path, backend)

@@ -32,12 +32,13 @@ BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 
 
 
 class MetricsSink(Sink):
-    """Serves the metrics above on ``port`` (``host`` "0.0.0.0": every interface) until closed.
+    """Serves the metrics above on ``port`` (0: a free one, then ``self.port``) of ``host`` (this
+    machine only by default; "0.0.0.0": every interface) until closed.
     ``streams``: source labels to export at 0 from the start (a dashboard sees them at once)."""
 
     name = "metrics"
 
-    def __init__(self, port: int, host: str = "0.0.0.0", streams: Sequence[str] = ()) -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1", streams: Sequence[str] = ()) -> None:
         prom = import_optional("prometheus_client", "the Prometheus metrics endpoint",
                                "pip install prometheus_client (or the rd-edge extra cpu, gpu or jetson)", SinkError)
         self.registry = registry = prom.CollectorRegistry()
