@@ -106,6 +106,38 @@ def pixel_rates(masks: np.ndarray, maps: np.ndarray, threshold: float) -> Dict[s
             "defect_pixels_missed_rate": float((~flagged & masks).sum() / n_defect) if n_defect else None}
 
 
+def image_cut(labels: np.ndarray, scores: np.ndarray, method: str, q: float, report: Dict[str, Any]) -> float:
+    """The image threshold ``method`` chooses on ``labels``/``scores``; notes go into ``report``."""
+    if method == "f1":
+        image, report["image_f1"] = f1_cut(labels, scores)
+        return image
+    if method == "zero-escape":
+        return zero_escape_cut(labels, scores)
+    report["quantile"] = q
+    return float(np.quantile(scores[~labels], q))
+
+
+def with_review(chosen: Dict[str, Any], data: Scored, reviewed: Scored, method: str, q: float,
+                folder: PathLike) -> Dict[str, Any]:
+    """The image threshold chosen again on the data plus the reviewed frames (false alarms as
+    good, confirmed and missed defects as defective); the report says how the false-alarm and
+    escape rates change on all of them. The pixel threshold stays the data's: reviewed frames
+    have no defect masks."""
+    labels = np.concatenate([data.labels, reviewed.labels])
+    scores = np.concatenate([data.scores, reviewed.scores])
+    before = chosen["image_threshold"]
+    report = chosen["report"]
+    after = image_cut(labels, scores, method, q, report)
+    report["review"] = {
+        "folder": str(folder), "false_alarms_marked": int((~reviewed.labels).sum()),
+        "defects_marked": int(reviewed.labels.sum()), "threshold_before": before,
+        "before": image_rates(labels, scores, before), "after": image_rates(labels, scores, after),
+        "reviewed_before": image_rates(reviewed.labels, reviewed.scores, before),
+        "reviewed_after": image_rates(reviewed.labels, reviewed.scores, after)}
+    report.update(image_rates(labels, scores, after))
+    return {**chosen, "image_threshold": after}
+
+
 def choose_thresholds(data: Scored, method: str, q: float = DEFAULT_QUANTILE) -> Dict[str, Any]:
     """Image and pixel thresholds by ``method`` with their rates on ``data``; CalibrationError
     when the data cannot support the method (it says which one applies)."""
@@ -119,13 +151,7 @@ def choose_thresholds(data: Scored, method: str, q: float = DEFAULT_QUANTILE) ->
                                f"from defective images. Use the method normal-quantile[:q] (the q-quantile of "
                                f"the good images' scores, default q {DEFAULT_QUANTILE}), or add defective images")
     report: Dict[str, Any] = {"method": method}
-    if method == "f1":
-        image, report["image_f1"] = f1_cut(labels, scores)
-    elif method == "zero-escape":
-        image = zero_escape_cut(labels, scores)
-    else:
-        image = float(np.quantile(scores[~labels], q))
-        report["quantile"] = q
+    image = image_cut(labels, scores, method, q, report)
     has_masks = bool(data.masks.any())
     if method != "normal-quantile" and has_masks:
         pixel, report["pixel_f1"] = f1_cut(data.masks.ravel(), data.maps.ravel())
@@ -141,6 +167,15 @@ def choose_thresholds(data: Scored, method: str, q: float = DEFAULT_QUANTILE) ->
 
 
 # --- running the model ------------------------------------------------------------------------
+
+
+def review_samples(folder: PathLike) -> List[Sample]:
+    """A review folder's marked frames: false alarms as good, confirmed and missed defects as
+    defective (no masks)."""
+    from rd_edge.core.review import reviewed_images
+
+    good, defective = reviewed_images(folder)
+    return [Sample(p, GOOD, None) for p in good] + [Sample(p, "reviewed", None) for p in defective]
 
 
 def calibration_samples(dataset: Any) -> List[Sample]:
@@ -241,18 +276,23 @@ def _score_tiled(scorer: _Scorer, samples: List[Sample], batch_size: int, progre
 
 
 def calibrate_thresholds(model: PathLike, dataset: Any, method: str = "f1", batch_size: int = 8,
-                    progress: bool = False) -> Thresholds:
+                    progress: bool = False, review: Optional[PathLike] = None) -> Thresholds:
     """Score ``dataset``'s labelled images with ``model``, choose the thresholds, and write them to
-    thresholds.json beside the model (and into the checkpoint when ``model`` is a .pt)."""
+    thresholds.json beside the model (and into the checkpoint when ``model`` is a .pt).
+    ``review``: a station's review folder whose marked frames join the image threshold's choice."""
     name, q = parse_method(method)
     model = Path(model)
     samples = calibration_samples(dataset)
+    reviewed_samples = review_samples(review) if review is not None else []
     scorer = _Scorer(model)
     try:
         data = score_samples(scorer, samples, batch_size, progress)
+        reviewed = score_samples(scorer, reviewed_samples, batch_size, progress) if reviewed_samples else None
     finally:
         scorer.close()
     chosen = choose_thresholds(data, name, q)
+    if reviewed is not None and review is not None:
+        chosen = with_review(chosen, data, reviewed, name, q, review)
     chosen["report"]["method"] = method if ":" in method or name != "normal-quantile" else f"{name}:{q:g}"
     chosen["report"]["data"] = str(getattr(dataset, "root", ""))
     chosen["report"]["layout"] = getattr(dataset, "layout", None)
@@ -294,4 +334,20 @@ def format_report(t: Thresholds) -> str:
              f"{rate(r['normal_pixels_flagged_rate'])}, defect pixels missed {rate(r['defect_pixels_missed_rate'])}"]
     if "pixel_note" in r:
         lines.append(f"note: {r['pixel_note']}")
+    if "review" in r:
+        lines += _review_lines(r["review"], t.image_threshold, pct)
     return "\n".join(lines)
+
+
+def _review_lines(v: Dict[str, Any], after: float, pct: Any) -> List[str]:
+    """How the reviewed frames changed the image threshold and its rates."""
+    def rates(x: Dict[str, Any]) -> str:
+        return (f"false alarms {pct(x['false_alarms'], x['n_good'])}, "
+                f"escapes {pct(x['escapes'], x['n_defective'])}")
+
+    return [f"review {v['folder']}: {v['false_alarms_marked']} false alarms (as good) and "
+            f"{v['defects_marked']} defects marked",
+            f"  before, threshold {v['threshold_before']:.6g} (the data alone): {rates(v['before'])} on data + review; "
+            f"on the reviewed frames: {rates(v['reviewed_before'])}",
+            f"  after,  threshold {after:.6g} (data + review): {rates(v['after'])} on data + review; "
+            f"on the reviewed frames: {rates(v['reviewed_after'])}"]

@@ -21,6 +21,7 @@ from .core.files import check_writable_file, remove_stale_temps
 from .core.metadata import RESIZE_AREA_LINEAR
 from .core.preprocess import preprocess_bgr
 from .data import open_dataset, read_image
+from .data.layouts import ExtraGood
 from .data.mvtec import read_sample_masks
 from .model import ModelConfig, RDInference, ReverseDistillation, cosine_loss
 from .model.rd import Normalize
@@ -202,7 +203,9 @@ class Trainer:
             print(f"removed {stale}, a temporary checkpoint left by an interrupted save")
         check_space_for(cfg.out, checkpoint_bytes(cfg.backbone))  # before any work, not at the first save
         resume_data = self._read_resumable(Path(cfg.out)) if resume and Path(cfg.out).is_file() else None
-        self.dataset = open_dataset(cfg.data, good=cfg.good, defect=cfg.defect, masks=cfg.masks)
+        self.dataset = open_dataset(cfg.data, good=None if cfg.data else cfg.good, defect=cfg.defect, masks=cfg.masks)
+        if cfg.data and cfg.good:  # more good images: a folder, or a station's reviewed false alarms
+            self.dataset = ExtraGood(self.dataset, cfg.good)
         self.model_cfg = ModelConfig(backbone=cfg.backbone, image_size=(cfg.image_size, cfg.image_size),
                                      resize=RESIZE_AREA_LINEAR)
         train_paths, hold_paths = self._split()

@@ -18,9 +18,12 @@ def add_data_arguments(parser: argparse.ArgumentParser, need_defects: bool = Fal
                        help="plain folders: defect masks named <stem>.png or <stem>_mask.png (optional)")
 
 
-def check_data_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Usage errors (exit 2) for a missing or doubled data source."""
-    if (args.data is None) == (args.good is None):
+def check_data_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                         extra_good: bool = False) -> None:
+    """Usage errors (exit 2) for a missing or doubled data source. ``extra_good``: --data with
+    --good adds good images (rd-train: a folder, or the station's review folder)."""
+    both = args.data is not None and args.good is not None
+    if (args.data is None and args.good is None) or (both and not extra_good):
         parser.error("give the data as --data DIR or as --good DIR [--defect DIR [--masks DIR]]")
     if args.data is not None and (args.defect or args.masks):
         parser.error("--defect and --masks go with --good, not with --data")

@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="f1 (default): best F1 on the labelled images; zero-escape: flag every defective "
                         "image; normal-quantile[:q]: the q-quantile of good images (default 0.99), the one "
                         "for data without defects")
+    p.add_argument("--review", metavar="REVIEW_DIR",
+                   help="the station's review folder: false alarms join the good images, confirmed and missed "
+                        "defects the defective ones; prints how the false-alarm and escape rates change")
     p.add_argument("--batch-size", type=int_at_least(1), default=8, metavar="N", help="images per forward pass")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -47,7 +50,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from rd_edge.threshold_calibration import calibrate_thresholds, format_report
 
         result = calibrate_thresholds(args.model, open_data(args), args.method, args.batch_size,
-                                 progress=not args.quiet)
+                                      progress=not args.quiet, review=args.review)
         print(format_report(result))
         extra = " and into the checkpoint" if args.model.lower().endswith(".pt") else ""
         print(f"wrote {thresholds_path(args.model)}{extra}; rd-infer uses these thresholds without re-export")

@@ -90,8 +90,55 @@ def _run_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_station(subparsers: _Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "station",
+        help="review an evidence folder in the operator's station (web page), without inference",
+        description="Serve the operator's station over an evidence folder written by rd-infer --evidence: "
+        "the NG frames per stream, each to mark as false alarm or confirmed defect. Marks go to the review "
+        "folder (rd-calibrate --review, rd-train --good read it). Needs the station extra.",
+        formatter_class=DefaultsHelpFormatter,
+    )
+    parser.add_argument("evidence", type=Path, metavar="EVIDENCE_DIR", help="rd-infer's --evidence folder")
+    parser.add_argument("--port", type=int_at_least(0), default=8765, metavar="PORT", help="port to serve on")
+    parser.add_argument("--host", default="127.0.0.1", metavar="HOST",
+                        help="address to serve on; any other than 127.0.0.1 requires the printed token")
+    parser.add_argument("--review", type=Path, metavar="DIR",
+                        help="review folder (default: 'review' beside EVIDENCE_DIR)")
+    parser.add_argument("--for", type=float, dest="seconds", metavar="S",
+                        help="stop after S seconds (default: until Ctrl-C or SIGTERM)")
+    parser.set_defaults(handler=_run_station)
+
+
+def _run_station(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from rd_edge.core.errors import RdEdgeError
+    from rd_edge.runtime.station import Station, StationServer
+
+    if not args.evidence.is_dir():
+        raise RdEdgeError(f"expected an evidence folder (rd-infer --evidence DIR) at {args.evidence}, found "
+                          f"{'a file' if args.evidence.exists() else 'nothing'}")
+    review = args.review if args.review is not None else args.evidence.parent / "review"
+    station = Station(args.evidence, review, title=f"rd-edge station: {args.evidence.name}")
+    server = StationServer(station, args.port, host=args.host)
+    done = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
+    token = " (the token in it is needed from other machines)" if server.token else ""
+    print(f"station: {server.url}{token}; review marks go to {review}; Ctrl-C ends", file=sys.stderr, flush=True)
+    try:
+        done.wait(args.seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.close()
+    return 0
+
+
 # One entry per subcommand, in the order `rd-edge --help` lists them.
-_SUBCOMMANDS: List[Callable[[_Subparsers], None]] = [_add_demo_data]
+_SUBCOMMANDS: List[Callable[[_Subparsers], None]] = [_add_demo_data, _add_station]
 
 
 def build_parser() -> argparse.ArgumentParser:

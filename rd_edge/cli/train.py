@@ -1,4 +1,8 @@
-"""rd-train: train a Reverse Distillation model on good images (the paper's recipe by default)."""
+"""rd-train: train a Reverse Distillation model on good images (the paper's recipe by default).
+
+--data DIR --good MORE adds the good images of MORE to DIR's training images: a folder of them,
+or the station's review folder, whose frames marked false alarm are good parts to learn.
+"""
 from __future__ import annotations
 
 import argparse
@@ -53,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    check_data_arguments(parser, args)
+    check_data_arguments(parser, args, extra_good=True)
 
     def body() -> int:
         from ..train import TrainConfig, format_summary, train  # torch is imported only once the arguments are fine

@@ -170,6 +170,41 @@ def open_dataset(data: Optional[PathLike] = None, good: Optional[PathLike] = Non
     return _detect(root)
 
 
+class ExtraGood:
+    """``dataset`` whose training images include more good ones (rd-train --data DIR --good MORE):
+    a folder of good images, or a station review folder, whose frames marked false alarm are good
+    parts the model should learn. Everything else (test split, layout) is ``dataset``'s."""
+
+    def __init__(self, dataset, folder: PathLike) -> None:
+        self._dataset = dataset
+        self.extra = extra_good_paths(folder)
+
+    def __getattr__(self, name: str):
+        return getattr(self._dataset, name)
+
+    def train_paths(self) -> List[Path]:
+        return self._dataset.train_paths() + self.extra
+
+
+def extra_good_paths(folder: PathLike) -> List[Path]:
+    """The good images of ``folder``: a review folder's false alarms, else every image in it."""
+    from rd_edge.core.review import REVIEW_LABELS, reviewed_images
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise DatasetError(f"expected a folder of good images or a review folder at {root}, found "
+                           f"{'a file' if root.exists() else 'nothing'}")
+    if any((root / label).is_dir() for label in REVIEW_LABELS):
+        good, _ = reviewed_images(root)
+        if not good:
+            raise DatasetError(f"{root} is a review folder without false alarms: nothing to add as good")
+        return good
+    images = list_images(root)
+    if not images:
+        raise DatasetError(f"{root} holds no images to add as good")
+    return images
+
+
 def _detect(root: Path):
     """Pick the layout from the files present."""
     if (root / VISA_SPLIT).is_file() or (root.parent / VISA_SPLIT).is_file():
