@@ -57,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--calib-dir", help="good images for int8 calibration (a folder, or a category "
                                        "folder whose train/good is used)")
     q.add_argument("--int8-target", choices=values(Int8Target), default=None,
-                   help="tensorrt (default; symmetric int8, what engines need) or cpu (u8 "
-                        "activations, fastest in ONNX Runtime on x86)")
+                   help="cpu (default without --engine: u8 activations, what ONNX Runtime on x86 runs "
+                        "fastest and most faithfully) or tensorrt (symmetric int8, what engines need; the "
+                        "default with --engine)")
     q.add_argument("--int8-scope", choices=values(Int8Scope), default=None,
                    help="student (default): OCBE's bottleneck stage and the student, the rest float; "
                         "full: every teacher/OCBE/student convolution (faster, less accurate)")
@@ -206,7 +207,8 @@ def _onnx_main(args: argparse.Namespace, model: Path) -> Path:
     precision = args.precision or "fp32"
     if precision == "int8":
         out = Path(args.output) if args.output else model.with_name(f"{model.stem}_int8.onnx")
-        return _int8_onnx(args, model, check_writable_file(out, "ONNX output"), args.int8_target or "tensorrt")
+        return _int8_onnx(args, model, check_writable_file(out, "ONNX output"),
+                           args.int8_target or Int8Target.CPU.value)  # no engine build: the CPU flavour
     if _is_onnx(model) and args.precision is None:
         return model  # --triton-repo from an existing graph: nothing to export
     out = Path(args.output) if args.output else model.with_suffix(".onnx")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from rd_edge.core.choices import InferencePrecision, values
 from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, name_list, port_number, run_cli
 from rd_edge.core.errors import RdEdgeError
 
@@ -72,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference backend; auto: by model suffix")
     p.add_argument("--providers", type=name_list, metavar="A,B",
                    help="ONNX Runtime providers, e.g. cuda or tensorrt,cuda; none given: cpu")
+    p.add_argument("--threads", type=int_at_least(1), metavar="N",
+                   help="inference threads (ort, openvino); none given: the backend's, one per core")
+    p.add_argument("--no-spinning", action="store_true",
+                   help="ort: idle worker threads sleep instead of spinning (pays on a CPU shared with other work)")
+    p.add_argument("--precision", choices=values(InferencePrecision), default=None,
+                   help="openvino: inference precision of float layers; none given: the model's (fp32 unless "
+                        "exported for bf16)")
     p.add_argument("--threshold", type=float, metavar="T",
                    help="image threshold on the score; none given: thresholds.json beside the model, else "
                         "the model's")
@@ -147,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _backend_options(args: argparse.Namespace) -> Dict[str, Any]:
+    """--threads, --no-spinning, --precision as loader options, only those given (a backend that
+    does not take one says so)."""
+    given = {"threads": args.threads, "spinning": False if args.no_spinning else None,
+             "precision": args.precision}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _source_specs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> List[Tuple[Optional[str], str]]:
     """(label or None, spec) per source: SOURCE... (with --csi: CSI sensor ids) and --source."""
     extra = [_split_label(spec) for spec in args.more_sources]
@@ -183,8 +199,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--station needs --evidence DIR: its gallery shows the evidence folder, and review marks "
                      "save the original frames kept there")
     if args.server is not None:  # no local model: the first positional is a source too
-        if args.backend != "auto" or args.providers:
-            parser.error("--backend and --providers choose a local backend; the server has its own")
+        if args.backend != "auto" or args.providers or _backend_options(args):
+            parser.error("--backend, --providers, --threads, --no-spinning and --precision set up a local "
+                         "backend; the server has its own")
         args.source, args.model = [args.model] + list(args.source), args.server
     specs = _source_specs(parser, args)
     return run_cli(lambda: _run(args, specs))
@@ -203,7 +220,7 @@ def _run(args: argparse.Namespace, specs: List[Tuple[Optional[str], str]]) -> in
     else:
         detector = Detector(args.model, backend=args.backend, threshold=args.threshold,
                             pixel_threshold=args.pixel_threshold, providers=args.providers,
-                            batch_size=args.batch_size, tile_batch=args.tile_batch)
+                            batch_size=args.batch_size, tile_batch=args.tile_batch, **_backend_options(args))
     with detector, contextlib.ExitStack() as stack:
         sources = [stack.enter_context(source) for source in _open_sources(specs, args.limit, _live_options(args))]
         for source in sources:

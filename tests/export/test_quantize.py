@@ -234,9 +234,10 @@ def test_onnx_without_metadata_is_refused(r18_onnx, demo_category, tmp_path, cap
 
 
 def test_cli_checkpoint_to_int8_cpu_graph(r18_checkpoint, demo_category, tmp_path, capsys):
+    """Without an engine build, --precision int8 makes the CPU flavour (no --int8-target needed)."""
     out = tmp_path / "m_int8.onnx"
     rc = export_main([str(r18_checkpoint), "--precision", "int8", "--calib-dir", str(demo_category),
-                      "--int8-target", "cpu", "--calib-images", "4", "--no-verify", "-o", str(out)])
+                      "--calib-images", "4", "--no-verify", "-o", str(out)])
     assert rc == 0, capsys.readouterr().err
     meta = read_metadata(onnx.load(str(out)))
     assert meta.precision == "int8" and meta.extra["int8_target"] == "cpu"

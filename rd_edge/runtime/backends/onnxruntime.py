@@ -30,7 +30,10 @@ _CUDA = "CUDAExecutionProvider"
 _TRT = "TensorrtExecutionProvider"
 # ONNX Runtime type strings of the graph's tensors -> numpy dtypes the runner feeds.
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
-_OPTIONS = ("providers", "device", "device_id", "fp16", "cache_dir", "threads")
+_OPTIONS = ("providers", "device", "device_id", "fp16", "cache_dir", "threads", "spinning")
+# ONNX Runtime's session config key: worker threads spin while waiting for work (its default on);
+# on a CPU shared with other processes, spinning burns cycles those processes need.
+_SPINNING_KEYS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
 
 
 def _import_onnxruntime() -> Any:
@@ -107,12 +110,15 @@ def _parse_device(device: Optional[str], device_id: Optional[int]) -> int:
 def load_onnxruntime(path: Path, providers: Union[None, str, Sequence[str]] = None,
                      device: Optional[str] = None, device_id: Optional[int] = None,
                      fp16: bool = False, cache_dir: Optional[Union[str, Path]] = None,
-                     threads: Optional[int] = None, **unknown: Any) -> "OnnxRuntimeRunner":
+                     threads: Optional[int] = None, spinning: Optional[bool] = None,
+                     **unknown: Any) -> "OnnxRuntimeRunner":
     """Open ``path`` in an InferenceSession with the requested providers.
 
     ``providers``: names or shorthands ("cpu", "cuda", "tensorrt"); default from ``device``.
     ``fp16`` and ``cache_dir`` configure the TensorRT provider and need it in ``providers``.
-    ``threads``: intra-op threads (default: ONNX Runtime's, one per core).
+    ``threads``: intra-op threads (default: ONNX Runtime's, one per core). ``spinning``: False
+    makes idle worker threads sleep instead of spin (ONNX Runtime's default: spin), which pays
+    on a CPU shared with other work.
     """
     reject_unknown_options("ort", unknown, _OPTIONS)
     if device is not None and not (device == "cpu" or device.startswith("cuda")):
@@ -130,7 +136,12 @@ def load_onnxruntime(path: Path, providers: Union[None, str, Sequence[str]] = No
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads is not None:
+        if int(threads) < 1:
+            raise BackendError(f"threads must be >= 1, got {threads}")
         options.intra_op_num_threads = int(threads)
+    if spinning is not None:
+        for key in _SPINNING_KEYS:
+            options.add_session_config_entry(key, "1" if spinning else "0")
     provider_options = _provider_options(names, _parse_device(device, device_id), fp16, cache)
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=names,

@@ -124,3 +124,19 @@ def test_int8_ir_by_nncf_keeps_the_head_float(r18_onnx, demo_category, tmp_path)
     out = load_runner(report.xml_path).infer({"image": images})
     assert np.corrcoef(out["anomaly_map"].ravel(), ref["anomaly_map"].ravel())[0, 1] > 0.98
     assert np.abs(out["score"] - ref["score"]).max() < 0.05 * np.abs(ref["score"]).max()
+
+
+def test_shared_cpu_knobs_reach_the_sessions(r18_onnx, r18_ir, demo_category, capsys):
+    """--threads and --no-spinning (ORT), --threads and --precision (OpenVINO) set what they say."""
+    from rd_edge.runtime.cli import main as infer_main
+
+    with Detector(r18_onnx, threads=1, spinning=False) as det:
+        options = det.runner.session.get_session_options()
+        assert options.intra_op_num_threads == 1
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    image = str(next((demo_category / "test" / "good").iterdir()))
+    assert infer_main([str(r18_ir), image, "--threads", "1", "--precision", "fp32"]) == 0
+    assert "on openvino (CPU, fp32 inference, 1 threads)" in capsys.readouterr().err
+    assert infer_main([str(r18_ir), image, "--no-spinning"]) == 1  # OpenVINO has no such switch
+    err = capsys.readouterr().err
+    assert one_line_error(err) and "does not take option(s) ['spinning']" in err
