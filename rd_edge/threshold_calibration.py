@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from rd_edge.core.drift import reference_from_scores
-from rd_edge.core.errors import CalibrationError
+from rd_edge.core.errors import CalibrationError, DatasetError, RdEdgeError
 from rd_edge.core.files import PathLike, sha256_file
 from rd_edge.core.images import read_image
 from rd_edge.core.preprocess import preprocess_bgr
@@ -267,12 +267,28 @@ def _score_tiled(scorer: _Scorer, samples: List[Sample], batch_size: int, progre
     size = read_image(samples[0].path).shape[:2] if samples else tuple(scorer.size)
     maps, scores = [], []
     for i in tqdm(range(0, len(samples), batch_size), desc="calibrate", unit="batch", disable=not progress):
-        m, s = scorer.tiled([read_image(x.path) for x in samples[i:i + batch_size]])
+        m, s = _tiled_naming_the_image(scorer, samples[i:i + batch_size])
         maps.extend(resize_map(np.asarray(a, np.float32), size) for a in m)
         scores.append(np.asarray(s, np.float64).reshape(-1))
     masks = read_sample_masks(samples, size)
     labels = np.array([s.is_anomalous for s in samples], dtype=bool)
     return Scored(labels, np.concatenate(scores), np.stack(maps), masks)
+
+
+def _tiled_naming_the_image(scorer: _Scorer, chunk: List[Sample]) -> Tuple[Any, Any]:
+    """scorer.tiled over the chunk's images; an image it cannot take (e.g. smaller than a tile)
+    is named in the DatasetError instead of failing the batch anonymously."""
+    frames = [read_image(x.path) for x in chunk]
+    try:
+        return scorer.tiled(frames)
+    except RdEdgeError as exc:
+        for sample, frame in zip(chunk, frames):
+            try:
+                scorer.tiled([frame])
+            except RdEdgeError as single:
+                raise DatasetError(f"cannot calibrate on {sample.path} ({frame.shape[1]}x{frame.shape[0]}): "
+                                   f"{single}; remove or replace it") from single
+        raise exc
 
 
 def calibrate_thresholds(model: PathLike, dataset: Any, method: str = "f1", batch_size: int = 8,

@@ -25,6 +25,10 @@ RESIZE_AREA_LINEAR = "area-shrink/linear-enlarge"
 RESIZE_RULES = (RESIZE_LINEAR, RESIZE_AREA_LINEAR)
 
 
+# A model input side larger than this is a damaged or hostile file, not a model (8k x 8k float32 = 0.8 GB).
+MAX_INPUT_SIDE = 8192
+
+
 @dataclass
 class ModelMetadata:
     backbone: str
@@ -75,8 +79,9 @@ class ModelMetadata:
                                 f"rd-export. Export it with `rd-export model.pt -o model.onnx`.")
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise MetadataError(f"{source}: '{METADATA_KEY}' metadata is not valid JSON ({exc})") from exc
+        except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested absurdly deep
+            raise MetadataError(f"{source}: '{METADATA_KEY}' metadata is not valid JSON "
+                                f"({exc if isinstance(exc, ValueError) else 'nested too deep'})") from None
         if not isinstance(data, dict):
             raise MetadataError(f"{source}: '{METADATA_KEY}' metadata must be a JSON object, found {type(data).__name__}")
         version = data.get("format_version")
@@ -89,8 +94,10 @@ class ModelMetadata:
         if missing:
             raise MetadataError(f"{source}: metadata lacks {missing}; re-export the model")
         size = data["image_size"]
-        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)):
-            raise MetadataError(f"{source}: metadata image_size must be [H, W] positive integers, found {size!r}")
+        if not (isinstance(size, list) and len(size) == 2
+                and all(type(s) is int and 0 < s <= MAX_INPUT_SIDE for s in size)):
+            raise MetadataError(f"{source}: metadata image_size must be [H, W] integers in 1..{MAX_INPUT_SIDE}, "
+                                f"found {size!r}")
         if data.get("tiling") is not None:  # normalized, so every reader sees the same fields
             data["tiling"] = Tiling.from_dict(data["tiling"], source).to_dict()
         _check_numbers(data, source)
@@ -101,7 +108,12 @@ class ModelMetadata:
 
 
 def _is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond float range, e.g. 10**400
+        return False
 
 
 def _check_numbers(data: Dict[str, Any], source: str) -> None:

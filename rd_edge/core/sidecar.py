@@ -44,6 +44,9 @@ class GpuInfo(NamedTuple):
         details = ", ".join(e for e in extra if e)
         return f"{self.name} compute {self.compute_capability}" + (f" ({details})" if details else "")
 
+MAX_ENGINE_BATCH = 4096  # far above any real profile; a larger max_batch is a damaged sidecar
+
+
 def sidecar_path(plan: PathLike) -> Path:
     """The sidecar of ``plan``: the plan's file name plus ``.json`` (model.engine.json)."""
     plan = Path(plan)
@@ -113,9 +116,9 @@ class EngineSidecar:
         if missing:
             raise MetadataError(f"{source}: sidecar lacks {missing}; rebuild the engine: {REBUILD_HINT}")
         batches = (data["min_batch"], data["max_batch"])
-        if not all(isinstance(b, int) and b >= 1 for b in batches) or batches[0] > batches[1]:
+        if not all(type(b) is int and 1 <= b <= MAX_ENGINE_BATCH for b in batches) or batches[0] > batches[1]:
             raise MetadataError(f"{source}: min_batch/max_batch must be integers with "
-                                f"1 <= min <= max, found {list(batches)}")
+                                f"1 <= min <= max <= {MAX_ENGINE_BATCH}, found {list(batches)}")
         try:
             cc = format_compute_capability(data["compute_capability"])
         except MetadataError as exc:
@@ -150,6 +153,8 @@ class EngineSidecar:
             data = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise MetadataError(f"cannot read engine sidecar {path}: {exc}") from exc
+        except RecursionError:
+            raise MetadataError(f"cannot read engine sidecar {path}: JSON nested too deep") from None
         return cls.from_dict(data, source=str(path))
 
 

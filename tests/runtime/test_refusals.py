@@ -84,3 +84,22 @@ def test_ctrl_c_inside_an_optional_import_is_a_stop_not_a_missing_package(tmp_pa
         import_optional("rd_not_there_at_all", "a test", "pip install x")
     sys.modules.pop("rd_interrupted", None)
     sys.modules.pop("rd_broken", None)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"format_version": 1, "threshold": ' + "1" + "0" * 400 + "}", "threshold must be a finite number"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deep"),
+])
+def test_onnx_metadata_beyond_range_or_nested_deep_is_one_error(text, message, metadata_factory):
+    """10**400 as a threshold (OverflowError) and JSON nested 100,000 deep (RecursionError)."""
+    import json
+
+    from rd_edge.core.errors import MetadataError
+    from rd_edge.core.metadata import ModelMetadata
+
+    if text.startswith("{"):
+        data = json.loads(metadata_factory().to_json())
+        data["threshold"] = 10**400
+        text = json.dumps(data)
+    with pytest.raises(MetadataError, match=message):
+        ModelMetadata.from_json(text, "m.onnx")

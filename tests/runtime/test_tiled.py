@@ -187,3 +187,22 @@ def test_rd_infer_tile_batch_and_the_pixel_cap(tiled_model, tmp_path, capsys):
     rows = {Path(r["source"]).name: r for r in map(json.loads, records.read_text().splitlines())}
     assert "more than the cap" in rows["bomb.jpg"]["error"] and rows["good.png"]["error"] is None
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_an_image_smaller_than_a_tile_is_named_by_calibration(tiled_model, tmp_path, capsys):
+    """One 20x33 image aborted a whole calibration without naming it."""
+    import cv2
+
+    from rd_edge.cli.calibrate import main as rd_calibrate
+
+    good, defect = tmp_path / "good", tmp_path / "defect"
+    good.mkdir()
+    defect.mkdir()
+    cv2.imwrite(str(good / "000_small.png"), good_frame(9, hw=(20, 33)))  # held out as a good test image
+    for i in range(1, 6):
+        cv2.imwrite(str(good / f"{i:03d}.png"), good_frame(i, hw=(96, 96)))
+    for i in range(2):
+        cv2.imwrite(str(defect / f"{i:03d}.png"), good_frame(10 + i, hw=(96, 96)))
+    assert rd_calibrate([str(tiled_model["onnx"]), "--good", str(good), "--defect", str(defect), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot calibrate on ") and "000_small.png (33x20)" in err and "Traceback" not in err

@@ -126,9 +126,13 @@ def test_plan_without_sidecar(tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda d: d.pop("tensorrt_version"), r"sidecar lacks \['tensorrt_version'\]"),
-    (lambda d: d.update(min_batch=8), r"1 <= min <= max, found \[8, 4\]"),
+    (lambda d: d.update(min_batch=8), r"1 <= min <= max <= 4096, found \[8, 4\]"),
     (lambda d: d.update(compute_capability="sm87"), r"'major.minor' or \[major, minor\], found 'sm87'"),
     (lambda d: d["rd_edge"].update(format_version=99), r"metadata format version 99"),
+    # issue 21: absurd sizes and numbers beyond float range were accepted or raised OverflowError
+    (lambda d: d.update(max_batch=10**9), r"1 <= min <= max <= 4096, found \[1, 1000000000\]"),
+    (lambda d: d["rd_edge"].update(image_size=[10**6, 64]), r"image_size must be \[H, W\] integers in 1..8192"),
+    (lambda d: d["rd_edge"].update(threshold=10**400), r"threshold must be a finite number or null"),
 ])
 def test_invalid_sidecars_say_what_is_wrong(fake_plan, edit, message):
     path = sidecar_path(fake_plan)
@@ -136,6 +140,12 @@ def test_invalid_sidecars_say_what_is_wrong(fake_plan, edit, message):
     edit(data)
     path.write_text(json.dumps(data))
     with pytest.raises(MetadataError, match=message):
+        load_runner(fake_plan)
+
+
+def test_a_sidecar_nested_100000_deep_is_one_clear_error(fake_plan):
+    sidecar_path(fake_plan).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(MetadataError, match="nested too deep"):
         load_runner(fake_plan)
 
 
