@@ -16,10 +16,22 @@ nobody computed shows. Behaviour taken from CUDA and pycuda, not from our code's
   separately (``driver_stack``, ``retained``).
 - Kernels compiled from source (pycuda.compiler.SourceModule) run the real CUDA source,
   compiled for the CPU by kernel_harness, over the fake device memory.
+- Threads, as in CUDA and pycuda 2025.1 (cuda.hpp): the context stack is per thread; a
+  context remembers the thread that created it; streams, events, device and page-locked
+  memory and modules need a current context to be created (``Event()`` and
+  ``pagelocked_empty`` too) and belong to it. Freeing one (explicitly, or when Python drops
+  it) where its context is not current needs to activate the context, which pycuda refuses
+  outside the creating thread: an explicit ``free()`` raises, a dropped object warns
+  ("cannot activate out-of-thread context") and leaks. ``detach()`` from another thread of a
+  context that is not current silently skips the release ("leaked out-of-thread context").
+  ``leaks`` lists what leaked.
 """
 from __future__ import annotations
 
+import threading
 import types
+import warnings
+import weakref
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -37,9 +49,9 @@ class FakeCuda:
         self.devices = devices
         self.memory: Dict[int, np.ndarray] = {}
         self.next_address = 0x10000
-        self.driver_stack: List[int] = []  # CUcontext handles, as the driver sees this thread
-        self.pycuda_stack: List["object"] = []  # pycuda's context_stack
+        self._stacks: Dict[int, Tuple[List[int], List["object"]]] = {}  # thread -> (driver, pycuda)
         self.retained: Dict[int, int] = {}  # device -> primary context retain count
+        self.leaks: List[str] = []  # what pycuda would have leaked (out-of-thread frees/detach)
         self.kernel_calls: List[Dict[str, int]] = []
         self.streams: Dict[int, "object"] = {}
         self.fail_launch: Optional[str] = None  # set by a test: every kernel launch raises this
@@ -48,6 +60,49 @@ class FakeCuda:
         self.libcuda = _FakeLibcuda(self)
 
     # --- contexts --------------------------------------------------------------------------
+
+    def _thread_stacks(self) -> Tuple[List[int], List["object"]]:
+        return self._stacks.setdefault(threading.get_ident(), ([], []))
+
+    @property
+    def driver_stack(self) -> List[int]:
+        """CUcontext handles, as the driver sees the calling thread."""
+        return self._thread_stacks()[0]
+
+    @property
+    def pycuda_stack(self) -> List["object"]:
+        """pycuda's context_stack of the calling thread."""
+        return self._thread_stacks()[1]
+
+    def threads_with_a_context(self) -> List[int]:
+        """Threads whose driver stack is not empty (cuCtxGetCurrent would not return NULL)."""
+        return [thread for thread, (driver, _) in self._stacks.items() if driver]
+
+    def current_context(self) -> Optional["object"]:
+        return self.pycuda_stack[-1] if self.pycuda_stack else None
+
+    def owned(self, obj: object, what: str,
+              release: Callable[[], None] = lambda: None) -> Tuple["object", weakref.finalize]:
+        """Make ``obj`` depend on the current context (pycuda's context_dependent): when Python
+        drops it, it is released as pycuda would, or warned about and leaked. Returns the
+        context and the finalizer (detach it once the object is freed explicitly)."""
+        self.require_context()
+        ctx = self.current_context()
+        return ctx, weakref.finalize(obj, self._cleanup, ctx, what, release)
+
+    def can_activate(self, ctx: "object", what: str) -> bool:
+        """scoped_context_activation: current, or the creating thread may push it."""
+        if self.current_context() is ctx or not ctx.valid:
+            return True  # a dead context's objects went with it
+        return threading.get_ident() == ctx.thread
+
+    def _cleanup(self, ctx: "object", what: str, release: Callable[[], None]) -> None:
+        if self.can_activate(ctx, what):
+            release()
+            return
+        self.leaks.append(what)
+        warnings.warn(f"PyCUDA WARNING: a clean-up operation failed (dead context maybe?)\n"
+                      f"cannot activate out-of-thread context ({what})", RuntimeWarning, stacklevel=1)
 
     def current_device(self) -> Optional[int]:
         """Device of the context current in the driver, None when none is."""
@@ -71,6 +126,7 @@ class FakeCuda:
             def __init__(self, device: int) -> None:
                 self.device, self.valid = device, True
                 self.handle = 0x100 + device
+                self.thread = threading.get_ident()  # cuda.hpp context::m_thread
 
             def push(self) -> None:  # cuda.hpp context_push
                 assert self.valid, "cannot activate dead context"
@@ -92,6 +148,12 @@ class FakeCuda:
             def detach(self) -> None:  # cuda.hpp context::detach for a primary_context
                 assert self.valid, "cannot detach from invalid context"
                 active = bool(fake.pycuda_stack) and fake.pycuda_stack[-1] is self
+                if not active and threading.get_ident() != self.thread:
+                    # "In all likelihood, this context's managing thread has exited": nothing
+                    # is released, silently.
+                    fake.leaks.append(f"primary context of device {self.device} (detach from another thread)")
+                    self.valid = False
+                    return
                 if not active:
                     fake.driver_stack.append(self.handle)  # cuCtxPushCurrent, then release: no pop
                 fake.retained[self.device] -= 1
@@ -130,7 +192,7 @@ class FakeCuda:
 
         class Stream:
             def __init__(self, flags: int = 0) -> None:
-                fake.require_context()
+                fake.owned(self, "stream")
                 self.flags, self.queue = flags, []
                 self.handle = 0x5000 + len(fake.streams)
                 fake.streams[self.handle] = self
@@ -144,6 +206,7 @@ class FakeCuda:
 
         class Event:
             def __init__(self) -> None:
+                fake.owned(self, "event")  # cuEventCreate needs a current context
                 self.stream, self.done = None, True
 
             def record(self, stream: Stream) -> None:
@@ -156,8 +219,8 @@ class FakeCuda:
 
         class Alloc:
             def __init__(self, nbytes: int) -> None:
-                fake.require_context()
-                self.address = fake.next_address
+                self.address = address = fake.next_address
+                self.ctx, self._finalizer = fake.owned(self, "device memory", lambda: fake.memory.pop(address, None))
                 fake.next_address += nbytes + 0x100
                 fake.memory[self.address] = np.full(nbytes, 0xFF, np.uint8)
 
@@ -165,8 +228,12 @@ class FakeCuda:
                 return self.address
 
             def free(self) -> None:
-                fake.require_context()
+                if not fake.can_activate(self.ctx, "device memory"):
+                    raise Error("cannot activate out-of-thread context")
+                if fake.current_context() is not self.ctx:
+                    fake.require_context()
                 del fake.memory[self.address]
+                self._finalizer.detach()  # pycuda: a freed allocation has nothing left to release
 
         def htod(dest, src, stream):
             fake.require_context()
@@ -179,6 +246,7 @@ class FakeCuda:
 
         def pagelocked_empty(n, dtype):
             buf = np.empty(n, dtype)
+            fake.owned(buf, "page-locked memory")  # cuMemHostAlloc needs a current context
             buf.view(np.uint8)[...] = 0xFF  # NaN as float32: stale values show
             return buf
 
@@ -215,6 +283,8 @@ class FakeCuda:
         """pycuda.compiler.SourceModule: the real source, compiled for the CPU."""
         assert no_extern_c, "the kernels are extern \"C\"; pycuda would wrap them again"
         fake = self
+        module = _Module()
+        fake.owned(module, "module")  # cuModuleLoadData needs a current context
 
         def get_function(name: str) -> Callable[..., None]:
             kernel = compile_kernel(source, name)
@@ -230,7 +300,14 @@ class FakeCuda:
 
             return launch
 
-        return types.SimpleNamespace(get_function=get_function)
+        module.get_function = get_function
+        return module
+
+
+class _Module:
+    """pycuda.driver.Module (weak-referenceable, unlike a SimpleNamespace)."""
+
+    get_function: Callable[[str], Callable[..., None]]
 
 
 class _FakeLibcuda:

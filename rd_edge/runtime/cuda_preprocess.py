@@ -180,7 +180,7 @@ class CudaPreprocessor:
         self._frame_dev: Optional[Any] = None
         try:
             # Recorded after each upload: the staging buffer may be refilled only once it is done.
-            self._uploaded = self._cuda.Event()
+            self._uploaded: Optional[Any] = self._cuda.Event()
         except Exception as exc:  # pycuda.driver.Error and its subclasses
             raise _cuda_error("creating an event", exc) from exc
 
@@ -220,6 +220,8 @@ class CudaPreprocessor:
     def _enqueue(self, frame: np.ndarray, dst_ptr: int, batch_index: int) -> None:
         src_h, src_w = frame.shape[:2]
         self._reserve(frame.nbytes)
+        if self._uploaded is None:
+            raise CudaPreprocessError("the CUDA preprocessor is closed")
         self._uploaded.synchronize()
         staging = self._staging[: frame.nbytes]
         staging[...] = frame.reshape(-1)  # [H*W*3] contiguous HWC bytes
@@ -245,8 +247,12 @@ class CudaPreprocessor:
         self._frame_dev = self._cuda.mem_alloc(nbytes)
 
     def close(self) -> None:
-        """Free the frame buffers (call with the context current). Idempotent."""
+        """Free the frame buffers, the event and the kernel module (call with the context
+        current, e.g. through ``runner.call_in_context_owner``). Idempotent."""
         if self._frame_dev is not None:
             self.stream.synchronize()
             self._frame_dev.free()
+        # Every CUDA object is dropped here, while the context is current: pycuda frees one
+        # dropped later in a thread that does not own the context with a warning, and leaks it.
         self._frame_dev, self._staging, self._function, self._module = None, None, None, None
+        self._uploaded = None

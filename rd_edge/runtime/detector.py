@@ -147,10 +147,8 @@ class Detector:
             try:
                 from .cuda_preprocess import CudaPreprocessor
 
-                with runner.activate():
-                    pre = CudaPreprocessor(self.input_size, runner.stream, self.metadata.resize)
-                    pre.compile()
-                self._cuda_pre = pre
+                self._cuda_pre = runner.call_in_context_owner(lambda: _compiled(
+                    CudaPreprocessor(self.input_size, runner.stream, self.metadata.resize)))
             except RdEdgeError as exc:
                 reason = str(exc)
             except Exception as exc:  # any CUDA error (pycuda.driver.Error): the CPU path still works
@@ -306,17 +304,14 @@ class Detector:
         from .cuda_tiles import CudaTilePreprocessor
 
         runner = self.runner
-        with runner.activate():
-            self._cuda_pre.close()
+        runner.call_in_context_owner(self._cuda_pre.close)
         self._cuda_pre = None
         if self._tiled.tiling.tile != self.input_size:
             self.preprocess_fallback_reason = (f"tiles of {self._tiled.tiling.tile} are resized to the "
                                                f"model's {self.input_size} on the CPU")
             return
         try:
-            with runner.activate():
-                pre = CudaTilePreprocessor(self.input_size, runner.stream)
-                pre.compile()
+            pre = runner.call_in_context_owner(lambda: _compiled(CudaTilePreprocessor(self.input_size, runner.stream)))
         except Exception as exc:  # RdEdgeError or a CUDA error: the CPU crops the tiles
             if self._cuda_required:
                 raise BackendError(f"CUDA preprocessing was requested but is unavailable: {exc}") from exc
@@ -386,8 +381,8 @@ class Detector:
     def close(self) -> None:
         """Release the runner (sessions, GPU buffers). Idempotent."""
         if self._cuda_pre is not None and isinstance(self.runner, DeviceInputRunner):
-            with self.runner.activate():
-                self._cuda_pre.close()
+            # In the context's owner thread: close() may come from any thread (the pipeline's).
+            self.runner.call_in_context_owner(self._cuda_pre.close)
             self._cuda_pre = None
         self.runner.close()
 
@@ -426,3 +421,14 @@ def check_threshold(threshold: Any, what: str = "threshold") -> float:
         raise ConfigError(f"{what} must be a finite number, found {threshold!r} (it would hide every defect)")
     return float(threshold)
 
+
+def _compiled(pre: Any) -> Any:
+    """``pre`` (a CUDA preprocessor, made with its context current) with its kernel compiled;
+    on failure its CUDA objects are freed at once, in the context, not whenever Python drops
+    the half-made object (pycuda leaks those freed from a thread that does not own the context)."""
+    try:
+        pre.compile()
+    except BaseException:
+        pre.close()
+        raise
+    return pre

@@ -153,13 +153,13 @@ def test_cuda_kernel_matches_the_cpu_path_on_every_pixel():
     reason = _gpu_skip_reason()
     if reason:
         pytest.skip(reason)
-    from rd_edge.runtime.backends.trt import import_pycuda_driver
+    from rd_edge.runtime.backends.trt.util import ContextOwner
     from rd_edge.runtime.cuda_preprocess import CudaPreprocessor
 
-    cuda = import_pycuda_driver()
-    ctx = cuda.Device(0).retain_primary_context()
-    ctx.push()
-    try:
+    owner = ContextOwner(0)  # what the runner does: never ctx.detach() by hand
+    cuda = owner.cuda
+
+    def check():  # in the context's owner thread; every CUDA object is freed before it returns
         stream = cuda.Stream()
         pre = CudaPreprocessor(MODEL_SIZE, stream)  # the area rule, preprocess_bgr's default
         batch = len(FRAME_SIZES)
@@ -170,11 +170,14 @@ def test_cuda_kernel_matches_the_cpu_path_on_every_pixel():
             pre.enqueue(f, int(dst), batch_index=i)
         stream.synchronize()
         cuda.memcpy_dtoh(out, dst)
-        for i, f in enumerate(frames):
-            want = preprocess_bgr(f, MODEL_SIZE)
-            assert np.abs(out[i] - want).max() <= TOLERANCE, f"frame {f.shape}"
         pre.close()
         dst.free()
+        return frames, out
+
+    try:
+        frames, out = owner.call(check)
     finally:
-        cuda.Context.pop()
-        ctx.detach()
+        owner.close()
+    for i, f in enumerate(frames):
+        want = preprocess_bgr(f, MODEL_SIZE)
+        assert np.abs(out[i] - want).max() <= TOLERANCE, f"frame {f.shape}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from rd_edge.core.errors import BackendError
 from rd_edge.core.files import PathLike, not_a_file
 from rd_edge.core.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 
+T = TypeVar("T")
 
 class Runner(ABC):
     """A loaded model: ``infer({"image": [N,3,H,W] float32})`` -> ``{"anomaly_map", "score"}``.
@@ -102,6 +103,12 @@ class DeviceInputRunner(Runner):
     @abstractmethod
     def activate(self) -> ContextManager[None]:
         """Make the runner's CUDA context current (a context manager)."""
+
+    def call_in_context_owner(self, fn: Callable[[], T]) -> T:
+        """Run ``fn()`` where CUDA objects of the runner's context may be freed: the thread that
+        owns the context, with it current (this default: the calling thread, inside activate)."""
+        with self.activate():
+            return fn()
 
     @abstractmethod
     def device_input_pointer(self) -> int:

@@ -15,7 +15,10 @@ NvInferRuntime.h (8.5-10.x, name-based I/O) and the CUDA/pycuda sources, not fro
   with profile 0 = (1, 1, MAX_BATCH).
 The CUDA preprocessing kernel is the real KERNEL_SOURCE, compiled for the CPU (kernel_harness).
 """
+import gc
+import threading
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -35,8 +38,10 @@ NAMES = ("image", "anomaly_map", "score")
 class FakeTensorRT:
     """tensorrt: an engine with input image [N or -1,3,H,W] and the two outputs of the stand-in model."""
 
-    def __init__(self, cuda: FakeCuda, static_batch=None):
+    def __init__(self, cuda: FakeCuda, static_batch=None, io="float"):
+        # io: the engine's I/O type, "float" or "half" (a plan built with fp16 I/O tensors)
         self.cuda, self.static_batch = cuda, static_batch
+        self.dtype = {"float": np.float32, "half": np.float16}[io]
         fake = self
         mode = types.SimpleNamespace(INPUT="input", OUTPUT="output")
 
@@ -87,7 +92,7 @@ class FakeTensorRT:
                 return {"image": (n, 3, H, W), "anomaly_map": (n, 1, H, W), "score": (n,)}[name]
 
             def get_tensor_dtype(self, name):
-                return "float"
+                return io
 
             def get_tensor_profile_shape(self, name, profile):
                 n = static_batch
@@ -106,14 +111,15 @@ class FakeTensorRT:
 
         self.module = types.SimpleNamespace(
             __version__="10.3.0", Logger=type("Logger", (), {"WARNING": 2, "__init__": lambda s, level: None}),
-            Runtime=Runtime, TensorIOMode=mode, nptype=lambda dtype: np.float32)
+            Runtime=Runtime, TensorIOMode=mode,
+            nptype=lambda dtype: {"float": np.float32, "half": np.float16}[dtype])
 
     def run_model(self, n, addresses):
         """The stand-in model on device memory (when the stream runs it)."""
-        x = self.cuda.view(addresses["image"], np.float32, n * 3 * H * W).reshape(n, 3, H, W)
+        x = self.cuda.view(addresses["image"], self.dtype, n * 3 * H * W).reshape(n, 3, H, W).astype(np.float32)
         amap = np.tensordot(np.abs(x - 0.5), WEIGHTS, axes=([1], [0]))[:, None]  # [N,1,H,W]
-        self.cuda.view(addresses["anomaly_map"], np.float32, amap.size)[:] = amap.reshape(-1)
-        self.cuda.view(addresses["score"], np.float32, n)[:] = amap.reshape(n, -1).max(axis=1)
+        self.cuda.view(addresses["anomaly_map"], self.dtype, amap.size)[:] = amap.reshape(-1)
+        self.cuda.view(addresses["score"], self.dtype, n)[:] = amap.reshape(n, -1).max(axis=1)
 
 
 @pytest.fixture(params=[None, MAX_BATCH], ids=["dynamic", "static"])
@@ -138,8 +144,10 @@ def frames(sizes, seed=0):
 
 
 def nothing_current(cuda):
-    """Every push popped and every retain released: the thread is as before the runner."""
-    return cuda.driver_stack == [] and cuda.pycuda_stack == [] and all(v == 0 for v in cuda.retained.values())
+    """Every push popped and every retain released: the thread is as before the runner; and
+    nothing leaked the way pycuda leaks out-of-thread frees."""
+    return cuda.driver_stack == [] and cuda.pycuda_stack == [] and all(v == 0 for v in cuda.retained.values()) \
+        and cuda.leaks == [] and cuda.threads_with_a_context() == []
 
 
 def test_runner_runs_every_batch_size_and_matches_onnxruntime(fake_gpu, tiny_onnx):
@@ -180,6 +188,103 @@ def test_close_leaves_no_context_current_and_the_stream_is_non_blocking(fake_gpu
     assert nothing_current(cuda), (cuda.driver_stack, cuda.retained)
 
 
+def _in_thread(fn):
+    """fn() in a new thread (as the pipeline's stage threads call the Detector); its exception re-raised."""
+    box = {}
+
+    def run():
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=30)
+    if "error" in box:
+        raise box["error"]
+
+
+def test_runner_closed_from_another_thread_releases_everything_without_warnings(fake_gpu):
+    # Issue 22: pycuda's detach() from a thread that did not create the context silently skips
+    # the release, and objects freed there warn and leak. close() now hands the work to the
+    # context's owner thread.
+    cuda, plan = fake_gpu
+    x = np.random.default_rng(0).random((2, 3, H, W), dtype=np.float32)
+    runner = load_runner(plan)
+    _in_thread(lambda: runner.infer({"image": x}))  # inference from another thread: context pushed there
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _in_thread(runner.close)
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
+    assert cuda.memory == {} and nothing_current(cuda), (cuda.leaks, cuda.retained)
+
+
+def test_detector_with_cuda_preprocessing_closed_from_another_thread(fake_gpu):
+    cuda, plan = fake_gpu
+    detector = Detector(plan, batch_size=2)
+    assert detector.preprocess_device == "cuda", detector.preprocess_fallback_reason
+    results = []
+    _in_thread(lambda: results.extend(detector.predict(frames([(40, 50), (24, 32)]))))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _in_thread(detector.close)
+        gc.collect()
+    assert len(results) == 2 and [str(w.message) for w in caught] == []
+    assert cuda.memory == {} and nothing_current(cuda), (cuda.leaks, cuda.retained)
+
+
+def test_the_fake_follows_pycuda_on_threads_and_current_contexts(monkeypatch):
+    """What the two tests above rely on: pycuda's rules, not ours (cuda.hpp, pycuda 2025.1)."""
+    cuda = FakeCuda()
+    with pytest.raises(AssertionError, match="without a current context"):
+        cuda.module.Event()  # cuEventCreate needs a current context
+    with pytest.raises(AssertionError, match="without a current context"):
+        cuda.module.pagelocked_empty(4, np.float32)  # so does cuMemHostAlloc
+    ctx = cuda.module.Device(0).retain_primary_context()
+    ctx.push()
+    event = cuda.module.Event()
+    cuda.module.Context.pop()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _in_thread(lambda: None)
+        holder = [event]
+        del event
+        _in_thread(holder.clear)  # dropped in another thread, context not current there
+    assert "cannot activate out-of-thread context (event)" in str(caught[-1].message)
+    _in_thread(ctx.detach)  # not current, another thread: pycuda skips the release
+    assert cuda.retained == {0: 1} and cuda.leaks[-1].startswith("primary context of device 0")
+
+
+def test_engine_with_fp16_io_takes_and_gives_float32(monkeypatch, tmp_path, metadata_factory, tiny_onnx):
+    # Issue 22: the fake engine was float32-only, so the fp16-I/O path never ran.
+    cuda = FakeCuda()
+    install(monkeypatch, cuda)
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", FakeTensorRT(cuda, io="half").module)
+    plan = tmp_path / "half.engine"
+    plan.write_bytes(b"fake plan")
+    EngineSidecar("10.3.0", "Fake GPU", "8.7", "fp16", 1, MAX_BATCH, "0" * 64, metadata_factory(),
+                  sm_count=16, total_memory_mb=8192).write(plan)
+    x = np.random.default_rng(3).random((3, 3, H, W), dtype=np.float32)
+    with load_runner(tiny_onnx) as ort_runner:
+        want = ort_runner.infer({"image": x})
+    with Detector(plan, batch_size=2) as detector:
+        runner = detector.runner
+        assert runner.input_dtype == np.float16
+        # The kernel writes float32: the Detector preprocesses on the CPU and says why.
+        assert detector.preprocess_device == "cpu"
+        assert "engine input is float16" in detector.preprocess_fallback_reason
+        out = runner.infer({"image": x})  # staged as float16, outputs back as float32
+        predictions = detector.predict(frames([(24, 32)]))
+    assert out["anomaly_map"].dtype == np.float32 and out["score"].dtype == np.float32
+    # fp16 rounding of input and outputs: relative 2^-11 on values below 1
+    np.testing.assert_allclose(out["anomaly_map"], want["anomaly_map"], atol=2e-3)
+    np.testing.assert_allclose(out["score"], want["score"], atol=2e-3)
+    assert np.isfinite(predictions[0].score)
+    assert cuda.memory == {} and nothing_current(cuda)
+
+
 def test_refused_tensor_address_is_an_error(fake_gpu, monkeypatch):
     # Finding 6: setTensorAddress returns false (e.g. a misaligned address); it was ignored.
     cuda, plan = fake_gpu
@@ -211,7 +316,7 @@ def test_detector_uses_cuda_preprocessing_into_the_engine_input(fake_gpu, tiny_o
     with Detector(tiny_onnx) as cpu:
         want = cpu.predict(batch)
     with Detector(plan, batch_size=4) as gpu:
-        assert gpu.backend == "trt" and gpu.preprocess_device == "cuda"
+        assert gpu.backend == "trt" and gpu.preprocess_device == "cuda", gpu.preprocess_fallback_reason
         assert gpu.preprocess_fallback_reason is None
         got = gpu.predict(batch)  # chunks of 4 + 1
         single = gpu.predict(batch[2])  # one frame through a (possibly static) batch-4 engine

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Callable, Dict, Iterator, Tuple, TypeVar
 
 import numpy as np
 
@@ -23,7 +23,9 @@ from rd_edge.core.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 from rd_edge.core.sidecar import REBUILD_HINT, EngineSidecar
 
 from ..base import DeviceInputRunner
-from .util import CU_STREAM_NON_BLOCKING, import_pycuda_driver, import_tensorrt, release_primary_context
+from .util import CU_STREAM_NON_BLOCKING, ContextOwner, import_tensorrt
+
+T = TypeVar("T")
 
 
 class TensorRTRunner(DeviceInputRunner):
@@ -33,17 +35,17 @@ class TensorRTRunner(DeviceInputRunner):
 
     def __init__(self, path: Path, sidecar: EngineSidecar, device_id: int = 0) -> None:
         self.path, self.sidecar, self.metadata = path, sidecar, sidecar.metadata
-        self._cuda = import_pycuda_driver()
         self._trt = import_tensorrt()
         self._closed = False
         self._host: Dict[str, np.ndarray] = {}
         self._device_mem: Dict[str, Any] = {}
         # The primary context is the one the CUDA runtime (inside TensorRT) uses, so pycuda and
-        # TensorRT share memory and streams without a second context.
-        self._ctx = self._cuda.Device(device_id).retain_primary_context()
+        # TensorRT share memory and streams without a second context. Its owner thread creates
+        # and frees every CUDA and TensorRT object, whichever thread loads or closes the runner.
+        self._owner = ContextOwner(device_id)
+        self._cuda = self._owner.cuda
         try:
-            with self.activate():
-                self._load()
+            self._owner.call(self._load)
         except BaseException:
             self.close()
             raise
@@ -88,11 +90,15 @@ class TensorRTRunner(DeviceInputRunner):
         """Make this runner's CUDA context current for the calling thread."""
         if self._closed:
             raise BackendError(f"the TensorRT runner for {self.path} is closed")
-        self._ctx.push()
-        try:
+        with self._owner.activate():
             yield
-        finally:
-            self._cuda.Context.pop()
+
+    def call_in_context_owner(self, fn: Callable[[], T]) -> T:
+        """Run ``fn()`` in the thread that owns the CUDA context, with it current: for freeing
+        CUDA objects (e.g. a preprocessor's buffers) from any thread."""
+        if self._closed:
+            raise BackendError(f"the TensorRT runner for {self.path} is closed")
+        return self._owner.call(fn)
 
     @property
     def input_dtype(self) -> np.dtype:
@@ -142,24 +148,22 @@ class TensorRTRunner(DeviceInputRunner):
         return {name: np.array(view[:n], dtype=np.float32) for name, view in views.items()}
 
     def close(self) -> None:
-        """Free device memory and TensorRT objects, release the primary context. Idempotent."""
+        """Free device memory and TensorRT objects and release the primary context, in the
+        context's owner thread whichever thread calls this. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        ctx = getattr(self, "_ctx", None)
-        if ctx is None:
-            return
-        self._ctx = None
-        ctx.push()
-        try:
-            for mem in self._device_mem.values():
-                mem.free()
-            self._device_mem, self._host = {}, {}
-            # Drop TensorRT objects while the context is current: context before engine before runtime.
-            self._context = self._engine = self._runtime = self.stream = None
-        finally:
-            self._cuda.Context.pop()  # what we pushed above
-            release_primary_context(ctx)  # and the retain of __init__, leaving nothing current
+        owner = getattr(self, "_owner", None)
+        if owner is not None:
+            owner.close(self._free)
+
+    def _free(self) -> None:
+        """In the owner thread, context current: buffers, stream, then TensorRT objects."""
+        for mem in self._device_mem.values():
+            mem.free()
+        self._device_mem, self._host = {}, {}
+        # context before engine before runtime
+        self._context = self._engine = self._runtime = self.stream = None
 
 
 def _io_names(trt: Any, engine: Any, path: Path) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:

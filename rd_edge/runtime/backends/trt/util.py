@@ -8,10 +8,12 @@ from __future__ import annotations
 import ctypes
 import importlib.metadata
 import os
+import queue
 import re
+import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional, TypeVar
 
 from rd_edge.core.errors import BackendError
 from rd_edge.core.optional import lazy_import
@@ -28,6 +30,7 @@ _TRT_DISTRIBUTIONS = {"cu12": ("tensorrt-cu12", "tensorrt_cu12_bindings", "tenso
 
 # Where a Jetson says what it is; overridable so tests (and gpu_check.sh) can play a Jetson.
 TEGRA_RELEASE_ENV, DEVICE_TREE_MODEL_ENV = "RD_EDGE_TEGRA_RELEASE", "RD_EDGE_DEVICE_TREE_MODEL"
+T = TypeVar("T")
 # cuda.h CUstream_flags: a stream that does not synchronize with the legacy default stream
 # (the C++ backend's cudaStreamNonBlocking).
 CU_STREAM_NON_BLOCKING = 0x1
@@ -198,6 +201,111 @@ def release_primary_context(ctx: Any) -> None:
     current = ctypes.c_void_p()
     if driver.cuCtxGetCurrent(ctypes.byref(current)) == 0 and (current.value or 0) == handle:
         driver.cuCtxPopCurrent_v2(ctypes.byref(ctypes.c_void_p()))
+
+
+class ContextOwner:
+    """The thread that owns device ``device_id``'s primary context and every CUDA object in it.
+
+    pycuda records the thread that created a context: ``detach()`` from another thread
+    silently skips the release (the context leaks), and streams, events, page-locked buffers
+    and modules freed from another thread while the context is not current there warn
+    ("cannot activate out-of-thread context") and leak. A Detector is often made in one thread
+    and closed in another (the pipeline does), so the context is retained, and everything that
+    must be created or destroyed in it runs, in one small dedicated thread: :meth:`call` hands
+    work to it and waits. Work that only needs the context current (copies, kernel launches,
+    inference) runs in the caller's thread inside :meth:`activate`. After :meth:`close` no
+    context is current in the owner thread and the primary context is released.
+    """
+
+    def __init__(self, device_id: int = 0) -> None:
+        self._cuda = import_pycuda_driver()
+        _check_device(self._cuda, device_id)
+        self._jobs: "queue.Queue[Optional[Callable[[], None]]]" = queue.Queue()
+        self._thread = threading.Thread(target=self._serve, name=f"rd-edge-cuda{device_id}", daemon=True)
+        self._closed = False
+        self._thread.start()
+        self._ctx: Any = self._run(self._cuda.Device(device_id).retain_primary_context, push=False)
+
+    @property
+    def cuda(self) -> Any:
+        """pycuda.driver."""
+        return self._cuda
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
+
+    def _serve(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            job()
+
+    def _run(self, fn: Callable[[], T], push: bool) -> T:
+        """``fn()`` in the owner thread (with the context pushed when ``push``); its result or exception."""
+        work = (lambda: self._pushed(fn)) if push else fn
+        if threading.current_thread() is self._thread:
+            return work()
+        done = threading.Event()
+        box: Dict[str, Any] = {}
+
+        def job() -> None:
+            try:
+                box["value"] = work()
+            except BaseException as exc:  # handed to the caller's thread below
+                box["error"] = exc
+            finally:
+                done.set()
+
+        self._jobs.put(job)
+        done.wait()
+        if "error" in box:
+            raise box.pop("error")
+        return box.pop("value")  # type: ignore[no-any-return]
+
+    def _pushed(self, fn: Callable[[], T]) -> T:
+        self._ctx.push()
+        try:
+            return fn()
+        finally:
+            self._cuda.Context.pop()
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn()`` in the owner thread with the context current: for creating and freeing
+        CUDA objects (streams, events, buffers, TensorRT engines). BackendError once closed."""
+        if self._closed:
+            raise BackendError("the CUDA context is released; this runner is closed")
+        return self._run(fn, push=True)
+
+    @contextmanager
+    def activate(self) -> Iterator[None]:
+        """Make the context current for the calling thread (any thread) during the block."""
+        if self._closed:
+            raise BackendError("the CUDA context is released; this runner is closed")
+        self._ctx.push()
+        try:
+            yield
+        finally:
+            self._cuda.Context.pop()
+
+    def close(self, release: Optional[Callable[[], None]] = None) -> None:
+        """Run ``release`` (free the objects of this context) in the owner thread with the
+        context current, then release the primary context there and end the thread.
+        Idempotent, from any thread."""
+        if self._closed:
+            return
+        try:
+            if release is not None:
+                self._run(release, push=True)
+        finally:
+            self._closed = True
+            try:
+                self._run(lambda: release_primary_context(self._ctx), push=False)
+            finally:
+                self._jobs.put(None)
+                if threading.current_thread() is not self._thread:
+                    self._thread.join()
 
 
 _libcuda: Optional[Any] = None
