@@ -262,7 +262,7 @@ class ContextOwner:
         done.wait()
         if "error" in box:
             raise box.pop("error")
-        return box.pop("value")  # type: ignore[no-any-return]
+        return box.pop("value")
 
     def _pushed(self, fn: Callable[[], T]) -> T:
         self._ctx.push()
