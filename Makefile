@@ -12,7 +12,7 @@ DEMO_BACKBONE ?= resnet18
 DEMO_SIZE ?= 128
 DEMO_STEPS ?= 800
 
-.PHONY: install serve-env demo test test-fast lint lint-imports clean
+.PHONY: install serve-env demo test test-fast lint lint-imports python-floor jetson-sim clean
 
 install: $(VENV)/.installed
 
@@ -38,11 +38,11 @@ demo: install
 	  --out $(DEMO)/infer --quiet
 	$(PY) scripts/demo_summary.py $(DEMO)
 
-test: install serve-env lint-imports
+test: install serve-env lint-imports python-floor
 	$(PY) -m pytest -q
 
 # The suite without the tests marked slow (pytest -m "not slow"): a quick check while working.
-test-fast: install lint-imports
+test-fast: install lint-imports python-floor
 	$(PY) -m pytest -q -m "not slow"
 
 # rd-serve's own environment (the tests start rd-serve from it): the Triton Python-backend stub
@@ -64,6 +64,18 @@ lint: install lint-imports
 # The layer rules of ARCHITECTURE.md ([tool.importlinter] in pyproject.toml).
 lint-imports: install
 	PYTHONPATH=benchmarks $(BIN)/lint-imports
+
+# The runtime's Python floor (requires-python >= 3.8: JetPack 5): any newer syntax or standard-library
+# call in the code a Jetson runs fails here (no Python 3.8 to run the code with here: Debian 12 has 3.11).
+python-floor: install
+	$(BIN)/vermin --target=3.8- --violations --no-tips rd_edge/core rd_edge/runtime
+
+# docs/jetson.md's install and the runtime on arm64 Debian roots under qemu-user-static, with the
+# distribution's Python, numpy and OpenCV (scripts/jetson_sim/run.sh; root, ~10 min cold). Its own
+# CI step after make test (.ci/run). JETSON_SIM_RELEASES="bullseye bookworm" runs both.
+JETSON_SIM_RELEASES ?= bullseye
+jetson-sim: install
+	JETSON_SIM_RELEASES="$(JETSON_SIM_RELEASES)" BIN=$(BIN) scripts/jetson_sim/run.sh
 
 clean:
 	rm -rf $(VENV) $(SERVE_VENV) $(DEMO) build *.egg-info cpp_examples/build

@@ -63,3 +63,8 @@ class NonFiniteOutputError(BackendError):
         self.predictions = predictions
 class CalibrationError(RdEdgeError):
     """Thresholds cannot be calibrated from the given data with the chosen method."""
+
+
+class OpenCVNumpyError(RdEdgeError, ImportError):
+    """``import cv2`` failed because the numpy here is not the one OpenCV was built for (numpy 2
+    in a venv that shadows the system numpy JetPack's / the distribution's OpenCV needs)."""

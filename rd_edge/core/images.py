@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
-import cv2
 import numpy as np
 
 from .errors import DatasetError, ImageReadError
 from .files import PathLike
+from .optional import import_cv2
+
+# rd_edge.runtime imports this module before any other cv2 user: a numpy that OpenCV was not built
+# for fails here, in one line that says what to do.
+if TYPE_CHECKING:
+    import cv2
+else:
+    cv2 = import_cv2()
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 

@@ -14,7 +14,7 @@ import importlib.util
 from types import ModuleType
 from typing import Any, Optional, Type
 
-from .errors import BackendError, RdEdgeError
+from .errors import BackendError, OpenCVNumpyError, RdEdgeError
 
 
 def import_optional(module: str, needed_for: str, install_hint: str,
@@ -84,3 +84,56 @@ def lazy_import(name: str, needed_for: str, install_hint: str,
                 error: Type[RdEdgeError] = BackendError) -> LazyModule:
     """Declare an optional module at the top of the module that uses it."""
     return LazyModule(name, needed_for, install_hint, error)
+
+
+def import_cv2() -> Any:
+    """``import cv2``; a numpy ABI mismatch becomes one OpenCVNumpyError line that says what to do.
+
+    numpy 2 prints a page (message and stack) to stderr before OpenCV's "numpy.core.multiarray
+    failed to import"; that page is held back and replaced by the line. An uncaught
+    OpenCVNumpyError (rd-infer imports cv2 before its main) is printed as ``error: <line>``.
+    """
+    import io
+    import sys
+    from contextlib import redirect_stderr
+
+    captured = io.StringIO()
+    try:
+        with redirect_stderr(captured):
+            return importlib.import_module("cv2")
+    except ImportError as exc:
+        if "multiarray" not in str(exc) and "NumPy" not in captured.getvalue():
+            sys.stderr.write(captured.getvalue())
+            raise
+        error = OpenCVNumpyError(_cv2_numpy_message(exc))
+    _print_uncaught(OpenCVNumpyError)
+    raise error
+
+
+def _cv2_numpy_message(exc: ImportError) -> str:
+    import numpy
+
+    spec = importlib.util.find_spec("cv2")
+    here = f"numpy {numpy.__version__} ({numpy.__path__[0]})"
+    cv2_at = f"OpenCV ({spec.origin if spec is not None else 'cv2'})"
+    if int(numpy.__version__.split(".")[0]) >= 2:
+        return (f"{cv2_at} was built for numpy 1.x, this environment imports {here} ({exc}): "
+                f"`pip uninstall numpy` in this venv to use the system's numpy again (Jetson, "
+                f"docs/jetson.md), or `pip install \"numpy<2\"`")
+    return (f"{cv2_at} was built for a newer numpy than {here} ({exc}): `pip install --upgrade numpy`, "
+            f"or use the OpenCV built for this numpy")
+
+
+def _print_uncaught(kind: Type[BaseException]) -> None:
+    """Uncaught ``kind`` exceptions print as one ``error: ...`` line (exit status 1), others as usual."""
+    import sys
+
+    previous = sys.excepthook
+
+    def hook(exc_type: Type[BaseException], exc: BaseException, tb: Any) -> None:
+        if issubclass(exc_type, kind):
+            print(f"error: {exc}", file=sys.stderr)
+        else:
+            previous(exc_type, exc, tb)
+
+    sys.excepthook = hook
