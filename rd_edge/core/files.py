@@ -114,6 +114,13 @@ def write_text_atomic(target: PathLike, text: str) -> Path:
     return write_bytes_atomic(target, text.encode("utf-8"))
 
 
+def leaves_folder(relative: str) -> bool:
+    """True when a path written relative to some folder is absolute or climbs out of it ('..'):
+    a path read from a file (a split CSV, a model's external data) must stay where it is listed."""
+    parts = Path(os.path.normpath(relative)).parts
+    return Path(relative).is_absolute() or not parts or parts[0] == ".."
+
+
 def not_a_file(path: Path) -> str:
     """What ``path`` is when it is not a regular file: "a folder", "not a regular file (a FIFO,
     device or socket)" or "no such file" (for messages that say what was found)."""

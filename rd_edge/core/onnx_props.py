@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import BinaryIO, Dict, List, Optional, Sequence, Tuple
+from typing import BinaryIO, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import MetadataError
 from .files import PathLike, not_a_file
@@ -73,6 +73,45 @@ def onnx_metadata_entries(path: PathLike) -> List[Tuple[str, str]]:
                 f.seek(8 if wire_type == _FIXED64 else 4, io.SEEK_CUR)
             else:
                 raise ValueError(f"unexpected protobuf wire type {wire_type} at byte {f.tell()}")
+
+
+# ModelProto.graph = 7 -> GraphProto.initializer = 5 -> TensorProto.external_data = 13 (key "location").
+_GRAPH_FIELD, _INITIALIZER_FIELD, _EXTERNAL_DATA_FIELD = 7, 5, 13
+
+
+def onnx_external_data(path: PathLike) -> List[str]:
+    """The external data files the graph's initializers name (``location``), in first-use order,
+    as written in the file (relative to the model's folder). ValueError for a malformed file."""
+    locations: Dict[str, None] = {}
+    with open(path, "rb") as f:
+        for graph in _length_fields(f, _GRAPH_FIELD):
+            for tensor in _length_fields(io.BytesIO(graph), _INITIALIZER_FIELD):
+                for entry in _length_fields(io.BytesIO(tensor), _EXTERNAL_DATA_FIELD):
+                    key, value = _string_entry(entry)
+                    if key == "location":
+                        locations[value] = None
+    return list(locations)
+
+
+def _length_fields(f: BinaryIO, wanted: int) -> Iterator[bytes]:
+    """The payloads of one length-delimited field of a message; every other field skipped."""
+    while True:
+        tag = _read_varint(f, allow_eof=True)
+        if tag is None:
+            return
+        field_number, wire_type = tag >> 3, tag & 7
+        if wire_type == _LENGTH:
+            size = _read_length(f)
+            if field_number == wanted:
+                yield f.read(size)
+            else:
+                f.seek(size, io.SEEK_CUR)
+        elif wire_type == _VARINT:
+            _read_varint(f)
+        elif wire_type in (_FIXED64, _FIXED32):
+            f.seek(8 if wire_type == _FIXED64 else 4, io.SEEK_CUR)
+        else:
+            raise ValueError(f"unexpected protobuf wire type {wire_type}")
 
 
 def _read_length(f: BinaryIO) -> int:

@@ -16,12 +16,11 @@ folders       --good DIR [--defect DIR [--masks DIR]]: masks named <stem>.png or
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 from rd_edge.core.errors import DatasetError
-from rd_edge.core.files import PathLike
+from rd_edge.core.files import PathLike, leaves_folder
 from rd_edge.core.images import list_images
 from rd_edge.data.mvtec import GOOD, MVTecCategory, Sample, _mask_or_none, require_all_masks
 
@@ -245,8 +244,7 @@ def _read_visa_rows(root: Path) -> List[dict]:
 def _inside(root: Path, relative: str, listed_in: Path) -> Path:
     """ROOT/relative, or DatasetError when the listed path is absolute or leaves the dataset root."""
     path = root / relative
-    parts = Path(os.path.normpath(relative)).parts  # lexical: a dataset may link its images elsewhere
-    if Path(relative).is_absolute() or not parts or parts[0] == "..":
+    if leaves_folder(relative):  # lexical: a dataset may link its images elsewhere
         raise DatasetError(f"{listed_in} lists {relative!r}, outside the dataset folder {root}; dataset "
                            f"paths must be relative and stay inside it")
     return path

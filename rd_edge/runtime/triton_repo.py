@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from rd_edge.core.errors import MetadataError, RdEdgeError
-from rd_edge.core.files import PathLike, write_text_atomic
+from rd_edge.core.files import PathLike, leaves_folder, write_text_atomic
 from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
 
 from .backends.trt.builder import DEFAULT_MAX_BATCH  # the engines' default: one default everywhere
@@ -199,13 +199,35 @@ def write_graph_repository(model: PathLike, repo: PathLike, meta: ModelMetadata,
     version = folder / "1"
     text = graph_model_config(meta, name, backend, max_batch, instances,  # every check before writing
                               thresholds=graph_thresholds(source, meta), fixed_batch=fixed_batch)
+    data = _external_data(Path(model)) if Path(model).suffix.lower() == ".onnx" else []
     try:
         version.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model, version / spec["file"])
+        for relative in data:  # the weights beside the graph, where the graph says they are
+            (version / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(model).parent / relative, version / relative)
     except OSError as exc:
         raise TritonRepositoryError(f"cannot write the Triton model {folder}: {exc.strerror or exc}") from exc
     write_text_atomic(folder / "config.pbtxt", text)
     return folder
+
+
+def _external_data(model: Path) -> List[str]:
+    """The ONNX model's external data files (relative to its folder); TritonRepositoryError for one
+    that is missing or would lie outside the model's folder."""
+    from rd_edge.core.onnx_props import onnx_external_data
+
+    try:
+        locations = onnx_external_data(model)
+    except (OSError, ValueError) as exc:
+        raise TritonRepositoryError(f"cannot read {model} as an ONNX model: {exc}") from exc
+    for location in locations:
+        if leaves_folder(location):
+            raise TritonRepositoryError(f"{model} keeps weights in {location!r}, outside its folder; "
+                                        f"re-export it with its external data beside it")
+        if not (model.parent / location).is_file():
+            raise TritonRepositoryError(f"{model} keeps weights in {location}, which is missing beside it")
+    return locations
 
 
 MODEL_LINK = "model_dir"

@@ -4,6 +4,7 @@ Every config.pbtxt is parsed with Triton's own ModelConfig message (tritonclient
 typo in the text format, an unknown field or a wrong enum fails here, not on the server.
 """
 
+import numpy as np
 import pytest
 
 from rd_edge.core.metadata import ModelMetadata
@@ -177,3 +178,47 @@ def test_rd_serve_refuses_what_cannot_work(tmp_path, monkeypatch):
     monkeypatch.setattr(np, "__version__", "1.26.4")
     check_numpy_abi(bundled)
     check_numpy_abi(TritonInstall(tmp_path / "tritonserver", tmp_path / "backends"))  # a container's own stub
+
+
+# --- external data travels with the graph; it never comes from outside (issue 21) --------------------
+
+def _with_external_data(model, location):
+    import onnx
+
+    from onnx.external_data_helper import set_external_data
+
+    proto = onnx.load(str(model))
+    for tensor in proto.graph.initializer:
+        if tensor.name == "weights":  # the conv weights; shape constants must stay inline for ORT
+            set_external_data(tensor, location)
+    onnx.save_model(proto, str(model))
+    return model
+
+
+def test_graph_repository_carries_the_external_data(make_model, tmp_path, metadata_factory):
+    """rd-export --triton-repo wrote a repository without the data file of a model that has one."""
+    from rd_edge.runtime import load_runner
+
+    model = _with_external_data(make_model("ext.onnx"), "ext.weights")
+    assert (model.parent / "ext.weights").is_file()
+    folder = write_graph_repository(model, tmp_path / "repo", metadata_factory(), "onnxruntime")
+    assert (folder / "1" / "ext.weights").read_bytes() == (model.parent / "ext.weights").read_bytes()
+    frames = np.random.default_rng(0).random((1, 3, 24, 32), dtype=np.float32)
+    with load_runner(model) as here, load_runner(folder / "1" / "model.onnx") as there:
+        np.testing.assert_array_equal(there.infer({"image": frames})["score"], here.infer({"image": frames})["score"])
+
+
+def test_external_data_outside_the_model_folder_is_refused(make_model, tmp_path, metadata_factory):
+    from rd_edge.core.errors import RdEdgeError
+    from rd_edge.runtime import load_runner
+
+    model = _with_external_data(make_model("inner.onnx"), "w.bin")
+    text = model.read_bytes().replace(b"w.bin", b"../wb")  # same length: the protobuf stays valid
+    (tmp_path / "wb").write_bytes((tmp_path / "w.bin").read_bytes())
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "m.onnx").write_bytes(text)
+    with pytest.raises(TritonRepositoryError, match="outside its folder"):
+        write_graph_repository(sub / "m.onnx", tmp_path / "repo", metadata_factory(), "onnxruntime")
+    with pytest.raises(RdEdgeError):  # ONNX Runtime refuses it too (a good behaviour kept)
+        load_runner(sub / "m.onnx")

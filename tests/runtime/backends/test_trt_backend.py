@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 
 from rd_edge.core.errors import BackendError, MetadataError
-from rd_edge.runtime import Detector, load_runner
-from rd_edge.runtime.backends.trt import util as trt_backend
 from rd_edge.core.sidecar import (
     EngineSidecar,
     GpuInfo,
@@ -15,6 +13,8 @@ from rd_edge.core.sidecar import (
     format_compute_capability,
     sidecar_path,
 )
+from rd_edge.runtime import Detector, load_runner
+from rd_edge.runtime.backends.trt import util as trt_backend
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
 HAVE_PYCUDA = importlib.util.find_spec("pycuda") is not None
