@@ -45,8 +45,9 @@ DEVICES = (("Fake GPU", (8, 7), 16, 8192), ("Fake GPU", (8, 7), 8, 4096))
 class FakeCuda:
     """Install ``self.module`` as pycuda.driver and ``self.compiler`` as pycuda.compiler."""
 
-    def __init__(self, devices=DEVICES) -> None:
+    def __init__(self, devices=DEVICES, fp_contract: str = "off") -> None:
         self.devices = devices
+        self.fp_contract = fp_contract  # kernel_harness.FP_CONTRACT: "fast" fuses FMAs as nvcc does
         self.memory: Dict[int, np.ndarray] = {}
         self.next_address = 0x10000
         self._stacks: Dict[int, Tuple[List[int], List["object"]]] = {}  # thread -> (driver, pycuda)
@@ -287,7 +288,7 @@ class FakeCuda:
         fake.owned(module, "module")  # cuModuleLoadData needs a current context
 
         def get_function(name: str) -> Callable[..., None]:
-            kernel = compile_kernel(source, name)
+            kernel = compile_kernel(source, name, fp_contract=fake.fp_contract)
 
             def launch(*args, block, grid, stream):
                 fake.require_context()

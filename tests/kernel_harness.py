@@ -46,7 +46,7 @@ static rd_dim3 blockIdx, threadIdx, blockDim, gridDim;
 _SCALARS = {"int": ctypes.c_int32, "unsigned int": ctypes.c_uint32, "float": ctypes.c_float,
             "double": ctypes.c_double, "size_t": ctypes.c_size_t, "int64_t": ctypes.c_int64,
             "unsigned char": ctypes.c_uint8, "bool": ctypes.c_bool}
-_CACHE: Dict[Tuple[str, str], "Kernel"] = {}
+_CACHE: Dict[Tuple[str, str, str], "Kernel"] = {}
 
 
 def compiler_missing() -> str:
@@ -71,8 +71,8 @@ def kernel_params(source: str, name: str) -> List[Tuple[str, str]]:
 class Kernel:
     """A kernel compiled for the CPU; call it like a CUDA launch: kernel(grid, block, *args)."""
 
-    def __init__(self, lib: ctypes.CDLL, name: str, params: List[Tuple[str, str]]) -> None:
-        self.name, self.params = name, params
+    def __init__(self, lib: ctypes.CDLL, name: str, params: List[Tuple[str, str]], lib_path: Path) -> None:
+        self.name, self.params, self.lib_path = name, params, lib_path
         self.pointer = [ctype.endswith("*") for ctype, _ in params]
         self._launch = getattr(lib, f"rd_launch_{name}")
         self._launch.restype = None
@@ -97,9 +97,32 @@ class Kernel:
         self._launch(*g, *b, *values)
 
 
-def compile_kernel(source: str, name: str, workdir: Path = None) -> Kernel:
-    """Compile ``source`` (CUDA C) with g++ and return kernel ``name`` as a CPU-callable launcher."""
-    key = (source, name)
+def fma_missing() -> str:
+    """Why the CPU cannot run fused multiply-adds ("" when it can): x86 needs the FMA extension
+    (Haswell/Zen and later); aarch64 always has them."""
+    import platform
+
+    if platform.machine() in ("aarch64", "arm64"):
+        return ""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "cannot read /proc/cpuinfo to see whether the CPU has FMA"
+    return "" if re.search(r"^flags\s*:.*\bfma\b", flags, re.M) else "this CPU has no FMA instructions"
+
+
+# g++ options per floating-point contraction. "off": every a*b+c rounded twice, the plain C++
+# rounding. "fast": a*b+c fused into one FMA wherever the compiler sees it, which is what nvcc
+# does by default (-fmad=true) on the GPU; -mfma lets x86 emit them, and GCC forms FMAs only
+# from -O2 (its widening_mul pass; -O1 emitted none, checked with objdump).
+FP_CONTRACT = {"off": ["-ffp-contract=off"], "fast": ["-ffp-contract=fast", "-mfma"]}
+
+
+def compile_kernel(source: str, name: str, workdir: Path = None, fp_contract: str = "off") -> Kernel:
+    """Compile ``source`` (CUDA C) with g++ and return kernel ``name`` as a CPU-callable launcher.
+
+    ``fp_contract``: "off" (plain C++ rounding) or "fast" (FMA contraction as nvcc does it)."""
+    key = (source, name, fp_contract)
     if key in _CACHE:
         return _CACHE[key]
     params = kernel_params(source, name)
@@ -119,7 +142,8 @@ extern "C" void rd_launch_{name}(unsigned gx, unsigned gy, unsigned gz, unsigned
 }}
 """
     text = PRELUDE + source + launcher
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    flags = ["-std=c++14", "-O2", "-fPIC", "-shared", *FP_CONTRACT[fp_contract], "-Wno-unknown-pragmas"]
+    digest = hashlib.sha256((text + " ".join(flags)).encode()).hexdigest()[:16]  # a new flag, a new build
     workdir = Path(workdir or tempfile.gettempdir()) / "rd_kernel_harness"
     workdir.mkdir(parents=True, exist_ok=True)
     lib_path = workdir / f"{name}_{digest}.so"
@@ -127,14 +151,12 @@ extern "C" void rd_launch_{name}(unsigned gx, unsigned gy, unsigned gz, unsigned
         src = workdir / f"{name}_{digest}.cpp"
         src.write_text(text)
         tmp = lib_path.with_suffix(f".{id(text)}.tmp")
-        # -ffp-contract=off: no fused multiply-add, so float rounding is the plain C++ one.
-        proc = subprocess.run(["g++", "-std=c++14", "-O1", "-fPIC", "-shared", "-ffp-contract=off",
-                               "-Wno-unknown-pragmas", "-o", str(tmp), str(src)],
+        proc = subprocess.run(["g++", *flags, "-o", str(tmp), str(src)],
                               capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             raise RuntimeError(f"g++ could not compile kernel {name}:\n{proc.stderr}")
         tmp.replace(lib_path)
-    kernel = Kernel(ctypes.CDLL(str(lib_path)), name, params)
+    kernel = Kernel(ctypes.CDLL(str(lib_path)), name, params, lib_path)
     _CACHE[key] = kernel
     return kernel
 

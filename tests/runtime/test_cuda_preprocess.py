@@ -7,32 +7,45 @@ both kernels (area-shrink/linear-enlarge, linear) are run. The area kernel's wei
 transcribed to numpy and checked against cv2.INTER_AREA, non-integer factors included.
 """
 import importlib.util
+import re
 
 import numpy as np
 import pytest
 
 from fake_cuda import FakeCuda, install
-from kernel_harness import compiler_missing
+from kernel_harness import compiler_missing, fma_missing
 from rd_edge.core.metadata import RESIZE_AREA_LINEAR, RESIZE_LINEAR
 from rd_edge.core.preprocess import preprocess_bgr
 
 MODEL_SIZE = (24, 32)
 # Downscale (several ratios, including cv2's exact-2x special case), upscale, same size, mixed.
 FRAME_SIZES = [(480, 640), (48, 64), (37, 101), (24, 32), (10, 14), (5, 200), (1, 1)]
+# One grey level: the kernel and cv2 both compute in float32, in a different order of operations
+# (cv2's fixed-point area tables, our float weights), and round to uint8-scale values. The
+# kernel's own float error is far smaller: with FMA contraction (nvcc's default, -fmad=true)
+# each a*b+c is rounded once instead of twice, a difference of at most one float32 ulp per
+# operation (about 6e-8 relative for values <= 1) summed over a few dozen operations per pixel,
+# some 1e-6, three orders of magnitude under 1/255. The harness runs the kernels both ways
+# ("off": plain C++ rounding; "fast": FMAs as on the GPU), and the tests below check the same
+# bound both ways, and that the two builds differ by no more than FMA_BOUND. Measured on the
+# FRAME_SIZES frames (x86 with FMA, g++ -O2): 703 of 16128 values differ, by at most 2.4e-7;
+# both builds are at most 1/255 from preprocess_bgr.
 TOLERANCE = 1 / 255 + 1e-6
+FMA_BOUND = 1e-5
 
 
 def frame(h, w, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-@pytest.fixture
-def cpu_cuda(monkeypatch):
-    """pycuda on the CPU (tests/fake_cuda.py): the real KERNEL_SOURCE compiled with g++, deferred streams."""
-    reason = compiler_missing()
+@pytest.fixture(params=["off", "fast"], ids=["no-fma", "fma"])
+def cpu_cuda(monkeypatch, request):
+    """pycuda on the CPU (tests/fake_cuda.py): the real KERNEL_SOURCE compiled with g++, deferred
+    streams; without and with FMA contraction (the GPU's arithmetic)."""
+    reason = compiler_missing() or (fma_missing() if request.param == "fast" else "")
     if reason:
         pytest.skip(reason)
-    cuda = FakeCuda()
+    cuda = FakeCuda(fp_contract=request.param)
     install(monkeypatch, cuda)
     ctx = cuda.module.Device(0).retain_primary_context()
     ctx.push()
@@ -87,6 +100,34 @@ def test_real_kernel_source_matches_preprocess_bgr_within_one_grey_level(cpu_cud
     want = preprocess_bgr(src, MODEL_SIZE)
     assert got.shape == want.shape == (3, *MODEL_SIZE)
     assert np.abs(got - want).max() <= TOLERANCE, f"frame {size}"
+
+
+def test_fma_contraction_moves_the_kernel_output_by_float_rounding_only(monkeypatch):
+    """The GPU fuses a*b+c (nvcc -fmad=true); the two CPU builds bracket it: the fused build
+    really has FMA instructions, and it differs from the unfused one by rounding only."""
+    import shutil
+    import subprocess
+
+    from kernel_harness import compile_kernel
+    from rd_edge.runtime.cuda_preprocess import KERNEL_NAMES, KERNEL_SOURCE
+
+    reason = compiler_missing() or fma_missing()
+    if reason:
+        pytest.skip(reason)
+    frames = [frame(*s, seed=i) for i, s in enumerate([(480, 640), (37, 101), (10, 14)])]
+    outs = {}
+    for contract in ("off", "fast"):
+        cuda = FakeCuda(fp_contract=contract)
+        install(monkeypatch, cuda)
+        ctx = cuda.module.Device(0).retain_primary_context()
+        ctx.push()
+        outs[contract] = run_preprocessor(cuda, frames)
+        cuda.module.Context.pop()
+    assert np.abs(outs["fast"] - outs["off"]).max() <= FMA_BOUND
+    if shutil.which("objdump"):
+        lib = compile_kernel(KERNEL_SOURCE, KERNEL_NAMES[RESIZE_AREA_LINEAR], fp_contract="fast").lib_path
+        code = subprocess.run(["objdump", "-d", str(lib)], capture_output=True, text=True).stdout
+        assert re.search(r"\bv?fmadd|\bfmla|\bfmadd", code), "the 'fast' build has no FMA instruction"
 
 
 def test_real_kernel_batch_slots_and_odd_model_sizes(cpu_cuda):
