@@ -54,25 +54,8 @@ def onnx_metadata_entries(path: PathLike) -> List[Tuple[str, str]]:
     Skips every other top-level field (the graph and its weights) by length, so it neither
     needs onnx nor reads hundreds of MB into memory. ValueError for a malformed file.
     """
-    entries: List[Tuple[str, str]] = []
     with open(path, "rb") as f:
-        while True:
-            tag = _read_varint(f, allow_eof=True)
-            if tag is None:
-                return entries
-            field_number, wire_type = tag >> 3, tag & 7
-            if wire_type == _LENGTH:
-                size = _read_length(f)
-                if field_number == _METADATA_PROPS_FIELD:
-                    entries.append(_string_entry(f.read(size)))
-                else:
-                    f.seek(size, io.SEEK_CUR)
-            elif wire_type == _VARINT:
-                _read_varint(f)
-            elif wire_type in (_FIXED64, _FIXED32):
-                f.seek(8 if wire_type == _FIXED64 else 4, io.SEEK_CUR)
-            else:
-                raise ValueError(f"unexpected protobuf wire type {wire_type} at byte {f.tell()}")
+        return [_string_entry(data) for data in _length_fields(f, _METADATA_PROPS_FIELD)]
 
 
 # ModelProto.graph = 7 -> GraphProto.initializer = 5 -> TensorProto.external_data = 13 (key "location").
@@ -111,7 +94,7 @@ def _length_fields(f: BinaryIO, wanted: int) -> Iterator[bytes]:
         elif wire_type in (_FIXED64, _FIXED32):
             f.seek(8 if wire_type == _FIXED64 else 4, io.SEEK_CUR)
         else:
-            raise ValueError(f"unexpected protobuf wire type {wire_type}")
+            raise ValueError(f"unexpected protobuf wire type {wire_type} at byte {f.tell()}")
 
 
 def _read_length(f: BinaryIO) -> int:
