@@ -19,7 +19,11 @@ bins, and its p-value accounts for both sample sizes, so one documented level ho
 10000 reference scores; D itself reads as "the share of scores that moved".
 
 Only OK scores enter the window: real defects, flagged NG, must not look like drift; a drift
-that pushes scores over the threshold still shows, as the OK scores pile up below it.
+that pushes scores over the threshold still shows, as the OK scores pile up below it. The
+reference is cut at the same threshold (its scores <= threshold), so both sides are "normal
+scores the line passes": with a false-alarm rate of a few percent the cut changes little, with a
+weak model (35 % false alarms) comparing OK scores against all normal scores reads as drift on
+an unchanged line.
 """
 from __future__ import annotations
 
@@ -101,19 +105,27 @@ class DriftState:
 
 
 class DriftMonitor:
-    """Rolling window of one stream's OK scores against the calibration reference.
+    """Rolling window of one stream's OK scores against the calibration reference (cut at
+    ``threshold``, the image threshold, when given).
 
     ``update(score, ok)`` returns the newest DriftState (None until ``min_window`` OK scores);
     the statistic is recomputed every ``every`` OK scores (it costs a sort of the window).
     """
 
     def __init__(self, reference: dict[str, Any], window: int = DEFAULT_WINDOW, min_window: int = MIN_WINDOW,
-                 every: int = 5, p_level: float = DRIFT_P, d_level: float = DRIFT_D) -> None:
+                 every: int = 5, p_level: float = DRIFT_P, d_level: float = DRIFT_D,
+                 threshold: float | None = None) -> None:
         if window < min_window or min_window < 2:
             raise ValueError(f"drift window must be >= {max(min_window, 2)}, got {window}")
-        self.reference = np.asarray(reference["values"], np.float64)
-        self.reference_count = int(reference["count"])
-        # quantiles stand for many scores: the p-value uses the real count
+        values = np.asarray(reference["values"], np.float64)
+        passed = values[values <= threshold] if threshold is not None else values
+        if passed.size < 2:
+            raise MetadataError(f"the drift reference has {passed.size} of its {values.size} normal scores at or "
+                                f"below the threshold {threshold}: nothing to compare OK scores with; rerun "
+                                f"rd-calibrate (or turn drift off: --drift-window 0)")
+        self.reference = passed
+        # quantiles stand for many scores: the p-value uses the real count (the share that passes)
+        self.reference_count = max(2, round(int(reference["count"]) * passed.size / values.size))
         self.window: deque[float] = deque(maxlen=int(window))
         self.min_window, self.every = int(min_window), max(1, int(every))
         self.p_level, self.d_level = p_level, d_level

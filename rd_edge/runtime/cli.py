@@ -304,7 +304,7 @@ def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, st
     if reference is not None:  # before the sinks that publish records: they carry the statistic
         from .sinks.drift import DriftSink
 
-        add(DriftSink(reference, window=args.drift_window))
+        add(DriftSink(reference, window=args.drift_window, threshold=detector.threshold))
     if args.json_path is not None:
         add(JsonlSink(args.json_path))
     if args.mqtt is not None:

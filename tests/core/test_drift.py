@@ -55,3 +55,18 @@ def test_large_references_are_kept_as_quantiles_and_bad_ones_refused():
     assert check_reference(ref, "t.json")["values"][-1] == 4999.0
     with pytest.raises(MetadataError, match="normal_scores"):
         check_reference({"count": 3, "values": [0.1, float("nan")]}, "t.json")
+
+
+def test_the_reference_is_cut_at_the_threshold_like_the_ok_window():
+    """A weak model (a third of good parts NG): OK scores vs all normal scores would read as drift."""
+    rng = np.random.default_rng(3)
+    normal = rng.normal(0.5, 0.1, 60)
+    threshold = float(np.quantile(normal, 0.65))
+    line = rng.normal(0.5, 0.1, 1500)
+    for cut, drifts in ((None, True), (threshold, False)):
+        monitor = DriftMonitor(reference_from_scores(normal), threshold=cut)
+        states = [monitor.update(s, ok=s <= threshold) for s in line]
+        assert any(s is not None and s.drifting for s in states) is drifts
+    assert monitor.reference_count == 39  # 65 % of 60 pass
+    with pytest.raises(MetadataError, match="at or below the threshold"):
+        DriftMonitor(reference_from_scores(normal), threshold=0.0)

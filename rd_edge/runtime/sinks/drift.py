@@ -27,13 +27,15 @@ def drift_reference(model: PathLike | None, meta: ModelMetadata) -> dict[str, An
 
 
 class DriftSink(Sink):
-    """One DriftMonitor per stream against ``reference`` (see the module docstring)."""
+    """One DriftMonitor per stream against ``reference`` (see the module docstring); ``threshold``:
+    the image threshold, where the reference is cut (OK scores are compared with OK scores)."""
 
     name = "drift"
 
     def __init__(self, reference: dict[str, Any], window: int = DEFAULT_WINDOW,
-                 warn: Callable[[str], None] | None = None) -> None:
-        self.reference, self.window_size = reference, int(window)
+                 warn: Callable[[str], None] | None = None, threshold: float | None = None) -> None:
+        self.reference, self.window_size, self.threshold = reference, int(window), threshold
+        DriftMonitor(reference, window, threshold=threshold)  # a reference that cannot work fails now
         self.monitors: dict[str, DriftMonitor] = {}
         self.warned: dict[str, dict[str, Any]] = {}  # stream -> state when it first drifted
         self._warn = warn or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -41,7 +43,8 @@ class DriftSink(Sink):
     def write(self, result: Result) -> None:
         monitor = self.monitors.get(result.stream)
         if monitor is None:
-            monitor = self.monitors[result.stream] = DriftMonitor(self.reference, self.window_size)
+            monitor = self.monitors[result.stream] = DriftMonitor(self.reference, self.window_size,
+                                                                      threshold=self.threshold)
         p = result.prediction
         state = monitor.state if p is None else monitor.update(float(p.score), not p.is_anomalous)
         result.extra["drift"] = None if state is None else state.to_dict()
