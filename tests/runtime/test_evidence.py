@@ -134,3 +134,18 @@ def test_rd_infer_refuses_its_json_inside_the_evidence_folder(tiny_onnx, tmp_pat
     err = capsys.readouterr().err
     assert rc != 0 and "inside the evidence folder" in err and "Traceback" not in err
     assert not (evidence / "results.json").exists()
+
+
+def test_stream_names_never_leave_the_folder_or_become_wildcards(tiny_onnx, tmp_path):
+    """A good behaviour kept (issue 21): labels with '..', '/', '#', '+' are cleaned before they
+    name a folder or an MQTT topic level."""
+    from rd_edge.runtime.sources import clean_label
+
+    folder = tmp_path / "evidence"
+    with Detector(tiny_onnx, threshold=0.0) as det:
+        for label in ("..", "../up", "a/b", "#", "+", "x#y+z/.."):
+            clean = clean_label(label)
+            assert not set(clean) & set("/#+") and clean not in (".", "..")
+            run(det, folder, 1, stream=clean)
+    written = [p.resolve() for p in folder.rglob("*.jpg")]
+    assert written and all(folder.resolve() in p.parents for p in written)
