@@ -33,7 +33,7 @@ demo: install
 	$(BIN)/rd-eval $(DEMO)/model.pt --data $(DEMO)/data/$(DEMO_CATEGORY) --json $(DEMO)/metrics.json \
 	  --save-maps $(DEMO)/maps
 	$(BIN)/rd-export $(DEMO)/model.pt -o $(DEMO)/model.onnx
-	$(BIN)/rd-calibrate $(DEMO)/model.onnx --data $(DEMO)/data/$(DEMO_CATEGORY) --method f1 --quiet
+	$(BIN)/rd-calibrate $(DEMO)/model.onnx --data $(DEMO)/data/$(DEMO_CATEGORY) --quiet
 	$(BIN)/rd-infer $(DEMO)/model.onnx $(DEMO)/data/$(DEMO_CATEGORY)/test --json $(DEMO)/infer.jsonl \
 	  --out $(DEMO)/infer --quiet
 	$(PY) scripts/demo_summary.py $(DEMO)

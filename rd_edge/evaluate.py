@@ -9,6 +9,7 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint
+from .core.cli import show_progress
 from .core.files import output_keys
 from .core.postprocess import render_overlay, resize_map, score_scale
 from .core.preprocess import preprocess_bgr
@@ -25,7 +26,7 @@ def predict_samples(model: torch.nn.Module, paths: List[Path], device: torch.dev
     """Anomaly maps [N,H,W] at the model size and scores [N] for image files."""
     size = model.config.image_size
     maps, scores = [], []
-    for i in tqdm(range(0, len(paths), batch_size), desc="eval", disable=not progress, unit="batch"):
+    for i in tqdm(range(0, len(paths), batch_size), desc="eval", disable=not show_progress(progress), unit="batch"):
         batch = np.stack([preprocess_bgr(read_image(p), size, resize=model.config.resize) for p in paths[i:i + batch_size]])
         amap, score = model(torch.from_numpy(batch).to(device))
         maps.append(amap[:, 0].cpu().numpy())
@@ -39,7 +40,7 @@ def _predict_full_resolution(model: torch.nn.Module, paths: List[Path], device: 
     a dataset of mixed sizes is compared at that one size)."""
     size = read_image(paths[0]).shape[:2] if paths else tuple(model.config.image_size)
     if model.tiling is not None:
-        frames = (read_image(p) for p in tqdm(paths, desc="eval tiles", disable=not progress, unit="frame"))
+        frames = (read_image(p) for p in tqdm(paths, desc="eval tiles", disable=not show_progress(progress), unit="frame"))
         maps, scores = predict_tiled(model, frames, model.tiling, device, batch_size)
     else:
         maps, scores = predict_samples(model, paths, device, batch_size, progress)

@@ -4,16 +4,24 @@ graph (``rd_export.quantize``).
 
 Methods (image threshold; an image is anomalous when score > threshold):
 
-- ``f1``: the threshold with the best F1 over the labelled images.
+- ``false-alarms`` (default): the lowest threshold whose false-alarm rate on the good images is
+  at most the target (``max_false_alarms``, 1 %): what a line sets (how many good parts it may
+  reject); the escape rate it costs is reported. Works on good images alone.
+- ``f1``: the threshold with the best F1 over the labelled images. On defect-heavy data F1
+  favours flagging everything (32 defects, 10 good: flag-all F1 = 0.86).
 - ``zero-escape``: the highest threshold that still flags every defective image (no escapes);
   the false-alarm rate is what it costs.
-- ``normal-quantile[:q]``: the q-quantile (default 0.99) of the good images' scores; the only
-  method for data without defects.
+- ``normal-quantile[:q]``: the q-quantile (default 0.99) of the good images' scores.
+
+Every method is checked against stated levels: false alarms above ``max_false_alarms`` or
+escapes above ``max_escapes`` (10 %) give a warning naming the method that bounds them.
 
 Pixel threshold: the best F1 over all pixels when the defects have masks; else (and for
-``normal-quantile``) the q-quantile of the good images' pixels. Thresholds are placed halfway
-between the last score they pass and the first they flag, so the same images are flagged by
-any backend whose scores agree to within that margin.
+``normal-quantile``) the q-quantile of the good images' pixels; never above the image threshold:
+the score is the map's maximum, so every image flagged NG then has pixels above the pixel
+threshold (a region to show). Thresholds are placed halfway between the last score they pass and
+the first they flag, so the same images are flagged by any backend whose scores agree to within
+that margin.
 """
 from __future__ import annotations
 
@@ -24,6 +32,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from rd_edge.core.cli import show_progress
 from rd_edge.core.drift import reference_from_scores
 from rd_edge.core.errors import CalibrationError, DatasetError, RdEdgeError
 from rd_edge.core.files import PathLike, sha256_file
@@ -32,15 +41,18 @@ from rd_edge.core.preprocess import preprocess_bgr
 from rd_edge.core.thresholds import Thresholds, thresholds_path
 from rd_edge.data.mvtec import GOOD, Sample, read_sample_masks
 
-METHODS = ("f1", "zero-escape", "normal-quantile")
+METHODS = ("false-alarms", "f1", "zero-escape", "normal-quantile")
+DEFAULT_METHOD = "false-alarms"
 DEFAULT_QUANTILE = 0.99
+MAX_FALSE_ALARMS = 0.01  # the default target: at most 1 % of good parts rejected...
+MAX_ESCAPES = 0.10  # ...and a warning when more than 10 % of the defective ones pass
 
 
 def parse_method(text: str) -> Tuple[str, float]:
-    """'f1' | 'zero-escape' | 'normal-quantile[:q]' -> (name, q); ValueError otherwise."""
+    """'false-alarms' | 'f1' | 'zero-escape' | 'normal-quantile[:q]' -> (name, q); ValueError otherwise."""
     name, _, q_text = text.partition(":")
     if name not in METHODS or (q_text and name != "normal-quantile"):
-        raise ValueError(f"expected f1, zero-escape or normal-quantile[:q], got {text!r}")
+        raise ValueError(f"expected false-alarms, f1, zero-escape or normal-quantile[:q], got {text!r}")
     q = DEFAULT_QUANTILE
     if q_text:
         try:
@@ -85,6 +97,20 @@ def f1_cut(labels: np.ndarray, values: np.ndarray) -> Tuple[float, float]:
     return cut_below(values, float(thresholds[best])), float(f1[best])
 
 
+def false_alarm_cut(labels: np.ndarray, scores: np.ndarray, max_rate: float) -> float:
+    """The lowest threshold that flags at most ``max_rate`` of the good images: above the
+    (k+1)-th highest good score, k = floor(max_rate * good images), halfway to the next score up."""
+    good = np.sort(scores[~labels])[::-1]
+    allowed = math.floor(max_rate * good.size + 1e-9)
+    if allowed >= good.size:  # every good image may be flagged: flag everything
+        return float(np.nextafter(np.float64(scores.min()), -np.inf))
+    passed = float(good[allowed])  # the highest score that must pass
+    above = scores[scores > passed]
+    if above.size == 0:
+        return float(np.nextafter(np.float64(passed), np.inf))
+    return float((passed + float(above.min())) / 2.0)
+
+
 def zero_escape_cut(labels: np.ndarray, scores: np.ndarray) -> float:
     """The highest threshold that flags every defective image."""
     return cut_below(scores, float(scores[labels].min()))
@@ -107,7 +133,10 @@ def pixel_rates(masks: np.ndarray, maps: np.ndarray, threshold: float) -> Dict[s
 
 
 def image_cut(labels: np.ndarray, scores: np.ndarray, method: str, q: float, report: Dict[str, Any]) -> float:
-    """The image threshold ``method`` chooses on ``labels``/``scores``; notes go into ``report``."""
+    """The image threshold ``method`` chooses on ``labels``/``scores``; notes go into ``report``
+    (which holds the false-alarm target, ``max_false_alarms``)."""
+    if method == "false-alarms":
+        return false_alarm_cut(labels, scores, report["max_false_alarms"])
     if method == "f1":
         image, report["image_f1"] = f1_cut(labels, scores)
         return image
@@ -135,25 +164,29 @@ def with_review(chosen: Dict[str, Any], data: Scored, reviewed: Scored, method: 
         "reviewed_before": image_rates(reviewed.labels, reviewed.scores, before),
         "reviewed_after": image_rates(reviewed.labels, reviewed.scores, after)}
     report.update(image_rates(labels, scores, after))
+    report["warnings"] = rate_warnings(report, method)
     return {**chosen, "image_threshold": after}
 
 
-def choose_thresholds(data: Scored, method: str, q: float = DEFAULT_QUANTILE) -> Dict[str, Any]:
-    """Image and pixel thresholds by ``method`` with their rates on ``data``; CalibrationError
-    when the data cannot support the method (it says which one applies)."""
+def choose_thresholds(data: Scored, method: str, q: float = DEFAULT_QUANTILE,
+                      max_false_alarms: float = MAX_FALSE_ALARMS, max_escapes: float = MAX_ESCAPES) -> Dict[str, Any]:
+    """Image and pixel thresholds by ``method`` with their rates on ``data`` and the warnings
+    (rates above ``max_false_alarms`` / ``max_escapes``); CalibrationError when the data cannot
+    support the method (it says which one applies)."""
     labels, scores = data.labels, data.scores
     good_maps = data.maps[~labels]
     if good_maps.size == 0:
         raise CalibrationError(f"the data holds no good images ({labels.size} defective); every method "
                                "needs good images to measure false alarms: add some")
-    if method != "normal-quantile" and not labels.any():
+    if method in ("f1", "zero-escape") and not labels.any():
         raise CalibrationError(f"the data holds only good images ({labels.size}); {method} sets the threshold "
-                               f"from defective images. Use the method normal-quantile[:q] (the q-quantile of "
-                               f"the good images' scores, default q {DEFAULT_QUANTILE}), or add defective images")
-    report: Dict[str, Any] = {"method": method}
+                               f"from defective images. Use the method false-alarms (the default: at most "
+                               f"--max-false-alarms of the good images flagged) or normal-quantile[:q], or "
+                               f"add defective images")
+    report: Dict[str, Any] = {"method": method, "max_false_alarms": max_false_alarms, "max_escapes": max_escapes}
     image = image_cut(labels, scores, method, q, report)
     has_masks = bool(data.masks.any())
-    if method != "normal-quantile" and has_masks:
+    if method in ("f1", "zero-escape", "false-alarms") and has_masks:
         pixel, report["pixel_f1"] = f1_cut(data.masks.ravel(), data.maps.ravel())
         report["pixel_method"] = "f1"
     else:
@@ -161,9 +194,46 @@ def choose_thresholds(data: Scored, method: str, q: float = DEFAULT_QUANTILE) ->
         report["pixel_method"] = f"normal-quantile:{q:g}"
         if method != "normal-quantile":
             report["pixel_note"] = "no defect masks: the pixel threshold is a quantile of good pixels"
+    capped = region_cap(data.maps, scores > image, pixel)
+    if capped < pixel:
+        report["pixel_capped_from"], pixel = pixel, capped
     report.update(image_rates(labels, scores, image))
     report.update(pixel_rates(data.masks, data.maps, pixel))
+    report["warnings"] = rate_warnings(report, method)
     return {"image_threshold": image, "pixel_threshold": pixel, "report": report}
+
+
+def region_cap(maps: np.ndarray, flagged: np.ndarray, pixel: float) -> float:
+    """``pixel``, lowered where needed so that every flagged image has a pixel above it (an NG
+    verdict with no region to show is no use to whoever checks the part): below the lowest map
+    maximum of the flagged images, halfway to the next lower image maximum."""
+    if not flagged.any():
+        return pixel
+    peaks = maps.reshape(len(maps), -1).max(axis=1).astype(np.float64)  # [N]; a model's score
+    lowest = float(peaks[flagged].min())
+    return pixel if pixel < lowest else cut_below(peaks, lowest)
+
+
+def rate_warnings(report: Dict[str, Any], method: str) -> List[str]:
+    """What a line would not accept at these thresholds: false alarms above max_false_alarms,
+    escapes above max_escapes, and a target the number of good images cannot resolve."""
+    out = []
+    n_good, fa_rate, esc_rate = report["n_good"], report["false_alarm_rate"], report["escape_rate"]
+    if fa_rate is not None and fa_rate > report["max_false_alarms"] + 1e-12:
+        out.append(f"false alarms {report['false_alarms']}/{n_good} ({100 * fa_rate:.1f} %) exceed "
+                   f"{100 * report['max_false_alarms']:g} %: {method} flags good parts a line would reject; "
+                   f"--method false-alarms bounds them (--max-false-alarms sets the level)")
+    if esc_rate is not None and esc_rate > report["max_escapes"] + 1e-12:
+        out.append(f"escapes {report['escapes']}/{report['n_defective']} ({100 * esc_rate:.1f} %) exceed "
+                   f"{100 * report['max_escapes']:g} %: the model does not separate these defects from good "
+                   f"parts at this false-alarm level (train longer, a larger size or an ImageNet teacher; "
+                   f"or accept more false alarms: --max-false-alarms, --method zero-escape)")
+    if method == "false-alarms" and n_good and report["max_false_alarms"] * n_good < 1:
+        out.append(f"{n_good} good images cannot measure a false-alarm rate of "
+                   f"{100 * report['max_false_alarms']:g} % (one image is {100 / n_good:.1g} %): the threshold "
+                   f"is above every good score; calibrate on {math.ceil(1 / report['max_false_alarms'])}+ "
+                   f"good images for a measured rate")
+    return out
 
 
 # --- running the model ------------------------------------------------------------------------
@@ -247,7 +317,7 @@ def score_samples(scorer: _Scorer, samples: List[Sample], batch_size: int = 8, p
         return _score_tiled(scorer, samples, batch_size, progress)
     size = tuple(scorer.size)
     maps, scores = [], []
-    for i in tqdm(range(0, len(samples), batch_size), desc="calibrate", unit="batch", disable=not progress):
+    for i in tqdm(range(0, len(samples), batch_size), desc="calibrate", unit="batch", disable=not show_progress(progress)):
         chunk = samples[i:i + batch_size]
         batch = np.stack([preprocess_bgr(read_image(s.path), size, resize=scorer.resize) for s in chunk])
         m, s = scorer(batch)
@@ -266,7 +336,7 @@ def _score_tiled(scorer: _Scorer, samples: List[Sample], batch_size: int, progre
 
     size = read_image(samples[0].path).shape[:2] if samples else tuple(scorer.size)
     maps, scores = [], []
-    for i in tqdm(range(0, len(samples), batch_size), desc="calibrate", unit="batch", disable=not progress):
+    for i in tqdm(range(0, len(samples), batch_size), desc="calibrate", unit="batch", disable=not show_progress(progress)):
         m, s = _tiled_naming_the_image(scorer, samples[i:i + batch_size])
         maps.extend(resize_map(np.asarray(a, np.float32), size) for a in m)
         scores.append(np.asarray(s, np.float64).reshape(-1))
@@ -291,8 +361,9 @@ def _tiled_naming_the_image(scorer: _Scorer, chunk: List[Sample]) -> Tuple[Any, 
         raise exc
 
 
-def calibrate_thresholds(model: PathLike, dataset: Any, method: str = "f1", batch_size: int = 8,
-                    progress: bool = False, review: Optional[PathLike] = None) -> Thresholds:
+def calibrate_thresholds(model: PathLike, dataset: Any, method: str = DEFAULT_METHOD, batch_size: int = 8,
+                         progress: bool = False, review: Optional[PathLike] = None,
+                         max_false_alarms: float = MAX_FALSE_ALARMS, max_escapes: float = MAX_ESCAPES) -> Thresholds:
     """Score ``dataset``'s labelled images with ``model``, choose the thresholds, and write them to
     thresholds.json beside the model (and into the checkpoint when ``model`` is a .pt).
     ``review``: a station's review folder whose marked frames join the image threshold's choice."""
@@ -306,7 +377,7 @@ def calibrate_thresholds(model: PathLike, dataset: Any, method: str = "f1", batc
         reviewed = score_samples(scorer, reviewed_samples, batch_size, progress) if reviewed_samples else None
     finally:
         scorer.close()
-    chosen = choose_thresholds(data, name, q)
+    chosen = choose_thresholds(data, name, q, max_false_alarms, max_escapes)
     if reviewed is not None and review is not None:
         chosen = with_review(chosen, data, reviewed, name, q, review)
     chosen["report"]["method"] = method if ":" in method or name != "normal-quantile" else f"{name}:{q:g}"
@@ -334,7 +405,7 @@ def _write_into_checkpoint(path: Path, chosen: Dict[str, Any]) -> str:
 
 
 def format_report(t: Thresholds) -> str:
-    """What rd-calibrate prints."""
+    """What rd-calibrate prints on stdout (its warnings, ``t.report["warnings"]``, go to stderr)."""
     r = t.report
 
     def pct(count: Optional[int], total: Optional[int]) -> str:
@@ -350,6 +421,9 @@ def format_report(t: Thresholds) -> str:
              f"{rate(r['normal_pixels_flagged_rate'])}, defect pixels missed {rate(r['defect_pixels_missed_rate'])}"]
     if "pixel_note" in r:
         lines.append(f"note: {r['pixel_note']}")
+    if "pixel_capped_from" in r:
+        lines.append(f"note: pixel threshold lowered from {r['pixel_capped_from']:.6g}, so every NG image "
+                     f"shows a region (its highest pixel passes)")
     if "review" in r:
         lines += _review_lines(r["review"], t.image_threshold, pct)
     return "\n".join(lines)

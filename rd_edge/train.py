@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import threading
@@ -16,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import check_space_for, read_checkpoint, save_checkpoint
+from .core.cli import show_progress
 from .core.errors import CheckpointError, ConfigError, DatasetError, OutputError, RdEdgeError
 from .core.files import check_writable_file, remove_stale_temps
 from .core.metadata import RESIZE_AREA_LINEAR
@@ -355,8 +357,9 @@ class Trainer:
         """Train to total_steps, then calibrate the threshold and write the final checkpoint."""
         self.model.train()
         last_save = time.monotonic()
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not show_progress(self.progress),
                    desc="train", unit="step", dynamic_ncols=True)
+        eta = _Estimate(self.step, self.total_steps) if self.progress else None
         mid_step = False
         try:
             with _SigintAtStepEnd() as sigint:
@@ -364,6 +367,8 @@ class Trainer:
                     mid_step = True
                     self._train_step(bar)
                     mid_step = False
+                    if eta is not None:
+                        eta.after_step(self.step, bar)
                     if self._eval_due():
                         self._evaluate(bar)
                     if time.monotonic() - last_save > self.cfg.checkpoint_every_s:
@@ -373,12 +378,11 @@ class Trainer:
         except KeyboardInterrupt:
             bar.close()
             if mid_step:  # a second Ctrl-C stopped a step half-way: its state is not resumable
-                print(f"\nstopped mid-step; {self.cfg.out} keeps the last checkpoint written")
-                raise
-            self.save()
-            print(f"\ninterrupted at step {self.step}; checkpoint written to {self.cfg.out} "
-                  f"(continue with --resume)")
-            raise
+                raise KeyboardInterrupt(f"stopped mid-step; {self.cfg.out} keeps the last checkpoint "
+                                        f"written") from None
+            self.save()  # the CLI prints the message: one line
+            raise KeyboardInterrupt(f"interrupted at step {self.step}; checkpoint written to {self.cfg.out} "
+                                    f"(continue with --resume)") from None
         bar.close()
         return self._finish()
 
@@ -474,10 +478,53 @@ class Trainer:
                    "threshold": threshold, "threshold_rule": f"mean + {THRESHOLD_SIGMAS:g} std of held-out scores",
                    "score_stats": stats, "n_train": self.n_train, "n_holdout": self.n_hold,
                    "backbone": self.cfg.backbone, "teacher": self.teacher, "device": str(self.device),
-                   "out": str(self.cfg.out)}
+                   "out": str(self.cfg.out),
+                   "data": {k: getattr(self.cfg, k) for k in ("data", "good", "defect", "masks")}}
         if self.best is not None:
             summary["best"] = {**self.best, "out": str(self.best_path)}
         return summary
+
+ETA_STEPS = 5  # steps timed for the estimate, after one warm-up step (allocation, first-call costs)
+
+
+class _Estimate:
+    """rd-train's "how long" line, printed once after the first few steps of a run (on stderr, so
+    --json output stays parseable): seconds per step, the load average it was measured under
+    (a shared machine's figure moves with it) and the time left."""
+
+    def __init__(self, start_step: int, total_steps: int) -> None:
+        self.start, self.total = start_step, total_steps
+        self.t0: Optional[float] = None
+
+    def after_step(self, step: int, bar) -> None:
+        done = step - self.start
+        if done == 1:
+            self.t0 = time.perf_counter()  # the first step warms up: not timed
+        elif self.t0 is not None and (done == 1 + ETA_STEPS or step == self.total):
+            per_step = (time.perf_counter() - self.t0) / (done - 1)
+            left = self.total - step
+            line = (f"rd-train: {per_step:.2f} s/step over {done - 1} steps (load average "
+                    f"{_load_average()}): {left} steps left, about {_duration(left * per_step)}")
+            (bar.write if not bar.disable else print)(line, file=sys.stderr)
+            self.t0 = None
+
+
+def _load_average() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except (AttributeError, OSError):  # not on every platform
+        return "n/a"
+
+
+def _duration(seconds: float) -> str:
+    """'42 s', '7 min 10 s', '2 h 05 min'."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
 
 def format_summary(summary: Dict) -> str:
     """rd-train's closing lines for a person: what was trained, the threshold and how much to
@@ -498,10 +545,34 @@ def format_summary(summary: Dict) -> str:
         lines.append(f"note: {n_hold} held-out images make a rough threshold; with {2 * HOLDOUT_MIN}+ good "
                      f"images {HOLDOUT_MIN} are held out; or calibrate on labelled images: "
                      f"rd-calibrate {summary['out']} --data DIR")
-    out = summary["out"]
-    lines.append(f"wrote {out}; next: rd-eval {out} --data DIR, then rd-export {out} -o "
-                 f"{Path(out).with_suffix('.onnx')}")
-    return "\n".join(lines)
+    return "\n".join(lines + closing_lines(summary))
+
+
+def closing_lines(summary: Dict) -> List[str]:
+    """The best epoch (when --eval-every kept one: the model to carry on with) and the next commands."""
+    best, lines = summary.get("best"), []
+    model = summary["out"]
+    if best is not None:
+        model = best["out"]
+        lines.append(f"best: epoch {best['epoch']} (image AUROC {_pct(best['image_auroc'])}, pixel AUROC "
+                     f"{_pct(best['pixel_auroc'])}) in {model}; the final one is {summary['out']}")
+    lines.append(f"wrote {summary['out']}; next: {next_commands(model, summary.get('data') or {})}")
+    return lines
+
+
+def next_commands(model: str, data: Dict[str, Optional[str]]) -> str:
+    """The commands that follow training, with the data options it was given: rd-eval needs
+    defect images (a dataset's test split or --defect); rd-calibrate's default (a false-alarm
+    bound) works on good images alone."""
+    onnx = Path(model).with_suffix(".onnx")
+    if data.get("data"):
+        source = f"--data {data['data']}"
+    else:
+        source = " ".join(f"--{k} {data[k]}" for k in ("good", "defect", "masks") if data.get(k)) or "--data DIR"
+    has_defects = bool(data.get("defect")) or not data.get("good")
+    evaluate = f"rd-eval {model} {source}, " if has_defects else ""
+    return (f"{evaluate}rd-export {model} -o {onnx}, rd-calibrate {onnx} {source}, "
+            f"rd-infer {onnx} IMAGES")
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Dict:

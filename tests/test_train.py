@@ -9,7 +9,15 @@ import torch
 from rd_edge.checkpoint import read_checkpoint
 from rd_edge.cli.train import main as train_main
 from rd_edge.evaluate import evaluate_checkpoint
-from rd_edge.train import TrainConfig, Trainer, format_summary, split_holdout, train
+from rd_edge.train import (
+    TrainConfig,
+    Trainer,
+    closing_lines,
+    format_summary,
+    next_commands,
+    split_holdout,
+    train,
+)
 
 
 def config(data, out, steps, **kw):
@@ -94,8 +102,23 @@ def test_summary_for_a_person_says_how_much_to_trust_the_threshold(trained):
     n_hold = summary["n_holdout"]
     assert f"of {n_hold} held-out good images" in text and "mean + 3 std" in text
     assert "rough threshold" in text  # the demo fixture has 16 good images: 8 held out
-    assert f"next: rd-eval {out} --data DIR, then rd-export {out} -o {out.with_suffix('.onnx')}" in text
+    onnx = out.with_suffix(".onnx")
+    data = summary["data"]["data"]
+    assert f"next: rd-eval {out} --data {data}, rd-export {out} -o {onnx}, rd-calibrate {onnx} --data {data}" in text
     assert "before --resume" not in text  # one run: no cumulative time to explain
+
+
+def test_next_commands_fit_the_data_it_was_trained_on():
+    # good images only: no rd-eval (it needs defects); calibration on the good images works
+    text = next_commands("m.pt", {"good": "photos/ok"})
+    assert text == "rd-export m.pt -o m.onnx, rd-calibrate m.onnx --good photos/ok, rd-infer m.onnx IMAGES"
+    text = next_commands("m.best.pt", {"good": "ok", "defect": "ng", "masks": "masks"})
+    assert text.startswith("rd-eval m.best.pt --good ok --defect ng --masks masks, rd-export m.best.pt -o m.best.onnx")
+    # the best epoch is named as the model to carry on with
+    summary = {"out": "m.pt", "best": {"out": "m.best.pt", "epoch": 4, "image_auroc": 0.779, "pixel_auroc": 0.9},
+               "data": {"data": "d"}}
+    text = "\n".join(closing_lines(summary))
+    assert "best: epoch 4 (image AUROC 77.9" in text and "next: rd-eval m.best.pt --data d" in text
 
 
 def test_resumed_run_equals_uninterrupted_run(demo_category, tmp_path):

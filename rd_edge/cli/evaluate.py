@@ -7,6 +7,7 @@ from typing import Optional, Sequence
 
 from rd_edge.core.cli import DefaultsHelpFormatter, run_cli
 from rd_edge.core.files import check_writable_file, write_text_atomic
+
 from ._data import add_data_arguments, check_data_arguments, open_data
 
 

@@ -10,6 +10,7 @@ import json
 from typing import Optional, Sequence
 
 from rd_edge.core.cli import DefaultsHelpFormatter, fraction, int_at_least, run_cli
+
 from ._data import add_data_arguments, check_data_arguments
 
 
@@ -60,7 +61,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     check_data_arguments(parser, args, extra_good=True)
 
     def body() -> int:
-        from ..train import TrainConfig, format_summary, train  # torch is imported only once the arguments are fine
+        from ..train import (  # torch is imported only once the arguments are fine
+            TrainConfig,
+            format_summary,
+            train,
+        )
 
         cfg = TrainConfig(data=args.data, out=args.out, backbone=args.backbone, image_size=args.image_size,
                           steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

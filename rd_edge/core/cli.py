@@ -2,21 +2,88 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Callable, List
+import warnings
+from typing import Any, Callable, List, Optional
 
 from .errors import RdEdgeError
+from .optional import opencv_install_hint
 
 
 def run_cli(body: Callable[[], int]) -> int:
-    """Run a CLI body; RdEdgeError -> 'error: ...' on stderr and exit 1, Ctrl-C -> 130."""
+    """Run a CLI body the way every rd-edge command ends: RdEdgeError -> 'error: ...' on stderr,
+    exit 1; a missing package a command needs (OpenCV) -> one line naming what installs it, exit
+    1; Ctrl-C -> 'interrupted', exit 130; stdout closed by the reader (``| head``) -> quiet, exit
+    0; warnings as 'warning: ...' lines."""
+    route_warnings()
     try:
-        return body()
+        code = body()
+        sys.stdout.flush()  # a reader that went away is noticed here, not at interpreter exit
+        return code
     except RdEdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except ModuleNotFoundError as exc:
+        hint = missing_module_hint(exc.name or "")
+        if hint is None:
+            raise
+        print(f"error: {hint}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        stdout_closed()
+        return 0
+    except KeyboardInterrupt as exc:  # the body may say what it kept (rd-train: the checkpoint)
+        print(str(exc) or "interrupted", file=sys.stderr)
         return 130
+
+
+# Packages a command imports on its path whose absence is a setup step, not a bug: what installs them.
+_PIP_NAMES = {"cv2": "opencv-python-headless", "tqdm": "tqdm", "sklearn": "scikit-learn",
+              "onnx": "onnx", "onnxruntime": "onnxruntime"}
+
+
+def missing_module_hint(name: str) -> Optional[str]:
+    """One line for a missing package a command needs, naming the install for this platform;
+    None for modules rd-edge does not know (a real bug: the traceback stays)."""
+    top = name.partition(".")[0]
+    if top not in _PIP_NAMES:
+        return None
+    how = opencv_install_hint() if top == "cv2" else f"pip install {_PIP_NAMES[top]}"
+    return f"this command needs the Python package {top!r}, which is not installed here; install it: {how}"
+
+
+def stdout_closed() -> None:
+    """The reader of stdout went away (``rd-infer ... | head``): point stdout at /dev/null so
+    nothing more is written, nor a BrokenPipeError reported at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (a test's StringIO)
+        pass
+
+
+def route_warnings() -> None:
+    """Python warnings as one 'warning: MESSAGE' line on stderr, not 'path:line: UserWarning'."""
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+             line: Optional[str] = None) -> None:
+        try:
+            print(f"warning: {message}", file=file or sys.stderr)
+        except (OSError, ValueError):  # stderr gone: nowhere to warn
+            pass
+
+    warnings.showwarning = show
+
+
+def show_progress(requested: bool = True) -> bool:
+    """Progress bars only when asked for and stderr is a terminal: in a log, tqdm's carriage
+    returns are noise."""
+    try:
+        return requested and sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import DatasetError, ImageReadError
 from .files import PathLike
-from .optional import import_cv2
+from .optional import LazyModule, import_cv2
 
 # rd_edge.runtime imports this module before any other cv2 user: a numpy that OpenCV was not built
 # for fails here, in one line that says what to do.
@@ -22,6 +22,14 @@ if TYPE_CHECKING:
     import cv2
 else:
     cv2 = import_cv2()
+
+
+def require_opencv() -> None:
+    """ImageReadError naming the install when OpenCV is missing: commands check first, so a
+    missing OpenCV is one error, not one warning per image."""
+    if isinstance(cv2, LazyModule):
+        cv2.load()
+
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -136,7 +144,7 @@ def _decode(path: PathLike, max_pixels: Optional[int] = None) -> np.ndarray:
     return image
 
 
-_REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+_REDUCED = {2: "IMREAD_REDUCED_COLOR_2", 4: "IMREAD_REDUCED_COLOR_4", 8: "IMREAD_REDUCED_COLOR_8"}
 
 
 def _bounded_flag(data: np.ndarray, max_pixels: Optional[int], what: str) -> int:
@@ -152,7 +160,7 @@ def _bounded_flag(data: np.ndarray, max_pixels: Optional[int], what: str) -> int
     if max_pixels is not None and h * w > max_pixels:
         fitting = [n for n in (8, 4, 2) if (h // n) * (w // n) >= max_pixels]
         if fitting:
-            flag, factor = _REDUCED[fitting[0]], fitting[0]
+            flag, factor = getattr(cv2, _REDUCED[fitting[0]]), fitting[0]
     decoded = h * w if data[:2].tobytes() != b"\xff\xd8" else -(-h // factor) * -(-w // factor)
     cap = max_image_pixels()
     if decoded > cap:

@@ -11,10 +11,26 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Optional, Type
 
 from .errors import BackendError, OpenCVNumpyError, RdEdgeError
+
+
+def is_jetson() -> bool:
+    """True on an NVIDIA Jetson (L4T): its OpenCV and TensorRT come from JetPack (apt), not pip."""
+    return Path(os.environ.get("RD_EDGE_TEGRA_RELEASE", "/etc/nv_tegra_release")).exists()
+
+
+def opencv_install_hint() -> str:
+    """How to install OpenCV here: JetPack's (apt) on a Jetson, where a pip wheel lacks
+    GStreamer/CSI; the headless wheel elsewhere."""
+    if is_jetson():
+        return ("sudo apt install python3-opencv (JetPack's OpenCV; create the venv with "
+                "--system-site-packages so it is seen: a pip OpenCV lacks GStreamer/CSI support)")
+    return "pip install opencv-python-headless"
 
 
 def import_optional(module: str, needed_for: str, install_hint: str,
@@ -101,6 +117,16 @@ def import_cv2() -> Any:
     try:
         with redirect_stderr(captured):
             return importlib.import_module("cv2")
+    except ModuleNotFoundError as exc:
+        if exc.name != "cv2":
+            raise
+        # Not installed (a Jetson venv made without --system-site-packages): a stand-in whose first
+        # use is one error naming the install, so commands that read no image (rd-build-engine)
+        # still run, and those that do end in one line, not a traceback.
+        from .errors import ImageReadError
+
+        return LazyModule("cv2", needed_for="reading and resizing images", install_hint=opencv_install_hint(),
+                          error=ImageReadError)
     except ImportError as exc:
         if "multiarray" not in str(exc) and "NumPy" not in captured.getvalue():
             sys.stderr.write(captured.getvalue())

@@ -11,8 +11,8 @@ from rd_edge.core.images import (
     read_mask,
     to_bgr_uint8,
 )
-from rd_edge.data.mvtec import MVTecCategory, Sample
 from rd_edge.data.layouts import LAYOUTS, FolderDataset, open_dataset
+from rd_edge.data.mvtec import MVTecCategory, Sample
 
 _SYNTHETIC = ("DEMO_CATEGORIES", "DEMO_DEFECTS", "DemoImage", "render_demo_image", "write_demo_dataset")
 

@@ -23,8 +23,8 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from rd_edge.core.files import PathLike
 from rd_edge.core.errors import DatasetError
+from rd_edge.core.files import PathLike
 
 DEMO_CATEGORIES: Tuple[str, ...] = ("weave", "dots", "grain")
 DEMO_DEFECTS: Tuple[str, ...] = ("scratch", "hole", "stain", "misprint")

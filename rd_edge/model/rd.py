@@ -7,11 +7,12 @@ from typing import Dict, List, Tuple
 import torch
 from torch import Tensor, nn
 
+from rd_edge.core.metadata import RESIZE_LINEAR, RESIZE_RULES
+
 from .anomaly_map import AnomalyMapHead
 from .decoder import Decoder
 from .ocbe import OCBE
 from .resnet import ResNetEncoder, backbone_spec
-from rd_edge.core.metadata import RESIZE_LINEAR, RESIZE_RULES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

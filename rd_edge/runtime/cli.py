@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from rd_edge.core.choices import InferencePrecision, values
-from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, name_list, port_number, run_cli
+from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, name_list, port_number, run_cli,
+                             show_progress
 from rd_edge.core.errors import RdEdgeError
 
 from .backends import registered_backends
@@ -208,9 +209,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _run(args: argparse.Namespace, specs: List[Tuple[Optional[str], str]]) -> int:
+    from rd_edge.core.images import require_opencv
+
     from .detector import Detector
     from .pipeline import Pipeline
     from .sinks.console import ConsoleSink
+
+    require_opencv()  # every source is decoded with it: one error now, not one warning per image
 
     if args.server is not None:
         from .client import RemoteDetector
@@ -236,6 +241,9 @@ def _run(args: argparse.Namespace, specs: List[Tuple[Optional[str], str]]) -> in
         with _stop_on_sigterm(pipeline) as terminated:
             summary = pipeline.run()
             _linger(getattr(args, "station_url", None), args.station_linger, terminated, args.quiet)
+    recorder = next(s for s in sinks if isinstance(s, ConsoleSink))
+    if recorder.stdout_closed:
+        return 0  # `rd-infer ... | head`: the reader has what it wanted
     if not args.quiet:
         print(summary.text(), file=sys.stderr)
     if summary.interrupted and not terminated:
@@ -314,7 +322,8 @@ def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, st
     recorder = ConsoleSink(detector, args.out, args.png_frames, args.show, prefix_keys=len(sources) > 1,
                            sources=sources)
     recorder.progress = progress_bar(total=_total(sources), unit="img" if sources[0].kind == "folder" else "frame",
-                                      disable=args.quiet or (len(sources) == 1 and sources[0].kind in ("image", "file")))
+                                      disable=args.quiet or not show_progress()
+                                      or (len(sources) == 1 and sources[0].kind in ("image", "file")))
     add(recorder)
     if args.station is not None:
         add(_start_station(detector, sources, args, stack))

@@ -14,6 +14,7 @@ from typing import Any, List, Sequence, Tuple
 import numpy as np
 
 from rd_edge.core.errors import ImageReadError
+
 from .cuda_preprocess import CudaPreprocessError, CudaPreprocessor, _cuda_error
 
 TILE_KERNEL_NAME = "crop_tiles_bgr_to_rgb_nchw"

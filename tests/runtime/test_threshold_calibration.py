@@ -39,6 +39,47 @@ def test_f1_threshold_separates_and_sits_between_scores():
     assert r["false_alarm_rate"] == pytest.approx(0.25) and r["escape_rate"] == 0.0
 
 
+def test_default_bounds_false_alarms_and_reports_escapes():
+    # 200 good images: 1 % allows 2 false alarms; the threshold sits just above the 3rd highest good score
+    good = list(np.linspace(0.0, 1.0, 200))
+    data = scored(good=good, bad=[0.5, 0.98, 2.0, 3.0])
+    chosen = choose_thresholds(data, "false-alarms", max_false_alarms=0.01)
+    r = chosen["report"]
+    assert good[-3] < chosen["image_threshold"] < good[-2]
+    assert (r["false_alarms"], r["escapes"]) == (2, 2) and r["false_alarm_rate"] <= 0.01
+    # the lowest such threshold: one step lower would flag a third good image
+    assert (np.array(good) > good[-3] - 1e-9).sum() == 3
+    # 2 of 4 defects pass: more than the 10 % a line accepts, said in a warning
+    assert any(w.startswith("escapes 2/4 (50.0 %) exceed 10 %") for w in r["warnings"])
+
+
+def test_f1_on_defect_heavy_data_flags_good_parts_and_warns():
+    # the case: many defects, few good images; F1 prefers flagging everything
+    data = scored(good=[0.5, 0.6, 0.7, 0.8], bad=[0.45, 0.55, 0.65, 0.75] + [1.0 + i / 10 for i in range(10)])
+    f1 = choose_thresholds(data, "f1")
+    assert f1["report"]["false_alarms"] >= 3
+    assert any("exceed 1 %" in w and "--method false-alarms" in w for w in f1["report"]["warnings"])
+    bounded = choose_thresholds(data, "false-alarms")
+    assert bounded["report"]["false_alarms"] == 0 and 0.8 < bounded["image_threshold"] < 1.0
+    # 4 good images cannot measure 1 %: said, with how many it takes
+    assert any("cannot measure a false-alarm rate of 1 %" in w and "100+" in w for w in bounded["report"]["warnings"])
+
+
+def test_pixel_threshold_never_leaves_an_ng_image_without_a_region():
+    # a real model's score is its map's maximum; masks that ask for a pixel threshold above it
+    scores = np.array([0.1, 0.2, 0.5, 0.6])
+    labels = np.array([False, False, True, True])
+    maps = np.repeat(scores[:, None, None], 8, axis=1).repeat(8, axis=2).astype(np.float32)
+    masks = np.zeros(maps.shape, bool)
+    masks[2:, :1, :1] = True  # one corner pixel each: pixel F1 wants a threshold above 0.6
+    maps[2:, 0, 0] += 0.001
+    chosen = choose_thresholds(Scored(labels, scores, maps, masks), "f1")
+    flagged = scores > chosen["image_threshold"]
+    assert flagged[2:].all()
+    assert all((m > chosen["pixel_threshold"]).any() for m in maps[flagged])
+    assert "pixel_capped_from" in chosen["report"]
+
+
 def test_zero_escape_flags_every_defect_at_the_highest_threshold():
     data = scored(good=[0.1, 0.2, 0.45, 0.8], bad=[0.5, 0.7, 0.9])
     chosen = choose_thresholds(data, "zero-escape")
@@ -57,7 +98,7 @@ def test_pixel_threshold_from_masks_separates_defect_pixels():
 def test_normal_only_data_names_the_method_that_applies():
     data = scored(good=[0.1, 0.2, 0.3], bad=[])
     for method in ("f1", "zero-escape"):
-        with pytest.raises(CalibrationError, match="normal-quantile"):
+        with pytest.raises(CalibrationError, match="false-alarms"):
             choose_thresholds(data, method)
     chosen = choose_thresholds(data, "normal-quantile", q=1.0)
     assert chosen["image_threshold"] == pytest.approx(0.3)
@@ -79,7 +120,8 @@ def test_cut_below_keeps_the_flagged_side_strictly_above():
 def test_method_parsing():
     assert parse_method("normal-quantile:0.95") == ("normal-quantile", 0.95)
     assert parse_method("normal-quantile") == ("normal-quantile", 0.99)
-    for bad in ("f2", "f1:0.5", "normal-quantile:2", "normal-quantile:x"):
+    assert parse_method("false-alarms") == ("false-alarms", 0.99)
+    for bad in ("f2", "f1:0.5", "normal-quantile:2", "normal-quantile:x", "false-alarms:0.1"):
         with pytest.raises(ValueError):
             parse_method(bad)
 
@@ -164,12 +206,15 @@ def test_masks_use_the_pixel_threshold(tiny_and_data, tmp_path):
     assert runs["low"].min() == 255 and runs["high"].max() == 0
 
 
-def test_normal_only_folder_needs_normal_quantile(make_model, demo_category, capsys):
+def test_normal_only_folder_calibrates_by_false_alarms_not_f1(make_model, demo_category, capsys):
     model = make_model()
     good = demo_category / "train" / "good"
-    assert calibrate_main([str(model), "--good", str(good), "--quiet"]) == 1
+    assert calibrate_main([str(model), "--good", str(good), "--method", "f1", "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error:") and "normal-quantile" in err and not thresholds_path(model).exists()
+    assert err.startswith("error:") and "false-alarms" in err and not thresholds_path(model).exists()
+    assert calibrate_main([str(model), "--good", str(good), "--quiet"]) == 0  # the default works on good images
+    saved = Thresholds.read(thresholds_path(model))
+    assert saved.method == "false-alarms" and saved.report["false_alarms"] == 0
     assert calibrate_main([str(model), "--good", str(good), "--method", "normal-quantile:0.9", "--quiet"]) == 0
     assert Thresholds.read(thresholds_path(model)).method == "normal-quantile:0.9"
 

@@ -3,6 +3,9 @@
 Registration is free: each backend imports its heavy package (onnxruntime, tensorrt, pycuda)
 only inside its loader.
 """
+from . import onnxruntime as _onnxruntime  # noqa: F401  (registers "ort")
+from . import openvino as _openvino  # noqa: F401  (registers "openvino")
+from . import trt as _trt  # noqa: F401  (registers "trt")
 from .base import (
     BackendInfo,
     DeviceInputRunner,
@@ -14,9 +17,6 @@ from .base import (
     resolve_backend,
     why_unavailable,
 )
-from . import onnxruntime as _onnxruntime  # noqa: F401  (registers "ort")
-from . import trt as _trt  # noqa: F401  (registers "trt")
-from . import openvino as _openvino  # noqa: F401  (registers "openvino")
 
 __all__ = [
     "BackendInfo",

@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from rd_edge.core.cli import stdout_closed
 from rd_edge.core.errors import RdEdgeError
 
 from .base import Result, Sink
@@ -115,7 +116,8 @@ class ConsoleSink(Sink):
         self.show = show
         self.prefix_keys = prefix_keys  # several sources: DIR/overlays/<stream>/...
         self.progress: Any = _NoBar()
-        self.stop: Any = None  # set by the caller: what closing the window calls
+        self.stop: Any = None  # set by the caller: what closing the window (or stdout) calls
+        self.stdout_closed = False
 
     def write(self, result: Result) -> None:
         """Record one input; closing the --show window stops the run."""
@@ -152,10 +154,18 @@ class ConsoleSink(Sink):
             self._say(f"warning: {record['source']}: {record['evidence_error']}", sys.stderr)
 
     def _say(self, line: str, stream: Any) -> None:
-        if not self.progress.disable:
-            self.progress.write(line, file=stream)
-        else:
-            print(line, file=stream, flush=True)
+        if self.stdout_closed and stream is sys.stdout:
+            return
+        try:
+            if not self.progress.disable:
+                self.progress.write(line, file=stream)
+            else:
+                print(line, file=stream, flush=True)
+        except BrokenPipeError:  # the reader went away (| head): stop quietly, as head users expect
+            stdout_closed()
+            self.stdout_closed = True
+            if self.stop is not None:
+                self.stop()
 
     def _render(self, frame: np.ndarray, prediction: Any) -> Tuple[np.ndarray, np.ndarray]:
         mask = prediction.anomaly_map > self.detector.pixel_threshold  # [H,W] bool at the frame size
