@@ -15,8 +15,14 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from rd_edge.core.choices import InferencePrecision, values
-from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, name_list, port_number, run_cli,
-                             show_progress
+from rd_edge.core.cli import (
+    DefaultsHelpFormatter,
+    int_at_least,
+    name_list,
+    port_number,
+    run_cli,
+    show_progress,
+)
 from rd_edge.core.errors import RdEdgeError
 
 from .backends import registered_backends
