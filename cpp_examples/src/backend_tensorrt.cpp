@@ -187,6 +187,8 @@ class TensorRtBackend final : public Backend {
     check_cuda(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
     gpu_ = prop.name;
     const std::string cc = std::to_string(prop.major) + "." + std::to_string(prop.minor);
+    const GpuIdentity this_gpu{gpu_, cc, prop.multiProcessorCount,
+                               static_cast<long long>(prop.totalGlobalMem >> 20), jetson_board()};
 
     // A plan only runs with the TensorRT version and GPU that built it: say so before TensorRT does.
     std::vector<std::string> found;
@@ -194,10 +196,8 @@ class TensorRtBackend final : public Backend {
     if (!same_version(sidecar.tensorrt_version, running)) {
       found.push_back("TensorRT " + sidecar.tensorrt_version + " (running " + running.str() + ")");
     }
-    if (sidecar.gpu_name != gpu_ || sidecar.compute_capability != cc) {
-      found.push_back("GPU " + sidecar.gpu_name + " compute " + sidecar.compute_capability + " (running " + gpu_ +
-                      " compute " + cc + ")");
-    }
+    const std::string gpu = gpu_mismatch(sidecar, this_gpu);  // the Python runtime's rule, SMs and board too
+    if (!gpu.empty()) found.push_back(gpu);
     if (!found.empty()) {
       std::string what = found[0] + (found.size() > 1 ? " and " + found[1] : "");
       throw Error(path_ + " was built for " + what + "; a TensorRT plan only runs with the TensorRT version and GPU "

@@ -2,6 +2,8 @@
 
 #include <cctype>
 #include <cmath>
+#include <cstdlib>
+#include <iterator>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -266,8 +268,60 @@ EngineSidecar read_engine_sidecar(const std::string& plan_path) {
   }
   car.min_batch = static_cast<int>(min_batch);
   car.max_batch = static_cast<int>(max_batch);
+  // The device identity (written since the SM count and board are recorded): absent = unknown.
+  for (const char* key : {"sm_count", "total_memory_mb"}) {
+    const cv::FileNode node = root[key];
+    if (!node.empty() && !node.isNone() && (!node.isInt() || static_cast<int>(node) < 1)) {
+      throw Error(car.path + ": " + key + " must be a positive integer, found " + describe(node));
+    }
+  }
+  if (!root["sm_count"].empty()) car.sm_count = static_cast<int>(root["sm_count"]);
+  if (!root["total_memory_mb"].empty()) car.total_memory_mb = static_cast<int>(root["total_memory_mb"]);
+  const cv::FileNode board = root["device_model"];
+  if (!board.empty() && !board.isNone() && !board.isString()) {
+    throw Error(car.path + ": device_model must be a string, found " + describe(board));
+  }
+  car.device_model = optional_string(board);
   car.metadata = parse_metadata_node(root[kMetadataKey], car.path);
   return car;
+}
+
+std::string describe_gpu(const GpuIdentity& gpu) {
+  std::string details;
+  auto add = [&details](const std::string& part) { details += (details.empty() ? "" : ", ") + part; };
+  if (gpu.sm_count > 0) add(std::to_string(gpu.sm_count) + " SMs");
+  if (gpu.total_memory_mb > 0) add(std::to_string(gpu.total_memory_mb) + " MiB");
+  if (!gpu.device_model.empty()) add(gpu.device_model);
+  return gpu.name + " compute " + gpu.compute_capability + (details.empty() ? "" : " (" + details + ")");
+}
+
+GpuIdentity built_for(const EngineSidecar& sidecar) {
+  return {sidecar.gpu_name, sidecar.compute_capability, sidecar.sm_count, sidecar.total_memory_mb,
+          sidecar.device_model};
+}
+
+std::string gpu_mismatch(const EngineSidecar& sidecar, const GpuIdentity& running) {
+  const GpuIdentity built = built_for(sidecar);
+  const bool differs = built.name != running.name || built.compute_capability != running.compute_capability ||
+                       (built.sm_count > 0 && running.sm_count > 0 && built.sm_count != running.sm_count) ||
+                       ((!built.device_model.empty() || !running.device_model.empty()) &&
+                        built.device_model != running.device_model);
+  if (!differs) return "";
+  const std::string unrecorded = !running.device_model.empty() && built.device_model.empty()
+                                     ? " (a sidecar from before boards were recorded)" : "";
+  return "GPU " + describe_gpu(built) + unrecorded + " (running " + describe_gpu(running) + ")";
+}
+
+std::string jetson_board() {
+  const char* release = std::getenv("RD_EDGE_TEGRA_RELEASE");
+  if (!std::ifstream(release ? release : "/etc/nv_tegra_release")) return "";
+  const char* model = std::getenv("RD_EDGE_DEVICE_TREE_MODEL");
+  std::ifstream in(model ? model : "/proc/device-tree/model", std::ios::binary);
+  if (!in) return "";
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  text = text.substr(0, text.find('\0'));  // the device tree ends the string with NUL
+  const size_t first = text.find_first_not_of(" \t\r\n"), last = text.find_last_not_of(" \t\r\n");
+  return first == std::string::npos ? "" : text.substr(first, last - first + 1);
 }
 
 std::optional<ThresholdsFile> read_thresholds_file(const std::string& model_path) {

@@ -39,8 +39,36 @@ struct EngineSidecar {
   std::string precision;
   int min_batch = 1;
   int max_batch = 1;
+  int sm_count = 0;             // 0: not recorded (a sidecar from before the device identity)
+  long long total_memory_mb = 0;
+  std::string device_model;     // the Jetson board that built the plan, "" when not recorded
   ModelMetadata metadata;
 };
+
+// The device a plan is built for or runs on (rd_edge/core/sidecar.py GpuInfo); 0 / "" = unknown.
+struct GpuIdentity {
+  std::string name;
+  std::string compute_capability;  // "major.minor"
+  int sm_count = 0;
+  long long total_memory_mb = 0;
+  std::string device_model;  // Jetson board (/proc/device-tree/model), "" elsewhere
+};
+
+// "Orin compute 8.7 (16 SMs, 62841 MiB, NVIDIA Jetson AGX Orin Developer Kit)", as GpuInfo.describe().
+std::string describe_gpu(const GpuIdentity& gpu);
+
+// The GPU a sidecar records.
+GpuIdentity built_for(const EngineSidecar& sidecar);
+
+// Why a plan built for `sidecar`'s GPU cannot run on `running` ("" when it can), by the rule of
+// rd_edge.core.sidecar.check_compatible: name and compute capability must match, and the SM
+// count and the board wherever both sides recorded them (Jetson Orin Nano, NX and AGX share name
+// and capability); a sidecar without a board is refused on a Jetson.
+std::string gpu_mismatch(const EngineSidecar& sidecar, const GpuIdentity& running);
+
+// This machine's Jetson board: /proc/device-tree/model when /etc/nv_tegra_release exists (both
+// overridable, as in the Python runtime, by RD_EDGE_TEGRA_RELEASE / RD_EDGE_DEVICE_TREE_MODEL), else "".
+std::string jetson_board();
 
 // Parses the `rd_edge` JSON object; `source` names the file in error messages (rd::Error).
 ModelMetadata parse_metadata_json(const std::string& json, const std::string& source);
