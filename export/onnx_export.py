@@ -150,8 +150,7 @@ def export_onnx(checkpoint: Union[str, Path], out: Optional[Union[str, Path]] = 
                               metadata=metadata)
         if verify:
             n_check = example_batch if batch != "dynamic" else 4
-            images, source = check_images(model.config.image_size, data["training"].get("data_dir"), n=n_check,
-                                          resize=model.config.resize)
+            images, source = check_images(model.config, data["training"].get("data_dir"), n=n_check)
             report.verification = _verify(tmp, out, reference, images, source, precision, keep_failed)
     report.seconds = time.perf_counter() - t0
     return report

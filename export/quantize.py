@@ -33,8 +33,9 @@ import onnx
 from rd_edge.core.choices import CalibrationMethod, Int8Scope, Int8Target, values
 from rd_edge.core.errors import ExportError, RdEdgeError
 from rd_edge.core.files import atomic_path, check_writable_file
-from rd_edge.core.metadata import INPUT_NAME, RESIZE_LINEAR, ModelMetadata
+from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
 from rd_edge.core.onnx_props import read_onnx_metadata
+from rd_edge.core.preprocess import ModelInput
 
 from .graph import full_check, read_metadata, set_metadata
 
@@ -154,40 +155,40 @@ def int8_calibration_paths(calib_dir: PathLike, max_images: int = DEFAULT_MAX_IM
     return paths
 
 
-def load_int8_calibration_batch(paths: Sequence[Path], size: Sequence[int], resize: str = RESIZE_LINEAR) -> np.ndarray:
-    """[N,3,H,W] float32, preprocessed exactly as the runtime does (preprocess_bgr)."""
-    from rd_edge.core.preprocess import preprocess_bgr
+def load_int8_calibration_batch(paths: Sequence[Path], model: ModelInput) -> np.ndarray:
+    """[N,3,H,W] float32, preprocessed exactly as the runtime does: ``model``'s size and resize rule."""
+    from rd_edge.core.preprocess import preprocess_for
     from rd_edge.data import read_image
 
     images = []
     for path in paths:
         try:
-            images.append(preprocess_bgr(read_image(path), (int(size[0]), int(size[1])), resize=resize))
+            images.append(preprocess_for(model, read_image(path)))
         except RdEdgeError as exc:
             raise ExportError(f"int8 calibration image {path} is unreadable ({exc}); remove it from "
                               f"--calib-dir or replace it") from exc
     return np.stack(images)
 
 
-def _batches(paths: Sequence[Path], size: Sequence[int], batch: int, resize: str) -> Iterator[np.ndarray]:
+def _batches(paths: Sequence[Path], model: ModelInput, batch: int) -> Iterator[np.ndarray]:
     for i in range(0, len(paths), batch):
-        yield load_int8_calibration_batch(paths[i:i + batch], size, resize)
+        yield load_int8_calibration_batch(paths[i:i + batch], model)
 
 
-def make_reader(paths: Sequence[Path], size: Sequence[int], batch: int, resize: str = RESIZE_LINEAR) -> Any:
+def make_reader(paths: Sequence[Path], model: ModelInput, batch: int) -> Any:
     """An onnxruntime CalibrationDataReader over the images (class built lazily: ORT import)."""
     from onnxruntime.quantization import CalibrationDataReader
 
     class _ImageReader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._it = _batches(paths, size, batch, resize)
+            self._it = _batches(paths, model, batch)
 
         def get_next(self) -> Optional[Dict[str, np.ndarray]]:
             images = next(self._it, None)
             return None if images is None else {INPUT_NAME: images}
 
         def rewind(self) -> None:
-            self._it = _batches(paths, size, batch, resize)
+            self._it = _batches(paths, model, batch)
 
     return _ImageReader()
 
@@ -360,7 +361,7 @@ def quantize_int8(onnx_in: PathLike, onnx_out: PathLike, calib_dir: PathLike, ta
     per_run = 1 if recipe.calibration_method != "minmax" else _INT8_CALIBRATION_BATCH
     paths, batch = _fit_batch(paths, _static_batch(model), per_run, onnx_in)
 
-    quantized = _run_quantize_static(onnx_in, model, recipe, nodes, make_reader(paths, meta.image_size, batch, meta.resize))
+    quantized = _run_quantize_static(onnx_in, model, recipe, nodes, make_reader(paths, meta, batch))
     if recipe.target == "tensorrt":
         check_tensorrt_qdq(quantized, recipe.conv_transpose_axis)
     qmeta = replace(meta, precision="int8", extra={

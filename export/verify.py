@@ -9,6 +9,7 @@ import numpy as np
 
 from rd_edge.core.errors import VerificationError
 from rd_edge.core.metadata import INPUT_NAME
+from rd_edge.core.preprocess import ModelInput
 
 # Max abs difference allowed between the torch module and the graph, on map and score.
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
@@ -43,22 +44,23 @@ class VerificationReport:
         return "\n".join(lines)
 
 
-def check_images(image_size, data_dir: Optional[str], n: int = 4, seed: int = 0, resize: str = "linear"):
-    """[n,3,H,W] float32 in [0,1]: training images when the checkpoint knows them, else random."""
-    from rd_edge.core.images import read_image
-    from rd_edge.data import MVTecCategory
+def check_images(model: ModelInput, data_dir: Optional[str], n: int = 4, seed: int = 0):
+    """[n,3,H,W] float32 in [0,1]: training images when the checkpoint knows them (preprocessed
+    at ``model``'s size by its resize rule), else random."""
     from rd_edge.core.errors import RdEdgeError
-    from rd_edge.core.preprocess import preprocess_bgr
+    from rd_edge.core.images import read_image
+    from rd_edge.core.preprocess import preprocess_for
+    from rd_edge.data import MVTecCategory
 
     if data_dir and Path(data_dir).is_dir():
         try:
             paths = MVTecCategory(data_dir).train_paths()[:n]
-            batch = np.stack([preprocess_bgr(read_image(p), tuple(image_size), resize=resize) for p in paths])
+            batch = np.stack([preprocess_for(model, read_image(p)) for p in paths])
             return batch, f"training images from {data_dir}"
         except RdEdgeError:
             pass  # fall through to random images; the source string says so
     rng = np.random.default_rng(seed)
-    return rng.random((n, 3, *image_size), dtype=np.float32), "random images"
+    return rng.random((n, 3, *model.image_size), dtype=np.float32), "random images"
 
 
 def _parity(name: str, ref_map, ref_score, amap, score, tol: float) -> RuntimeParity:

@@ -23,6 +23,7 @@ import torch
 
 from .core.errors import CheckpointError, OutputError
 from .core.files import atomic_path
+from .core.metadata import RESIZE_LINEAR
 from .core.tiling import Tiling
 from .model import ModelConfig, RDInference
 
@@ -108,9 +109,10 @@ def read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
 
 
 def model_config(data: Dict[str, Any]) -> ModelConfig:
-    """The ModelConfig stored in a checkpoint dict."""
+    """The ModelConfig stored in a checkpoint dict. Checkpoints from before the resize rule was
+    recorded were trained with "linear" resizing: that is their rule, not today's default."""
     try:
-        return ModelConfig(**data["config"]["model"])
+        return ModelConfig(**{"resize": RESIZE_LINEAR, **data["config"]["model"]})
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint has an invalid model config: {exc}") from exc
 

@@ -33,7 +33,7 @@ def check_frames_fit(frames: Sequence[np.ndarray], tile: int, what: str) -> None
 
 
 def random_tiles(frames: Sequence[np.ndarray], count: int, tile: int, model_hw: Tuple[int, int],
-                 generator: torch.Generator) -> torch.Tensor:
+                 generator: torch.Generator, resize: str) -> torch.Tensor:
     """``count`` tiles at random positions of random frames -> uint8 [count,3,h,w] RGB.
 
     Draws from ``generator`` only, so a resumed run continues the same sequence.
@@ -45,18 +45,19 @@ def random_tiles(frames: Sequence[np.ndarray], count: int, tile: int, model_hw: 
         frame = frames[i]
         y = int(uy * (frame.shape[0] - tile + 1))  # uniform over every valid position
         x = int(ux * (frame.shape[1] - tile + 1))
-        rgb = preprocess_bgr(frame[y:y + tile, x:x + tile], model_hw)  # [3,h,w] float in [0,1]
+        rgb = preprocess_bgr(frame[y:y + tile, x:x + tile], model_hw, resize=resize)  # [3,h,w] in [0,1]
         out[j] = np.round(rgb * 255.0).astype(np.uint8)
     return torch.from_numpy(out)
 
 
-def grid_tiles(frames: Sequence[np.ndarray], tiling: Tiling, model_hw: Tuple[int, int]) -> torch.Tensor:
+def grid_tiles(frames: Sequence[np.ndarray], tiling: Tiling, model_hw: Tuple[int, int],
+               resize: str) -> torch.Tensor:
     """Every grid tile of ``frames`` -> uint8 [T,3,h,w] RGB (e.g. to re-estimate BatchNorm)."""
     tiles = []
     for frame in frames:
-        fitted = fit_frame(frame, tiling.frame)
+        fitted = fit_frame(frame, tiling.frame, resize)
         for crop in tiling.grid(fitted.shape[:2]).crops(fitted):
-            tiles.append(np.round(preprocess_bgr(crop, model_hw) * 255.0).astype(np.uint8))
+            tiles.append(np.round(preprocess_bgr(crop, model_hw, resize=resize) * 255.0).astype(np.uint8))
     return torch.from_numpy(np.stack(tiles))
 
 
@@ -68,12 +69,12 @@ def predict_tiled(model: torch.nn.Module, frames: Iterable[np.ndarray], tiling: 
     ``model``: the fused inference module, float32 [N,3,h,w] RGB in [0,1] -> (map, score).
     ``frames``: uint8 BGR [H,W,3] images of any size of at least one tile.
     """
-    model_hw = tuple(model.config.image_size)
+    model_hw, rule = tuple(model.config.image_size), model.config.resize
     maps: List[np.ndarray] = []
     scores: List[float] = []
     stitchers = {}
     for frame in frames:
-        fitted = fit_frame(frame, tiling.frame)
+        fitted = fit_frame(frame, tiling.frame, rule)
         key = fitted.shape[:2]
         if key not in stitchers:
             stitchers[key] = Stitcher(tiling.grid(key), tiling.window)
@@ -81,7 +82,7 @@ def predict_tiled(model: torch.nn.Module, frames: Iterable[np.ndarray], tiling: 
         crops = stitcher.grid.crops(fitted)
         tile_maps: List[np.ndarray] = []
         for start in range(0, len(crops), batch_size):
-            batch = np.stack([preprocess_bgr(c, model_hw) for c in crops[start:start + batch_size]])
+            batch = np.stack([preprocess_bgr(c, model_hw, resize=rule) for c in crops[start:start + batch_size]])
             amap, _ = model(torch.from_numpy(batch).to(device))  # [n,1,h,w]
             tile_maps.extend(m for m in amap[:, 0].cpu().numpy())
         if model_hw != stitcher.grid.tile:
@@ -97,26 +98,28 @@ class TileTraining:
     grid tiles for BatchNorm re-estimation, per-frame tiled scores of the held-out frames."""
 
     def __init__(self, train_frames: List[np.ndarray], hold_frames: List[np.ndarray], tile: int,
-                 overlap: float, model_hw: Tuple[int, int]) -> None:
+                 overlap: float, model_hw: Tuple[int, int], resize: str) -> None:
         check_frames_fit(train_frames, tile, "training")
         check_frames_fit(hold_frames, tile, "held-out")
         self.train_frames, self.hold_frames = train_frames, hold_frames
         self.model_hw = tuple(model_hw)
+        self.resize = resize  # the model's rule, for fitting frames and resizing tiles
         # A model trained on one frame size is calibrated for that size (the runtime resizes
         # other frames to it); mixed sizes give a model for any size.
         self.tiling = Tiling((tile, tile), overlap, frame=common_frame_size(train_frames + hold_frames))
 
     def n_grid_tiles(self) -> int:
         """Tiles of one grid pass over the training frames (the tiled 'epoch')."""
-        return sum(len(self.tiling.grid(fit_frame(f, self.tiling.frame).shape[:2])) for f in self.train_frames)
+        return sum(len(self.tiling.grid(fit_frame(f, self.tiling.frame, self.resize).shape[:2]))
+                   for f in self.train_frames)
 
     def batch(self, count: int, generator: torch.Generator) -> torch.Tensor:
         """uint8 [count,3,h,w] random training tiles."""
-        return random_tiles(self.train_frames, count, self.tiling.tile[0], self.model_hw, generator)
+        return random_tiles(self.train_frames, count, self.tiling.tile[0], self.model_hw, generator, self.resize)
 
     def bn_images(self, max_frames: int = 8) -> torch.Tensor:
         """uint8 grid tiles of the first training frames, to re-estimate a random teacher's BN."""
-        return grid_tiles(self.train_frames[:max_frames], self.tiling, self.model_hw)
+        return grid_tiles(self.train_frames[:max_frames], self.tiling, self.model_hw, self.resize)
 
     def holdout_scores(self, model: torch.nn.Module, device: torch.device, batch_size: int) -> np.ndarray:
         """Per held-out frame: max of its stitched map, as the runtime computes it."""

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import check_space_for, read_checkpoint, save_checkpoint
+from .checkpoint import check_space_for, model_config, read_checkpoint, save_checkpoint
 from .core.cli import show_progress
 from .core.errors import CheckpointError, ConfigError, DatasetError, OutputError, RdEdgeError
 from .core.files import check_writable_file, remove_stale_temps
-from .core.metadata import RESIZE_AREA_LINEAR
+from .core.metadata import RESIZE_DEFAULT
 from .core.preprocess import preprocess_bgr
 from .data import open_dataset, read_image
 from .data.layouts import ExtraGood
@@ -109,7 +109,7 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_images(paths: Sequence[Path], size: int, resize: str = RESIZE_AREA_LINEAR) -> torch.Tensor:
+def load_images(paths: Sequence[Path], size: int, resize: str) -> torch.Tensor:
     """Decode and resize once, keep uint8 in memory: [N,3,S,S] RGB (4x smaller than float)."""
     out = np.empty((len(paths), 3, size, size), dtype=np.uint8)
     for i, p in enumerate(paths):
@@ -208,13 +208,13 @@ class Trainer:
         self.dataset = open_dataset(cfg.data, good=None if cfg.data else cfg.good, defect=cfg.defect, masks=cfg.masks)
         if cfg.data and cfg.good:  # more good images: a folder, or a station's reviewed false alarms
             self.dataset = ExtraGood(self.dataset, cfg.good)
-        self.model_cfg = ModelConfig(backbone=cfg.backbone, image_size=(cfg.image_size, cfg.image_size),
-                                     resize=RESIZE_AREA_LINEAR)
+        self.model_cfg = ModelConfig(backbone=cfg.backbone, image_size=(cfg.image_size, cfg.image_size))
         train_paths, hold_paths = self._split()
         self.tiles: Optional[TileTraining] = None
         if cfg.tile:  # full-resolution frames; the model sees tiles of them
             self.tiles = TileTraining([read_image(p) for p in train_paths], [read_image(p) for p in hold_paths],
-                                      cfg.tile, cfg.tile_overlap, (cfg.image_size, cfg.image_size))
+                                      cfg.tile, cfg.tile_overlap, (cfg.image_size, cfg.image_size),
+                                      self.model_cfg.resize)
             self.train_u8 = self.tiles.bn_images()  # grid tiles: BatchNorm re-estimation only
         else:
             self.train_u8 = load_images(train_paths, cfg.image_size, self.model_cfg.resize)
@@ -294,6 +294,7 @@ class Trainer:
             "data": (data["training"].get("data_dir"), str(Path(mine.data or mine.good).resolve())),
             "seed": (saved_train.get("seed"), mine.seed),
             "tile": (saved_train.get("tile"), mine.tile),
+            "resize rule": (model_config(data).resize, RESIZE_DEFAULT),  # a run trains with today's rule
         }
         differ = [f"{name} {saved!r} (now {now!r})" for name, (saved, now) in found.items() if saved != now]
         if differ:

@@ -196,7 +196,7 @@ def frames() -> List[np.ndarray]:
 
 def check_cuda_preprocess(work: Path) -> str:
     need("pycuda")
-    from rd_edge.core.preprocess import preprocess_bgr
+    from rd_edge.core.preprocess import RESIZE_AREA_LINEAR, preprocess_bgr
     from rd_edge.runtime.backends.trt.util import ContextOwner
     from rd_edge.runtime.cuda_preprocess import CudaPreprocessor
     from rd_edge.runtime.cuda_tiles import CudaTilePreprocessor
@@ -207,7 +207,7 @@ def check_cuda_preprocess(work: Path) -> str:
 
     def run() -> Tuple[np.ndarray, np.ndarray]:
         stream = cuda.Stream()
-        pre, tiles = CudaPreprocessor((SIZE, SIZE), stream), CudaTilePreprocessor((SIZE, SIZE), stream)
+        pre, tiles = CudaPreprocessor((SIZE, SIZE), stream, RESIZE_AREA_LINEAR), CudaTilePreprocessor((SIZE, SIZE), stream)
         out = np.empty((len(batch) + 2, 3, SIZE, SIZE), np.float32)
         dst = cuda.mem_alloc(out.nbytes)
         for i, f in enumerate(batch):
@@ -224,9 +224,9 @@ def check_cuda_preprocess(work: Path) -> str:
         resized, tiled = owner.call(run)
     finally:
         owner.close()
-    d_resize = max(float(np.abs(r - preprocess_bgr(f, (SIZE, SIZE))).max()) for r, f in zip(resized, batch))
+    d_resize = max(float(np.abs(r - preprocess_bgr(f, (SIZE, SIZE), resize=RESIZE_AREA_LINEAR)).max()) for r, f in zip(resized, batch))
     crops = [batch[0][y:y + SIZE, x:x + SIZE] for y, x in ((0, 0), (100, 200))]
-    d_tiles = max(float(np.abs(t - preprocess_bgr(np.ascontiguousarray(c), (SIZE, SIZE))).max())
+    d_tiles = max(float(np.abs(t - preprocess_bgr(np.ascontiguousarray(c), (SIZE, SIZE), resize=RESIZE_AREA_LINEAR)).max())
                   for t, c in zip(tiled, crops))
     detail = f"resize max|d| {d_resize:.2e}, tiles max|d| {d_tiles:.2e} (tolerance 1/255)"
     if max(d_resize, d_tiles) > PIXEL:

@@ -150,7 +150,7 @@ def check_torch_cuda(models: Dict[str, Path], frames: List[np.ndarray], checks: 
         return
     model = load_checkpoint(models["pt"])
     size = tuple(model.config.image_size)
-    x = torch.from_numpy(np.stack([preprocess_bgr(f, size) for f in frames]))
+    x = torch.from_numpy(np.stack([preprocess_bgr(f, size, resize=model.config.resize) for f in frames]))
     with torch.no_grad():
         cpu_map, cpu_score = model(x)
         model = model.cuda()

@@ -164,7 +164,7 @@ def test_evaluation_equals_sklearn_on_frame_by_frame_scores(trained, demo_catego
     scores, maps, masks = [], [], []
     with torch.no_grad():
         for s in samples:
-            amap, score = model(torch.from_numpy(preprocess_bgr(read_image(s.path), (64, 64))[None]))
+            amap, score = model(torch.from_numpy(preprocess_bgr(read_image(s.path), (64, 64), resize=model.config.resize)[None]))
             scores.append(float(score[0]))
             maps.append(amap[0, 0].numpy())
             mask = cv2.imread(str(s.mask_path), cv2.IMREAD_GRAYSCALE) if s.mask_path else np.zeros((64, 64))

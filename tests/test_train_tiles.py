@@ -6,6 +6,7 @@ import torch
 from rd_edge.checkpoint import load_checkpoint, read_checkpoint
 from rd_edge.cli.train import main as train_main
 from rd_edge.core.errors import DatasetError
+from rd_edge.core.metadata import RESIZE_DEFAULT
 from rd_edge.core.tiling import Tiling
 from rd_edge.data import MVTecCategory, read_image, write_demo_dataset
 from rd_edge.evaluate import evaluate_checkpoint
@@ -53,7 +54,7 @@ def test_random_training_tiles_are_crops_at_varying_positions_reaching_the_borde
     frame = np.zeros((h, w, 3), np.uint8)
     frame[:, :, 0] = np.arange(w)[None, :]  # B encodes x
     frame[:, :, 1] = np.arange(h)[:, None]  # G encodes y
-    tiles = random_tiles([frame], 400, 16, (16, 16), torch.Generator().manual_seed(0)).numpy()
+    tiles = random_tiles([frame], 400, 16, (16, 16), torch.Generator().manual_seed(0), RESIZE_DEFAULT).numpy()
     xs, ys = tiles[:, 2, 0, 0], tiles[:, 1, 0, 0]  # RGB planes: B is plane 2, G plane 1
     assert np.array_equal(tiles[:, 2, 0, :], xs[:, None] + np.arange(16))  # a crop, not a resize
     assert xs.min() == 0 and xs.max() == w - 16 and ys.min() == 0 and ys.max() == h - 16

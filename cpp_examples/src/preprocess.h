@@ -18,6 +18,7 @@ class Preprocessor {
 
   int height() const { return height_; }
   int width() const { return width_; }
+  bool area_shrink() const { return area_shrink_; }  // the model's rule, also for fitting tiled frames
 
  private:
   int height_;

@@ -25,13 +25,14 @@ std::vector<float> window_1d(int length, const std::string& kind) {
   return w;
 }
 
-// The frame as the model was trained to see it (rd_edge.core.tiling.fit_frame).
-cv::Mat fit_frame(const cv::Mat& frame, const Tiling& tiling) {
+// The frame as the model was trained to see it (rd_edge.core.tiling.fit_frame), by the model's
+// resize rule: area_shrink ("area-shrink/linear-enlarge") or INTER_LINEAR always ("linear").
+cv::Mat fit_frame(const cv::Mat& frame, const Tiling& tiling, bool area_shrink) {
   if (!tiling.frame || frame.size() == *tiling.frame) return frame;
   const cv::Size size = *tiling.frame;
   const bool shrink = size.height <= frame.rows && size.width <= frame.cols;
   cv::Mat out;
-  cv::resize(frame, out, size, 0.0, 0.0, shrink ? cv::INTER_AREA : cv::INTER_LINEAR);
+  cv::resize(frame, out, size, 0.0, 0.0, area_shrink && shrink ? cv::INTER_AREA : cv::INTER_LINEAR);
   return out;
 }
 
@@ -86,7 +87,7 @@ cv::Mat TileGrid::stitch(const std::vector<cv::Mat>& tile_maps) const {
 
 TiledInference infer_tiled(Backend& backend, Preprocessor& preprocess, const Tiling& tiling, const cv::Mat& frame,
                            int max_batch) {
-  const cv::Mat fitted = fit_frame(frame, tiling);
+  const cv::Mat fitted = fit_frame(frame, tiling, preprocess.area_shrink());
   const TileGrid grid(tiling, fitted.size());  // cheap next to the model; not cached here
   const std::vector<cv::Rect>& boxes = grid.boxes();
   const int total = static_cast<int>(boxes.size());

@@ -23,6 +23,7 @@ OUTPUT_NAMES = ("anomaly_map", "score")
 RESIZE_LINEAR = "linear"
 RESIZE_AREA_LINEAR = "area-shrink/linear-enlarge"
 RESIZE_RULES = (RESIZE_LINEAR, RESIZE_AREA_LINEAR)
+RESIZE_DEFAULT = RESIZE_AREA_LINEAR  # the rule new models are trained with; the one default
 
 
 # A model input side larger than this is a damaged or hostile file, not a model (8k x 8k float32 = 0.8 GB).
@@ -54,7 +55,9 @@ class ModelMetadata:
     # Added later; absent in older models, whose defaults say what those models did.
     pixel_threshold: Optional[float] = None  # None: masks use the image threshold
     teacher: Optional[Dict[str, Any]] = None  # {"source", "file", "sha256"} of the teacher's weights
-    resize: str = RESIZE_LINEAR  # how frames are resized to image_size (see rd_edge.core.preprocess)
+    # How frames are resized to image_size (rd_edge.core.preprocess). Models exported before the
+    # rule was recorded lack the key and read "linear" (from_json), what they were trained with.
+    resize: str = RESIZE_DEFAULT
 
     @property
     def height(self) -> int:
@@ -101,7 +104,8 @@ class ModelMetadata:
         if data.get("tiling") is not None:  # normalized, so every reader sees the same fields
             data["tiling"] = Tiling.from_dict(data["tiling"], source).to_dict()
         _check_numbers(data, source)
-        if data.get("resize", RESIZE_LINEAR) not in RESIZE_RULES:
+        data.setdefault("resize", RESIZE_LINEAR)  # recorded since the rule existed; before: linear
+        if data["resize"] not in RESIZE_RULES:
             raise MetadataError(f"{source}: metadata resize rule {data['resize']!r} is unknown to this "
                                 f"rd-edge (it knows {', '.join(RESIZE_RULES)}); upgrade rd-edge")
         return cls(**{k: v for k, v in data.items() if k in known})

@@ -123,16 +123,14 @@ class TileGrid:
         return [frame[y:y + th, x:x + tw] for y, x in self.boxes]
 
 
-def fit_frame(frame: np.ndarray, size_hw: Optional[Tuple[int, int]]) -> np.ndarray:
-    """``frame`` resized to ``size_hw`` (area averaging when shrinking, bilinear otherwise);
+def fit_frame(frame: np.ndarray, size_hw: Optional[Tuple[int, int]], rule: str) -> np.ndarray:
+    """``frame`` resized to ``size_hw`` by the model's resize ``rule`` (as preprocessing does);
     unchanged when it already has that size or ``size_hw`` is None."""
-    import cv2
+    from .preprocess import resize_bgr  # preprocess -> metadata -> tiling: imported on use
 
-    if size_hw is None or frame.shape[:2] == tuple(size_hw):
+    if size_hw is None:
         return frame
-    h, w = size_hw
-    shrink = h <= frame.shape[0] and w <= frame.shape[1]
-    return cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return resize_bgr(frame, (int(size_hw[0]), int(size_hw[1])), rule)
 
 
 def window_1d(length: int, kind: str = "cosine") -> np.ndarray:

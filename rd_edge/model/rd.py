@@ -7,7 +7,7 @@ from typing import Dict, List, Tuple
 import torch
 from torch import Tensor, nn
 
-from rd_edge.core.metadata import RESIZE_LINEAR, RESIZE_RULES
+from rd_edge.core.metadata import RESIZE_DEFAULT, RESIZE_RULES
 
 from .anomaly_map import AnomalyMapHead
 from .decoder import Decoder
@@ -28,8 +28,8 @@ class ModelConfig:
     mean: Tuple[float, float, float] = IMAGENET_MEAN
     std: Tuple[float, float, float] = IMAGENET_STD
     # How frames are resized to image_size (rd_edge.core.preprocess). Checkpoints written before
-    # the rule was recorded lack it and were trained with "linear"; rd-train writes the new rule.
-    resize: str = RESIZE_LINEAR
+    # the rule was recorded lack it and read "linear" (checkpoint.model_config), their rule.
+    resize: str = RESIZE_DEFAULT
 
     def __post_init__(self) -> None:
         backbone_spec(self.backbone)  # raises on unknown names

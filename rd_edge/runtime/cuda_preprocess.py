@@ -163,7 +163,7 @@ class CudaPreprocessor:
 
     kernel_source = KERNEL_SOURCE  # a subclass may bring its own kernel source (and kernel_name)
 
-    def __init__(self, size_hw: Tuple[int, int], stream: Any, resize: str = RESIZE_AREA_LINEAR) -> None:
+    def __init__(self, size_hw: Tuple[int, int], stream: Any, resize: str) -> None:
         from .backends.trt.util import import_pycuda_driver
 
         if resize not in KERNEL_NAMES:

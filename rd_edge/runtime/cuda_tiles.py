@@ -14,6 +14,7 @@ from typing import Any, List, Sequence, Tuple
 import numpy as np
 
 from rd_edge.core.errors import ImageReadError
+from rd_edge.core.metadata import RESIZE_LINEAR
 
 from .cuda_preprocess import CudaPreprocessError, CudaPreprocessor, _cuda_error
 
@@ -49,8 +50,8 @@ class CudaTilePreprocessor(CudaPreprocessor):
     kernel_source = TILE_KERNEL_SOURCE
 
     def __init__(self, size_hw: Tuple[int, int], stream: Any) -> None:
-        super().__init__(size_hw, stream)
-        self.kernel_name = TILE_KERNEL_NAME  # a crop: no resize rule applies
+        super().__init__(size_hw, stream, RESIZE_LINEAR)  # the rule's kernel is replaced:
+        self.kernel_name = TILE_KERNEL_NAME  # a crop of a fitted frame needs no resize
         self._origins_host: Any = None  # int32 [2 * tiles], page-locked
         self._origins_dev: Any = None
 

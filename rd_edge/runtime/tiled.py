@@ -86,7 +86,7 @@ class TiledRunner:
 
         clock = clock if clock is not None else {}
         t0 = time.perf_counter()
-        fitted = [fit_frame(f, self.tiling.frame) for f in frames]
+        fitted = [fit_frame(f, self.tiling.frame, self.runner.metadata.resize) for f in frames]
         grids = [self._stitcher(f.shape[:2]).grid for f in fitted]
         slots = [(i, k) for i, g in enumerate(grids) for k in range(len(g))]  # every tile, in order
         tile_maps: List[List[np.ndarray]] = [[None] * len(g) for g in grids]  # type: ignore[list-item]

@@ -17,16 +17,16 @@ from dataclasses import replace
 import numpy as np
 import onnx
 import pytest
-
 from fake_cuda import FakeCuda, install
+
 from rd_edge.core.errors import BackendError, ExportError, MetadataError
-from rd_edge.runtime import load_runner
-from rd_edge.runtime.backends.trt import util as trt_backend
+from rd_edge.core.files import sha256_file
 from rd_edge.core.sidecar import EngineSidecar, GpuInfo, sidecar_path
+from rd_edge.runtime import load_runner
 from rd_edge.runtime.backends.trt import builder as tb
+from rd_edge.runtime.backends.trt import util as trt_backend
 from rd_export.cli import main as export_main
 from rd_export.graph import read_metadata
-from rd_edge.core.files import sha256_file
 
 FAKE_GPU = GpuInfo("NVIDIA Fake GPU", "8.7", 16, 8192)
 
@@ -679,9 +679,10 @@ PARITY_TOLERANCE = {"fp32": 1e-3, "fp16": 1e-2, "int8": 5e-2}
 
 @pytest.fixture(scope="module")
 def gpu_images(demo_category):
+    from rd_edge.model import ModelConfig
     from rd_export.verify import check_images
 
-    images, _ = check_images((64, 64), str(demo_category), n=4)
+    images, _ = check_images(ModelConfig("resnet18", (64, 64)), str(demo_category), n=4)
     return images
 
 

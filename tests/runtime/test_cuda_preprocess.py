@@ -11,7 +11,6 @@ import re
 
 import numpy as np
 import pytest
-
 from fake_cuda import FakeCuda, install
 from kernel_harness import compiler_missing, fma_missing
 from rd_edge.core.metadata import RESIZE_AREA_LINEAR, RESIZE_LINEAR
@@ -97,7 +96,7 @@ def area_kernel_in_numpy(src: np.ndarray, size) -> np.ndarray:
 def test_real_kernel_source_matches_preprocess_bgr_within_one_grey_level(cpu_cuda, size):
     src = frame(*size, seed=size[0])
     got = run_preprocessor(cpu_cuda, [src])[0]
-    want = preprocess_bgr(src, MODEL_SIZE)
+    want = preprocess_bgr(src, MODEL_SIZE, resize=RESIZE_AREA_LINEAR)
     assert got.shape == want.shape == (3, *MODEL_SIZE)
     assert np.abs(got - want).max() <= TOLERANCE, f"frame {size}"
 
@@ -136,7 +135,7 @@ def test_real_kernel_batch_slots_and_odd_model_sizes(cpu_cuda):
     frames = [frame(*s, seed=i) for i, s in enumerate([(101, 77), (13, 9), (37, 29), (250, 3)])]
     got = run_preprocessor(cpu_cuda, frames, size)
     for g, f in zip(got, frames):
-        assert np.abs(g - preprocess_bgr(f, size)).max() <= TOLERANCE, f"frame {f.shape}"
+        assert np.abs(g - preprocess_bgr(f, size, resize=RESIZE_AREA_LINEAR)).max() <= TOLERANCE, f"frame {f.shape}"
 
 
 def test_real_kernel_writes_rgb_planes_from_bgr_pixels(cpu_cuda):
@@ -202,7 +201,7 @@ def test_cuda_kernel_matches_the_cpu_path_on_every_pixel():
 
     def check():  # in the context's owner thread; every CUDA object is freed before it returns
         stream = cuda.Stream()
-        pre = CudaPreprocessor(MODEL_SIZE, stream)  # the area rule, preprocess_bgr's default
+        pre = CudaPreprocessor(MODEL_SIZE, stream, RESIZE_AREA_LINEAR)
         batch = len(FRAME_SIZES)
         out = np.empty((batch, 3, *MODEL_SIZE), np.float32)
         dst = cuda.mem_alloc(out.nbytes)
@@ -220,5 +219,5 @@ def test_cuda_kernel_matches_the_cpu_path_on_every_pixel():
     finally:
         owner.close()
     for i, f in enumerate(frames):
-        want = preprocess_bgr(f, MODEL_SIZE)
+        want = preprocess_bgr(f, MODEL_SIZE, resize=RESIZE_AREA_LINEAR)
         assert np.abs(out[i] - want).max() <= TOLERANCE, f"frame {f.shape}"

@@ -2,14 +2,14 @@
 tests/kernel_harness.py) writes the tiles straight into the (fake) TensorRT input."""
 import numpy as np
 import pytest
-
 from fake_cuda import FakeCuda, install
 from kernel_harness import compiler_missing
-from rd_edge.core.preprocess import preprocess_bgr
+from test_trt_runner_fake import MAX_BATCH, FakeTensorRT, H, W, frames, nothing_current
+
+from rd_edge.core.preprocess import RESIZE_DEFAULT, preprocess_bgr
 from rd_edge.core.sidecar import EngineSidecar
 from rd_edge.core.tiling import Tiling
 from rd_edge.runtime import Detector
-from test_trt_runner_fake import H, MAX_BATCH, W, FakeTensorRT, frames, nothing_current
 
 TILING = Tiling((H, W), 0.25).to_dict()  # tiles of the model's size
 
@@ -38,8 +38,8 @@ def test_tile_kernel_equals_preprocess_bgr_on_the_crops(cuda):
         pre.enqueue_tiles(small, [(0, 5), (0, 0)], int(dst), 3)  # reuses (and grows) nothing wrongly
         stream.synchronize()
         got = cuda.view(int(dst), np.float32, 5 * 3 * H * W).reshape(5, 3, H, W)
-        want = [preprocess_bgr(big[y:y + H, x:x + W], (H, W)) for y, x in origins]
-        want += [preprocess_bgr(small[:, 5:], (H, W)), preprocess_bgr(small[:, :W], (H, W))]
+        want = [preprocess_bgr(big[y:y + H, x:x + W], (H, W), resize=RESIZE_DEFAULT) for y, x in origins]
+        want += [preprocess_bgr(small[:, 5:], (H, W), resize=RESIZE_DEFAULT), preprocess_bgr(small[:, :W], (H, W), resize=RESIZE_DEFAULT)]
         np.testing.assert_array_equal(got, np.stack(want))  # a crop needs no resize: bit-identical
         with pytest.raises(ValueError, match="outside the 90x70 frame"):
             pre.enqueue_tiles(big, [(47, 0)], int(dst), 0)
