@@ -20,6 +20,7 @@ import onnx
 
 from rd_edge.core.errors import ExportError
 from rd_edge.core.files import PathLike
+from rd_edge.core.metadata import ModelMetadata
 
 from .graph import full_check, read_metadata, set_metadata
 from .verify import TOLERANCE, check_images, run_onnxruntime
@@ -89,15 +90,15 @@ def fp16_graph(fp32_onnx: PathLike, out: PathLike, n_check: int = 4) -> Path:
     tmp = out.with_name(f".{out.name}.tmp")
     onnx.save(half, str(tmp))
     try:
-        _check_parity(source, tmp, meta.height, meta.width, n_check)
+        _check_parity(source, tmp, meta, n_check)
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
     return out
 
 
-def _check_parity(fp32: Path, fp16: Path, height: int, width: int, n: int) -> None:
-    images, _ = check_images((height, width), None, n=n)
+def _check_parity(fp32: Path, fp16: Path, meta: ModelMetadata, n: int) -> None:
+    images, _ = check_images(meta, None, n=n)  # random images at the model's size
     (map32, score32), (map16, score16) = run_onnxruntime(fp32, images), run_onnxruntime(fp16, images)
     d_map, d_score = float(np.abs(map32 - map16).max()), float(np.abs(score32 - score16).max())
     tol = TOLERANCE["fp16"]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from fake_cuda import FakeCuda, install
 from kernel_harness import compiler_missing, fma_missing
+
 from rd_edge.core.metadata import RESIZE_AREA_LINEAR, RESIZE_LINEAR
 from rd_edge.core.preprocess import preprocess_bgr
 
@@ -108,6 +109,7 @@ def test_fma_contraction_moves_the_kernel_output_by_float_rounding_only(monkeypa
     import subprocess
 
     from kernel_harness import compile_kernel
+
     from rd_edge.runtime.cuda_preprocess import KERNEL_NAMES, KERNEL_SOURCE
 
     reason = compiler_missing() or fma_missing()
