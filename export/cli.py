@@ -217,7 +217,7 @@ def _onnx_main(args: argparse.Namespace, model: Path) -> Path:
 
 def _triton_main(args: argparse.Namespace, artifact: Path) -> None:
     """Write the Triton model repository for the .onnx graph or TensorRT plan just made."""
-    from rd_edge.core.onnx_props import read_onnx_metadata
+    from rd_edge.core.onnx_props import onnx_input_batch, read_onnx_metadata
     from rd_edge.core.sidecar import EngineSidecar
     from rd_edge.runtime import DEFAULT_MAX_BATCH, write_graph_repository
 
@@ -228,7 +228,7 @@ def _triton_main(args: argparse.Namespace, artifact: Path) -> None:
         fixed: Optional[int] = sidecar.max_batch if sidecar.static_batch else None
     else:
         meta, max_batch = read_onnx_metadata(artifact), args.max_batch or DEFAULT_MAX_BATCH
-        fixed = int(args.batch) if not _is_onnx(Path(args.model)) and args.batch != "dynamic" else None
+        fixed = onnx_input_batch(artifact, str(meta.input.get("name", "image")))  # --batch N graphs
     # thresholds.json and the model name come from the user's graph, else from what was exported
     source = Path(args.model) if _is_onnx(Path(args.model)) else artifact
     folder = write_graph_repository(artifact, args.triton_repo, meta, "tensorrt" if engine else "onnxruntime",

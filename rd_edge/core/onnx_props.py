@@ -76,6 +76,55 @@ def onnx_external_data(path: PathLike) -> List[str]:
     return list(locations)
 
 
+# GraphProto.input = 11 -> ValueInfoProto {name = 1, type = 2} -> TypeProto.tensor_type = 1 ->
+# Tensor.shape = 2 -> TensorShapeProto.dim = 1 -> Dimension {dim_value = 1 (varint), dim_param = 2}.
+_INPUT_FIELD, _NAME_FIELD, _TYPE_FIELD, _TENSOR_TYPE_FIELD, _SHAPE_FIELD, _DIM_FIELD = 11, 1, 2, 1, 2, 1
+
+
+def onnx_input_batch(path: PathLike, input_name: str) -> Optional[int]:
+    """The fixed first dimension (batch) of graph input ``input_name``, None when it is symbolic
+    or unknown (``rd-export --batch N`` writes N, the default a named dimension). Read from the
+    protobuf wire format without onnx; ValueError for a malformed file."""
+    with open(path, "rb") as f:
+        for graph in _length_fields(f, _GRAPH_FIELD):
+            for value_info in _length_fields(io.BytesIO(graph), _INPUT_FIELD):
+                names = [n.decode("utf-8", "replace") for n in _length_fields(io.BytesIO(value_info), _NAME_FIELD)]
+                if names != [input_name]:
+                    continue
+                for dim in _nested(value_info, _TYPE_FIELD, _TENSOR_TYPE_FIELD, _SHAPE_FIELD, _DIM_FIELD):
+                    return _varint_field(dim, 1)  # the first dimension only
+    return None
+
+
+def _nested(data: bytes, *path: int) -> Iterator[bytes]:
+    """The payloads at a path of length-delimited fields (each level: every occurrence)."""
+    if not path:
+        yield data
+        return
+    for inner in _length_fields(io.BytesIO(data), path[0]):
+        yield from _nested(inner, *path[1:])
+
+
+def _varint_field(data: bytes, wanted: int) -> Optional[int]:
+    """The value of varint field ``wanted`` of a message, None when absent."""
+    buf = io.BytesIO(data)
+    value = None
+    while True:
+        tag = _read_varint(buf, allow_eof=True)
+        if tag is None:
+            return value
+        field_number, wire_type = tag >> 3, tag & 7
+        if wire_type == _VARINT:
+            number = _read_length(buf)
+            value = number if field_number == wanted else value
+        elif wire_type == _LENGTH:
+            buf.seek(_read_length(buf), io.SEEK_CUR)
+        elif wire_type in (_FIXED64, _FIXED32):
+            buf.seek(8 if wire_type == _FIXED64 else 4, io.SEEK_CUR)
+        else:
+            raise ValueError(f"unexpected protobuf wire type {wire_type}")
+
+
 def _length_fields(f: BinaryIO, wanted: int) -> Iterator[bytes]:
     """The payloads of one length-delimited field of a message; every other field skipped."""
     while True:

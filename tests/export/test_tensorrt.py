@@ -600,6 +600,17 @@ def test_triton_repository_of_a_fixed_batch_plan_does_not_batch(fake_trt, r18_on
     assert dims == {"image": [2, 3, 64, 64], "anomaly_map": [2, 1, 64, 64], "score": [2]}
 
 
+def test_triton_repository_of_a_fixed_batch_onnx_graph_does_not_batch(r18_onnx, tmp_path, capsys):
+    # The onnxruntime backend refuses a batching config for a graph whose batch is fixed too.
+    static = _with_input_batch(r18_onnx, tmp_path / "s.onnx", 3)
+    assert export_main([str(static), "--triton-repo", str(tmp_path / "repo")]) == 0, capsys.readouterr().err
+    config = _triton_config(tmp_path / "repo" / "rd_s")
+    assert (config.backend, config.max_batch_size) == ("onnxruntime", 0)
+    assert list(config.input[0].dims) == [3, 3, 64, 64] and not config.HasField("dynamic_batching")
+    assert export_main([str(r18_onnx), "--triton-repo", str(tmp_path / "dyn")]) == 0
+    assert _triton_config(tmp_path / "dyn" / "rd_r18").max_batch_size == 8  # a dynamic graph batches
+
+
 def test_opt_batch_is_the_typical_batch_and_recorded_in_the_sidecar(fake_trt, r18_onnx, tmp_path, capsys):
     trt = fake_trt("10.3.0")
     onnx_copy = tmp_path / "m.onnx"
