@@ -224,7 +224,12 @@ class ContextOwner:
         self._thread = threading.Thread(target=self._serve, name=f"rd-edge-cuda{device_id}", daemon=True)
         self._closed = False
         self._thread.start()
-        self._ctx: Any = self._run(self._cuda.Device(device_id).retain_primary_context, push=False)
+        try:
+            self._ctx: Any = self._run(self._cuda.Device(device_id).retain_primary_context, push=False)
+        except BaseException:
+            self._closed = True
+            self._jobs.put(None)  # no context: the thread has nothing to own
+            raise
 
     @property
     def cuda(self) -> Any:
