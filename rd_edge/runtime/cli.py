@@ -24,6 +24,7 @@ from rd_edge.core.cli import (
     show_progress,
 )
 from rd_edge.core.errors import RdEdgeError
+from rd_edge.core.urls import mask_url
 
 from .backends import registered_backends
 
@@ -348,7 +349,7 @@ def _start_station(detector: Any, sources: List[Any], args: argparse.Namespace, 
 
     review = args.review if args.review is not None else args.evidence.parent / "review"
     station = Station(args.evidence, review, detector=detector, streams=[s.label for s in sources],
-                      live_fps=args.station_fps, title=f"rd-edge station: {Path(args.model).name}")
+                      live_fps=args.station_fps, title=f"rd-edge station: {Path(mask_url(str(args.model))).name}")
     server = StationServer(station, args.station, host=args.station_host)
     stack.callback(server.close)
     args.station_url = server.url
@@ -426,11 +427,12 @@ def _thresholds_text(detector: Any) -> str:
 
 
 def _print_header(detector: Any, sources: List[Any], args: argparse.Namespace) -> None:
-    providers = getattr(detector.runner, "providers", None)
-    detail = detector.runner.describe() or ", ".join(providers or [])
+    runner = detector.runner  # None for --server: the server runs the model
+    providers = getattr(runner, "providers", None)
+    detail = (runner.describe() if runner is not None else "") or ", ".join(providers or [])
     backend = detector.backend + (f" ({detail})" if detail else "")
     described = "; ".join(_describe_source(s, len(sources) > 1) for s in sources)
-    print(f"rd-infer: {args.model} on {backend}, preprocessing on {detector.preprocess_device}, "
+    print(f"rd-infer: {mask_url(str(args.model))} on {backend}, preprocessing on {detector.preprocess_device}, "
           f"{_thresholds_text(detector)}; {described}", file=sys.stderr)
     if detector.preprocess_fallback_reason:
         print(f"note: CUDA preprocessing unavailable, using the CPU: {detector.preprocess_fallback_reason}",

@@ -275,3 +275,16 @@ def vmhwm_kib(pid):
     except OSError:
         return 0
     return next((int(line.split()[1]) for line in text.splitlines() if line.startswith("VmHWM:")), 0)
+
+
+def test_rd_infer_server_with_credentials_prints_no_password(server, demo_images, capsys):
+    """The header, records and summary of `rd-infer --server http://user:pw@host` mask the password
+    (the header used to print the URL as given, and crashed for a server: it has no local runner)."""
+    from rd_edge.runtime.cli import main
+
+    port = server[0].rsplit(":", 1)[1]
+    url = f"http://operator:p@ssw0rdX@127.0.0.1:{port}"
+    assert main(["--server", url, str(demo_images[0])]) == 0
+    captured = capsys.readouterr()
+    assert "ssw0rdX" not in captured.out + captured.err
+    assert "rd-infer: http://operator:***@127.0.0.1" in captured.err and "Traceback" not in captured.err
