@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--int8-scope", choices=values(Int8Scope), default=None,
                    help="student (default): OCBE's bottleneck stage and the student, the rest float; "
                         "full: every teacher/OCBE/student convolution (faster, less accurate)")
+    q.add_argument("--fidelity-dir", type=Path, metavar="DIR",
+                   help="--int8-scope auto: also judge fidelity on these images (e.g. DATA/<category>/test, "
+                        "defects included); held-out good images of --calib-dir are always used")
+    q.add_argument("--min-spearman", type=float, default=None,
+                   help="--int8-scope auto: lowest score rank correlation with fp32 (default 0.99)")
+    q.add_argument("--max-verdict-changes", type=int, default=None,
+                   help="--int8-scope auto: most images whose verdict may change at the threshold (default 0)")
     q.add_argument("--calib-images", type=int_at_least(1), default=None,
                    help="at most this many calibration images (default 64)")
     q.add_argument("--calib-method", choices=values(CalibrationMethod), default=None,
@@ -101,6 +108,12 @@ def _check_args(args: argparse.Namespace, model: Path) -> None:
     _check_format(args)
     if args.calib_dir is not None and args.precision != "int8":
         raise ExportError("--calib-dir is for --precision int8; add --precision int8 or drop --calib-dir")
+    auto_flags = (("--fidelity-dir", args.fidelity_dir), ("--min-spearman", args.min_spearman),
+                  ("--max-verdict-changes", args.max_verdict_changes))
+    for flag, value in auto_flags:
+        if value is not None and args.int8_scope != Int8Scope.AUTO.value and not (
+                args.format == ExportFormat.OPENVINO.value and args.int8_scope is None):
+            raise ExportError(f"{flag} sets the fidelity bound of --int8-scope auto")
     for flag, value in (("--int8-target", args.int8_target), ("--int8-scope", args.int8_scope),
                         ("--calib-images", args.calib_images), ("--calib-method", args.calib_method)):
         if value is not None and args.precision != "int8":
@@ -164,9 +177,34 @@ def _check_int8_calibration(args: argparse.Namespace) -> None:
     int8_calibration_paths(args.calib_dir, _max_images(args))
 
 
-def _quantize(args: argparse.Namespace, fp32_onnx: Path, out: Path, target: str) -> Path:
-    from .quantize import DEFAULT_SCOPE, quantize_int8
+def _search(args: argparse.Namespace, fp32_onnx: Path, out: Path, build, timed: bool, annotate) -> None:
+    """--int8-scope auto: every scope built by ``build(scope, path)``, the chosen one at ``out``."""
+    from rd_edge.core.onnx_props import read_onnx_metadata
 
+    from .scope_search import FidelityBound, fidelity_images, search_scopes
+
+    meta = read_onnx_metadata(fp32_onnx)
+    bound = FidelityBound(0.99 if args.min_spearman is None else args.min_spearman,
+                          0 if args.max_verdict_changes is None else args.max_verdict_changes)
+    images, source = fidelity_images(Path(args.calib_dir), _max_images(args), args.fidelity_dir,
+                                     meta.image_size, meta.resize)
+    search = search_scopes(fp32_onnx, build, out, images, source, meta.threshold, bound, timed=timed,
+                           annotate=annotate)
+    print(search.format())
+
+
+def _quantize(args: argparse.Namespace, fp32_onnx: Path, out: Path, target: str) -> Path:
+    from .quantize import DEFAULT_SCOPE, annotate_onnx, quantize_int8
+
+    if args.int8_scope == Int8Scope.AUTO.value:
+        def build(scope: str, path: Path) -> None:
+            print(quantize_int8(fp32_onnx, path, args.calib_dir, target=target, max_images=_max_images(args),
+                                calibration_method=args.calib_method, scope=scope).format())
+
+        # TensorRT's speed cannot be measured here: the widest scope within the bound is kept
+        _search(args, fp32_onnx, out, build, timed=target == Int8Target.CPU.value, annotate=annotate_onnx)
+        _print_agreement(args, fp32_onnx, out)
+        return out
     report = quantize_int8(fp32_onnx, out, args.calib_dir, target=target, max_images=_max_images(args),
                            calibration_method=args.calib_method, scope=args.int8_scope or DEFAULT_SCOPE)
     print(report.format())
@@ -305,11 +343,16 @@ def _openvino_main(args: argparse.Namespace, model: Path) -> Path:
 
 
 def _quantize_ir(args: argparse.Namespace, onnx_path: Path, out: Path) -> Path:
-    from .openvino_int8 import DEFAULT_OV_SCOPE, quantize_ir
+    from .openvino_int8 import DEFAULT_OV_SCOPE, annotate_ir, quantize_ir
 
-    report = quantize_ir(onnx_path, out, args.calib_dir, max_images=_max_images(args),
-                         scope=args.int8_scope or DEFAULT_OV_SCOPE)
-    print(report.format())
+    scope = args.int8_scope or DEFAULT_OV_SCOPE
+    if scope == Int8Scope.AUTO.value:
+        def build(scope: str, path: Path) -> None:
+            print(quantize_ir(onnx_path, path, args.calib_dir, max_images=_max_images(args), scope=scope).format())
+
+        _search(args, onnx_path, out, build, timed=True, annotate=annotate_ir)
+        return out
+    print(quantize_ir(onnx_path, out, args.calib_dir, max_images=_max_images(args), scope=scope).format())
     return out
 
 

@@ -13,23 +13,25 @@ import io
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator, List, Union
+from typing import Any, Dict, Iterator, List, Union
 
 from rd_edge.core.choices import Int8Scope
 from rd_edge.core.errors import ExportError
+from rd_edge.core.ir_props import read_ir_metadata
 from rd_edge.core.onnx_props import read_onnx_metadata
 from rd_edge.core.optional import lazy_import
 
-from .openvino_export import IrParity, check_ir, convert_onnx, ir_metadata, save_ir, staged_ir
+from .openvino_export import IrParity, check_ir, convert_onnx, ir_metadata, ov, save_ir, staged_ir
 from .quantize import DEFAULT_MAX_IMAGES, SCOPES, int8_calibration_paths, load_int8_calibration_batch
 
 PathLike = Union[str, Path]
 nncf = lazy_import("nncf", "OpenVINO int8 (rd-export --format openvino --precision int8)",
                    "`pip install rd-edge[openvino]` (nncf)", ExportError)
 
-DEFAULT_OV_SCOPE = Int8Scope.FULL.value  # OpenVINO's int8 kernels cover every layer; the head stays float
+# Accuracy-aware by default: full, then student, the fastest within the fidelity bound (scope_search).
+DEFAULT_OV_SCOPE = Int8Scope.AUTO.value
 HEAD_PREFIX = "/head/"
 
 
@@ -82,8 +84,17 @@ def quantize_model(model: Any, batches: List[Any], scope: str, subset_size: int)
             raise ExportError(f"NNCF quantization failed: {exc}") from exc
 
 
+def annotate_ir(xml_path: Path, search: Dict[str, object]) -> None:
+    """Record the scope search in the IR's metadata (written beside it, then renamed over it:
+    OpenVINO maps the .bin it reads, and rewriting a mapped file in place crashes with SIGBUS)."""
+    model = ov.load().Core().read_model(str(xml_path))
+    meta = read_ir_metadata(xml_path)
+    with staged_ir(xml_path) as tmp:
+        save_ir(model, tmp, replace(meta, extra={**meta.extra, "int8_scope_search": search}))
+
+
 def quantize_ir(onnx_path: PathLike, xml_out: PathLike, calib_dir: PathLike,
-                max_images: int = DEFAULT_MAX_IMAGES, scope: str = DEFAULT_OV_SCOPE) -> IrQuantizeReport:
+                max_images: int = DEFAULT_MAX_IMAGES, scope: str = Int8Scope.FULL.value) -> IrQuantizeReport:
     """fp32 rd-export ONNX -> int8 IR at ``xml_out``, calibrated on the good images of ``calib_dir``."""
     t0 = time.perf_counter()
     onnx_path, xml_out = Path(onnx_path), Path(xml_out)

@@ -378,6 +378,14 @@ def quantize_int8(onnx_in: PathLike, onnx_out: PathLike, calib_dir: PathLike, ta
                           counts["quantized_convs"], counts["float_convs"], time.perf_counter() - t0, qmeta)
 
 
+def annotate_onnx(onnx_path: Path, search: Dict[str, Any]) -> None:
+    """Record the int8 scope search in the graph's metadata (rewritten in place)."""
+    model = onnx.load(str(onnx_path))
+    meta = read_metadata(model, source=str(onnx_path))
+    set_metadata(model, replace(meta, extra={**meta.extra, "int8_scope_search": search}))
+    onnx.save(model, str(onnx_path))
+
+
 def _load_onnx(path: Path) -> onnx.ModelProto:
     """onnx.load with a clear error for a file that is not an ONNX model."""
     try:

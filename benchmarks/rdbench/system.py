@@ -124,7 +124,7 @@ def model_gflop(checkpoint: str) -> Dict[str, Any]:
 # --- the CPU's fp32 peak ------------------------------------------------------------------------
 
 
-def _best_gflops(fn: Callable[[], Any], n: int, repeats: int) -> float:
+def best_gflops(fn: Callable[[], Any], n: int, repeats: int) -> float:
     """Best-of-``repeats`` GFLOP/s of an n x n x n sgemm ``fn`` (after one warm-up call)."""
     fn()
     best = float("inf")
@@ -141,7 +141,7 @@ def _torch_sgemm(n: int, threads: int, repeats: int) -> float:
     torch.set_num_threads(threads)
     a, b = torch.rand(n, n), torch.rand(n, n)
     out = torch.empty(n, n)
-    return _best_gflops(lambda: torch.mm(a, b, out=out), n, repeats)
+    return best_gflops(lambda: torch.mm(a, b, out=out), n, repeats)
 
 
 def _numpy_sgemm(n: int, threads: int, repeats: int) -> float:
@@ -151,28 +151,38 @@ def _numpy_sgemm(n: int, threads: int, repeats: int) -> float:
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # numpy's BLAS then uses its own default (one thread per core)
-        return _best_gflops(lambda: np.matmul(a, b, out=out), n, repeats)
+        return best_gflops(lambda: np.matmul(a, b, out=out), n, repeats)
     with threadpool_limits(threads):
-        return _best_gflops(lambda: np.matmul(a, b, out=out), n, repeats)
+        return best_gflops(lambda: np.matmul(a, b, out=out), n, repeats)
 
 
-def _ort_sgemm(n: int, threads: int, repeats: int) -> float:
-    """ONNX Runtime's own MatMul (MLAS), the kernels the ``ort`` rows' convolutions use."""
+def ort_matmul_session(op: str, a_type: int, b: np.ndarray, out_type: int, threads: int) -> Any:
+    """An ONNX Runtime CPU session of one ``op`` ("MatMul", "MatMulInteger"): input ``a`` [n,n] of
+    ``a_type`` times the constant ``b`` (onnx TensorProto types)."""
     import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
-    rng = np.random.default_rng(0)
-    b = numpy_helper.from_array(rng.random((n, n), dtype=np.float32), "b")
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "sgemm",
-                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
-                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])], [b])
+    n = b.shape[0]
+    graph = helper.make_graph([helper.make_node(op, ["a", "b"], ["c"])], "gemm",
+                              [helper.make_tensor_value_info("a", a_type, [n, n])],
+                              [helper.make_tensor_value_info("c", out_type, [n, n])],
+                              [numpy_helper.from_array(b, "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _ort_sgemm(n: int, threads: int, repeats: int) -> float:
+    """ONNX Runtime's own MatMul (MLAS), the kernels the ``ort`` rows' convolutions use."""
+    from onnx import TensorProto
+
+    rng = np.random.default_rng(0)
+    session = ort_matmul_session("MatMul", TensorProto.FLOAT, rng.random((n, n), dtype=np.float32),
+                                 TensorProto.FLOAT, threads)
     a = rng.random((n, n), dtype=np.float32)
-    return _best_gflops(lambda: session.run(None, {"a": a}), n, repeats)
+    return best_gflops(lambda: session.run(None, {"a": a}), n, repeats)
 
 
 SGEMM_LIBRARIES: Dict[str, Callable[[int, int, int], float]] = {

@@ -49,6 +49,7 @@ class Int8Scope(Choice):
 
     STUDENT = "student"  # OCBE's bottleneck stage and the student; the rest stays float
     FULL = "full"  # every teacher/OCBE/student convolution
+    AUTO = "auto"  # rd-export tries full, then student, keeps the fastest within a fidelity bound
 
 
 class CalibrationMethod(Choice):
