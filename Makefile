@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	# --retries 1: an offline mirror answers at once; do not retry an unreachable index five times per package.
 	$(PY) -m pip install -q --no-index "torch==$(TORCH_VERSION)" 2>/dev/null \
 	  || $(PY) -m pip install -q --retries 1 "torch==$(TORCH_VERSION)" --index-url $(TORCH_CPU_INDEX)
-	$(PY) -m pip install -q -e ".[train,cpu,bench,dev,client,station,openvino]"
+	$(PY) -m pip install -q -e ".[train,cpu,bench,dev,client,station,openvino,genicam,opcua]"
 	touch $@
 
 demo: install

@@ -153,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after the last input, keep the station up S more seconds for review (Ctrl-C ends)")
     p.add_argument("--realtime", action="store_true",
                    help="read video files at their frame rate, as the camera delivered them (demos, the station)")
+    p.add_argument("--camera-file", type=Path, metavar="FILE",
+                   help="aravis:// cameras: GenICam features to set, a YAML or JSON mapping applied in order "
+                        "(e.g. ExposureTime: 5000, PixelFormat: BayerRG8); the URL's ?Feature=value wins")
+    p.add_argument("--trigger", action="store_true",
+                   help="triggered inspection: live sources are inspected only when asked (--opcua Trigger); "
+                        "aravis:// cameras run with TriggerMode On, TriggerSource Software")
     p.add_argument("--sequential", action="store_true",
                    help="run the stages one after another in one thread instead of pipelined")
     p.add_argument("--quiet", action="store_true",
@@ -276,7 +282,12 @@ def _live_options(args: argparse.Namespace) -> Any:
     from .live import Backoff
     from .sources import LiveOptions
 
-    return LiveOptions(args.read_timeout, Backoff() if args.reconnect else None)
+    features: Tuple[Tuple[str, str], ...] = ()
+    if args.camera_file is not None:
+        from .aravis import read_camera_file
+
+        features = tuple(read_camera_file(args.camera_file).items())
+    return LiveOptions(args.read_timeout, Backoff() if args.reconnect else None, args.trigger, features)
 
 
 def _open_sources(specs: List[Tuple[Optional[str], str]], limit: Optional[int], live: Any) -> List[Any]:
@@ -441,6 +452,10 @@ def _print_header(detector: Any, sources: List[Any], args: argparse.Namespace) -
 
 def _describe_source(source: Any, named: bool) -> str:
     count = f" ({source.total} inputs)" if source.total is not None and source.total > 1 else ""
+    camera = getattr(source, "camera", None)  # a GenICam camera: what it is, the features as read back
+    if camera is not None:
+        features = ", ".join(f"{k}={v}" for k, v in camera.applied.items())
+        count += f" ({camera.description}{'; ' + features if features else ''})"
     return f"{source.label + ': ' if named else ''}{source.kind} {source.description}{count}"
 
 

@@ -199,43 +199,68 @@ class RateMeter:
         return (len(self._arrivals) - 1) / span if span > 0 else None
 
 
+@dataclass
+class Reading:
+    """What the live loop hands on: a frame (with the camera's timestamp) or an outage's error."""
+
+    frame: Optional[np.ndarray]
+    camera_time: Optional[float] = None
+    outage: Optional[Outage] = None  # the outage this error begins, or this frame ends (a copy)
+    error: Optional[str] = None
+    lost: int = 0  # frames the camera or the transport lost just before this one
+    triggers: Tuple[int, ...] = ()  # trigger requests this frame (or error) answers
+
+
 class LiveLoop:
-    """The read loop every live source shares: timed reads, outages, reconnection with back-off.
+    """The read loop every live source shares: timed reads, outages, reconnection with back-off,
+    triggers.
 
     ``opener()`` returns a new Capture (raising when the device or server is not there);
     ``first``: the capture already opened (a source that cannot be opened at start is an error
     before the run). ``finite(frames_read)``: True when an end after that many frames is the
-    normal end of a finite stream (a clip served over HTTP), not an outage.
+    normal end of a finite stream (a clip served over HTTP), not an outage. ``triggered``: read
+    only when ``request()`` asks (a capture with ``trigger()`` gets a software trigger first);
+    otherwise free-running, and a request is answered by the next frame read.
     """
 
     def __init__(self, label: str, first: Capture, opener: Callable[[], Capture],
                  read_timeout: float = DEFAULT_READ_TIMEOUT, reconnect: Optional[Backoff] = None,
-                 finite: Optional[Callable[[int], bool]] = None) -> None:
+                 finite: Optional[Callable[[int], bool]] = None, triggered: bool = False) -> None:
         if not read_timeout > 0 or math.isinf(read_timeout):
             raise ValueError(f"read_timeout must be a number of seconds > 0, got {read_timeout!r}")
         self.label, self.opener = label, opener
         self.read_timeout, self.reconnect = float(read_timeout), reconnect
         self.finite = finite or (lambda frames: False)
+        self.triggered = triggered
         self.announced_fps = first.fps
         self.outages: List[Outage] = []
         self.interrupted = threading.Event()
+        self._requests: "queue.Queue[int]" = queue.Queue()
         self._reader: Optional[TimedReader] = TimedReader(first, label)
         self._meter = RateMeter()
         self._read = 0  # frames read from the current capture
+        self._lost_seen = 0  # the current capture's lost count already reported
 
-    def frames(self) -> Iterator[Tuple[Optional[np.ndarray], Optional[float], Optional[Outage], Optional[str]]]:
-        """(frame, camera time, closed outage or None, None) per frame; (None, None, outage,
-        error) when an outage begins. Ends after an unrecovered outage, or at a finite end."""
+    def request(self, token: int) -> None:
+        """Ask for one frame (any thread); the Reading that answers carries ``token``."""
+        self._requests.put(token)
+
+    def frames(self) -> Iterator[Reading]:
+        """A Reading per frame, and one (with ``error``) when an outage begins. Ends after an
+        unrecovered outage, at a finite end, or when interrupted."""
         pending: Optional[Outage] = None
         while not self.interrupted.is_set() and self._reader is not None:
+            tokens = self._tokens(wait=self.triggered)
+            if tokens is None:
+                return
             try:
-                frame, stamp = self._reader.read(self.read_timeout, self.interrupted)
+                frame, stamp = self._next(self._reader)
             except StreamLost as lost:
                 if self.interrupted.is_set() or (str(lost).startswith("the stream ended") and self.finite(self._read)):
                     return
                 outage = self._begin(str(lost))
                 note = "; reconnecting (--reconnect)" if self.reconnect else ""
-                yield None, None, replace(outage), f"stream lost: {lost}{note}"  # a copy: it changes later
+                yield Reading(None, outage=replace(outage), error=f"stream lost: {lost}{note}", triggers=tokens)
                 if self.reconnect is None or not self._reopen(self.reconnect, outage):
                     return
                 pending = outage
@@ -245,14 +270,44 @@ class LiveLoop:
             self._read += 1
             if pending is not None:
                 pending.close(now)
-            yield frame, stamp, pending and replace(pending), None
+            yield Reading(frame, stamp, pending and replace(pending), None, self._newly_lost(), tokens)
             pending = None
+
+    def _next(self, reader: TimedReader) -> Tuple[np.ndarray, Optional[float]]:
+        """One frame; in triggered mode the capture is software-triggered first."""
+        trigger = getattr(reader.capture, "trigger", None) if self.triggered else None
+        if trigger is not None:
+            try:
+                trigger()
+            except Exception as exc:  # noqa: BLE001  a camera that cannot be triggered is lost
+                raise StreamLost(f"trigger failed: {_describe(exc)}") from None
+        return reader.read(self.read_timeout, self.interrupted)
+
+    def _tokens(self, wait: bool) -> Optional[Tuple[int, ...]]:
+        """Pending trigger requests; with ``wait``, block until there is one (None: interrupted)."""
+        tokens: List[int] = []
+        while wait and not tokens:
+            try:
+                tokens.append(self._requests.get(timeout=0.1))
+            except queue.Empty:
+                if self.interrupted.is_set():
+                    return None
+        while True:
+            try:
+                tokens.append(self._requests.get_nowait())
+            except queue.Empty:
+                return tuple(tokens)
+
+    def _newly_lost(self) -> int:
+        lost = int(getattr(self._reader.capture, "lost", 0)) if self._reader is not None else 0
+        new, self._lost_seen = max(0, lost - self._lost_seen), lost
+        return new
 
     def _begin(self, reason: str) -> Outage:
         self._drop_reader()
         now = time.time()
-        outage = Outage(reason, start=self._meter.last or now, detected=now,
-                        rate=self._meter.rate() or self.announced_fps)
+        rate = None if self.triggered else self._meter.rate() or self.announced_fps  # triggered: no rate
+        outage = Outage(reason, start=self._meter.last or now, detected=now, rate=rate)
         self.outages.append(outage)
         return outage
 
@@ -269,7 +324,7 @@ class LiveLoop:
             if self.interrupted.is_set():
                 capture.release()
                 return False
-            self._reader, self._read = TimedReader(capture, self.label), 0
+            self._reader, self._read, self._lost_seen = TimedReader(capture, self.label), 0, 0
             return True
         return False  # pragma: no cover  (delays() never ends)
 

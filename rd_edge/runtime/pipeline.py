@@ -160,9 +160,12 @@ class _Hub:
         """Queue a frame; False when the pipeline is stopping (the frame is not taken)."""
         with self._cond:
             q = self._queues[frame.stream]
+            self.dropped[frame.stream] += frame.dropped_before  # lost by the camera before it reached us
             if self._live[frame.stream]:
-                if q:  # stale: replace it, carry its drop count over
-                    frame.dropped_before += q.popleft().dropped_before + 1
+                if q:  # stale: replace it, carry its drop count and trigger requests over
+                    stale = q.popleft()
+                    frame.dropped_before += stale.dropped_before + 1
+                    frame.item.triggers = stale.item.triggers + frame.item.triggers
                     self.dropped[frame.stream] += 1
             else:
                 while len(q) >= self._capacity and not self.stopping:
@@ -350,7 +353,7 @@ class Pipeline:
                 t0 = time.perf_counter()
                 item, ended = self._read(stream, items, index)
                 if item is not None and not self._hub.put(
-                        _Frame(stream, index, item, time.time(), time.perf_counter() - t0)):
+                        _Frame(stream, index, item, time.time(), time.perf_counter() - t0, item.lost_before)):
                     return
                 if ended:
                     return
@@ -394,7 +397,8 @@ class Pipeline:
                 if ended:
                     active.remove(stream)
                 if item is not None:
-                    frames.append(_Frame(stream, counts[stream], item, time.time(), time.perf_counter() - t0))
+                    frames.append(_Frame(stream, counts[stream], item, time.time(), time.perf_counter() - t0,
+                                          item.lost_before))
                     counts[stream] += 1
             if frames:
                 return self._post_work(self._infer_work(self._preprocess_work(_Work(frames, {}))))

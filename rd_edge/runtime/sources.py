@@ -46,8 +46,10 @@ class SourceItem:
     key: str  # relative path (no suffix) under which --out writes this input's images
     frame: Optional[np.ndarray]
     error: Optional[str]
-    camera_time: Optional[float] = None  # the camera's own timestamp (s since the epoch), where it gives one
+    camera_time: Optional[float] = None  # the camera's own timestamp in seconds (its clock), where it gives one
     outage: Optional[Outage] = None  # live sources: the outage this item begins (error) or ends (frame)
+    lost_before: int = 0  # frames the camera or transport lost just before this one (counted as drops)
+    triggers: Tuple[int, ...] = ()  # trigger requests this item answers
 
 
 def csi_pipeline(sensor_id: int = 0, width: int = 1920, height: int = 1080, fps: int = 30,
@@ -176,26 +178,37 @@ class LiveSource(Source):
     ``reconnect``: then reconnection with back-off); ``outages`` lists them all."""
 
     is_stream = True
+    camera: Any = None  # a GenICam camera: its description and features as set (aravis://)
 
     def __init__(self, kind: str, description: str, key_prefix: str, first: Capture,
-                 opener: Callable[[], Capture], limit: Optional[int], read_timeout: float = DEFAULT_READ_TIMEOUT,
-                 reconnect: Optional[Backoff] = None, finite: Optional[Callable[[int], bool]] = None) -> None:
+                 opener: Callable[[], Capture], limit: Optional[int], live: "LiveOptions",
+                 finite: Optional[Callable[[int], bool]] = None) -> None:
         self.kind = kind
         super().__init__(description, None, limit)
         self.key_prefix = key_prefix
         self.fps = first.fps if first.fps and 0.0 < first.fps <= 1000.0 else None
-        self.loop = LiveLoop(description, first, opener, read_timeout, reconnect, finite)
+        self.loop = LiveLoop(description, first, opener, live.read_timeout, live.reconnect, finite, live.triggered)
 
     @property
     def outages(self) -> List[Outage]:
         return self.loop.outages
 
+    @property
+    def triggered(self) -> bool:
+        return self.loop.triggered
+
+    def request_trigger(self, token: int) -> None:
+        """One inspection on request (a PLC's trigger): the item that answers carries ``token``."""
+        self.loop.request(token)
+
     def _items(self) -> Iterator[SourceItem]:
-        for index, (frame, stamp, outage, error) in enumerate(self.loop.frames()):
+        for index, reading in enumerate(self.loop.frames()):
             name, key = f"{self.description}#{index}", f"{self.key_prefix}/frame_{index:06d}"
+            frame, error = reading.frame, reading.error
             if frame is not None:
                 frame, error = frame_or_error(frame)
-            yield SourceItem(name, key, frame, error, stamp, outage)
+            yield SourceItem(name, key, frame, error, reading.camera_time, reading.outage, reading.lost,
+                             reading.triggers)
 
     def interrupt(self) -> None:
         self.loop.interrupted.set()
@@ -274,10 +287,14 @@ def _cv2() -> Any:
 
 @dataclass(frozen=True)
 class LiveOptions:
-    """How live sources read: seconds without a frame before an outage; reconnect or end."""
+    """How live sources read: seconds without a frame before an outage; reconnect or end;
+    ``triggered``: inspect only on request (GenICam cameras: software trigger); GenICam
+    ``features`` (camera file, then the URL's query) for aravis:// sources."""
 
     read_timeout: float = DEFAULT_READ_TIMEOUT
     reconnect: Optional[Backoff] = None
+    triggered: bool = False
+    features: Tuple[Tuple[str, str], ...] = ()
 
 
 def open_source(spec: str, limit: Optional[int] = None, label: Optional[str] = None,
@@ -300,6 +317,8 @@ def _open(spec: str, limit: Optional[int], live: LiveOptions) -> Source:
         return _open_live(spec, "pipeline", "pipeline", limit, live)
     if spec.lower().startswith(_URL_SCHEMES):
         return _open_live(spec, "stream", "stream", limit, live)
+    if spec.lower().startswith("aravis://"):
+        return _open_aravis(spec, limit, live)
     path = Path(spec)
     if path.is_dir():
         files = list_images(path, recursive=True)
@@ -321,6 +340,8 @@ def _open(spec: str, limit: Optional[int], live: LiveOptions) -> Source:
 
 def _default_label(source: Source, spec: str) -> str:
     """"camera0", "gstreamer", the stream's host, or the file or folder name without suffix."""
+    if spec.lower().startswith("aravis://"):
+        return clean_label(spec[len("aravis://"):].split("?")[0].strip("/"))
     if source.kind == "camera":
         return f"camera{spec}"
     if source.kind == "pipeline":
@@ -363,8 +384,24 @@ def _open_live(target: Any, kind: str, key_prefix: str, limit: Optional[int], li
     first = opener()
     # A stream's description goes into every record: never its password.
     description = {"pipeline": "gstreamer", "stream": _masked(target)}.get(kind, f"camera:{target}")
-    return LiveSource(kind, description, key_prefix, first, opener, limit, live.read_timeout, live.reconnect,
+    return LiveSource(kind, description, key_prefix, first, opener, limit, live,
                       _finite_rule(target, kind, first.frame_count))
+
+
+def _open_aravis(spec: str, limit: Optional[int], live: LiveOptions) -> Source:
+    """aravis://<device id or address>[?Feature=value&...]: a GenICam camera through Aravis."""
+    from .aravis import AravisCamera, parse_spec
+
+    device, query = parse_spec(spec)
+    features = {**dict(live.features), **query}
+
+    def opener() -> AravisCamera:
+        return AravisCamera(device, features, live.triggered, buffer_timeout=live.read_timeout)
+
+    first = opener()
+    source = LiveSource("camera", f"aravis://{device}", f"aravis_{clean_label(device)}", first, opener, limit, live)
+    source.camera = first  # features as read back, for the header
+    return source
 
 
 def _finite_rule(target: Any, kind: str, frame_count: Optional[int]) -> Optional[Callable[[int], bool]]:

@@ -43,8 +43,8 @@ class Result:
                       "is_anomalous": bool(p.is_anomalous),
                       "latency_ms": round(float(p.timings["total_ms"]), 3), "error": None}
         live: Dict[str, Any] = {}
-        if self.item.camera_time is not None:
-            live["camera_time"] = iso_time(self.item.camera_time)
+        if self.item.camera_time is not None:  # the camera's clock (GigE: since power-up, or PTP time)
+            live["camera_timestamp"] = round(self.item.camera_time, 6)
         if self.item.outage is not None:  # the outage this error begins, or this frame ends
             live["outage"] = self.item.outage.record()
         return {**base, **scores, **live, **self.extra}
