@@ -29,7 +29,8 @@ AGX = GpuInfo("Orin", "8.7", 16, 62841, "NVIDIA Jetson AGX Orin Developer Kit")
 def fixture_sidecar() -> EngineSidecar:
     meta = ModelMetadata(backbone="resnet18", image_size=[256, 256], threshold=0.31,
                          score_stats={"min": 0.1, "max": 0.3, "mean": 0.2, "std": 0.05, "count": 20},
-                         checkpoint_sha256="ab" * 32, exporter_version="0.1.0", precision="fp16")
+                         checkpoint_sha256="ab" * 32, exporter_version="0.1.0", precision="fp16",
+                         resize="area-shrink/linear-enlarge")
     return EngineSidecar("10.3.0", AGX.name, AGX.compute_capability, "fp16", 1, 8, "cd" * 32, meta,
                          AGX.sm_count, AGX.total_memory_mb, AGX.device_model, opt_batch=4, dynamic_batch=True)
 
