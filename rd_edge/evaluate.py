@@ -47,9 +47,26 @@ def _predict_full_resolution(model: torch.nn.Module, paths: List[Path], device: 
     return size, np.stack([resize_map(m, size) for m in maps]), scores
 
 
+def checkpoint_thresholds(model_path: Union[str, Path], model: torch.nn.Module) -> Tuple[Optional[float],
+                                                                                        Optional[float], str]:
+    """(image, pixel threshold, where from) as the runtime takes them: ``thresholds.json`` beside
+    the checkpoint when it was calibrated for these weights (rd-calibrate on the .pt or its
+    export), else the checkpoint's own; so rd-eval's overlays agree with rd-infer's."""
+    from .core.files import sha256_file
+    from .core.thresholds import Thresholds, thresholds_path
+
+    path = thresholds_path(model_path)
+    if path.is_file():
+        found = Thresholds.read(path)
+        if found.checkpoint_sha256 in (None, sha256_file(model_path)):
+            return found.image_threshold, found.pixel_threshold, str(path)
+    return model.threshold, getattr(model, "pixel_threshold", None), "checkpoint"
+
+
 def evaluate_checkpoint(model_path: Union[str, Path], data_dir: Optional[Union[str, Path]], device: str = "auto",
                         batch_size: int = 8, save_maps: Optional[Union[str, Path]] = None,
-                        progress: bool = True, full_resolution: bool = False, dataset=None) -> Dict:
+                        progress: bool = True, full_resolution: bool = False, dataset=None,
+                        report: Optional[Union[str, Path]] = None) -> Dict:
     """Image AUROC, pixel AUROC, AUPRO (FPR 0.3) and image F1-max, overall and per defect type.
 
     ``data_dir`` is a dataset folder (any layout rd_edge.data reads); or pass ``dataset``
@@ -69,13 +86,20 @@ def evaluate_checkpoint(model_path: Union[str, Path], data_dir: Optional[Union[s
     masks = read_sample_masks(samples, size)
     labels = np.array([s.is_anomalous for s in samples], dtype=int)
     result = evaluate(labels, scores, masks, maps, [s.defect_type for s in samples])
+    image_t, pixel_t, source = checkpoint_thresholds(model_path, model)
     result["n_images"] = len(samples)
-    result["threshold"] = model.threshold
+    result["threshold"] = image_t
+    result["pixel_threshold"] = pixel_t
+    result["threshold_source"] = source
     result["tiling"] = model.tiling.to_dict() if model.tiling is not None else None
     result["map_size"] = list(size)
     if save_maps is not None:
-        write_maps(Path(save_maps), samples, maps, scores, model.score_stats, model.threshold,
-                   getattr(model, "pixel_threshold", None))
+        write_maps(Path(save_maps), samples, maps, scores, model.score_stats, image_t, pixel_t)
+    if report is not None:
+        from .eval_report import write_eval_report
+
+        write_eval_report(Path(report), str(model_path), samples, maps, scores, labels, result,
+                          model.score_stats, _map_keys(samples))
     return result
 
 
@@ -85,18 +109,23 @@ def write_maps(out_dir: Path, samples, maps: np.ndarray, scores: np.ndarray, sta
     truth outlined in magenta). Without a threshold the overlay centres on the normal scores' max."""
     import cv2
 
-    if threshold is None:
-        threshold = float(stats["max"]) if stats else float(np.median(scores))
-    scale = score_scale(stats)
     keys = _map_keys(samples)
     for sample, key, amap, score in zip(samples, keys, maps, scores):
         target = out_dir / sample.defect_type / key  # defect/a/x.png -> defect/a/x.npy, never a shared x.npy
         target.parent.mkdir(parents=True, exist_ok=True)
         np.save(f"{target}.npy", amap.astype(np.float32))
-        frame = read_image(sample.path)
-        mask = read_mask(sample.mask_path, frame.shape[:2]) if sample.mask_path else None
-        overlay = render_overlay(frame, amap, float(score), threshold, scale, pixel_threshold, mask)
-        cv2.imwrite(f"{target}.png", overlay)
+        cv2.imwrite(f"{target}.png", sample_overlay(sample, amap, float(score), stats, threshold, pixel_threshold))
+
+
+def sample_overlay(sample: Sample, amap: np.ndarray, score: float, stats, threshold: Optional[float],
+                   pixel_threshold: Optional[float]) -> np.ndarray:
+    """rd-infer's overlay of one test image plus its ground truth in magenta. Without a threshold
+    the overlay centres on the normal scores' max."""
+    if threshold is None:
+        threshold = float(stats["max"]) if stats else score
+    frame = read_image(sample.path)
+    mask = read_mask(sample.mask_path, frame.shape[:2]) if sample.mask_path else None
+    return render_overlay(frame, amap, score, threshold, score_scale(stats), pixel_threshold, mask)
 
 
 def _map_keys(samples: List[Sample]) -> List[str]:

@@ -230,7 +230,7 @@ def rate_warnings(report: Dict[str, Any], method: str) -> List[str]:
                    f"or accept more false alarms: --max-false-alarms, --method zero-escape)")
     if method == "false-alarms" and n_good and report["max_false_alarms"] * n_good < 1:
         out.append(f"{n_good} good images cannot measure a false-alarm rate of "
-                   f"{100 * report['max_false_alarms']:g} % (one image is {100 / n_good:.1g} %): the threshold "
+                   f"{100 * report['max_false_alarms']:g} % (one image is {100 / n_good:.3g} %): the threshold "
                    f"is above every good score; calibrate on {math.ceil(1 / report['max_false_alarms'])}+ "
                    f"good images for a measured rate")
     return out

@@ -453,6 +453,7 @@ class Trainer:
                   "pixel_auroc": _auroc(roc_auc_score, masks.ravel(), maps.ravel())}
         bar.write(f"epoch {result['epoch']} (step {self.step}): image AUROC {_pct(result['image_auroc'])}, "
                   f"pixel AUROC {_pct(result['pixel_auroc'])}")
+        sys.stdout.flush()  # a log file sees each evaluation as it happens
         merit = np.nanmean([result["image_auroc"], result["pixel_auroc"]])
         if np.isfinite(merit) and (self.best is None or merit > self.best["merit"]):
             self.best = {**result, "merit": float(merit)}

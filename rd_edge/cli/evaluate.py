@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Optional, Sequence
 
 from rd_edge.core.cli import DefaultsHelpFormatter, run_cli
@@ -17,6 +18,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(p, need_defects=True)
     p.add_argument("--json", dest="json_out", help="write the metrics as JSON here")
     p.add_argument("--save-maps", help="write per-image maps (.npy) and overlays (.png: rd-infer's, plus the ground truth in magenta) here")
+    p.add_argument("--report", metavar="DIR",
+                   help="write a report to open in a browser: DIR/index.html (overlay thumbnails with the ground "
+                        "truth, verdicts at the calibrated thresholds, score histogram, ROC and PR curves, "
+                        "metrics per defect type) and DIR/results.csv")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: cuda when present")
     p.add_argument("--full-resolution", action="store_true",
@@ -39,11 +44,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         result = evaluate_checkpoint(args.model, None, args.device, args.batch_size,
                                      args.save_maps, progress=not args.quiet,
-                                     full_resolution=args.full_resolution, dataset=open_data(args))
+                                     full_resolution=args.full_resolution, dataset=open_data(args),
+                                     report=args.report)
         print(format_metrics_table(result))
         if args.json_out:
             write_text_atomic(args.json_out, json.dumps(result, indent=2))
             print(f"metrics written to {args.json_out}")
+        if args.report:
+            print(f"report written to {Path(args.report) / 'index.html'}")
         return 0
 
     return run_cli(body)

@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit code 1 when any input is NG (2 still wins: an input failed)")
     p.add_argument("--json", type=Path, dest="json_path", metavar="PATH",
                    help="write JSON Lines, one object per input")
+    p.add_argument("--report", type=Path, metavar="DIR",
+                   help="write a report to open in a browser: DIR/index.html (overlay thumbnails, verdicts, "
+                        "scores, score histogram with the threshold, summary per source) and DIR/results.csv")
     p.add_argument("--show", action="store_true", help="show overlays in a window (q or Esc stops)")
     p.add_argument("--limit", type=int_at_least(1), metavar="N", help="stop after N inputs")
     p.add_argument("--csi", action="store_true", help="read a Jetson CSI camera (nvarguscamerasrc)")
@@ -333,6 +336,10 @@ def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, st
         add(DriftSink(reference, window=args.drift_window, threshold=detector.threshold))
     if args.json_path is not None:
         add(JsonlSink(args.json_path))
+    if args.report is not None:
+        from .sinks.report import ReportSink
+
+        add(ReportSink(args.report, detector, str(args.model), several_streams=len(sources) > 1))
     if args.mqtt is not None:
         from .sinks.mqtt import MqttSink
 
