@@ -156,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after the last input, keep the station up S more seconds for review (Ctrl-C ends)")
     p.add_argument("--realtime", action="store_true",
                    help="read video files at their frame rate, as the camera delivered them (demos, the station)")
+    p.add_argument("--opcua", metavar="opc.tcp://HOST:PORT",
+                   help="serve results, counters, model identity and a Trigger method per stream to a PLC over "
+                        "OPC UA (node model: docs/jetson.md); anonymous on a loopback address only")
+    p.add_argument("--opcua-user", metavar="USER",
+                   help="--opcua on another address: the one user allowed (password in the environment variable "
+                        "RD_EDGE_OPCUA_PASSWORD); needs --opcua-cert and --opcua-key (Basic256Sha256)")
+    p.add_argument("--opcua-cert", type=Path, metavar="CERT.der", help="--opcua: the server's certificate")
+    p.add_argument("--opcua-key", type=Path, metavar="KEY.pem", help="--opcua: the server's private key")
     p.add_argument("--camera-file", type=Path, metavar="FILE",
                    help="aravis:// cameras: GenICam features to set, a YAML or JSON mapping applied in order "
                         "(e.g. ExposureTime: 5000, PixelFormat: BayerRG8); the URL's ?Feature=value wins")
@@ -352,13 +360,42 @@ def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, st
     add(recorder)
     if args.station is not None:
         add(_start_station(detector, sources, args, stack))
+    board = None
+    if args.opcua is not None:
+        from .sinks.trigger import TriggerBoard
+
+        board = TriggerBoard(sources)
+        add(_start_opcua(detector, sources, args, board))
     if args.metrics_port is not None:  # last: it observes the time the other sinks took
         from .sinks.metrics import MetricsSink
 
         metrics = MetricsSink(args.metrics_port, host=args.metrics_host, streams=[s.label for s in sources])
         add(metrics)
         print(f"rd-infer: metrics on http://{args.metrics_host}:{metrics.port}/metrics", file=sys.stderr, flush=True)
+    if board is not None:  # after every other sink: a trigger is answered once the result is published
+        add(board)
     return sinks
+
+
+def _start_opcua(detector: Any, sources: List[Any], args: argparse.Namespace, board: Any) -> Any:
+    """The OPC UA server sink (--opcua), with its security for a non-loopback address."""
+    import os
+
+    from .sinks.opcua import NAMESPACE, OpcUaSecurity, OpcUaSink
+
+    security = None
+    if args.opcua_user is not None:
+        password = os.environ.get("RD_EDGE_OPCUA_PASSWORD")
+        if not password or args.opcua_cert is None or args.opcua_key is None:
+            raise RdEdgeError("--opcua-user needs the password in RD_EDGE_OPCUA_PASSWORD and --opcua-cert, --opcua-key")
+        security = OpcUaSecurity(args.opcua_user, password, args.opcua_cert, args.opcua_key)
+    triggered = [s.label for s in sources if getattr(s, "triggered", False)]
+    sink = OpcUaSink(args.opcua, [s.label for s in sources], getattr(detector.runner, "path", None),
+                     (detector.threshold, getattr(detector, "pixel_threshold", detector.threshold)), board, triggered,
+                     security)
+    print(f"rd-infer: OPC UA on {sink.endpoint} (namespace {NAMESPACE}, nodes ns=<its index>;s=RdEdge...)",
+          file=sys.stderr, flush=True)
+    return sink
 
 
 def _start_station(detector: Any, sources: List[Any], args: argparse.Namespace, stack: contextlib.ExitStack) -> Any:

@@ -1,0 +1,145 @@
+"""rd-infer --opcua: a real asyncua client on 127.0.0.1 browses, reads, and triggers inspections.
+
+The camera is Aravis' fake GigE Vision camera in software-trigger mode (test_aravis.FakeCamera);
+the atomicity test uses a fast synthetic live source so results change while the client reads.
+"""
+import asyncio
+import json
+import threading
+import time
+
+import pytest
+from pipeline_parts import FrameSource, ListSink, make_detector
+from ports import free_ports
+
+from rd_edge.core.files import sha256_file
+
+asyncua = pytest.importorskip("asyncua", reason="the opcua extra (pip install rd-edge[opcua])")
+
+NS = "urn:rd-edge:vision"
+
+
+async def connect(url, deadline=30.0):
+    end = time.monotonic() + deadline
+    while True:
+        client = asyncua.Client(url, timeout=10)
+        try:
+            await client.connect()
+            return client
+        except (OSError, asyncio.TimeoutError):
+            if time.monotonic() > end:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def browse(node, depth=0):
+    """'name [class] nodeid' lines of the tree under ``node`` (the closing note prints this)."""
+    lines = []
+    for child in await node.get_children():
+        name = (await child.read_browse_name()).Name
+        kind = (await child.read_node_class()).name
+        if name in ("OutputArguments", "InputArguments"):
+            continue
+        lines.append(f"{'  ' * depth}{name} [{kind}] {child.nodeid.to_string()}")
+        lines += await browse(child, depth + 1)
+    return lines
+
+
+def test_a_plc_browses_triggers_and_reads_results_of_a_triggered_camera(tiny_onnx, tmp_path):
+    from test_aravis import ADDRESS, FakeCamera
+
+    from rd_edge.runtime.cli import main
+
+    camera = FakeCamera()
+    url = f"opc.tcp://127.0.0.1:{free_ports()[0]}"
+    records_path = tmp_path / "r.jsonl"
+    rc = []
+    run = threading.Thread(target=lambda: rc.append(main(
+        [str(tiny_onnx), f"cam=aravis://{ADDRESS}?Width=64&Height=48", "--trigger", "--opcua", url,
+         "--limit", "5", "--json", str(records_path), "--quiet"])), daemon=True)
+    run.start()
+
+    async def plc():
+        client = await connect(url)
+        try:
+            ns = await client.get_namespace_index(NS)
+            node = lambda path: client.get_node(f"ns={ns};s=RdEdge.{path}")  # noqa: E731
+            tree = await browse(client.get_node(f"ns={ns};s=RdEdge"))
+            assert await node("Streams.cam.State").read_value() == "WaitingForTrigger"
+            assert await node("Configuration.ModelSha256").read_value() == sha256_file(tiny_onnx)
+            answers = []
+            for _ in range(3):  # method calls: each returns its own frame's result
+                answers.append(await node("Streams.cam").call_method(f"{ns}:Trigger"))
+                read = await client.read_values([node(f"Streams.cam.Result.{n}") for n in
+                                                 ("ResultId", "FrameNumber", "Verdict", "Score")])
+                assert read == answers[-1][:4]  # the nodes were published before the call returned
+            request = node("Streams.cam.TriggerRequest")  # the handshake without a method call
+            await request.write_value(True)
+            for _ in range(200):
+                if await node("Streams.cam.Result.ResultId").read_value() == 4:
+                    break
+                await asyncio.sleep(0.02)
+            counters = await client.read_values([node(f"Streams.cam.Counters.{n}") for n in ("Inspected", "Errors")])
+            await node("Streams.cam").call_method(f"{ns}:Trigger")  # the 5th: --limit 5 ends the run
+            return tree, answers, counters
+        finally:
+            await client.disconnect()
+
+    try:
+        tree, answers, counters = asyncio.run(plc())
+        run.join(timeout=20)
+    finally:
+        camera.kill()
+    assert rc == [0]
+    records = [json.loads(line) for line in records_path.read_text().splitlines()]
+    assert len(records) == 5  # exactly one frame per trigger: 3 calls, 1 TriggerRequest, 1 call
+    assert [a[0] for a in answers] == [1, 2, 3]
+    for answer, record in zip(answers, records):
+        assert answer[1] == record["frame"] and answer[2] == ("NG" if record["is_anomalous"] else "OK")
+        assert answer[3] == pytest.approx(record["score"]) and answer[5] == ""
+    assert counters == [4, 0]
+    names = {line.split()[0] for line in tree}
+    assert {"State", "Heartbeat", "ModelFile", "ModelSha256", "ImageThreshold", "Streams", "cam", "Trigger",
+            "TriggerRequest", "Verdict", "Score", "NormalizedScore", "FrameNumber", "CameraTimestamp",
+            "LatencyMs", "Inspected", "NG", "Errors", "Dropped"} <= names
+
+
+def test_one_read_never_mixes_two_frames(tiny_onnx):
+    from rd_edge.runtime.pipeline import Pipeline
+    from rd_edge.runtime.sinks.opcua import OpcUaSink
+
+    url = f"opc.tcp://127.0.0.1:{free_ports()[0]}"
+    sink = ListSink()
+    with make_detector(tiny_onnx) as det:
+        opcua = OpcUaSink(url, ["cam"], str(tiny_onnx), (det.threshold, det.pixel_threshold))
+        pipeline = Pipeline(det, [FrameSource("cam", 100000, period=0.001, live=True)], [opcua, sink])
+        reads = []
+
+        async def plc():
+            client = await connect(url)
+            try:
+                ns = await client.get_namespace_index(NS)
+                nodes = [client.get_node(f"ns={ns};s=RdEdge.Streams.cam.Result.{n}")
+                         for n in ("FrameNumber", "Score", "ResultId")]
+                for _ in range(150):
+                    reads.append(await client.read_values(nodes))
+            finally:
+                await client.disconnect()
+                pipeline.stop()
+
+        threading.Thread(target=lambda: asyncio.run(plc()), daemon=True).start()
+        pipeline.run()
+    scores = {r.index: r.prediction.score for r in sink.results}
+    seen = [(frame, score) for frame, score, result_id in reads if result_id > 0]
+    assert len({frame for frame, _ in seen}) > 10  # the results changed while the PLC read
+    assert all(score == pytest.approx(scores[frame]) for frame, score in seen)
+
+
+def test_anonymous_access_is_refused_off_loopback():
+    from rd_edge.runtime.sinks.base import SinkError
+    from rd_edge.runtime.sinks.opcua import OpcUaSink
+
+    with pytest.raises(SinkError, match="anonymous access is allowed on a loopback address only"):
+        OpcUaSink("opc.tcp://0.0.0.0:4840", ["cam"], None, (0.3, 0.3))
+    with pytest.raises(SinkError, match="expected opc.tcp://HOST:PORT"):
+        OpcUaSink("http://127.0.0.1:4840", ["cam"], None, (0.3, 0.3))
