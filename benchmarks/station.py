@@ -96,17 +96,22 @@ def _fps(log: Path) -> float:
 
 
 def cost(model: Path, video: Path, rounds: int, work: Path, port: int) -> Dict[str, Any]:
-    """Frames/s of rd-infer on ``video``: without the station, with it but no page, with the page
-    open in headless Chromium (5 live images/s), interleaved over ``rounds``."""
+    """Frames/s and CPU time per frame of rd-infer on ``video``: without the station, with it but
+    no page, with the page open in headless Chromium (5 live images/s), interleaved over
+    ``rounds``. CPU ms per frame (user + system of the rd-infer process, startup included) is the
+    steadier figure on a shared host; frames/s also feels the other programs."""
     from browser import chromium
 
     work.mkdir(parents=True, exist_ok=True)
+    import resource
+
     results: Dict[str, List[float]] = {"no station": [], "station, no page": [], "station, page open": []}
+    cpu: Dict[str, List[float]] = {name: [] for name in results}  # rd-infer's CPU ms per frame
     with chromium(1280, 800) as driver:
         for r in range(rounds):
             for name in results:
                 log = work / f"{name.replace(' ', '_').replace(',', '')}_{r}.txt"
-                extra = ["--evidence", str(work / f"ev_{r}"), "--quiet"]
+                extra = ["--evidence", str(work / f"ev_{r}")]  # not --quiet: the summary has the rate
                 if name != "no station":
                     extra += ["--station", str(port)]
                 proc = _infer(model, [str(video)], extra + ["--json", str(work / "r.jsonl")], log)
@@ -115,11 +120,20 @@ def cost(model: Path, video: Path, rounds: int, work: Path, port: int) -> Dict[s
                     driver.get(url)
                 else:
                     driver.get("about:blank")
-                proc.wait(timeout=600)
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                proc.wait(timeout=600)  # reaped here: its CPU time lands in RUSAGE_CHILDREN
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                frames = len((work / "r.jsonl").read_text().splitlines())
+                used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
                 results[name].append(_fps(log))
-                print(f"round {r + 1} {name}: {results[name][-1]:.2f} frames/s", flush=True)
+                cpu[name].append(1000.0 * used / frames)
+                print(f"round {r + 1} {name}: {results[name][-1]:.2f} frames/s, {cpu[name][-1]:.1f} CPU ms/frame",
+                      flush=True)
     base = np.array(results["no station"])
-    summary = {name: {"fps": v, "ratio_to_no_station": [round(x / b, 4) for x, b in zip(v, base)]}
+    base_cpu = np.array(cpu["no station"])
+    summary = {name: {"fps": v, "ratio_to_no_station": [round(x / b, 4) for x, b in zip(v, base)],
+                      "cpu_ms_per_frame": [round(x, 2) for x in cpu[name]],
+                      "cpu_ratio_to_no_station": [round(x / b, 4) for x, b in zip(cpu[name], base_cpu)]}
                for name, v in results.items()}
     return summary
 

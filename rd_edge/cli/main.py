@@ -124,15 +124,19 @@ def _run_station(args: argparse.Namespace) -> int:
     station = Station(args.evidence, review, title=f"rd-edge station: {args.evidence.name}")
     server = StationServer(station, args.port, host=args.host)
     done = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
+    except ValueError:  # not the main thread (called from a library): --for or Ctrl-C end it
+        previous = None
     token = " (the token in it is needed from other machines)" if server.token else ""
-    print(f"station: {server.url}{token}; review marks go to {review}; Ctrl-C ends", file=sys.stderr, flush=True)
+    print(f"station: {server.url} (review marks go to {review}; Ctrl-C ends){token}", file=sys.stderr, flush=True)
     try:
         done.wait(args.seconds)
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         server.close()
     return 0
 

@@ -409,7 +409,7 @@ def _start_station(detector: Any, sources: List[Any], args: argparse.Namespace, 
     stack.callback(server.close)
     args.station_url = server.url
     token = " (the token in it is needed from other machines)" if server.token else ""
-    print(f"station: {server.url}{token}; review marks go to {review}", file=sys.stderr, flush=True)
+    print(f"station: {server.url} (review marks go to {review}){token}", file=sys.stderr, flush=True)
     return StationSink(station)
 
 

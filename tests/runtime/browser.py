@@ -29,7 +29,7 @@ def missing() -> str | None:
 
 @contextlib.contextmanager
 def chromium(width: int = 1600, height: int = 1000) -> Iterator[Any]:
-    """A Selenium WebDriver on headless Chromium, window ``width`` x ``height``; quit at the end."""
+    """A Selenium WebDriver on headless Chromium, viewport ``width`` x ``height``; quit at the end."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -39,6 +39,9 @@ def chromium(width: int = 1600, height: int = 1000) -> Iterator[Any]:
     for flag in FLAGS + (f"--user-data-dir={profile}", f"--window-size={width},{height}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    # the page's viewport exactly width x height (the window's size includes the browser's frame)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
     driver.set_page_load_timeout(20)
     try:
         yield driver

@@ -147,3 +147,56 @@ def test_review_marks_never_delete_and_the_newest_wins(tmp_path):
     assert good == [] and defective == [second]
     with pytest.raises(review.ReviewError, match="label"):
         review.write_mark(tmp_path, "maybe", "cam", "e2", png, {})
+
+
+def test_rd_edge_station_reviews_an_evidence_folder_without_inference(tmp_path):
+    import threading
+
+    from rd_edge.cli.main import main as rd_edge_main
+
+    folder = tmp_path / "ev" / "cam"
+    folder.mkdir(parents=True)
+    frame = np.full((24, 32, 3), 77, np.uint8)
+    stem = "20261203T101010-000Z_00000007"
+    cv2.imwrite(str(folder / f"{stem}.jpg"), frame)
+    cv2.imwrite(str(folder / f"{stem}.png"), frame)
+    (folder / f"{stem}.json").write_text(json.dumps({"stream": "cam", "frame": 7, "score": 0.9}))
+    (port,) = free_ports(1)
+    codes = []
+    runner = threading.Thread(target=lambda: codes.append(rd_edge_main(
+        ["station", str(tmp_path / "ev"), "--port", str(port), "--for", "6"])))
+    runner.start()
+    base = f"http://127.0.0.1:{port}"
+
+    def post(body):
+        request = urllib.request.Request(f"{base}/api/review", json.dumps(body).encode(),
+                                         {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def up():
+        try:
+            return json.loads(urllib.request.urlopen(f"{base}/api/state", timeout=2).read())
+        except OSError:
+            return None
+
+    try:
+        state = wait_for(up, 20, "rd-edge station")
+        assert state["live"] is False and [s["name"] for s in state["streams"]] == ["cam"]
+        (entry,) = json.loads(urllib.request.urlopen(f"{base}/api/gallery/cam", timeout=5).read())
+        assert entry["frame"] == 7 and entry["original"] and entry["review"] is None
+        assert urllib.request.urlopen(base + entry["image"], timeout=5).read()[:2] == b"\xff\xd8"  # a JPEG
+        assert post({"id": entry["id"], "label": "missed_defect"})[0] == 409  # an NG frame cannot be missed
+        status, answer = post({"id": entry["id"], "label": "false_alarm"})
+        assert status == 200 and answer["new"]
+        marked = tmp_path / "review" / "false_alarm" / f"cam__{stem}.png"
+        assert np.array_equal(cv2.imread(str(marked)), frame)
+        assert json.loads(urllib.request.urlopen(f"{base}/api/gallery/cam", timeout=5).read())[0]["review"] == "false_alarm"
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"{base}/evidence/cam/..%2F..%2Fsecret.jpg", timeout=5)
+    finally:
+        runner.join(timeout=30)  # --for 6: it ends by itself
+    assert codes == [0]
