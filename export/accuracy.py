@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -77,20 +77,15 @@ def cpu_runner(onnx_path: PathLike, threads: Optional[int] = None) -> Runner:
 def predict_paths(onnx_path: PathLike, paths: Sequence[Path], batch_size: int = 8,
                   threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Maps [N,H,W] and scores [N] of the graph on image files, preprocessed as the runtime does."""
-    from rd_edge.core.images import read_image
-    from rd_edge.core.preprocess import preprocess_bgr
+    from rd_edge.core.scoring import score_images
 
     runner = cpu_runner(onnx_path, threads)
-    size = (runner.metadata.height, runner.metadata.width)
-    maps: List[np.ndarray] = []
-    scores: List[np.ndarray] = []
-    for i in range(0, len(paths), batch_size):
-        batch = np.stack([preprocess_bgr(read_image(p), size, resize=runner.metadata.resize)
-                          for p in paths[i:i + batch_size]])
+
+    def run(batch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         out = runner.infer({INPUT_NAME: batch})
-        maps.append(out["anomaly_map"][:, 0])
-        scores.append(out["score"].reshape(-1))
-    return np.concatenate(maps), np.concatenate(scores)
+        return out["anomaly_map"], out["score"]
+
+    return score_images(paths, runner.metadata, run, batch_size)
 
 
 def evaluate_graph(onnx_path: PathLike, data_dir: PathLike, batch_size: int = 8,

@@ -157,17 +157,16 @@ def int8_calibration_paths(calib_dir: PathLike, max_images: int = DEFAULT_MAX_IM
 
 def load_int8_calibration_batch(paths: Sequence[Path], model: ModelInput) -> np.ndarray:
     """[N,3,H,W] float32, preprocessed exactly as the runtime does: ``model``'s size and resize rule."""
-    from rd_edge.core.preprocess import preprocess_for
-    from rd_edge.data import read_image
+    from rd_edge.core.scoring import load_batch
 
     images = []
-    for path in paths:
+    for path in paths:  # one by one, so the error names the image
         try:
-            images.append(preprocess_for(model, read_image(path)))
+            images.append(load_batch([path], model))
         except RdEdgeError as exc:
             raise ExportError(f"int8 calibration image {path} is unreadable ({exc}); remove it from "
                               f"--calib-dir or replace it") from exc
-    return np.stack(images)
+    return np.concatenate(images)
 
 
 def _batches(paths: Sequence[Path], model: ModelInput, batch: int) -> Iterator[np.ndarray]:

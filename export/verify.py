@@ -48,14 +48,13 @@ def check_images(model: ModelInput, data_dir: Optional[str], n: int = 4, seed: i
     """[n,3,H,W] float32 in [0,1]: training images when the checkpoint knows them (preprocessed
     at ``model``'s size by its resize rule), else random."""
     from rd_edge.core.errors import RdEdgeError
-    from rd_edge.core.images import read_image
-    from rd_edge.core.preprocess import preprocess_for
+    from rd_edge.core.scoring import load_batch
     from rd_edge.data import MVTecCategory
 
     if data_dir and Path(data_dir).is_dir():
         try:
             paths = MVTecCategory(data_dir).train_paths()[:n]
-            batch = np.stack([preprocess_for(model, read_image(p)) for p in paths])
+            batch = load_batch(paths, model)
             return batch, f"training images from {data_dir}"
         except RdEdgeError:
             pass  # fall through to random images; the source string says so

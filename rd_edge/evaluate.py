@@ -12,7 +12,7 @@ from .checkpoint import load_checkpoint
 from .core.cli import show_progress
 from .core.files import output_keys
 from .core.postprocess import render_overlay, resize_map, score_scale
-from .core.preprocess import preprocess_bgr
+from .core.scoring import ScoreRun, score_images
 from .data import open_dataset, read_image, read_mask
 from .data.mvtec import Sample, read_sample_masks
 from .metrics import evaluate
@@ -20,18 +20,21 @@ from .tiles import predict_tiled
 from .train import pick_device
 
 
-@torch.no_grad()
-def predict_samples(model: torch.nn.Module, paths: List[Path], device: torch.device,
-                    batch_size: int = 8, progress: bool = True):
-    """Anomaly maps [N,H,W] at the model size and scores [N] for image files."""
-    size = model.config.image_size
-    maps, scores = [], []
-    for i in tqdm(range(0, len(paths), batch_size), desc="eval", disable=not show_progress(progress), unit="batch"):
-        batch = np.stack([preprocess_bgr(read_image(p), size, resize=model.config.resize) for p in paths[i:i + batch_size]])
+def torch_run(model: torch.nn.Module, device: torch.device) -> ScoreRun:
+    """The fused torch module as a batch callable: float32 [n,3,h,w] -> (maps [n,1,h,w], scores [n])."""
+    @torch.no_grad()
+    def run(batch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         amap, score = model(torch.from_numpy(batch).to(device))
-        maps.append(amap[:, 0].cpu().numpy())
-        scores.append(score.cpu().numpy())
-    return np.concatenate(maps), np.concatenate(scores)
+        return amap.cpu().numpy(), score.cpu().numpy()
+
+    return run
+
+
+def predict_samples(model: torch.nn.Module, paths: List[Path], device: torch.device,
+                    batch_size: int = 8, progress: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+    """Anomaly maps [N,H,W] at the model size and scores [N] for image files."""
+    bar = None if not show_progress(progress) else (lambda starts: tqdm(starts, desc="eval", unit="batch"))
+    return score_images(paths, model.config, torch_run(model, device), batch_size, bar)
 
 
 def _predict_full_resolution(model: torch.nn.Module, paths: List[Path], device: torch.device,

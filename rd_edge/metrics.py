@@ -98,17 +98,25 @@ def pixel_auroc(masks: np.ndarray, maps: np.ndarray) -> float:
     return float(roc_auc_score(m.ravel(), a.ravel()))
 
 
+def best_f1(labels: np.ndarray, values: np.ndarray) -> Tuple[float, float]:
+    """(lowest flagged value, F1): the F1-maximizing cut ``values >= cut`` against ``labels``
+    (bool, at least one True), from scikit-learn's precision-recall curve. rd-eval's F1max and
+    rd-calibrate's f1 threshold both come from here."""
+    precision, recall, thresholds = precision_recall_curve(labels, values)
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator,
+                   out=np.zeros_like(denominator), where=denominator > 0)[:-1]  # the last point has no cut
+    best = int(np.argmax(f1))
+    return float(thresholds[best]), float(f1[best])
+
+
 def f1_max(labels: Sequence, scores: Sequence) -> float:
     """The best F1 over all score thresholds; ValueError if there is no anomalous image."""
     y, s = _image_inputs(labels, scores)
     if not y.any():
         raise _UndefinedMetricError(
             f"F1max needs at least one anomalous image, found none ({y.size} images)")
-    precision, recall, _ = precision_recall_curve(y, s)
-    denominator = precision + recall
-    f1 = np.divide(2 * precision * recall, denominator,
-                   out=np.zeros_like(denominator), where=denominator > 0)
-    return float(f1.max())
+    return best_f1(y, s)[1]
 
 
 def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> float:
@@ -226,6 +234,12 @@ def _metrics_on(y: np.ndarray, s: np.ndarray, m: np.ndarray, a: np.ndarray) -> D
         "aupro": _or_nan(aupro, m, a),
         "image_f1_max": _or_nan(f1_max, y, s),
     }
+
+
+def auroc_or_nan(labels: Sequence, scores: Sequence) -> float:
+    """ROC AUC of ``scores`` against ``labels`` (1 = anomalous, any shape, flattened); NaN when
+    only one class is present (no defects, or no defect pixels)."""
+    return _or_nan(image_auroc, np.asarray(labels).ravel(), np.asarray(scores).ravel())
 
 
 def _or_nan(metric: Callable[..., float], *args: np.ndarray) -> float:

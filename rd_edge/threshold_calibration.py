@@ -37,7 +37,8 @@ from rd_edge.core.drift import reference_from_scores
 from rd_edge.core.errors import CalibrationError, DatasetError, RdEdgeError
 from rd_edge.core.files import PathLike, sha256_file
 from rd_edge.core.images import read_image
-from rd_edge.core.preprocess import preprocess_bgr
+from rd_edge.core.preprocess import ModelInput
+from rd_edge.core.scoring import score_images
 from rd_edge.core.thresholds import Thresholds, thresholds_path
 from rd_edge.data.mvtec import GOOD, Sample, read_sample_masks
 
@@ -88,13 +89,10 @@ def cut_below(values: np.ndarray, lowest_flagged: float) -> float:
 
 def f1_cut(labels: np.ndarray, values: np.ndarray) -> Tuple[float, float]:
     """(threshold, F1) maximizing F1 of ``values > threshold`` against ``labels``."""
-    from sklearn.metrics import precision_recall_curve
+    from rd_edge.metrics import best_f1
 
-    precision, recall, thresholds = precision_recall_curve(labels, values)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))[:-1]  # last point has no threshold
-    best = int(np.argmax(f1))
-    return cut_below(values, float(thresholds[best])), float(f1[best])
+    lowest_flagged, f1 = best_f1(labels, values)
+    return cut_below(values, lowest_flagged), f1
 
 
 def false_alarm_cut(labels: np.ndarray, scores: np.ndarray, max_rate: float) -> float:
@@ -266,7 +264,7 @@ class _Scorer:
             from rd_edge.checkpoint import load_checkpoint
 
             self._torch = load_checkpoint(model)
-            self.size, self.resize = self._torch.config.image_size, self._torch.config.resize
+            self.model: ModelInput = self._torch.config
             self.checkpoint_sha256: Optional[str] = None  # set after the checkpoint is rewritten
             self._runner = None
             self.tiling = self._torch.tiling
@@ -275,7 +273,7 @@ class _Scorer:
 
             self._runner = load_runner(model)
             meta = self._runner.metadata
-            self.size, self.resize = (meta.height, meta.width), meta.resize
+            self.model = meta
             self.checkpoint_sha256 = meta.checkpoint_sha256
             self.tiling = meta.tile_spec()
 
@@ -315,17 +313,11 @@ def score_samples(scorer: _Scorer, samples: List[Sample], batch_size: int = 8, p
 
     if scorer.tiling is not None:  # per frame over all its tiles, at the frames' resolution
         return _score_tiled(scorer, samples, batch_size, progress)
-    size = tuple(scorer.size)
-    maps, scores = [], []
-    for i in tqdm(range(0, len(samples), batch_size), desc="calibrate", unit="batch", disable=not show_progress(progress)):
-        chunk = samples[i:i + batch_size]
-        batch = np.stack([preprocess_bgr(read_image(s.path), size, resize=scorer.resize) for s in chunk])
-        m, s = scorer(batch)
-        maps.append(np.asarray(m, np.float32))
-        scores.append(np.asarray(s, np.float64).reshape(-1))
-    masks = read_sample_masks(samples, size)
+    size = (int(scorer.model.image_size[0]), int(scorer.model.image_size[1]))
+    bar = (lambda starts: tqdm(starts, desc="calibrate", unit="batch")) if show_progress(progress) else None
+    maps, scores = score_images([s.path for s in samples], scorer.model, scorer, batch_size, bar)
     labels = np.array([s.is_anomalous for s in samples], dtype=bool)
-    return Scored(labels, np.concatenate(scores), np.concatenate(maps), masks)
+    return Scored(labels, scores, maps, read_sample_masks(samples, size))
 
 
 def _score_tiled(scorer: _Scorer, samples: List[Sample], batch_size: int, progress: bool) -> Scored:
@@ -334,7 +326,7 @@ def _score_tiled(scorer: _Scorer, samples: List[Sample], batch_size: int, progre
 
     from rd_edge.core.postprocess import resize_map
 
-    size = read_image(samples[0].path).shape[:2] if samples else tuple(scorer.size)
+    size = read_image(samples[0].path).shape[:2] if samples else tuple(scorer.model.image_size)
     maps, scores = [], []
     for i in tqdm(range(0, len(samples), batch_size), desc="calibrate", unit="batch", disable=not show_progress(progress)):
         m, s = _tiled_naming_the_image(scorer, samples[i:i + batch_size])

@@ -1,9 +1,9 @@
 """Tiles on the torch side: random training tiles, and per-frame tiled prediction.
 
 Training samples tiles at random positions of the full-resolution good images (every region
-is seen over the steps). Held-out scores, thresholds and evaluation run the way the runtime
-will (rd_edge.runtime.tiled): every frame becomes the tiling's grid, its tiles go through the
-model, the tile maps are blended (rd_edge.core.tiling.Stitcher) and the score is the max.
+is seen over the steps). Held-out scores, thresholds and evaluation run the runtime's own loop
+(rd_edge.core.tiled_prediction): every frame becomes the tiling's grid, its tiles go through
+the model, the tile maps are blended (rd_edge.core.tiling.Stitcher) and the score is the max.
 """
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from .core.errors import DatasetError
-from .core.postprocess import resize_map
 from .core.preprocess import preprocess_bgr
-from .core.tiling import Stitcher, Tiling, fit_frame
+from .core.tiled_prediction import TiledPrediction
+from .core.tiling import Tiling, fit_frame
 
 
 def common_frame_size(frames: Sequence[np.ndarray]) -> Optional[Tuple[int, int]]:
@@ -64,33 +64,17 @@ def grid_tiles(frames: Sequence[np.ndarray], tiling: Tiling, model_hw: Tuple[int
 @torch.no_grad()
 def predict_tiled(model: torch.nn.Module, frames: Iterable[np.ndarray], tiling: Tiling,
                   device: torch.device, batch_size: int = 16) -> Tuple[List[np.ndarray], np.ndarray]:
-    """Per frame: the stitched map [H,W] at the frame's own size and its max (the score).
+    """Per frame: the stitched map [H,W] at the frame's own size and its max (the score), by the
+    runtime's loop (rd_edge.core.tiled_prediction) with the torch module as the batch callable.
 
     ``model``: the fused inference module, float32 [N,3,h,w] RGB in [0,1] -> (map, score).
     ``frames``: uint8 BGR [H,W,3] images of any size of at least one tile.
     """
-    model_hw, rule = tuple(model.config.image_size), model.config.resize
-    maps: List[np.ndarray] = []
-    scores: List[float] = []
-    stitchers = {}
-    for frame in frames:
-        fitted = fit_frame(frame, tiling.frame, rule)
-        key = fitted.shape[:2]
-        if key not in stitchers:
-            stitchers[key] = Stitcher(tiling.grid(key), tiling.window)
-        stitcher = stitchers[key]
-        crops = stitcher.grid.crops(fitted)
-        tile_maps: List[np.ndarray] = []
-        for start in range(0, len(crops), batch_size):
-            batch = np.stack([preprocess_bgr(c, model_hw, resize=rule) for c in crops[start:start + batch_size]])
-            amap, _ = model(torch.from_numpy(batch).to(device))  # [n,1,h,w]
-            tile_maps.extend(m for m in amap[:, 0].cpu().numpy())
-        if model_hw != stitcher.grid.tile:
-            tile_maps = [resize_map(m, stitcher.grid.tile) for m in tile_maps]
-        stitched = stitcher.stitch(tile_maps)
-        maps.append(resize_map(stitched, frame.shape[:2]))
-        scores.append(float(stitched.max()))
-    return maps, np.asarray(scores, dtype=np.float32)
+    def run(batch: np.ndarray) -> np.ndarray:  # [n,3,h,w] -> maps [n,1,h,w]
+        return model(torch.from_numpy(batch).to(device))[0].cpu().numpy()
+
+    results = TiledPrediction(tiling, model.config).predict(list(frames), run, batch_size)
+    return [m for m, _ in results], np.asarray([s for _, s in results], dtype=np.float32)
 
 
 class TileTraining:

@@ -21,7 +21,7 @@ from .core.cli import show_progress
 from .core.errors import CheckpointError, ConfigError, DatasetError, OutputError, RdEdgeError
 from .core.files import check_writable_file, remove_stale_temps
 from .core.metadata import RESIZE_DEFAULT
-from .core.preprocess import preprocess_bgr
+from .core.scoring import load_batch
 from .data import open_dataset, read_image
 from .data.layouts import ExtraGood
 from .data.mvtec import read_sample_masks
@@ -109,11 +109,12 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_images(paths: Sequence[Path], size: int, resize: str) -> torch.Tensor:
-    """Decode and resize once, keep uint8 in memory: [N,3,S,S] RGB (4x smaller than float)."""
-    out = np.empty((len(paths), 3, size, size), dtype=np.uint8)
-    for i, p in enumerate(paths):
-        out[i] = np.round(preprocess_bgr(read_image(p), (size, size), resize=resize) * 255.0).astype(np.uint8)
+def load_images(paths: Sequence[Path], model: ModelConfig, chunk: int = 64) -> torch.Tensor:
+    """Decode and resize once (the model's size and rule), keep uint8 in memory: [N,3,H,W] RGB
+    (4x smaller than float)."""
+    out = np.empty((len(paths), 3, *model.image_size), dtype=np.uint8)
+    for i in range(0, len(paths), chunk):
+        out[i:i + chunk] = np.round(load_batch(paths[i:i + chunk], model) * 255.0).astype(np.uint8)
     return torch.from_numpy(out)
 
 
@@ -217,8 +218,8 @@ class Trainer:
                                       self.model_cfg.resize)
             self.train_u8 = self.tiles.bn_images()  # grid tiles: BatchNorm re-estimation only
         else:
-            self.train_u8 = load_images(train_paths, cfg.image_size, self.model_cfg.resize)
-            self.hold_u8 = load_images(hold_paths, cfg.image_size, self.model_cfg.resize)
+            self.train_u8 = load_images(train_paths, self.model_cfg)
+            self.hold_u8 = load_images(hold_paths, self.model_cfg)
         self.n_train, self.n_hold = len(train_paths), len(hold_paths)
         self.test_set = self._load_test_set() if cfg.eval_every and not cfg.tile else None
         if cfg.eval_every and cfg.tile:  # tiled models are scored per frame: rd-eval does that
@@ -266,7 +267,7 @@ class Trainer:
         size = self.model_cfg.image_size
         masks = read_sample_masks(samples, size)
         labels = np.array([s.is_anomalous for s in samples], dtype=int)
-        return load_images([s.path for s in samples], size[0], self.model_cfg.resize), masks, labels
+        return load_images([s.path for s in samples], self.model_cfg), masks, labels
 
     def _init_teacher(self) -> None:
         record = resolve_teacher(self.cfg.teacher_weights, self.cfg.backbone, self.cfg.weights_url,
@@ -438,7 +439,7 @@ class Trainer:
     def _evaluate(self, bar) -> Dict[str, float]:
         """Image and pixel AUROC on the test split (as RD4AD's code reports every 10 epochs); the
         best so far (mean of the two) is also written to best_path."""
-        from sklearn.metrics import roc_auc_score
+        from .metrics import auroc_or_nan
 
         images, masks, labels = self.test_set
         model = self._inference_model()
@@ -449,8 +450,8 @@ class Trainer:
             scores.append(score.cpu().numpy())
         maps, scores = np.concatenate(maps), np.concatenate(scores)
         result = {"epoch": self.step // self.steps_per_epoch, "step": self.step,
-                  "image_auroc": _auroc(roc_auc_score, labels, scores),
-                  "pixel_auroc": _auroc(roc_auc_score, masks.ravel(), maps.ravel())}
+                  "image_auroc": auroc_or_nan(labels, scores),
+                  "pixel_auroc": auroc_or_nan(masks, maps)}
         bar.write(f"epoch {result['epoch']} (step {self.step}): image AUROC {_pct(result['image_auroc'])}, "
                   f"pixel AUROC {_pct(result['pixel_auroc'])}")
         sys.stdout.flush()  # a log file sees each evaluation as it happens
@@ -580,14 +581,6 @@ def next_commands(model: str, data: Dict[str, Optional[str]]) -> str:
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Dict:
     """Train and write ``cfg.out``; returns a summary dict."""
     return Trainer(cfg, resume=resume, progress=progress).fit()
-
-
-def _auroc(roc_auc_score, labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC, NaN when only one class is present (no defects, or no defect pixels)."""
-    labels = np.asarray(labels).astype(bool)
-    if labels.all() or not labels.any():
-        return float("nan")
-    return float(roc_auc_score(labels, scores))
 
 
 def _pct(value: float) -> str:

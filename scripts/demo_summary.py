@@ -46,7 +46,7 @@ def calibrate_rows(demo: Path):
 
 
 def infer_rows(demo: Path):
-    from sklearn.metrics import roc_auc_score
+    from rd_edge.metrics import auroc_or_nan
 
     records = [json.loads(line) for line in (demo / "infer.jsonl").read_text().splitlines() if line.strip()]
     ok = [r for r in records if not r.get("error")]
@@ -57,7 +57,7 @@ def infer_rows(demo: Path):
                                         f"{len(records) - len(ok)} errors"),
             ("rd-infer latency mean / p99", f"{latency.mean():.1f} / {np.percentile(latency, 99):.1f} ms")]
     if len(set(labels)) == 2:
-        rows.append(("rd-infer image AUROC", f"{100 * roc_auc_score(labels, scores):.1f}"))
+        rows.append(("rd-infer image AUROC", f"{100 * auroc_or_nan(labels, scores):.1f}"))
     return rows
 
 
