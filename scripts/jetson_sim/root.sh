@@ -2,7 +2,7 @@
 # An arm64 Debian root with the distribution's python3, numpy and OpenCV (what JetPack ships as
 # system packages), built once with debootstrap and cached outside the repository; entered through
 # qemu-user-static (binfmt_misc). Usage: root.sh RELEASE ROOT   (RELEASE: bullseye or bookworm).
-# JETSON_SIM_CPP=0 leaves out the C++ toolchain (g++, cmake, libopencv-dev).
+# JETSON_SIM_CPP=1 adds the C++ toolchain (g++, cmake, libopencv-dev: 125 more packages under qemu).
 set -euo pipefail
 release=$1
 root=$2
@@ -29,7 +29,7 @@ if [ ! -e "$root/.rd-base" ]; then
   mv "$root.tmp" "$root"
 fi
 
-if [ "${JETSON_SIM_CPP:-1}" != 0 ] && [ ! -e "$root/.rd-cpp" ]; then
+if [ "${JETSON_SIM_CPP:-0}" != 0 ] && [ ! -e "$root/.rd-cpp" ]; then
   echo "jetson-sim: apt-get install ${cpp_pkgs[*]} in the $release root (once)" >&2
   cp /etc/resolv.conf "$root/etc/resolv.conf"
   mount -t proc proc "$root/proc"

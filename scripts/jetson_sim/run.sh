@@ -32,11 +32,16 @@ cleanup() {
 trap cleanup EXIT
 
 # --- x86 side: what a workstation hands to the device ------------------------------------------
-echo "jetson-sim: preparing the model, data and reference scores on $(uname -m) ($work)" >&2
-t0=$(date +%s)
-"$bin/python" "$here/prepare.py" "$work/files" --bin "$bin" > "$work/prepare.log" 2>&1 \
-  || { cat "$work/prepare.log" >&2; exit 1; }
-echo "jetson-sim: prepared in $(( $(date +%s) - t0 )) s" >&2
+# JETSON_SIM_PREPARED=DIR reuses what an earlier prepare.py wrote (while working on the checks).
+if [ -n "${JETSON_SIM_PREPARED:-}" ]; then
+  cp -r "$JETSON_SIM_PREPARED" "$work/files"
+else
+  echo "jetson-sim: preparing the model, data and reference scores on $(uname -m) ($work)" >&2
+  t0=$(date +%s)
+  "$bin/python" "$here/prepare.py" "$work/files" --bin "$bin" > "$work/prepare.log" 2>&1 \
+    || { cat "$work/prepare.log" >&2; exit 1; }
+  echo "jetson-sim: prepared in $(( $(date +%s) - t0 )) s" >&2
+fi
 
 # A real broker on the host: the chroot shares the host's network, so 127.0.0.1 reaches it.
 port=$("$bin/python" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
@@ -54,14 +59,17 @@ for release in $releases; do
   # The working tree as git sees it (tracked and untracked, not ignored): what `git clone` gives.
   (cd "$repo" && git ls-files -z -co --exclude-standard | tar --null -T - -cf -) | tar -xf - -C "$root/opt/rd-sim/src"
   cp -r "$work/files" "$root/opt/rd-sim/work"
-  cp /etc/resolv.conf "$root/etc/resolv.conf"  # pip reaches PyPI from inside
+  cp /etc/resolv.conf "$root/etc/resolv.conf"  # pip reaches PyPI from inside,
+  # through the same TLS trust (and index, if one is set) as this machine's pip.
+  cp "${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}" "$root/opt/rd-sim/ca.crt"
   # /proc, /sys and /dev as on a device: without /sys ONNX Runtime aborts at import under qemu.
   mount -t proc proc "$root/proc" && mounted+=("$root/proc")
   mount --bind /sys "$root/sys" && mounted+=("$root/sys")
   mount --bind /dev "$root/dev" && mounted+=("$root/dev")
   echo "== jetson-sim: Debian $release arm64 (qemu-user-static) ==" >&2
   chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin LANG=C.UTF-8 \
-    MQTT_PORT="$port" JETSON_SIM_CPP="${JETSON_SIM_CPP:-1}" RELEASE="$release" \
+    MQTT_PORT="$port" JETSON_SIM_CPP="${JETSON_SIM_CPP:-0}" RELEASE="$release" PIP_CERT=/opt/rd-sim/ca.crt \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 ${PIP_INDEX_URL:+PIP_INDEX_URL="$PIP_INDEX_URL"} \
     /bin/bash /opt/rd-sim/src/scripts/jetson_sim/device.sh || failed=1
   for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount "${mounted[i]}"; done
   mounted=()
