@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from rd_edge.core.cli import DefaultsHelpFormatter, run_cli
+from rd_edge.core.cli import DefaultsHelpFormatter, passive_openmp, run_cli
 from rd_edge.core.files import check_writable_file, write_text_atomic
 
 from ._data import add_data_arguments, check_data_arguments, open_data
@@ -35,6 +35,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_data_arguments(parser, args)
+
+    passive_openmp()  # before torch is imported (in body)
 
     def body() -> int:
         if args.json_out:  # before torch is imported and minutes of evaluation, not after

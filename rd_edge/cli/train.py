@@ -9,7 +9,7 @@ import argparse
 import json
 from typing import Optional, Sequence
 
-from rd_edge.core.cli import DefaultsHelpFormatter, fraction, int_at_least, run_cli
+from rd_edge.core.cli import DefaultsHelpFormatter, fraction, int_at_least, passive_openmp, run_cli
 
 from ._data import add_data_arguments, check_data_arguments
 
@@ -59,6 +59,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_data_arguments(parser, args, extra_good=True)
+
+    passive_openmp()  # before torch is imported (in body)
 
     def body() -> int:
         from ..train import (  # torch is imported only once the arguments are fine

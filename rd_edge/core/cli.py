@@ -77,6 +77,13 @@ def route_warnings() -> None:
     warnings.showwarning = show
 
 
+def passive_openmp() -> None:
+    """OMP_WAIT_POLICY=PASSIVE unless the user set it; call before torch is imported. On a shared
+    CPU, OpenMP threads that spin while waiting burn the cores others need: a training step took
+    3.73 s of CPU with torch's default (spinning) against 0.52 s passive, 2 threads, load 14."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def show_progress(requested: bool = True) -> bool:
     """Progress bars only when asked for and stderr is a terminal: in a log, tqdm's carriage
     returns are noise."""

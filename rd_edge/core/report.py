@@ -188,8 +188,8 @@ def histogram_svg(rows: Sequence[ReportRow], threshold: Optional[float], bins: i
     if hi <= lo:
         hi = lo + 1.0
     edges = np.linspace(lo, hi, bins + 1)
-    counts = {k: np.histogram([r.score for r in scored if key(r) == k], edges)[0] for k in kinds}
-    top = max(1, int(sum(counts.values()).max()))
+    counts = {k: np.histogram(np.array([r.score for r in scored if key(r) == k], float), edges)[0] for k in kinds}
+    top = max(1, int(np.sum(list(counts.values()), axis=0).max()))
     sx = lambda v: PAD + (v - lo) / (hi - lo) * (W - 2 * PAD)  # noqa: E731
     sy = lambda c: H - PAD - c / top * (H - 2 * PAD)  # noqa: E731
     shapes = []
