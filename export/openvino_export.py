@@ -31,7 +31,7 @@ from rd_edge.core.optional import lazy_import
 from rd_edge.runtime import load_runner
 
 PathLike = Union[str, Path]
-ov = lazy_import("openvino", "rd-export --format openvino", "`pip install rd-edge[openvino]`", ExportError)
+ov = lazy_import("openvino", "rd-export --format openvino", "`pip install '.[openvino]'`", ExportError)
 
 IR_TOLERANCE = 1e-4  # max |d map|, |d score| of the fp32 IR against the fp32 ONNX in ONNX Runtime
 IR_PRECISIONS = ("fp32", "bf16", "int8")

@@ -28,7 +28,7 @@ from .quantize import DEFAULT_MAX_IMAGES, SCOPES, int8_calibration_paths, load_i
 
 PathLike = Union[str, Path]
 nncf = lazy_import("nncf", "OpenVINO int8 (rd-export --format openvino --precision int8)",
-                   "`pip install rd-edge[openvino]` (nncf)", ExportError)
+                   "`pip install '.[openvino]'` (nncf)", ExportError)
 
 # Accuracy-aware by default: full, then student, the fastest within the fidelity bound (scope_search).
 DEFAULT_OV_SCOPE = Int8Scope.AUTO.value

@@ -312,7 +312,7 @@ def _import_quantization() -> None:
     try:
         import onnxruntime.quantization  # noqa: F401
     except ImportError as exc:
-        raise ExportError(f"int8 quantization needs onnxruntime: `pip install rd-edge[cpu]` ({exc})") from exc
+        raise ExportError(f"int8 quantization needs onnxruntime: `pip install '.[cpu]'` ({exc})") from exc
 
 
 def _run_quantize_static(onnx_in: Path, model: onnx.ModelProto, recipe: Int8Recipe, nodes: List[str],

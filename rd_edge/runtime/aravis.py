@@ -132,7 +132,7 @@ def read_camera_file(path: Path) -> Dict[str, str]:
         try:
             import yaml  # type: ignore[import-untyped]
         except ImportError:
-            raise AravisError(f"{path}: YAML camera files need PyYAML (pip install rd-edge[genicam]); "
+            raise AravisError(f"{path}: YAML camera files need PyYAML (pip install '.[genicam]'); "
                               f"or write it as JSON") from None
         data = yaml.safe_load(text)
     else:

@@ -1,5 +1,5 @@
 """Talk to the ``rd_edge`` model on a Triton server (rd-serve, or a repository on the official
-container) over HTTP or gRPC, with tritonclient (``pip install 'rd-edge[client]'``).
+container) over HTTP or gRPC, with tritonclient (``pip install '.[client]'``).
 
     with TritonClient("http://gpu-server:8000") as client:      # or "grpc://gpu-server:8001"
         preds = client.predict_encoded([open("a.png", "rb").read()])   # IMAGE: encoded files
@@ -27,7 +27,7 @@ from rd_edge.core.urls import mask_url, mask_urls, url_credentials
 from .detector import Batch, Detector, Prediction
 from .triton_repo import DETECTOR_MODEL_NAME
 
-_HINT = "pip install 'rd-edge[client]'"
+_HINT = "pip install '.[client]'"
 _http = lazy_import("tritonclient.http", "talking to a Triton server over HTTP", _HINT)
 _grpc = lazy_import("tritonclient.grpc", "talking to a Triton server over gRPC", _HINT)
 _utils = lazy_import("tritonclient.utils", "talking to a Triton server", _HINT)

@@ -5,8 +5,8 @@
 
 Writes a Python-backend model repository (model ``rd_edge``: IMAGE/FRAME in, SCORE,
 IS_ANOMALOUS, NORMALIZED_SCORE, ANOMALY_MAP out; see rd_edge.runtime.triton_python) into a
-work folder and runs the ``tritonserver`` binary on it: the one nvidia-pytriton ships (``pip
-install rd-edge[serve]``) or, with ``--tritonserver DIR``, an installed server such as the
+work folder and runs the ``tritonserver`` binary on it: the one nvidia-pytriton ships (``make
+serve-env``: the ``serve`` extra in its own venv) or, with ``--tritonserver DIR``, an installed server such as the
 official container's ``/opt/tritonserver``. Triton starts one Python-backend stub process per
 instance; each loads the Detector in this Python environment. Ctrl-C or SIGTERM stops the server.
 
@@ -44,7 +44,8 @@ from .triton_repo import (
 
 MODEL_PY = ('"""Triton Python backend entry point written by rd-serve: the rd-edge Detector."""\n'
             "from rd_edge.runtime.triton_python import TritonPythonModel  # noqa: F401\n")
-SERVE_HINT = "pip install 'rd-edge[serve]' (nvidia-pytriton ships tritonserver), or pass --tritonserver DIR"
+SERVE_HINT = ("run it from its own environment: `make serve-env` in the rd-edge checkout, then "
+              ".venv-serve/bin/rd-serve (nvidia-pytriton ships tritonserver; numpy<2), or pass --tritonserver DIR")
 
 
 @dataclass
@@ -98,8 +99,8 @@ def check_numpy_abi(install: TritonInstall) -> None:
     if install.stub is not None and int(np.__version__.split(".")[0]) >= 2:
         raise BackendError(f"this environment has numpy {np.__version__}, but the Triton Python-backend stub "
                            f"shipped by nvidia-pytriton is built for numpy 1.x and corrupts tensors under "
-                           f"numpy 2; run rd-serve from its own environment: python -m venv serve-env && "
-                           f"serve-env/bin/pip install 'rd-edge[serve]' (it pins numpy<2)")
+                           f"numpy 2; run rd-serve from its own environment: `make serve-env` in the rd-edge "
+                           f"checkout, then .venv-serve/bin/rd-serve (it pins numpy<2)")
 
 
 def stub_environment(extra_libraries: Sequence[Path] = ()) -> Dict[str, str]:

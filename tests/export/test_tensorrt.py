@@ -515,7 +515,7 @@ def test_engine_without_tensorrt_is_one_clear_error_and_never_imports_torch(r18_
     rc, err, heavy = run_cli_in_subprocess([r18_onnx, "--engine", tmp_path / "m.engine"])
     assert rc == 1 and heavy == []
     assert err.count("\n") == 1 and err.startswith("error: building a TensorRT engine needs the tensorrt")
-    assert "pip install rd-edge[gpu-cu12]" in err and "rd-edge[gpu-cu13]" in err and "JetPack" in err
+    assert "pip install '.[gpu-cu12]'" in err and "'.[gpu-cu13]'" in err and "JetPack" in err
     assert not (tmp_path / "m.engine").exists()
 
 

@@ -39,13 +39,13 @@ _SPINNING_KEYS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spi
 def _import_onnxruntime() -> Any:
     """The onnxruntime module, or a BackendError naming the extra that installs it."""
     return import_optional("onnxruntime", "the ONNX Runtime backend",
-                           "`pip install rd-edge[cpu]` (onnxruntime) or `pip install rd-edge[gpu]` "
+                           "`pip install '.[cpu]'` (onnxruntime) or `pip install '.[gpu]'` "
                            "(onnxruntime-gpu)")
 
 
 def _probe() -> Optional[str]:
     if importlib.util.find_spec("onnxruntime") is None:
-        return "onnxruntime is not installed: `pip install rd-edge[cpu]` or `rd-edge[gpu]`"
+        return "onnxruntime is not installed: `pip install '.[cpu]'` or `pip install '.[gpu]'`"
     return None
 
 
@@ -70,7 +70,7 @@ def expand_providers(providers: Union[None, str, Sequence[str]], device: Optiona
 def _check_available(names: Sequence[str], available: Sequence[str]) -> None:
     missing = [n for n in names if n not in available]
     if missing:
-        hint = " (install onnxruntime-gpu: `pip install rd-edge[gpu]`)" if _CPU in available and \
+        hint = " (install onnxruntime-gpu: `pip install '.[gpu]'`)" if _CPU in available and \
             any(n in (_CUDA, _TRT) for n in missing) else ""
         raise BackendError(f"ONNX Runtime execution provider(s) {missing} are not available here; "
                            f"available: {list(available)}{hint}")

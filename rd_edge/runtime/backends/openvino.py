@@ -6,7 +6,7 @@ scores without saying so. Here ``fp32`` means f32, and ``bf16`` is used only whe
 the IR was exported for it) and the CPU has it. An int8 IR (NNCF) runs its quantized layers in
 int8 whatever the hint; the hint sets the precision of the rest (the anomaly-map head).
 
-openvino is imported inside the loader (``pip install rd-edge[openvino]``).
+openvino is imported inside the loader (``pip install '.[openvino]'``).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from rd_edge.core.optional import lazy_import
 
 from .base import Runner, register_backend, reject_unknown_options
 
-ov = lazy_import("openvino", "the OpenVINO backend", "`pip install rd-edge[openvino]`")
+ov = lazy_import("openvino", "the OpenVINO backend", "`pip install '.[openvino]'`")
 
 _OPTIONS = ("precision", "threads", "device")
 # Our precision names -> OpenVINO's element types for INFERENCE_PRECISION_HINT.

@@ -37,7 +37,7 @@ class StationError(RdEdgeError):
 
 def _need(module: str) -> Any:
     return import_optional(module, "the operator's station (--station, rd-edge station)",
-                           "pip install 'rd-edge[station]' (starlette, uvicorn)", StationError)
+                           "pip install '.[station]' (starlette, uvicorn)", StationError)
 
 
 def build_app(station: Station, token: str | None = None) -> Any:

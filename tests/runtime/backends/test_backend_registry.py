@@ -98,4 +98,4 @@ def test_onnxruntime_is_available_here_and_tensorrt_says_why_not():
     assert "ort" in available_backends()
     if importlib.util.find_spec("tensorrt") is None:
         assert "trt" not in available_backends()
-        assert "rd-edge[gpu-cu12]" in why_unavailable("trt") and "rd-edge[gpu-cu13]" in why_unavailable("trt")
+        assert "'.[gpu-cu12]'" in why_unavailable("trt") and "'.[gpu-cu13]'" in why_unavailable("trt")

@@ -102,8 +102,8 @@ def test_missing_openvino_names_the_extra(r18_onnx, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, str(r18_onnx), str(tmp_path / "m.xml")],
                           capture_output=True, text=True, timeout=120)
     assert proc.stdout.startswith("BackendError the OpenVINO backend needs the openvino") and \
-        "pip install rd-edge[openvino]" in proc.stdout
-    assert proc.returncode == 1 and one_line_error(proc.stderr) and "rd-edge[openvino]" in proc.stderr
+        "pip install '.[openvino]'" in proc.stdout
+    assert proc.returncode == 1 and one_line_error(proc.stderr) and "'.[openvino]'" in proc.stderr
     assert not (tmp_path / "m.xml").exists()
 
 

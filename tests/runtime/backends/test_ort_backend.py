@@ -44,7 +44,7 @@ def test_unavailable_provider_lists_the_available_ones(tiny_onnx):
         pytest.skip("CUDA provider is available here")
     available = ort.get_available_providers()
     with pytest.raises(BackendError, match=r"\['CUDAExecutionProvider'\] are not available here; "
-                                           r"available: \[.*'CPUExecutionProvider'.*rd-edge\[gpu\]") as err:
+                                           r"available: \[.*'CPUExecutionProvider'.*pip install '\.\[gpu\]'") as err:
         load_runner(tiny_onnx, providers=["cuda"])
     assert str(available) in str(err.value)
 
@@ -98,5 +98,5 @@ def test_wrong_input_shape_is_a_backend_error(tiny_onnx):
 
 def test_missing_onnxruntime_names_the_extra(tiny_onnx, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
-    with pytest.raises(BackendError, match=r"pip install rd-edge\[cpu\]"):
+    with pytest.raises(BackendError, match=r"pip install .\.\[cpu\]."):
         load_runner(tiny_onnx)

@@ -147,7 +147,7 @@ def resolve_precision(requested: Optional[str], meta: ModelMetadata, source: Pat
         raise ExportError(f"TensorRT {trt_major} takes fp16 from the ONNX itself and {source} is fp32; "
                           f"export an fp16 graph (`rd-export model.pt --precision fp16 -o model_fp16.onnx`) "
                           f"or give the checkpoint: `rd-export model.pt --engine --precision fp16`; TensorRT 10 "
-                          f"(`pip install rd-edge[gpu-cu12]`) still builds fp16 from an fp32 graph")
+                          f"(`pip install '.[gpu-cu12]'`) still builds fp16 from an fp32 graph")
     return want
 
 

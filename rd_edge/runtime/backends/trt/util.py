@@ -20,10 +20,10 @@ from rd_edge.core.optional import lazy_import
 from rd_edge.core.sidecar import GpuInfo, format_compute_capability
 
 # The pip extras per CUDA major version (README, "Install"): TensorRT's wheels are built per CUDA.
-GPU_EXTRAS = ("`pip install rd-edge[gpu-cu12]` (TensorRT 10, NVIDIA driver >= 525) or "
-              "`pip install rd-edge[gpu-cu13]` (TensorRT 11, driver >= 580)")
+GPU_EXTRAS = ("`pip install '.[gpu-cu12]'` (TensorRT 10, NVIDIA driver >= 525) or "
+              "`pip install '.[gpu-cu13]'` (TensorRT 11, driver >= 580)")
 TRT_INSTALL_HINT = f"on a Jetson it comes with JetPack (python3-libnvinfer), elsewhere {GPU_EXTRAS}"
-PYCUDA_INSTALL_HINT = f"{GPU_EXTRAS}, or `pip install rd-edge[jetson]` on a Jetson"
+PYCUDA_INSTALL_HINT = f"{GPU_EXTRAS}, or `pip install '.[jetson]'` on a Jetson"
 # pip distributions that install the tensorrt module, by CUDA flavour (8.x wheels: plain "tensorrt").
 _TRT_DISTRIBUTIONS = {"cu12": ("tensorrt-cu12", "tensorrt_cu12_bindings", "tensorrt_cu12"),
                       "cu13": ("tensorrt-cu13", "tensorrt_cu13_bindings", "tensorrt_cu13")}
