@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .errors import MetadataError
+from .thresholds import check_threshold
 from .tiling import Tiling
 
 METADATA_KEY = "rd_edge"
@@ -124,10 +125,9 @@ def _check_numbers(data: Dict[str, Any], source: str) -> None:
     """threshold: a finite number or null; score_stats: null or an object of finite numbers.
     A NaN threshold would hide every defect, a string one fail mid-run."""
     for key in ("threshold", "pixel_threshold"):
-        threshold = data.get(key)
-        if threshold is not None and not _is_finite_number(threshold):
-            raise MetadataError(f"{source}: metadata {key} must be a finite number or null, found "
-                                f"{threshold!r}; re-export the model (or pass a threshold explicitly)")
+        if data.get(key) is not None:
+            check_threshold(data[key], key, f"{source}: metadata", nullable=True,
+                            hint="re-export the model (or pass a threshold explicitly)")
     stats = data["score_stats"]
     if stats is None:
         return

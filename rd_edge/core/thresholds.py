@@ -14,6 +14,11 @@ arguments first, then this file, then the model's embedded metadata. Format (ver
                                        # reference (rd_edge.core.drift; optional, added later)
 
 Only finite numbers are accepted: a NaN threshold would silently pass or flag everything.
+
+One concept, one name: an image is anomalous when its score > ``image_threshold``, a pixel when
+its map value > ``pixel_threshold`` (masks use the image threshold when there is none). Every
+threshold, from an argument, this file, the model's metadata or a server, goes through
+:func:`check_threshold`; a model without any image threshold is a :class:`NoThresholdError`.
 """
 from __future__ import annotations
 
@@ -23,8 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+import numpy as np
+
 from .drift import check_reference
-from .errors import MetadataError
+from .errors import ConfigError, MetadataError
 from .files import PathLike, write_text_atomic
 
 THRESHOLDS_FILE = "thresholds.json"
@@ -37,11 +44,35 @@ def thresholds_path(model: PathLike) -> Path:
     return Path(model).parent / THRESHOLDS_FILE
 
 
-def finite_threshold(value: Any, name: str, source: str = "threshold") -> float:
-    """``value`` as a float; MetadataError unless it is a finite number (bools are not numbers)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise MetadataError(f"{source}: {name} must be a finite number, found {value!r}")
-    return float(value)
+class ThresholdValueError(ConfigError, MetadataError):
+    """A threshold that is not a finite number: a ConfigError for an argument, a MetadataError
+    for a file or a model's metadata (it is both, so either can be caught)."""
+
+
+class NoThresholdError(MetadataError):
+    """The model has no image threshold: none in its metadata, no thresholds.json beside it, none
+    passed. Serving still works (clients bring their own); detecting does not."""
+
+
+def check_threshold(value: Any, name: str = "image_threshold", source: Optional[str] = None,
+                    nullable: bool = False, hint: str = "") -> float:
+    """``value`` as a float; ThresholdValueError unless it is a finite number. Strings, bools,
+    NaN, infinities and integers beyond float range are refused: a NaN threshold would pass
+    every part, a string one fail mid-run. ``source`` prefixes the message (the file, "metadata"),
+    ``nullable`` says null is allowed where the caller checked for it, ``hint`` what to do."""
+    expected = "a finite number or null" if nullable else "a finite number"
+    where = f"{source}: " if source else ""
+    fix = f"; {hint}" if hint else ""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ThresholdValueError(f"{where}{name} must be {expected}, found {value!r}{fix}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float range, e.g. 10**400
+        number = math.inf
+    if not math.isfinite(number):
+        raise ThresholdValueError(f"{where}{name} must be {expected}, found {value!r} (it would hide "
+                                  f"every defect or flag every part){fix}")
+    return number
 
 
 @dataclass
@@ -57,9 +88,9 @@ class Thresholds:
     normal_scores: Optional[Dict[str, Any]] = None
 
     def __post_init__(self) -> None:
-        self.image_threshold = finite_threshold(self.image_threshold, "image_threshold")
+        self.image_threshold = check_threshold(self.image_threshold, "image_threshold")
         if self.pixel_threshold is not None:
-            self.pixel_threshold = finite_threshold(self.pixel_threshold, "pixel_threshold")
+            self.pixel_threshold = check_threshold(self.pixel_threshold, "pixel_threshold")
 
     def to_json(self) -> str:
         data = {"format": THRESHOLDS_FORMAT, "format_version": THRESHOLDS_VERSION, **asdict(self)}
@@ -84,8 +115,8 @@ class Thresholds:
         report = data.get("report") or {}
         if not isinstance(report, dict):
             raise MetadataError(f"{source}: report must be a JSON object, found {type(report).__name__}")
-        return cls(image_threshold=finite_threshold(data["image_threshold"], "image_threshold", source),
-                   pixel_threshold=None if pixel is None else finite_threshold(pixel, "pixel_threshold", source),
+        return cls(image_threshold=check_threshold(data["image_threshold"], "image_threshold", source),
+                   pixel_threshold=None if pixel is None else check_threshold(pixel, "pixel_threshold", source),
                    method=str(data.get("method", "manual")), model=data.get("model"),
                    checkpoint_sha256=data.get("checkpoint_sha256"), report=report,
                    normal_scores=check_reference(data.get("normal_scores"), source))

@@ -22,6 +22,7 @@ from rd_edge.core.errors import BackendError
 from rd_edge.core.metadata import ModelMetadata
 from rd_edge.core.optional import lazy_import
 from rd_edge.core.postprocess import normalize_score, score_scale
+from rd_edge.core.thresholds import check_threshold
 from rd_edge.core.urls import mask_url, mask_urls, url_credentials
 
 from .detector import Batch, Detector, Prediction
@@ -116,7 +117,12 @@ class TritonClient:
         params = self.parameters()
         if key not in params:
             raise ServerError(f"model {self.model_name!r} at {self.url} has no {key} parameter; is it rd-serve's?")
-        return float(params[key])
+        value: Any = params[key]
+        try:
+            value = float(value)
+        except ValueError:
+            pass  # a string: refused below, naming the server
+        return check_threshold(value, key, f"model {self.model_name!r} at {self.url}")
 
     @property
     def max_batch(self) -> int:
@@ -224,6 +230,10 @@ class RemoteDetector:
     def __init__(self, url: str, batch_size: int = 8, anomaly_map: bool = False,
                  threshold: Optional[float] = None, pixel_threshold: Optional[float] = None,
                  timeout: float = 60.0) -> None:
+        if threshold is not None:  # as the Detector does, before connecting to anything
+            threshold = check_threshold(threshold, "threshold")
+        if pixel_threshold is not None:
+            pixel_threshold = check_threshold(pixel_threshold, "pixel_threshold")
         # One client per thread: the HTTP client (gevent) fails in any thread but the one that made
         # it ("Cannot switch to a different thread"), and the pipeline infers in its own thread.
         self._url, self._timeout = url, timeout
@@ -236,9 +246,9 @@ class RemoteDetector:
                                   f"`rd-serve MODEL` or check the URL")
             self.batch_size = min(int(batch_size), int(self.client.config().get("max_batch_size") or batch_size))
             self.metadata = self.client.metadata
-            self.threshold = float(threshold) if threshold is not None else self.client.threshold
-            self.pixel_threshold = (float(pixel_threshold) if pixel_threshold is not None
-                                    else self.client.pixel_threshold)
+            # Arguments first (checked above), else the server's (checked as they are read).
+            self.threshold = threshold if threshold is not None else self.client.threshold
+            self.pixel_threshold = pixel_threshold if pixel_threshold is not None else self.client.pixel_threshold
         except BaseException:
             self.close()
             raise

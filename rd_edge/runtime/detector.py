@@ -14,7 +14,6 @@ CUDA when it was possible in principle.
 """
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -30,6 +29,7 @@ from rd_edge.core.images import downscale_to_budget, fit_pixels
 from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
 from rd_edge.core.postprocess import normalize_score, render_overlay, resize_map, score_scale
 from rd_edge.core.preprocess import preprocess_bgr
+from rd_edge.core.thresholds import check_threshold
 
 from .backends import DeviceInputRunner, Runner, load_runner
 from .backends.base import PathLike
@@ -97,7 +97,7 @@ class Detector:
                  pixel_threshold: Optional[float] = None, **options: Any) -> None:
         batch_size = _check_batch_size(batch_size)
         if threshold is not None:
-            threshold = check_threshold(threshold)  # before loading anything
+            threshold = check_threshold(threshold, "threshold")  # before loading anything
         if pixel_threshold is not None:
             pixel_threshold = check_threshold(pixel_threshold, "pixel_threshold")
         if isinstance(model, Runner):
@@ -122,8 +122,8 @@ class Detector:
                cuda_preprocess: Optional[bool]) -> None:
         meta = self.runner.metadata
         self.thresholds = resolve_thresholds(getattr(self.runner, "path", None), meta, threshold, pixel_threshold)
-        self.threshold = self.thresholds.image  # score > threshold: anomalous
-        self.pixel_threshold = self.thresholds.pixel  # map > pixel_threshold: anomalous pixel (masks, outline)
+        self.threshold = self.thresholds.image_threshold  # score > threshold: anomalous
+        self.pixel_threshold = self.thresholds.pixel_threshold  # map > pixel_threshold: anomalous pixel (masks, outline)
         self.score_scale = score_scale(meta.score_stats)  # normalized_score's scale (3 std)
         limit = self.runner.max_batch or batch_size
         self.batch_size = min(batch_size, limit)
@@ -410,16 +410,6 @@ def _check_batch_size(batch_size: Any) -> int:
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ConfigError(f"batch_size must be >= 1 and <= {MAX_BATCH_SIZE}, got {batch_size}")
     return int(batch_size)
-
-
-def check_threshold(threshold: Any, what: str = "threshold") -> float:
-    """``threshold`` as a finite float; ConfigError for NaN, infinities, strings or bools (a NaN
-    threshold would make every frame 'OK')."""
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"{what} must be a finite number, found {threshold!r}")
-    if not math.isfinite(float(threshold)):
-        raise ConfigError(f"{what} must be a finite number, found {threshold!r} (it would hide every defect)")
-    return float(threshold)
 
 
 def _compiled(pre: Any) -> Any:

@@ -12,18 +12,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from rd_edge.core.errors import MetadataError
 from rd_edge.core.files import PathLike
 from rd_edge.core.metadata import ModelMetadata
-from rd_edge.core.thresholds import Thresholds, finite_threshold, thresholds_path
+from rd_edge.core.thresholds import NoThresholdError, Thresholds, check_threshold, thresholds_path
 
 
 @dataclass(frozen=True)
 class ResolvedThresholds:
-    image: float
-    pixel: float
+    image_threshold: float  # an image is anomalous when score > image_threshold
+    pixel_threshold: float  # a pixel is anomalous when map > pixel_threshold
     image_source: str  # "argument", the thresholds.json path, or "metadata"
     pixel_source: str  # as image_source, or "image threshold" when none was given anywhere
+
+    @property
+    def image(self) -> float:  # the short names of earlier releases
+        return self.image_threshold
+
+    @property
+    def pixel(self) -> float:
+        return self.pixel_threshold
 
 
 def read_beside(model: Optional[PathLike], meta: ModelMetadata) -> Optional[Thresholds]:
@@ -44,15 +51,16 @@ def read_beside(model: Optional[PathLike], meta: ModelMetadata) -> Optional[Thre
 
 def resolve_thresholds(model: Optional[PathLike], meta: ModelMetadata, threshold: Optional[float] = None,
                        pixel_threshold: Optional[float] = None) -> ResolvedThresholds:
-    """Image and pixel thresholds by precedence; MetadataError when no image threshold exists."""
+    """Image and pixel thresholds by precedence; NoThresholdError when no image threshold exists,
+    ThresholdValueError for one that is not a finite number."""
     beside = read_beside(model, meta)
-    file_label = str(thresholds_path(model)) if beside is not None else ""
+    file_label = str(thresholds_path(model)) if beside is not None and model is not None else ""
     image, image_source = _first(
         (threshold, "argument"),
         (beside.image_threshold if beside else None, file_label),
         (meta.threshold, "metadata"))
     if image is None:
-        raise MetadataError("the model has no threshold: its rd_edge metadata has none (the checkpoint "
+        raise NoThresholdError("the model has no threshold: its rd_edge metadata has none (the checkpoint "
                             "had no normal-score statistics) and there is no thresholds.json beside it; "
                             "calibrate one with rd-calibrate, or pass it: Detector(..., threshold=T) or "
                             "rd-infer --threshold T")
@@ -61,8 +69,8 @@ def resolve_thresholds(model: Optional[PathLike], meta: ModelMetadata, threshold
         (beside.pixel_threshold if beside else None, file_label),
         (meta.pixel_threshold, "metadata"),
         (image, "image threshold"))
-    return ResolvedThresholds(finite_threshold(image, "threshold", image_source),
-                              finite_threshold(pixel, "pixel threshold", pixel_source),
+    return ResolvedThresholds(check_threshold(image, "threshold", image_source),
+                              check_threshold(pixel, "pixel threshold", pixel_source),
                               image_source, pixel_source)
 
 

@@ -24,6 +24,7 @@ from typing import Dict, List, Optional, Sequence
 from rd_edge.core.errors import MetadataError, RdEdgeError
 from rd_edge.core.files import PathLike, leaves_folder, write_text_atomic
 from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
+from rd_edge.core.thresholds import NoThresholdError
 
 from .backends.trt.builder import DEFAULT_MAX_BATCH  # the engines' default: one default everywhere
 from .threshold_precedence import ResolvedThresholds, resolve_thresholds
@@ -109,7 +110,7 @@ def metadata_parameters(meta: ModelMetadata, thresholds: Optional[ResolvedThresh
     """The ``parameters`` every rd-edge Triton model carries (Triton parameters are strings)."""
     params = {"rd_edge": meta.to_json()}
     if thresholds is not None:
-        params.update({"threshold": repr(thresholds.image), "pixel_threshold": repr(thresholds.pixel),
+        params.update({"threshold": repr(thresholds.image_threshold), "pixel_threshold": repr(thresholds.pixel_threshold),
                        "threshold_source": thresholds.image_source})
     return params
 
@@ -176,10 +177,8 @@ def graph_thresholds(source: PathLike, meta: ModelMetadata) -> Optional[Resolved
     (the graph still serves: clients bring their own threshold)."""
     try:
         return resolve_thresholds(source, meta)
-    except MetadataError as exc:
-        if "has no threshold" in str(exc):
-            return None
-        raise  # a broken thresholds.json is an error, not a silent fallback
+    except NoThresholdError:  # a broken thresholds.json is another error, raised: no silent fallback
+        return None
 
 
 def write_graph_repository(model: PathLike, repo: PathLike, meta: ModelMetadata, backend: str,
