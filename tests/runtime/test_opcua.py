@@ -143,3 +143,45 @@ def test_anonymous_access_is_refused_off_loopback():
         OpcUaSink("opc.tcp://0.0.0.0:4840", ["cam"], None, (0.3, 0.3))
     with pytest.raises(SinkError, match="expected opc.tcp://HOST:PORT"):
         OpcUaSink("http://127.0.0.1:4840", ["cam"], None, (0.3, 0.3))
+
+
+def test_with_credentials_only_the_user_gets_in_encrypted(tmp_path):
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from rd_edge.runtime.sinks.opcua import OpcUaSecurity, OpcUaSink
+
+    async def certificates():
+        for who, use in (("server", ExtendedKeyUsageOID.SERVER_AUTH), ("client", ExtendedKeyUsageOID.CLIENT_AUTH)):
+            await setup_self_signed_certificate(tmp_path / f"{who}.pem", tmp_path / f"{who}.der",
+                                                f"urn:rd-edge:test:{who}", "localhost", [use], {"commonName": who})
+
+    asyncio.run(certificates())
+    url = f"opc.tcp://127.0.0.1:{free_ports()[0]}"
+    security = OpcUaSecurity("plc", "s3cret", tmp_path / "server.der", tmp_path / "server.pem")
+    sink = OpcUaSink(url, ["cam"], None, (0.3, 0.3), security=security)
+
+    async def connect_as(user, password, encrypted):
+        client = asyncua.Client(url, timeout=2)
+        if encrypted:
+            await client.set_security_string(f"Basic256Sha256,SignAndEncrypt,{tmp_path / 'client.der'},"
+                                             f"{tmp_path / 'client.pem'}")
+        if user:
+            client.set_user(user)
+            client.set_password(password)
+        try:
+            await client.connect()
+        except Exception as exc:  # noqa: BLE001  refused: the kind of refusal does not matter here
+            return type(exc).__name__
+        try:
+            ns = await client.get_namespace_index(NS)
+            return await client.get_node(f"ns={ns};s=RdEdge.State").read_value()
+        finally:
+            await client.disconnect()
+
+    try:
+        assert asyncio.run(connect_as("plc", "s3cret", True)) == "Operational"
+        assert asyncio.run(connect_as(None, None, False)) != "Operational"  # anonymous, plain
+        assert asyncio.run(connect_as("plc", "wrong", True)) != "Operational"
+    finally:
+        sink.close()
