@@ -39,7 +39,7 @@ from rd_edge.core.files import PathLike, sha256_file
 from rd_edge.core.images import read_image
 from rd_edge.core.preprocess import ModelInput
 from rd_edge.core.scoring import score_images
-from rd_edge.core.thresholds import Thresholds, thresholds_path
+from rd_edge.core.thresholds import Thresholds, legacy_thresholds_path, thresholds_path
 from rd_edge.data.mvtec import GOOD, Sample, read_sample_masks
 
 METHODS = ("false-alarms", "f1", "zero-escape", "normal-quantile")
@@ -382,7 +382,20 @@ def calibrate_thresholds(model: PathLike, dataset: Any, method: str = DEFAULT_ME
                         method=chosen["report"]["method"], model=model.name, checkpoint_sha256=sha,
                         report=chosen["report"], normal_scores=reference_from_scores(data.scores[~data.labels]))
     result.write(thresholds_path(model))
+    _retire_legacy_file(model)
     return result
+
+
+def _retire_legacy_file(model: Path) -> None:
+    """The folder's legacy thresholds.json of this model is replaced by ``<model>.thresholds.json``
+    (migration): removed, so no reader takes the old values; one of another model stays its own."""
+    legacy = legacy_thresholds_path(model)
+    try:
+        owner = Thresholds.read(legacy).model if legacy.is_file() else ""
+    except RdEdgeError:
+        return  # a damaged or foreign file: not ours to remove
+    if owner == model.name:
+        legacy.unlink()
 
 
 def _write_into_checkpoint(path: Path, chosen: Dict[str, Any]) -> str:

@@ -43,7 +43,7 @@ void write_image(const fs::path& path, const cv::Mat& image) {
 int run(const rd::Options& opt) {
   rd::Model model = rd::open_model(opt.model, opt.backend);
   const rd::ModelMetadata& meta = model.metadata;
-  // Thresholds as the Python runtime takes them: command line, then thresholds.json beside the
+  // Thresholds as the Python runtime takes them: command line, then MODEL.thresholds.json beside the
   // model (rd-calibrate), then the embedded metadata; the pixel threshold falls back to the image's.
   const std::optional<rd::ThresholdsFile> file = rd::read_thresholds_file(opt.model);
   if (!opt.threshold && !file && !meta.threshold) {

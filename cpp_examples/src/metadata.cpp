@@ -6,6 +6,7 @@
 #include <iterator>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -327,14 +328,25 @@ std::string jetson_board() {
 std::optional<ThresholdsFile> read_thresholds_file(const std::string& model_path) {
   const size_t slash = model_path.find_last_of('/');
   const std::string folder = slash == std::string::npos ? std::string() : model_path.substr(0, slash + 1);
+  const std::string name = model_path.substr(folder.size());
   ThresholdsFile t;
-  t.path = folder + "thresholds.json";
+  // The model's own <name>.thresholds.json; else the folder's older thresholds.json, which belongs
+  // to the model its "model" field names (any, when it names none), as the Python runtime reads it.
+  t.path = model_path + ".thresholds.json";
+  const bool legacy = !std::ifstream(t.path);
+  if (legacy) t.path = folder + "thresholds.json";
   if (!std::ifstream(t.path)) return std::nullopt;
   cv::FileStorage fs = open_json(opencv_compatible_json(read_text(t.path)), t.path);
   const cv::FileNode root = fs.root();
   if (optional_string(root["format"]) != "rd_edge.thresholds") {
     throw Error(t.path + " is not an rd-edge thresholds file (expected a JSON object with format "
                 "\"rd_edge.thresholds\"); write it with rd-calibrate or delete it");
+  }
+  const std::string owner = optional_string(root["model"]);
+  if (legacy && !owner.empty() && owner != "null" && owner != name) {
+    std::cerr << "warning: " << t.path << " belongs to " << owner << ", not to " << name
+              << ": not used for it (thresholds belong to one model)\n";
+    return std::nullopt;
   }
   if (!root["format_version"].isInt() || static_cast<int>(root["format_version"]) != 1) {
     throw Error(t.path + ": thresholds format version " + describe(root["format_version"]) +

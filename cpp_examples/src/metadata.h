@@ -91,7 +91,8 @@ struct ThresholdsFile {
   std::string method;  // f1, zero-escape, normal-quantile:q, manual
 };
 
-// The thresholds file in `model_path`'s folder; nullopt when there is none, rd::Error when it is
+// The thresholds of `model_path` (MODEL.thresholds.json, else a thresholds.json of this model in its
+// folder); nullopt when there is none, rd::Error when it is
 // not a valid version-1 rd-edge thresholds file or its numbers are not finite.
 std::optional<ThresholdsFile> read_thresholds_file(const std::string& model_path);
 

@@ -1,7 +1,7 @@
 """rd-calibrate: image and pixel thresholds from labelled images, changed without re-export.
 
-Writes thresholds.json beside MODEL (and into the checkpoint when MODEL is a .pt, so later exports
-carry them). rd-infer and the Detector read thresholds.json, so no rd-export is needed.
+Writes MODEL.thresholds.json beside MODEL (and into the checkpoint when MODEL is a .pt, so later exports
+carry them). rd-infer and the Detector read that file, so no rd-export is needed.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``thresholds.json``: image and pixel thresholds kept beside a model, changed without re-export.
+"""``<model>.thresholds.json``: image and pixel thresholds kept beside a model, changed without re-export.
 
 Written by ``rd-calibrate`` (atomically), read by the runtime, which takes thresholds from call
 arguments first, then this file, then the model's embedded metadata. Format (version 1)::
@@ -34,14 +34,24 @@ from .drift import check_reference
 from .errors import ConfigError, MetadataError
 from .files import PathLike, write_text_atomic
 
-THRESHOLDS_FILE = "thresholds.json"
+THRESHOLDS_SUFFIX = ".thresholds.json"
+LEGACY_THRESHOLDS_FILE = "thresholds.json"  # one per folder, before thresholds belonged to one model
 THRESHOLDS_FORMAT = "rd_edge.thresholds"
 THRESHOLDS_VERSION = 1
 
 
 def thresholds_path(model: PathLike) -> Path:
-    """Where the thresholds of ``model`` live: ``thresholds.json`` in the model's folder."""
-    return Path(model).parent / THRESHOLDS_FILE
+    """Where the thresholds of ``model`` live: ``<model file name>.thresholds.json`` beside it
+    (model.onnx -> model.onnx.thresholds.json). Each model file has its own: an fp32 and an
+    int8 model (or an engine) in one folder never share thresholds."""
+    model = Path(model)
+    return model.with_name(model.name + THRESHOLDS_SUFFIX)
+
+
+def legacy_thresholds_path(model: PathLike) -> Path:
+    """The folder's ``thresholds.json`` that older rd-calibrate wrote: it applies only to the model
+    its ``model`` field names (or to any, when it names none)."""
+    return Path(model).parent / LEGACY_THRESHOLDS_FILE
 
 
 class ThresholdValueError(ConfigError, MetadataError):
@@ -73,6 +83,11 @@ def check_threshold(value: Any, name: str = "image_threshold", source: Optional[
         raise ThresholdValueError(f"{where}{name} must be {expected}, found {value!r} (it would hide "
                                   f"every defect or flag every part){fix}")
     return number
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 @dataclass
@@ -115,6 +130,10 @@ class Thresholds:
         report = data.get("report") or {}
         if not isinstance(report, dict):
             raise MetadataError(f"{source}: report must be a JSON object, found {type(report).__name__}")
+        for key in ("model", "checkpoint_sha256", "method"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise MetadataError(f"{source}: {key} must be a string or null, found {_short(data[key])}; "
+                                    f"rerun rd-calibrate")
         return cls(image_threshold=check_threshold(data["image_threshold"], "image_threshold", source),
                    pixel_threshold=None if pixel is None else check_threshold(pixel, "pixel_threshold", source),
                    method=str(data.get("method", "manual")), model=data.get("model"),
@@ -130,4 +149,7 @@ class Thresholds:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise MetadataError(f"cannot read thresholds file {path}: {exc}; rerun rd-calibrate or "
                                 f"delete it") from exc
+        except RecursionError:
+            raise MetadataError(f"cannot read thresholds file {path}: JSON nested too deep; rerun "
+                                f"rd-calibrate or delete it") from None
         return cls.from_dict(data, str(path))

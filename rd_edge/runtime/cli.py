@@ -89,10 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="openvino: inference precision of float layers; none given: the model's (fp32 unless "
                         "exported for bf16)")
     p.add_argument("--threshold", type=float, metavar="T",
-                   help="image threshold on the score; none given: thresholds.json beside the model, else "
+                   help="image threshold on the score; none given: MODEL.thresholds.json beside the model, else "
                         "the model's")
     p.add_argument("--pixel-threshold", type=float, metavar="P",
-                   help="pixel threshold for masks and overlays; none given: thresholds.json, the model's, "
+                   help="pixel threshold for masks and overlays; none given: MODEL.thresholds.json, the model's, "
                         "else the image threshold")
     p.add_argument("--tile-batch", type=int_at_least(1), default=None, metavar="N",
                    help="tiled models: at most N tiles per model call (default: 64, fewer for tiles over "
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "frames lost)")
     p.add_argument("--drift-window", type=int_at_least(0), default=200, metavar="N",
                    help="score drift: compare the last N OK scores per stream with the normal scores "
-                        "rd-calibrate recorded in thresholds.json (KS statistic, warns once); 0: off")
+                        "rd-calibrate recorded in MODEL.thresholds.json (KS statistic, warns once); 0: off")
     p.add_argument("--station", type=port_number(allow_any=True), metavar="PORT",
                    help="serve the operator's station (live view, counters, score chart, NG gallery, review, "
                         "drift) on http://127.0.0.1:PORT/; needs --evidence (the gallery) and the station extra")

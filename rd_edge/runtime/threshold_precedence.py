@@ -1,5 +1,5 @@
 """Threshold precedence: which thresholds a model runs with. Call arguments first, then
-``thresholds.json`` beside the model, then the model's metadata.
+``<model>.thresholds.json`` beside the model (rd_edge.core.thresholds), then the model's metadata.
 
 Each of the two thresholds is resolved on its own, so ``--threshold`` alone keeps a calibrated
 pixel threshold. Without any pixel threshold, masks use the image threshold (what models
@@ -14,7 +14,13 @@ from typing import Optional
 
 from rd_edge.core.files import PathLike
 from rd_edge.core.metadata import ModelMetadata
-from rd_edge.core.thresholds import NoThresholdError, Thresholds, check_threshold, thresholds_path
+from rd_edge.core.thresholds import (
+    NoThresholdError,
+    Thresholds,
+    check_threshold,
+    legacy_thresholds_path,
+    thresholds_path,
+)
 
 
 @dataclass(frozen=True)
@@ -33,13 +39,33 @@ class ResolvedThresholds:
         return self.pixel_threshold
 
 
-def read_beside(model: Optional[PathLike], meta: ModelMetadata) -> Optional[Thresholds]:
-    """The ``thresholds.json`` beside ``model``, if there is one; warns when it was calibrated for
-    other weights than the model's (another checkpoint exported to the same folder)."""
+def beside_path(model: Optional[PathLike]) -> Optional[Path]:
+    """The thresholds file that applies to ``model``: its own ``<name>.thresholds.json``, else
+    the folder's legacy ``thresholds.json`` when that names this model (or none); a legacy file
+    of another model is not used, with a warning (calibrating one model must never re-threshold
+    another)."""
     if model is None:
         return None
-    path = thresholds_path(model)
-    if not path.is_file():
+    own = thresholds_path(model)
+    if own.is_file():
+        return own
+    legacy = legacy_thresholds_path(model)
+    if not legacy.is_file():
+        return None
+    owner = Thresholds.read(legacy).model
+    if owner is not None and owner != Path(model).name:
+        warnings.warn(f"{legacy} belongs to {owner}, not to {Path(model).name}: not used for it (thresholds "
+                      f"belong to one model); calibrate it with rd-calibrate, which writes {own.name}",
+                      stacklevel=3)
+        return None
+    return legacy
+
+
+def read_beside(model: Optional[PathLike], meta: ModelMetadata) -> Optional[Thresholds]:
+    """The thresholds file of ``model`` (beside_path), if there is one; warns when it was
+    calibrated for other weights than the model's (another checkpoint exported to the same folder)."""
+    path = beside_path(model)
+    if path is None or model is None:
         return None
     found = Thresholds.read(path)
     if found.checkpoint_sha256 and found.checkpoint_sha256 != meta.checkpoint_sha256:
@@ -54,14 +80,14 @@ def resolve_thresholds(model: Optional[PathLike], meta: ModelMetadata, threshold
     """Image and pixel thresholds by precedence; NoThresholdError when no image threshold exists,
     ThresholdValueError for one that is not a finite number."""
     beside = read_beside(model, meta)
-    file_label = str(thresholds_path(model)) if beside is not None and model is not None else ""
+    file_label = str(beside_path(model)) if beside is not None else ""
     image, image_source = _first(
         (threshold, "argument"),
         (beside.image_threshold if beside else None, file_label),
         (meta.threshold, "metadata"))
     if image is None:
         raise NoThresholdError("the model has no threshold: its rd_edge metadata has none (the checkpoint "
-                            "had no normal-score statistics) and there is no thresholds.json beside it; "
+                            "had no normal-score statistics) and there is no MODEL.thresholds.json beside it; "
                             "calibrate one with rd-calibrate, or pass it: Detector(..., threshold=T) or "
                             "rd-infer --threshold T")
     pixel, pixel_source = _first(

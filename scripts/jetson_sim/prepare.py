@@ -1,7 +1,7 @@
 """The workstation's half of `make jetson-sim`: the files a user copies to the device.
 
 Run with the main venv (torch): a demo dataset, a tiny model trained for two steps, exported,
-calibrated (thresholds.json beside it); a tiled model; a short video; and this machine's scores
+calibrated (its .thresholds.json beside it); a tiled model; a short video; and this machine's scores
 of every input (reference.json), which the device's scores must match.
 
 Usage: python prepare.py OUT --bin .venv/bin
@@ -94,7 +94,7 @@ def main() -> None:
         run(str(bin_dir / "rd-infer"), str(onnx), str(source), "--json", str(jsonl), "--quiet")
         reference[name] = scores(jsonl, root)
         jsonl.unlink()
-    reference["thresholds"] = json.loads((out / "plain" / "thresholds.json").read_text())
+    reference["thresholds"] = json.loads(Path(f"{plain}.thresholds.json").read_text())  # rd-calibrate's
     (out / "reference.json").write_text(json.dumps(reference, indent=1))
 
 

@@ -291,3 +291,23 @@ def test_thresholds_json_beside_the_model_is_read_as_python_reads_it(rd_infer, r
     (model.parent / "thresholds.json").write_text('{"threshold": 1.0}')
     foreign = _run([rd_infer["exe"], model, images[0]])
     assert foreign.returncode == 1 and "is not an rd-edge thresholds file" in foreign.stderr, _tail(foreign)
+
+
+def test_thresholds_belong_to_one_model_as_in_python(rd_infer, r18_onnx, demo_category, tmp_path):
+    """MODEL.thresholds.json is the model's own; a folder's thresholds.json naming another model is
+    not used (issue 21, case 9), as in the Python runtime."""
+    pytest.importorskip("cv2")
+    from rd_edge.core.thresholds import Thresholds, thresholds_path
+
+    model = tmp_path / "m" / "model.onnx"
+    model.parent.mkdir()
+    shutil.copy(r18_onnx, model)
+    image = sorted((demo_category / "test").rglob("*.png"))[0]
+    Thresholds(image_threshold=-1e9, method="f1", model="model_int8.onnx").write(model.parent / "thresholds.json")
+    other = _run([rd_infer["exe"], model, image])
+    assert other.returncode == 0 and "belongs to model_int8.onnx" in other.stderr, _tail(other)
+    assert "thresholds.json (f1)" not in other.stderr
+    Thresholds(image_threshold=-1e9, method="zero-escape", model="model.onnx").write(thresholds_path(model))
+    own = _run([rd_infer["exe"], model, image])
+    assert own.returncode == 0 and "model.onnx.thresholds.json (zero-escape)" in own.stderr, _tail(own)
+    assert [r["anomalous"] for r in _parse_lines(own.stdout)] == [1]

@@ -233,3 +233,52 @@ def test_metadata_from_before_the_new_fields_still_loads(metadata_factory):
         ModelMetadata.from_json(json.dumps(dict(old, resize="lanczos")))
     with pytest.raises(MetadataError, match="pixel_threshold must be a finite number"):
         ModelMetadata.from_json(json.dumps(dict(old, pixel_threshold="high")))
+
+
+# --- thresholds belong to one model (issue 21, case 9) ------------------------------------------------
+
+def test_two_models_in_one_folder_keep_their_own_thresholds(tiny_and_data, make_model, capsys):
+    """An fp32 and an int8 model exported to one folder shared one thresholds.json: calibrating one
+    silently re-thresholded the other."""
+    fp32, data = tiny_and_data
+    int8 = make_model("model_int8.onnx")  # same checkpoint: the weights' hash cannot tell them apart
+    assert calibrate_main([str(int8), "--data", str(data), "--method", "zero-escape", "--quiet"]) == 0
+    capsys.readouterr()
+    assert thresholds_path(int8).name == "model_int8.onnx.thresholds.json" and thresholds_path(int8).is_file()
+    with Detector(int8) as det:
+        assert det.thresholds.image_source == str(thresholds_path(int8))
+    with Detector(fp32) as det:  # untouched: its own (metadata) thresholds
+        assert det.thresholds.image_source == "metadata" and det.threshold == 0.3
+
+
+def test_a_legacy_thresholds_json_serves_only_the_model_it_names_and_is_migrated(tiny_and_data, make_model,
+                                                                                   capsys):
+    fp32, data = tiny_and_data
+    int8 = make_model("model_int8.onnx")
+    legacy = fp32.parent / "thresholds.json"
+    Thresholds(0.25, 0.2, model=int8.name, checkpoint_sha256="0" * 64).write(legacy)
+    with Detector(int8) as det:
+        assert det.threshold == 0.25 and det.thresholds.image_source == str(legacy)
+    with pytest.warns(UserWarning, match="belongs to model_int8.onnx, not to model.onnx"):
+        with Detector(fp32) as det:
+            assert det.thresholds.image_source == "metadata"
+    assert calibrate_main([str(int8), "--data", str(data), "--quiet"]) == 0  # migration: own file, legacy gone
+    assert thresholds_path(int8).is_file() and not legacy.exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"format": "rd_edge.thresholds", "format_version": 1, "image_threshold": 0.5, "checkpoint_sha256": 123}',
+     "checkpoint_sha256 must be a string or null"),
+    ('{"format": "rd_edge.thresholds", "format_version": 1, "image_threshold": 1' + "0" * 400 + "}",
+     "image_threshold must be a finite number"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deep"),
+])
+def test_a_damaged_thresholds_file_is_one_error(make_model, text, message, capsys):
+    """Were a TypeError, an OverflowError and a RecursionError (issue 21)."""
+    model = make_model()
+    thresholds_path(model).write_text(text)
+    with pytest.raises(MetadataError, match=message):
+        Detector(model)
+    assert infer_main([str(model), str(model)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
