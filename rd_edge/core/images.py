@@ -251,7 +251,10 @@ def image_size(path: PathLike) -> Tuple[int, int]:
             size = _header_size(f.read(64 * 1024))
     except OSError as exc:
         raise ImageReadError(f"cannot read image {path}: {exc.strerror or exc}") from exc
-    return size if size is not None else tuple(_decode(path).shape[:2])  # type: ignore[return-value]
+    if size is not None:
+        return size
+    height, width = _decode(path).shape[:2]
+    return int(height), int(width)
 
 
 def read_mask(path: PathLike, size: Optional[Tuple[int, int]] = None) -> np.ndarray:
