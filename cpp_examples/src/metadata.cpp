@@ -113,8 +113,9 @@ ModelMetadata parse_metadata_node(const cv::FileNode& root, const std::string& s
     meta.height = static_cast<int>(size[0]);
     meta.width = static_cast<int>(size[1]);
   }
-  if (meta.height <= 0 || meta.width <= 0) {
-    throw Error(source + ": metadata image_size must be [H, W] positive integers, found " + describe(size));
+  // As rd_edge.core.metadata.MAX_INPUT_SIDE: a larger input is a damaged or hostile file, not a model.
+  if (meta.height <= 0 || meta.width <= 0 || meta.height > 8192 || meta.width > 8192) {
+    throw Error(source + ": metadata image_size must be [H, W] integers in 1..8192, found " + describe(size));
   }
   meta.threshold = optional_number(root["threshold"], "threshold", source);
   meta.pixel_threshold = optional_number(root["pixel_threshold"], "pixel_threshold", source);
@@ -263,9 +264,10 @@ EngineSidecar read_engine_sidecar(const std::string& plan_path) {
     throw Error(car.path + ": compute_capability must be \"major.minor\" or [major, minor], found " + describe(cc));
   }
   const cv::FileNode min_batch = root["min_batch"], max_batch = root["max_batch"];
+  // 4096: rd_edge.core.sidecar.MAX_ENGINE_BATCH, far above any real profile.
   if (!min_batch.isInt() || !max_batch.isInt() || static_cast<int>(min_batch) < 1 ||
-      static_cast<int>(min_batch) > static_cast<int>(max_batch)) {
-    throw Error(car.path + ": min_batch/max_batch must be integers with 1 <= min <= max");
+      static_cast<int>(min_batch) > static_cast<int>(max_batch) || static_cast<int>(max_batch) > 4096) {
+    throw Error(car.path + ": min_batch/max_batch must be integers with 1 <= min <= max <= 4096");
   }
   car.min_batch = static_cast<int>(min_batch);
   car.max_batch = static_cast<int>(max_batch);
