@@ -52,17 +52,21 @@ def _predict_full_resolution(model: torch.nn.Module, paths: List[Path], device: 
 
 def checkpoint_thresholds(model_path: Union[str, Path], model: torch.nn.Module) -> Tuple[Optional[float],
                                                                                         Optional[float], str]:
-    """(image, pixel threshold, where from) as the runtime takes them: ``thresholds.json`` beside
-    the checkpoint when it was calibrated for these weights (rd-calibrate on the .pt or its
-    export), else the checkpoint's own; so rd-eval's overlays agree with rd-infer's."""
+    """(image, pixel threshold, where from) as the runtime takes them: the thresholds file beside
+    the checkpoint calibrated for these weights (rd-calibrate on the .pt, ``MODEL.pt.thresholds.json``,
+    else on an export of it, ``*.thresholds.json`` or an older ``thresholds.json``), else the
+    checkpoint's own; so rd-eval's overlays agree with rd-infer's."""
     from .core.files import sha256_file
-    from .core.thresholds import Thresholds, thresholds_path
+    from .core.thresholds import THRESHOLDS_SUFFIX, Thresholds, legacy_thresholds_path, thresholds_path
 
-    path = thresholds_path(model_path)
-    if path.is_file():
-        found = Thresholds.read(path)
-        if found.checkpoint_sha256 in (None, sha256_file(model_path)):
-            return found.image_threshold, found.pixel_threshold, str(path)
+    own, sha = thresholds_path(model_path), sha256_file(model_path)
+    exports = sorted(p for p in Path(model_path).parent.glob(f"*{THRESHOLDS_SUFFIX}") if p != own)
+    legacy = legacy_thresholds_path(model_path)
+    for path in [own, legacy, *exports]:
+        if path.is_file():
+            found = Thresholds.read(path)
+            if found.checkpoint_sha256 == sha or (path in (own, legacy) and found.checkpoint_sha256 is None):
+                return found.image_threshold, found.pixel_threshold, str(path)
     return model.threshold, getattr(model, "pixel_threshold", None), "checkpoint"
 
 
