@@ -135,7 +135,7 @@ def _decode(path: PathLike, max_pixels: Optional[int] = None) -> np.ndarray:
         raise ImageReadError(f"cannot read image {path}: {exc.strerror or exc}") from exc
     if data.size == 0:
         raise ImageReadError(f"cannot read image {path}: the file is empty (0 bytes)")
-    image = cv2.imdecode(data, _bounded_flag(data, max_pixels, f"image {path}"))
+    image = _within_cap(cv2.imdecode(data, _bounded_flag(data, max_pixels, f"image {path}")), f"image {path}")
     if image is None:
         raise ImageReadError(
             f"cannot decode image {path} ({data.size} bytes): the file is corrupt or not in a "
@@ -170,6 +170,17 @@ def _bounded_flag(data: np.ndarray, max_pixels: Optional[int], what: str) -> int
     return flag
 
 
+def _within_cap(image: Optional[np.ndarray], what: str) -> Optional[np.ndarray]:
+    """``image``, or ImageReadError when it holds more pixels than the cap: formats whose header is
+    not read first (BMP, TIFF, ...) are checked once decoded, before anything else takes them."""
+    cap = max_image_pixels()
+    if image is not None and image.shape[0] * image.shape[1] > cap:
+        h, w = image.shape[:2]
+        raise ImageReadError(f"cannot use {what}: it has {w}x{h} pixels, more than the cap of {cap:,} decoded "
+                             f"pixels; set {MAX_IMAGE_PIXELS_ENV} to raise the cap")
+    return image
+
+
 def _header_size(head: bytes) -> Optional[Tuple[int, int]]:
     """(H, W) from a PNG IHDR or a JPEG SOF marker; None for other formats or a damaged header."""
     if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
@@ -194,7 +205,7 @@ def decode_image(data: bytes, source: str = "image", max_pixels: Optional[int] =
     buffer = np.frombuffer(data, dtype=np.uint8)
     if buffer.size == 0:
         raise ImageReadError(f"cannot decode {source}: it is empty (0 bytes)")
-    image = cv2.imdecode(buffer, _bounded_flag(buffer, max_pixels, source))
+    image = _within_cap(cv2.imdecode(buffer, _bounded_flag(buffer, max_pixels, source)), source)
     if image is not None and max_pixels is not None:
         image = downscale_to_budget(image, max_pixels)
     if image is None:

@@ -49,6 +49,10 @@ def test_the_cap_is_one_setting(tmp_path, monkeypatch):
     monkeypatch.setenv("RD_EDGE_MAX_IMAGE_PIXELS", "11999")
     with pytest.raises(ImageReadError, match="120x100"):
         read_image(path)
+    bmp = tmp_path / "small.bmp"  # no header read before decoding: checked once decoded
+    cv2.imwrite(str(bmp), np.zeros((100, 120, 3), np.uint8))
+    with pytest.raises(ImageReadError, match="120x100 pixels, more than the cap"):
+        read_image(bmp)
     monkeypatch.setenv("RD_EDGE_MAX_IMAGE_PIXELS", "lots")
     with pytest.raises(ImageReadError, match="positive number"):
         read_image(path)
