@@ -161,7 +161,7 @@ def test_a_network_stream_is_live_drops_stale_frames_and_keeps_credentials_out(t
     threading.Thread(target=server.serve_forever, daemon=True).start()
     sink = ListSink()
     try:
-        with open_source(f"http://user:secret@127.0.0.1:{server.server_address[1]}/clip.avi") as source:
+        with open_source(f"http://user:p@secret@127.0.0.1:{server.server_address[1]}/clip.avi") as source:
             assert source.kind == "stream" and source.live and source.label == "127.0.0.1"
             with make_detector(tiny_onnx, delay=0.02) as det:
                 summary = Pipeline(det, [source], [sink]).run()
