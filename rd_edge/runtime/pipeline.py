@@ -238,6 +238,7 @@ class Pipeline:
         live = [s.live for s in self.sources]
         self._hub = _Hub(live, capacity=2 * self.batch_size)
         self._wait_full = not any(live)
+        self._all_live = all(live)
         self._stop = threading.Event()
         self._abandon = threading.Event()
         self._stats = {s.label: StreamStats() for s in self.sources}
@@ -326,7 +327,7 @@ class Pipeline:
         to_sink: "queue.Queue[Any]" = queue.Queue(self.queue_size)
         self._threads = [threading.Thread(target=self._capture, args=(i,), daemon=True,
                                           name=f"rd-capture-{s.label}") for i, s in enumerate(self.sources)]
-        stages = [(self._batches(), self._preprocess_work, to_infer, "rd-preprocess"),
+        stages = [(self._batches(to_infer if self._all_live else None), self._preprocess_work, to_infer, "rd-preprocess"),
                   (_drain(to_infer, self._abandon), self._infer_work, to_post, "rd-inference"),
                   (_drain(to_post, self._abandon), self._post_work, to_sink, "rd-postprocess")]
         self._threads += [threading.Thread(target=self._stage, args=(inputs, step, out), daemon=True, name=name)
@@ -373,8 +374,13 @@ class Pipeline:
             return SourceItem(f"{source.description}#{index}", f"{source.label}/{index}", None,
                               f"source stopped: {_describe(exc)}"), True
 
-    def _batches(self) -> Iterator[_Work]:
+    def _batches(self, ahead: "Optional[queue.Queue[Any]]" = None) -> Iterator[_Work]:
+        """Batches from the hub. ``ahead`` (live sources only): the inference queue; frames are
+        taken only once it is empty, so the model gets the freshest frames instead of a queue of
+        stale ones (a triggered frame waits behind at most the batch being inferred)."""
         while True:
+            while ahead is not None and not ahead.empty() and not (self._stop.is_set() or self._abandon.is_set()):
+                time.sleep(0.002)
             frames = self._hub.take(self.batch_size, self._wait_full)
             if frames is None:
                 return
