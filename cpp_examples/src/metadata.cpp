@@ -102,10 +102,14 @@ std::optional<Tiling> parse_tiling(const cv::FileNode& node, const std::string& 
 ModelMetadata parse_metadata_node(const cv::FileNode& root, const std::string& source) {
   if (!root.isMap()) throw Error(source + ": '" + std::string(kMetadataKey) + "' metadata must be a JSON object");
   const cv::FileNode version = root["format_version"];
-  if (!version.isInt() || static_cast<int>(version) != kMetadataFormatVersion) {
-    const std::string found = version.isInt() ? std::to_string(static_cast<int>(version)) : describe(version);
-    throw Error(source + ": metadata format version " + found + ", this rd_infer reads " +
+  if (!version.isInt() || static_cast<int>(version) < 1) {
+    throw Error(source + ": metadata format version " + describe(version) + ", this rd_infer reads 1 to " +
                 std::to_string(kMetadataFormatVersion) + "; re-export the model with a matching rd-edge");
+  }
+  if (static_cast<int>(version) > kMetadataFormatVersion) {
+    throw Error(source + ": metadata format version " + std::to_string(static_cast<int>(version)) +
+                " is newer than this rd_infer reads (1 to " + std::to_string(kMetadataFormatVersion) +
+                "); rebuild rd_infer from the rd-edge that exported the model");
   }
   const cv::FileNode size = root["image_size"];
   ModelMetadata meta;

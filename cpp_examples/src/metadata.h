@@ -10,7 +10,9 @@
 
 namespace rd {
 
-constexpr int kMetadataFormatVersion = 1;
+// The newest metadata format this reader knows; older ones (from 1) are read as well: version 2
+// only writes out what version 1 left implicit (rd_edge/core/metadata.py, upgrade_metadata).
+constexpr int kMetadataFormatVersion = 2;
 constexpr const char* kMetadataKey = "rd_edge";
 constexpr const char* kEngineRebuildHint = "rd-export model.onnx --engine model.engine";
 

@@ -2,21 +2,22 @@
 
 Torch-free and onnx-free: the runtime reads it from ONNX Runtime's session metadata or from the
 engine's JSON sidecar; the exporter writes it. Validated on load: a model without it, or with a
-format this version does not know, is a MetadataError that says what to do.
+format newer than this rd-edge, is a MetadataError that says what to do; older formats are
+upgraded step by step (upgrade_metadata), so every exported model keeps working.
 """
 from __future__ import annotations
 
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from .errors import MetadataError
 from .thresholds import check_threshold
 from .tiling import Tiling
 
 METADATA_KEY = "rd_edge"
-METADATA_FORMAT_VERSION = 1
+METADATA_FORMAT_VERSION = 2  # what this rd-edge writes; every older one is upgraded on read
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("anomaly_map", "score")
 # Resize rules (preprocess_bgr): models made before area shrinking existed were trained with
@@ -53,7 +54,8 @@ class ModelMetadata:
     extra: Dict[str, Any] = field(default_factory=dict)  # e.g. int8 calibration details
     # Tiled models: Tiling.to_dict() (tile, overlap, frame or "any", window); None: whole frames.
     tiling: Optional[Dict[str, Any]] = None
-    # Added later; absent in older models, whose defaults say what those models did.
+    # Added during format version 1; files without them are upgraded (_v1_to_v2) to what those
+    # models did.
     pixel_threshold: Optional[float] = None  # None: masks use the image threshold
     teacher: Optional[Dict[str, Any]] = None  # {"source", "file", "sha256"} of the teacher's weights
     # How frames are resized to image_size (rd_edge.core.preprocess). Models exported before the
@@ -88,12 +90,10 @@ class ModelMetadata:
                                 f"({exc if isinstance(exc, ValueError) else 'nested too deep'})") from None
         if not isinstance(data, dict):
             raise MetadataError(f"{source}: '{METADATA_KEY}' metadata must be a JSON object, found {type(data).__name__}")
-        version = data.get("format_version")
-        if type(version) is not int or version != METADATA_FORMAT_VERSION:  # True == 1 in Python
-            raise MetadataError(f"{source}: metadata format version {version!r}, this rd-edge reads "
-                                f"{METADATA_FORMAT_VERSION}; re-export the model with this rd-edge")
+        data = upgrade_metadata(data, source)
         known = set(cls.__dataclass_fields__)
-        required = {"backbone", "image_size", "threshold", "score_stats", "checkpoint_sha256", "exporter_version"}
+        required = {"backbone", "image_size", "threshold", "score_stats", "checkpoint_sha256", "exporter_version",
+                    "resize"}
         missing = sorted(required - set(data))
         if missing:
             raise MetadataError(f"{source}: metadata lacks {missing}; re-export the model")
@@ -105,11 +105,44 @@ class ModelMetadata:
         if data.get("tiling") is not None:  # normalized, so every reader sees the same fields
             data["tiling"] = Tiling.from_dict(data["tiling"], source).to_dict()
         _check_numbers(data, source)
-        data.setdefault("resize", RESIZE_LINEAR)  # recorded since the rule existed; before: linear
         if data["resize"] not in RESIZE_RULES:
             raise MetadataError(f"{source}: metadata resize rule {data['resize']!r} is unknown to this "
                                 f"rd-edge (it knows {', '.join(RESIZE_RULES)}); upgrade rd-edge")
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# --- format versions ----------------------------------------------------------------------------
+# Each step turns metadata of one format version into the next, purely (a new dict, no I/O), as
+# anomalib migrates its deploy metadata; readers chain them up to METADATA_FORMAT_VERSION, so a
+# model exported by any earlier rd-edge keeps working. A format change adds a step here (and to
+# the C++ reader's accepted range, cpp_examples/src/metadata.cpp), never an if in a reader.
+
+
+def _v1_to_v2(data: Dict[str, Any]) -> Dict[str, Any]:
+    """Version 1 gained fields while it was current; a file without one meant what the models of
+    that time did: no pixel threshold, no tiling, an unrecorded teacher, "linear" resizing.
+    Version 2 writes them all."""
+    implicit = {"pixel_threshold": None, "tiling": None, "teacher": None, "resize": RESIZE_LINEAR}
+    return {**implicit, **data, "format_version": 2}
+
+
+UPGRADES: Dict[int, Callable[[Dict[str, Any]], Dict[str, Any]]] = {1: _v1_to_v2}
+
+
+def upgrade_metadata(data: Dict[str, Any], source: str = "model") -> Dict[str, Any]:
+    """``data`` (parsed rd_edge metadata of any known format version) in the current format;
+    MetadataError for a version that is not a positive integer, or newer than this rd-edge."""
+    version = data.get("format_version")
+    if type(version) is not int or version < 1:  # type(): True == 1 in Python
+        raise MetadataError(f"{source}: metadata format version {version!r}, this rd-edge reads 1 to "
+                            f"{METADATA_FORMAT_VERSION}; re-export the model with this rd-edge")
+    if version > METADATA_FORMAT_VERSION:
+        raise MetadataError(f"{source}: metadata format version {version} is newer than this rd-edge reads "
+                            f"(1 to {METADATA_FORMAT_VERSION}); upgrade rd-edge (pip install -U rd-edge)")
+    while version < METADATA_FORMAT_VERSION:
+        data = UPGRADES[version](data)
+        version = data["format_version"]
+    return data
 
 
 def _is_finite_number(value: Any) -> bool:

@@ -17,6 +17,8 @@ from typing import Dict, List, Sequence
 import numpy as np
 import pytest
 
+from rd_edge.core.metadata import METADATA_FORMAT_VERSION
+
 pytestmark = pytest.mark.cpp
 
 CPP_DIR = Path(__file__).resolve().parents[2] / "cpp_examples"
@@ -203,10 +205,13 @@ def test_unusable_models_and_arguments_exit_1(rd_infer, r18_onnx, demo_category,
     exe = rd_infer["exe"]
     image = sorted((demo_category / "test" / "good").glob("*.png"))[0]
     no_meta = _with_metadata(r18_onnx, tmp_path / "no_meta.onnx", lambda m: None)
+    newer = _with_metadata(r18_onnx, tmp_path / "newer.onnx",
+                           lambda m: dict(m, format_version=METADATA_FORMAT_VERSION + 1))
     plan = tmp_path / "model.engine"
     plan.write_bytes(b"not really a plan")
     cases = [
         ([no_meta, image], "has no 'rd_edge' metadata"),
+        ([newer, image], f"metadata format version {METADATA_FORMAT_VERSION + 1} is newer than this rd_infer reads"),
         ([image, image], "as an ONNX model"),
         ([tmp_path / "missing.onnx", image], "not found"),
         ([plan, image], "has no sidecar"),

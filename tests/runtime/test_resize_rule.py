@@ -237,7 +237,8 @@ def test_checkpoints_from_before_the_rule_read_linear():
 def test_models_from_before_the_rule_read_linear_and_new_ones_get_the_default(make_model, metadata_factory):
     data = json.loads(metadata_factory().to_json())
     assert data["resize"] == RESIZE_DEFAULT == RESIZE_AREA_LINEAR
-    del data["resize"]
+    del data["resize"], data["pixel_threshold"]  # as rd-export wrote version 1 before the rule existed
+    data["format_version"] = 1
     assert ModelMetadata.from_json(json.dumps(data)).resize == RESIZE_LINEAR
     with Detector(make_model("old.onnx", metadata=json.dumps(data)), backend="onnxruntime") as det:
         assert det.metadata.resize == RESIZE_LINEAR

@@ -224,7 +224,7 @@ def test_metadata_from_before_the_new_fields_still_loads(metadata_factory):
 
     from rd_edge.core.metadata import ModelMetadata
 
-    old = asdict(metadata_factory())
+    old = dict(asdict(metadata_factory()), format_version=1)  # written before these fields: version 1
     for key in ("pixel_threshold", "teacher", "resize"):
         old.pop(key)
     meta = ModelMetadata.from_json(json.dumps(old))
