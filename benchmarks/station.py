@@ -31,8 +31,7 @@ from typing import Any, Dict, List, Optional
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "runtime"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # rdbench
 
 FPS = 10
 N_FRAMES = 300
@@ -100,7 +99,7 @@ def cost(model: Path, video: Path, rounds: int, work: Path, port: int) -> Dict[s
     no page, with the page open in headless Chromium (5 live images/s), interleaved over
     ``rounds``. CPU ms per frame (user + system of the rd-infer process, startup included) is the
     steadier figure on a shared host; frames/s also feels the other programs."""
-    from browser import chromium
+    from rdbench.browser import chromium
 
     work.mkdir(parents=True, exist_ok=True)
     import resource
@@ -251,7 +250,7 @@ def review(model: Path, data: Path, videos: Path, port: int) -> Dict[str, Any]:
 def screenshots(model: Path, videos: Path, prefix: Path, port: int) -> List[str]:
     """rd-infer --station --realtime over stable and drift; the page at 1600x1000 and 1280x800
     once the drift badge is on and the gallery has entries; one review click first."""
-    from browser import chromium
+    from rdbench.browser import chromium
 
     work = videos / "shots"
     work.mkdir(exist_ok=True)

@@ -14,8 +14,7 @@ import numpy as np
 from rd_edge.core.choices import BackendName
 from rd_edge.core.errors import ExportError
 from rd_edge.core.metadata import INPUT_NAME
-from rd_edge.runtime import load_runner
-from rd_edge.runtime.backends import Runner
+from rd_edge.runtime import Runner, load_runner
 
 PathLike = Union[str, Path]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict, Optional, Union
 
 import torch
 
@@ -141,3 +141,32 @@ def load_checkpoint(path: Union[str, Path]) -> RDInference:
     model.tiling = Tiling.from_dict(data["tiling"], str(path)) if data.get("tiling") else None
     model.requires_grad_(False)
     return model
+
+
+RANDOM_SCORE_STATS = {"min": 0.5, "max": 1.5, "mean": 1.0, "std": 0.1, "count": 5}
+
+
+def random_checkpoint(path: Union[str, Path], backbone: str = "resnet18", size: int = 64, seed: int = 0,
+                      data_dir: Optional[str] = None) -> Path:
+    """A checkpoint with random weights and non-trivial BatchNorm statistics, made without
+    training (tests, device checks, benchmarks): every path from export to inference runs on it."""
+    from .model import ReverseDistillation
+
+    torch.manual_seed(seed)
+    cfg = ModelConfig(backbone=backbone, image_size=(size, size))
+    rd = ReverseDistillation(backbone).eval()
+    for m in rd.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):  # so BatchNorm folding is really exercised
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    save_checkpoint(path, {
+        "config": {"model": cfg.to_dict(), "train": {"seed": seed}},
+        "state_dict": rd.state_dict(),
+        "score_stats": dict(RANDOM_SCORE_STATS),
+        "threshold": 1.2,
+        "training": {"step": 0, "total_steps": 0, "completed": True, "data_dir": data_dir},
+        "resume": None,
+    })
+    return Path(path)

@@ -39,7 +39,6 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # helpers.make_checkpoint: a checkpoint without training
 
 SIZE = 64  # px: a resnet18 model small enough to build three engines well inside the budget
 PARITY = {"fp32": 1e-3, "fp16": 1e-2, "int8": 5e-2}  # as tests/export/test_tensorrt.py
@@ -72,8 +71,7 @@ def gpu_reason() -> Optional[str]:
 def check_model(work: Path) -> str:
     """A random-weight resnet18 checkpoint, its fp32 graph and its TensorRT-flavour int8 graph."""
     need("torch", "onnx", "onnxruntime")
-    from helpers import make_checkpoint
-
+    from rd_edge.checkpoint import random_checkpoint as make_checkpoint
     from rd_edge.data import write_demo_dataset
     from rd_export.onnx_export import export_onnx
     from rd_export.quantize import quantize_int8

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -23,7 +22,6 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # helpers.make_checkpoint: a checkpoint without training
 
 # Max |difference| of map and score allowed against ONNX Runtime CPU on the same graph (as in
 # tests/export/test_tensorrt.py): fp32 the design's 1e-3, fp16 the exporter's 1e-2, int8 5e-2.
@@ -61,8 +59,7 @@ class Checks:
 
 def make_models(work: Path, backbone: str, size: int, checks: Checks) -> Dict[str, Path]:
     """Checkpoint, demo data, fp32/fp16/int8 graphs."""
-    from helpers import make_checkpoint
-
+    from rd_edge.checkpoint import random_checkpoint as make_checkpoint
     from rd_edge.data import write_demo_dataset
     from rd_export.onnx_export import export_onnx
     from rd_export.quantize import quantize_int8

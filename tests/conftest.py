@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/helpers.py, fake_cuda.py, kernel_harness.py
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))  # rdbench (e.g. rdbench.browser)
 
 # What a runtime-only install lacks on purpose (docs/jetson.md).
 RUNTIME_ONLY_MISSING = {"torch", "torchvision", "onnx", "onnxruntime", "onnxscript", "sklearn", "tqdm"}

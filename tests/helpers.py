@@ -1,37 +1,8 @@
 """Builders shared by the tests: small checkpoints and demo datasets made on the spot."""
 from __future__ import annotations
 
-from pathlib import Path
-
-import torch
-
-from rd_edge.checkpoint import save_checkpoint
-from rd_edge.model import ModelConfig, ReverseDistillation
-
-SCORE_STATS = {"min": 0.5, "max": 1.5, "mean": 1.0, "std": 0.1, "count": 5}
-
-
-def make_checkpoint(path: Path, backbone: str = "resnet18", size: int = 64, seed: int = 0,
-                    data_dir: str = None) -> Path:
-    """A checkpoint with random weights and non-trivial BatchNorm statistics (no training)."""
-    torch.manual_seed(seed)
-    cfg = ModelConfig(backbone=backbone, image_size=(size, size))
-    rd = ReverseDistillation(backbone).eval()
-    for m in rd.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):  # so BatchNorm folding is really exercised
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-    save_checkpoint(path, {
-        "config": {"model": cfg.to_dict(), "train": {"seed": seed}},
-        "state_dict": rd.state_dict(),
-        "score_stats": dict(SCORE_STATS),
-        "threshold": 1.2,
-        "training": {"step": 0, "total_steps": 0, "completed": True, "data_dir": data_dir},
-        "resume": None,
-    })
-    return path
+from rd_edge.checkpoint import RANDOM_SCORE_STATS as SCORE_STATS  # noqa: F401  (re-exported)
+from rd_edge.checkpoint import random_checkpoint as make_checkpoint  # noqa: F401  (re-exported)
 
 
 def unprivileged() -> list:

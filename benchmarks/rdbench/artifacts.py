@@ -78,7 +78,7 @@ def ensure_int8(onnx_int8: Optional[Path], onnx_fp32: Path, frames: Sequence[np.
 def engine_precision(plan: Path) -> str:
     """The precision recorded in a plan's sidecar (BenchmarkError when unreadable)."""
     from rd_edge.core.errors import RdEdgeError
-    from rd_edge.runtime.backends.trt import EngineSidecar
+    from rd_edge.core.sidecar import EngineSidecar
 
     try:
         return EngineSidecar.read(plan).precision
@@ -93,7 +93,7 @@ def build_engines(onnx_fp32: Path, frames: Sequence[np.ndarray], workdir: Path,
     Returns ([(precision, plan)], [(precision, why it was not built)]).
     """
     from rd_edge.core.errors import RdEdgeError
-    from rd_edge.runtime.backends.trt.builder import build_engine
+    from rd_edge.runtime import build_engine
 
     built: List[Tuple[str, Path]] = []
     failed: List[Tuple[str, str]] = []

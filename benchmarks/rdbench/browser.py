@@ -1,4 +1,5 @@
-"""Headless Chromium for the web-page tests: Debian's chromium + chromium-driver through Selenium.
+"""Headless Chromium for the web-page tests and the station benchmark: Debian's chromium +
+chromium-driver through Selenium.
 
 The flags keep Chromium off the network (the test machines have none: without them it waits on
 component updates and sync) and out of the user's profile (a fresh --user-data-dir per run).

@@ -228,7 +228,7 @@ class DetectorPipeline(Pipeline):
 
     def gpu_memory_mb(self) -> Optional[float]:
         """Device-wide memory in use (pycuda mem_get_info) for runners holding a CUDA context."""
-        from rd_edge.runtime.backends import DeviceInputRunner
+        from rd_edge.runtime import DeviceInputRunner
 
         runner = self.detector.runner
         if not isinstance(runner, DeviceInputRunner):

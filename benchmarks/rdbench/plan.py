@@ -68,7 +68,7 @@ def parse_backends(text: str) -> List[str]:
 
 def _ort_providers() -> Tuple[Optional[List[str]], Optional[str]]:
     """(ONNX Runtime's available providers, None) or (None, why ORT is unusable)."""
-    from rd_edge.runtime.backends import why_unavailable
+    from rd_edge.runtime import why_unavailable
 
     reason = why_unavailable("ort")
     if reason is not None:
@@ -139,7 +139,7 @@ def _plan_ort(plan: Plan, settings: Settings, requested: Sequence[str], onnx: Pa
 
 
 def _plan_trt(plan: Plan, settings: Settings, onnx: Path, workdir: Path, frames: Sequence[np.ndarray]) -> None:
-    from rd_edge.runtime.backends import why_unavailable
+    from rd_edge.runtime import why_unavailable
 
     reason = why_unavailable("trt")
     if reason is not None:

@@ -21,9 +21,7 @@ STAGES = ("decode", "preprocess", "inference", "postprocess", "sink")
 def run_stream(onnx: Path, video: Path, threads: Optional[int], batch_size: int = 1, repeats: int = 2,
                limit: Optional[int] = None) -> Dict[str, Any]:
     """Alternate pipelined and sequential runs over ``video``; the report's "stream" section."""
-    from rd_edge.runtime import Detector, Pipeline
-    from rd_edge.runtime.sinks import JsonlSink
-    from rd_edge.runtime.sources import open_source
+    from rd_edge.runtime import Detector, JsonlSink, Pipeline, open_source
 
     if not video.is_file():
         raise BenchmarkError(f"--stream {video}: no such file")

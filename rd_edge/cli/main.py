@@ -115,7 +115,7 @@ def _run_station(args: argparse.Namespace) -> int:
     import threading
 
     from rd_edge.core.errors import RdEdgeError
-    from rd_edge.runtime.station import Station, StationServer
+    from rd_edge.runtime import Station, StationServer
 
     if not args.evidence.is_dir():
         raise RdEdgeError(f"expected an evidence folder (rd-infer --evidence DIR) at {args.evidence}, found "

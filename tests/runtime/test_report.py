@@ -4,9 +4,9 @@ import csv
 import json
 
 import pytest
-from browser import chromium, missing
 
 from rd_edge.runtime.cli import main as infer_main
+from rdbench.browser import chromium, missing
 
 
 def read_csv(path):

@@ -13,11 +13,11 @@ import urllib.request
 import cv2
 import numpy as np
 import pytest
-from browser import chromium, missing
 from ports import free_ports
 from station_scene import make_scene
 
 from rd_edge.core import review
+from rdbench.browser import chromium, missing
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
