@@ -141,8 +141,8 @@ std::vector<InputItem> collect_inputs(const std::vector<std::string>& args) {
       if (!error.empty()) items.push_back({arg, "", error});
     } else if (fs::exists(path, ec)) {
       items.push_back({arg, unique_keys({path.filename()})[0], ""});
-    } else {
-      items.push_back({arg, "", "cannot read image " + arg + ": no such file or folder"});
+    } else {  // as Python's rd-infer: a SOURCE that does not exist is an error before any scoring (exit 1)
+      throw Error("SOURCE '" + arg + "' not found: expected an image file or a folder");
     }
   }
   // Keys from different arguments may still collide (two a.png from different folders).

@@ -34,9 +34,10 @@ std::string usage() {
          "\n"
          "  --backend opencv|trt  opencv: the ONNX model on the CPU with OpenCV DNN;\n"
          "                        trt: a TensorRT engine (default: by the model's suffix)\n"
-         "  --threshold T         anomaly threshold on the score (default: the model's)\n"
-         "  --pixel-threshold P   threshold on the map for masks and outlines (default: the\n"
-         "                        model's pixel threshold, else T)\n"
+         "  --threshold T         image threshold on the score; none given: thresholds.json\n"
+         "                        beside the model (rd-calibrate), else the model's metadata\n"
+         "  --pixel-threshold P   pixel threshold for masks and outlines; none given:\n"
+         "                        thresholds.json, the model's, else the image threshold\n"
          "  --out DIR             write overlays (DIR/overlays, as Python's rd-infer), masks\n"
          "                        (DIR/masks) and float32 maps (DIR/maps/*.tiff) under the\n"
          "                        image's path in its folder, without suffix; a.png and a.jpg in\n"
@@ -47,7 +48,8 @@ std::string usage() {
          "stdout: one line per image: <path> score=<float> normalized=<0..1> verdict=<OK|NG>\n"
          "        latency_ms=<float>, as Python's rd-infer\n"
          "stderr: header, unreadable images, latency summary.\n"
-         "Exit code: 0 all images scored, 2 some images failed, 1 error (usage, model, backend).\n"
+         "Exit code: 0 all images scored, 2 some images failed, 1 error (usage, model, backend,\n"
+         "           a SOURCE not found), as Python's rd-infer.\n"
          "Backends built: " + built + "\n";
 }
 

@@ -316,3 +316,27 @@ def test_thresholds_belong_to_one_model_as_in_python(rd_infer, r18_onnx, demo_ca
     own = _run([rd_infer["exe"], model, image])
     assert own.returncode == 0 and "model.onnx.thresholds.json (zero-escape)" in own.stderr, _tail(own)
     assert [r["anomalous"] for r in _parse_lines(own.stdout)] == [1]
+
+
+def test_python_and_cpp_agree_on_exit_codes_and_help(rd_infer, r18_onnx, demo_category, tmp_path):
+    """The same inputs through Python's rd-infer and the C++ rd_infer end with the same exit code:
+    0 all scored, 2 some input unreadable (the rest scored), 1 a SOURCE that does not exist (an
+    error before any scoring); both --help texts say where the thresholds come from."""
+    import sys
+
+    python_infer = Path(sys.executable).parent / "rd-infer"
+    good = sorted((demo_category / "test" / "good").glob("*.png"))[0]
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"not a png")
+    cases = {"all scored": ([good], 0), "one unreadable": ([good, corrupt], 2),
+             "missing folder": ([tmp_path / "no_such_folder"], 1), "missing file": ([good, tmp_path / "x.png"], 1)}
+    for name, (inputs, code) in cases.items():
+        args = [r18_onnx, *inputs, "--threshold", "1e9"]
+        cpp, py = _run([rd_infer["exe"], *args]), _run([python_infer, *args, "--quiet"])
+        assert (cpp.returncode, py.returncode) == (code, code), f"{name}: C++ {_tail(cpp)}\nPython {_tail(py)}"
+        if code == 1:
+            assert "not found" in cpp.stderr and "not found" in py.stderr, name
+    cpp_help, py_help = _run([rd_infer["exe"], "--help"]).stdout, _run([python_infer, "--help"]).stdout
+    for text in (cpp_help, py_help):
+        assert "thresholds.json" in text and "2 some" in text and "1 error" in text
+    assert "(default: the model's)" not in cpp_help
