@@ -48,16 +48,17 @@ $(DEMO)/.trained: $(DEMO)/.data
 	  --checkpoint-every 30 --resume --out $(DEMO)/model.pt
 	touch $@
 
-$(DEMO)/model.onnx: $(DEMO)/.trained
-	$(BIN)/rd-export $(DEMO_MODEL) -o $@
-
-# Calibrated before rd-eval and rd-infer run, so both folders show the same verdicts. The demo's
-# test split has 10 good images: a line's 1 % cannot be measured on it; 10 % = one of them.
-$(DEMO)/.calibrated: $(DEMO)/model.onnx
-	$(BIN)/rd-calibrate $(DEMO)/model.onnx --data $(DEMO_DATA) --max-false-alarms 10% --quiet
+# Calibrated (into the checkpoint, which rd-export carries into the graph) before rd-eval and
+# rd-infer run, so both folders show the same verdicts. The demo's test split has 10 good images:
+# a line's 1 % cannot be measured on it; 10 % = one of them.
+$(DEMO)/.calibrated: $(DEMO)/.trained
+	$(BIN)/rd-calibrate $(DEMO_MODEL) --data $(DEMO_DATA) --max-false-alarms 10% --quiet
 	touch $@
 
-$(DEMO)/.evaluated: $(DEMO)/.calibrated
+$(DEMO)/model.onnx: $(DEMO)/.calibrated
+	$(BIN)/rd-export $(DEMO_MODEL) -o $@
+
+$(DEMO)/.evaluated: $(DEMO)/model.onnx
 	$(BIN)/rd-eval $(DEMO_MODEL) --data $(DEMO_DATA) --json $(DEMO)/metrics.json --save-maps $(DEMO)/maps \
 	  --report $(DEMO)/eval --quiet
 	touch $@

@@ -2,7 +2,7 @@
 """Print the summary table at the end of `make demo` from the files the demo steps wrote.
 
 Reads DEMO/model.pt (training summary), DEMO/metrics.json (rd-eval), DEMO/model.onnx (export),
-DEMO/model.onnx.thresholds.json (rd-calibrate) and DEMO/infer.jsonl (rd-infer records); a step whose file is
+DEMO/model.best.pt.thresholds.json (rd-calibrate) and DEMO/infer.jsonl (rd-infer records); a step whose file is
 missing is shown as not run.
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ def export_rows(demo: Path):
 def calibrate_rows(demo: Path):
     from rd_edge.core.thresholds import Thresholds
 
-    t = Thresholds.read(demo / "model.onnx.thresholds.json")
+    t = Thresholds.read(demo / "model.best.pt.thresholds.json")
     r = t.report
     target = r.get("max_false_alarms")
     method = t.method + (f" <= {100 * target:g} %" if t.method == "false-alarms" and target is not None else "")
@@ -81,7 +81,7 @@ def main(demo: str) -> int:
     demo_dir = Path(demo)
     rows = []
     for step, needs in ((training_rows, "model.pt"), (eval_rows, "metrics.json"),
-                        (export_rows, "model.onnx"), (calibrate_rows, "model.onnx.thresholds.json"),
+                        (export_rows, "model.onnx"), (calibrate_rows, "model.best.pt.thresholds.json"),
                         (infer_rows, "infer.jsonl")):
         if (demo_dir / needs).is_file():
             rows += step(demo_dir)
