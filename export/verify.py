@@ -49,11 +49,11 @@ def check_images(model: ModelInput, data_dir: Optional[str], n: int = 4, seed: i
     at ``model``'s size by its resize rule), else random."""
     from rd_edge.core.errors import RdEdgeError
     from rd_edge.core.scoring import load_batch
-    from rd_edge.data import MVTecCategory
+    from rd_edge.data import open_dataset
 
     if data_dir and Path(data_dir).is_dir():
-        try:
-            paths = MVTecCategory(data_dir).train_paths()[:n]
+        try:  # any layout rd-train reads: a dataset, or the plain folder of good images (--good)
+            paths = open_dataset(data_dir).train_paths()[:n]
             batch = load_batch(paths, model)
             return batch, f"training images from {data_dir}"
         except RdEdgeError:
