@@ -31,6 +31,11 @@ def test_the_layer_contracts_are_kept():
     ("rd_edge/core/metadata.py", "from rd_edge.runtime import Detector", "rd_edge.core is not allowed to import rd_edge.runtime"),
     ("rd_edge/runtime/sources.py", "from rd_edge.data import synthetic", "rd_edge.runtime is not allowed to import rd_edge.data"),
     ("export/verify.py", "from rd_edge.runtime.detector import Detector", "rd_export is not allowed to import rd_edge.runtime.detector"),
+    ("benchmarks/rdbench/stream.py", "from rd_edge.runtime.sources import open_source",
+     "rdbench is not allowed to import rd_edge.runtime.sources"),
+    ("rd_edge/model/rd.py", "import rd_edge.train", "rd_edge.model is not allowed to import rd_edge.train"),
+    ("rd_edge/train.py", "import rdbench.plan", "rd_edge.train is not allowed to import rdbench"),
+    ("export/cli.py", "import rd_edge.cli.main", "rd_export is not allowed to import rd_edge.cli"),
 ])
 def test_a_deliberately_wrong_import_breaks_a_contract(tmp_path, module, line, broken):
     for part in ("rd_edge", "export", "benchmarks"):
@@ -58,3 +63,41 @@ def test_test_file_names_are_unique():
     """The test folders are not packages: two test files of one name stop pytest's collection."""
     names = [p.name for p in (REPO / "tests").rglob("test_*.py")]
     assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
+def _imports_and_path_edits(path: Path):
+    """(modules imported, sys.path entries added) by one script, from its syntax tree."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    modules, paths = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            modules.add(node.module)
+        elif isinstance(node, ast.Call) and ast.unparse(node.func) in ("sys.path.insert", "sys.path.append"):
+            paths.append(ast.unparse(node))
+    return modules, paths
+
+
+def test_scripts_and_benchmarks_import_nothing_from_the_tests():
+    """tests/ is not an API: scripts and benchmarks use the SDK's public modules (the rdbench
+    package is checked by the import-linter contracts; the scripts around it are checked here)."""
+    test_helpers = {p.stem for p in (REPO / "tests").rglob("*.py") if not p.name.startswith("test_")}
+    offenders = []
+    for script in sorted((REPO / "scripts").rglob("*.py")) + sorted((REPO / "benchmarks").rglob("*.py")):
+        modules, paths = _imports_and_path_edits(script)
+        helpers = sorted(m for m in modules if m.split(".")[0] in test_helpers | {"tests"})
+        into_tests = [p for p in paths if "tests" in p]
+        if helpers or into_tests:
+            offenders.append(f"{script.relative_to(REPO)}: {helpers + into_tests}")
+    assert offenders == []
+
+
+def test_benchmark_scripts_use_the_runtime_through_its_namespace():
+    internal = []
+    for script in sorted((REPO / "benchmarks").glob("*.py")):
+        modules, _ = _imports_and_path_edits(script)
+        internal += [f"{script.name}: {m}" for m in sorted(modules) if m.startswith("rd_edge.runtime.")]
+    assert internal == []
