@@ -131,12 +131,12 @@ class OpcUaSink(Sink):
         server.set_server_name("rd-edge vision system")
         if self.security is None:
             server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-            server.set_security_IDs(["Anonymous"])
+            _allow(server, ua.AnonymousIdentityToken, "Anonymous")
         else:
             await server.load_certificate(str(self.security.certificate))
             await server.load_private_key(str(self.security.private_key))
             server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
-            server.set_security_IDs(["Username"])
+            _allow(server, ua.UserNameIdentityToken, "Username")
         self.ns = await server.register_namespace(NAMESPACE)
         root = await self._object(server.nodes.objects, "RdEdge", "RdEdge")
         self._system = {"State": await self._var(root, "RdEdge", "State", "Operational", ua.VariantType.String),
@@ -298,6 +298,14 @@ class OpcUaSink(Sink):
 
     def summary(self) -> Optional[str]:
         return None
+
+
+def _allow(server: Any, token: Any, legacy_name: str) -> None:
+    """The one identity token the server accepts (set_identity_tokens; older asyncua: set_security_IDs)."""
+    if hasattr(server, "set_identity_tokens"):
+        server.set_identity_tokens([token])
+    else:
+        server.set_security_IDs([legacy_name])
 
 
 def _result_values(result: Optional[Result], result_id: int, ua: Any) -> Dict[str, Tuple[Any, Any]]:
