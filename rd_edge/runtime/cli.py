@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, metavar="DIR|CLIP",
                    help="images/folders: overlays (DIR/overlays) and masks (DIR/masks) as PNG per input; "
                         "videos/cameras: an annotated video, CLIP (.mp4 .avi .mkv .mov .m4v) or DIR/<name>.mp4")
+    p.add_argument("--segment-seconds", type=float, metavar="S",
+                   help="videos/cameras with --out: rotate the annotated video every S seconds of frames "
+                        "(STEM-000001.mp4, STEM-000002.mp4, ...) instead of one ever-growing file")
+    p.add_argument("--segments", type=int_at_least(1), metavar="N",
+                   help="with --segment-seconds: keep the N newest segments, delete older ones")
     p.add_argument("--png-frames", action="store_true",
                    help="videos/cameras: also write each frame's overlay and mask as PNG (beside the video)")
     p.add_argument("--fail-on-anomaly", action="store_true",
@@ -218,6 +223,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run rd-infer; returns the exit code."""
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)  # SOURCE... may follow options: MODEL --csi 0 1
+    if args.segments is not None and args.segment_seconds is None:
+        parser.error("--segments needs --segment-seconds S")
+    if args.segment_seconds is not None and not args.segment_seconds > 0:
+        parser.error(f"--segment-seconds expects a number of seconds > 0, got {args.segment_seconds}")
     if args.evidence_max_mb is not None and args.evidence is None:
         parser.error("--evidence-max-mb needs --evidence DIR")
     if args.station is not None and args.evidence is None:
@@ -353,7 +362,7 @@ def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, st
 
         add(MqttSink(args.mqtt, buffer=args.mqtt_buffer))
     recorder = ConsoleSink(detector, args.out, args.png_frames, args.show, prefix_keys=len(sources) > 1,
-                           sources=sources)
+                           sources=sources, segment_seconds=args.segment_seconds, segments=args.segments)
     recorder.progress = progress_bar(total=_total(sources), unit="img" if sources[0].kind == "folder" else "frame",
                                       disable=args.quiet or not show_progress()
                                       or (len(sources) == 1 and sources[0].kind in ("image", "file")))

@@ -280,6 +280,31 @@ def test_video_gives_an_annotated_clip_with_every_frame(tiny_onnx, tmp_path, cap
     assert not list(tmp_path.rglob("frame_*.png"))  # no PNG per frame unless asked
 
 
+def test_video_out_rotates_in_segments_and_keeps_the_newest(tiny_onnx, tmp_path, capsys):
+    # a camera runs for days: --segment-seconds rotates the clip, --segments bounds the disk
+    video = tmp_path / "cam.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (40, 30))
+    for i in range(25):
+        writer.write(rgb(30, 40, i))
+    writer.release()
+    out = tmp_path / "out"
+    assert main([str(tiny_onnx), str(video), "--out", str(out), "--segment-seconds", "1", "--segments", "2"]) == 0
+    kept = sorted(p.name for p in out.glob("*.mp4"))
+    assert kept == ["cam-000002.mp4", "cam-000003.mp4"]  # 10 + 10 + 5 frames; the first deleted
+
+    def count(path):
+        capture, n = cv2.VideoCapture(str(path)), 0
+        while capture.read()[0]:
+            n += 1
+        capture.release()
+        return n
+
+    assert [count(out / name) for name in kept] == [10, 5]
+    assert "(25 frames, segment 3, 2 kept)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tiny_onnx), str(video), "--out", str(out), "--segments", "2"])
+
+
 def test_video_png_frames_only_when_asked(tiny_onnx, tmp_path):
     video = tmp_path / "line.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 12, (40, 30))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -33,28 +33,54 @@ def is_video_path(path: Path) -> bool:
 
 class AnnotatedVideoWriter:
     """Writes overlay frames to a video file, opened on the first frame (its size fixes the
-    video's); frames of another size are resized to it. ``fps`` None: DEFAULT_FPS."""
+    video's); frames of another size are resized to it. ``fps`` None: DEFAULT_FPS.
 
-    def __init__(self, path: Path, fps: Optional[float] = None) -> None:
+    ``segment_seconds``: a camera runs for days, so the video rotates: STEM-000001.mp4,
+    STEM-000002.mp4, ... of that many seconds of frames each (at ``fps``); ``keep`` segments at
+    most, the oldest deleted first (None: all kept)."""
+
+    def __init__(self, path: Path, fps: Optional[float] = None, segment_seconds: Optional[float] = None,
+                 keep: Optional[int] = None) -> None:
         if not is_video_path(path):
             raise RdEdgeError(f"cannot write a video to {path}: expected one of the suffixes "
                               f"{', '.join(sorted(VIDEO_CODECS))}")
+        self.base = path
         self.path = path
         self.fps = float(fps) if fps else DEFAULT_FPS
         self.frames = 0
+        self.segment_frames = max(1, round(segment_seconds * self.fps)) if segment_seconds else None
+        self.keep = keep
+        self.segments: List[Path] = []
+        self._in_segment = 0
         self._writer: Any = None
         self._size: Optional[Tuple[int, int]] = None  # (width, height)
 
     def write(self, image: np.ndarray) -> None:
-        """Append one BGR uint8 frame."""
+        """Append one BGR uint8 frame (starting the next segment when this one is full)."""
         import cv2
 
+        if self._writer is not None and self.segment_frames and self._in_segment >= self.segment_frames:
+            self.close()
         if self._writer is None:
+            self._next_segment()
             self._open(image.shape[1], image.shape[0])
         if (image.shape[1], image.shape[0]) != self._size:
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
         self._writer.write(np.ascontiguousarray(image))
         self.frames += 1
+        self._in_segment += 1
+
+    def _next_segment(self) -> None:
+        """With rotation: the next numbered file, and the oldest beyond ``keep`` deleted."""
+        if not self.segment_frames:
+            return
+        n = len(self.segments) + 1
+        self.path = self.base.with_name(f"{self.base.stem}-{n:06d}{self.base.suffix}")
+        self.segments.append(self.path)
+        self._in_segment = 0
+        while self.keep is not None and len([p for p in self.segments if p.exists()]) >= self.keep:
+            oldest = next(p for p in self.segments if p.exists())
+            oldest.unlink(missing_ok=True)
 
     def _open(self, width: int, height: int) -> None:
         import cv2
@@ -69,7 +95,9 @@ class AnnotatedVideoWriter:
             writer.release()
             raise RdEdgeError(f"cannot write video {self.path}: this OpenCV has no {codec!r} encoder for "
                               f"{self.path.suffix}; try an .avi (MJPG) file")
-        self._writer, self._size = writer, (width, height)
+        self._writer = writer
+        if self._size is None:  # every segment keeps the first frame's size
+            self._size = (width, height)
 
     def close(self) -> None:
         """Finish the file (idempotent)."""
@@ -110,9 +138,10 @@ class ConsoleSink(Sink):
     name = "output"
 
     def __init__(self, detector: Any, out: Optional[Path] = None, png_frames: bool = False,
-                 show: bool = False, prefix_keys: bool = False, sources: Sequence[Any] = ()) -> None:
+                 show: bool = False, prefix_keys: bool = False, sources: Sequence[Any] = (),
+                 segment_seconds: Optional[float] = None, segments: Optional[int] = None) -> None:
         self.detector = detector
-        self.out, self.videos = _outputs(out, png_frames, sources)
+        self.out, self.videos = _outputs(out, png_frames, sources, segment_seconds, segments)
         self.show = show
         self.prefix_keys = prefix_keys  # several sources: DIR/overlays/<stream>/...
         self.progress: Any = _NoBar()
@@ -187,7 +216,9 @@ class ConsoleSink(Sink):
     def summary(self) -> Optional[str]:
         if not self.videos:
             return None
-        return "; ".join(f"annotated video: {v.path} ({v.frames} frames)" for v in self.videos.values())
+        return "; ".join(f"annotated video: {v.path} ({v.frames} frames" +
+                         (f", segment {len(v.segments)}, {sum(p.exists() for p in v.segments)} kept)"
+                          if v.segments else ")") for v in self.videos.values())
 
     def close(self) -> None:
         for video in self.videos.values():
@@ -200,8 +231,8 @@ class ConsoleSink(Sink):
             self.show = False
 
 
-def _outputs(out: Optional[Path], png_frames: bool,
-             sources: Sequence[Any]) -> Tuple[Optional[Path], Dict[str, AnnotatedVideoWriter]]:
+def _outputs(out: Optional[Path], png_frames: bool, sources: Sequence[Any], segment_seconds: Optional[float] = None,
+             segments: Optional[int] = None) -> Tuple[Optional[Path], Dict[str, AnnotatedVideoWriter]]:
     """(folder for PNGs or None, {stream label: video writer}) for --out. A video path: the clip
     (several streams: CLIP-<label>.mp4 ...); a folder: PNGs for images and folders, DIR/<label>.mp4
     for videos and cameras (and their PNGs only with --png-frames)."""
@@ -218,7 +249,8 @@ def _outputs(out: Optional[Path], png_frames: bool,
         paths = {s.label: out / f"{s.label}.mp4" for s in streams}
         folder = out if png_frames or len(streams) < len(sources) else None
     fps = {s.label: s.fps for s in sources}
-    return folder, {label: AnnotatedVideoWriter(path, fps[label]) for label, path in paths.items()}
+    return folder, {label: AnnotatedVideoWriter(path, fps[label], segment_seconds, segments)
+                    for label, path in paths.items()}
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
