@@ -122,11 +122,11 @@ def build_paths(checkpoint: Path, data: Path, workdir: Path, threads: int,
     }
 
 
-def images_of(folder: Path, size: Sequence[int], resize: str) -> np.ndarray:
+def images_of(folder: Path, model: Any) -> np.ndarray:
     from rd_edge.data import list_images
     from rd_export.quantize import load_int8_calibration_batch
 
-    return load_int8_calibration_batch(list_images(folder), size, resize)
+    return load_int8_calibration_batch(list_images(folder), model)
 
 
 def fidelity(paths: Dict[str, Callable], test: np.ndarray, good: np.ndarray) -> Dict[str, Dict[str, float]]:
@@ -208,8 +208,8 @@ def run(args: argparse.Namespace, workdir: Path) -> Dict[str, Any]:
 
     paths = build_paths(args.model, args.data / "train" / "good", workdir, args.threads, args.calib_images)
     meta = read_onnx_metadata(workdir / "fp32.onnx")
-    test = images_of(args.data / "test", meta.image_size, meta.resize)
-    good = images_of(args.data / "train" / "good", meta.image_size, meta.resize)[-20:]
+    test = images_of(args.data / "test", meta)
+    good = images_of(args.data / "train" / "good", meta)[-20:]
     report: Dict[str, Any] = {"cpu": read_cpuinfo(), "backbone": meta.backbone, "image_size": meta.image_size,
                               "threads": args.threads, "test_images": len(test)}
     report["fidelity"] = fidelity(paths, test, good)

@@ -186,8 +186,7 @@ def _search(args: argparse.Namespace, fp32_onnx: Path, out: Path, build, timed: 
     meta = read_onnx_metadata(fp32_onnx)
     bound = FidelityBound(0.99 if args.min_spearman is None else args.min_spearman,
                           0 if args.max_verdict_changes is None else args.max_verdict_changes)
-    images, source = fidelity_images(Path(args.calib_dir), _max_images(args), args.fidelity_dir,
-                                     meta.image_size, meta.resize)
+    images, source = fidelity_images(Path(args.calib_dir), _max_images(args), args.fidelity_dir, meta)
     search = search_scopes(fp32_onnx, build, out, images, source, meta.threshold, bound, timed=timed,
                            annotate=annotate)
     print(search.format())

@@ -100,7 +100,7 @@ def quantize_ir(onnx_path: PathLike, xml_out: PathLike, calib_dir: PathLike,
     onnx_path, xml_out = Path(onnx_path), Path(xml_out)
     meta = read_onnx_metadata(onnx_path)
     paths = int8_calibration_paths(calib_dir, max_images)
-    images = load_int8_calibration_batch(paths, meta.image_size, meta.resize)  # [N,3,H,W]
+    images = load_int8_calibration_batch(paths, meta)  # [N,3,H,W]
     model = convert_onnx(onnx_path)
     quantized = quantize_model(model, [images[i:i + 1] for i in range(len(images))], scope, len(images))
     count = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ordered_ops())

@@ -12,7 +12,9 @@ Two flavours, because the targets disagree (see :data:`RECIPES`):
 - ``tensorrt``: symmetric int8 activations (zero point 0) and per-channel symmetric int8
   weights, the only form TensorRT's explicit quantization accepts; used for engines.
 - ``cpu``: unsigned 8-bit activations with int8 weights, what ONNX Runtime's x86 kernels run
-  fastest (symmetric int8 activations measured no faster than fp32 there).
+  fastest (symmetric int8 activations measured no faster than fp32 there). The 2x2 stride-2
+  ConvTranspose layers are first rewritten as 1x1 Conv + DepthToSpace (:mod:`.rewrite`, exact in
+  fp32) so that they are quantized too.
 
 onnxruntime is imported inside the functions that need it.
 """
@@ -38,6 +40,7 @@ from rd_edge.core.onnx_props import read_onnx_metadata
 from rd_edge.core.preprocess import ModelInput
 
 from .graph import full_check, read_metadata, set_metadata
+from .rewrite import conv_transpose_as_conv
 
 PathLike = Union[str, Path]
 
@@ -74,6 +77,9 @@ class Int8Recipe:
     weight_qdq_pair: bool  # float weights behind Q->DQ (TensorRT quantizes them itself)
     float_bias: bool  # keep biases float instead of int32 DequantizeLinear
     conv_transpose_axis: Optional[int] = None  # per-channel axis of ConvTranspose weights (None: ORT's, 1)
+    # 2x2 stride-2 ConvTranspose rewritten as 1x1 Conv + DepthToSpace first (rewrite.py), so it is
+    # quantized like any Conv where the runtime has no int8 ConvTranspose kernel
+    conv_transpose_as_conv: bool = False
     percentile: float = 99.999  # only for calibration_method "percentile"
 
 
@@ -93,9 +99,13 @@ RECIPES: Dict[str, Int8Recipe] = {
     # No reduce_range: VNNI CPUs do not saturate, and 7-bit weights lost accuracy. ConvTranspose
     # stays float: ORT has no quantized ConvTranspose kernel, so quantizing it only adds
     # DequantizeLinear work (and error). Measurements: docs/tensorrt_int8.md.
+    # The student's ConvTranspose layers become 1x1 Conv + DepthToSpace (exact in fp32) and are
+    # quantized as Conv: as float ConvTranspose they took 12-17 % of the int8 graph's time for ~5 %
+    # of its MACs (issue 26).
     "cpu": Int8Recipe("cpu", "QUInt8", activation_symmetric=False, per_channel=False,
                       reduce_range=False, quantize_conv_transpose=False,
-                      calibration_method="minmax", weight_qdq_pair=False, float_bias=False),
+                      calibration_method="minmax", weight_qdq_pair=False, float_bias=False,
+                      conv_transpose_as_conv=True),
 }
 
 
@@ -355,12 +365,17 @@ def quantize_int8(onnx_in: PathLike, onnx_out: PathLike, calib_dir: PathLike, ta
     model = _load_onnx(onnx_in)
     meta = _check_source(model, onnx_in)
     paths = int8_calibration_paths(calib_dir, max_images)
-    nodes = backbone_convs(model, scope, recipe.quantize_conv_transpose)
     # ORT's histogram calibrators (percentile, entropy) stack per-run tensors and fail on batches.
     per_run = 1 if recipe.calibration_method != "minmax" else _INT8_CALIBRATION_BATCH
     paths, batch = _fit_batch(paths, _static_batch(model), per_run, onnx_in)
 
-    quantized = _run_quantize_static(onnx_in, model, recipe, nodes, make_reader(paths, meta, batch))
+    with tempfile.TemporaryDirectory(prefix="rd_int8_src_") as tmp:
+        source = onnx_in
+        if recipe.conv_transpose_as_conv and conv_transpose_as_conv(model):
+            source = Path(tmp) / "rewritten.onnx"
+            onnx.save(model, str(source))
+        nodes = backbone_convs(model, scope, recipe.quantize_conv_transpose)
+        quantized = _run_quantize_static(source, model, recipe, nodes, make_reader(paths, meta, batch))
     if recipe.target == "tensorrt":
         check_tensorrt_qdq(quantized, recipe.conv_transpose_axis)
     qmeta = replace(meta, precision="int8", extra={

@@ -23,6 +23,7 @@ import numpy as np
 
 from rd_edge.core.errors import ExportError
 from rd_edge.core.metadata import INPUT_NAME
+from rd_edge.core.preprocess import ModelInput
 from rd_edge.runtime import load_runner
 
 # Widest first: more of the model in int8 is faster and less faithful.
@@ -140,8 +141,8 @@ def choose(trials: Sequence[ScopeTrial]) -> Optional[ScopeTrial]:
     return max(within, key=lambda t: t.speedup or 0.0)
 
 
-def fidelity_images(calib_dir: Path, max_images: int, defects_dir: Optional[Path], size: Sequence[int],
-                    resize: str, limit: int = 32) -> Tuple[np.ndarray, str]:
+def fidelity_images(calib_dir: Path, max_images: int, defects_dir: Optional[Path], model: ModelInput,
+                    limit: int = 32) -> Tuple[np.ndarray, str]:
     """[N,3,H,W] images to judge fidelity on, and what they are: the good images of ``calib_dir``
     that did not calibrate (the calibration ones when none is left), plus ``defects_dir``'s."""
     from rd_edge.core.images import list_images
@@ -157,7 +158,7 @@ def fidelity_images(calib_dir: Path, max_images: int, defects_dir: Optional[Path
     defects = list_images(defects_dir)[:2 * limit] if defects_dir is not None else []
     if defects:
         source += f" + {len(defects)} images of {defects_dir}"
-    return load_int8_calibration_batch(held + defects, size, resize), source
+    return load_int8_calibration_batch(held + defects, model), source
 
 
 def search_scopes(reference: Path, build: Callable[[str, Path], None], out: Path, images: np.ndarray,

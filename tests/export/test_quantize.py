@@ -51,7 +51,9 @@ def test_backbone_convs_quantized_head_float(int8_graphs, target):
     backbone = [n for n in convs if n.name.startswith(BACKBONE_PREFIXES)]
     head = [n for n in convs if n.name.startswith("/head/")]
     assert len(backbone) == 38 and len(head) == 11  # resnet18: 38 teacher/OCBE/student convs
-    if target == "cpu":  # ORT has no quantized ConvTranspose: the cpu flavour leaves those 6 float
+    if target == "cpu":  # ORT has no quantized ConvTranspose: the cpu flavour rewrites those 6 as Conv
+        assert not [n for n in model.graph.node if n.op_type == "ConvTranspose"]
+        assert sum(n.op_type == "DepthToSpace" for n in model.graph.node) == 6
         backbone = [n for n in backbone if n.op_type == "Conv"]
     for n in backbone:  # weight and input activation both come through DequantizeLinear
         assert src[n.input[1]].op_type == "DequantizeLinear", n.name
@@ -243,7 +245,7 @@ def test_cli_checkpoint_to_int8_cpu_graph(r18_checkpoint, demo_category, tmp_pat
     assert meta.precision == "int8" and meta.extra["int8_target"] == "cpu"
     assert meta.extra["calibration_images"] == 4
     captured = capsys.readouterr()
-    assert "14 convolutions quantized" in captured.out  # 20 in scope, less 6 ConvTranspose
+    assert "20 convolutions quantized" in captured.out  # the 6 ConvTranspose too, as 1x1 Conv + DepthToSpace
     # The cost of int8, on the calibration images, against the fp32 graph it came from.
     line = next(x for x in captured.out.splitlines() if x.startswith("fp32 vs int8 on 4 calibration images"))
     assert "max |d normalized score|" in line and "verdicts changed" in line
@@ -284,3 +286,21 @@ def test_pearson_is_one_for_identical_maps_and_refuses_constant():
     assert pearson(a, a) == pytest.approx(1.0)
     with pytest.raises(ExportError, match="constant"):
         pearson(a, np.zeros_like(a))
+
+
+def test_conv_transpose_as_conv_is_exact_in_fp32(r18_onnx, tmp_path):
+    """The cpu flavour's rewrite (1x1 Conv + DepthToSpace for each 2x2 stride-2 ConvTranspose)
+    computes the same map and score as the exported graph."""
+    from rd_edge.runtime import load_runner
+    from rd_export.rewrite import conv_transpose_as_conv
+
+    model = onnx.load(str(r18_onnx))
+    assert conv_transpose_as_conv(model) == 6
+    assert not [n for n in model.graph.node if n.op_type == "ConvTranspose"]
+    out = tmp_path / "rewritten.onnx"
+    onnx.save(model, str(out))
+    images = np.random.default_rng(3).random((2, 3, 64, 64), dtype=np.float32)
+    ref = load_runner(r18_onnx, "ort").infer({"image": images})
+    got = load_runner(out, "ort").infer({"image": images})
+    np.testing.assert_allclose(got["anomaly_map"], ref["anomaly_map"], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(got["score"], ref["score"], atol=1e-6, rtol=0)

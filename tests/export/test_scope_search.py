@@ -18,7 +18,8 @@ def built(r18_onnx, demo_category, tmp_path_factory):
     folder = tmp_path_factory.mktemp("scopes")
     paths = {s: quantize_int8(r18_onnx, folder / f"{s}.onnx", demo_category, target="cpu", scope=s,
                               max_images=8).onnx_path for s in ("full", "student")}
-    images, source = fidelity_images(demo_category, 8, demo_category / "test", (64, 64), "linear")
+    images, source = fidelity_images(demo_category, 8, demo_category / "test",
+                                     read_onnx_metadata(r18_onnx))
     return paths, images, source
 
 

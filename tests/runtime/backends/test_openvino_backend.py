@@ -119,7 +119,8 @@ def test_int8_ir_by_nncf_keeps_the_head_float(r18_onnx, demo_category, tmp_path)
     fq = [op.get_friendly_name() for op in ov.Core().read_model(str(report.xml_path)).get_ordered_ops()
           if op.get_type_name() == "FakeQuantize"]
     assert not [n for n in fq if n.startswith("/head/")]
-    images = load_int8_calibration_batch(int8_calibration_paths(demo_category / "test", 6), (64, 64))  # held out
+    images = load_int8_calibration_batch(int8_calibration_paths(demo_category / "test", 6),
+                                         read_onnx_metadata(r18_onnx))  # held out
     ref = load_runner(r18_onnx, "ort").infer({"image": images})
     out = load_runner(report.xml_path).infer({"image": images})
     assert np.corrcoef(out["anomaly_map"].ravel(), ref["anomaly_map"].ravel())[0, 1] > 0.98
