@@ -20,8 +20,9 @@ JETPACK_ONLY = ("sudo apt install nvidia-jetpack", "export PATH=/usr/local/cuda/
 
 def _docs_install_commands():
     text = (ROOT / "docs" / "jetson.md").read_text()
-    section = text.split("\n## Install\n", 1)[1]
-    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL).group(1)
+    section = text.split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
+    # The block run on the device (the one before it copies the code and model over).
+    (block,) = [b for b in re.findall(r"```bash\n(.*?)```", section, re.DOTALL) if "python3 -m venv" in b]
     commands = []
     for line in block.splitlines():
         command = re.sub(r"\s+#.*$", "", line).strip()

@@ -160,7 +160,7 @@ def check_thresholds() -> None:
     calibrated = REFERENCE["thresholds"]
     with Detector(str(PLAIN)) as det:
         resolved = det.thresholds
-    beside = str(WORK / "plain" / "thresholds.json")
+    beside = str(WORK / "plain" / "model.onnx.thresholds.json")
     got = (resolved.image, resolved.image_source, resolved.pixel, resolved.pixel_source)
     want = (calibrated["image_threshold"], beside, calibrated["pixel_threshold"], beside)
     if got != want:
@@ -172,7 +172,7 @@ def check_thresholds() -> None:
     verdicts = [line.split("verdict=")[1].split()[0] for line in proc.stdout.splitlines()]
     if proc.returncode != 0 or not verdicts or set(verdicts) != {"NG"}:
         raise CheckFailed(f"rd-infer --threshold 0: exit {proc.returncode}, verdicts {verdicts}")
-    print(f"thresholds.json read (image {resolved.image:.4g}, pixel {resolved.pixel:.4g}); "
+    print(f"model.onnx.thresholds.json read (image {resolved.image:.4g}, pixel {resolved.pixel:.4g}); "
           f"argument > file; rd-infer --threshold 0 flags all {len(verdicts)}")
 
 
