@@ -98,10 +98,7 @@ def test_summary_and_warnings(tiny_onnx, messy_folder, capsys):
 
 def test_short_video_gives_one_record_per_frame(tiny_onnx, tmp_path):
     video = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (40, 30))
-    for i in range(7):
-        writer.write(rgb(30, 40, i))
-    writer.release()
+    write_clip(video, 7, size=(30, 40), fps=10)
     records_path = tmp_path / "video.jsonl"
     assert main([str(tiny_onnx), str(video), "--json", str(records_path), "--quiet", "--batch-size", "3"]) == 0
     records = read_records(records_path)
@@ -161,9 +158,9 @@ def test_show_without_a_display_warns_and_continues(tiny_onnx, tmp_path, capsys,
     assert "--show needs an OpenCV with GUI support" in capsys.readouterr().err
 
 
-def write_clip(path, n, size=(30, 40), seed=0):
+def write_clip(path, n, size=(30, 40), seed=0, fps=10):
     h, w = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
     for i in range(n):
         writer.write(rgb(h, w, seed + i))
     writer.release()
@@ -257,10 +254,7 @@ def test_one_line_per_image_and_fail_on_anomaly_exit_codes(tiny_onnx, tmp_path, 
 @pytest.mark.parametrize("out_name", ["clip.mp4", "clip.avi", "folder"])
 def test_video_gives_an_annotated_clip_with_every_frame(tiny_onnx, tmp_path, capsys, out_name):
     video = tmp_path / "line.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 12, (64, 48))
-    for i in range(9):
-        writer.write(rgb(48, 64, i))
-    writer.release()
+    write_clip(video, 9, size=(48, 64), fps=12)
     out = tmp_path / out_name
     assert main([str(tiny_onnx), str(video), "--out", str(out), "--batch-size", "4"]) == 0
     clip = out if out_name != "folder" else out / "line.mp4"
@@ -283,10 +277,7 @@ def test_video_gives_an_annotated_clip_with_every_frame(tiny_onnx, tmp_path, cap
 def test_video_out_rotates_in_segments_and_keeps_the_newest(tiny_onnx, tmp_path, capsys):
     # a camera runs for days: --segment-seconds rotates the clip, --segments bounds the disk
     video = tmp_path / "cam.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (40, 30))
-    for i in range(25):
-        writer.write(rgb(30, 40, i))
-    writer.release()
+    write_clip(video, 25, size=(30, 40), fps=10)
     out = tmp_path / "out"
     assert main([str(tiny_onnx), str(video), "--out", str(out), "--segment-seconds", "1", "--segments", "2"]) == 0
     kept = sorted(p.name for p in out.glob("*.mp4"))
@@ -307,10 +298,7 @@ def test_video_out_rotates_in_segments_and_keeps_the_newest(tiny_onnx, tmp_path,
 
 def test_video_png_frames_only_when_asked(tiny_onnx, tmp_path):
     video = tmp_path / "line.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 12, (40, 30))
-    for i in range(3):
-        writer.write(rgb(30, 40, i))
-    writer.release()
+    write_clip(video, 3, size=(30, 40), fps=12)
     assert main([str(tiny_onnx), str(video), "--out", str(tmp_path / "o"), "--png-frames", "--quiet"]) == 0
     assert len(list((tmp_path / "o" / "overlays").rglob("frame_*.png"))) == 3
     assert (tmp_path / "o" / "line.mp4").is_file()
