@@ -123,7 +123,7 @@ def check_pip(argv: List[str]) -> None:
 
 
 def check_python(argv: List[str]) -> None:
-    if argv[1:3] == ["-m", "pytest"] or argv[1:3] == ["-m", "venv"]:
+    if argv[1:3] in (["-m", "pytest"], ["-m", "venv"], ["-m", "build"]):
         return
     script = ROOT / argv[1]
     assert script.is_file(), f"no script {argv[1]}"
@@ -181,3 +181,8 @@ def test_documented_command_works(where, command):
 def test_the_docs_have_commands():
     assert len(COMMANDS) > 40
     assert {w.split(":")[0] for w, _ in COMMANDS} >= {"README.md", "docs/jetson.md", "docs/serving.md"}
+
+
+def test_readme_names_the_extras_the_makefile_installs():
+    extras = re.search(r'pip install -q -e "(\.\[[^\]]+\])"', (ROOT / "Makefile").read_text()).group(1)
+    assert f'pip install -e "{extras}"' in (ROOT / "README.md").read_text(), f"README should name {extras}"
