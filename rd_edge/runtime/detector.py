@@ -17,22 +17,22 @@ from __future__ import annotations
 import os
 import threading
 import time
-import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from rd_edge.core.errors import BackendError, ConfigError, NonFiniteOutputError, RdEdgeError
+from rd_edge.core.errors import ConfigError, NonFiniteOutputError
 from rd_edge.core.images import downscale_to_budget, fit_pixels
 from rd_edge.core.metadata import INPUT_NAME, ModelMetadata
 from rd_edge.core.postprocess import normalize_score, render_overlay, resize_map, score_scale
 from rd_edge.core.preprocess import preprocess_bgr
 from rd_edge.core.thresholds import check_threshold
 
-from .backends import DeviceInputRunner, Runner, load_runner
+from .backends import Runner, load_runner
 from .backends.base import PathLike
+from .preprocess_choice import PreprocessChoice
 from .threshold_precedence import resolve_thresholds
 from .tiled import TiledRunner
 
@@ -112,8 +112,10 @@ class Detector:
             tiling = self.metadata.tile_spec()
             self._tiled = (TiledRunner(self.runner, tiling, tile_batch, self._lock)
                            if tiling is not None else None)
-            if self._tiled is not None and self._cuda_pre is not None:
-                self._setup_cuda_tiles()
+            if self._tiled is not None and self._pre.device == "cuda":
+                self._pre.use_tiles(self._tiled.tiling.tile)
+                if self._pre.device == "cuda":
+                    self._tiled.device_writer = self._tiles_cuda
         except BaseException:
             self.runner.close()
             raise
@@ -129,34 +131,7 @@ class Detector:
         self.batch_size = min(batch_size, limit)
         # Serializes runner calls a backend cannot run concurrently (and the CUDA input buffer).
         self._lock = threading.Lock()
-        self._cuda_pre: Optional[Any] = None
-        self.preprocess_fallback_reason: Optional[str] = None
-        self._cuda_required = bool(cuda_preprocess)
-        if cuda_preprocess is not False:
-            self._try_cuda_preprocess(required=bool(cuda_preprocess))
-
-    def _try_cuda_preprocess(self, required: bool) -> None:
-        """Use the CUDA kernel when the runner offers a float32 device input and pycuda works."""
-        runner = self.runner
-        reason = None
-        if not isinstance(runner, DeviceInputRunner):
-            reason = f"backend {runner.name!r} has no device input buffer"
-        elif runner.input_dtype != np.float32:
-            reason = f"engine input is {runner.input_dtype}, the kernel writes float32"
-        else:
-            try:
-                from .cuda_preprocess import CudaPreprocessor
-
-                self._cuda_pre = runner.call_in_context_owner(lambda: _compiled(
-                    CudaPreprocessor(self.input_size, runner.stream, self.metadata.resize)))
-            except RdEdgeError as exc:
-                reason = str(exc)
-            except Exception as exc:  # any CUDA error (pycuda.driver.Error): the CPU path still works
-                reason = f"CUDA preprocessing setup failed: {exc}"
-        if reason is not None and required:
-            raise BackendError(f"CUDA preprocessing was requested but is unavailable: {reason}")
-        # Only worth reporting when CUDA preprocessing was possible in principle.
-        self.preprocess_fallback_reason = reason if isinstance(runner, DeviceInputRunner) else None
+        self._pre = PreprocessChoice(self.runner, self.input_size, meta.resize, cuda_preprocess)
 
     # --- properties ---------------------------------------------------------------------------
 
@@ -177,7 +152,12 @@ class Detector:
     @property
     def preprocess_device(self) -> str:
         """"cuda" when frames are preprocessed by the CUDA kernel, else "cpu"."""
-        return "cuda" if self._cuda_pre is not None else "cpu"
+        return self._pre.device
+
+    @property
+    def preprocess_fallback_reason(self) -> Optional[str]:
+        """Why preprocessing is not on CUDA where it could have been (None: it is, or cannot be)."""
+        return self._pre.reason
 
     def tile_grid(self, frame_hw: Tuple[int, int]) -> Any:
         """Tiled models: the TileGrid a frame of (H, W) is cut into (None for whole-frame models)."""
@@ -237,7 +217,7 @@ class Detector:
             raise ValueError(f"preprocess takes 1..{self.batch_size} frames (batch_size), got {len(frames)}")
         t0 = time.perf_counter()
         frames = [f if _is_bgr_uint8(f) else to_bgr_uint8(f) for f in frames]
-        tensor = self._cpu_tensor(frames) if self._cuda_pre is None and self._tiled is None else None
+        tensor = self._cpu_tensor(frames) if self._pre.device == "cpu" and self._tiled is None else None
         return Batch(frames, tensor, seconds={"preprocess": time.perf_counter() - t0})
 
     def _cpu_tensor(self, frames: List[np.ndarray]) -> np.ndarray:
@@ -259,7 +239,7 @@ class Detector:
             return batch
         if batch.tensor is None:
             with self._lock:  # one device input buffer
-                if self._preprocess_cuda(batch.frames):  # False: a CUDA error, CPU from now on
+                if self._pre.write_frames(batch.frames):  # False: a CUDA error, CPU from now on
                     t1 = time.perf_counter()
                     batch.outputs = self.runner.infer_from_device(n)
             if batch.outputs is None:
@@ -298,78 +278,15 @@ class Detector:
                 p.timings = dict(timings)
         return predictions
 
-    def _setup_cuda_tiles(self) -> None:
-        """Tiled models on the CUDA path: crop + convert tiles in the kernel, no host round trip.
-        Tiles of another size than the model's are cropped and resized on the CPU instead."""
-        from .cuda_tiles import CudaTilePreprocessor
-
-        runner = self.runner
-        runner.call_in_context_owner(self._cuda_pre.close)
-        self._cuda_pre = None
-        if self._tiled.tiling.tile != self.input_size:
-            self.preprocess_fallback_reason = (f"tiles of {self._tiled.tiling.tile} are resized to the "
-                                               f"model's {self.input_size} on the CPU")
-            return
-        try:
-            pre = runner.call_in_context_owner(lambda: _compiled(CudaTilePreprocessor(self.input_size, runner.stream)))
-        except Exception as exc:  # RdEdgeError or a CUDA error: the CPU crops the tiles
-            if self._cuda_required:
-                raise BackendError(f"CUDA preprocessing was requested but is unavailable: {exc}") from exc
-            self.preprocess_fallback_reason = str(exc)
-            return
-        self._cuda_pre = pre
-        self._tiled.device_writer = self._tiles_cuda
-
     def _tiles_cuda(self, frames: List[np.ndarray], grids: list, chunk: list):
         """One chunk of tiles cropped into the device input by the kernel and run; None when a
         CUDA error moved preprocessing to the CPU (the TiledRunner then crops there)."""
-        from .cuda_tiles import frame_runs
-
-        runner = self.runner
-
-        def enqueue() -> None:
-            for i, start, tiles in frame_runs(chunk):
-                boxes = grids[i].boxes
-                frame = np.ascontiguousarray(frames[i])
-                self._cuda_pre.enqueue_tiles(frame, [boxes[k] for k in tiles], runner.device_input_pointer(), start)
-
         with self._lock:  # one device input buffer
-            if self._cuda_pre is None or not self._preprocess_cuda(frames, enqueue):
+            if not self._pre.write_tiles(frames, grids, chunk):
                 self._tiled.device_writer = None
                 return None
             ready = time.perf_counter()
-            return runner.infer_from_device(len(chunk)), ready
-
-    def _preprocess_cuda(self, frames: List[np.ndarray], enqueue: Optional[Any] = None) -> bool:
-        """Write the frames' tensors straight into the runner's device input buffer; False (and
-        CPU preprocessing from now on, with a warning) when a CUDA call fails, unless CUDA
-        preprocessing was required."""
-        from .cuda_preprocess import CudaPreprocessError
-
-        runner = self.runner
-        try:
-            with runner.activate():
-                for i, frame in enumerate(frames if enqueue is None else []):
-                    self._cuda_pre.enqueue(frame, runner.device_input_pointer(), i)
-                if enqueue is not None:  # tiles: their own kernel (_tiles_cuda)
-                    enqueue()
-                # Wait, so preprocess_ms measures the kernels and not just their enqueueing.
-                runner.stream.synchronize()
-            return True
-        except Exception as exc:
-            error = exc if isinstance(exc, CudaPreprocessError) else \
-                CudaPreprocessError(f"CUDA preprocessing failed: {exc}")
-            if self._cuda_required:
-                raise error from exc
-        try:
-            with runner.activate():
-                self._cuda_pre.close()
-        except Exception:  # noqa: BLE001 - the context may be unusable after the error
-            pass
-        self._cuda_pre = None
-        self.preprocess_fallback_reason = str(error)
-        warnings.warn(f"{error}; preprocessing on the CPU from now on", RuntimeWarning, stacklevel=3)
-        return False
+            return self.runner.infer_from_device(len(chunk)), ready
 
     def _postprocess(self, amap: np.ndarray, score: float, frame_hw: Tuple[int, int]) -> Prediction:
         normalized = float(normalize_score(score, self.threshold, self.score_scale))
@@ -380,10 +297,8 @@ class Detector:
 
     def close(self) -> None:
         """Release the runner (sessions, GPU buffers). Idempotent."""
-        if self._cuda_pre is not None and isinstance(self.runner, DeviceInputRunner):
-            # In the context's owner thread: close() may come from any thread (the pipeline's).
-            self.runner.call_in_context_owner(self._cuda_pre.close)
-            self._cuda_pre = None
+        if hasattr(self, "_pre"):
+            self._pre.close()
         self.runner.close()
 
     def __enter__(self) -> "Detector":
@@ -410,15 +325,3 @@ def _check_batch_size(batch_size: Any) -> int:
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ConfigError(f"batch_size must be >= 1 and <= {MAX_BATCH_SIZE}, got {batch_size}")
     return int(batch_size)
-
-
-def _compiled(pre: Any) -> Any:
-    """``pre`` (a CUDA preprocessor, made with its context current) with its kernel compiled;
-    on failure its CUDA objects are freed at once, in the context, not whenever Python drops
-    the half-made object (pycuda leaks those freed from a thread that does not own the context)."""
-    try:
-        pre.compile()
-    except BaseException:
-        pre.close()
-        raise
-    return pre

@@ -29,6 +29,7 @@ from rd_edge.core.sidecar import EngineSidecar
 from rd_edge.runtime import Detector, load_runner
 from rd_edge.runtime.backends.trt import TensorRTRunner
 from rd_edge.runtime.backends.trt.util import CU_STREAM_NON_BLOCKING
+from rd_edge.runtime.preprocess_choice import PreprocessState
 
 H, W, MAX_BATCH = 24, 32, 4
 WEIGHTS = np.array([0.5, 0.3, 0.2], np.float32)  # the stand-in model of conftest.py
@@ -353,12 +354,14 @@ def test_cuda_error_while_predicting_falls_back_to_the_cpu(fake_gpu, tiny_onnx):
     cuda, plan = fake_gpu
     f = frames([(50, 70)])[0]
     with Detector(tiny_onnx) as cpu, Detector(plan) as gpu:
-        assert gpu.preprocess_device == "cuda"
+        assert gpu.preprocess_device == "cuda" and gpu._pre.state is PreprocessState.CUDA
         cuda.fail_launch = "cuLaunchKernel failed: too many resources requested for launch"
         with pytest.warns(RuntimeWarning, match="too many resources.*CPU from now on"):
             got = gpu.predict(f)
         assert gpu.preprocess_device == "cpu" and "too many resources" in gpu.preprocess_fallback_reason
+        assert gpu._pre.state is PreprocessState.FELL_BACK  # the one place that knows
         assert got.score == pytest.approx(cpu.predict(f).score, abs=1e-6)
+    assert gpu._pre.state is PreprocessState.CLOSED
     with Detector(plan, cuda_preprocess=True) as strict:
         with pytest.raises(BackendError, match="too many resources"):
             strict.predict(f)
