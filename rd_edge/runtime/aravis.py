@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -152,6 +153,16 @@ def _feature_text(value: Any) -> str:
     return str(value)
 
 
+def frame_gap(last: int, frame_id: int) -> int:
+    """Frames missing between two camera frame ids; GigE Vision 1.x block ids are 16 bits and
+    wrap from 65535 to 1 (0 is never used)."""
+    if frame_id > last:
+        return frame_id - last - 1
+    if last >= 0xF000 and frame_id < 0x1000:
+        return 0xFFFF - last + frame_id - 1
+    return 0  # a restarted camera counts from the start again
+
+
 class AravisCamera:
     """An open camera streaming into queued buffers: a ``Capture`` for the live loop.
 
@@ -235,12 +246,17 @@ class AravisCamera:
     def read(self) -> Tuple[Optional[np.ndarray], Optional[float]]:
         """The next complete frame as BGR and its camera timestamp (s); buffers that arrive
         incomplete are counted in ``lost`` and skipped. AravisError after ``buffer_timeout``
-        seconds without any buffer (the live loop makes that an outage)."""
+        seconds without a complete one (the live loop makes that an outage)."""
         lib = library()
+        deadline = time.monotonic() + self._timeout_us / 1e6  # incomplete buffers do not extend it
+        lost_before = self.lost
         while True:
-            buffer = lib.arv_stream_timeout_pop_buffer(self.stream, self._timeout_us)
+            left_us = int((deadline - time.monotonic()) * 1e6)
+            buffer = lib.arv_stream_timeout_pop_buffer(self.stream, max(left_us, 0)) if left_us > 0 else None
             if not buffer:
-                raise AravisError(f"camera {self.device_name!r}: no buffer for {self._timeout_us / 1e6:g} s")
+                incomplete = self.lost - lost_before
+                why = f" ({incomplete} incomplete buffers)" if incomplete else ""
+                raise AravisError(f"camera {self.device_name!r}: no buffer for {self._timeout_us / 1e6:g} s{why}")
             try:
                 got = self._frame(lib, buffer)
             finally:
@@ -249,13 +265,13 @@ class AravisCamera:
                 return got
 
     def _frame(self, lib: ctypes.CDLL, buffer: int) -> Optional[Tuple[np.ndarray, float]]:
-        if lib.arv_buffer_get_status(buffer) != 0:  # not ARV_BUFFER_STATUS_SUCCESS
+        frame_id = int(lib.arv_buffer_get_frame_id(buffer))
+        if self.frame_id is not None:
+            self.lost += frame_gap(self.frame_id, frame_id)  # frames that never reached us at all
+        self.frame_id = frame_id
+        if lib.arv_buffer_get_status(buffer) != 0:  # not ARV_BUFFER_STATUS_SUCCESS: incomplete
             self.lost += 1
             return None
-        frame_id = int(lib.arv_buffer_get_frame_id(buffer))
-        if self.frame_id is not None and frame_id > self.frame_id + 1:
-            self.lost += frame_id - self.frame_id - 1  # never reached us at all
-        self.frame_id = frame_id
         size = ctypes.c_size_t(0)
         address = lib.arv_buffer_get_image_data(buffer, ctypes.byref(size))
         data = ctypes.string_at(address, size.value)  # a copy: the buffer goes back to the camera

@@ -38,14 +38,15 @@ def _aravis():
 class FakeCamera:
     """arv-fake-gv-camera-0.8 on 127.0.0.1 (GVCP port 3956), started and killed by the test."""
 
-    def __init__(self) -> None:
+    def __init__(self, packet_loss_per_mille: int = 0) -> None:
         self.aravis = _aravis()
         self.process = None
+        self.loss = packet_loss_per_mille
         self.start()
 
     def start(self, wait: bool = True) -> None:
-        self.process = subprocess.Popen([FAKE, "-i", ADDRESS, "-s", "RDEDGE"], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen([FAKE, "-i", ADDRESS, "-s", "RDEDGE", "-r", str(self.loss)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not wait:
             return
         deadline = time.monotonic() + 5.0
@@ -229,6 +230,27 @@ def test_a_killed_camera_is_an_outage_and_reconnect_brings_it_back(fake_camera, 
     assert outage.rate == pytest.approx(30.0, rel=0.35)  # as measured: a loaded host delays the camera too
     assert outage.frames_lost == round(outage.seconds * outage.rate) - 1 and outage.seconds > 1.0
     assert [o.end for o in summary.outages["gige"]] == [outage.end]
+
+
+def test_incomplete_and_missing_buffers_are_counted_as_lost():
+    camera = FakeCamera(packet_loss_per_mille=5)  # 0.5 % of GVSP packets dropped by the camera
+    aravis = camera.aravis
+    try:
+        cam = aravis.AravisCamera(ADDRESS, {"Width": "512", "Height": "512", "AcquisitionFrameRate": "50"},
+                                  buffer_timeout=2.0)
+        try:
+            cam.read()
+            first, lost_at_first = cam.frame_id, cam.lost
+            for _ in range(20):
+                cam.read()
+            span = cam.frame_id - first if cam.frame_id > first else aravis.frame_gap(first, cam.frame_id) + 1
+        finally:
+            cam.release()
+    finally:
+        camera.kill()
+    lost = cam.lost - lost_at_first
+    assert lost > 0 and 20 + lost == span  # every frame id since the first: complete, or counted lost
+    assert aravis.frame_gap(65534, 2) == 2 and aravis.frame_gap(10, 13) == 2 and aravis.frame_gap(500, 3) == 0
 
 
 def test_rd_infer_reads_the_camera_with_a_camera_file_and_writes_overlays(fake_camera, tiny_onnx, tmp_path, capsys):
