@@ -191,7 +191,8 @@ class AravisCamera:
         except BaseException:
             self.release()
             raise
-        self.lost = 0  # buffers lost or incomplete, and gaps in the frame ids
+        self.lost = 0  # frames missing between complete ones (incomplete buffers or never arrived)
+        self.incomplete = 0  # buffers that arrived incomplete
         self.frame_id: Optional[int] = None  # the camera's id of the last frame read
 
     @property
@@ -244,17 +245,17 @@ class AravisCamera:
         _call("arv_camera_execute_command", self.camera, b"TriggerSoftware")
 
     def read(self) -> Tuple[Optional[np.ndarray], Optional[float]]:
-        """The next complete frame as BGR and its camera timestamp (s); buffers that arrive
-        incomplete are counted in ``lost`` and skipped. AravisError after ``buffer_timeout``
-        seconds without a complete one (the live loop makes that an outage)."""
+        """The next complete frame as BGR and its camera timestamp (s). Incomplete buffers are
+        skipped (``incomplete``; the gap in frame ids counts them in ``lost``). AravisError
+        after ``buffer_timeout`` seconds without a complete one (the live loop: an outage)."""
         lib = library()
         deadline = time.monotonic() + self._timeout_us / 1e6  # incomplete buffers do not extend it
-        lost_before = self.lost
+        incomplete_before = self.incomplete
         while True:
             left_us = int((deadline - time.monotonic()) * 1e6)
             buffer = lib.arv_stream_timeout_pop_buffer(self.stream, max(left_us, 0)) if left_us > 0 else None
             if not buffer:
-                incomplete = self.lost - lost_before
+                incomplete = self.incomplete - incomplete_before
                 why = f" ({incomplete} incomplete buffers)" if incomplete else ""
                 raise AravisError(f"camera {self.device_name!r}: no buffer for {self._timeout_us / 1e6:g} s{why}")
             try:
@@ -265,13 +266,13 @@ class AravisCamera:
                 return got
 
     def _frame(self, lib: ctypes.CDLL, buffer: int) -> Optional[Tuple[np.ndarray, float]]:
-        frame_id = int(lib.arv_buffer_get_frame_id(buffer))
-        if self.frame_id is not None:
-            self.lost += frame_gap(self.frame_id, frame_id)  # frames that never reached us at all
-        self.frame_id = frame_id
         if lib.arv_buffer_get_status(buffer) != 0:  # not ARV_BUFFER_STATUS_SUCCESS: incomplete
-            self.lost += 1
+            self.incomplete += 1  # its frame id is not to be trusted; the gap below counts it
             return None
+        frame_id = int(lib.arv_buffer_get_frame_id(buffer))
+        if self.frame_id is not None:  # frames between two complete ones: incomplete or never arrived
+            self.lost += frame_gap(self.frame_id, frame_id)
+        self.frame_id = frame_id
         size = ctypes.c_size_t(0)
         address = lib.arv_buffer_get_image_data(buffer, ctypes.byref(size))
         data = ctypes.string_at(address, size.value)  # a copy: the buffer goes back to the camera
