@@ -220,21 +220,26 @@ class CudaPreprocessor:
     def _enqueue(self, frame: np.ndarray, dst_ptr: int, batch_index: int) -> None:
         src_h, src_w = frame.shape[:2]
         self._reserve(frame.nbytes)
-        if self._uploaded is None:
-            raise CudaPreprocessError("the CUDA preprocessor is closed")
-        self._uploaded.synchronize()
-        staging = self._staging[: frame.nbytes]
+        uploaded, staging_all, function = self._live()
+        uploaded.synchronize()
+        staging = staging_all[: frame.nbytes]
         staging[...] = frame.reshape(-1)  # [H*W*3] contiguous HWC bytes
         self._cuda.memcpy_htod_async(self._frame_dev, staging, self.stream)
-        self._uploaded.record(self.stream)
+        uploaded.record(self.stream)
         plane_bytes = 3 * self.height * self.width * 4  # one float32 [3,H,W] image
         grid = ((self.width + _BLOCK[0] - 1) // _BLOCK[0], (self.height + _BLOCK[1] - 1) // _BLOCK[1], 1)
         # cv2 computes scale = src / dst in double before using it in float.
-        self._function(self._frame_dev, np.int32(src_h), np.int32(src_w),
+        function(self._frame_dev, np.int32(src_h), np.int32(src_w),
                        np.uintp(int(dst_ptr) + batch_index * plane_bytes),
                        np.int32(self.height), np.int32(self.width),
                        np.float32(src_h / self.height), np.float32(src_w / self.width),
                        block=_BLOCK, grid=grid, stream=self.stream)
+
+    def _live(self) -> Tuple[Any, np.ndarray, Any]:
+        """(upload event, staging buffer, kernel) once compiled and reserved; an error once closed."""
+        if self._uploaded is None or self._staging is None or self._function is None:
+            raise CudaPreprocessError("the CUDA preprocessor is closed (or its kernel was never compiled)")
+        return self._uploaded, self._staging, self._function
 
     def _reserve(self, nbytes: int) -> None:
         """Grow the staging and device frame buffers to ``nbytes`` (never shrinks)."""

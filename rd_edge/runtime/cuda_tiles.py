@@ -79,18 +79,19 @@ class CudaTilePreprocessor(CudaPreprocessor):
     def _enqueue_tiles(self, frame: np.ndarray, origins: np.ndarray, dst_ptr: int, batch_index: int) -> None:
         self._reserve(frame.nbytes)
         self._reserve_origins(origins.nbytes)
-        self._uploaded.synchronize()  # the staging buffers may be refilled once the last upload ran
-        staging = self._staging[: frame.nbytes]
+        uploaded, staging_all, function = self._live()
+        uploaded.synchronize()  # the staging buffers may be refilled once the last upload ran
+        staging = staging_all[: frame.nbytes]
         staging[...] = frame.reshape(-1)  # [H*W*3] HWC bytes
         corners = self._origins_host[: origins.size]
         corners[...] = origins
         self._cuda.memcpy_htod_async(self._frame_dev, staging, self.stream)
         self._cuda.memcpy_htod_async(self._origins_dev, corners, self.stream)
-        self._uploaded.record(self.stream)
+        uploaded.record(self.stream)
         plane_bytes = 3 * self.height * self.width * 4  # one float32 [3,h,w] tile
         grid = ((self.width + _BLOCK[0] - 1) // _BLOCK[0], (self.height + _BLOCK[1] - 1) // _BLOCK[1],
                 origins.size // 2)
-        self._function(self._frame_dev, np.int32(frame.shape[1]), self._origins_dev,
+        function(self._frame_dev, np.int32(frame.shape[1]), self._origins_dev,
                        np.uintp(int(dst_ptr) + batch_index * plane_bytes),
                        np.int32(self.height), np.int32(self.width),
                        block=_BLOCK, grid=grid, stream=self.stream)

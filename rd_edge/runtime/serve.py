@@ -69,11 +69,11 @@ class TritonInstall:
                 raise BackendError(f"rd-serve needs a tritonserver binary with the Python backend: {SERVE_HINT}")
             base = Path(list(spec.submodule_search_locations)[0]) / "tritonserver"
             version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-            install = cls(base / "bin" / "tritonserver", base / "backends",
-                          stub=base / "python_backend_stubs" / version / "triton_python_backend_stub")
-            if not install.stub.is_file():
+            stub = base / "python_backend_stubs" / version / "triton_python_backend_stub"
+            install = cls(base / "bin" / "tritonserver", base / "backends", stub=stub)
+            if not stub.is_file():
                 raise BackendError(f"nvidia-pytriton has no Python-backend stub for Python {version} "
-                                   f"({install.stub}); use Python 3.8-3.13")
+                                   f"({stub}); use Python 3.8-3.13")
         for needed in (install.binary, install.backends / "python" / "libtriton_python.so"):
             if not needed.is_file():
                 raise BackendError(f"no {needed}: not a Triton install with the Python backend; {SERVE_HINT}")

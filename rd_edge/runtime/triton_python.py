@@ -47,6 +47,7 @@ def frames_of(image: Optional[np.ndarray], frame: Optional[np.ndarray],
                              f"[B,H,W,3]); found {found}")
     if image is not None:
         return decode_items(image, max_pixels)
+    assert frame is not None  # exactly one of the two, checked above
     if frame.ndim != 4 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
         raise ImageReadError(f"FRAME must be uint8 [B,H,W,3] (BGR), found {frame.dtype} {list(frame.shape)}")
     return list(frame)
