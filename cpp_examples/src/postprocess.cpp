@@ -198,7 +198,10 @@ cv::Mat render_overlay(const cv::Mat& frame_bgr, const cv::Mat& frame_map, doubl
   cv::Mat canvas = enlarge(blended, factor);
   const int u = std::max(1, canvas.cols / 256);
   if (!ground_truth.empty()) outline(canvas, ground_truth, factor, kGroundTruth, u);
-  outline(canvas, anomaly_mask(map, pixel_threshold), factor, kPrediction, u);
+  const cv::Mat region = anomaly_mask(map, pixel_threshold);
+  outline(canvas, region, factor, kPrediction, u);
+  // NG, yet no pixel above the pixel threshold: said on the image (postprocess.render_overlay)
+  if (score > threshold && cv::countNonZero(region) == 0) draw_text(canvas, "no area", 4 * u, 4 * u, 2 * u, kWhite);
   const double normalized = normalize_score(score, threshold, scale);
   cv::Mat out;
   cv::vconcat(band(canvas.cols, u, score, normalized, score > threshold), canvas, out);

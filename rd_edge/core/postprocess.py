@@ -194,7 +194,10 @@ def render_overlay(frame_bgr: np.ndarray, amap: np.ndarray, score: float, thresh
     canvas = np.ascontiguousarray(_enlarge(blended, factor))
     unit = max(1, canvas.shape[1] // 256)
     _outline(canvas, ground_truth, factor, GROUND_TRUTH_BGR, unit)
-    _outline(canvas, amap > pixel_threshold, factor, PREDICTION_BGR, unit)
+    region = amap > pixel_threshold
+    _outline(canvas, region, factor, PREDICTION_BGR, unit)
+    if float(score) > threshold and not region.any():  # NG with nothing to outline: said on the image
+        draw_text(canvas, "no area", 4 * unit, 4 * unit, 2 * unit, (255, 255, 255))
     normalized = float(normalize_score(score, threshold, scale))
     band = _band(canvas.shape[1], unit, float(score), normalized, float(score) > threshold)
     return np.concatenate([band, canvas], axis=0)

@@ -340,3 +340,20 @@ def test_python_and_cpp_agree_on_exit_codes_and_help(rd_infer, r18_onnx, demo_ca
     for text in (cpp_help, py_help):
         assert "thresholds.json" in text and "2 some" in text and "1 error" in text
     assert "(default: the model's)" not in cpp_help
+
+
+def test_ng_without_region_says_no_area_in_both(rd_infer, r18_onnx, demo_category, tmp_path):
+    """An NG image with no pixel above the pixel threshold: both overlays write "no area"."""
+    import sys
+
+    import cv2
+
+    image = sorted((demo_category / "test" / "good").glob("*.png"))[0]
+    args = [r18_onnx, image, "--threshold", "-1", "--pixel-threshold", "1e9"]
+    for name, cmd in (("cpp", [rd_infer["exe"]]), ("python", [Path(sys.executable).parent / "rd-infer"])):
+        proc = _run([*cmd, *args, "--out", tmp_path / name])
+        assert proc.returncode == 0, _tail(proc)
+        overlay = cv2.imread(str(next((tmp_path / name / "overlays").rglob("*.png"))))
+        u = max(1, overlay.shape[1] // 256)
+        corner = overlay[36 * u:50 * u, 4 * u:88 * u]
+        assert int((corner == 255).all(axis=2).sum()) > 50, f"{name}: no 'no area' text"
