@@ -220,7 +220,11 @@ def review(model: Path, data: Path, videos: Path, port: int) -> Dict[str, Any]:
                   ["--evidence", str(work / "ev"), "--review", str(work / "review"), "--json", str(work / "r.jsonl"),
                    "--station", str(port), "--station-linger", "600", "--quiet"], log)
     url = _wait_line(log, r"station: (\S+)", proc)
-    _wait_line(log, r"run finished", proc, timeout=1200)
+    deadline = time.monotonic() + 1200
+    while not json.loads(urllib.request.urlopen(f"{url.rstrip('/')}/api/state", timeout=30).read())["finished"]:
+        if time.monotonic() > deadline:
+            raise SystemExit("the line did not finish in 20 minutes")
+        time.sleep(0.5)
     marked = {"false_alarm": 0, "confirmed_defect": 0}
     entries = json.loads(urllib.request.urlopen(f"{url.rstrip('/')}/api/gallery/line", timeout=30).read())
     # the gallery lists the newest 24: walk the folder for all of them
