@@ -203,7 +203,7 @@ def _rates(records: List[Dict[str, Any]], threshold: float, every: int) -> Dict[
             "escapes": int((~flagged & defect).sum()), "defective": int(defect.sum())}
 
 
-def review(model: Path, data: Path, videos: Path, port: int) -> Dict[str, Any]:
+def review(model: Path, data: Path, videos: Path, port: int, how: str = "zero-escape") -> Dict[str, Any]:
     """Run the fresh line with the station; mark each NG frame as the operator would (the video's
     defect frames are known: every 10th); rd-calibrate --review; rates before/after, also on
     fresh_test.avi, a second stretch of the same line nobody reviewed."""
@@ -211,7 +211,7 @@ def review(model: Path, data: Path, videos: Path, port: int) -> Dict[str, Any]:
 
     work = videos / "review_run"
     work.mkdir(exist_ok=True)
-    method = ["--method", "zero-escape", "--quiet"]
+    method = ["--method", how, "--quiet"]
     subprocess.run([sys.executable, "-m", "rd_edge.cli.calibrate", str(model), "--data", str(data), *method],
                    check=True, capture_output=True)
     before = Thresholds.read(thresholds_path(model)).image_threshold
@@ -300,6 +300,7 @@ def main() -> int:
     r.add_argument("model", type=Path)
     r.add_argument("data", type=Path)
     r.add_argument("videos", type=Path)
+    r.add_argument("--method", default="zero-escape", help="rd-calibrate's method, before and after")
     s = sub.add_parser("screenshots")
     s.add_argument("model", type=Path)
     s.add_argument("videos", type=Path)
@@ -316,7 +317,7 @@ def main() -> int:
         result = drift(a.model, a.videos, a.png)
         result.pop("series")
     elif a.command == "review":
-        result = review(a.model, a.data, a.videos, a.port)
+        result = review(a.model, a.data, a.videos, a.port, a.method)
     else:
         result = screenshots(a.model, a.videos, a.prefix, a.port)
     print(json.dumps(result, indent=1))
