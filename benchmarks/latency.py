@@ -30,14 +30,15 @@ from typing import Any, Dict, List, Optional, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # rdbench, also under `python -m`/pytest
 
 from rd_edge.core.cli import DefaultsHelpFormatter  # noqa: E402
+from rdbench.artifacts import ensure_onnx  # noqa: E402
 from rdbench.errors import BenchmarkError  # noqa: E402
 from rdbench.frames import frames_digest, make_frames, parse_frame_size  # noqa: E402
+from rdbench.peaks import low_precision_peaks  # noqa: E402
 from rdbench.plan import BACKENDS, Settings, make_plan, parse_backends  # noqa: E402
 from rdbench.results import BatchResult, Measurement, add_reference_ratios, build_result, merge_rounds  # noqa: E402
 from rdbench.runner import run_jobs  # noqa: E402
-from rdbench.artifacts import ensure_onnx  # noqa: E402
-from rdbench.tiled import checkpoint_tiling, run_tiled  # noqa: E402
 from rdbench.system import cpu_count, cpu_peak, load_average, model_gflop, system_info  # noqa: E402
+from rdbench.tiled import checkpoint_tiling, run_tiled  # noqa: E402
 from rdbench.writers import markdown_report, write_json, write_markdown, write_plot  # noqa: E402
 
 
@@ -115,11 +116,12 @@ def _check_same_frames(measurements: Sequence[Measurement], expected: str) -> No
 
 
 def build_results(measurements: Sequence[Measurement], settings: Settings, gflop: Optional[float],
-                  peak: Optional[float]) -> List[BatchResult]:
+                  peak: Optional[float], low_peaks: Optional[Dict[str, Optional[float]]] = None) -> List[BatchResult]:
     """Rows grouped by batch size, in the order the backends ran; scores checked against reference."""
     measurements = merge_rounds(measurements)
     reference = {m.batch_size: m.first_scores for m in measurements if m.backend == "reference"}
-    rows = [build_result(m, len(m.e2e_ms), gflop, peak, reference.get(m.batch_size)) for m in measurements]
+    rows = [build_result(m, len(m.e2e_ms), gflop, peak, reference.get(m.batch_size), low_peaks)
+            for m in measurements]
     add_reference_ratios(rows)
     return sorted(rows, key=lambda r: r.batch_size)  # stable: backend order kept within a batch
 
@@ -175,10 +177,14 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         plan = make_plan(settings, workdir, frames)
         model = _count_gflop(settings.checkpoint)
         system["fp32_peak"] = None if args.no_peak else cpu_peak(settings.threads)
+        # bf16/int8 GEMM peaks: the limits of the OpenVINO and int8 rows
+        system["low_precision_peaks"] = None if args.no_peak else low_precision_peaks(settings.threads)
         measurements, skipped = run_jobs(plan.jobs, progress=not args.quiet, rounds=args.rounds)
     _check_same_frames(measurements, frames_digest(frames))
     peak = (system["fp32_peak"] or {}).get("achievable_gflops")
-    results = build_results(measurements, settings, model["gflop_per_image"], peak)
+    low = system["low_precision_peaks"] or {}
+    results = build_results(measurements, settings, model["gflop_per_image"], peak,
+                            {"bf16": low.get("bf16_gops"), "int8": low.get("int8_gops")})
     system["load_average_end"] = load_average()
     report = {
         "system": system, "model": model,

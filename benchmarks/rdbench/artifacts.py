@@ -75,6 +75,27 @@ def ensure_int8(onnx_int8: Optional[Path], onnx_fp32: Path, frames: Sequence[np.
     return out
 
 
+def ensure_openvino(onnx_fp32: Path, frames: Sequence[np.ndarray], workdir: Path) -> Tuple[Path, Path, bool]:
+    """(fp32 IR, NNCF int8 IR with the head float, whether the CPU runs bf16), made in ``workdir``."""
+    from rd_edge.core.errors import RdEdgeError
+
+    try:
+        from rd_edge.runtime.backends.openvino import cpu_capabilities
+        from rd_export.openvino_export import export_ir
+        from rd_export.openvino_int8 import quantize_ir
+    except ImportError as exc:
+        raise BackendUnavailable(f"the OpenVINO exporter cannot be imported ({exc}): "
+                                 f"`pip install rd-edge[openvino,train]`") from exc
+    calib = write_int8_calibration_frames(frames[:INT8_CALIBRATION_FRAMES], workdir / "int8_calibration_openvino")
+    ir, int8 = workdir / f"{onnx_fp32.stem}.xml", workdir / f"{onnx_fp32.stem}_int8.xml"
+    try:
+        export_ir(onnx_fp32, ir, "fp32")
+        quantize_ir(onnx_fp32, int8, calib, max_images=INT8_CALIBRATION_FRAMES)  # scope full
+    except RdEdgeError as exc:
+        raise BackendUnavailable(f"OpenVINO IR export failed: {exc}") from exc
+    return ir, int8, "BF16" in cpu_capabilities()
+
+
 def engine_precision(plan: Path) -> str:
     """The precision recorded in a plan's sidecar (BenchmarkError when unreadable)."""
     from rd_edge.core.errors import RdEdgeError

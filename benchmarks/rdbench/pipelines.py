@@ -192,6 +192,8 @@ class DetectorPipeline(Pipeline):
         if backend == "ort":
             kwargs.update(providers=opts.pop("providers", ["cpu"]), threads=self.job.threads,
                           cuda_preprocess=False)
+        elif backend == "openvino":
+            kwargs.update(threads=self.job.threads, precision=opts.pop("inference_precision", None))
         try:
             self.detector = Detector(self.job.model_path, **kwargs)
         except MetadataError as exc:
@@ -218,6 +220,8 @@ class DetectorPipeline(Pipeline):
                                 "detector_batch": self.detector.batch_size}
         if providers:
             info.update(providers=providers, threads=self.job.threads)
+        if runner.name == "openvino":
+            info.update(inference_precision=getattr(runner, "precision", None), threads=self.job.threads)
         meta = runner.metadata
         info["model_precision"] = meta.precision
         if meta.extra.get("int8_target"):
@@ -254,6 +258,7 @@ PIPELINES: Dict[str, Type[Pipeline]] = {
     "ort-tensorrt": DetectorPipeline,
     "ort-int8": DetectorPipeline,
     "trt": DetectorPipeline,
+    "openvino": DetectorPipeline,
 }
 
 

@@ -21,7 +21,9 @@ from .results import Job, Skipped
 BACKENDS = ("reference", "torch", "ort", "ort-int8", "trt")
 EXTRA_ORT_ROWS = {"ort-cuda": ("CUDAExecutionProvider", ["cuda"]),
                   "ort-tensorrt": ("TensorrtExecutionProvider", ["tensorrt", "cuda"])}
-ACCEPTED = BACKENDS + tuple(EXTRA_ORT_ROWS)
+# OpenVINO rows (opt-in: --backends ...,openvino): fp32, bf16 (where the CPU has it) and NNCF int8 IRs
+OPENVINO = "openvino"
+ACCEPTED = BACKENDS + tuple(EXTRA_ORT_ROWS) + (OPENVINO,)
 
 
 @dataclass
@@ -86,7 +88,7 @@ def make_plan(settings: Settings, workdir: Path, frames: Sequence[np.ndarray]) -
     for name in ("reference", "torch"):
         if name in requested:
             plan.jobs.append(settings.job(name, "fp32", settings.checkpoint))
-    if not any(n.startswith("ort") or n == "trt" for n in requested):
+    if not any(n.startswith("ort") or n in ("trt", OPENVINO) for n in requested):
         return plan
     onnx = _step(plan, requested, "onnx", lambda: artifacts.ensure_onnx(settings.checkpoint, settings.onnx, workdir))
     if onnx is None:
@@ -94,6 +96,8 @@ def make_plan(settings: Settings, workdir: Path, frames: Sequence[np.ndarray]) -
     _plan_ort(plan, settings, requested, onnx, workdir, frames)
     if "trt" in requested:
         _plan_trt(plan, settings, onnx, workdir, frames)
+    if OPENVINO in requested:
+        _plan_openvino(plan, settings, onnx, workdir, frames)
     return plan
 
 
@@ -136,6 +140,28 @@ def _plan_ort(plan: Plan, settings: Settings, requested: Sequence[str], onnx: Pa
             return
         plan.artifacts["onnx_int8"] = str(int8)
         plan.jobs.append(settings.job("ort-int8", "int8", int8, backend="ort", providers=["cpu"]))
+
+
+def _plan_openvino(plan: Plan, settings: Settings, onnx: Path, workdir: Path, frames: Sequence[np.ndarray]) -> None:
+    """One row per OpenVINO precision: the fp32 IR in f32 and in bf16, the NNCF int8 IR."""
+    from rd_edge.runtime.backends import why_unavailable
+
+    reason = why_unavailable(OPENVINO)
+    if reason is not None:
+        plan.skip(OPENVINO, f"OpenVINO cannot run here: {reason}")
+        return
+    try:
+        ir, int8, bf16 = artifacts.ensure_openvino(onnx, frames, workdir)
+    except BackendUnavailable as exc:
+        plan.skip(OPENVINO, str(exc))
+        return
+    plan.artifacts.update(openvino_fp32=str(ir), openvino_int8=str(int8))
+    plan.jobs.append(settings.job(OPENVINO, "fp32", ir, backend=OPENVINO, inference_precision="fp32"))
+    if bf16:
+        plan.jobs.append(settings.job(OPENVINO, "bf16", ir, backend=OPENVINO, inference_precision="bf16"))
+    else:
+        plan.skip(f"{OPENVINO} bf16", "this CPU has no bf16 (OpenVINO's OPTIMIZATION_CAPABILITIES)")
+    plan.jobs.append(settings.job(OPENVINO, "int8", int8, backend=OPENVINO, inference_precision="fp32"))
 
 
 def _plan_trt(plan: Plan, settings: Settings, onnx: Path, workdir: Path, frames: Sequence[np.ndarray]) -> None:

@@ -170,17 +170,19 @@ def add_reference_ratios(rows: Sequence["BatchResult"]) -> None:
 
 
 def build_result(m: Measurement, iters: int, gflop_per_image: Optional[float],
-                 cpu_peak_gflops: Optional[float], reference_scores: Optional[List[float]]) -> BatchResult:
+                 cpu_peak_gflops: Optional[float], reference_scores: Optional[List[float]],
+                 low_peaks: Optional[Dict[str, Optional[float]]] = None) -> BatchResult:
     """A report row from a worker's measurement plus the parent's model and machine figures."""
     stats = percentiles(m.e2e_ms)
     inference_ms = float(np.median(m.inference_ms))
     gflops = None
     if gflop_per_image is not None and inference_ms > 0:
         gflops = gflop_per_image * m.batch_size / (inference_ms / 1000.0)
-    # Only fp32 CPU rows are compared with the CPU's fp32 peak: int8 ops and GPU rows run on
-    # other units, and a fraction over 100 % would only mislead.
-    comparable = m.details.get("device", "cpu") == "cpu" and m.precision == "fp32"
-    fraction = gflops / cpu_peak_gflops if (gflops and cpu_peak_gflops and comparable) else None
+    # CPU rows are compared with the measured peak of the precision they run in (fp32 sgemm;
+    # bf16 and int8 GEMMs, rdbench.peaks, where measured); GPU rows with none.
+    peaks = {"fp32": cpu_peak_gflops, **(low_peaks or {})}
+    peak = peaks.get(m.precision) if m.details.get("device", "cpu") == "cpu" else None
+    fraction = gflops / peak if (gflops and peak) else None
     diff = None
     if reference_scores is not None and len(reference_scores) == len(m.first_scores):
         diff = float(np.max(np.abs(np.subtract(m.first_scores, reference_scores))))

@@ -40,6 +40,14 @@ def results_table(results: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _low_peak_line(peaks: Optional[Dict[str, Any]]) -> str:
+    if not peaks:
+        return "bf16/int8 peaks: not measured (--no-peak)"
+    measured = ", ".join(f"{k} {v}" for k, v in peaks["measured"].items())
+    return (f"bf16/int8 peaks ({peaks['method']}): **{peaks['bf16_gops']} / {peaks['int8_gops']} GOPS** "
+            f"({measured}); bf16 and int8 rows' `% peak` divide by these")
+
+
 def _peak_line(peak: Optional[Dict[str, Any]]) -> str:
     if not peak:
         return "fp32 peak: not measured (--no-peak)"
@@ -67,6 +75,7 @@ def markdown_report(report: Dict[str, Any]) -> str:
              f"**Model**: {model.get('backbone')} at {model.get('image_size')}, "
              f"{_fmt_gflop(model.get('gflop_per_image'))} GFLOP per image ({model.get('counting', '')})",
              _peak_line(system.get("fp32_peak")),
+             _low_peak_line(system.get("low_precision_peaks")),
              f"**Input**: {report['settings']['frames']}; {report['settings']['iters']} timed calls after "
              f"{report['settings']['warmup']} warm-up per row and round; times per batch call",
              f"**Rounds**: {report['settings'].get('rounds', 1)}, interleaved (every row once per round, each in its "

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import make_checkpoint
 
 pytest.importorskip("torch")
@@ -21,7 +20,7 @@ RESULT_KEYS = {"backend", "precision", "batch_size", "p50_ms", "p90_ms", "p99_ms
                "throughput_ips", "preprocess_ms", "inference_ms", "postprocess_ms", "peak_rss_mb",
                "gflops_per_s"}
 NUMBER_KEYS = RESULT_KEYS - {"backend", "precision", "batch_size"}
-REQUESTED = ("reference", "torch", "ort", "ort-int8", "trt")
+REQUESTED = ("reference", "torch", "ort", "ort-int8", "trt", "openvino")
 
 
 def _load_latency():
@@ -44,6 +43,8 @@ def _expected_rows() -> set:
         pass
     if why_unavailable("trt") is None:
         rows.add("trt")
+    if why_unavailable("openvino") is None:
+        rows.add("openvino")
     return rows
 
 
@@ -167,6 +168,16 @@ def test_cpu_peak_small():
     peak = cpu_peak(threads=1, n=64, repeats=1)
     assert peak["achievable_gflops"] > 0
     assert any(isinstance(v, float) for v in peak["measured_sgemm_gflops"].values())
+
+
+def test_low_precision_peaks_small():
+    """bf16 and int8 GEMM peaks (the limits of the OpenVINO and int8 rows) measure real rates."""
+    _rdbench()
+    from rdbench.peaks import low_precision_peaks
+
+    peaks = low_precision_peaks(threads=1, n=256, repeats=1)
+    assert peaks["int8_gops"] > 0 and set(peaks["measured"]) == {"openvino_bf16_gemm", "openvino_int8_gemm",
+                                                                 "ort_u8s8_gemm"}
 
 
 def test_stream_mode_reports_both_modes_and_stage_shares(tmp_path, r18_checkpoint, r18_onnx):
