@@ -12,7 +12,7 @@ DEMO_BACKBONE ?= resnet18
 DEMO_SIZE ?= 128
 DEMO_STEPS ?= 400
 
-.PHONY: install serve-env demo test test-fast lint lint-imports python-floor jetson-sim clean
+.PHONY: install serve-env demo test test-fast mutation lint lint-imports python-floor jetson-sim clean
 
 install: $(VENV)/.installed
 
@@ -74,6 +74,13 @@ test: install serve-env lint-imports python-floor
 # The suite without the tests marked slow (pytest -m "not slow"): a quick check while working.
 test-fast: install lint-imports python-floor
 	$(PY) -m pytest -q -m "not slow"
+
+# Nightly, not in `make test`: scripts/mutation_check.py plants each of its one-line bugs in a copy of
+# the tree, runs the few tests named for it and prints the table (area, mutation, caught or MISSED) and
+# the mutation score; exit 1 when a mutation is missed or its line went stale. MUTATION_ARGS="--only tile".
+MUTATION_ARGS ?=
+mutation: install serve-env
+	$(PY) scripts/mutation_check.py --timeout 300 $(MUTATION_ARGS)
 
 # rd-serve's own environment (the tests start rd-serve from it): the Triton Python-backend stub
 # that nvidia-pytriton ships is built for numpy 1.x, the main venv has numpy 2 (docs/serving.md).

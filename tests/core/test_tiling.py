@@ -109,3 +109,73 @@ def test_tiling_travels_in_the_engine_sidecar(tmp_path):
     sidecar = EngineSidecar("10.3", "Orin", "8.7", "fp16", 1, 32, "0" * 64, _meta(tiling=tiling.to_dict()))
     sidecar.write(tmp_path / "m.engine")
     assert EngineSidecar.read(tmp_path / "m.engine").metadata.tile_spec() == tiling
+
+
+# ---- values, not shapes (issue 28): halves in rounding, the linear window, the grid as a rule ----
+
+def _reference_starts(length: int, tile: int, overlap: float) -> list:
+    """The grid rule of rd_edge.core.tiling written out independently: round half up with Decimal."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    rounded = int((Decimal(repr(overlap)) * tile).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    stride = max(1, tile - rounded)
+    n = -(-(length - tile) // stride) + 1
+    return [0] if n == 1 else [i * (length - tile) // (n - 1) for i in range(n)]
+
+
+@pytest.mark.parametrize("length,tile,overlap,starts", [
+    (25, 10, 0.25, [0, 5, 10, 15]),  # 2.5 px of overlap round up to 3: stride 7, four tiles (not three)
+    (24, 10, 0.25, [0, 7, 14]),
+    (13, 5, 0.5, [0, 2, 4, 6, 8]),  # odd tile: 2.5 -> 3, stride 2, ceil(8 / 2) + 1 = 5 tiles at i * 8 // 4
+])
+def test_grid_by_hand_with_halves(length, tile, overlap, starts):
+    assert tile_starts(length, tile, overlap) == starts
+
+
+def test_grid_follows_the_written_rule_for_any_frame():
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    @hypothesis.settings(max_examples=100, deadline=None, database=None)
+    @hypothesis.given(tile=st.integers(1, 64), extra=st.integers(0, 400),
+                      overlap=st.sampled_from([0.0, 0.1, 0.125, 0.25, 0.3, 0.375, 0.5, 0.625, 0.75, 0.9]))
+    def check(tile, extra, overlap):
+        starts = tile_starts(tile + extra, tile, overlap)
+        assert starts == _reference_starts(tile + extra, tile, overlap)
+        assert starts[0] == 0 and starts[-1] == extra
+
+    check()
+
+
+@pytest.mark.parametrize("window,blend", [("linear", [0.25, 0.75]), ("cosine", [0.14644661, 0.85355339])])
+def test_stitching_weights_by_hand_for_each_window(window, blend):
+    """Two 1x4 tiles over a 1x6 frame (starts 0 and 2): tile A is all 0, tile B all 1. Where they
+    overlap (x = 2, 3) the map is B's weight share: linear w = .25 .75 .75 .25, cosine (Hann) w =
+    .146 .854 .854 .146, so x=2 -> w_B[0] / (w_A[2] + w_B[0])."""
+    tiling = Tiling(tile=(1, 4), overlap=0.5, window=window)
+    grid = tiling.grid((1, 6))
+    assert grid.boxes == [(0, 0), (0, 2)]
+    out = Stitcher(grid, window).stitch([np.zeros((1, 4), np.float32), np.ones((1, 4), np.float32)])
+    np.testing.assert_allclose(out[0], [0, 0, *blend, 1, 1], atol=1e-6)
+
+
+def test_stitching_is_the_weighted_mean_for_any_grid():
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    @hypothesis.settings(max_examples=40, deadline=None, database=None)
+    @hypothesis.given(th=st.integers(2, 9), tw=st.integers(2, 9), eh=st.integers(0, 12), ew=st.integers(0, 12),
+                      overlap=st.sampled_from([0.0, 0.25, 0.5]), window=st.sampled_from(["cosine", "linear"]),
+                      seed=st.integers(0, 2**16))
+    def check(th, tw, eh, ew, overlap, window, seed):
+        grid = Tiling(tile=(th, tw), overlap=overlap, window=window).grid((th + eh, tw + ew))
+        maps = list(np.random.default_rng(seed).random((len(grid), th, tw)).astype(np.float32))
+        num = np.zeros(grid.frame)
+        den = np.zeros(grid.frame)
+        for (y, x), m in zip(grid.boxes, maps):  # the definition, in float64
+            w = np.outer(window_1d(th, window), window_1d(tw, window)).astype(np.float64)
+            num[y:y + th, x:x + tw] += w * m
+            den[y:y + th, x:x + tw] += w
+        np.testing.assert_allclose(Stitcher(grid, window).stitch(maps), num / den, rtol=1e-5, atol=1e-6)
+
+    check()

@@ -88,3 +88,26 @@ def test_server_url_credentials_are_sent_and_never_printed():
         server.shutdown()
         server.server_close()
     assert seen and seen[0] == "Basic " + base64.b64encode(f"user:p@{SECRET}".encode()).decode()
+
+
+def test_credentials_are_masked_and_stripped_for_any_user_and_password():
+    """Property (issue 28): whatever the user and password hold (``@``, ``:``, ``/``, ``%``...),
+    masking hides the password whole, stripping leaves exactly the host and path a client
+    connects to, and url_credentials gives both back decoded."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    from urllib.parse import quote
+
+    from rd_edge.core.urls import strip_credentials, url_credentials
+
+    text = st.text(alphabet="abcXYZ019@:/%?#!$&'()*+,;= ._~-", min_size=1, max_size=12)
+
+    @hypothesis.settings(max_examples=150, deadline=None, database=None)
+    @hypothesis.given(user=text, password=text, scheme=st.sampled_from(["rtsp", "http", "mqtt"]))
+    def check(user, password, scheme):
+        url = f"{scheme}://{quote(user, safe='')}:{quote(password, safe='@')}@cam.local:554/live/1?x=1"
+        assert url_credentials(url) == (user, password)
+        assert strip_credentials(url) == f"{scheme}://cam.local:554/live/1?x=1"
+        assert mask_url(url) == f"{scheme}://{quote(user, safe='')}:***@cam.local:554/live/1?x=1"
+
+    check()
