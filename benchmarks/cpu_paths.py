@@ -190,6 +190,7 @@ def main(argv: Sequence[str] = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--calib-images", type=int, default=32)
     p.add_argument("--workdir", type=Path, help="keep the made models here (default: a temp dir)")
+    p.add_argument("--skip", default="", help="comma-separated paths to leave out (e.g. torch: slow, and fp32)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -207,6 +208,8 @@ def run(args: argparse.Namespace, workdir: Path) -> Dict[str, Any]:
     from rd_edge.core.onnx_props import read_onnx_metadata
 
     paths = build_paths(args.model, args.data / "train" / "good", workdir, args.threads, args.calib_images)
+    for name in filter(None, args.skip.split(",")):
+        paths.pop(name)
     meta = read_onnx_metadata(workdir / "fp32.onnx")
     test = images_of(args.data / "test", meta)
     good = images_of(args.data / "train" / "good", meta)[-20:]
