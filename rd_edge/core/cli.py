@@ -16,7 +16,15 @@ def run_cli(body: Callable[[], int]) -> int:
     exit 1; a missing package a command needs (OpenCV) -> one line naming what installs it, exit
     1; Ctrl-C -> 'interrupted', exit 130; stdout closed by the reader (``| head``) -> quiet, exit
     0; warnings as 'warning: ...' lines."""
+    format_before = warnings.formatwarning
     route_warnings()
+    try:
+        return _run(body)
+    finally:  # a CLI run inside another program (a test, a notebook) leaves its warnings as they were
+        warnings.formatwarning = format_before
+
+
+def _run(body: Callable[[], int]) -> int:
     try:
         code = body()
         sys.stdout.flush()  # a reader that went away is noticed here, not at interpreter exit
@@ -65,16 +73,13 @@ def stdout_closed() -> None:
 
 
 def route_warnings() -> None:
-    """Python warnings as one 'warning: MESSAGE' line on stderr, not 'path:line: UserWarning'."""
+    """Python warnings as one 'warning: MESSAGE' line on stderr, not 'path:line: UserWarning'.
+    Only the format changes: warnings.catch_warnings(record=True) (pytest.warns) still records."""
 
-    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
-             line: Optional[str] = None) -> None:
-        try:
-            print(f"warning: {message}", file=file or sys.stderr)
-        except (OSError, ValueError):  # stderr gone: nowhere to warn
-            pass
+    def one_line(message: Any, category: Any, filename: str, lineno: int, line: Optional[str] = None) -> str:
+        return f"warning: {message}\n"
 
-    warnings.showwarning = show
+    warnings.formatwarning = one_line
 
 
 def passive_openmp() -> None:
