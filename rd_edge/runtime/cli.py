@@ -350,7 +350,10 @@ def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, st
     if reference is not None:  # before the sinks that publish records: they carry the statistic
         from .sinks.drift import DriftSink
 
-        add(DriftSink(reference, window=args.drift_window, threshold=detector.threshold))
+        try:
+            add(DriftSink(reference, window=args.drift_window, threshold=detector.threshold))
+        except RdEdgeError as exc:  # drift is a side watch: a reference that cannot serve must not stop the line
+            print(f"warning: drift monitoring off: {exc}", file=sys.stderr)
     if args.json_path is not None:
         add(JsonlSink(args.json_path))
     if args.report is not None:

@@ -35,6 +35,11 @@ def test_drift_gauge_and_off_switch(tmp_path, capsys):
     assert "drift" not in json.loads((tmp_path / "off.jsonl").read_text().splitlines()[-1])
     assert main([str(scene["model"]), str(scene["drift"]), "--drift-window", "5", "--quiet"]) == 1
     assert "--drift-window must be 0 (off) or >= 30" in capsys.readouterr().err
+    # every reference score above the threshold: a warning, the run goes on without drift
+    assert main([str(scene["model"]), str(scene["drift"]), "--threshold", "0.001", "--json",
+                 str(tmp_path / "low.jsonl"), "--quiet"]) == 0
+    assert "warning: drift monitoring off: the drift reference has 0 of its 40" in capsys.readouterr().err
+    assert "drift" not in json.loads((tmp_path / "low.jsonl").read_text().splitlines()[0])
     # the gauges, after a run against a reference far above every score
     (port,) = free_ports(1)
     from pipeline_parts import FrameSource

@@ -126,7 +126,7 @@ class Station:
         with self._lock:
             s = self.streams.get(stream)
             newest, cached = (s.newest, s.jpeg) if s else (None, None)
-        if newest is None or self.detector is None:
+        if newest is None or not hasattr(self.detector, "render"):  # none, or a remote model: no overlay
             return None
         with self._render_lock:
             if cached and (cached[0] == newest.index or time.time() - cached[2] < 1.0 / self.live_fps):
