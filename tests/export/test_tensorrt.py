@@ -675,7 +675,7 @@ def test_option_combinations_that_would_be_ignored(r18_onnx, capsys, args, messa
 def gpu_skip_reason():
     """None when TensorRT can build and run engines here, else why not."""
     if importlib.util.find_spec("tensorrt") is None:
-        return "tensorrt is not installed (pip install rd-edge[gpu-cu12] or [gpu-cu13], or JetPack)"
+        return "tensorrt is not installed (pip install '.[gpu-cu12]' or '.[gpu-cu13]', or JetPack)"
     if importlib.util.find_spec("pycuda") is None:
         return "pycuda is not installed (the runtime's TensorRT runner needs it)"
     return trt_backend.probe()

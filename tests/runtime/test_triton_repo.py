@@ -169,7 +169,7 @@ def test_rd_serve_refuses_what_cannot_work(tmp_path, monkeypatch):
     from rd_edge.core.errors import BackendError
     from rd_edge.runtime.serve import TritonInstall, check_numpy_abi
 
-    with pytest.raises(BackendError, match=r"not a Triton install with the Python backend.*rd-edge\[serve\]"):
+    with pytest.raises(BackendError, match=r"not a Triton install with the Python backend.*make serve-env"):
         TritonInstall.find(str(tmp_path))  # no bin/tritonserver there
     bundled = TritonInstall(tmp_path / "tritonserver", tmp_path / "backends", stub=tmp_path / "stub")
     monkeypatch.setattr(np, "__version__", "2.1.0")

@@ -112,8 +112,8 @@ def test_matching_sidecar_passes_the_check(fake_plan):
 
 @pytest.mark.skipif(HAVE_TRT, reason="checks the message shown when tensorrt is missing")
 def test_missing_tensorrt_names_jetpack_and_the_extra(fake_plan):
-    with pytest.raises(BackendError, match=r"JetPack.*pip install rd-edge\[gpu-cu12\]` \(TensorRT 10, "
-                       r"NVIDIA driver >= 525\) or `pip install rd-edge\[gpu-cu13\]` \(TensorRT 11"):
+    with pytest.raises(BackendError, match=r"JetPack.*pip install '\.\[gpu-cu12\]'` \(TensorRT 10, "
+                       r"NVIDIA driver >= 525\) or `pip install '\.\[gpu-cu13\]'` \(TensorRT 11"):
         load_runner(fake_plan)
 
 
