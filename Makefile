@@ -46,6 +46,7 @@ $(DEMO)/.trained: $(DEMO)/.data
 	$(BIN)/rd-train --data $(DEMO_DATA) --backbone $(DEMO_BACKBONE) --image-size $(DEMO_SIZE) \
 	  --steps $(DEMO_STEPS) --batch-size 8 --teacher-weights none --eval-every 20 \
 	  --checkpoint-every 30 --resume --out $(DEMO)/model.pt
+	test -f $(DEMO_MODEL) || cp $(DEMO)/model.pt $(DEMO_MODEL)  # DEMO_STEPS < 100: no evaluation ran
 	touch $@
 
 # Calibrated (into the checkpoint, which rd-export carries into the graph) before rd-eval and
