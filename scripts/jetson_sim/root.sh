@@ -12,7 +12,7 @@ mirror=${JETSON_SIM_MIRROR:-http://deb.debian.org/debian}
 python_pkgs=python3,python3-venv,python3-pip,python3-numpy,python3-opencv,ca-certificates,dbus-x11
 cpp_pkgs=(g++ make cmake libopencv-dev)
 
-# qemu's aarch64 interpreter registered with the F flag (opened once, so it works inside a chroot).
+# qemu's aarch64 interpreter registered with the F flag (run.sh checks; here when called alone).
 if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
   [ -e /proc/sys/fs/binfmt_misc/register ] || mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc
   update-binfmts --enable qemu-aarch64

@@ -20,6 +20,14 @@ for tool in debootstrap qemu-aarch64-static update-binfmts mosquitto; do
   command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || {
     echo "error: jetson-sim needs $tool: apt-get install qemu-user-static binfmt-support debootstrap mosquitto" >&2; exit 1; }
 done
+# qemu's aarch64 interpreter registered with the F flag (opened once, so it works inside a chroot).
+# A machine that may not register it (a container without CAP_SYS_ADMIN) cannot run arm64 code
+# at all: SKIP with the reason, as the GPU tests do without a GPU.
+if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+  { [ -e /proc/sys/fs/binfmt_misc/register ] || mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc; } \
+    2>/dev/null && update-binfmts --enable qemu-aarch64 2>/dev/null \
+    || { echo "SKIP jetson-sim: cannot register qemu-aarch64 with binfmt_misc on this machine"; exit 0; }
+fi
 
 work=$(mktemp -d /tmp/rd-jetson-sim.XXXXXX)
 mounted=()
