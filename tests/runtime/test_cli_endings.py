@@ -45,8 +45,9 @@ def test_closed_stdout_stops_quietly_with_exit_0(tiny_onnx, demo_category):
     assert proc.returncode == 0, proc.stderr
 
 
-def test_ctrl_c_is_one_line_and_130(demo_category, tmp_path):
-    # rd-train at its first steps: Ctrl-C writes the checkpoint and says so in one line
+def test_ctrl_c_is_one_line_and_130_warnings_are_lines_no_bars_in_logs(demo_category, tmp_path):
+    # rd-train at its first steps: Ctrl-C writes the checkpoint and says so in one line. stderr is
+    # a pipe (a log): no tqdm carriage returns; the random-teacher UserWarning as one warning line
     out = tmp_path / "m.pt"
     proc = subprocess.Popen([str(BIN / "rd-train"), "--data", str(demo_category), "--backbone", "resnet18",
                              "--image-size", "64", "--steps", "100000", "--batch-size", "2",
@@ -54,9 +55,10 @@ def test_ctrl_c_is_one_line_and_130(demo_category, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 90
-        line = ""
+        line, warnings_seen = "", ""
         while "s/step" not in line and time.monotonic() < deadline:  # the ETA line: training runs
             line = proc.stderr.readline()
+            warnings_seen += line
         assert "steps left, about" in line and "load average" in line, line
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
@@ -66,16 +68,9 @@ def test_ctrl_c_is_one_line_and_130(demo_category, tmp_path):
     last = [x for x in err.splitlines() if x.strip()]
     assert len(last) == 1 and last[0].startswith("interrupted at step") and "--resume" in last[0], err
     assert "Traceback" not in err
-
-
-def test_warnings_are_warning_lines_and_no_bars_in_logs(demo_category, tmp_path):
-    # stderr is a pipe (a log): no tqdm carriage returns; the random-teacher UserWarning as one line
-    proc = run([str(BIN / "rd-train"), "--data", str(demo_category), "--backbone", "resnet18", "--image-size",
-                "64", "--steps", "2", "--batch-size", "2", "--teacher-weights", "none", "--out",
-                str(tmp_path / "m.pt")])
-    assert proc.returncode == 0, proc.stderr
-    assert "\r" not in proc.stderr and "UserWarning" not in proc.stderr, proc.stderr
-    assert any(line.startswith("warning: ") and "random teacher" in line for line in proc.stderr.splitlines())
+    log = warnings_seen + err
+    assert "\r" not in log and "UserWarning" not in log, log
+    assert any(x.startswith("warning: ") and "random teacher" in x for x in warnings_seen.splitlines()), log
 
 
 def test_commands_that_do_not_read_images_run_without_opencv(tiny_onnx):

@@ -65,7 +65,9 @@ def test_eval_report_has_curves_per_type_and_calibrated_verdicts(r18_checkpoint,
     assert {r["label"] for r in rows} == {p.name for p in (demo_category / "test").iterdir()}
     page = (report / "index.html").read_text()
     assert 'aria-label="ROC"' in page and 'aria-label="PR"' in page and "Metrics per defect type" in page
-    # other weights' thresholds.json is not taken
+    # other weights' thresholds file is not taken: the checkpoint's own threshold is
+    from rd_edge.checkpoint import load_checkpoint
+    from rd_edge.evaluate import checkpoint_thresholds
+
     Thresholds(5.0, None, checkpoint_sha256="f" * 64).write(thresholds_path(model))
-    assert eval_main([str(model), "--data", str(demo_category), "--quiet", "--json", str(tmp_path / "n.json")]) == 0
-    assert json.loads((tmp_path / "n.json").read_text())["threshold_source"] == "checkpoint"
+    assert checkpoint_thresholds(model, load_checkpoint(model))[2] == "checkpoint"
