@@ -98,3 +98,15 @@ def test_reconnect_brings_the_stream_back_and_records_the_outage_and_its_lost_fr
     assert value("rd_edge_source_up", {"source": "cam"}) == 1
     record = after.record()["outage"]
     assert record["end"].endswith("Z") and record["frames_lost"] == outage.frames_lost
+
+
+@pytest.mark.parametrize("seconds,rate,lost", [(2.0, 10.0, 19), (0.1, 10.0, 0), (0.25, 10.0, 1),
+                                               (1.0, 25.0, 24), (0.0, 30.0, 0)])
+def test_frames_lost_are_the_frames_due_strictly_inside_the_outage(seconds, rate, lost):
+    """Last frame at t, next at t + 2 s, 10 fps: frames were due at t + 0.1 ... t + 1.9 -> 19 lost
+    (the frame that ends the outage arrived; halves round as Python's round, 0.25 s -> 2.5 -> 2 -> 1)."""
+    from rd_edge.runtime.live import Outage
+
+    outage = Outage("read timeout", start=0.0, detected=0.5, rate=rate)
+    outage.close(seconds)
+    assert (outage.frames_lost, outage.seconds) == (lost, seconds)

@@ -119,3 +119,21 @@ def test_rd_infer_with_a_bad_mqtt_address_is_one_line_and_exit_1(tiny_onnx, tmp_
     assert main([str(tiny_onnx), str(image), "--mqtt", "broker:1883"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: MQTT address 'broker:1883' not understood") and err.count("\n") == 1
+
+
+def test_a_full_buffer_drops_the_oldest_records_and_keeps_the_newest():
+    """Buffer of 3, no broker (a closed port): five records queued, the two oldest dropped, the
+    queue holds frames 2, 3, 4 in order (what is published once the broker is back)."""
+    from ports import free_ports
+
+    from rd_edge.runtime.sinks.base import Result
+    from rd_edge.runtime.sources import SourceItem
+
+    sink = MqttSink(f"mqtt://127.0.0.1:{free_ports()[0]}/line", buffer=3, flush_timeout=0.1)
+    try:
+        for i in range(5):
+            sink.write(Result("cam", i, SourceItem(f"f{i}.png", f"f{i}", None, "unreadable"), error="unreadable"))
+        queued = [json.loads(payload)["frame"] for _, payload in sink._pending]  # not yet handed to paho
+        assert (queued, sink.dropped) == ([2, 3, 4], 2)
+    finally:
+        sink.close()

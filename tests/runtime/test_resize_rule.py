@@ -242,3 +242,22 @@ def test_models_from_before_the_rule_read_linear_and_new_ones_get_the_default(ma
     assert ModelMetadata.from_json(json.dumps(data)).resize == RESIZE_LINEAR
     with Detector(make_model("old.onnx", metadata=json.dumps(data)), backend="onnxruntime") as det:
         assert det.metadata.resize == RESIZE_LINEAR
+
+
+@pytest.mark.parametrize("src_hw,dst_hw,area", [
+    ((100, 40), (64, 64), False),  # taller, narrower: one side enlarges -> linear
+    ((40, 100), (64, 64), False),
+    ((100, 80), (64, 64), True),  # both sides shrink -> area
+    ((64, 65), (64, 64), True),  # equal counts as not enlarging
+])
+def test_area_only_when_no_side_enlarges(src_hw, dst_hw, area):
+    """Non-square frames (issue 28): INTER_AREA only when both sides shrink (or stay)."""
+    import cv2
+
+    from rd_edge.core.preprocess import RESIZE_AREA_LINEAR, preprocess_bgr, resize_interpolation
+
+    want = cv2.INTER_AREA if area else cv2.INTER_LINEAR
+    assert resize_interpolation(src_hw, dst_hw, RESIZE_AREA_LINEAR) == want
+    frame = np.random.default_rng(3).integers(0, 256, (*src_hw, 3), dtype=np.uint8)
+    by_hand = cv2.resize(frame, dst_hw[::-1], interpolation=want)[:, :, ::-1].transpose(2, 0, 1) / 255.0
+    np.testing.assert_allclose(preprocess_bgr(frame, dst_hw, resize=RESIZE_AREA_LINEAR), by_hand, atol=1e-6)

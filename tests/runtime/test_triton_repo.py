@@ -222,3 +222,88 @@ def test_external_data_outside_the_model_folder_is_refused(make_model, tmp_path,
         write_graph_repository(sub / "m.onnx", tmp_path / "repo", metadata_factory(), "onnxruntime")
     with pytest.raises(RdEdgeError):  # ONNX Runtime refuses it too (a good behaviour kept)
         load_runner(sub / "m.onnx")
+
+
+def test_two_requests_in_one_execute_get_their_own_results(make_model):
+    """Dynamic batching hands execute() several requests: each response carries the results of its
+    own frames (a PNG request of two frames and a FRAME request of one, different content), equal
+    to the Detector on those frames alone; a bad request in between gets only its own error."""
+    from types import SimpleNamespace
+
+    import cv2
+    import numpy as np
+
+    from rd_edge.runtime import Detector
+    from rd_edge.runtime.triton_python import TritonPythonModel
+
+    class Tensor:
+        def __init__(self, name, value):
+            self.name, self.value = name, np.asarray(value)
+
+        def as_numpy(self):
+            return self.value
+
+    class Request:
+        def __init__(self, names=(), **inputs):
+            self.inputs, self.names = inputs, list(names)
+
+        def requested_output_names(self):
+            return self.names
+
+    class TritonError(Exception):
+        INVALID_ARG, INTERNAL = 3, 13
+
+        def __init__(self, message, code=None):
+            super().__init__(message)
+            self.code = code
+
+    pb = SimpleNamespace(Tensor=Tensor, TritonError=TritonError,
+                         get_input_tensor_by_name=lambda request, name: (
+                             Tensor(name, request.inputs[name]) if name in request.inputs else None),
+                         InferenceResponse=lambda output_tensors=None, error=None: SimpleNamespace(
+                             outputs={t.name: t.value for t in output_tensors or []}, error=error))
+    rng = np.random.default_rng(28)
+    dark = rng.integers(0, 60, (2, 64, 64, 3), dtype=np.uint8)
+    bright = rng.integers(180, 256, (1, 64, 64, 3), dtype=np.uint8)
+    pngs = np.array([[cv2.imencode(".png", f)[1].tobytes()] for f in dark], dtype=object)
+    model = TritonPythonModel()
+    with Detector(make_model(), backend="onnxruntime", batch_size=4) as detector:
+        model._pb, model.detector, model.max_pixels = pb, detector, None
+        responses = model.execute([Request(IMAGE=pngs), Request(IMAGE=np.array([[b"bad"]], dtype=object)),
+                                   Request(["SCORE", "NORMALIZED_SCORE"], FRAME=bright)])
+        alone = [[p.score for p in detector.predict(list(frames))] for frames in (dark, bright)]
+    assert [r.error is None for r in responses] == [True, False, True]
+    assert responses[1].error.code == TritonError.INVALID_ARG
+    first, third = responses[0].outputs, responses[2].outputs
+    np.testing.assert_allclose(first["SCORE"][:, 0], alone[0], rtol=1e-5)
+    np.testing.assert_allclose(third["SCORE"][:, 0], alone[1], rtol=1e-5)
+    assert sorted(third) == ["NORMALIZED_SCORE", "SCORE"] and first["ANOMALY_MAP"].shape == (2, 64, 64)
+    assert abs(alone[0][0] - alone[1][0]) > 1e-6  # the two requests really differ
+
+
+def test_frames_are_grouped_into_requests_of_one_size_in_order():
+    """A FRAME tensor holds one [H,W,3] size: the client sends consecutive same-size frames together."""
+    import numpy as np
+
+    from rd_edge.runtime.client import _same_size_runs
+
+    frames = [np.full(shape, i, np.uint8) for i, shape in enumerate(
+        [(4, 6, 3), (4, 6, 3), (6, 4, 3), (4, 6, 3), (5, 5, 3), (5, 5, 3)])]
+    runs = _same_size_runs(frames)
+    assert [[int(f[0, 0, 0]) for f in run] for run in runs] == [[0, 1], [2], [3], [4, 5]]
+
+
+def test_rd_serve_refuses_the_bundled_stub_under_numpy_2(tmp_path):
+    """nvidia-pytriton's stub is built for numpy 1.x: with it and numpy 2 rd-serve stops with the fix."""
+    import numpy as np
+
+    from rd_edge.core.errors import BackendError
+    from rd_edge.runtime.serve import TritonInstall, check_numpy_abi
+
+    install = TritonInstall(tmp_path / "tritonserver", tmp_path / "backends", stub=tmp_path / "stub")
+    if int(np.__version__.split(".")[0]) < 2:
+        check_numpy_abi(install)  # numpy 1.x (rd-serve's own environment): fine
+        return
+    with pytest.raises(BackendError, match=r"numpy 2.*make serve-env"):
+        check_numpy_abi(install)
+    check_numpy_abi(TritonInstall(tmp_path / "tritonserver", tmp_path / "backends"))  # no bundled stub: fine
