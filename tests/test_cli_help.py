@@ -72,3 +72,13 @@ def test_readme_install_table_is_pyproject():
         for requirement in requirements:
             package = re.split(r"[\[<>=!~;\s]", requirement, maxsplit=1)[0]
             assert package in rows[extra], f"README: extra {extra!r} installs {package}, the table does not say so"
+
+
+def test_rd_build_engine_defaults_keep_the_graphs_precision():
+    """No --precision: None, so the engine takes the graph's own precision (an fp16 or int8 graph
+    never silently builds an fp32 engine); batch limits from the builder's default."""
+    from rd_edge.runtime.backends.trt.builder import DEFAULT_MAX_BATCH
+    from rd_edge.runtime.build_cli import build_parser
+
+    args = build_parser().parse_args(["model.onnx"])
+    assert (args.precision, args.max_batch, args.opt_batch, args.device_id) == (None, DEFAULT_MAX_BATCH, None, 0)

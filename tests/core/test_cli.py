@@ -31,3 +31,12 @@ def test_argument_types_parse(parse, text, value):
 def test_argument_types_refuse_with_what_was_expected(parse, text, message):
     with pytest.raises(argparse.ArgumentTypeError, match=message):
         parse(text)
+
+
+@pytest.mark.parametrize("minimum", [0, 1, 32])
+def test_int_at_least_takes_its_minimum_and_refuses_one_below(minimum):
+    """The boundary itself (issue 28): --batch-size 1, --tile 32 and --device-id 0 are valid."""
+    parse = int_at_least(minimum)
+    assert (parse(str(minimum)), parse(str(minimum + 1))) == (minimum, minimum + 1)
+    with pytest.raises(argparse.ArgumentTypeError, match=f"integer >= {minimum}"):
+        parse(str(minimum - 1))

@@ -1,4 +1,6 @@
 """The review folder: marks written once per frame and label, read back as good and defective images."""
+import json
+
 import pytest
 
 from rd_edge.core.review import (
@@ -31,3 +33,24 @@ def test_bad_labels_and_empty_folders_are_errors(tmp_path):
         reviewed_images(tmp_path)
     with pytest.raises(ReviewError, match="expected a review folder"):
         reviewed_images(tmp_path / "missing")
+
+
+def _mark(folder, label, key, time):
+    (folder / label).mkdir(parents=True, exist_ok=True)
+    (folder / label / f"{key}.png").write_bytes(b"png")
+    (folder / label / f"{key}.json").write_text(json.dumps({"record": {}, "review": {"label": label, "time": time}}))
+
+
+def test_the_newest_mark_of_a_frame_wins_whatever_the_label_order(tmp_path):
+    # cam__1: a false alarm, later re-marked a missed defect; cam__2: the other way round;
+    # cam__3: confirmed, later a false alarm (labels read in the order false_alarm, confirmed, missed).
+    _mark(tmp_path, "false_alarm", "cam__1", "2026-01-01T00:00:01.000Z")
+    _mark(tmp_path, "missed_defect", "cam__1", "2026-01-01T00:00:02.000Z")
+    _mark(tmp_path, "missed_defect", "cam__2", "2026-01-01T00:00:01.000Z")
+    _mark(tmp_path, "false_alarm", "cam__2", "2026-01-01T00:00:03.000Z")
+    _mark(tmp_path, "confirmed_defect", "cam__3", "2026-01-01T00:00:01.500Z")
+    _mark(tmp_path, "false_alarm", "cam__3", "2026-01-01T00:00:04.000Z")
+    assert labels(tmp_path) == {"cam__1": "missed_defect", "cam__2": "false_alarm", "cam__3": "false_alarm"}
+    good, defective = reviewed_images(tmp_path)
+    assert [p.name for p in good] == ["cam__2.png", "cam__3.png"]  # oldest mark first
+    assert [p.parent.name for p in defective] == ["missed_defect"]

@@ -282,3 +282,70 @@ def test_a_damaged_thresholds_file_is_one_error(make_model, text, message, capsy
     assert infer_main([str(model), str(model)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+# ---- issue 28: cut points by hand and as properties, the methods on labelled data with masks ----
+
+def _scored(good, defect, size=4):
+    """Scored data whose maps peak at the score: good maps flat, defect maps with a 2x2 patch
+    (the mask) at the score and 0.1 elsewhere."""
+    from rd_edge.threshold_calibration import Scored
+
+    scores = np.array([*good, *defect], np.float64)
+    labels = np.array([False] * len(good) + [True] * len(defect))
+    maps = np.full((len(scores), size, size), 0.1, np.float32)
+    masks = np.zeros(maps.shape, bool)
+    for i, s in enumerate(scores):
+        if labels[i]:
+            maps[i, :2, :2], masks[i, :2, :2] = s, True
+        else:
+            maps[i] = s
+    return Scored(labels, scores, maps, masks)
+
+
+def test_cut_points_by_hand():
+    from rd_edge.threshold_calibration import false_alarm_cut, image_cut
+
+    good = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    labels = np.array([False] * 10 + [True] * 3)
+    scores = np.array(good + [0.95, 2.0, 3.0])
+    # 10 % of 10 good images: one may be flagged -> between the 2nd highest good (0.9) and the next up (0.95)
+    assert false_alarm_cut(labels, scores, 0.1) == pytest.approx((0.9 + 0.95) / 2)
+    assert false_alarm_cut(labels, scores, 0.15) == pytest.approx((0.9 + 0.95) / 2)  # floor(1.5) = 1
+    assert false_alarm_cut(labels, scores, 0.0) == pytest.approx((1.0 + 2.0) / 2)
+    # normal-quantile: numpy's linear quantile of the good scores only: 0.5 -> 0.55, 0.99 -> 0.991
+    assert image_cut(labels, scores, "normal-quantile", 0.5, {}) == pytest.approx(0.55)
+    assert image_cut(labels, scores, "normal-quantile", 0.99, {}) == pytest.approx(0.991)
+
+
+def test_false_alarm_cut_flags_exactly_what_lies_above_the_allowed_good_images():
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    from rd_edge.threshold_calibration import false_alarm_cut
+
+    @hypothesis.settings(max_examples=100, deadline=None, database=None)
+    @hypothesis.given(good=st.lists(st.integers(0, 50), min_size=1, max_size=30),
+                      defect=st.lists(st.integers(0, 60), max_size=10), rate=st.floats(0.0, 1.0))
+    def check(good, defect, rate):
+        labels = np.array([False] * len(good) + [True] * len(defect))
+        scores = np.array(good + defect, np.float64) / 10.0
+        t = false_alarm_cut(labels, scores, rate)
+        allowed = int(np.floor(rate * len(good) + 1e-9))
+        if allowed >= len(good):  # every good image may be flagged: everything is
+            assert (scores > t).all()
+            return
+        passed = np.sort(scores[~labels])[::-1][allowed]  # the highest good score that must pass
+        assert ((scores > t) == (scores > passed)).all()  # the lowest such cut: all above it flagged
+
+    check()
+
+
+@pytest.mark.parametrize("method", ["false-alarms", "f1", "zero-escape"])
+def test_with_masks_every_labelled_method_takes_the_pixel_threshold_from_the_masks(method):
+    from rd_edge.threshold_calibration import choose_thresholds
+
+    data = _scored([0.2, 0.3, 0.25, 0.35, 0.3, 0.2, 0.28, 0.31, 0.22, 0.33], [0.9, 1.2, 0.8])
+    chosen = choose_thresholds(data, method, max_false_alarms=0.05)  # 5 % of 10: none flagged, no region cap
+    assert chosen["report"]["pixel_method"] == "f1"
+    # mask pixels hold 0.8 .. 1.2, every other pixel <= 0.35: F1 = 1 anywhere in between, cut halfway
+    assert chosen["pixel_threshold"] == pytest.approx((0.35 + 0.8) / 2)
