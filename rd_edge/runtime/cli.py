@@ -12,7 +12,7 @@ import contextlib
 import re
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from rd_edge.core.choices import InferencePrecision, values
 from rd_edge.core.cli import (
@@ -27,6 +27,9 @@ from rd_edge.core.errors import RdEdgeError
 from rd_edge.core.urls import mask_url
 
 from .backends import registered_backends
+
+if TYPE_CHECKING:  # the client needs tritonclient: imported only for --server
+    from .client import RemoteDetector
 
 EXIT_OK = 0
 EXIT_ANOMALY = 1  # with --fail-on-anomaly: some input was NG (1 is also a run-stopping error)
@@ -219,6 +222,12 @@ def _split_label(spec: str) -> Tuple[Optional[str], str]:
     return None, spec
 
 
+def _draws_overlays(args: argparse.Namespace) -> bool:
+    """Whether some output draws overlays, which need the server to send the anomaly maps."""
+    return any((args.out is not None, args.show, args.evidence is not None, args.report is not None,
+                getattr(args, "station", None) is not None))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run rd-infer; returns the exit code."""
     parser = build_parser()
@@ -250,11 +259,12 @@ def _run(args: argparse.Namespace, specs: List[Tuple[Optional[str], str]]) -> in
 
     require_opencv()  # every source is decoded with it: one error now, not one warning per image
 
+    detector: Union[Detector, RemoteDetector]
     if args.server is not None:
         from .client import RemoteDetector
 
         detector = RemoteDetector(args.server, batch_size=args.batch_size, threshold=args.threshold,
-                                  pixel_threshold=args.pixel_threshold, anomaly_map=args.out is not None or args.show)
+                                  pixel_threshold=args.pixel_threshold, anomaly_map=_draws_overlays(args))
     else:
         detector = Detector(args.model, backend=args.backend, threshold=args.threshold,
                             pixel_threshold=args.pixel_threshold, providers=args.providers,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from importlib import import_module
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, cast
 from urllib.parse import urlparse
 
 import numpy as np
@@ -149,12 +149,16 @@ class TritonClient:
                 anomaly_map: bool = False) -> Union[Prediction, List[Prediction]]:
         """BGR uint8 frames (one [H,W,3] or a list) -> Prediction(s); same-sized neighbours share a request."""
         single = isinstance(frames, np.ndarray) and frames.ndim == 3
-        frames = [frames] if single else list(frames)
+        results = self.predict_frames([cast(np.ndarray, frames)] if single else list(frames), anomaly_map)
+        return results[0] if single else results
+
+    def predict_frames(self, frames: Sequence[np.ndarray], anomaly_map: bool = False) -> List[Prediction]:
+        """A list of BGR uint8 frames -> one Prediction each, in order."""
         results: List[Prediction] = []
-        for run in _same_size_runs(frames):
+        for run in _same_size_runs(list(frames)):
             for chunk in _chunks(run, self.max_batch):
                 results.extend(self._infer("FRAME", np.stack(chunk), "UINT8", anomaly_map))  # [B,H,W,3]
-        return results[0] if single else results
+        return results
 
     def _infer(self, name: str, data: np.ndarray, datatype: str, anomaly_map: bool) -> List[Prediction]:
         m = self._module
@@ -273,8 +277,8 @@ class RemoteDetector:
 
     def predict(self, frames: Union[np.ndarray, Sequence[np.ndarray]]) -> Union[Prediction, List[Prediction]]:
         single = isinstance(frames, np.ndarray) and frames.ndim == 3
-        batch = self.infer(self.preprocess([frames] if single else list(frames)))
-        predictions = self.postprocess(batch)
+        batch = self.infer(self.preprocess([cast(np.ndarray, frames)] if single else list(frames)))
+        predictions = [p for p in self.postprocess(batch) if p is not None]  # the server answers each
         return predictions[0] if single else predictions
 
     def preprocess(self, frames: Sequence[np.ndarray]) -> Batch:
@@ -287,7 +291,7 @@ class RemoteDetector:
 
     def infer(self, batch: Batch) -> Batch:
         t0 = time.perf_counter()
-        predictions = self.client.predict(batch.frames, anomaly_map=self.anomaly_map)
+        predictions = self.client.predict_frames(batch.frames, anomaly_map=self.anomaly_map)
         held = np.empty(len(predictions), dtype=object)  # [N] Predictions from the server
         held[:] = predictions
         batch.outputs = {"predictions": held}

@@ -19,7 +19,7 @@ import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, cast, overload
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from rd_edge.core.postprocess import normalize_score, render_overlay, resize_map
 from rd_edge.core.preprocess import preprocess_bgr
 from rd_edge.core.thresholds import check_threshold
 
-from .backends import Runner, load_runner
+from .backends import DeviceInputRunner, Runner, load_runner
 from .backends.base import PathLike
 from .preprocess_choice import PreprocessChoice
 from .threshold_precedence import resolve_thresholds
@@ -50,7 +50,9 @@ class Prediction:
     score: float  # raw image score: max of the anomaly map
     normalized_score: float  # graded [0, 1], 0.5 at the threshold (core.postprocess.normalize_score)
     is_anomalous: bool  # score > threshold
-    anomaly_map: np.ndarray  # float32 [H, W] at the frame's own size (above MAX_DISPLAY_PIXELS: scaled to fit it)
+    # float32 [H, W] at the frame's own size (above MAX_DISPLAY_PIXELS: scaled to fit it); None only
+    # from a server asked for no maps (RemoteDetector without anomaly_map)
+    anomaly_map: Optional[np.ndarray]
     timings: Dict[str, float] = field(default_factory=dict)
 
 
@@ -167,6 +169,9 @@ class Detector:
                ground_truth: Optional[np.ndarray] = None) -> np.ndarray:
         """The overlay of one prediction on its frame (rd_edge.core.postprocess.render_overlay):
         heat map on the normalized-score scale, verdict, scores, colour bar, outlines."""
+        if prediction.anomaly_map is None:
+            raise ValueError("render needs the prediction's anomaly map: a RemoteDetector must be created "
+                             "with anomaly_map=True")
         frame_bgr = downscale_to_budget(frame_bgr)  # overlays at a bounded size (MAX_DISPLAY_PIXELS)
         if ground_truth is not None and ground_truth.shape != frame_bgr.shape[:2]:
             import cv2
@@ -178,23 +183,30 @@ class Detector:
 
     # --- prediction ---------------------------------------------------------------------------
 
+    @overload
+    def predict(self, frames: Union[List[np.ndarray], Tuple[np.ndarray, ...]]) -> List[Prediction]: ...
+
+    @overload
+    def predict(self, frames: np.ndarray) -> Union[Prediction, List[Prediction]]: ...  # [N,H,W,C]: a list
+
     def predict(self, frames: Frames) -> Union[Prediction, List[Prediction]]:
         """One frame (HxW, HxWx1/3/4; uint8, uint16, float in [0,1]) -> Prediction;
         a list of frames (or an [N,H,W,C] array) -> list of Predictions, in order.
 
         NonFiniteOutputError when the model's outputs for any frame are NaN or infinite."""
         is_batch = isinstance(frames, (list, tuple)) or (isinstance(frames, np.ndarray) and frames.ndim == 4)
-        frames = list(frames) if is_batch else [frames]  # non-arrays fail in to_bgr_uint8, clearly
+        items = list(frames) if is_batch else [cast(np.ndarray, frames)]  # non-arrays fail in to_bgr_uint8
         results: List[Optional[Prediction]] = []
-        for start in range(0, len(frames), self.batch_size):
-            results.extend(self._predict_batch(frames[start:start + self.batch_size]))
+        for start in range(0, len(items), self.batch_size):
+            results.extend(self._predict_batch(items[start:start + self.batch_size]))
         bad = [i for i, p in enumerate(results) if p is None]
         if bad:
             raise NonFiniteOutputError(
                 f"{NonFiniteOutputError.FRAME_ERROR} for {len(bad)} of {len(results)} frame(s) "
                 f"(positions {bad[:10]}); the model is broken (e.g. NaN weights): re-export it and "
                 f"check rd-export's verification", results)
-        return results if is_batch else results[0]
+        predictions = [p for p in results if p is not None]  # all of them: checked just above
+        return predictions if is_batch else predictions[0]
 
     def _predict_batch(self, frames: List[np.ndarray]) -> List[Optional[Prediction]]:
         """At most batch_size frames through preprocess -> infer -> postprocess; None for a
@@ -241,15 +253,16 @@ class Detector:
             with self._lock:  # one device input buffer
                 if self._pre.write_frames(batch.frames):  # False: a CUDA error, CPU from now on
                     t1 = time.perf_counter()
-                    batch.outputs = self.runner.infer_from_device(n)
+                    batch.outputs = cast(DeviceInputRunner, self.runner).infer_from_device(n)
             if batch.outputs is None:
                 batch.tensor = self._cpu_tensor(batch.frames)
                 t1 = time.perf_counter()
             batch.seconds["preprocess"] += t1 - t0
             t0 = t1
         if batch.outputs is None:
+            tensor = batch.tensor if batch.tensor is not None else self._cpu_tensor(batch.frames)
             with (nullcontext() if self.runner.concurrent else self._lock):
-                batch.outputs = self.runner.infer({INPUT_NAME: batch.tensor})
+                batch.outputs = self.runner.infer({INPUT_NAME: tensor})
         batch.seconds["inference"] = time.perf_counter() - t0
         return batch
 
@@ -264,7 +277,8 @@ class Detector:
             predictions = [self._postprocess(amap, score, amap.shape) if np.isfinite(amap).all() else None
                            for amap, score in batch.tiled]
         else:
-            maps, scores = batch.outputs["anomaly_map"], batch.outputs["score"]  # [N,1,h,w], [N]: checked by the runner
+            outputs = cast(Dict[str, np.ndarray], batch.outputs)  # not None: checked above
+            maps, scores = outputs["anomaly_map"], outputs["score"]  # [N,1,h,w], [N]: checked by the runner
             finite = np.isfinite(scores) & np.isfinite(maps).reshape(n, -1).all(axis=1)
             predictions = [self._postprocess(maps[i, 0], float(scores[i]), frames[i].shape[:2])
                            if finite[i] else None for i in range(n)]
@@ -283,10 +297,11 @@ class Detector:
         CUDA error moved preprocessing to the CPU (the TiledRunner then crops there)."""
         with self._lock:  # one device input buffer
             if not self._pre.write_tiles(frames, grids, chunk):
-                self._tiled.device_writer = None
+                if self._tiled is not None:
+                    self._tiled.device_writer = None
                 return None
             ready = time.perf_counter()
-            return self.runner.infer_from_device(len(chunk)), ready
+            return cast(DeviceInputRunner, self.runner).infer_from_device(len(chunk)), ready
 
     def _postprocess(self, amap: np.ndarray, score: float, frame_hw: Tuple[int, int]) -> Prediction:
         normalized = float(normalize_score(score, self.threshold, self.score_scale))

@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -44,6 +44,9 @@ from .latency import LatencyStats
 from .live import Outage
 from .sinks.base import Result, Sink, SinkError  # noqa: F401  (SinkError: re-exported)
 from .sources import Source, SourceItem
+
+if TYPE_CHECKING:  # the client needs tritonclient; only its type is named here
+    from .client import RemoteDetector
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "sink")
 _END = object()  # end-of-stream marker between stages
@@ -220,7 +223,7 @@ class Pipeline:
     when a sink raises (default: a warning on stderr).
     """
 
-    def __init__(self, detector: Detector, sources: Sequence[Source], sinks: Sequence[Sink] = (),
+    def __init__(self, detector: Union[Detector, RemoteDetector], sources: Sequence[Source], sinks: Sequence[Sink] = (),
                  batch_size: Optional[int] = None, pipelined: bool = True, queue_size: int = 2,
                  on_error: Optional[Callable[[Sink, Exception], None]] = None) -> None:
         if not sources:
@@ -278,7 +281,7 @@ class Pipeline:
         for i, source in enumerate(self.sources):
             self._stats[source.label].dropped = self._hub.dropped[i]
         notes = [note for note in (s.summary() for s in self.sinks) if note]
-        notes += [f"warning: {s.shortfall}" for s in self.sources if getattr(s, "shortfall", None)]
+        notes += [f"warning: {getattr(s, 'shortfall')}" for s in self.sources if getattr(s, "shortfall", None)]
         outages = {s.label: list(getattr(s, "outages", [])) for s in self.sources}
         notes += [f"warning: {label}: {o.text()}" for label, found in outages.items() for o in found]
         return Summary(self._stats, dict(self._stage_seconds), elapsed, self.pipelined, stopped_early,
@@ -432,19 +435,21 @@ class Pipeline:
 
     @staticmethod
     def _frames_of(work: _Work) -> List[np.ndarray]:
-        return [work.frames[i].item.frame for i in work.good]
+        return [frame for i in work.good if (frame := work.frames[i].item.frame) is not None]  # good: all
 
     def _infer_work(self, work: _Work) -> _Work:
         t0 = time.perf_counter()
-        if work.batch is not None:
-            work.batch = self._guard(work, lambda: self.detector.infer(work.batch))
+        batch = work.batch
+        if batch is not None:
+            work.batch = self._guard(work, lambda: self.detector.infer(batch))
         work.seconds["inference"] = time.perf_counter() - t0
         return work
 
     def _post_work(self, work: _Work) -> _Work:
         t0 = time.perf_counter()
-        if work.batch is not None:
-            work.predictions = self._guard(work, lambda: self.detector.postprocess(work.batch)) or []
+        batch = work.batch
+        if batch is not None:
+            work.predictions = self._guard(work, lambda: self.detector.postprocess(batch)) or []
         work.seconds["postprocess"] = time.perf_counter() - t0
         return work
 

@@ -179,7 +179,7 @@ def test_metrics_endpoint_counts_inferences(server):
 def test_remote_detector_without_server_module(monkeypatch):
     """The client names the extra to install when tritonclient is missing."""
     monkeypatch.setitem(sys.modules, "tritonclient.http", None)
-    with pytest.raises(Exception, match=r"rd-edge\[client\]"):
+    with pytest.raises(Exception, match=r"pip install '\.\[client\]'"):
         RemoteDetector("http://127.0.0.1:1")
 
 
