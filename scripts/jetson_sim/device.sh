@@ -51,8 +51,9 @@ PY
   echo "the jetson extra without pycuda: ${extra[*]}"
   pip install -q "${extra[@]}" || return 1
   # ONNX Runtime stands in for TensorRT: PyPI's aarch64 CPU wheel, the newest that takes the
-  # system's numpy (so the runtime runs on the numpy floor, 1.19 on Debian 11).
-  pip install -q onnxruntime "numpy==$SYSTEM_NUMPY" || return 1
+  # system's numpy (so the runtime runs on the numpy floor, 1.19 on Debian 11) and below 1.20:
+  # 1.32.0 segfaults at import under Debian 12's qemu 7.2, 1.19.2 imports (measured).
+  pip install -q "onnxruntime<1.20" "numpy==$SYSTEM_NUMPY" || return 1
   echo "installed: $(pip list 2>/dev/null | grep -i -E '^(rd-edge|onnxruntime|numpy|paho-mqtt|tqdm|prometheus)' \
     | tr -s ' ' | paste -sd ',')"
 }
