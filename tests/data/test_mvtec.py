@@ -104,3 +104,20 @@ def test_empty_train_good_says_no_images(tmp_path):
 def test_dataset_root_instead_of_category_lists_the_categories(category):
     with pytest.raises(DatasetError, match=r"categories bottle; pass one of them"):
         MVTecCategory(category.parent)
+
+
+def test_jpeg_images_find_their_png_masks(tmp_path: Path):
+    """Asymmetric formats (issue 28): JPEG test images (as some MVTec-style exports ship) with the
+    usual <stem>_mask.png masks; each defect image gets its own mask, good ones none."""
+    root = tmp_path / "screw"
+    touch_images(root / "train" / "good", ["000.png"])
+    for folder, names in [(root / "test" / "good", ["000.jpg"]), (root / "test" / "thread", ["000.jpg", "001.JPG"])]:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            cv2.imwrite(str(folder / name.replace(".JPG", ".jpg")), np.zeros((4, 4, 3), np.uint8))
+            (folder / name.replace(".JPG", ".jpg")).rename(folder / name)
+    touch_images(root / "ground_truth" / "thread", ["000_mask.png", "001_mask.png"])
+    samples = MVTecCategory(root).test_samples()
+    got = [(s.defect_type, s.path.name, s.mask_path.name if s.mask_path else None) for s in samples]
+    assert got == [("good", "000.jpg", None), ("thread", "000.jpg", "000_mask.png"),
+                   ("thread", "001.JPG", "001_mask.png")]

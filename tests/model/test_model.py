@@ -141,3 +141,43 @@ def test_anomaly_map_equals_scipy_reference(size):
     assert amap.shape == (2, 1, h, w)
     np.testing.assert_allclose(amap[:, 0].numpy(), ref_map, atol=1e-4)
     np.testing.assert_allclose(score.numpy(), ref_score, atol=1e-4)
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# torchvision's published totals minus fc and layer4 (the teacher stops at layer3), worked by hand:
+# resnet18 11,689,512 - fc 513,000 - layer4 8,393,728; wide_resnet50_2 68,883,240 - fc 2,049,000
+# - layer4 41,971,712 (width 2 x planes: 1024 in the 3x3 convs of layer4).
+TEACHER_PARAMETERS = {"resnet18": 2_782_784, "wide_resnet50_2": 24_862_528}
+
+
+@pytest.mark.parametrize("backbone", sorted(TEACHER_PARAMETERS))
+def test_teacher_parameter_count_is_torchvisions_up_to_layer3(backbone):
+    assert _count(ResNetEncoder(backbone_spec(backbone))) == TEACHER_PARAMETERS[backbone]
+
+
+@pytest.mark.parametrize("backbone,block,ocbe_blocks,ocbe,student", [
+    ("resnet18", "DeBasicBlock", 2, 11_680_000, 3_703_168),  # RD4AD: BN_layer(AttnBasicBlock, 2), de_resnet18
+    ("resnet50", "DeBottleneck", 3, 30_829_568, 15_821_824),  # BN_layer(AttnBottleneck, 3), de_resnet50
+])
+def test_ocbe_and_student_follow_the_rd4ad_blocks_per_backbone(backbone, block, ocbe_blocks, ocbe, student):
+    """Block kinds and counts as in RD4AD's code; the parameter counts pin them (a Bottleneck
+    student for resnet18 or a third OCBE block changes them by millions)."""
+    rd = ReverseDistillation(backbone)
+    assert type(rd.student.layer1[0]).__name__ == block and len(rd.ocbe.bn_layer) == ocbe_blocks
+    assert (_count(rd.ocbe), _count(rd.student)) == (ocbe, student)
+
+
+def test_cosine_loss_by_hand():
+    """RD4AD's loss: per scale the batch mean of 1 - cos(flattened maps), summed over scales.
+    Scale 1: cos = 0 and 1 -> mean 0.5; scale 2: cos = -1 and 9/25 -> mean (2 + 0.64) / 2."""
+    from rd_edge.model import cosine_loss
+
+    t1 = torch.tensor([[1.0, 0.0], [1.0, 1.0]]).reshape(2, 2, 1, 1)
+    s1 = torch.tensor([[0.0, 1.0], [2.0, 2.0]]).reshape(2, 2, 1, 1)
+    t2 = torch.tensor([[1.0, 2.0, 0.0], [3.0, 0.0, 4.0]]).reshape(2, 3, 1, 1)
+    s2 = torch.tensor([[-2.0, -4.0, 0.0], [3.0, 4.0, 0.0]]).reshape(2, 3, 1, 1)
+    loss = cosine_loss([t1, t2], [s1, s2])
+    assert float(loss) == pytest.approx(0.5 + (2.0 + 0.64) / 2, abs=1e-6)

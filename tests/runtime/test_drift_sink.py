@@ -57,3 +57,35 @@ def test_drift_gauge_and_off_switch(tmp_path, capsys):
         metrics.close()
     assert metrics.registry.get_sample_value("rd_edge_drift_ks", {"source": "cam"}) == 1.0
     assert metrics.registry.get_sample_value("rd_edge_drifting", {"source": "cam"}) == 1.0
+
+
+def test_ng_frames_never_enter_the_sinks_window_and_each_stream_has_its_own():
+    """40 OK frames like the reference on stream a, then 40 NG frames far above it: a's window still
+    holds the 40 OK scores and does not drift; stream b (OK frames only, shifted) drifts alone."""
+    import numpy as np
+
+    from rd_edge.core.drift import reference_from_scores
+    from rd_edge.runtime.detector import Prediction
+    from rd_edge.runtime.sinks.base import Result
+    from rd_edge.runtime.sinks.drift import DriftSink
+    from rd_edge.runtime.sources import SourceItem
+
+    rng = np.random.default_rng(28)
+    sink = DriftSink(reference_from_scores(rng.normal(1.0, 0.1, 60)), window=60, warn=lambda text: None,
+                     threshold=2.0)
+
+    def write(stream, i, score):
+        ng = score > 2.0
+        result = Result(stream, i, SourceItem(f"{i}.png", str(i), None, None),
+                        prediction=Prediction(score, 0.9 if ng else 0.1, ng, np.zeros((2, 2), np.float32)))
+        sink.write(result)
+        return result.extra["drift"]
+
+    for i, s in enumerate(rng.normal(1.0, 0.1, 40)):
+        write("a", i, float(s))
+    for i in range(40, 80):
+        state = write("a", i, 5.0 + i)
+    assert state["window"] == 40 and not state["drifting"]
+    for i, s in enumerate(rng.normal(1.6, 0.1, 40)):
+        other = write("b", i, float(s))
+    assert other["window"] == 40 and other["drifting"] and list(sink.warned) == ["b"]

@@ -149,3 +149,21 @@ def test_stream_names_never_leave_the_folder_or_become_wildcards(tiny_onnx, tmp_
             run(det, folder, 1, stream=clean)
     written = [p.resolve() for p in folder.rglob("*.jpg")]
     assert written and all(folder.resolve() in p.parents for p in written)
+
+
+def test_an_earlier_runs_entries_are_removed_oldest_first_by_time_not_name(tiny_onnx, tmp_path):
+    """The earlier run's entries get file times in the reverse of their name order: the budget
+    removes the ones with the oldest times first, whatever their names (issue 28: identities)."""
+    import os
+
+    folder = tmp_path / "evidence"
+    with Detector(tiny_onnx, threshold=0.0) as det:
+        run(det, folder, 6, stream="old")
+        old = sorted((folder / "old").glob("*.json"))  # name order = capture order
+        for age, meta in enumerate(old):  # the first captured gets the newest time
+            for part in meta.parent.glob(meta.stem + ".*"):
+                os.utime(part, (1_000_000 - age * 100, 1_000_000 - age * 100))
+        run(det, folder, 3, max_mb=folder_bytes(folder) / 1e6, stream="new")
+    kept = sorted((folder / "old").glob("*.json"))
+    assert 0 < len(kept) < len(old)
+    assert kept == old[:len(kept)]  # the newest by time (the first names) stay

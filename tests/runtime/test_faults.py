@@ -255,3 +255,26 @@ def test_a_20000_pixel_png_with_out_peaks_under_1_5_gb(tiny_onnx, tmp_path):
     assert record["error"] is None and record["score"] > 0
     overlay = cv2.imread(str(tmp_path / "out" / "overlays" / "huge.png"))
     assert overlay.shape[1] <= 3840
+
+
+def test_the_jsonl_sink_never_writes_a_line_that_is_not_json(tmp_path):
+    """A record with a NaN score (a result built by a caller's own stage) is refused, not written as
+    ``NaN`` (which json.loads of other tools rejects); the lines before it stay valid and flushed."""
+    import json
+
+    from rd_edge.runtime.detector import Prediction
+    from rd_edge.runtime.sinks.base import Result
+    from rd_edge.runtime.sinks.jsonl import JsonlSink
+    from rd_edge.runtime.sources import SourceItem
+
+    def result(i, score):
+        return Result("cam", i, SourceItem(f"{i}.png", str(i), None, None),
+                      prediction=Prediction(score, 0.5, False, np.zeros((2, 2), np.float32), timings={"total_ms": 1.0}))
+
+    sink = JsonlSink(tmp_path / "out.jsonl")
+    sink.write(result(0, 0.25))
+    with pytest.raises(ValueError):
+        sink.write(result(1, float("nan")))
+    sink.close()
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert [json.loads(line)["score"] for line in lines] == [0.25]
