@@ -69,11 +69,11 @@ $(DEMO)/.done: $(DEMO)/.evaluated
 	  --report $(DEMO)/report --quiet > /dev/null
 	touch $@
 
-test: install serve-env lint-imports python-floor
+test: install serve-env lint python-floor
 	$(PY) -m pytest -q
 
 # The suite without the tests marked slow (pytest -m "not slow"): a quick check while working.
-test-fast: install lint-imports python-floor
+test-fast: install lint python-floor
 	$(PY) -m pytest -q -m "not slow"
 
 # Nightly, not in `make test`: scripts/mutation_check.py plants each of its one-line bugs in a copy of

@@ -35,7 +35,6 @@ import weakref
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
-
 from kernel_harness import compile_kernel
 
 # (name, compute capability, SMs, MiB) per device; two differ only in SMs (as Orin NX and AGX do).

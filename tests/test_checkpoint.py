@@ -1,11 +1,11 @@
 """model.pt: round trip, and clear errors for files that are not checkpoints."""
 import pytest
 import torch
+from helpers import SCORE_STATS, make_checkpoint
 
 from rd_edge import load_checkpoint
 from rd_edge.checkpoint import read_checkpoint
 from rd_edge.core.errors import CheckpointError
-from helpers import SCORE_STATS, make_checkpoint
 
 
 def test_round_trip_restores_weights_config_and_statistics(tmp_path):

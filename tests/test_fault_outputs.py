@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import unprivileged
+
 from rd_edge.core.errors import OutputError
 from rd_edge.core.files import atomic_path, check_writable_file, remove_stale_temps, stale_temps
 

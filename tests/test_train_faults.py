@@ -12,8 +12,8 @@ import time
 
 import pytest
 import torch
-
 from helpers import make_checkpoint, one_line_error, unprivileged
+
 from rd_edge.checkpoint import read_checkpoint
 from rd_edge.cli.train import main as train_main
 from rd_edge.core.errors import CheckpointError

@@ -80,7 +80,7 @@ def ensure_openvino(onnx_fp32: Path, frames: Sequence[np.ndarray], workdir: Path
     from rd_edge.core.errors import RdEdgeError
 
     try:
-        from rd_edge.runtime.backends.openvino import cpu_capabilities
+        from rd_edge.runtime import cpu_capabilities
         from rd_export.openvino_export import export_ir
         from rd_export.openvino_int8 import quantize_ir
     except ImportError as exc:

@@ -144,7 +144,7 @@ def _plan_ort(plan: Plan, settings: Settings, requested: Sequence[str], onnx: Pa
 
 def _plan_openvino(plan: Plan, settings: Settings, onnx: Path, workdir: Path, frames: Sequence[np.ndarray]) -> None:
     """One row per OpenVINO precision: the fp32 IR in f32 and in bf16, the NNCF int8 IR."""
-    from rd_edge.runtime.backends import why_unavailable
+    from rd_edge.runtime import why_unavailable
 
     reason = why_unavailable(OPENVINO)
     if reason is not None:

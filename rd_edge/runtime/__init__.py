@@ -10,6 +10,7 @@ modules (an import-linter contract). The operator's station (web extra) is impor
 from typing import Any
 
 from .backends import DeviceInputRunner, Runner, available_backends, load_runner, why_unavailable
+from .backends.openvino import cpu_capabilities
 from .backends.trt.builder import DEFAULT_MAX_BATCH, EngineReport, build_engine, default_plan_path
 from .backends.trt.builder import import_tensorrt as require_tensorrt
 from .detector import Batch, Detector, Prediction
@@ -31,5 +32,5 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["DEFAULT_MAX_BATCH", "Batch", "ConsoleSink", "Detector", "DeviceInputRunner", "EngineReport",
            "JsonlSink", "Pipeline", "Prediction", "Result", "Runner", "Sink", "SinkError", "Station",
-           "StationServer", "Summary", "available_backends", "build_engine", "default_plan_path", "load_runner",
+           "StationServer", "Summary", "available_backends", "build_engine", "cpu_capabilities", "default_plan_path", "load_runner",
            "open_source", "require_tensorrt", "why_unavailable", "write_graph_repository"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from helpers import make_checkpoint
 
 pytest.importorskip("torch")
@@ -12,9 +11,10 @@ pytest.importorskip("onnxruntime")
 
 
 def test_tiled_model_reports_batch_and_tile_by_tile_rows(tmp_path):
+    from test_latency import _load_latency
+
     from rd_edge.checkpoint import read_checkpoint, save_checkpoint
     from rd_edge.core.tiling import Tiling
-    from test_latency import _load_latency
 
     ckpt = make_checkpoint(tmp_path / "tiled.pt", "resnet18", 64)
     data = read_checkpoint(ckpt)
@@ -36,9 +36,10 @@ def test_tiled_model_reports_batch_and_tile_by_tile_rows(tmp_path):
 
 def test_tile_count_is_that_of_the_frame_the_model_was_trained_for(tmp_path):
     # A model trained on 96x128 frames sees a 200x150 frame resized to 128x96 first: 2 x 3 tiles.
+    from test_latency import _load_latency
+
     from rd_edge.checkpoint import read_checkpoint, save_checkpoint
     from rd_edge.core.tiling import Tiling
-    from test_latency import _load_latency
 
     ckpt = make_checkpoint(tmp_path / "tiled.pt", "resnet18", 64)
     data = read_checkpoint(ckpt)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from test_cpp_example import REL_TOL, _parse_lines, _run, _tail, _with_metadata, rd_infer  # noqa: F401
 
 pytestmark = pytest.mark.cpp

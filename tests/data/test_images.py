@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from rd_edge.data import IMAGE_EXTENSIONS, list_images, read_image, read_mask, to_bgr_uint8
 from rd_edge.core.errors import DatasetError, ImageReadError, RdEdgeError
+from rd_edge.data import IMAGE_EXTENSIONS, list_images, read_image, read_mask, to_bgr_uint8
 
 
 def write_png(path: Path, image: np.ndarray) -> Path:

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from rd_edge.data import MVTecCategory, Sample
 from rd_edge.core.errors import DatasetError
+from rd_edge.data import MVTecCategory, Sample
 
 
 def touch_images(folder: Path, names: Iterable[str]) -> None:

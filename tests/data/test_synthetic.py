@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from rd_edge.cli.main import main
+from rd_edge.core.errors import DatasetError
 from rd_edge.data import (
     DEMO_CATEGORIES,
     DEMO_DEFECTS,
@@ -16,7 +17,6 @@ from rd_edge.data import (
     render_demo_image,
     write_demo_dataset,
 )
-from rd_edge.core.errors import DatasetError
 
 SMALL = dict(image_size=64, n_train=3, n_test_good=2, n_test_per_defect=2)
 

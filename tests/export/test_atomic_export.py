@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from helpers import make_checkpoint, one_line_error, unprivileged
+
 from rd_edge.checkpoint import read_checkpoint, save_checkpoint
 from rd_edge.core.files import sha256_file, stale_temps
 from rd_export.cli import main as export_main

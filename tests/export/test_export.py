@@ -8,6 +8,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from helpers import SCORE_STATS, make_checkpoint
 
 from rd_edge import load_checkpoint
 from rd_edge.core.metadata import METADATA_KEY, ModelMetadata
@@ -15,7 +16,6 @@ from rd_export.cli import main as export_main
 from rd_export.graph import read_metadata
 from rd_export.onnx_export import export_onnx
 from rd_export.verify import run_opencv
-from helpers import SCORE_STATS, make_checkpoint
 
 TOL = 1e-4  # fp32 parity, map and score, absolute
 

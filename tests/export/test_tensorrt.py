@@ -309,9 +309,9 @@ def test_tensorrt_85_and_10_fp16_engine_flags_profile_and_sidecar(fake_trt, r18_
     assert trt.Builder.computes[-1] == "fp16"
     assert config.profiles[0].shapes["image"] == ((1, 3, 64, 64), (1, 3, 64, 64), (4, 3, 64, 64))
     assert list(config.pool_limits.values()) == [512 << 20]
-    head = [l for l in network.layers if l.name.startswith("/head/") and l.get_output(0).dtype == "float32"]
-    assert head and all(l.precision == "float32" for l in head)  # the map reduction stays fp32
-    assert all(l.precision is None for l in network.layers if l.name.startswith("/rd/"))
+    head = [layer for layer in network.layers if layer.name.startswith("/head/") and layer.get_output(0).dtype == "float32"]
+    assert head and all(layer.precision == "float32" for layer in head)  # the map reduction stays fp32
+    assert all(layer.precision is None for layer in network.layers if layer.name.startswith("/rd/"))
     assert plan.read_bytes() == b"PLAN" + version.encode()
     sidecar = EngineSidecar.read(plan)  # the runtime's own reader validates it
     assert (sidecar.tensorrt_version, sidecar.gpu) == (version, FAKE_GPU)
@@ -328,8 +328,8 @@ def test_tensorrt_10_int8_sets_int8_flag_for_qdq_and_no_explicit_batch(fake_trt,
     assert network.flags == 0  # EXPLICIT_BATCH is deprecated and implied from 10
     assert flag_names(config) == {"INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS"}  # fp16 outside Q/DQ
     assert trt.Builder.computes[-1] == "int8"
-    assert all(l.precision == "float32" for l in network.layers
-               if l.name.startswith("/head/") and l.get_output(0).dtype == "float32")
+    assert all(layer.precision == "float32" for layer in network.layers
+               if layer.name.startswith("/head/") and layer.get_output(0).dtype == "float32")
     assert EngineSidecar.read(tmp_path / "m.engine").metadata.extra["int8_target"] == "tensorrt"
 
 

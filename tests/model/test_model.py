@@ -59,14 +59,20 @@ def torchvision_resnet_state_dict(blocks, bottleneck, width_per_group=64, seed=0
             stride = 2 if (li > 1 and bi == 0) else 1
             if bottleneck:
                 width = planes * width_per_group // 64
-                conv(f"{p}.conv1", width, inplanes, 1); bn(f"{p}.bn1", width)
-                conv(f"{p}.conv2", width, width, 3); bn(f"{p}.bn2", width)
-                conv(f"{p}.conv3", planes * 4, width, 1); bn(f"{p}.bn3", planes * 4)
+                conv(f"{p}.conv1", width, inplanes, 1)
+                bn(f"{p}.bn1", width)
+                conv(f"{p}.conv2", width, width, 3)
+                bn(f"{p}.bn2", width)
+                conv(f"{p}.conv3", planes * 4, width, 1)
+                bn(f"{p}.bn3", planes * 4)
             else:
-                conv(f"{p}.conv1", planes, inplanes, 3); bn(f"{p}.bn1", planes)
-                conv(f"{p}.conv2", planes, planes, 3); bn(f"{p}.bn2", planes)
+                conv(f"{p}.conv1", planes, inplanes, 3)
+                bn(f"{p}.bn1", planes)
+                conv(f"{p}.conv2", planes, planes, 3)
+                bn(f"{p}.bn2", planes)
             if bi == 0 and (stride != 1 or inplanes != planes * exp):
-                conv(f"{p}.downsample.0", planes * exp, inplanes, 1); bn(f"{p}.downsample.1", planes * exp)
+                conv(f"{p}.downsample.0", planes * exp, inplanes, 1)
+                bn(f"{p}.downsample.1", planes * exp)
             inplanes = planes * exp
     sd["fc.weight"] = torch.randn(1000, 512 * exp, generator=g)
     sd["fc.bias"] = torch.randn(1000, generator=g)
@@ -114,7 +120,8 @@ def test_teacher_stays_in_eval_mode_and_frozen():
 def test_gaussian_kernel_matches_scipy():
     k = gaussian_kernel_1d(4.0).numpy()
     assert k.shape == (33,)
-    impulse = np.zeros(65); impulse[32] = 1
+    impulse = np.zeros(65)
+    impulse[32] = 1
     np.testing.assert_allclose(k, gaussian_filter(impulse, 4.0)[16:49], atol=1e-7)
 
 

@@ -3,8 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from rd_edge.core.images import to_bgr_uint8
 from rd_edge.core.errors import BackendError, ImageReadError, MetadataError
+from rd_edge.core.images import to_bgr_uint8
 from rd_edge.runtime import Detector, Prediction, load_runner
 
 

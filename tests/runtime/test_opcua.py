@@ -14,7 +14,7 @@ from ports import free_ports
 
 from rd_edge.core.files import sha256_file
 
-asyncua = pytest.importorskip("asyncua", reason="the opcua extra (pip install ".[opcua]")")
+asyncua = pytest.importorskip("asyncua", reason="the opcua extra (pip install '.[opcua]')")
 
 NS = "urn:rd-edge:vision"
 

@@ -3,8 +3,15 @@ sees must say the verdict, carry the colour bar and outline what was found and w
 import numpy as np
 import pytest
 
-from rd_edge.core.postprocess import (NG_BGR, OK_BGR, display_factor, jet_lut, normalize_score, render_overlay,
-                                      score_scale)
+from rd_edge.core.postprocess import (
+    NG_BGR,
+    OK_BGR,
+    display_factor,
+    jet_lut,
+    normalize_score,
+    render_overlay,
+    score_scale,
+)
 
 THRESHOLD, SCALE = 1.0, 0.3
 

@@ -184,7 +184,6 @@ def test_rd_serve_refuses_what_cannot_work(tmp_path, monkeypatch):
 
 def _with_external_data(model, location):
     import onnx
-
     from onnx.external_data_helper import set_external_data
 
     proto = onnx.load(str(model))
