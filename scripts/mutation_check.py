@@ -192,7 +192,7 @@ MUTATIONS: List[Mutation] = [
              ("tests/core/test_report_counts.py",)),
     Mutation("integer options: the minimum itself refused", "rd_edge/core/cli.py",
              "if value < minimum:", "if value <= minimum:",
-             ("tests/core/test_cli.py", "-k", "minimum")),
+             ("tests/core/test_cli_shared.py", "-k", "minimum")),
     Mutation("duplicate rd_edge metadata entries accepted", "rd_edge/core/onnx_props.py",
              "if len(values) > 1:", "if len(values) > 2:",
              ("tests/runtime/test_faults.py", "-k", "two_rd_edge")),
