@@ -79,3 +79,21 @@ def test_commands_that_do_not_read_images_run_without_opencv(tiny_onnx):
     err = proc.stderr.strip()
     assert proc.returncode == 1 and err.startswith("error: ") and "\n" not in err, err
     assert "tensorrt" in err.lower() and "cv2" not in err
+
+
+@pytest.mark.parametrize("seconds,fps,frames", [(0.3, 25.0, 8), (2.0, 25.0, 50), (0.01, 25.0, 1), (1.0, 7.5, 8)])
+def test_video_segments_hold_the_seconds_times_the_rate_rounded(tmp_path, seconds, fps, frames):
+    """0.3 s at 25 fps is 7.5 frames -> 8 (rounded, not truncated), never fewer than one; the
+    segments written hold exactly that many frames each (OpenCV reads them back)."""
+    import cv2
+    import numpy as np
+
+    from rd_edge.runtime.sinks.console import AnnotatedVideoWriter
+
+    writer = AnnotatedVideoWriter(tmp_path / "line.avi", fps=fps, segment_seconds=seconds)
+    assert writer.segment_frames == frames
+    for i in range(frames + 1):
+        writer.write(np.full((16, 16, 3), i, np.uint8))
+    writer.close()
+    counts = [int(cv2.VideoCapture(str(p)).get(cv2.CAP_PROP_FRAME_COUNT)) for p in writer.segments]
+    assert counts == [frames, 1]

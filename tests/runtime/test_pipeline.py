@@ -204,3 +204,52 @@ def test_a_run_keeps_no_per_frame_latency(tiny_onnx):
     assert not any(isinstance(v, list) and len(v) >= 300 for v in vars(summary).values())
     assert summary.latency.count == 300 and summary.latency.mean > 0
     assert f"p99 {summary.latency.percentile(99):.2f} ms" in summary.text()
+
+
+def test_batches_take_the_sources_in_turn_and_a_live_source_keeps_its_newest():
+    """The batcher's queues (issue 28: batch composition, not only sizes): with 5 frames of a and 2
+    of b queued, batches of 4 take a0 b0 a1 b1, then a2 a3 a4; a live source keeps only its newest
+    frame and carries the drops of the frames it replaced."""
+    from rd_edge.runtime.pipeline import _Frame, _Hub
+    from rd_edge.runtime.sources import SourceItem
+
+    def frame(stream, i, dropped=0):
+        return _Frame(stream, i, SourceItem(f"{stream}#{i}", str(i), None, None), 0.0, 0.0, dropped)
+
+    hub = _Hub([False, False], capacity=10)
+    for i in range(5):
+        hub.put(frame(0, i))
+    for i in range(2):
+        hub.put(frame(1, i))
+    hub.finish(0)
+    hub.finish(1)
+    taken = [[(f.stream, f.index) for f in hub.take(4, wait_full=True)] for _ in range(2)]
+    assert taken == [[(0, 0), (1, 0), (0, 1), (1, 1)], [(0, 2), (0, 3), (0, 4)]]
+    assert hub.take(4, wait_full=True) is None
+
+    live = _Hub([True], capacity=10)
+    live.put(frame(0, 0, dropped=2))  # the camera lost 2 before this one
+    live.put(frame(0, 1))  # replaces frame 0: 2 + 1 dropped before frame 1
+    live.put(frame(0, 2, dropped=1))  # replaces frame 1: 1 + 3 + 1
+    newest = live.take(4, wait_full=False)
+    assert [(f.index, f.dropped_before) for f in newest] == [(2, 5)] and live.dropped == [5]
+
+
+def test_latency_percentiles_of_few_samples_are_the_order_statistic_numpy_starts_from():
+    """Property (issue 28): for any handful of latencies (where rank n vs n - 1 matters), the
+    q-th percentile lies in the 1 % bin of the sample at numpy's linear rank floor(q (n - 1))."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    from rd_edge.runtime.latency import LatencyStats
+
+    @hypothesis.settings(max_examples=100, deadline=None, database=None)
+    @hypothesis.given(samples=st.lists(st.floats(0.01, 5000.0), min_size=2, max_size=12),
+                      q=st.sampled_from([10, 25, 50, 75, 90, 95, 99]))
+    def check(samples, q):
+        stats = LatencyStats()
+        for value in samples:
+            stats.add(value)
+        start = sorted(samples)[int(np.floor(q / 100 * (len(samples) - 1)))]
+        assert stats.percentile(q) == pytest.approx(start, rel=0.01)
+
+    check()

@@ -200,3 +200,59 @@ def test_rd_edge_station_reviews_an_evidence_folder_without_inference(tmp_path):
     finally:
         runner.join(timeout=30)  # --for 6: it ends by itself
     assert codes == [0]
+
+
+def test_stream_counters_and_rate_are_values_of_the_frames_written(tmp_path, monkeypatch):
+    """Five frames 0.1 s apart (a clock the test sets): 4 intervals in 0.4 s = 10 fps; 3 OK, 1 NG,
+    1 error; yield 3/4; latency the median of the four predictions' total_ms."""
+    import time as real_time
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from rd_edge.runtime.detector import Prediction
+    from rd_edge.runtime.sinks.base import Result
+    from rd_edge.runtime.sources import SourceItem
+    from rd_edge.runtime.station import state
+
+    ticks = iter([10.0, 10.1, 10.2, 10.3, 10.4])
+    monkeypatch.setattr(state, "time", SimpleNamespace(perf_counter=lambda: next(ticks), time=real_time.time))
+    station = state.Station(None, tmp_path / "review", streams=["cam"])
+    frame = np.zeros((4, 4, 3), np.uint8)
+    for i, (score, ng, ms) in enumerate([(0.1, False, 4.0), (0.9, True, 8.0), (0.2, False, 5.0), (0.3, False, 6.0)]):
+        station.write(Result("cam", i, SourceItem(f"{i}.png", str(i), frame, None),
+                             prediction=Prediction(score, 0.5, ng, np.zeros((4, 4), np.float32),
+                                                   timings={"total_ms": ms})))
+    station.write(Result("cam", 4, SourceItem("4.png", "4", None, "unreadable"), error="unreadable"))
+    view = station.snapshot()["streams"][0]
+    assert (view["frames"], view["ok"], view["ng"], view["errors"], view["newest"]) == (5, 3, 1, 1, 3)
+    assert view["fps"] == pytest.approx(10.0) and view["yield"] == pytest.approx(0.75)
+    assert view["latency_ms"] == pytest.approx(5.5)
+
+
+def test_the_evidence_route_serves_overlays_only(tmp_path):
+    """/evidence/<stream>/<name> serves the entry's overlay .jpg; its original .png, its .json and
+    anything else in the folder are 404 (the page shows overlays; originals go to the review)."""
+    from rd_edge.runtime.station.app import StationServer
+    from rd_edge.runtime.station.state import Station
+
+    folder = tmp_path / "ev" / "cam"
+    folder.mkdir(parents=True)
+    stem = "20261203T101010-000Z_00000007"
+    cv2.imwrite(str(folder / f"{stem}.jpg"), np.full((8, 8, 3), 77, np.uint8))
+    cv2.imwrite(str(folder / f"{stem}.png"), np.full((8, 8, 3), 78, np.uint8))
+    (folder / f"{stem}.json").write_text(json.dumps({"stream": "cam", "frame": 7}))
+    (port,) = free_ports(1)
+    server = StationServer(Station(tmp_path / "ev", tmp_path / "review"), port)
+    try:
+        def status(name):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/evidence/cam/{name}", timeout=5) as answer:
+                    return answer.status, answer.read()[:3]
+            except urllib.error.HTTPError as exc:
+                return exc.code, b""
+
+        assert status(f"{stem}.jpg") == (200, b"\xff\xd8\xff")
+        assert [status(f"{stem}{s}")[0] for s in (".png", ".json")] == [404, 404]
+    finally:
+        server.close()

@@ -99,3 +99,19 @@ def test_onnxruntime_is_available_here_and_tensorrt_says_why_not():
     if importlib.util.find_spec("tensorrt") is None:
         assert "trt" not in available_backends()
         assert "'.[gpu-cu12]'" in why_unavailable("trt") and "'.[gpu-cu13]'" in why_unavailable("trt")
+
+
+def test_registering_a_backend_again_replaces_its_loader(clean_registry, tmp_path):
+    """A plugin module imported twice (importlib.reload, a notebook cell run again) re-registers
+    its backend under the same name and suffixes: the newest loader is the one used."""
+    from rd_edge.runtime.backends.base import _REGISTRY
+
+    def first(path, **options):
+        return "first"
+
+    def second(path, **options):
+        return "second"
+
+    register_backend("mine", suffixes=(".mine",))(first)
+    register_backend("mine", suffixes=(".mine",))(second)
+    assert _REGISTRY["mine"].loader is second and _REGISTRY["mine"].suffixes == (".mine",)
