@@ -108,8 +108,8 @@ MUTATIONS: List[Mutation] = [
              "for (int c = 0; c < 3; ++c) dst[c * plane + at] = v[c] * (1.f / 255.f);",
              ("tests/runtime/test_cuda_preprocess.py",)),
     Mutation("batch order reversed inside a batch", "rd_edge/runtime/detector.py",
-             "results.extend(self._predict_batch(frames[start:start + self.batch_size]))",
-             "results.extend(self._predict_batch(frames[start:start + self.batch_size])[::-1])",
+             "results.extend(self._predict_batch(items[start:start + self.batch_size]))",
+             "results.extend(self._predict_batch(items[start:start + self.batch_size])[::-1])",
              ("tests/runtime/test_detector.py", "-k", "batch_equals")),
     # ---- issue 28: every module of rd_edge/, export/, cpp_examples/src/ and both CUDA kernels ----
     # rd_edge/core
