@@ -411,3 +411,35 @@ def test_the_pipeline_runs_cuda_preprocessing_and_the_engine_from_its_inference_
             assert r.prediction.score == gpu.predict(r.item.frame).score
             assert r.prediction.score == pytest.approx(cpu.predict(r.item.frame).score, abs=2e-3)  # kernel vs CPU
     assert nothing_current(cuda) and cuda.memory == {}
+
+
+def _fake_plan(monkeypatch, tmp_path, metadata, static_batch, version="10.3.0"):
+    cuda = FakeCuda()
+    install(monkeypatch, cuda)
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", FakeTensorRT(cuda, static_batch=static_batch).module)
+    plan = tmp_path / "model.engine"
+    plan.write_bytes(b"fake plan")
+    batches = (static_batch, static_batch) if static_batch else (1, MAX_BATCH)
+    EngineSidecar(version, "Fake GPU", "8.7", "fp32", *batches, "0" * 64, metadata,
+                  sm_count=16, total_memory_mb=8192).write(plan)
+    return plan
+
+
+def test_a_static_engine_of_batch_1_is_fixed_at_1(monkeypatch, tmp_path, metadata_factory):
+    """rd-export --batch 1: the engine's input is [1,3,H,W] (static), not a dynamic profile."""
+    runner = load_runner(_fake_plan(monkeypatch, tmp_path, metadata_factory(), 1))
+    try:
+        assert runner.max_batch == 1
+        x = np.random.default_rng(1).random((1, 3, H, W), dtype=np.float32)
+        assert runner.infer({"image": x})["score"].shape == (1,)
+    finally:
+        runner.close()
+
+
+def test_a_plan_of_another_minor_version_names_the_package_that_built_it(monkeypatch, tmp_path, metadata_factory):
+    """Built by TensorRT 10.2.0, running 10.3.0 (minor differs): refused, and the hint installs
+    the plan's version (10.2.0), not the running one."""
+    plan = _fake_plan(monkeypatch, tmp_path, metadata_factory(), None, version="10.2.0")
+    with pytest.raises(BackendError, match=r"TensorRT 10\.2\.0 \(running 10\.3\.0\)") as refused:
+        load_runner(plan)
+    assert "==10.2.0" in str(refused.value) and "==10.3.0" not in str(refused.value)
