@@ -82,3 +82,35 @@ def test_rd_build_engine_defaults_keep_the_graphs_precision():
 
     args = build_parser().parse_args(["model.onnx"])
     assert (args.precision, args.max_batch, args.opt_batch, args.device_id) == (None, DEFAULT_MAX_BATCH, None, 0)
+
+
+def test_command_defaults_are_the_librarys_defaults():
+    """One default, one place (issue 28): rd-edge demo-data's counts are write_demo_dataset's,
+    rd-train's tile overlap is the tiling's DEFAULT_OVERLAP (what the runtime assumes)."""
+    import inspect
+
+    from rd_edge.cli.main import build_parser as rd_edge_parser
+    from rd_edge.cli.train import build_parser as train_parser
+    from rd_edge.core.tiling import DEFAULT_OVERLAP
+    from rd_edge.data.synthetic import write_demo_dataset
+
+    demo = rd_edge_parser().parse_args(["demo-data", "out"])
+    library = inspect.signature(write_demo_dataset).parameters
+    for name in ("image_size", "n_train", "n_test_good", "n_test_per_defect", "seed"):
+        assert getattr(demo, name) == library[name].default, name
+    assert train_parser().parse_args(["--data", "d"]).tile_overlap == DEFAULT_OVERLAP == 0.25
+
+
+@pytest.mark.parametrize("argv", [["--data", "d", "--masks", "m"], ["--data", "d", "--defect", "x"],
+                                  ["--good", "g", "--masks", "m"], []])
+def test_data_arguments_that_do_not_go_together_are_usage_errors(argv):
+    import argparse
+
+    from rd_edge.cli._data import check_data_arguments
+
+    parser = argparse.ArgumentParser()
+    for flag in ("--data", "--good", "--defect", "--masks"):
+        parser.add_argument(flag)
+    with pytest.raises(SystemExit) as exit_info:
+        check_data_arguments(parser, parser.parse_args(argv))
+    assert exit_info.value.code == 2

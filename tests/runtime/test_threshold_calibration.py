@@ -349,3 +349,21 @@ def test_with_masks_every_labelled_method_takes_the_pixel_threshold_from_the_mas
     assert chosen["report"]["pixel_method"] == "f1"
     # mask pixels hold 0.8 .. 1.2, every other pixel <= 0.35: F1 = 1 anywhere in between, cut halfway
     assert chosen["pixel_threshold"] == pytest.approx((0.35 + 0.8) / 2)
+
+
+@pytest.mark.parametrize("text,value", [("0.01", 0.01), ("1%", 0.01), ("0.5", 0.5), ("12.5%", 0.125), ("1", 1.0),
+                                        ("0", 0.0), ("100%", 1.0)])
+def test_max_false_alarms_reads_fractions_and_percentages(text, value):
+    from rd_edge.cli.calibrate import rate
+
+    assert rate(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["1.5", "101%", "-1%", "x", "%"])
+def test_max_false_alarms_outside_0_to_1_is_refused(text):
+    import argparse
+
+    from rd_edge.cli.calibrate import rate
+
+    with pytest.raises(argparse.ArgumentTypeError, match="rate in"):
+        rate(text)
