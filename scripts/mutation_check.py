@@ -284,7 +284,7 @@ MUTATIONS: List[Mutation] = [
     Mutation("INT8 calibration: the first images instead of evenly spaced", "export/quantize.py",
              "picks = np.linspace(0, len(paths) - 1, max_images).round().astype(int)",
              "picks = np.arange(max_images)",
-             ("tests/export/test_quantize.py", "-k", "calibration")),
+             ("tests/export/test_quantize.py", "-k", "spread_over or calibration")),
     Mutation("metadata written twice (old entry kept)", "export/graph.py",
              "kept = [p for p in model.metadata_props if p.key != METADATA_KEY]", "kept = list(model.metadata_props)",
              ("tests/export/test_export.py", "-k", "metadata")),
@@ -470,7 +470,7 @@ MUTATIONS: List[Mutation] = [
     # export
     Mutation("rd-export: MODEL.ONNX not taken for an ONNX graph", "export/cli.py",
              'return path.suffix.lower() == ".onnx"', 'return path.suffix == ".onnx"',
-             ("tests/export/test_quantize.py", "-k", "cli")),
+             ("tests/export/test_quantize.py", "-k", "suffix_case")),
     Mutation("OpenVINO int8: scope pattern inverted (head quantized)", "export/openvino_int8.py",
              'return nncf.load().IgnoredScope(patterns=[f"(?!{inside}).*"], validate=False)',
              'return nncf.load().IgnoredScope(patterns=[f"({inside}).*"], validate=False)',

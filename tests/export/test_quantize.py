@@ -304,3 +304,37 @@ def test_conv_transpose_as_conv_is_exact_in_fp32(r18_onnx, tmp_path):
     got = load_runner(out, "ort").infer({"image": images})
     np.testing.assert_allclose(got["anomaly_map"], ref["anomaly_map"], atol=1e-6, rtol=0)
     np.testing.assert_allclose(got["score"], ref["score"], atol=1e-6, rtol=0)
+
+
+def test_calibration_images_are_spread_over_the_folder_with_halves_rounded_to_even(tmp_path):
+    """11 good images, 4 wanted: indices linspace(0, 10, 4) = 0, 3.33, 6.67, 10 -> 0, 3, 7, 10;
+    9 images, 3 wanted: 0, 4, 8; 10 images, 3 wanted: 0, 4.5 -> 4 (numpy rounds half to even), 9.
+    A category folder calibrates on train/good only, never on its test defects."""
+    import cv2
+
+    from rd_export.quantize import int8_calibration_paths
+
+    def folder(name, n):
+        path = tmp_path / name / "train" / "good"
+        path.mkdir(parents=True)
+        for i in range(n):
+            cv2.imwrite(str(path / f"{i:03d}.png"), np.zeros((2, 2, 3), np.uint8))
+        (tmp_path / name / "test" / "crack").mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / name / "test" / "crack" / "000.png"), np.zeros((2, 2, 3), np.uint8))
+        return tmp_path / name
+
+    for n, want, picked in [(11, 4, [0, 3, 7, 10]), (9, 3, [0, 4, 8]), (10, 3, [0, 4, 9]), (3, 8, [0, 1, 2])]:
+        got = int8_calibration_paths(folder(f"c{n}_{want}", n), want)
+        assert [int(p.stem) for p in got] == picked and all(p.parent.name == "good" for p in got)
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "MODEL.ONNX", "Model.Onnx"])
+def test_rd_export_knows_an_onnx_graph_whatever_the_suffix_case(tmp_path, capsys, name):
+    """An ONNX file (any case of .onnx) with nothing to do is told what rd-export can do with it,
+    instead of being opened as a checkpoint."""
+    from rd_export.cli import main as export_main
+
+    model = tmp_path / name
+    model.write_bytes(b"not read")
+    assert export_main([str(model)]) == 1
+    assert "is already ONNX" in capsys.readouterr().err
