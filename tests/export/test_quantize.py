@@ -338,3 +338,35 @@ def test_rd_export_knows_an_onnx_graph_whatever_the_suffix_case(tmp_path, capsys
     model.write_bytes(b"not read")
     assert export_main([str(model)]) == 1
     assert "is already ONNX" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("group,pads,rewritten", [(1, [0, 0, 0, 0], 1), (2, [0, 0, 0, 0], 0), (1, [1, 1, 1, 1], 0)])
+def test_conv_transpose_rewrite_only_where_it_is_exact(group, pads, rewritten):
+    """A grouped or padded ConvTranspose is left as it is (the 1x1 Conv + DepthToSpace form is the
+    ungrouped, unpadded one); every graph computes what it did, checked with ONNX Runtime."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from rd_export.rewrite import conv_transpose_as_conv
+
+    rng = np.random.default_rng(5)
+    weight = rng.standard_normal((4, 4 // group, 2, 2)).astype(np.float32)  # [C_in, C_out / group, 2, 2]
+    node = helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], name="up", strides=[2, 2], group=group,
+                            pads=pads)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(weight, "w"),
+                               numpy_helper.from_array(rng.standard_normal(4 // group * group).astype(np.float32), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.standard_normal((1, 4, 3, 5)).astype(np.float32)
+
+    def run(m):
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    before = run(model)
+    rewritten_model = onnx.ModelProto()
+    rewritten_model.CopyFrom(model)
+    assert conv_transpose_as_conv(rewritten_model) == rewritten
+    assert [n.op_type for n in rewritten_model.graph.node] == (["Conv", "DepthToSpace"] if rewritten else ["ConvTranspose"])
+    np.testing.assert_allclose(run(rewritten_model), before, atol=1e-5)
