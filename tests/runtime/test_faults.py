@@ -278,3 +278,14 @@ def test_the_jsonl_sink_never_writes_a_line_that_is_not_json(tmp_path):
     sink.close()
     lines = (tmp_path / "out.jsonl").read_text().splitlines()
     assert [json.loads(line)["score"] for line in lines] == [0.25]
+
+
+def test_bad_arguments_are_value_errors_for_callers_that_catch_those(tiny_onnx):
+    """ConfigError is also a ValueError: code written against the standard exception (a bad batch
+    size, a threshold that is not a number) keeps catching it."""
+    from rd_edge.core.thresholds import check_threshold
+
+    with pytest.raises(ValueError, match="batch_size"):
+        Detector(tiny_onnx, batch_size=0)
+    with pytest.raises(ValueError, match="finite number"):
+        check_threshold("0.5")
