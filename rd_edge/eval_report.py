@@ -25,20 +25,25 @@ def write_eval_report(folder: Path, model: str, samples: Sequence[Sample], maps:
         rows.append(ReportRow(source=str(sample.path), group=sample.defect_type, score=float(score),
                               verdict=verdict, label=sample.defect_type,
                               thumbnail=write_thumbnail(folder, i, overlay)))
-    good = np.asarray(labels) == 0
     facts = [("model", model), ("thresholds from", str(result.get("threshold_source"))),
              ("image AUROC / pixel AUROC", f"{_pct(result.get('image_auroc'))} / {_pct(result.get('pixel_auroc'))}"),
              ("AUPRO (FPR 0.3) / image F1-max", f"{_pct(result.get('aupro'))} / {_pct(result.get('image_f1_max'))}")]
     if threshold is not None:
-        flagged = np.asarray(scores) > threshold
-        facts.append(("at this threshold", f"false alarms {int((flagged & good).sum())}/{int(good.sum())}, "
-                                           f"escapes {int((~flagged & ~good).sum())}/{int((~good).sum())}"))
+        facts.append(("at this threshold", verdict_counts(labels, scores, threshold)))
     per_type = [[name] + [_pct(values.get(k)) for k in METRIC_KEYS]
                 for name, values in [("all", result)] + sorted(result.get("per_type", {}).items())]
     return write_report(folder, Report(
         title=f"rd-eval: {model}", threshold=threshold, rows=rows, facts=facts,
         curves=_curves(np.asarray(labels), np.asarray(scores), result),
         tables=[("Metrics per defect type (%)", ["type", *METRIC_KEYS], per_type)]))
+
+
+def verdict_counts(labels: Sequence[int], scores: Sequence[float], threshold: float) -> str:
+    """False alarms (good images above the threshold) and escapes (defective ones at or below it)."""
+    good = np.asarray(labels) == 0
+    flagged = np.asarray(scores) > threshold
+    return (f"false alarms {int((flagged & good).sum())}/{int(good.sum())}, "
+            f"escapes {int((~flagged & ~good).sum())}/{int((~good).sum())}")
 
 
 def _curves(labels: np.ndarray, scores: np.ndarray, result: Dict[str, Any]) -> List[Curve]:

@@ -44,3 +44,28 @@ def test_frame_smaller_than_a_tile_is_reported_and_skipped(rd_infer, r18_onnx, t
     assert cv2.imwrite(str(small), np.zeros((40, 100, 3), np.uint8))
     proc = _run([rd_infer["exe"], model, small])
     assert proc.returncode != 0 and "smaller than the model's tile of 64 px" in proc.stderr, _tail(proc)
+
+
+def test_tiled_grid_with_half_pixel_overlap_matches_python(rd_infer, r18_onnx, tmp_path):  # noqa: F811
+    """Overlap 15.5 px of a 64 px tile (issue 28: halves in rounding): both round it up to 16, so a
+    161 px side has 4 tiles (stride 48: ceil(97 / 48) + 1), not 3 (stride 49); the scores agree."""
+    cv2 = pytest.importorskip("cv2")
+    from rd_edge.core.tiling import tile_starts
+    from rd_edge.runtime import Detector
+
+    overlap = 15.5 / 64
+    assert tile_starts(161, 64, overlap) == [0, 32, 64, 97]
+    tiling = {"tile": [64, 64], "overlap": overlap, "frame": "any", "window": "cosine"}
+    model = _with_metadata(r18_onnx, tmp_path / "tiled.onnx", lambda m: dict(m, tiling=tiling))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(28)
+    image = np.full((161, 161, 3), 128, np.uint8)
+    image[120:140, 130:150] = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)  # a defect the tile rows see differently
+    assert cv2.imwrite(str(folder / "0.png"), image)
+    proc = _run([rd_infer["exe"], model, folder])
+    assert proc.returncode == 0, _tail(proc)
+    (record,) = _parse_lines(proc.stdout)
+    with Detector(model, backend="ort") as det:
+        pred = det.predict(image)
+    assert abs(record["score"] - pred.score) / max(abs(pred.score), 1e-12) <= REL_TOL, (record["score"], pred.score)

@@ -71,3 +71,13 @@ def test_eval_report_has_curves_per_type_and_calibrated_verdicts(r18_checkpoint,
 
     Thresholds(5.0, None, checkpoint_sha256="f" * 64).write(thresholds_path(model))
     assert checkpoint_thresholds(model, load_checkpoint(model))[2] == "checkpoint"
+
+
+def test_eval_verdict_counts_by_hand():
+    """Good scores 0.1 0.6 0.7, defect scores 0.4 0.5 0.9 at threshold 0.5: 2 of 3 good flagged,
+    2 of 3 defects escape (0.5 is not above 0.5)."""
+    from rd_edge.eval_report import verdict_counts
+
+    assert verdict_counts([0, 0, 0, 1, 1, 1], [0.1, 0.6, 0.7, 0.4, 0.5, 0.9], 0.5) == \
+        "false alarms 2/3, escapes 2/3"
+    assert verdict_counts([0, 1], [0.2, 0.8], 0.5) == "false alarms 0/1, escapes 0/1"
