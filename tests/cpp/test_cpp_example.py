@@ -357,3 +357,38 @@ def test_ng_without_region_says_no_area_in_both(rd_infer, r18_onnx, demo_categor
         u = max(1, overlay.shape[1] // 256)
         corner = overlay[36 * u:50 * u, 4 * u:88 * u]
         assert int((corner == 255).all(axis=2).sum()) > 50, f"{name}: no 'no area' text"
+
+
+def test_a_score_equal_to_the_threshold_is_ok_as_in_python(rd_infer, r18_onnx, demo_category):
+    """NG means score > threshold (issue 28: the boundary itself). The threshold passed is the
+    image's float32 score written out exactly, so C++ compares the score with itself."""
+    import numpy as np
+
+    image = sorted((demo_category / "test" / "good").glob("*.png"))[0]
+    first = _run([rd_infer["exe"], r18_onnx, image, "--threshold", "0"])
+    assert first.returncode == 0, _tail(first)
+    score = float(np.float32(_parse_lines(first.stdout)[0]["score"]))  # %.9g gives the float32 back
+    equal = _run([rd_infer["exe"], r18_onnx, image, "--threshold", repr(score)])
+    below = _run([rd_infer["exe"], r18_onnx, image, "--threshold", repr(float(np.nextafter(np.float32(score), -1)))])
+    assert [r["anomalous"] for r in _parse_lines(equal.stdout)] == [0], _tail(equal)
+    assert [r["anomalous"] for r in _parse_lines(below.stdout)] == [1], _tail(below)
+
+
+def test_a_frame_shrunk_on_one_side_and_enlarged_on_the_other_is_resized_bilinearly(rd_infer, r18_onnx, tmp_path):
+    """Non-square (issue 28): 100x40 to the model's 64x64 enlarges the width, so the area rule
+    is not used (both languages: area only when no side enlarges); C++ and Python agree."""
+    import numpy as np
+
+    from rd_edge.core.images import read_image
+    from rd_edge.runtime import Detector
+
+    cv2 = pytest.importorskip("cv2")
+    image = tmp_path / "tall.png"
+    assert cv2.imwrite(str(image), np.random.default_rng(7).integers(0, 256, (100, 40, 3), dtype=np.uint8))
+    model = _with_metadata(r18_onnx, tmp_path / "area.onnx", lambda m: dict(m, resize="area-shrink/linear-enlarge"))
+    proc = _run([rd_infer["exe"], model, image])
+    assert proc.returncode == 0, _tail(proc)
+    (record,) = _parse_lines(proc.stdout)
+    with Detector(model, backend="ort", batch_size=1) as detector:
+        want = detector.predict(read_image(image)).score
+    assert abs(record["score"] - want) <= REL_TOL * abs(want), (record["score"], want)
