@@ -462,7 +462,7 @@ MUTATIONS: List[Mutation] = [
     Mutation("rd-eval takes thresholds of other weights", "rd_edge/evaluate.py",
              "if found.checkpoint_sha256 == sha or (path in (own, legacy) and found.checkpoint_sha256 is None):",
              "if True:",
-             ("tests/test_threshold_calibration_checkpoint.py",)),
+             ("tests/test_threshold_calibration_checkpoint.py", "-k", "only_thresholds_calibrated")),
     Mutation("random training tiles never touch the bottom/right border", "rd_edge/tiles.py",
              "y = int(uy * (frame.shape[0] - tile + 1))  # uniform over every valid position",
              "y = int(uy * (frame.shape[0] - tile))  # uniform over every valid position",

@@ -25,3 +25,23 @@ def test_calibrating_a_checkpoint_writes_it_and_the_export_carries_it(r18_checkp
     assert report.metadata.threshold == saved.image_threshold
     assert report.metadata.pixel_threshold == saved.pixel_threshold
     assert report.metadata.checkpoint_sha256 == saved.checkpoint_sha256
+
+
+def test_rd_eval_takes_only_thresholds_calibrated_for_these_weights(tmp_path):
+    """Beside model.pt: an export's thresholds of *other* weights (another sha256) are ignored, one
+    of these weights is taken, an unsigned MODEL.pt.thresholds.json counts as its own."""
+    from types import SimpleNamespace
+
+    from rd_edge.core.files import sha256_file
+    from rd_edge.core.thresholds import Thresholds, thresholds_path
+    from rd_edge.evaluate import checkpoint_thresholds
+
+    pt = tmp_path / "model.pt"
+    pt.write_bytes(b"weights")
+    model = SimpleNamespace(threshold=0.9, pixel_threshold=0.8)
+    Thresholds(0.1, 0.05, checkpoint_sha256="f" * 64).write(tmp_path / "other.onnx.thresholds.json")
+    assert checkpoint_thresholds(pt, model) == (0.9, 0.8, "checkpoint")
+    Thresholds(0.3, 0.2, checkpoint_sha256=sha256_file(pt)).write(tmp_path / "model.onnx.thresholds.json")
+    assert checkpoint_thresholds(pt, model) == (0.3, 0.2, str(tmp_path / "model.onnx.thresholds.json"))
+    Thresholds(0.4, None).write(thresholds_path(pt))
+    assert checkpoint_thresholds(pt, model) == (0.4, None, str(thresholds_path(pt)))
