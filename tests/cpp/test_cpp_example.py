@@ -392,3 +392,21 @@ def test_a_frame_shrunk_on_one_side_and_enlarged_on_the_other_is_resized_bilinea
     with Detector(model, backend="ort", batch_size=1) as detector:
         want = detector.predict(read_image(image)).score
     assert abs(record["score"] - want) <= REL_TOL * abs(want), (record["score"], want)
+
+
+def test_the_latency_summary_is_numpys_percentile_of_the_printed_latencies(rd_infer, r18_onnx, demo_category):
+    """p50 of 4 images interpolates between the 2nd and 3rd latency (numpy's linear rule), the
+    mean is their mean; within the 0.001 ms the printed values are rounded to."""
+    import re
+
+    import numpy as np
+
+    images = sorted((demo_category / "test" / "good").glob("*.png"))[:4]
+    proc = _run([rd_infer["exe"], r18_onnx, *images, "--threshold", "0"])
+    assert proc.returncode == 0, _tail(proc)
+    latencies = [r["latency_ms"] for r in _parse_lines(proc.stdout)]
+    summary = re.search(r"count 4, mean (\S+), p50 (\S+), p99 (\S+)", proc.stderr)
+    assert summary and len(latencies) == 4, proc.stderr
+    mean, p50, p99 = (float(v) for v in summary.groups())
+    assert abs(mean - np.mean(latencies)) <= 0.0021 and abs(p50 - np.percentile(latencies, 50)) <= 0.0021
+    assert abs(p99 - np.percentile(latencies, 99)) <= 0.0021

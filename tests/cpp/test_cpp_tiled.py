@@ -69,3 +69,16 @@ def test_tiled_grid_with_half_pixel_overlap_matches_python(rd_infer, r18_onnx, t
     with Detector(model, backend="ort") as det:
         pred = det.predict(image)
     assert abs(record["score"] - pred.score) / max(abs(pred.score), 1e-12) <= REL_TOL, (record["score"], pred.score)
+
+
+@pytest.mark.parametrize("overlap", [1.0, -0.25])
+def test_an_overlap_outside_0_to_1_is_refused_as_in_python(rd_infer, r18_onnx, tmp_path, overlap):  # noqa: F811
+    from rd_edge.core.errors import MetadataError
+    from rd_edge.core.tiling import Tiling
+
+    with pytest.raises(MetadataError, match="overlap"):
+        Tiling.from_dict({"tile": [64, 64], "overlap": overlap})
+    model = _with_metadata(r18_onnx, tmp_path / "tiled.onnx",
+                           lambda m: dict(m, tiling={"tile": [64, 64], "overlap": overlap, "frame": "any"}))
+    proc = _run([rd_infer["exe"], model, tmp_path])
+    assert proc.returncode == 1 and "overlap" in proc.stderr, _tail(proc)

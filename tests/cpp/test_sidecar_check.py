@@ -43,6 +43,7 @@ CASES = [
     (GpuInfo("Orin", "8.7", 16, 62841, "NVIDIA Jetson AGX Orin 64GB"), "AGX Orin 64GB"),  # another board
     (GpuInfo("Orin", "8.7", 16, 62841, None), "running Orin compute 8.7 (16 SMs"),  # no board here: not a Jetson
     (GpuInfo("NVIDIA A2", "8.6", 10, 15000, None), "NVIDIA A2 compute 8.6"),
+    (AGX._replace(sm_count=AGX.sm_count - 2), f"{AGX.sm_count - 2} SMs"),  # only the SM count differs
 ]
 
 
@@ -84,7 +85,7 @@ def sidecar_check() -> Path:
 
 
 @pytest.mark.cpp
-@pytest.mark.parametrize("gpu, refused_for", CASES, ids=["same", "memory", "nano", "board", "no-board", "a2"])
+@pytest.mark.parametrize("gpu, refused_for", CASES, ids=["same", "memory", "nano", "board", "no-board", "a2", "sms"])
 def test_cpp_decides_as_python_on_the_same_sidecar(sidecar_check, gpu, refused_for):
     args = [str(sidecar_check), str(FIXTURE), gpu.name, gpu.compute_capability, str(gpu.sm_count)]
     proc = subprocess.run(args + ([gpu.device_model] if gpu.device_model else []), capture_output=True,
