@@ -410,3 +410,13 @@ def test_the_latency_summary_is_numpys_percentile_of_the_printed_latencies(rd_in
     mean, p50, p99 = (float(v) for v in summary.groups())
     assert abs(mean - np.mean(latencies)) <= 0.0021 and abs(p50 - np.percentile(latencies, 50)) <= 0.0021
     assert abs(p99 - np.percentile(latencies, 99)) <= 0.0021
+
+
+def test_backend_tensorrt_is_the_trt_alias_as_in_python(rd_infer, r18_onnx, demo_category):
+    """--backend tensorrt means trt (Python's alias too): on an ONNX file both say a plan is needed,
+    neither calls it an unknown backend."""
+    image = sorted((demo_category / "test" / "good").glob("*.png"))[0]
+    trt = _run([rd_infer["exe"], r18_onnx, image, "--backend", "trt"])
+    alias = _run([rd_infer["exe"], r18_onnx, image, "--backend", "tensorrt"])
+    assert trt.returncode == alias.returncode == 1 and "unknown backend" not in alias.stderr, _tail(alias)
+    assert alias.stderr == trt.stderr and "runs a serialized plan" in alias.stderr
