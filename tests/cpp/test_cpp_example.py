@@ -420,3 +420,10 @@ def test_backend_tensorrt_is_the_trt_alias_as_in_python(rd_infer, r18_onnx, demo
     alias = _run([rd_infer["exe"], r18_onnx, image, "--backend", "tensorrt"])
     assert trt.returncode == alias.returncode == 1 and "unknown backend" not in alias.stderr, _tail(alias)
     assert alias.stderr == trt.stderr and "runs a serialized plan" in alias.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e999"])
+def test_a_non_finite_threshold_is_refused_as_in_python(rd_infer, r18_onnx, demo_category, value):
+    image = sorted((demo_category / "test" / "good").glob("*.png"))[0]
+    proc = _run([rd_infer["exe"], r18_onnx, image, "--threshold", value])
+    assert proc.returncode == 1 and f"--threshold expects a number, got '{value}'" in proc.stderr, _tail(proc)
