@@ -33,3 +33,13 @@ def test_refused_combinations(r18_onnx, args, message, capsys):
     assert export_main([str(r18_onnx), *args]) == 1
     err = capsys.readouterr().err
     assert one_line_error(err) and message in err
+
+
+def test_each_precision_gets_its_own_ir_beside_the_model(tmp_path):
+    """fp32, bf16 and int8 IRs of one model never overwrite one another (issue 28: identities)."""
+    from rd_export.openvino_export import default_ir_path
+
+    names = {p: default_ir_path(tmp_path / "line3.onnx", p) for p in ("fp32", "bf16", "int8")}
+    assert {p: n.name for p, n in names.items()} == {"fp32": "line3.xml", "bf16": "line3_bf16.xml",
+                                                      "int8": "line3_int8.xml"}
+    assert all(n.parent == tmp_path for n in names.values())
