@@ -214,7 +214,7 @@ MUTATIONS: List[Mutation] = [
     Mutation("Triton execute: every request gets the first request's predictions", "rd_edge/runtime/triton_python.py",
              "mine = predictions[start:start + len(frames)] if predictions is not None else self.detector.predict(frames)",
              "mine = predictions[:len(frames)] if predictions is not None else self.detector.predict(frames)",
-             ("tests/runtime/test_triton_repo.py", "-k", "python_model")),
+             ("tests/runtime/test_triton_repo.py", "-k", "python_model or two_requests")),
     Mutation("config.pbtxt: optional inputs not marked optional", "rd_edge/runtime/triton_repo.py",
              'parts.append("optional: true")', "pass",
              ("tests/runtime/test_triton_repo.py", "-k", "detector_config")),
