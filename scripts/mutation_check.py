@@ -386,7 +386,7 @@ MUTATIONS: List[Mutation] = [
              ("tests/runtime/test_report.py",)),
     Mutation("trigger answered twice (future already done)", "rd_edge/runtime/sinks/trigger.py",
              "if future is not None and not future.done():", "if future is not None:",
-             ("tests/runtime/test_opcua.py", "-k", "triggers")),
+             ("tests/runtime/test_opcua.py", "-k", "cancelled_trigger")),
     Mutation("station fps counts frames, not intervals", "rd_edge/runtime/station/state.py",
              '"fps": (len(s.times) - 1) / span if span > 0 else None,',
              '"fps": len(s.times) / span if span > 0 else None,',

@@ -185,3 +185,39 @@ def test_with_credentials_only_the_user_gets_in_encrypted(tmp_path):
         assert asyncio.run(connect_as("plc", "wrong", True)) != "Operational"
     finally:
         sink.close()
+
+
+def test_a_cancelled_trigger_is_skipped_and_the_next_one_answered():
+    """A client that gave up (its Future cancelled) must not break the board: the frame taken for
+    it answers nobody, the next request gets its own frame (issue 28: identities)."""
+    import numpy as np
+
+    from rd_edge.runtime.sinks.base import Result
+    from rd_edge.runtime.sinks.trigger import TriggerBoard
+    from rd_edge.runtime.sources import SourceItem
+
+    class Camera:
+        label = "cam"
+
+        def __init__(self):
+            self.tokens = []
+
+        def request_trigger(self, token):
+            self.tokens.append(token)
+
+    camera = Camera()
+    board = TriggerBoard([camera])
+    gave_up = board.request("cam")
+    assert gave_up.cancel()
+    waiting = board.request("cam")
+
+    def taken(index, token):
+        item = SourceItem(f"cam#{index}", str(index), np.zeros((2, 2, 3), np.uint8), None)
+        item.triggers = [token]
+        return Result("cam", index, item)
+
+    board.write(taken(0, camera.tokens[0]))  # for the cancelled request: nobody to answer
+    second = taken(1, camera.tokens[1])
+    board.write(second)
+    assert waiting.result(timeout=1) is second and gave_up.cancelled()
+    board.close()
