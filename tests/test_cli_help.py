@@ -101,9 +101,12 @@ def test_command_defaults_are_the_librarys_defaults():
     assert train_parser().parse_args(["--data", "d"]).tile_overlap == DEFAULT_OVERLAP == 0.25
 
 
-@pytest.mark.parametrize("argv", [["--data", "d", "--masks", "m"], ["--data", "d", "--defect", "x"],
-                                  ["--good", "g", "--masks", "m"], []])
-def test_data_arguments_that_do_not_go_together_are_usage_errors(argv):
+@pytest.mark.parametrize("argv,message", [
+    (["--data", "d", "--masks", "m"], "--defect and --masks go with --good, not with --data"),
+    (["--data", "d", "--defect", "x"], "--defect and --masks go with --good, not with --data"),
+    (["--good", "g", "--masks", "m"], "--masks needs --defect"),
+    ([], "give the data as --data DIR or as --good DIR")])
+def test_data_arguments_that_do_not_go_together_are_usage_errors(argv, message, capsys):
     import argparse
 
     from rd_edge.cli._data import check_data_arguments
@@ -113,4 +116,4 @@ def test_data_arguments_that_do_not_go_together_are_usage_errors(argv):
         parser.add_argument(flag)
     with pytest.raises(SystemExit) as exit_info:
         check_data_arguments(parser, parser.parse_args(argv))
-    assert exit_info.value.code == 2
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
