@@ -210,3 +210,17 @@ def test_save_maps_keeps_one_file_per_image(layouts, tmp_path):
         "defect/a/x.npy", "defect/b/x.npy"]
     assert float(np.load(tmp_path / "maps" / "defect" / "b" / "x.npy").max()) == 2.0
     assert len(list((tmp_path / "maps").rglob("*.png"))) == 2
+
+
+@pytest.mark.parametrize("layout", ["mvtec2", "folders"])
+def test_a_layout_is_never_written_over_a_folder_that_holds_files(tmp_path, layout):
+    """The user's own files in the target are kept and the writer says to choose another folder."""
+    from rd_edge.core.errors import DatasetError
+    from rd_edge.data.demo_layouts import write_demo_layout
+
+    mine = tmp_path / "weave" / "notes.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("mine")
+    with pytest.raises(DatasetError, match="exists and is not empty"):
+        write_demo_layout(tmp_path, layout, ["weave"], image_size=32, n_train=2, n_test_good=1, n_test_per_defect=1)
+    assert mine.read_text() == "mine" and sorted(p.name for p in (tmp_path / "weave").iterdir()) == ["notes.txt"]

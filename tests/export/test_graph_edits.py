@@ -1,4 +1,4 @@
-"""fp16 export: only Cast(fp32->fp16) -> Cast(fp16->fp32) pairs are dropped (issue 28: identities)."""
+"""Graph edits of the exporter: fp16 round trips dropped (only those), metadata set once (issue 28)."""
 import numpy as np
 import pytest
 
@@ -30,3 +30,20 @@ def test_only_float16_round_trips_are_dropped(first_to, dropped, want):
     x = np.array([1.5, -2.5, 3.25, 0.0], np.float32)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     np.testing.assert_array_equal(session.run(None, {"x": x})[0], np.array(want, np.float32))
+
+
+def test_setting_the_metadata_again_keeps_exactly_one_entry_and_the_other_props():
+    """rd-export rewrites a graph's metadata (int8 of an fp32 ONNX, fp16...): one 'rd_edge' entry,
+    the newest, and foreign entries kept (a second entry is refused by every reader)."""
+    from onnx import helper
+
+    from rd_edge.core.metadata import ModelMetadata
+    from rd_export.graph import read_metadata, set_metadata
+
+    model = helper.make_model(helper.make_graph([], "g", [], []))
+    helper.set_model_props(model, {"author": "line 3"})
+    for threshold in (0.5, 0.7):
+        set_metadata(model, ModelMetadata(backbone="resnet18", image_size=[64, 64], threshold=threshold,
+                                          score_stats=None, checkpoint_sha256="0" * 64, exporter_version="t"))
+    assert [p.key for p in model.metadata_props] == ["author", "rd_edge"]
+    assert read_metadata(model).threshold == 0.7
