@@ -172,13 +172,30 @@ def test_a_disk_that_fills_up_mid_run_loses_no_steps(demo_category, tmp_path):
 
 def _train_until_interrupted(args, step, sig):
     """Start rd-train and send ``sig`` half-way through the step after ``step`` (timed from the
-    progress bar), where an interrupt used to catch the sampler advanced but the step uncounted."""
+    progress bar), where an interrupt used to catch the sampler advanced but the step uncounted.
+    Its stderr is a terminal (a pseudo-terminal), as for a user pressing Ctrl-C: rd-train draws
+    progress bars only there."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    terminal, child_end = pty.openpty()
+    # A terminal of 0 columns (a new pty's size) gets empty bars from tqdm: size it as a real one.
+    fcntl.ioctl(child_end, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
     proc = subprocess.Popen(TRAIN + [a for a in args if a != "--quiet"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=child_end, text=True)
+    os.close(child_end)
     seen, when = [], {}
 
+    def read_terminal() -> str:
+        try:
+            return os.read(terminal, 256).decode(errors="replace")
+        except OSError:  # EIO: rd-train exited and closed its end
+            return ""
+
     def watch():
-        for chunk in iter(lambda: proc.stderr.read(32), ""):
+        for chunk in iter(read_terminal, ""):
             seen.append(chunk)
             for n in re.findall(r"\b(\d+)/\d+ \[", "".join(seen)[-400:]):
                 when.setdefault(int(n), time.monotonic())
@@ -190,6 +207,8 @@ def _train_until_interrupted(args, step, sig):
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     rc = proc.wait(timeout=600)
+    watcher.join(timeout=10)
+    os.close(terminal)
     return rc, proc.stdout.read()
 
 

@@ -62,14 +62,20 @@ def build_tiny_model(path: Path, metadata: Union[ModelMetadata, str, None] = "de
 
 
 def reference_outputs(path: Path, frames: Sequence[np.ndarray]) -> dict:
-    """Direct ONNX Runtime call with CPU preprocessing written out by hand."""
+    """Direct ONNX Runtime call with CPU preprocessing written out by hand, by the model's resize
+    rule: area averaging for a frame that shrinks in both axes under "area-shrink/linear-enlarge",
+    bilinear otherwise."""
     import onnxruntime as ort
+
+    from rd_edge.core.onnx_props import read_onnx_metadata
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     h, w = session.get_inputs()[0].shape[2:]
+    area_rule = read_onnx_metadata(path).resize == "area-shrink/linear-enlarge"
     batch = []
     for frame in frames:
-        resized = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR)
+        shrinks = frame.shape[0] >= h and frame.shape[1] >= w
+        resized = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA if area_rule and shrinks else cv2.INTER_LINEAR)
         rgb = resized[:, :, ::-1].astype(np.float32) / np.float32(255.0)
         batch.append(rgb.transpose(2, 0, 1))
     amap, score = session.run(["anomaly_map", "score"], {"image": np.stack(batch)})
