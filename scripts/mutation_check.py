@@ -274,6 +274,17 @@ MUTATIONS: List[Mutation] = [
              "width = int(planes * (base_width / 64.0))  # wide ResNets widen only the 3x3 conv",
              "width = planes  # wide ResNets widen only the 3x3 conv",
              ("tests/model/test_model.py", "-k", "parameter_count or rd4ad_blocks")),
+    # the packages' lazy public names
+    Mutation("rd_edge: unknown attributes are None instead of an error", "rd_edge/__init__.py",
+             "raise AttributeError(f\"module 'rd_edge' has no attribute {name!r}\")", "return None",
+             ("tests/test_public_api.py",)),
+    Mutation("rd_edge.data: unknown attributes are None instead of an error", "rd_edge/data/__init__.py",
+             "raise AttributeError(f\"module 'rd_edge.data' has no attribute {name!r}\")", "return None",
+             ("tests/test_public_api.py",)),
+    Mutation("rd_edge.runtime: Station imported from the wrong module", "rd_edge/runtime/__init__.py",
+             '_ON_USE = {"Station": "rd_edge.runtime.station", "StationServer": "rd_edge.runtime.station"}',
+             '_ON_USE = {"Station": "rd_edge.runtime.station.state", "StationServer": "rd_edge.runtime.station.state"}',
+             ("tests/test_public_api.py",)),
     # export
     Mutation("fp16: every float->float Cast pair dropped, not only fp16 round trips", "export/half.py",
              "if first is None or _cast_to(first) != _FLOAT16:", "if first is None:",
