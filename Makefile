@@ -93,10 +93,11 @@ $(SERVE_VENV)/.installed: pyproject.toml
 	$(SERVE_VENV)/bin/python -m pip install -q -e ".[serve]"
 	touch $@
 
-# The developer gates (also .pre-commit-config.yaml): ruff (pyflakes, pycodestyle, import order),
+# The developer gates (also .pre-commit-config.yaml): ruff (pyflakes, pycodestyle, import order), ruff format,
 # mypy over the torch-free core and runtime ([tool.ruff], [tool.mypy] in pyproject.toml), the layers.
 lint: install lint-imports
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 # The layer rules of ARCHITECTURE.md ([tool.importlinter] in pyproject.toml).

@@ -18,6 +18,7 @@ held-out good training images (mean + 3 std). Peaks: large GEMMs in fp32, bf16 a
 same run (rdbench.system.cpu_peak, rdbench.peaks); each row's fraction is model FLOPs per
 second over the peak of the precision it mostly runs in.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,9 +39,15 @@ from rdbench.system import cpu_peak, model_gflop, read_cpuinfo  # noqa: E402
 
 # path name -> (precision it mostly runs in, for the peak fraction)
 PATHS = {
-    "torch": "fp32", "ort": "fp32", "ort-int8-cpu-student": "int8", "ort-int8-cpu-full": "int8",
-    "ort-int8-tensorrt-flavour": "int8", "openvino-fp32": "fp32", "openvino-bf16": "bf16",
-    "openvino-default": "bf16", "openvino-int8": "int8",
+    "torch": "fp32",
+    "ort": "fp32",
+    "ort-int8-cpu-student": "int8",
+    "ort-int8-cpu-full": "int8",
+    "ort-int8-tensorrt-flavour": "int8",
+    "openvino-fp32": "fp32",
+    "openvino-bf16": "bf16",
+    "openvino-default": "bf16",
+    "openvino-int8": "int8",
 }
 
 
@@ -59,8 +66,9 @@ def _openvino(path: Path, threads: int, precision: Any) -> Callable[[np.ndarray]
         return lambda x: runner.infer({"image": x})["score"]
     import openvino as ov  # the plugin's own default: no precision hint at all
 
-    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                          "PERFORMANCE_HINT": "LATENCY"})
+    compiled = ov.Core().compile_model(
+        str(path), "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    )
     request = compiled.create_infer_request()
     return lambda x: np.array(request.infer({"image": x})["score"])
 
@@ -80,8 +88,9 @@ def _torch(checkpoint: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]
     return run
 
 
-def build_paths(checkpoint: Path, data: Path, workdir: Path, threads: int,
-                calib_images: int) -> Dict[str, Callable[[np.ndarray], np.ndarray]]:
+def build_paths(
+    checkpoint: Path, data: Path, workdir: Path, threads: int, calib_images: int
+) -> Dict[str, Callable[[np.ndarray], np.ndarray]]:
     """Every path's model, made in ``workdir`` (kept between runs: made only once)."""
     from rd_export.onnx_export import export_onnx
     from rd_export.openvino_export import export_ir
@@ -92,15 +101,31 @@ def build_paths(checkpoint: Path, data: Path, workdir: Path, threads: int,
     made: Dict[str, Path] = {"ort": fp32}
     steps: List[Tuple[str, Path, Callable[[Path], Any]]] = [
         ("ort", fp32, lambda out: export_onnx(checkpoint, out, verify=False)),
-        ("ort-int8-cpu-student", workdir / "int8_cpu_student.onnx",
-         lambda out: quantize_int8(fp32, out, data, target="cpu", scope="student", max_images=calib_images)),
-        ("ort-int8-cpu-full", workdir / "int8_cpu_full.onnx",
-         lambda out: quantize_int8(fp32, out, data, target="cpu", scope="full", max_images=calib_images)),
-        ("ort-int8-tensorrt-flavour", workdir / "int8_trt_student.onnx",
-         lambda out: quantize_int8(fp32, out, data, target="tensorrt", scope="student", max_images=calib_images)),
+        (
+            "ort-int8-cpu-student",
+            workdir / "int8_cpu_student.onnx",
+            lambda out: quantize_int8(
+                fp32, out, data, target="cpu", scope="student", max_images=calib_images
+            ),
+        ),
+        (
+            "ort-int8-cpu-full",
+            workdir / "int8_cpu_full.onnx",
+            lambda out: quantize_int8(fp32, out, data, target="cpu", scope="full", max_images=calib_images),
+        ),
+        (
+            "ort-int8-tensorrt-flavour",
+            workdir / "int8_trt_student.onnx",
+            lambda out: quantize_int8(
+                fp32, out, data, target="tensorrt", scope="student", max_images=calib_images
+            ),
+        ),
         ("openvino-fp32", workdir / "fp32.xml", lambda out: export_ir(fp32, out, "fp32")),
-        ("openvino-int8", workdir / "int8.xml",
-         lambda out: quantize_ir(fp32, out, data, max_images=calib_images)),
+        (
+            "openvino-int8",
+            workdir / "int8.xml",
+            lambda out: quantize_ir(fp32, out, data, max_images=calib_images),
+        ),
     ]
     for name, out, make in steps:
         if not out.is_file():
@@ -135,7 +160,7 @@ def fidelity(paths: Dict[str, Callable], test: np.ndarray, good: np.ndarray) -> 
     from scipy.stats import pearsonr, spearmanr
 
     def scores(fn: Callable, x: np.ndarray) -> np.ndarray:
-        return np.concatenate([fn(x[i:i + 4]) for i in range(0, len(x), 4)])
+        return np.concatenate([fn(x[i : i + 4]) for i in range(0, len(x), 4)])
 
     ref_good = scores(paths["ort"], good)
     threshold = float(ref_good.mean() + 3 * ref_good.std())
@@ -143,20 +168,26 @@ def fidelity(paths: Dict[str, Callable], test: np.ndarray, good: np.ndarray) -> 
     out = {}
     for name, fn in paths.items():
         s = ref if name == "ort" else scores(fn, test)
-        out[name] = {"spearman": float(spearmanr(ref, s)[0]), "pearson": float(pearsonr(ref, s)[0]),
-                     "verdicts_changed": int(((ref > threshold) != (s > threshold)).sum()),
-                     "max_abs_score": float(np.abs(ref - s).max()), "threshold": threshold}
+        out[name] = {
+            "spearman": float(spearmanr(ref, s)[0]),
+            "pearson": float(pearsonr(ref, s)[0]),
+            "verdicts_changed": int(((ref > threshold) != (s > threshold)).sum()),
+            "max_abs_score": float(np.abs(ref - s).max()),
+            "threshold": threshold,
+        }
     return out
 
 
-def timed_rounds(paths: Dict[str, Callable], x: np.ndarray, rounds: int, iters: int) -> Dict[str, List[float]]:
+def timed_rounds(
+    paths: Dict[str, Callable], x: np.ndarray, rounds: int, iters: int
+) -> Dict[str, List[float]]:
     """Seconds per call of every path, per round; order rotated each round."""
     names = list(paths)
     for fn in paths.values():  # warm-up: compilation for this batch size, caches
         fn(x)
     per_round: Dict[str, List[float]] = {n: [] for n in names}
     for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             t0 = time.perf_counter()
             for _ in range(iters):
@@ -166,7 +197,9 @@ def timed_rounds(paths: Dict[str, Callable], x: np.ndarray, rounds: int, iters: 
     return per_round
 
 
-def summarize(per_round: Dict[str, List[float]], batch: int, gflop: float, peaks: Dict[str, float]) -> Dict[str, Any]:
+def summarize(
+    per_round: Dict[str, List[float]], batch: int, gflop: float, peaks: Dict[str, float]
+) -> Dict[str, Any]:
     ref = np.array(per_round["ort"])
     rows = {}
     for name, times in per_round.items():
@@ -174,9 +207,14 @@ def summarize(per_round: Dict[str, List[float]], batch: int, gflop: float, peaks
         ratio = ref / t  # speed relative to ORT fp32, per round
         rate = gflop * batch / float(np.median(t))
         peak = peaks.get(PATHS[name])
-        rows[name] = {"median_ms": float(np.median(t) * 1e3), "speedup_median": float(np.median(ratio)),
-                      "speedup_min": float(ratio.min()), "speedup_max": float(ratio.max()),
-                      "gflops": rate, "peak_fraction": rate / peak if peak else None}
+        rows[name] = {
+            "median_ms": float(np.median(t) * 1e3),
+            "speedup_median": float(np.median(ratio)),
+            "speedup_min": float(ratio.min()),
+            "speedup_max": float(ratio.max()),
+            "gflops": rate,
+            "peak_fraction": rate / peak if peak else None,
+        }
     return rows
 
 
@@ -190,7 +228,9 @@ def main(argv: Sequence[str] = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--calib-images", type=int, default=32)
     p.add_argument("--workdir", type=Path, help="keep the made models here (default: a temp dir)")
-    p.add_argument("--skip", default="", help="comma-separated paths to leave out (e.g. torch: slow, and fp32)")
+    p.add_argument(
+        "--skip", default="", help="comma-separated paths to leave out (e.g. torch: slow, and fp32)"
+    )
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -213,8 +253,13 @@ def run(args: argparse.Namespace, workdir: Path) -> Dict[str, Any]:
     meta = read_onnx_metadata(workdir / "fp32.onnx")
     test = images_of(args.data / "test", meta)
     good = images_of(args.data / "train" / "good", meta)[-20:]
-    report: Dict[str, Any] = {"cpu": read_cpuinfo(), "backbone": meta.backbone, "image_size": meta.image_size,
-                              "threads": args.threads, "test_images": len(test)}
+    report: Dict[str, Any] = {
+        "cpu": read_cpuinfo(),
+        "backbone": meta.backbone,
+        "image_size": meta.image_size,
+        "threads": args.threads,
+        "test_images": len(test),
+    }
     report["fidelity"] = fidelity(paths, test, good)
     gflop = model_gflop(str(args.model))["gflop_per_image"]
     report["gflop_per_image"] = gflop
@@ -225,29 +270,39 @@ def run(args: argparse.Namespace, workdir: Path) -> Dict[str, Any]:
         peaks.update(bf16=low["bf16_gops"], int8=low["int8_gops"])
         per_round = timed_rounds(paths, test[:batch], args.rounds, args.iters)
         peaks_after = cpu_peak(args.threads, repeats=5)["achievable_gflops"]
-        report["batches"][batch] = {"peaks": {**peaks, "fp32_after": peaks_after, "low": low},
-                                    "per_round_s": per_round,
-                                    "rows": summarize(per_round, batch, gflop, peaks)}
+        report["batches"][batch] = {
+            "peaks": {**peaks, "fp32_after": peaks_after, "low": low},
+            "per_round_s": per_round,
+            "rows": summarize(per_round, batch, gflop, peaks),
+        }
     return report
 
 
 def markdown(report: Dict[str, Any]) -> str:
     cpu = report["cpu"]
-    lines = [f"{report['backbone']} {report['image_size'][0]} px, {report['threads']} threads, "
-             f"{cpu.get('model name', '?')}; {report['gflop_per_image']:.2f} GFLOP/image"]
+    lines = [
+        f"{report['backbone']} {report['image_size'][0]} px, {report['threads']} threads, "
+        f"{cpu.get('model name', '?')}; {report['gflop_per_image']:.2f} GFLOP/image"
+    ]
     for batch, b in report["batches"].items():
         pk = b["peaks"]
-        lines.append(f"\nbatch {batch}: peaks fp32 {pk['fp32']} GFLOP/s (after: {pk['fp32_after']}), "
-                     f"bf16 {pk['bf16']}, int8 {pk['int8']} GOPS; {pk['low']['measured']}")
-        lines.append("| path | x ORT fp32 (median, range) | ms | GFLOP/s | of peak | Spearman | Pearson | "
-                     "verdicts changed |")
+        lines.append(
+            f"\nbatch {batch}: peaks fp32 {pk['fp32']} GFLOP/s (after: {pk['fp32_after']}), "
+            f"bf16 {pk['bf16']}, int8 {pk['int8']} GOPS; {pk['low']['measured']}"
+        )
+        lines.append(
+            "| path | x ORT fp32 (median, range) | ms | GFLOP/s | of peak | Spearman | Pearson | "
+            "verdicts changed |"
+        )
         lines.append("|---|---|---|---|---|---|---|---|")
         for name, row in b["rows"].items():
             fid = report["fidelity"][name]
             frac = f"{row['peak_fraction']:.2f}" if row["peak_fraction"] else "–"
-            lines.append(f"| {name} | {row['speedup_median']:.2f} ({row['speedup_min']:.2f}–{row['speedup_max']:.2f}) "
-                         f"| {row['median_ms']:.1f} | {row['gflops']:.0f} | {frac} | {fid['spearman']:.4f} | "
-                         f"{fid['pearson']:.4f} | {fid['verdicts_changed']} |")
+            lines.append(
+                f"| {name} | {row['speedup_median']:.2f} ({row['speedup_min']:.2f}–{row['speedup_max']:.2f}) "
+                f"| {row['median_ms']:.1f} | {row['gflops']:.0f} | {frac} | {fid['spearman']:.4f} | "
+                f"{fid['pearson']:.4f} | {fid['verdicts_changed']} |"
+            )
     return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ in its own process; the rows run in interleaved rounds (``--rounds``: A B C, A B
 with its share of ``--iters``, so a shared host's drift hits every row alike, and each row's
 time is reported as a ratio to ``reference`` per round with its spread. See benchmarks/rdbench.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,22 +68,40 @@ def _frame_size(text: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="benchmarks/latency.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=DefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="benchmarks/latency.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=DefaultsHelpFormatter,
+    )
     p.add_argument("--model", required=True, type=Path, help="checkpoint (model.pt)")
     p.add_argument("--onnx", type=Path, help="fused fp32 ONNX (default: exported to a temp dir)")
     p.add_argument("--onnx-int8", type=Path, help="Q/DQ int8 ONNX (default: quantized here, cpu flavour)")
     p.add_argument("--engine", type=Path, help="TensorRT plan (default: built here where TensorRT runs)")
-    p.add_argument("--backends", default=",".join(BACKENDS), help=f"default {','.join(BACKENDS)}; "
-                   "also ort-cuda, ort-tensorrt")
+    p.add_argument(
+        "--backends",
+        default=",".join(BACKENDS),
+        help=f"default {','.join(BACKENDS)}; also ort-cuda, ort-tensorrt",
+    )
     p.add_argument("--batch-sizes", type=_int_list, default=[1, 4, 8], help="default 1,4,8")
-    p.add_argument("--iters", type=_positive, default=30, help="timed calls per row, over all rounds (default 30)")
-    p.add_argument("--rounds", type=_positive, default=3,
-                   help="interleaved rounds: every row runs once per round, in its own process (default 3)")
+    p.add_argument(
+        "--iters", type=_positive, default=30, help="timed calls per row, over all rounds (default 30)"
+    )
+    p.add_argument(
+        "--rounds",
+        type=_positive,
+        default=3,
+        help="interleaved rounds: every row runs once per round, in its own process (default 3)",
+    )
     p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
-    p.add_argument("--threads", type=_positive, default=cpu_count(),
-                   help="torch threads = ORT intra-op threads (default: the CPUs available)")
-    p.add_argument("--frame-size", "--frame", type=_frame_size, default=(640, 480), help="WxH of the uint8 BGR frames")
+    p.add_argument(
+        "--threads",
+        type=_positive,
+        default=cpu_count(),
+        help="torch threads = ORT intra-op threads (default: the CPUs available)",
+    )
+    p.add_argument(
+        "--frame-size", "--frame", type=_frame_size, default=(640, 480), help="WxH of the uint8 BGR frames"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the frames")
     p.add_argument("--json", type=Path, help="write the full report as JSON")
     p.add_argument("--markdown", type=Path, help="write the Markdown table")
@@ -90,10 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, help="keep exported/quantized models here (default: a temp dir)")
     p.add_argument("--no-peak", action="store_true", help="skip measuring the CPU's fp32 sgemm peak")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table on stdout")
-    p.add_argument("--stream", type=Path, metavar="VIDEO",
-                   help="instead: pipelined vs sequential frames/s on this video (ONNX Runtime, CPU)")
-    p.add_argument("--repeats", type=_positive, default=2,
-                   help="--stream: runs of each mode, alternated (default 2)")
+    p.add_argument(
+        "--stream",
+        type=Path,
+        metavar="VIDEO",
+        help="instead: pipelined vs sequential frames/s on this video (ONNX Runtime, CPU)",
+    )
+    p.add_argument(
+        "--repeats", type=_positive, default=2, help="--stream: runs of each mode, alternated (default 2)"
+    )
     return p
 
 
@@ -102,26 +126,44 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise BenchmarkError(f"--model {args.model}: no such file; expected a checkpoint written by rd-train")
     if args.warmup < 0:
         raise BenchmarkError(f"--warmup must be >= 0, got {args.warmup}")
-    return Settings(checkpoint=args.model, onnx=args.onnx, onnx_int8=args.onnx_int8, engine=args.engine,
-                    backends=parse_backends(args.backends), batch_sizes=args.batch_sizes, iters=args.iters,
-                    warmup=args.warmup, threads=args.threads, frame_size=args.frame_size, seed=args.seed)
+    return Settings(
+        checkpoint=args.model,
+        onnx=args.onnx,
+        onnx_int8=args.onnx_int8,
+        engine=args.engine,
+        backends=parse_backends(args.backends),
+        batch_sizes=args.batch_sizes,
+        iters=args.iters,
+        warmup=args.warmup,
+        threads=args.threads,
+        frame_size=args.frame_size,
+        seed=args.seed,
+    )
 
 
 def _check_same_frames(measurements: Sequence[Measurement], expected: str) -> None:
     """Every worker must have measured the very frames the parent made."""
     bad = sorted({f"{m.backend} {m.precision}" for m in measurements if m.frames_sha256 != expected})
     if bad:
-        raise BenchmarkError(f"workers {bad} generated different frames than the parent; "
-                             f"the rows would not be comparable")
+        raise BenchmarkError(
+            f"workers {bad} generated different frames than the parent; the rows would not be comparable"
+        )
 
 
-def build_results(measurements: Sequence[Measurement], settings: Settings, gflop: Optional[float],
-                  peak: Optional[float], low_peaks: Optional[Dict[str, Optional[float]]] = None) -> List[BatchResult]:
+def build_results(
+    measurements: Sequence[Measurement],
+    settings: Settings,
+    gflop: Optional[float],
+    peak: Optional[float],
+    low_peaks: Optional[Dict[str, Optional[float]]] = None,
+) -> List[BatchResult]:
     """Rows grouped by batch size, in the order the backends ran; scores checked against reference."""
     measurements = merge_rounds(measurements)
     reference = {m.batch_size: m.first_scores for m in measurements if m.backend == "reference"}
-    rows = [build_result(m, len(m.e2e_ms), gflop, peak, reference.get(m.batch_size), low_peaks)
-            for m in measurements]
+    rows = [
+        build_result(m, len(m.e2e_ms), gflop, peak, reference.get(m.batch_size), low_peaks)
+        for m in measurements
+    ]
     add_reference_ratios(rows)
     return sorted(rows, key=lambda r: r.batch_size)  # stable: backend order kept within a batch
 
@@ -140,15 +182,20 @@ def run_stream_mode(args: argparse.Namespace) -> Dict[str, Any]:
     from rdbench.stream import run_stream, stream_markdown
 
     settings = settings_from_args(args)
-    workdir_ctx = nullcontext(args.workdir) if args.workdir else tempfile.TemporaryDirectory(prefix="rd_latency_")
+    workdir_ctx = (
+        nullcontext(args.workdir) if args.workdir else tempfile.TemporaryDirectory(prefix="rd_latency_")
+    )
     with workdir_ctx as workdir:
         Path(workdir).mkdir(parents=True, exist_ok=True)
         onnx = ensure_onnx(settings.checkpoint, settings.onnx, Path(workdir))
-        section = run_stream(onnx, args.stream, settings.threads, batch_size=min(settings.batch_sizes),
-                             repeats=args.repeats)
-    report = {"system": system_info(settings.threads),
-              "settings": {"command": shlex.join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])},
-              "stream": section}
+        section = run_stream(
+            onnx, args.stream, settings.threads, batch_size=min(settings.batch_sizes), repeats=args.repeats
+        )
+    report = {
+        "system": system_info(settings.threads),
+        "settings": {"command": shlex.join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])},
+        "stream": section,
+    }
     if args.json:
         write_json(report, args.json)
     if args.markdown:
@@ -168,7 +215,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     if tiling is not None:  # a model trained on tiles: per-frame latency, batch vs tile by tile
         return _run_tiled(args, settings, tiling, system)
     frames = make_frames(max(settings.batch_sizes), settings.frame_size, settings.seed)
-    workdir_ctx = nullcontext(args.workdir) if args.workdir else tempfile.TemporaryDirectory(prefix="rd_latency_")
+    workdir_ctx = (
+        nullcontext(args.workdir) if args.workdir else tempfile.TemporaryDirectory(prefix="rd_latency_")
+    )
     with workdir_ctx as workdir:
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -183,21 +232,32 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     _check_same_frames(measurements, frames_digest(frames))
     peak = (system["fp32_peak"] or {}).get("achievable_gflops")
     low = system["low_precision_peaks"] or {}
-    results = build_results(measurements, settings, model["gflop_per_image"], peak,
-                            {"bf16": low.get("bf16_gops"), "int8": low.get("int8_gops")})
+    results = build_results(
+        measurements,
+        settings,
+        model["gflop_per_image"],
+        peak,
+        {"bf16": low.get("bf16_gops"), "int8": low.get("int8_gops")},
+    )
     system["load_average_end"] = load_average()
     report = {
-        "system": system, "model": model,
-        "settings": {"command": shlex.join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
-                     "backends": list(settings.backends), "batch_sizes": list(settings.batch_sizes),
-                     "iters": settings.iters, "warmup": settings.warmup, "threads": settings.threads,
-                     "rounds": min(args.rounds, settings.iters),
-                     "frames": f"{max(settings.batch_sizes)} deterministic uint8 BGR frames "
-                               f"{settings.frame_size[0]}x{settings.frame_size[1]} (seed {settings.seed})",
-                     "artifacts": plan.artifacts,
-                     "peak_rss": "high-water RSS of the backend's own worker process (model load + "
-                                 "every batch size up to this row's)",
-                     "stages": "preprocess/inference/postprocess: medians per batch call"},
+        "system": system,
+        "model": model,
+        "settings": {
+            "command": shlex.join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
+            "backends": list(settings.backends),
+            "batch_sizes": list(settings.batch_sizes),
+            "iters": settings.iters,
+            "warmup": settings.warmup,
+            "threads": settings.threads,
+            "rounds": min(args.rounds, settings.iters),
+            "frames": f"{max(settings.batch_sizes)} deterministic uint8 BGR frames "
+            f"{settings.frame_size[0]}x{settings.frame_size[1]} (seed {settings.seed})",
+            "artifacts": plan.artifacts,
+            "peak_rss": "high-water RSS of the backend's own worker process (model load + "
+            "every batch size up to this row's)",
+            "stages": "preprocess/inference/postprocess: medians per batch call",
+        },
         "results": [r.to_dict() for r in results],
         "skipped": [{"backend": s.backend, "reason": s.reason} for s in plan.skipped + skipped],
     }
@@ -205,10 +265,13 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     return report
 
 
-def _run_tiled(args: argparse.Namespace, settings: Settings, tiling: Dict[str, Any],
-               system: Dict[str, Any]) -> Dict[str, Any]:
+def _run_tiled(
+    args: argparse.Namespace, settings: Settings, tiling: Dict[str, Any], system: Dict[str, Any]
+) -> Dict[str, Any]:
     frames = make_frames(1, settings.frame_size, settings.seed)
-    workdir_ctx = nullcontext(args.workdir) if args.workdir else tempfile.TemporaryDirectory(prefix="rd_latency_")
+    workdir_ctx = (
+        nullcontext(args.workdir) if args.workdir else tempfile.TemporaryDirectory(prefix="rd_latency_")
+    )
     with workdir_ctx as workdir:
         Path(workdir).mkdir(parents=True, exist_ok=True)
         onnx = ensure_onnx(settings.checkpoint, settings.onnx, Path(workdir))

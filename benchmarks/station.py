@@ -15,6 +15,7 @@ learns from. Each rd-infer run is its own process; ``cost`` interleaves the cond
 (A B C, A B C, ...) so a shared host's drift hits them alike. Chromium is the same headless
 browser the page tests drive (tests/runtime/browser.py), on this machine: its CPU counts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,7 +65,9 @@ def line(out: Path) -> None:
     _write(out / "drift.avi", _frames(N_FRAMES, 1002, ramp, 15))
     _write(out / "fresh.avi", _frames(200, 1003, np.full(200, 1.15), 10))
     _write(out / "fresh_test.avi", _frames(200, 1004, np.full(200, 1.15), 10))
-    print(f"wrote {out}/stable.avi, drift.avi ({N_FRAMES} frames), fresh.avi, fresh_test.avi (200) at {FPS} fps")
+    print(
+        f"wrote {out}/stable.avi, drift.avi ({N_FRAMES} frames), fresh.avi, fresh_test.avi (200) at {FPS} fps"
+    )
 
 
 # --- running rd-infer --------------------------------------------------------------------------
@@ -126,14 +129,21 @@ def cost(model: Path, video: Path, rounds: int, work: Path, port: int) -> Dict[s
                 used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
                 results[name].append(_fps(log))
                 cpu[name].append(1000.0 * used / frames)
-                print(f"round {r + 1} {name}: {results[name][-1]:.2f} frames/s, {cpu[name][-1]:.1f} CPU ms/frame",
-                      flush=True)
+                print(
+                    f"round {r + 1} {name}: {results[name][-1]:.2f} frames/s, {cpu[name][-1]:.1f} CPU ms/frame",
+                    flush=True,
+                )
     base = np.array(results["no station"])
     base_cpu = np.array(cpu["no station"])
-    summary = {name: {"fps": v, "ratio_to_no_station": [round(x / b, 4) for x, b in zip(v, base)],
-                      "cpu_ms_per_frame": [round(x, 2) for x in cpu[name]],
-                      "cpu_ratio_to_no_station": [round(x / b, 4) for x, b in zip(cpu[name], base_cpu)]}
-               for name, v in results.items()}
+    summary = {
+        name: {
+            "fps": v,
+            "ratio_to_no_station": [round(x / b, 4) for x, b in zip(v, base)],
+            "cpu_ms_per_frame": [round(x, 2) for x in cpu[name]],
+            "cpu_ratio_to_no_station": [round(x / b, 4) for x, b in zip(cpu[name], base_cpu)],
+        }
+        for name, v in results.items()
+    }
     return summary
 
 
@@ -142,23 +152,34 @@ def drift(model: Path, videos: Path, png: Optional[Path]) -> Dict[str, Any]:
     work = videos / "drift_run"
     work.mkdir(exist_ok=True)
     log = work / "stderr.txt"
-    proc = _infer(model, [f"stable={videos / 'stable.avi'}", f"drift={videos / 'drift.avi'}"],
-                  ["--json", str(work / "r.jsonl"), "--quiet"], log)
+    proc = _infer(
+        model,
+        [f"stable={videos / 'stable.avi'}", f"drift={videos / 'drift.avi'}"],
+        ["--json", str(work / "r.jsonl"), "--quiet"],
+        log,
+    )
     proc.wait(timeout=1200)
     records = [json.loads(x) for x in (work / "r.jsonl").read_text().splitlines()]
     series: Dict[str, Any] = {}
     for stream in ("stable", "drift"):
         mine = [r for r in records if r["stream"] == stream and r.get("drift")]
         first = next((r["frame"] for r in mine if r["drift"]["drifting"]), None)
-        series[stream] = {"frames": [r["frame"] for r in mine], "ks": [r["drift"]["ks"] for r in mine],
-                          "p": [r["drift"]["p_value"] for r in mine], "first_drifting_frame": first,
-                          "max_ks": max((r["drift"]["ks"] for r in mine), default=None),
-                          "ng": sum(bool(r["is_anomalous"]) for r in records if r["stream"] == stream)}
+        series[stream] = {
+            "frames": [r["frame"] for r in mine],
+            "ks": [r["drift"]["ks"] for r in mine],
+            "p": [r["drift"]["p_value"] for r in mine],
+            "first_drifting_frame": first,
+            "max_ks": max((r["drift"]["ks"] for r in mine), default=None),
+            "ng": sum(bool(r["is_anomalous"]) for r in records if r["stream"] == stream),
+        }
     warnings = [x for x in log.read_text().splitlines() if "score drift" in x]
     if png is not None:
         _plot(series, png)
-    return {"warnings": warnings, **{k: {kk: vv for kk, vv in v.items() if kk not in ("frames", "ks", "p")}
-                                      for k, v in series.items()}, "series": series}
+    return {
+        "warnings": warnings,
+        **{k: {kk: vv for kk, vv in v.items() if kk not in ("frames", "ks", "p")} for k, v in series.items()},
+        "series": series,
+    }
 
 
 def _plot(series: Dict[str, Any], png: Path) -> None:
@@ -174,9 +195,15 @@ def _plot(series: Dict[str, Any], png: Path) -> None:
         s = series[stream]
         ax.plot(s["frames"], s["ks"], color=colour, label=f"{stream} stream")
         if s["first_drifting_frame"] is not None:
-            ax.axvline(s["first_drifting_frame"], color=colour, linestyle=":",
-                       label=f"warning ({stream}, frame {s['first_drifting_frame']})")
-    ax.axvline(N_FRAMES // 2, color="grey", linestyle="--", linewidth=0.8, label="lighting ramp starts (drift)")
+            ax.axvline(
+                s["first_drifting_frame"],
+                color=colour,
+                linestyle=":",
+                label=f"warning ({stream}, frame {s['first_drifting_frame']})",
+            )
+    ax.axvline(
+        N_FRAMES // 2, color="grey", linestyle="--", linewidth=0.8, label="lighting ramp starts (drift)"
+    )
     ax.axhline(DRIFT_D, color="orange", linestyle="--", label=f"level D = {DRIFT_D} (and p < 0.001)")
     ax.set_xlabel("frame")
     ax.set_ylabel("KS statistic D (last <=200 OK scores vs calibration)")
@@ -199,8 +226,12 @@ def _post(url: str, body: Dict[str, Any]) -> Dict[str, Any]:
 def _rates(records: List[Dict[str, Any]], threshold: float, every: int) -> Dict[str, Any]:
     defect = np.array([r["frame"] % every == every - 1 for r in records])
     flagged = np.array([r["score"] > threshold for r in records])
-    return {"false_alarms": int((flagged & ~defect).sum()), "good": int((~defect).sum()),
-            "escapes": int((~flagged & defect).sum()), "defective": int(defect.sum())}
+    return {
+        "false_alarms": int((flagged & ~defect).sum()),
+        "good": int((~defect).sum()),
+        "escapes": int((~flagged & defect).sum()),
+        "defective": int(defect.sum()),
+    }
 
 
 def review(model: Path, data: Path, videos: Path, port: int, how: str = "zero-escape") -> Dict[str, Any]:
@@ -212,16 +243,36 @@ def review(model: Path, data: Path, videos: Path, port: int, how: str = "zero-es
     work = videos / "review_run"
     work.mkdir(exist_ok=True)
     method = ["--method", how, "--quiet"]
-    subprocess.run([sys.executable, "-m", "rd_edge.cli.calibrate", str(model), "--data", str(data), *method],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "rd_edge.cli.calibrate", str(model), "--data", str(data), *method],
+        check=True,
+        capture_output=True,
+    )
     before = Thresholds.read(thresholds_path(model)).image_threshold
     log = work / "stderr.txt"
-    proc = _infer(model, [f"line={videos / 'fresh.avi'}"],
-                  ["--evidence", str(work / "ev"), "--review", str(work / "review"), "--json", str(work / "r.jsonl"),
-                   "--station", str(port), "--station-linger", "600", "--quiet"], log)
+    proc = _infer(
+        model,
+        [f"line={videos / 'fresh.avi'}"],
+        [
+            "--evidence",
+            str(work / "ev"),
+            "--review",
+            str(work / "review"),
+            "--json",
+            str(work / "r.jsonl"),
+            "--station",
+            str(port),
+            "--station-linger",
+            "600",
+            "--quiet",
+        ],
+        log,
+    )
     url = _wait_line(log, r"station: (\S+)", proc)
     deadline = time.monotonic() + 1200
-    while not json.loads(urllib.request.urlopen(f"{url.rstrip('/')}/api/state", timeout=30).read())["finished"]:
+    while not json.loads(urllib.request.urlopen(f"{url.rstrip('/')}/api/state", timeout=30).read())[
+        "finished"
+    ]:
         if time.monotonic() > deadline:
             raise SystemExit("the line did not finish in 20 minutes")
         time.sleep(0.5)
@@ -236,19 +287,44 @@ def review(model: Path, data: Path, videos: Path, port: int, how: str = "zero-es
         marked[label] += 1
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
-    calibrated = subprocess.run([sys.executable, "-m", "rd_edge.cli.calibrate", str(model), "--data", str(data),
-                                 *method, "--review", str(work / "review")], check=True, capture_output=True,
-                                text=True)
+    calibrated = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rd_edge.cli.calibrate",
+            str(model),
+            "--data",
+            str(data),
+            *method,
+            "--review",
+            str(work / "review"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     after = Thresholds.read(thresholds_path(model)).image_threshold
     test_log = work / "test.txt"
-    _infer(model, [f"line={videos / 'fresh_test.avi'}"], ["--json", str(work / "test.jsonl"), "--quiet",
-                                                         "--threshold", "1e9"], test_log).wait(timeout=1200)
+    _infer(
+        model,
+        [f"line={videos / 'fresh_test.avi'}"],
+        ["--json", str(work / "test.jsonl"), "--quiet", "--threshold", "1e9"],
+        test_log,
+    ).wait(timeout=1200)
     test = [json.loads(x) for x in (work / "test.jsonl").read_text().splitlines()]
     line_records = [json.loads(x) for x in (work / "r.jsonl").read_text().splitlines()]
-    return {"threshold_before": before, "threshold_after": after, "marked": marked,
-            "gallery_listed": len(entries), "rd_calibrate_output": calibrated.stdout,
-            "reviewed_line": {"before": _rates(line_records, before, 10), "after": _rates(line_records, after, 10)},
-            "unreviewed_line": {"before": _rates(test, before, 10), "after": _rates(test, after, 10)}}
+    return {
+        "threshold_before": before,
+        "threshold_after": after,
+        "marked": marked,
+        "gallery_listed": len(entries),
+        "rd_calibrate_output": calibrated.stdout,
+        "reviewed_line": {
+            "before": _rates(line_records, before, 10),
+            "after": _rates(line_records, after, 10),
+        },
+        "unreviewed_line": {"before": _rates(test, before, 10), "after": _rates(test, after, 10)},
+    }
 
 
 def screenshots(model: Path, videos: Path, prefix: Path, port: int) -> List[str]:
@@ -259,9 +335,23 @@ def screenshots(model: Path, videos: Path, prefix: Path, port: int) -> List[str]
     work = videos / "shots"
     work.mkdir(exist_ok=True)
     log = work / "stderr.txt"
-    proc = _infer(model, [f"stable={videos / 'stable.avi'}", f"drift={videos / 'drift.avi'}"],
-                  ["--realtime", "--evidence", str(work / "ev"), "--json", str(work / "r.jsonl"), "--station",
-                   str(port), "--station-linger", "120", "--quiet"], log)
+    proc = _infer(
+        model,
+        [f"stable={videos / 'stable.avi'}", f"drift={videos / 'drift.avi'}"],
+        [
+            "--realtime",
+            "--evidence",
+            str(work / "ev"),
+            "--json",
+            str(work / "r.jsonl"),
+            "--station",
+            str(port),
+            "--station-linger",
+            "120",
+            "--quiet",
+        ],
+        log,
+    )
     url = _wait_line(log, r"station: (\S+)", proc)
     saved = []
     try:
@@ -271,7 +361,9 @@ def screenshots(model: Path, videos: Path, prefix: Path, port: int) -> List[str]
             with chromium(width, height) as driver:
                 driver.get(url)
                 time.sleep(5)
-                buttons = driver.find_elements("css selector", "#stream-stable .ng-gallery button.false_alarm")
+                buttons = driver.find_elements(
+                    "css selector", "#stream-stable .ng-gallery button.false_alarm"
+                )
                 if buttons and width == 1600:
                     buttons[0].click()
                     time.sleep(2.5)

@@ -11,6 +11,7 @@ both alike. An asyncua client calls ``Streams.cam.Trigger`` ``triggers / rounds`
 and measures each call from request to reply (what a PLC sees: OPC UA round trip, camera, model,
 publication). Prints p50/p90/p99/max per mode.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,11 +68,18 @@ async def call_triggers(url: str, n: int) -> List[float]:
 
 
 def run_round(model: Path, triggered: bool, n: int, camera: str) -> List[float]:
-    fake = subprocess.Popen([FAKE, "-i", "127.0.0.1", "-s", "BENCH"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    fake = subprocess.Popen(
+        [FAKE, "-i", "127.0.0.1", "-s", "BENCH"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"opc.tcp://127.0.0.1:{free_port()}"
-    command = [str(Path(sys.executable).with_name("rd-infer")), str(model), f"cam=aravis://127.0.0.1?{camera}",
-               "--opcua", url, "--quiet"] + (["--trigger"] if triggered else [])
+    command = [
+        str(Path(sys.executable).with_name("rd-infer")),
+        str(model),
+        f"cam=aravis://127.0.0.1?{camera}",
+        "--opcua",
+        url,
+        "--quiet",
+    ] + (["--trigger"] if triggered else [])
     time.sleep(0.5)
     infer = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -87,12 +95,17 @@ def run_round(model: Path, triggered: bool, n: int, camera: str) -> List[float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("model", type=Path)
     parser.add_argument("--triggers", type=int, default=200, help="triggers per mode, over all rounds")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--camera", default="Width=640&Height=480&PixelFormat=BayerGR8&AcquisitionFrameRate=30",
-                        help="the fake camera's features (URL query)")
+    parser.add_argument(
+        "--camera",
+        default="Width=640&Height=480&PixelFormat=BayerGR8&AcquisitionFrameRate=30",
+        help="the fake camera's features (URL query)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     per_round = args.triggers // args.rounds
@@ -105,10 +118,15 @@ def main() -> int:
     report = {"model": str(args.model), "camera": args.camera, "cpu": _cpu(), "rounds": args.rounds}
     for mode, values in times.items():
         v = np.asarray(values)
-        report[mode] = {"n": int(v.size), **{f"p{q}": round(float(np.percentile(v, q)), 2) for q in (50, 90, 99)},
-                        "max": round(float(v.max()), 2)}
-        print(f"{mode}: n={v.size} p50 {report[mode]['p50']} ms, p90 {report[mode]['p90']} ms, "
-              f"p99 {report[mode]['p99']} ms, max {report[mode]['max']} ms")
+        report[mode] = {
+            "n": int(v.size),
+            **{f"p{q}": round(float(np.percentile(v, q)), 2) for q in (50, 90, 99)},
+            "max": round(float(v.max()), 2),
+        }
+        print(
+            f"{mode}: n={v.size} p50 {report[mode]['p50']} ms, p90 {report[mode]['p90']} ms, "
+            f"p99 {report[mode]['p99']} ms, max {report[mode]['max']} ms"
+        )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

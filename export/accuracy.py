@@ -3,6 +3,7 @@
 Runs the graph with ONNX Runtime on the CPU (no torch), with the same preprocessing as the
 runtime. Used by the int8 tests and by the int8 measurement in the issue report.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -60,11 +61,13 @@ class AccuracyComparison:
         return {**self.__dict__, "image_auroc_delta": self.image_auroc_delta}
 
     def format(self) -> str:
-        return (f"{self.n_images} test images: image AUROC {self.image_auroc:.4f} (reference "
-                f"{self.image_auroc_ref:.4f}, delta {self.image_auroc_delta:+.4f}), pixel AUROC "
-                f"{self.pixel_auroc:.4f} (reference {self.pixel_auroc_ref:.4f}), map Pearson "
-                f"{self.map_pearson:.5f}, max|d map| {self.max_abs_map:.3g}, max|d score| "
-                f"{self.max_abs_score:.3g}")
+        return (
+            f"{self.n_images} test images: image AUROC {self.image_auroc:.4f} (reference "
+            f"{self.image_auroc_ref:.4f}, delta {self.image_auroc_delta:+.4f}), pixel AUROC "
+            f"{self.pixel_auroc:.4f} (reference {self.pixel_auroc_ref:.4f}), map Pearson "
+            f"{self.map_pearson:.5f}, max|d map| {self.max_abs_map:.3g}, max|d score| "
+            f"{self.max_abs_score:.3g}"
+        )
 
 
 def cpu_runner(onnx_path: PathLike, threads: Optional[int] = None) -> Runner:
@@ -73,8 +76,9 @@ def cpu_runner(onnx_path: PathLike, threads: Optional[int] = None) -> Runner:
     return load_runner(onnx_path, BackendName.ORT.value, providers="cpu", threads=threads)
 
 
-def predict_paths(onnx_path: PathLike, paths: Sequence[Path], batch_size: int = 8,
-                  threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+def predict_paths(
+    onnx_path: PathLike, paths: Sequence[Path], batch_size: int = 8, threads: Optional[int] = None
+) -> Tuple[np.ndarray, np.ndarray]:
     """Maps [N,H,W] and scores [N] of the graph on image files, preprocessed as the runtime does."""
     from rd_edge.core.scoring import score_images
 
@@ -87,8 +91,9 @@ def predict_paths(onnx_path: PathLike, paths: Sequence[Path], batch_size: int = 
     return score_images(paths, runner.metadata, run, batch_size)
 
 
-def evaluate_graph(onnx_path: PathLike, data_dir: PathLike, batch_size: int = 8,
-                   threads: Optional[int] = None) -> GraphPredictions:
+def evaluate_graph(
+    onnx_path: PathLike, data_dir: PathLike, batch_size: int = 8, threads: Optional[int] = None
+) -> GraphPredictions:
     """Run the graph on the test split of an MVTec-layout category."""
     from rd_edge.data import MVTecCategory, read_mask
 
@@ -110,17 +115,22 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((x * y).sum() / denom)
 
 
-def compare_graphs(reference: PathLike, candidate: PathLike, data_dir: PathLike,
-                   threads: Optional[int] = None) -> AccuracyComparison:
+def compare_graphs(
+    reference: PathLike, candidate: PathLike, data_dir: PathLike, threads: Optional[int] = None
+) -> AccuracyComparison:
     """Image/pixel AUROC of both graphs on the test set, and how closely their maps agree."""
     ref = evaluate_graph(reference, data_dir, threads=threads)
     cand = evaluate_graph(candidate, data_dir, threads=threads)
     return AccuracyComparison(
-        n_images=len(ref.scores), image_auroc_ref=ref.image_auroc(), image_auroc=cand.image_auroc(),
-        pixel_auroc_ref=ref.pixel_auroc(), pixel_auroc=cand.pixel_auroc(),
+        n_images=len(ref.scores),
+        image_auroc_ref=ref.image_auroc(),
+        image_auroc=cand.image_auroc(),
+        pixel_auroc_ref=ref.pixel_auroc(),
+        pixel_auroc=cand.pixel_auroc(),
         map_pearson=pearson(ref.maps, cand.maps),
         max_abs_map=float(np.abs(ref.maps - cand.maps).max()),
-        max_abs_score=float(np.abs(ref.scores - cand.scores).max()))
+        max_abs_score=float(np.abs(ref.scores - cand.scores).max()),
+    )
 
 
 INT8_NORMALIZED_BOUND = 0.05  # warn when int8 moves any calibration image's normalized score more
@@ -143,30 +153,37 @@ class ScoreAgreement:
         return self.verdict_flips == 0 and self.max_abs_normalized <= self.bound
 
     def format(self) -> str:
-        text = (f"fp32 vs int8 on {self.n_images} calibration images: max |d score| {self.max_abs_score:.3g} "
-                f"(threshold {self.threshold:.6g}), max |d normalized score| {self.max_abs_normalized:.3f}, "
-                f"score correlation {self.score_pearson:.4f}, verdicts changed {self.verdict_flips}")
+        text = (
+            f"fp32 vs int8 on {self.n_images} calibration images: max |d score| {self.max_abs_score:.3g} "
+            f"(threshold {self.threshold:.6g}), max |d normalized score| {self.max_abs_normalized:.3f}, "
+            f"score correlation {self.score_pearson:.4f}, verdicts changed {self.verdict_flips}"
+        )
         return text
 
     def warning(self) -> Optional[str]:
         """None within the bound, else what to do."""
         if self.ok:
             return None
-        return (f"int8 moves scores past the bound (normalized score by more than {self.bound:g}, or a verdict "
-                f"changed on good images): check it on labelled images (rd-eval, rd-calibrate) before "
-                f"deploying, calibrate on more images (--calib-images), or export fp16/fp32")
+        return (
+            f"int8 moves scores past the bound (normalized score by more than {self.bound:g}, or a verdict "
+            f"changed on good images): check it on labelled images (rd-eval, rd-calibrate) before "
+            f"deploying, calibrate on more images (--calib-images), or export fp16/fp32"
+        )
 
 
-def score_agreement(fp32_onnx: PathLike, int8_onnx: PathLike, paths: Sequence[Path],
-                    threads: Optional[int] = None) -> ScoreAgreement:
+def score_agreement(
+    fp32_onnx: PathLike, int8_onnx: PathLike, paths: Sequence[Path], threads: Optional[int] = None
+) -> ScoreAgreement:
     """Run both graphs on ``paths`` (ONNX Runtime, CPU) and compare their scores at the fp32
     model's threshold and normalized-score scale."""
     from rd_edge.core.postprocess import normalize_score, score_scale
 
     meta = cpu_runner(fp32_onnx, threads).metadata
     if meta.threshold is None:
-        raise ExportError(f"{fp32_onnx} has no threshold to compare verdicts at; its checkpoint had no "
-                          f"normal-score statistics")
+        raise ExportError(
+            f"{fp32_onnx} has no threshold to compare verdicts at; its checkpoint had no "
+            f"normal-score statistics"
+        )
     _, ref = predict_paths(fp32_onnx, paths, threads=threads)
     _, cand = predict_paths(int8_onnx, paths, threads=threads)
     threshold, scale = float(meta.threshold), score_scale(meta.score_stats)
@@ -175,5 +192,11 @@ def score_agreement(fp32_onnx: PathLike, int8_onnx: PathLike, paths: Sequence[Pa
         corr = pearson(ref, cand)
     except ExportError:  # constant fp32 scores
         corr = float("nan")
-    return ScoreAgreement(len(paths), threshold, float(np.abs(ref - cand).max()), float(moved.max()),
-                          int(((ref > threshold) != (cand > threshold)).sum()), corr)
+    return ScoreAgreement(
+        len(paths),
+        threshold,
+        float(np.abs(ref - cand).max()),
+        float(moved.max()),
+        int(((ref > threshold) != (cand > threshold)).sum()),
+        corr,
+    )

@@ -11,6 +11,7 @@
 
 Only the checkpoint path imports torch: from an ONNX file (e.g. on a Jetson) nothing does.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,64 +36,131 @@ _PRECISIONS = list(dict.fromkeys(values(Precision) + values(InferencePrecision))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rd-export", description=__doc__,
-                                formatter_class=DefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="rd-export", description=__doc__, formatter_class=DefaultsHelpFormatter)
     p.add_argument("model", help="model.pt from rd-train, or an ONNX graph written by rd-export")
-    p.add_argument("-o", "--output", help="ONNX path, or .xml for --format openvino (default: next to the "
-                                          "input, same stem; <stem>_<precision> for int8 and bf16)")
-    p.add_argument("--format", choices=values(ExportFormat), default=ExportFormat.ONNX.value,
-                   help="onnx: the fused graph; openvino: an OpenVINO IR (model.xml + model.bin) with the "
-                        "same metadata, checked against the fp32 graph")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="ONNX path, or .xml for --format openvino (default: next to the "
+        "input, same stem; <stem>_<precision> for int8 and bf16)",
+    )
+    p.add_argument(
+        "--format",
+        choices=values(ExportFormat),
+        default=ExportFormat.ONNX.value,
+        help="onnx: the fused graph; openvino: an OpenVINO IR (model.xml + model.bin) with the "
+        "same metadata, checked against the fp32 graph",
+    )
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 11..17 (default 17: TensorRT 8.5+)")
     p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size")
-    p.add_argument("--precision", choices=_PRECISIONS, default=None,
-                   help="fp32 (default for a checkpoint); fp16: half weights and compute, float32 "
-                        "input/output; int8: Q/DQ graph (OpenVINO: NNCF) calibrated on --calib-dir; "
-                        "bf16 (--format openvino): run in bf16 where the CPU has it")
+    p.add_argument(
+        "--precision",
+        choices=_PRECISIONS,
+        default=None,
+        help="fp32 (default for a checkpoint); fp16: half weights and compute, float32 "
+        "input/output; int8: Q/DQ graph (OpenVINO: NNCF) calibrated on --calib-dir; "
+        "bf16 (--format openvino): run in bf16 where the CPU has it",
+    )
     p.add_argument("--no-verify", action="store_true", help="skip the parity check against the torch model")
-    p.add_argument("--keep-failed", action="store_true",
-                   help="keep a graph that fails verification as <stem>.failed.onnx (the output path is "
-                        "never overwritten by a failed export)")
+    p.add_argument(
+        "--keep-failed",
+        action="store_true",
+        help="keep a graph that fails verification as <stem>.failed.onnx (the output path is "
+        "never overwritten by a failed export)",
+    )
     q = p.add_argument_group("int8")
-    q.add_argument("--calib-dir", help="good images for int8 calibration (a folder, or a category "
-                                       "folder whose train/good is used)")
-    q.add_argument("--int8-target", choices=values(Int8Target), default=None,
-                   help="cpu (default without --engine: u8 activations, what ONNX Runtime on x86 runs "
-                        "fastest and most faithfully) or tensorrt (symmetric int8, what engines need; the "
-                        "default with --engine)")
-    q.add_argument("--int8-scope", choices=values(Int8Scope), default=None,
-                   help="student (default): OCBE's bottleneck stage and the student, the rest float; "
-                        "full: every teacher/OCBE/student convolution (faster, less accurate)")
-    q.add_argument("--fidelity-dir", type=Path, metavar="DIR",
-                   help="--int8-scope auto: also judge fidelity on these images (e.g. DATA/<category>/test, "
-                        "defects included); held-out good images of --calib-dir are always used")
-    q.add_argument("--min-spearman", type=float, default=None,
-                   help="--int8-scope auto: lowest score rank correlation with fp32 (default 0.99)")
-    q.add_argument("--max-verdict-changes", type=int, default=None,
-                   help="--int8-scope auto: most images whose verdict may change at the threshold (default 0)")
-    q.add_argument("--calib-images", type=int_at_least(1), default=None,
-                   help="at most this many calibration images (default 64)")
-    q.add_argument("--calib-method", choices=values(CalibrationMethod), default=None,
-                   help="calibration method (default: the target's, see rd_export.quantize.RECIPES)")
+    q.add_argument(
+        "--calib-dir",
+        help="good images for int8 calibration (a folder, or a category folder whose train/good is used)",
+    )
+    q.add_argument(
+        "--int8-target",
+        choices=values(Int8Target),
+        default=None,
+        help="cpu (default without --engine: u8 activations, what ONNX Runtime on x86 runs "
+        "fastest and most faithfully) or tensorrt (symmetric int8, what engines need; the "
+        "default with --engine)",
+    )
+    q.add_argument(
+        "--int8-scope",
+        choices=values(Int8Scope),
+        default=None,
+        help="student (default): OCBE's bottleneck stage and the student, the rest float; "
+        "full: every teacher/OCBE/student convolution (faster, less accurate)",
+    )
+    q.add_argument(
+        "--fidelity-dir",
+        type=Path,
+        metavar="DIR",
+        help="--int8-scope auto: also judge fidelity on these images (e.g. DATA/<category>/test, "
+        "defects included); held-out good images of --calib-dir are always used",
+    )
+    q.add_argument(
+        "--min-spearman",
+        type=float,
+        default=None,
+        help="--int8-scope auto: lowest score rank correlation with fp32 (default 0.99)",
+    )
+    q.add_argument(
+        "--max-verdict-changes",
+        type=int,
+        default=None,
+        help="--int8-scope auto: most images whose verdict may change at the threshold (default 0)",
+    )
+    q.add_argument(
+        "--calib-images",
+        type=int_at_least(1),
+        default=None,
+        help="at most this many calibration images (default 64)",
+    )
+    q.add_argument(
+        "--calib-method",
+        choices=values(CalibrationMethod),
+        default=None,
+        help="calibration method (default: the target's, see rd_export.quantize.RECIPES)",
+    )
     e = p.add_argument_group("TensorRT engine")
-    e.add_argument("--engine", nargs="?", const="", default=None, metavar="PLAN",
-                   help="build a TensorRT plan (default path: <stem>[_<precision>].engine) and its sidecar")
-    e.add_argument("--max-batch", type=int_at_least(1), default=None,
-                   help="largest batch of the engine (default 8)")
-    e.add_argument("--opt-batch", type=int_at_least(1), default=None,
-                   help="the batch TensorRT tunes its tactics for, recorded in the sidecar (default: the "
-                        "model's typical batch: its tile count per frame for tiled models, else 1; at most "
-                        "--max-batch)")
-    e.add_argument("--workspace", type=int_at_least(1), default=None, metavar="MB",
-                   help="builder workspace limit in MiB")
-    e.add_argument("--timing-cache", help="TensorRT timing cache file: loaded when present, saved after the build")
+    e.add_argument(
+        "--engine",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PLAN",
+        help="build a TensorRT plan (default path: <stem>[_<precision>].engine) and its sidecar",
+    )
+    e.add_argument(
+        "--max-batch", type=int_at_least(1), default=None, help="largest batch of the engine (default 8)"
+    )
+    e.add_argument(
+        "--opt-batch",
+        type=int_at_least(1),
+        default=None,
+        help="the batch TensorRT tunes its tactics for, recorded in the sidecar (default: the "
+        "model's typical batch: its tile count per frame for tiled models, else 1; at most "
+        "--max-batch)",
+    )
+    e.add_argument(
+        "--workspace", type=int_at_least(1), default=None, metavar="MB", help="builder workspace limit in MiB"
+    )
+    e.add_argument(
+        "--timing-cache", help="TensorRT timing cache file: loaded when present, saved after the build"
+    )
     e.add_argument("--verbose", action="store_true", help="print TensorRT's info messages")
     t = p.add_argument_group("Triton Inference Server")
-    t.add_argument("--triton-repo", type=Path, metavar="DIR",
-                   help="also write a Triton model repository: DIR/rd_<name>/1/model.onnx (onnxruntime "
-                        "backend) or, with --engine, model.plan (tensorrt backend), and its config.pbtxt")
-    t.add_argument("--instances", type=int_at_least(1), default=None, metavar="K",
-                   help="Triton model instances (instance_group count, default 1)")
+    t.add_argument(
+        "--triton-repo",
+        type=Path,
+        metavar="DIR",
+        help="also write a Triton model repository: DIR/rd_<name>/1/model.onnx (onnxruntime "
+        "backend) or, with --engine, model.plan (tensorrt backend), and its config.pbtxt",
+    )
+    t.add_argument(
+        "--instances",
+        type=int_at_least(1),
+        default=None,
+        metavar="K",
+        help="Triton model instances (instance_group count, default 1)",
+    )
     return p
 
 
@@ -108,55 +176,90 @@ def _check_args(args: argparse.Namespace, model: Path) -> None:
     _check_format(args)
     if args.calib_dir is not None and args.precision != "int8":
         raise ExportError("--calib-dir is for --precision int8; add --precision int8 or drop --calib-dir")
-    auto_flags = (("--fidelity-dir", args.fidelity_dir), ("--min-spearman", args.min_spearman),
-                  ("--max-verdict-changes", args.max_verdict_changes))
+    auto_flags = (
+        ("--fidelity-dir", args.fidelity_dir),
+        ("--min-spearman", args.min_spearman),
+        ("--max-verdict-changes", args.max_verdict_changes),
+    )
     for flag, value in auto_flags:
-        if value is not None and args.int8_scope != Int8Scope.AUTO.value and not (
-                args.format == ExportFormat.OPENVINO.value and args.int8_scope is None):
+        if (
+            value is not None
+            and args.int8_scope != Int8Scope.AUTO.value
+            and not (args.format == ExportFormat.OPENVINO.value and args.int8_scope is None)
+        ):
             raise ExportError(f"{flag} sets the fidelity bound of --int8-scope auto")
-    for flag, value in (("--int8-target", args.int8_target), ("--int8-scope", args.int8_scope),
-                        ("--calib-images", args.calib_images), ("--calib-method", args.calib_method)):
+    for flag, value in (
+        ("--int8-target", args.int8_target),
+        ("--int8-scope", args.int8_scope),
+        ("--calib-images", args.calib_images),
+        ("--calib-method", args.calib_method),
+    ):
         if value is not None and args.precision != "int8":
             raise ExportError(f"{flag} is for --precision int8")
     if args.engine is not None and args.int8_target == "cpu":
-        raise ExportError("--int8-target cpu makes a graph for ONNX Runtime on x86; TensorRT engines "
-                          "need --int8-target tensorrt (the default)")
-    if args.engine is None and any(v is not None for v in (args.workspace, args.timing_cache, args.opt_batch)):
+        raise ExportError(
+            "--int8-target cpu makes a graph for ONNX Runtime on x86; TensorRT engines "
+            "need --int8-target tensorrt (the default)"
+        )
+    if args.engine is None and any(
+        v is not None for v in (args.workspace, args.timing_cache, args.opt_batch)
+    ):
         raise ExportError("--workspace, --timing-cache and --opt-batch are for --engine")
     if args.engine is None and args.triton_repo is None and args.max_batch is not None:
         raise ExportError("--max-batch is for --engine or --triton-repo")
     if args.triton_repo is None and args.instances is not None:
         raise ExportError("--instances is for --triton-repo")
-    if _is_onnx(model) and args.engine is None and args.precision != "int8" and args.triton_repo is None \
-            and args.format == ExportFormat.ONNX.value:
-        raise ExportError(f"{model} is already ONNX: use --precision int8 --calib-dir DIR to quantize it, "
-                          f"or --engine to build a TensorRT plan (fp32/fp16 graphs come from the checkpoint)")
+    if (
+        _is_onnx(model)
+        and args.engine is None
+        and args.precision != "int8"
+        and args.triton_repo is None
+        and args.format == ExportFormat.ONNX.value
+    ):
+        raise ExportError(
+            f"{model} is already ONNX: use --precision int8 --calib-dir DIR to quantize it, "
+            f"or --engine to build a TensorRT plan (fp32/fp16 graphs come from the checkpoint)"
+        )
 
 
 def _check_format(args: argparse.Namespace) -> None:
     if args.format == ExportFormat.OPENVINO.value:
         if args.engine is not None or args.triton_repo is not None:
-            raise ExportError("--format openvino writes an OpenVINO IR; --engine and --triton-repo are for "
-                              "the ONNX format")
+            raise ExportError(
+                "--format openvino writes an OpenVINO IR; --engine and --triton-repo are for the ONNX format"
+            )
         if args.precision == Precision.FP16.value:
-            raise ExportError("--format openvino takes --precision fp32, bf16 or int8 (OpenVINO on the CPU "
-                              "has no fp16 compute)")
+            raise ExportError(
+                "--format openvino takes --precision fp32, bf16 or int8 (OpenVINO on the CPU "
+                "has no fp16 compute)"
+            )
         if args.int8_target is not None:
-            raise ExportError("--int8-target chooses the Q/DQ flavour of an ONNX graph; an OpenVINO IR is "
-                              "quantized by NNCF for OpenVINO")
+            raise ExportError(
+                "--int8-target chooses the Q/DQ flavour of an ONNX graph; an OpenVINO IR is "
+                "quantized by NNCF for OpenVINO"
+            )
         if args.output and Path(args.output).suffix.lower() != ".xml":
             raise ExportError(f"-o {args.output}: an OpenVINO IR is model.xml (+ model.bin beside it)")
     elif args.precision == InferencePrecision.BF16.value:
-        raise ExportError("--precision bf16 is for --format openvino (OpenVINO's bf16 inference on CPUs "
-                          "with AVX-512 BF16 or AMX)")
+        raise ExportError(
+            "--precision bf16 is for --format openvino (OpenVINO's bf16 inference on CPUs "
+            "with AVX-512 BF16 or AMX)"
+        )
 
 
 def _export_checkpoint(args: argparse.Namespace, checkpoint: Path, out: Path, precision: str) -> Path:
     """Checkpoint -> verified ONNX (the only path that imports torch)."""
     from .onnx_export import export_onnx
 
-    report = export_onnx(checkpoint, out, opset=args.opset, batch=args.batch, precision=precision,
-                         verify=not args.no_verify, keep_failed=args.keep_failed)
+    report = export_onnx(
+        checkpoint,
+        out,
+        opset=args.opset,
+        batch=args.batch,
+        precision=precision,
+        verify=not args.no_verify,
+        keep_failed=args.keep_failed,
+    )
     print(report.format())
     return out
 
@@ -172,8 +275,10 @@ def _check_int8_calibration(args: argparse.Namespace) -> None:
     from .quantize import int8_calibration_paths
 
     if args.calib_dir is None:
-        raise ExportError("--precision int8 needs --calib-dir DIR: a folder of good images to calibrate "
-                          "the int8 ranges (e.g. DATA/<category>/train/good)")
+        raise ExportError(
+            "--precision int8 needs --calib-dir DIR: a folder of good images to calibrate "
+            "the int8 ranges (e.g. DATA/<category>/train/good)"
+        )
     int8_calibration_paths(args.calib_dir, _max_images(args))
 
 
@@ -184,11 +289,14 @@ def _search(args: argparse.Namespace, fp32_onnx: Path, out: Path, build, timed: 
     from .scope_search import FidelityBound, fidelity_images, search_scopes
 
     meta = read_onnx_metadata(fp32_onnx)
-    bound = FidelityBound(0.99 if args.min_spearman is None else args.min_spearman,
-                          0 if args.max_verdict_changes is None else args.max_verdict_changes)
+    bound = FidelityBound(
+        0.99 if args.min_spearman is None else args.min_spearman,
+        0 if args.max_verdict_changes is None else args.max_verdict_changes,
+    )
     images, source = fidelity_images(Path(args.calib_dir), _max_images(args), args.fidelity_dir, meta)
-    search = search_scopes(fp32_onnx, build, out, images, source, meta.threshold, bound, timed=timed,
-                           annotate=annotate)
+    search = search_scopes(
+        fp32_onnx, build, out, images, source, meta.threshold, bound, timed=timed, annotate=annotate
+    )
     print(search.format())
 
 
@@ -196,16 +304,33 @@ def _quantize(args: argparse.Namespace, fp32_onnx: Path, out: Path, target: str)
     from .quantize import DEFAULT_SCOPE, annotate_onnx, quantize_int8
 
     if args.int8_scope == Int8Scope.AUTO.value:
+
         def build(scope: str, path: Path) -> None:
-            print(quantize_int8(fp32_onnx, path, args.calib_dir, target=target, max_images=_max_images(args),
-                                calibration_method=args.calib_method, scope=scope).format())
+            print(
+                quantize_int8(
+                    fp32_onnx,
+                    path,
+                    args.calib_dir,
+                    target=target,
+                    max_images=_max_images(args),
+                    calibration_method=args.calib_method,
+                    scope=scope,
+                ).format()
+            )
 
         # TensorRT's speed cannot be measured here: the widest scope within the bound is kept
         _search(args, fp32_onnx, out, build, timed=target == Int8Target.CPU.value, annotate=annotate_onnx)
         _print_agreement(args, fp32_onnx, out)
         return out
-    report = quantize_int8(fp32_onnx, out, args.calib_dir, target=target, max_images=_max_images(args),
-                           calibration_method=args.calib_method, scope=args.int8_scope or DEFAULT_SCOPE)
+    report = quantize_int8(
+        fp32_onnx,
+        out,
+        args.calib_dir,
+        target=target,
+        max_images=_max_images(args),
+        calibration_method=args.calib_method,
+        scope=args.int8_scope or DEFAULT_SCOPE,
+    )
     print(report.format())
     _print_agreement(args, fp32_onnx, out)
     return out
@@ -223,7 +348,9 @@ def _print_agreement(args: argparse.Namespace, fp32_onnx: Path, int8_onnx: Path)
     if read_onnx_metadata(fp32_onnx).threshold is None:
         print("note: no threshold in the model, so no fp32-vs-int8 verdict check; run rd-eval on both")
         return
-    agreement = score_agreement(fp32_onnx, int8_onnx, int8_calibration_paths(args.calib_dir, _max_images(args)))
+    agreement = score_agreement(
+        fp32_onnx, int8_onnx, int8_calibration_paths(args.calib_dir, _max_images(args))
+    )
     print(agreement.format())
     if agreement.warning():
         print(f"warning: {agreement.warning()}", file=sys.stderr)
@@ -244,8 +371,9 @@ def _onnx_main(args: argparse.Namespace, model: Path) -> Path:
     precision = args.precision or "fp32"
     if precision == "int8":
         out = Path(args.output) if args.output else model.with_name(f"{model.stem}_int8.onnx")
-        return _int8_onnx(args, model, check_writable_file(out, "ONNX output"),
-                           args.int8_target or Int8Target.CPU.value)  # no engine build: the CPU flavour
+        return _int8_onnx(
+            args, model, check_writable_file(out, "ONNX output"), args.int8_target or Int8Target.CPU.value
+        )  # no engine build: the CPU flavour
     if _is_onnx(model) and args.precision is None:
         return model  # --triton-repo from an existing graph: nothing to export
     out = Path(args.output) if args.output else model.with_suffix(".onnx")
@@ -268,9 +396,16 @@ def _triton_main(args: argparse.Namespace, artifact: Path) -> None:
         fixed = onnx_input_batch(artifact, str(meta.input.get("name", "image")))  # --batch N graphs
     # thresholds.json and the model name come from the user's graph, else from what was exported
     source = Path(args.model) if _is_onnx(Path(args.model)) else artifact
-    folder = write_graph_repository(artifact, args.triton_repo, meta, "tensorrt" if engine else "onnxruntime",
-                                    max_batch=max_batch, instances=args.instances or 1, source=source,
-                                    fixed_batch=fixed)
+    folder = write_graph_repository(
+        artifact,
+        args.triton_repo,
+        meta,
+        "tensorrt" if engine else "onnxruntime",
+        max_batch=max_batch,
+        instances=args.instances or 1,
+        source=source,
+        fixed_batch=fixed,
+    )
     print(f"Triton model repository: {folder} ({'tensorrt' if engine else 'onnxruntime'} backend)")
 
 
@@ -288,20 +423,29 @@ def _engine_main(args: argparse.Namespace, model: Path) -> Path:
     precision = args.precision or source_precision
     plan = Path(args.engine) if args.engine else default_plan_path(model, precision, source_precision)
     check_writable_file(plan, "engine")  # before any export, quantization or build work
-    converts = (precision == "int8" and source_precision != "int8") or \
-        (typed and (source_precision, precision) == ("fp32", "fp16"))
+    converts = (precision == "int8" and source_precision != "int8") or (
+        typed and (source_precision, precision) == ("fp32", "fp16")
+    )
     if not _is_onnx(model) or converts:
         check_writable_file(Path(args.output) if args.output else plan.with_suffix(".onnx"), "ONNX output")
     onnx_path = _engine_onnx(args, model, plan, precision, source_precision, typed)
-    report = build_engine(onnx_path, plan, precision=precision,
-                          max_batch=args.max_batch or DEFAULT_MAX_BATCH, workspace_mb=args.workspace,
-                          timing_cache=args.timing_cache, verbose=args.verbose, opt_batch=args.opt_batch)
+    report = build_engine(
+        onnx_path,
+        plan,
+        precision=precision,
+        max_batch=args.max_batch or DEFAULT_MAX_BATCH,
+        workspace_mb=args.workspace,
+        timing_cache=args.timing_cache,
+        verbose=args.verbose,
+        opt_batch=args.opt_batch,
+    )
     print(report.format())
     return plan
 
 
-def _engine_onnx(args: argparse.Namespace, model: Path, plan: Path, precision: str, source_precision: str,
-                 typed: bool) -> Path:
+def _engine_onnx(
+    args: argparse.Namespace, model: Path, plan: Path, precision: str, source_precision: str, typed: bool
+) -> Path:
     """The ONNX graph the engine is built from; written next to the plan when it has to be made.
 
     ``typed``: the TensorRT builds strongly typed networks (11+), so an fp16 engine from an fp32
@@ -310,8 +454,10 @@ def _engine_onnx(args: argparse.Namespace, model: Path, plan: Path, precision: s
     if precision == "int8" and source_precision != "int8":
         return _int8_onnx(args, model, out, "tensorrt")
     if args.calib_dir is not None:
-        raise ExportError(f"{model} is already an int8 Q/DQ graph; drop --calib-dir (it was calibrated "
-                          f"when it was quantized)")
+        raise ExportError(
+            f"{model} is already an int8 Q/DQ graph; drop --calib-dir (it was calibrated "
+            f"when it was quantized)"
+        )
     if _is_onnx(model) and typed and (source_precision, precision) == ("fp32", "fp16"):
         from .half import fp16_graph
 
@@ -330,11 +476,15 @@ def _openvino_main(args: argparse.Namespace, model: Path) -> Path:
 
     ov.load()  # fail before any export work when openvino is missing
     precision = args.precision or "fp32"
-    out = check_writable_file(Path(args.output) if args.output else default_ir_path(model, precision), "IR output")
+    out = check_writable_file(
+        Path(args.output) if args.output else default_ir_path(model, precision), "IR output"
+    )
     if precision == "int8":
         _check_int8_calibration(args)
     with tempfile.TemporaryDirectory(prefix="rd_export_") as tmp:
-        onnx_path = model if _is_onnx(model) else _export_checkpoint(args, model, Path(tmp) / "fp32.onnx", "fp32")
+        onnx_path = (
+            model if _is_onnx(model) else _export_checkpoint(args, model, Path(tmp) / "fp32.onnx", "fp32")
+        )
         if precision == "int8":
             return _quantize_ir(args, onnx_path, out)
         print(export_ir(onnx_path, out, precision).format())
@@ -346,8 +496,13 @@ def _quantize_ir(args: argparse.Namespace, onnx_path: Path, out: Path) -> Path:
 
     scope = args.int8_scope or DEFAULT_OV_SCOPE
     if scope == Int8Scope.AUTO.value:
+
         def build(scope: str, path: Path) -> None:
-            print(quantize_ir(onnx_path, path, args.calib_dir, max_images=_max_images(args), scope=scope).format())
+            print(
+                quantize_ir(
+                    onnx_path, path, args.calib_dir, max_images=_max_images(args), scope=scope
+                ).format()
+            )
 
         _search(args, onnx_path, out, build, timed=True, annotate=annotate_ir)
         return out

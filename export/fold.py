@@ -3,6 +3,7 @@
 torch's ONNX exporter folds Conv+BN itself but not ConvTranspose+BN (the student's upsampling),
 so we fold all pairs in torch, where ``fuse_conv_bn_eval`` handles both, before exporting.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -20,7 +21,11 @@ def _fold_named_pairs(module: nn.Module) -> int:
         conv_name = "conv" + name[2:]
         conv = getattr(module, conv_name, None)
         if isinstance(conv, _CONVS):
-            setattr(module, conv_name, fuse_conv_bn_eval(conv, child, transpose=isinstance(conv, nn.ConvTranspose2d)))
+            setattr(
+                module,
+                conv_name,
+                fuse_conv_bn_eval(conv, child, transpose=isinstance(conv, nn.ConvTranspose2d)),
+            )
             setattr(module, name, nn.Identity())
             folded += 1
     return folded

@@ -1,4 +1,5 @@
 """Make an exported ONNX graph clean for every runtime, check it, and attach the metadata."""
+
 from __future__ import annotations
 
 from collections import Counter

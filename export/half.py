@@ -9,6 +9,7 @@ whose cosine sums lose too much in fp16. The converter rounds every tensor betwe
 nodes through float16 (a Cast pair); those pairs are removed again, so the head computes in
 float32 end to end, as in the traced graph.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -80,7 +81,9 @@ def fp16_graph(fp32_onnx: PathLike, out: PathLike, n_check: int = 4) -> Path:
     model = onnx.load(str(source))
     meta = read_metadata(model, str(source))
     if meta.precision != "fp32":
-        raise ExportError(f"{source} is a {meta.precision} graph; the fp16 conversion starts from the fp32 one")
+        raise ExportError(
+            f"{source} is a {meta.precision} graph; the fp16 conversion starts from the fp32 one"
+        )
     block = [n.name for n in model.graph.node if not n.name.startswith(FLOAT16_PART)]
     half = convert_float_to_float16(model, keep_io_types=True, node_block_list=block)
     drop_float16_round_trips(half)
@@ -103,6 +106,8 @@ def _check_parity(fp32: Path, fp16: Path, meta: ModelMetadata, n: int) -> None:
     d_map, d_score = float(np.abs(map32 - map16).max()), float(np.abs(score32 - score16).max())
     tol = TOLERANCE["fp16"]
     if not (d_map <= tol and d_score <= tol):
-        raise ExportError(f"the fp16 graph of {fp32} differs from it by {d_map:.2e} (map) and {d_score:.2e} "
-                          f"(score), beyond the fp16 tolerance {tol:g}; export fp16 from the checkpoint "
-                          f"(`rd-export model.pt --precision fp16`)")
+        raise ExportError(
+            f"the fp16 graph of {fp32} differs from it by {d_map:.2e} (map) and {d_score:.2e} "
+            f"(score), beyond the fp16 tolerance {tol:g}; export fp16 from the checkpoint "
+            f"(`rd-export model.pt --precision fp16`)"
+        )

@@ -1,4 +1,5 @@
 """rd-export's core: checkpoint -> fused, cleaned, verified ONNX graph with metadata."""
+
 from __future__ import annotations
 
 import copy
@@ -44,10 +45,12 @@ class ExportReport:
 
     def format(self) -> str:
         before, after = sum(self.ops_before_simplify.values()), sum(self.ops.values())
-        lines = [f"wrote {self.onnx_path} ({self.precision}, opset {self.opset}, batch {self.batch}) "
-                 f"in {self.seconds:.1f} s",
-                 f"nodes: {before} exported -> {after} after onnxslim; operators: "
-                 + ", ".join(f"{k} {v}" for k, v in self.ops.items())]
+        lines = [
+            f"wrote {self.onnx_path} ({self.precision}, opset {self.opset}, batch {self.batch}) "
+            f"in {self.seconds:.1f} s",
+            f"nodes: {before} exported -> {after} after onnxslim; operators: "
+            + ", ".join(f"{k} {v}" for k, v in self.ops.items()),
+        ]
         if self.verification is not None:
             lines.append(self.verification.format())
         return "\n".join(lines)
@@ -71,15 +74,27 @@ class HalfPrecisionRD(nn.Module):
         return self.head([t.float() for t in teacher], [s.float() for s in student])
 
 
-def build_metadata(data: Dict, model: RDInference, checkpoint: Path, precision: str, opset: int) -> ModelMetadata:
+def build_metadata(
+    data: Dict, model: RDInference, checkpoint: Path, precision: str, opset: int
+) -> ModelMetadata:
     cfg = model.config
     return ModelMetadata(
-        backbone=cfg.backbone, image_size=list(cfg.image_size), threshold=data.get("threshold"),
-        score_stats=data.get("score_stats"), checkpoint_sha256=sha256_file(checkpoint),
-        exporter_version=__version__, precision=precision, blur_sigma=cfg.blur_sigma,
-        mean=list(cfg.mean), std=list(cfg.std), opset=opset,
+        backbone=cfg.backbone,
+        image_size=list(cfg.image_size),
+        threshold=data.get("threshold"),
+        score_stats=data.get("score_stats"),
+        checkpoint_sha256=sha256_file(checkpoint),
+        exporter_version=__version__,
+        precision=precision,
+        blur_sigma=cfg.blur_sigma,
+        mean=list(cfg.mean),
+        std=list(cfg.std),
+        opset=opset,
         tiling=Tiling.from_dict(data["tiling"], str(checkpoint)).to_dict() if data.get("tiling") else None,
-        pixel_threshold=data.get("pixel_threshold"), teacher=data.get("teacher"), resize=cfg.resize)
+        pixel_threshold=data.get("pixel_threshold"),
+        teacher=data.get("teacher"),
+        resize=cfg.resize,
+    )
 
 
 def _torch_export(module: nn.Module, example: Tensor, path: Path, opset: int, dynamic: bool) -> None:
@@ -88,17 +103,29 @@ def _torch_export(module: nn.Module, example: Tensor, path: Path, opset: int, dy
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         # The TorchScript exporter gives a plain opset-17 graph that TensorRT 8.5 and OpenCV 4.6
         # load; the dynamo exporter emits newer operator forms they reject.
-        torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                          dynamic_axes=axes, do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes=axes,
+            do_constant_folding=True,
+        )
 
 
 def _validate_args(opset: int, batch: Union[str, int], precision: str) -> int:
     if opset not in SUPPORTED_OPSETS:
-        raise ExportError(f"--opset {opset} not supported; use {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} "
-                          f"(TensorRT 8.5 parses up to 17)")
+        raise ExportError(
+            f"--opset {opset} not supported; use {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} "
+            f"(TensorRT 8.5 parses up to 17)"
+        )
     if precision not in ("fp32", "fp16"):
-        raise ExportError(f"--precision {precision!r}: expected fp32 or fp16 here (int8 is a quantization step)")
+        raise ExportError(
+            f"--precision {precision!r}: expected fp32 or fp16 here (int8 is a quantization step)"
+        )
     if batch == "dynamic":
         return 1
     try:
@@ -115,9 +142,16 @@ def failed_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}.failed{out.suffix or '.onnx'}")
 
 
-def export_onnx(checkpoint: Union[str, Path], out: Optional[Union[str, Path]] = None, *, opset: int = DEFAULT_OPSET,
-                batch: Union[str, int] = "dynamic", precision: str = "fp32", verify: bool = True,
-                keep_failed: bool = False) -> ExportReport:
+def export_onnx(
+    checkpoint: Union[str, Path],
+    out: Optional[Union[str, Path]] = None,
+    *,
+    opset: int = DEFAULT_OPSET,
+    batch: Union[str, int] = "dynamic",
+    precision: str = "fp32",
+    verify: bool = True,
+    keep_failed: bool = False,
+) -> ExportReport:
     """Fuse normalization, teacher, OCBE, student and the anomaly-map reduction into one ONNX file.
 
     Atomic: the graph is written and verified beside ``out`` under a temporary name and renamed
@@ -146,8 +180,9 @@ def export_onnx(checkpoint: Union[str, Path], out: Optional[Union[str, Path]] = 
         set_metadata(graph, metadata)
         full_check(graph)
         onnx.save(graph, str(tmp))
-        report = ExportReport(out, precision, opset, str(batch), 0.0, ops_before, op_histogram(graph),
-                              metadata=metadata)
+        report = ExportReport(
+            out, precision, opset, str(batch), 0.0, ops_before, op_histogram(graph), metadata=metadata
+        )
         if verify:
             n_check = example_batch if batch != "dynamic" else 4
             images, source = check_images(model.config, data["training"].get("data_dir"), n=n_check)
@@ -156,12 +191,18 @@ def export_onnx(checkpoint: Union[str, Path], out: Optional[Union[str, Path]] = 
     return report
 
 
-def _verify(tmp: Path, out: Path, reference: RDInference, images, source: str, precision: str,
-            keep_failed: bool) -> VerificationReport:
+def _verify(
+    tmp: Path, out: Path, reference: RDInference, images, source: str, precision: str, keep_failed: bool
+) -> VerificationReport:
     """verify_export on the temporary graph; a failure says that ``out`` was left as it was."""
     try:
         return verify_export(tmp, reference, images, source, precision, with_opencv=precision == "fp32")
     except VerificationError as exc:
-        kept = (f"the failed graph is kept as {failed_path(out)}" if keep_failed
-                else "keep the failed graph for inspection with --keep-failed")
-        raise VerificationError(f"{exc}\n{out} was not written (an existing file there is untouched); {kept}") from exc
+        kept = (
+            f"the failed graph is kept as {failed_path(out)}"
+            if keep_failed
+            else "keep the failed graph for inspection with --keep-failed"
+        )
+        raise VerificationError(
+            f"{exc}\n{out} was not written (an existing file there is untouched); {kept}"
+        ) from exc

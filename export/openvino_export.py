@@ -11,6 +11,7 @@ The IR carries the same ``rd_edge`` metadata as the ONNX (top-level runtime info
 Every IR is checked against the fp32 ONNX it came from (which rd-export verified against the
 torch model): fp32 within :data:`IR_TOLERANCE`; bf16 and int8 are reported by fidelity.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -54,9 +55,11 @@ class IrParity:
 
     def format(self) -> str:
         bound = f"tolerance {self.tolerance:g}" if self.tolerance is not None else "reported, not enforced"
-        return (f"OpenVINO ({self.inference_precision} inference) vs ONNX Runtime fp32 on {self.n_images} "
-                f"{self.images}: max|d map| {self.max_abs_map:.2e}  max|d score| {self.max_abs_score:.2e}  "
-                f"({bound}) {'ok' if self.ok else 'FAIL'}")
+        return (
+            f"OpenVINO ({self.inference_precision} inference) vs ONNX Runtime fp32 on {self.n_images} "
+            f"{self.images}: max|d map| {self.max_abs_map:.2e}  max|d score| {self.max_abs_score:.2e}  "
+            f"({bound}) {'ok' if self.ok else 'FAIL'}"
+        )
 
 
 @dataclass
@@ -67,7 +70,9 @@ class IrReport:
     metadata: ModelMetadata
 
     def format(self) -> str:
-        lines = [f"wrote {self.xml_path} + {ir_weights_path(self.xml_path).name} (OpenVINO IR, {self.precision})"]
+        lines = [
+            f"wrote {self.xml_path} + {ir_weights_path(self.xml_path).name} (OpenVINO IR, {self.precision})"
+        ]
         return "\n".join(lines + [f"  {p.format()}" for p in self.parity])
 
 
@@ -80,8 +85,10 @@ def convert_onnx(onnx_path: Path) -> Any:
     """ov.Model of an fp32 rd-export graph (ExportError for anything else)."""
     meta = read_onnx_metadata(onnx_path)
     if meta.precision != "fp32":
-        raise ExportError(f"{onnx_path} is a {meta.precision} graph; the OpenVINO IR is made from the fp32 "
-                          f"export (rd-export model.pt -o model.onnx), its precision chosen with --precision")
+        raise ExportError(
+            f"{onnx_path} is a {meta.precision} graph; the OpenVINO IR is made from the fp32 "
+            f"export (rd-export model.pt -o model.onnx), its precision chosen with --precision"
+        )
     module = ov.load()
     try:
         return module.convert_model(str(onnx_path))
@@ -90,8 +97,11 @@ def convert_onnx(onnx_path: Path) -> Any:
 
 
 def ir_metadata(meta: ModelMetadata, precision: str, **extra: Any) -> ModelMetadata:
-    return replace(meta, precision=precision,
-                   extra={**meta.extra, "format": "openvino", "openvino": ov.load().__version__, **extra})
+    return replace(
+        meta,
+        precision=precision,
+        extra={**meta.extra, "format": "openvino", "openvino": ov.load().__version__, **extra},
+    )
 
 
 @contextlib.contextmanager
@@ -122,9 +132,14 @@ def check_ir(xml_path: Path, onnx_path: Path, images: np.ndarray, source: str, p
     with load_runner(xml_path, BackendName.OPENVINO.value, precision=precision) as runner:
         out = runner.infer({INPUT_NAME: images})
     tolerance = IR_TOLERANCE if precision == "fp32" and runner.metadata.precision != "int8" else None
-    return IrParity(source, len(images), precision,
-                    float(np.abs(out["anomaly_map"] - ref["anomaly_map"]).max()),
-                    float(np.abs(out["score"] - ref["score"]).max()), tolerance)
+    return IrParity(
+        source,
+        len(images),
+        precision,
+        float(np.abs(out["anomaly_map"] - ref["anomaly_map"]).max()),
+        float(np.abs(out["score"] - ref["score"]).max()),
+        tolerance,
+    )
 
 
 def _check_images(meta: ModelMetadata, n: int = 4) -> Tuple[np.ndarray, str]:
@@ -132,8 +147,13 @@ def _check_images(meta: ModelMetadata, n: int = 4) -> Tuple[np.ndarray, str]:
     return rng.random((n, 3, meta.height, meta.width), dtype=np.float32), "random images"
 
 
-def export_ir(onnx_path: PathLike, xml_out: PathLike, precision: str = "fp32",
-              images: Optional[np.ndarray] = None, image_source: str = "images") -> IrReport:
+def export_ir(
+    onnx_path: PathLike,
+    xml_out: PathLike,
+    precision: str = "fp32",
+    images: Optional[np.ndarray] = None,
+    image_source: str = "images",
+) -> IrReport:
     """fp32 ONNX -> IR of ``precision`` fp32 or bf16 (int8: :func:`.openvino_int8.quantize_ir`).
 
     Verified: the IR in f32 against the ONNX within IR_TOLERANCE (VerificationError otherwise,
@@ -152,7 +172,9 @@ def export_ir(onnx_path: PathLike, xml_out: PathLike, precision: str = "fp32",
         if precision == "bf16":
             parity.append(check_ir(tmp, onnx_path, images, image_source, "bf16"))
         if not all(p.ok for p in parity):
-            raise VerificationError("the OpenVINO IR disagrees with the ONNX graph it came from:\n"
-                                    + "\n".join(p.format() for p in parity)
-                                    + f"\n{xml_out} was not written (an existing file there is untouched)")
+            raise VerificationError(
+                "the OpenVINO IR disagrees with the ONNX graph it came from:\n"
+                + "\n".join(p.format() for p in parity)
+                + f"\n{xml_out} was not written (an existing file there is untouched)"
+            )
     return IrReport(xml_out, precision, parity, meta)

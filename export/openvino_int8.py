@@ -6,6 +6,7 @@ chooses the rest as for ONNX (:data:`rd_export.quantize.SCOPES`): ``full`` lets 
 the whole teacher/OCBE/student (Conv, ConvTranspose, Add, MaxPool inputs, as OpenVINO's int8
 kernels want them), ``student`` only OCBE's bottleneck stage and the student.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +28,12 @@ from .openvino_export import IrParity, check_ir, convert_onnx, ir_metadata, ov, 
 from .quantize import DEFAULT_MAX_IMAGES, SCOPES, int8_calibration_paths, load_int8_calibration_batch
 
 PathLike = Union[str, Path]
-nncf = lazy_import("nncf", "OpenVINO int8 (rd-export --format openvino --precision int8)",
-                   "`pip install '.[openvino]'` (nncf)", ExportError)
+nncf = lazy_import(
+    "nncf",
+    "OpenVINO int8 (rd-export --format openvino --precision int8)",
+    "`pip install '.[openvino]'` (nncf)",
+    ExportError,
+)
 
 # Accuracy-aware by default: full, then student, the fastest within the fidelity bound (scope_search).
 DEFAULT_OV_SCOPE = Int8Scope.AUTO.value
@@ -46,9 +51,11 @@ class IrQuantizeReport:
     parity: IrParity
 
     def format(self) -> str:
-        return (f"wrote {self.xml_path} (OpenVINO IR, int8 by NNCF, scope {self.scope}, head float) in "
-                f"{self.seconds:.1f} s: {self.fake_quantize} quantizers; calibrated on "
-                f"{self.calibration_images} good images from {self.calibration_dir}\n  {self.parity.format()}")
+        return (
+            f"wrote {self.xml_path} (OpenVINO IR, int8 by NNCF, scope {self.scope}, head float) in "
+            f"{self.seconds:.1f} s: {self.fake_quantize} quantizers; calibrated on "
+            f"{self.calibration_images} good images from {self.calibration_dir}\n  {self.parity.format()}"
+        )
 
 
 def ignored_scope(scope: str) -> Any:
@@ -78,8 +85,9 @@ def quantize_model(model: Any, batches: List[Any], scope: str, subset_size: int)
     module = nncf.load()
     with _quiet_nncf():
         try:
-            return module.quantize(model, module.Dataset(batches), subset_size=subset_size,
-                                   ignored_scope=ignored_scope(scope))
+            return module.quantize(
+                model, module.Dataset(batches), subset_size=subset_size, ignored_scope=ignored_scope(scope)
+            )
         except Exception as exc:  # NNCF raises its own and OpenVINO's exception types
             raise ExportError(f"NNCF quantization failed: {exc}") from exc
 
@@ -93,8 +101,13 @@ def annotate_ir(xml_path: Path, search: Dict[str, object]) -> None:
         save_ir(model, tmp, replace(meta, extra={**meta.extra, "int8_scope_search": search}))
 
 
-def quantize_ir(onnx_path: PathLike, xml_out: PathLike, calib_dir: PathLike,
-                max_images: int = DEFAULT_MAX_IMAGES, scope: str = Int8Scope.FULL.value) -> IrQuantizeReport:
+def quantize_ir(
+    onnx_path: PathLike,
+    xml_out: PathLike,
+    calib_dir: PathLike,
+    max_images: int = DEFAULT_MAX_IMAGES,
+    scope: str = Int8Scope.FULL.value,
+) -> IrQuantizeReport:
     """fp32 rd-export ONNX -> int8 IR at ``xml_out``, calibrated on the good images of ``calib_dir``."""
     t0 = time.perf_counter()
     onnx_path, xml_out = Path(onnx_path), Path(xml_out)
@@ -102,11 +115,19 @@ def quantize_ir(onnx_path: PathLike, xml_out: PathLike, calib_dir: PathLike,
     paths = int8_calibration_paths(calib_dir, max_images)
     images = load_int8_calibration_batch(paths, meta)  # [N,3,H,W]
     model = convert_onnx(onnx_path)
-    quantized = quantize_model(model, [images[i:i + 1] for i in range(len(images))], scope, len(images))
+    quantized = quantize_model(model, [images[i : i + 1] for i in range(len(images))], scope, len(images))
     count = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ordered_ops())
-    qmeta = ir_metadata(meta, "int8", int8_target="openvino", int8_scope=scope,
-                        calibration_images=len(paths), quantizer=f"nncf {nncf.load().__version__}")
+    qmeta = ir_metadata(
+        meta,
+        "int8",
+        int8_target="openvino",
+        int8_scope=scope,
+        calibration_images=len(paths),
+        quantizer=f"nncf {nncf.load().__version__}",
+    )
     with staged_ir(xml_out) as tmp:
         save_ir(quantized, tmp, qmeta)
         parity = check_ir(tmp, onnx_path, images[:4], "calibration images", "fp32")
-    return IrQuantizeReport(xml_out, scope, len(paths), Path(calib_dir), count, time.perf_counter() - t0, parity)
+    return IrQuantizeReport(
+        xml_out, scope, len(paths), Path(calib_dir), count, time.perf_counter() - t0, parity
+    )

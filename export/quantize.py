@@ -18,6 +18,7 @@ Two flavours, because the targets disagree (see :data:`RECIPES`):
 
 onnxruntime is imported inside the functions that need it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -90,10 +91,18 @@ RECIPES: Dict[str, Int8Recipe] = {
     # int32. ConvTranspose weights [C_in, C_out, k, k] per *input* channel (axis 0): TensorRT's
     # deconvolution kernels support only that axis (NVIDIA/TensorRT#2380, #1694); ORT's default
     # axis 1 builds wrong results there.
-    "tensorrt": Int8Recipe("tensorrt", "QInt8", activation_symmetric=True, per_channel=True,
-                           reduce_range=False, quantize_conv_transpose=True,
-                           calibration_method="minmax", weight_qdq_pair=True, float_bias=True,
-                           conv_transpose_axis=0),
+    "tensorrt": Int8Recipe(
+        "tensorrt",
+        "QInt8",
+        activation_symmetric=True,
+        per_channel=True,
+        reduce_range=False,
+        quantize_conv_transpose=True,
+        calibration_method="minmax",
+        weight_qdq_pair=True,
+        float_bias=True,
+        conv_transpose_axis=0,
+    ),
     # ONNX Runtime on x86: u8 activations (asymmetric) x s8 weights run as QLinearConv; s8
     # activations measured no faster than fp32. Per-tensor weights: per-channel was 3-5% slower.
     # No reduce_range: VNNI CPUs do not saturate, and 7-bit weights lost accuracy. ConvTranspose
@@ -102,10 +111,18 @@ RECIPES: Dict[str, Int8Recipe] = {
     # The student's ConvTranspose layers become 1x1 Conv + DepthToSpace (exact in fp32) and are
     # quantized as Conv: as float ConvTranspose they took 12-17 % of the int8 graph's time for ~5 %
     # of its MACs (issue 26).
-    "cpu": Int8Recipe("cpu", "QUInt8", activation_symmetric=False, per_channel=False,
-                      reduce_range=False, quantize_conv_transpose=False,
-                      calibration_method="minmax", weight_qdq_pair=False, float_bias=False,
-                      conv_transpose_as_conv=True),
+    "cpu": Int8Recipe(
+        "cpu",
+        "QUInt8",
+        activation_symmetric=False,
+        per_channel=False,
+        reduce_range=False,
+        quantize_conv_transpose=False,
+        calibration_method="minmax",
+        weight_qdq_pair=False,
+        float_bias=False,
+        conv_transpose_as_conv=True,
+    ),
 }
 
 
@@ -125,11 +142,13 @@ class QuantizeReport:
     metadata: Optional[ModelMetadata] = None
 
     def format(self) -> str:
-        return (f"wrote {self.onnx_path} (int8 Q/DQ for {self.target}, scope {self.scope}) in "
-                f"{self.seconds:.1f} s: {self.quantized_nodes} convolutions quantized, {self.float_convs} "
-                f"kept float (anomaly-map head{', teacher, MFF' if self.scope == 'student' else ''}); "
-                f"calibrated on {self.calibration_images} good images from {self.calibration_dir} "
-                f"({self.calibration_method})")
+        return (
+            f"wrote {self.onnx_path} (int8 Q/DQ for {self.target}, scope {self.scope}) in "
+            f"{self.seconds:.1f} s: {self.quantized_nodes} convolutions quantized, {self.float_convs} "
+            f"kept float (anomaly-map head{', teacher, MFF' if self.scope == 'student' else ''}); "
+            f"calibrated on {self.calibration_images} good images from {self.calibration_dir} "
+            f"({self.calibration_method})"
+        )
 
 
 # --- int8 calibration images (ranges of the activations; not the anomaly thresholds) ----------
@@ -148,8 +167,10 @@ def int8_calibration_paths(calib_dir: PathLike, max_images: int = DEFAULT_MAX_IM
     root = Path(calib_dir)
     if not root.is_dir():
         found = "a file" if root.exists() else "no such folder"
-        raise ExportError(f"--calib-dir {root}: expected a folder of good images (or a category "
-                          f"folder with train/good), found {found}")
+        raise ExportError(
+            f"--calib-dir {root}: expected a folder of good images (or a category "
+            f"folder with train/good), found {found}"
+        )
     # A category folder also holds test/ defects, which must not calibrate the ranges.
     folder = root / "train" / "good" if (root / "train" / "good").is_dir() else root
     try:
@@ -157,8 +178,10 @@ def int8_calibration_paths(calib_dir: PathLike, max_images: int = DEFAULT_MAX_IM
     except (RdEdgeError, OSError) as exc:
         raise ExportError(f"--calib-dir {folder}: cannot list images ({exc})") from exc
     if not paths:
-        raise ExportError(f"--calib-dir {folder}: expected good images ({', '.join(IMAGE_EXTENSIONS)}), "
-                          f"found none; point it at the training images, e.g. DATA/<category>/train/good")
+        raise ExportError(
+            f"--calib-dir {folder}: expected good images ({', '.join(IMAGE_EXTENSIONS)}), "
+            f"found none; point it at the training images, e.g. DATA/<category>/train/good"
+        )
     if len(paths) > max_images:
         picks = np.linspace(0, len(paths) - 1, max_images).round().astype(int)
         paths = [paths[i] for i in sorted(set(picks.tolist()))]
@@ -174,14 +197,16 @@ def load_int8_calibration_batch(paths: Sequence[Path], model: ModelInput) -> np.
         try:
             images.append(load_batch([path], model))
         except RdEdgeError as exc:
-            raise ExportError(f"int8 calibration image {path} is unreadable ({exc}); remove it from "
-                              f"--calib-dir or replace it") from exc
+            raise ExportError(
+                f"int8 calibration image {path} is unreadable ({exc}); remove it from "
+                f"--calib-dir or replace it"
+            ) from exc
     return np.concatenate(images)
 
 
 def _batches(paths: Sequence[Path], model: ModelInput, batch: int) -> Iterator[np.ndarray]:
     for i in range(0, len(paths), batch):
-        yield load_int8_calibration_batch(paths[i:i + batch], model)
+        yield load_int8_calibration_batch(paths[i : i + batch], model)
 
 
 def make_reader(paths: Sequence[Path], model: ModelInput, batch: int) -> Any:
@@ -205,7 +230,9 @@ def make_reader(paths: Sequence[Path], model: ModelInput, batch: int) -> Any:
 # --- graph inspection -------------------------------------------------------------------------
 
 
-def backbone_convs(model: onnx.ModelProto, scope: str = "full", with_conv_transpose: bool = True) -> List[str]:
+def backbone_convs(
+    model: onnx.ModelProto, scope: str = "full", with_conv_transpose: bool = True
+) -> List[str]:
     """Names of the convolutions ``scope`` quantizes (see SCOPES): the nodes to quantize."""
     if scope not in SCOPES:
         raise ExportError(f"--int8-scope {scope!r}: expected one of {', '.join(SCOPES)}")
@@ -226,11 +253,15 @@ def _check_source(model: onnx.ModelProto, path: Path) -> ModelMetadata:
     """The rd_edge metadata of a float32 rd-export graph; ExportError otherwise."""
     meta = read_metadata(model, source=str(path))  # MetadataError names rd-export
     if meta.precision != "fp32":
-        raise ExportError(f"{path} is a {meta.precision} graph; int8 quantization starts from the fp32 "
-                          f"export: `rd-export model.pt -o model.onnx` (default --precision fp32)")
+        raise ExportError(
+            f"{path} is a {meta.precision} graph; int8 quantization starts from the fp32 "
+            f"export: `rd-export model.pt -o model.onnx` (default --precision fp32)"
+        )
     if not backbone_convs(model):
-        raise ExportError(f"{path} has no convolutions under {', '.join(BACKBONE_PREFIXES)}; expected "
-                          f"the fused graph written by this rd-export")
+        raise ExportError(
+            f"{path} has no convolutions under {', '.join(BACKBONE_PREFIXES)}; expected "
+            f"the fused graph written by this rd-export"
+        )
     return meta
 
 
@@ -239,8 +270,10 @@ def _fit_batch(paths: List[Path], static: Optional[int], per_run: int, source: P
     if static is None:
         return paths, min(per_run, len(paths))
     if len(paths) < static:
-        raise ExportError(f"{source} has a fixed batch of {static} but --calib-dir holds {len(paths)} "
-                          f"images; add images or export with --batch dynamic")
+        raise ExportError(
+            f"{source} has a fixed batch of {static} but --calib-dir holds {len(paths)} "
+            f"images; add images or export with --batch dynamic"
+        )
     return paths[: len(paths) - len(paths) % static], static
 
 
@@ -255,8 +288,11 @@ def _conv_transpose_weights(model: onnx.ModelProto, nodes: List[str]) -> List[st
 def _quantize_kwargs(recipe: Int8Recipe, model: onnx.ModelProto, nodes: List[str]) -> Dict[str, Any]:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
-    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-               "entropy": CalibrationMethod.Entropy}
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
     extra: Dict[str, Any] = {
         "ActivationSymmetric": recipe.activation_symmetric,
         "WeightSymmetric": True,
@@ -275,13 +311,20 @@ def _quantize_kwargs(recipe: Int8Recipe, model: onnx.ModelProto, nodes: List[str
         extra["CalibTensorRangeSymmetric"] = True
     if recipe.per_channel and recipe.conv_transpose_axis is not None:
         # QDQConv does not consult QDQOpTypePerChannelSupportToAxis; per-tensor overrides do apply.
-        extra["TensorQuantOverrides"] = {w: [{"axis": recipe.conv_transpose_axis}]
-                                         for w in _conv_transpose_weights(model, nodes)}
-    return dict(quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS),
-                nodes_to_quantize=nodes, per_channel=recipe.per_channel,
-                reduce_range=recipe.reduce_range, activation_type=getattr(QuantType, recipe.activation_type),
-                weight_type=QuantType.QInt8, calibrate_method=methods[recipe.calibration_method],
-                extra_options=extra)
+        extra["TensorQuantOverrides"] = {
+            w: [{"axis": recipe.conv_transpose_axis}] for w in _conv_transpose_weights(model, nodes)
+        }
+    return dict(
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=list(QUANTIZED_OPS),
+        nodes_to_quantize=nodes,
+        per_channel=recipe.per_channel,
+        reduce_range=recipe.reduce_range,
+        activation_type=getattr(QuantType, recipe.activation_type),
+        weight_type=QuantType.QInt8,
+        calibrate_method=methods[recipe.calibration_method],
+        extra_options=extra,
+    )
 
 
 class _DropPreprocessAdvice(logging.Filter):
@@ -312,8 +355,9 @@ def resolve_recipe(target: str, calibration_method: Optional[str] = None, **over
     recipe = RECIPES[target]
     if calibration_method is not None:
         if calibration_method not in CALIBRATION_METHODS:
-            raise ExportError(f"calibration method {calibration_method!r}: expected one of "
-                              f"{', '.join(CALIBRATION_METHODS)}")
+            raise ExportError(
+                f"calibration method {calibration_method!r}: expected one of {', '.join(CALIBRATION_METHODS)}"
+            )
         recipe = replace(recipe, calibration_method=calibration_method)
     return replace(recipe, **overrides) if overrides else recipe
 
@@ -325,8 +369,9 @@ def _import_quantization() -> None:
         raise ExportError(f"int8 quantization needs onnxruntime: `pip install '.[cpu]'` ({exc})") from exc
 
 
-def _run_quantize_static(onnx_in: Path, model: onnx.ModelProto, recipe: Int8Recipe, nodes: List[str],
-                         reader: Any) -> onnx.ModelProto:
+def _run_quantize_static(
+    onnx_in: Path, model: onnx.ModelProto, recipe: Int8Recipe, nodes: List[str], reader: Any
+) -> onnx.ModelProto:
     """quantize_static into a scratch file (so a failure leaves no half-written output)."""
     from onnxruntime.quantization import quantize_static
 
@@ -342,9 +387,16 @@ def _run_quantize_static(onnx_in: Path, model: onnx.ModelProto, recipe: Int8Reci
         return onnx.load(str(tmp_out))
 
 
-def quantize_int8(onnx_in: PathLike, onnx_out: PathLike, calib_dir: PathLike, target: str = "tensorrt",
-                  max_images: int = DEFAULT_MAX_IMAGES, calibration_method: Optional[str] = None,
-                  scope: str = DEFAULT_SCOPE, recipe: Optional[Int8Recipe] = None) -> QuantizeReport:
+def quantize_int8(
+    onnx_in: PathLike,
+    onnx_out: PathLike,
+    calib_dir: PathLike,
+    target: str = "tensorrt",
+    max_images: int = DEFAULT_MAX_IMAGES,
+    calibration_method: Optional[str] = None,
+    scope: str = DEFAULT_SCOPE,
+    recipe: Optional[Int8Recipe] = None,
+) -> QuantizeReport:
     """Write a Q/DQ int8 copy of an fp32 rd-export graph, calibrated on good images.
 
     ``target`` picks the flavour ("tensorrt" or "cpu", see RECIPES); ``recipe`` replaces it
@@ -378,18 +430,36 @@ def quantize_int8(onnx_in: PathLike, onnx_out: PathLike, calib_dir: PathLike, ta
         quantized = _run_quantize_static(source, model, recipe, nodes, make_reader(paths, meta, batch))
     if recipe.target == "tensorrt":
         check_tensorrt_qdq(quantized, recipe.conv_transpose_axis)
-    qmeta = replace(meta, precision="int8", extra={
-        **meta.extra, "int8_target": recipe.target, "calibration_images": len(paths),
-        "calibration_method": recipe.calibration_method, "int8_scope": scope,
-        "per_channel_weights": recipe.per_channel,
-        "activations": "int8 symmetric" if recipe.activation_symmetric else "uint8 asymmetric"})
+    qmeta = replace(
+        meta,
+        precision="int8",
+        extra={
+            **meta.extra,
+            "int8_target": recipe.target,
+            "calibration_images": len(paths),
+            "calibration_method": recipe.calibration_method,
+            "int8_scope": scope,
+            "per_channel_weights": recipe.per_channel,
+            "activations": "int8 symmetric" if recipe.activation_symmetric else "uint8 asymmetric",
+        },
+    )
     set_metadata(quantized, qmeta)
     full_check(quantized)
     with atomic_path(onnx_out, suffix=".onnx") as tmp:  # a kill never leaves half a graph at onnx_out
         onnx.save(quantized, str(tmp))
     counts = quantization_summary(quantized)
-    return QuantizeReport(onnx_out, recipe.target, scope, len(paths), Path(calib_dir), recipe.calibration_method,
-                          counts["quantized_convs"], counts["float_convs"], time.perf_counter() - t0, qmeta)
+    return QuantizeReport(
+        onnx_out,
+        recipe.target,
+        scope,
+        len(paths),
+        Path(calib_dir),
+        recipe.calibration_method,
+        counts["quantized_convs"],
+        counts["float_convs"],
+        time.perf_counter() - t0,
+        qmeta,
+    )
 
 
 def annotate_onnx(onnx_path: Path, search: Dict[str, Any]) -> None:
@@ -405,8 +475,10 @@ def _load_onnx(path: Path) -> onnx.ModelProto:
     try:
         return onnx.load(str(path))
     except Exception as exc:  # protobuf DecodeError, onnx's own errors
-        raise ExportError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc}); expected "
-                          f"an fp32 graph written by rd-export") from exc
+        raise ExportError(
+            f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc}); expected "
+            f"an fp32 graph written by rd-export"
+        ) from exc
 
 
 def quantization_summary(model: onnx.ModelProto) -> Dict[str, int]:
@@ -440,13 +512,22 @@ def check_tensorrt_qdq(model: onnx.ModelProto, conv_transpose_axis: Optional[int
         zero = numpy_helper.to_array(zp) if zp is not None else None
         if zero is None or zero.dtype != np.int8 or zero.any():
             found = "none" if zero is None else f"{zero.dtype} {zero.ravel()[:3].tolist()}"
-            raise ExportError(f"{node.name}: TensorRT needs int8 zero points of 0, found {found}; "
-                              f"re-quantize with --int8-target tensorrt (and a current onnxruntime)")
+            raise ExportError(
+                f"{node.name}: TensorRT needs int8 zero points of 0, found {found}; "
+                f"re-quantize with --int8-target tensorrt (and a current onnxruntime)"
+            )
         conv = consumers.get(node.output[0])
-        if node.op_type == "DequantizeLinear" and conv is not None and conv.op_type == "ConvTranspose" \
-                and conv.input[1] == node.output[0] and conv_transpose_axis is not None:
+        if (
+            node.op_type == "DequantizeLinear"
+            and conv is not None
+            and conv.op_type == "ConvTranspose"
+            and conv.input[1] == node.output[0]
+            and conv_transpose_axis is not None
+        ):
             axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
             if axis != conv_transpose_axis:
-                raise ExportError(f"{conv.name}: weights quantized on axis {axis}, TensorRT's deconvolution "
-                                  f"needs axis {conv_transpose_axis}; upgrade onnxruntime (>= 1.18, "
-                                  f"TensorQuantOverrides) and re-quantize")
+                raise ExportError(
+                    f"{conv.name}: weights quantized on axis {axis}, TensorRT's deconvolution "
+                    f"needs axis {conv_transpose_axis}; upgrade onnxruntime (>= 1.18, "
+                    f"TensorQuantOverrides) and re-quantize"
+                )

@@ -11,6 +11,7 @@ For a ConvTranspose ``W [C_in, C_out, 2, 2]``, bias ``b [C_out]``:
 reads channel ``(a*2 + c) * C_out + co`` into ``y[co, 2i+a, 2j+c]``, so the 1x1 Conv's weight is
 ``W'[(a*2+c)*C_out + co, ci, 0, 0] = W[ci, co, a, c]`` and its bias ``b'[(a*2+c)*C_out + co] = b[co]``.
 """
+
 from __future__ import annotations
 
 from typing import Dict, Optional
@@ -29,10 +30,15 @@ def _rewritable(node: onnx.NodeProto, weight: Optional[np.ndarray]) -> bool:
     if node.op_type != "ConvTranspose" or weight is None or weight.ndim != 4 or weight.shape[2:] != (2, 2):
         return False
     a = _attrs(node)
-    return (list(a.get("strides", [1, 1])) == [2, 2] and list(a.get("dilations", [1, 1])) == [1, 1]
-            and int(a.get("group", 1)) == 1 and not any(a.get("pads", [0] * 4))
-            and not any(a.get("output_padding", [0, 0])) and "output_shape" not in a
-            and a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"))
+    return (
+        list(a.get("strides", [1, 1])) == [2, 2]
+        and list(a.get("dilations", [1, 1])) == [1, 1]
+        and int(a.get("group", 1)) == 1
+        and not any(a.get("pads", [0] * 4))
+        and not any(a.get("output_padding", [0, 0]))
+        and "output_shape" not in a
+        and a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
+    )
 
 
 def conv_transpose_as_conv(model: onnx.ModelProto) -> int:
@@ -62,10 +68,21 @@ def conv_transpose_as_conv(model: onnx.ModelProto) -> int:
             model.graph.initializer.append(numpy_helper.from_array(np.tile(bias, 4), b_name))
             inputs.append(b_name)
         phases = f"{node.output[0]}/phases"  # [N, 4*C_out, H, W]
-        nodes.append(helper.make_node("Conv", inputs, [phases], name=f"{node.name}/as_conv",
-                                      kernel_shape=[1, 1], strides=[1, 1]))
-        nodes.append(helper.make_node("DepthToSpace", [phases], list(node.output),
-                                      name=f"{node.name}/depth_to_space", blocksize=2, mode="DCR"))
+        nodes.append(
+            helper.make_node(
+                "Conv", inputs, [phases], name=f"{node.name}/as_conv", kernel_shape=[1, 1], strides=[1, 1]
+            )
+        )
+        nodes.append(
+            helper.make_node(
+                "DepthToSpace",
+                [phases],
+                list(node.output),
+                name=f"{node.name}/depth_to_space",
+                blocksize=2,
+                mode="DCR",
+            )
+        )
         count += 1
     del model.graph.node[:]
     model.graph.node.extend(nodes)

@@ -11,6 +11,7 @@ model's metadata (``int8_scope``, ``int8_scope_search``).
 
 Every model is run through the runtime's :func:`rd_edge.runtime.load_runner`, by suffix.
 """
+
 from __future__ import annotations
 
 import os
@@ -64,29 +65,39 @@ class ScopeSearch:
     chosen: Optional[str] = None
 
     def format(self) -> str:
-        lines = [f"int8 scope search ({self.bound.format()}; {self.images}):",
-                 "  scope     Spearman  Pearson  verdicts changed  max|d score|  speed vs fp32  within bound"]
+        lines = [
+            f"int8 scope search ({self.bound.format()}; {self.images}):",
+            "  scope     Spearman  Pearson  verdicts changed  max|d score|  speed vs fp32  within bound",
+        ]
         for t in self.trials:
             speed = f"{t.speedup:.2f}x" if t.speedup is not None else "not timed"
             mark = "yes" if t.ok else "no"
-            lines.append(f"  {t.scope:<9} {t.spearman:8.4f}  {t.pearson:7.4f}  {t.verdicts_changed:16d}  "
-                         f"{t.max_abs_score:12.3g}  {speed:>13}  {mark}{'  <- kept' if t.scope == self.chosen else ''}")
+            lines.append(
+                f"  {t.scope:<9} {t.spearman:8.4f}  {t.pearson:7.4f}  {t.verdicts_changed:16d}  "
+                f"{t.max_abs_score:12.3g}  {speed:>13}  {mark}{'  <- kept' if t.scope == self.chosen else ''}"
+            )
         return "\n".join(lines)
 
     def as_metadata(self) -> Dict[str, object]:
-        return {"bound": asdict(self.bound), "images": self.images, "chosen": self.chosen,
-                "trials": [asdict(t) for t in self.trials]}
+        return {
+            "bound": asdict(self.bound),
+            "images": self.images,
+            "chosen": self.chosen,
+            "trials": [asdict(t) for t in self.trials],
+        }
 
 
 def scores_of(model: Path, images: np.ndarray, batch: int = 4) -> np.ndarray:
     """Image scores [N] of ``model`` (any runtime backend, chosen by suffix)."""
     with load_runner(model) as runner:
-        return np.concatenate([runner.infer({INPUT_NAME: images[i:i + batch]})["score"]
-                               for i in range(0, len(images), batch)])
+        return np.concatenate(
+            [runner.infer({INPUT_NAME: images[i : i + batch]})["score"] for i in range(0, len(images), batch)]
+        )
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Rank correlation (average ranks for ties), without scipy."""
+
     def ranks(x: np.ndarray) -> np.ndarray:
         order = np.argsort(x, kind="mergesort")
         r = np.empty(len(x), dtype=np.float64)
@@ -120,15 +131,29 @@ def speedup(reference: Path, candidate: Path, image: np.ndarray, calls: int = TI
     return float(np.median(ratios))
 
 
-def trial(scope: str, reference_scores: np.ndarray, model: Path, images: np.ndarray,
-          threshold: Optional[float], bound: FidelityBound, timed_against: Optional[Path]) -> ScopeTrial:
+def trial(
+    scope: str,
+    reference_scores: np.ndarray,
+    model: Path,
+    images: np.ndarray,
+    threshold: Optional[float],
+    bound: FidelityBound,
+    timed_against: Optional[Path],
+) -> ScopeTrial:
     """Fidelity (and, against ``timed_against``, speed) of one candidate."""
     scores = scores_of(model, images)
     flips = 0 if threshold is None else int(((reference_scores > threshold) != (scores > threshold)).sum())
     rho = _spearman(reference_scores, scores)
     speed = speedup(timed_against, model, images) if timed_against is not None else None
-    return ScopeTrial(scope, rho, _pearson(reference_scores, scores), flips,
-                      float(np.abs(reference_scores - scores).max()), speed, bound.holds(rho, flips))
+    return ScopeTrial(
+        scope,
+        rho,
+        _pearson(reference_scores, scores),
+        flips,
+        float(np.abs(reference_scores - scores).max()),
+        speed,
+        bound.holds(rho, flips),
+    )
 
 
 def choose(trials: Sequence[ScopeTrial]) -> Optional[ScopeTrial]:
@@ -141,8 +166,9 @@ def choose(trials: Sequence[ScopeTrial]) -> Optional[ScopeTrial]:
     return max(within, key=lambda t: t.speedup or 0.0)
 
 
-def fidelity_images(calib_dir: Path, max_images: int, defects_dir: Optional[Path], model: ModelInput,
-                    limit: int = 32) -> Tuple[np.ndarray, str]:
+def fidelity_images(
+    calib_dir: Path, max_images: int, defects_dir: Optional[Path], model: ModelInput, limit: int = 32
+) -> Tuple[np.ndarray, str]:
     """[N,3,H,W] images to judge fidelity on, and what they are: the good images of ``calib_dir``
     that did not calibrate (the calibration ones when none is left), plus ``defects_dir``'s."""
     from rd_edge.core.images import list_images
@@ -155,16 +181,24 @@ def fidelity_images(calib_dir: Path, max_images: int, defects_dir: Optional[Path
     if not held:
         held = sorted(used)[:limit]
         source = f"{len(held)} calibration images (no held-out good image left: give more, or --fidelity-dir)"
-    defects = list_images(defects_dir)[:2 * limit] if defects_dir is not None else []
+    defects = list_images(defects_dir)[: 2 * limit] if defects_dir is not None else []
     if defects:
         source += f" + {len(defects)} images of {defects_dir}"
     return load_int8_calibration_batch(held + defects, model), source
 
 
-def search_scopes(reference: Path, build: Callable[[str, Path], None], out: Path, images: np.ndarray,
-                  image_source: str, threshold: Optional[float], bound: FidelityBound = FidelityBound(),
-                  timed: bool = True, scopes: Sequence[str] = SEARCH_ORDER,
-                  annotate: Optional[Callable[[Path, Dict[str, object]], None]] = None) -> ScopeSearch:
+def search_scopes(
+    reference: Path,
+    build: Callable[[str, Path], None],
+    out: Path,
+    images: np.ndarray,
+    image_source: str,
+    threshold: Optional[float],
+    bound: FidelityBound = FidelityBound(),
+    timed: bool = True,
+    scopes: Sequence[str] = SEARCH_ORDER,
+    annotate: Optional[Callable[[Path, Dict[str, object]], None]] = None,
+) -> ScopeSearch:
     """Build each scope with ``build(scope, path)`` (widest first), measure it, keep the chosen
     one at ``out``; ``annotate(path, search)`` records the search in its metadata first.
     ExportError with the table when no scope stays within the bound."""
@@ -178,13 +212,18 @@ def search_scopes(reference: Path, build: Callable[[str, Path], None], out: Path
             candidate = Path(tmp) / f"{scope}{out.suffix}"
             build(scope, candidate)
             built[scope] = candidate
-            search.trials.append(trial(scope, reference_scores, candidate, images, threshold, bound,
-                                       reference if timed else None))
+            search.trials.append(
+                trial(
+                    scope, reference_scores, candidate, images, threshold, bound, reference if timed else None
+                )
+            )
         best = choose(search.trials)
         if best is None:
-            raise ExportError(f"no int8 scope keeps the fidelity bound:\n{search.format()}\nloosen it "
-                              f"(--min-spearman, --max-verdict-changes), pick a scope (--int8-scope), or "
-                              f"export fp32/bf16")
+            raise ExportError(
+                f"no int8 scope keeps the fidelity bound:\n{search.format()}\nloosen it "
+                f"(--min-spearman, --max-verdict-changes), pick a scope (--int8-scope), or "
+                f"export fp32/bf16"
+            )
         search.chosen = best.scope
         if annotate is not None:
             annotate(built[best.scope], search.as_metadata())

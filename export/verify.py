@@ -1,4 +1,5 @@
 """Parity of an exported graph against the torch module it came from (ORT, and OpenCV DNN)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -38,8 +39,10 @@ class VerificationReport:
     def format(self) -> str:
         lines = [f"verification on {self.n_images} images ({self.images}), tolerance {self.tolerance:g}:"]
         for r in self.results:
-            lines.append(f"  {r.runtime:<14} max|d map| {r.max_abs_map:.2e}  max|d score| {r.max_abs_score:.2e}  "
-                         f"{'ok' if r.ok else 'FAIL'}")
+            lines.append(
+                f"  {r.runtime:<14} max|d map| {r.max_abs_map:.2e}  max|d score| {r.max_abs_score:.2e}  "
+                f"{'ok' if r.ok else 'FAIL'}"
+            )
         lines += [f"  {name:<14} skipped: {why}" for name, why in self.skipped.items()]
         return "\n".join(lines)
 
@@ -91,8 +94,14 @@ def run_opencv(onnx_path: Path, images: np.ndarray):
     return np.concatenate(maps), np.concatenate(scores)
 
 
-def verify_export(onnx_path: Path, torch_model, images: np.ndarray, image_source: str,
-                  precision: str = "fp32", with_opencv: bool = True) -> VerificationReport:
+def verify_export(
+    onnx_path: Path,
+    torch_model,
+    images: np.ndarray,
+    image_source: str,
+    precision: str = "fp32",
+    with_opencv: bool = True,
+) -> VerificationReport:
     """Run the torch module and the graph on the same images; raise VerificationError beyond tolerance."""
     import torch
 
@@ -100,10 +109,14 @@ def verify_export(onnx_path: Path, torch_model, images: np.ndarray, image_source
     with torch.no_grad():
         ref_map, ref_score = (t.numpy() for t in torch_model(torch.from_numpy(images)))
     if not (np.isfinite(ref_map).all() and np.isfinite(ref_score).all()):
-        raise VerificationError("the checkpoint's model itself produces NaN or infinite outputs (its weights "
-                                "are broken, e.g. a diverged training run); nothing to export")
+        raise VerificationError(
+            "the checkpoint's model itself produces NaN or infinite outputs (its weights "
+            "are broken, e.g. a diverged training run); nothing to export"
+        )
     report = VerificationReport(image_source, len(images), tol)
-    report.results.append(_parity("onnxruntime", ref_map, ref_score, *run_onnxruntime(onnx_path, images), tol))
+    report.results.append(
+        _parity("onnxruntime", ref_map, ref_score, *run_onnxruntime(onnx_path, images), tol)
+    )
     if not with_opencv:
         report.skipped["opencv-dnn"] = f"not checked for {precision} graphs (OpenCV DNN runs fp32 on the CPU)"
     else:
@@ -112,10 +125,15 @@ def verify_export(onnx_path: Path, torch_model, images: np.ndarray, image_source
         except ImportError:
             report.skipped["opencv-dnn"] = "cv2 not installed"
         else:
-            report.results.append(_parity(f"opencv-dnn {cv2.__version__}", ref_map, ref_score,
-                                          *run_opencv(onnx_path, images), tol))
+            report.results.append(
+                _parity(
+                    f"opencv-dnn {cv2.__version__}", ref_map, ref_score, *run_opencv(onnx_path, images), tol
+                )
+            )
     if not report.ok:
         worst = max(max(r.max_abs_map, r.max_abs_score) for r in report.results)
-        raise VerificationError(f"exported graph disagrees with the torch model by {worst:.3g} "
-                                f"(tolerance {tol:g}):\n{report.format()}")
+        raise VerificationError(
+            f"exported graph disagrees with the torch model by {worst:.3g} "
+            f"(tolerance {tol:g}):\n{report.format()}"
+        )
     return report

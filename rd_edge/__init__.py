@@ -3,6 +3,7 @@
 ``import rd_edge`` stays free of torch (the runtime on a Jetson has none); the torch-side entry
 points are imported on first use.
 """
+
 from typing import Any
 
 __version__ = "0.1.0"

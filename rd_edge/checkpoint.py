@@ -12,6 +12,7 @@ Layout (format_version 1)::
 
 Loading never unpickles code.
 """
+
 from __future__ import annotations
 
 import re
@@ -44,10 +45,15 @@ def save_checkpoint(path: Union[str, Path], payload: Dict[str, Any]) -> None:
     except (OSError, RuntimeError) as exc:  # torch's zip writer reports ENOSPC as RuntimeError
         if isinstance(exc, RuntimeError) and not _is_write_failure(exc):
             raise
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else \
-            f"the write failed with {_free_bytes(path) / 2**20:.1f} MiB free on that disk"
-        raise OutputError(f"cannot write checkpoint {path}: {reason}; the previous checkpoint there (if any) "
-                          f"is intact: free space or choose another --out, then --resume") from exc
+        reason = (
+            exc.strerror
+            if isinstance(exc, OSError) and exc.strerror
+            else f"the write failed with {_free_bytes(path) / 2**20:.1f} MiB free on that disk"
+        )
+        raise OutputError(
+            f"cannot write checkpoint {path}: {reason}; the previous checkpoint there (if any) "
+            f"is intact: free space or choose another --out, then --resume"
+        ) from exc
 
 
 def _free_bytes(path: Path) -> int:
@@ -64,8 +70,10 @@ def check_space_for(path: Union[str, Path], nbytes: int) -> None:
     path = Path(path)
     free = _free_bytes(path)
     if free < nbytes:
-        raise OutputError(f"cannot write checkpoint {path}: it needs about {nbytes / 2**20:.0f} MiB, the "
-                          f"disk has {free / 2**20:.0f} MiB free; free space or choose another --out")
+        raise OutputError(
+            f"cannot write checkpoint {path}: it needs about {nbytes / 2**20:.0f} MiB, the "
+            f"disk has {free / 2**20:.0f} MiB free; free space or choose another --out"
+        )
 
 
 def _is_write_failure(exc: RuntimeError) -> bool:
@@ -79,8 +87,10 @@ def _load_refused_reason(exc: Exception) -> str:
     if "Weights only load failed" in text:
         found = re.search(r"(unsupported GLOBAL [^\s]+|Unsupported global: GLOBAL [^\s]+)", text)
         what = f" ({found.group(1)})" if found else ""
-        return (f"it holds pickled Python objects{what}; loading them could allow arbitrary code execution, "
-                f"so rd-edge refuses. Only use checkpoints written by rd-train from a trusted source")
+        return (
+            f"it holds pickled Python objects{what}; loading them could allow arbitrary code execution, "
+            f"so rd-edge refuses. Only use checkpoints written by rd-train from a trusted source"
+        )
     cause = (text.splitlines() or [""])[0][:200]
     return f"{type(exc).__name__}: {cause}"
 
@@ -89,19 +99,27 @@ def read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
     """Read and validate a checkpoint dict; any problem is a CheckpointError that says what to do."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found; train one with `rd-train --data DIR --out {path}`")
+        raise CheckpointError(
+            f"checkpoint {path} not found; train one with `rd-train --data DIR --out {path}`"
+        )
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, foreign pickle, random bytes...
-        raise CheckpointError(f"{path} is not a readable rd-edge checkpoint (corrupt, truncated or "
-                              f"not made by rd-train): {_load_refused_reason(exc)}") from exc
+        raise CheckpointError(
+            f"{path} is not a readable rd-edge checkpoint (corrupt, truncated or "
+            f"not made by rd-train): {_load_refused_reason(exc)}"
+        ) from exc
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not an rd-edge checkpoint (expected a dict with "
-                              f"format={CHECKPOINT_FORMAT!r}); was it written by rd-train?")
+        raise CheckpointError(
+            f"{path} is not an rd-edge checkpoint (expected a dict with "
+            f"format={CHECKPOINT_FORMAT!r}); was it written by rd-train?"
+        )
     version = data.get("format_version")
     if type(version) is not int or not 1 <= version <= FORMAT_VERSION:  # True is an int in Python
-        raise CheckpointError(f"{path} has checkpoint format version {version!r}; this rd-edge reads up to "
-                              f"{FORMAT_VERSION}. Upgrade rd-edge.")
+        raise CheckpointError(
+            f"{path} has checkpoint format version {version!r}; this rd-edge reads up to "
+            f"{FORMAT_VERSION}. Upgrade rd-edge."
+        )
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise CheckpointError(f"{path} lacks the entries {missing}; the file is incomplete")
@@ -123,8 +141,9 @@ def build_model(data: Dict[str, Any]) -> RDInference:
     try:
         model.rd.load_state_dict(data["state_dict"])
     except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint weights do not fit the {model.config.backbone} model: "
-                              f"{str(exc).splitlines()[0]}") from exc
+        raise CheckpointError(
+            f"checkpoint weights do not fit the {model.config.backbone} model: {str(exc).splitlines()[0]}"
+        ) from exc
     return model.eval()
 
 
@@ -146,8 +165,13 @@ def load_checkpoint(path: Union[str, Path]) -> RDInference:
 RANDOM_SCORE_STATS = {"min": 0.5, "max": 1.5, "mean": 1.0, "std": 0.1, "count": 5}
 
 
-def random_checkpoint(path: Union[str, Path], backbone: str = "resnet18", size: int = 64, seed: int = 0,
-                      data_dir: Optional[str] = None) -> Path:
+def random_checkpoint(
+    path: Union[str, Path],
+    backbone: str = "resnet18",
+    size: int = 64,
+    seed: int = 0,
+    data_dir: Optional[str] = None,
+) -> Path:
     """A checkpoint with random weights and non-trivial BatchNorm statistics, made without
     training (tests, device checks, benchmarks): every path from export to inference runs on it."""
     from .model import ReverseDistillation
@@ -161,12 +185,15 @@ def random_checkpoint(path: Union[str, Path], backbone: str = "resnet18", size: 
             m.running_var.uniform_(0.5, 1.5)
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.uniform_(-0.2, 0.2)
-    save_checkpoint(path, {
-        "config": {"model": cfg.to_dict(), "train": {"seed": seed}},
-        "state_dict": rd.state_dict(),
-        "score_stats": dict(RANDOM_SCORE_STATS),
-        "threshold": 1.2,
-        "training": {"step": 0, "total_steps": 0, "completed": True, "data_dir": data_dir},
-        "resume": None,
-    })
+    save_checkpoint(
+        path,
+        {
+            "config": {"model": cfg.to_dict(), "train": {"seed": seed}},
+            "state_dict": rd.state_dict(),
+            "score_stats": dict(RANDOM_SCORE_STATS),
+            "threshold": 1.2,
+            "training": {"step": 0, "total_steps": 0, "completed": True, "data_dir": data_dir},
+            "resume": None,
+        },
+    )
     return Path(path)

@@ -1,4 +1,5 @@
 """Evaluate a checkpoint on the test split of a dataset (any layout rd_edge.data reads)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,6 +23,7 @@ from .train import pick_device
 
 def torch_run(model: torch.nn.Module, device: torch.device) -> ScoreRun:
     """The fused torch module as a batch callable: float32 [n,3,h,w] -> (maps [n,1,h,w], scores [n])."""
+
     @torch.no_grad()
     def run(batch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         amap, score = model(torch.from_numpy(batch).to(device))
@@ -30,28 +32,38 @@ def torch_run(model: torch.nn.Module, device: torch.device) -> ScoreRun:
     return run
 
 
-def predict_samples(model: torch.nn.Module, paths: List[Path], device: torch.device,
-                    batch_size: int = 8, progress: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+def predict_samples(
+    model: torch.nn.Module,
+    paths: List[Path],
+    device: torch.device,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> Tuple[np.ndarray, np.ndarray]:
     """Anomaly maps [N,H,W] at the model size and scores [N] for image files."""
     bar = None if not show_progress(progress) else (lambda starts: tqdm(starts, desc="eval", unit="batch"))
     return score_images(paths, model.config, torch_run(model, device), batch_size, bar)
 
 
-def _predict_full_resolution(model: torch.nn.Module, paths: List[Path], device: torch.device,
-                             batch_size: int, progress: bool) -> Tuple[Tuple[int, int], np.ndarray, np.ndarray]:
+def _predict_full_resolution(
+    model: torch.nn.Module, paths: List[Path], device: torch.device, batch_size: int, progress: bool
+) -> Tuple[Tuple[int, int], np.ndarray, np.ndarray]:
     """(size, maps [N,H,W], scores [N]) with maps at the first image's size (the frame size;
     a dataset of mixed sizes is compared at that one size)."""
     size = read_image(paths[0]).shape[:2] if paths else tuple(model.config.image_size)
     if model.tiling is not None:
-        frames = (read_image(p) for p in tqdm(paths, desc="eval tiles", disable=not show_progress(progress), unit="frame"))
+        frames = (
+            read_image(p)
+            for p in tqdm(paths, desc="eval tiles", disable=not show_progress(progress), unit="frame")
+        )
         maps, scores = predict_tiled(model, frames, model.tiling, device, batch_size)
     else:
         maps, scores = predict_samples(model, paths, device, batch_size, progress)
     return size, np.stack([resize_map(m, size) for m in maps]), scores
 
 
-def checkpoint_thresholds(model_path: Union[str, Path], model: torch.nn.Module) -> Tuple[Optional[float],
-                                                                                        Optional[float], str]:
+def checkpoint_thresholds(
+    model_path: Union[str, Path], model: torch.nn.Module
+) -> Tuple[Optional[float], Optional[float], str]:
     """(image, pixel threshold, where from) as the runtime takes them: the thresholds file beside
     the checkpoint calibrated for these weights (rd-calibrate on the .pt, ``MODEL.pt.thresholds.json``,
     else on an export of it, ``*.thresholds.json`` or an older ``thresholds.json``), else the
@@ -70,10 +82,17 @@ def checkpoint_thresholds(model_path: Union[str, Path], model: torch.nn.Module) 
     return model.threshold, getattr(model, "pixel_threshold", None), "checkpoint"
 
 
-def evaluate_checkpoint(model_path: Union[str, Path], data_dir: Optional[Union[str, Path]], device: str = "auto",
-                        batch_size: int = 8, save_maps: Optional[Union[str, Path]] = None,
-                        progress: bool = True, full_resolution: bool = False, dataset=None,
-                        report: Optional[Union[str, Path]] = None) -> Dict:
+def evaluate_checkpoint(
+    model_path: Union[str, Path],
+    data_dir: Optional[Union[str, Path]],
+    device: str = "auto",
+    batch_size: int = 8,
+    save_maps: Optional[Union[str, Path]] = None,
+    progress: bool = True,
+    full_resolution: bool = False,
+    dataset=None,
+    report: Optional[Union[str, Path]] = None,
+) -> Dict:
     """Image AUROC, pixel AUROC, AUPRO (FPR 0.3) and image F1-max, overall and per defect type.
 
     ``data_dir`` is a dataset folder (any layout rd_edge.data reads); or pass ``dataset``
@@ -105,13 +124,29 @@ def evaluate_checkpoint(model_path: Union[str, Path], data_dir: Optional[Union[s
     if report is not None:
         from .eval_report import write_eval_report
 
-        write_eval_report(Path(report), str(model_path), samples, maps, scores, labels, result,
-                          model.score_stats, _map_keys(samples))
+        write_eval_report(
+            Path(report),
+            str(model_path),
+            samples,
+            maps,
+            scores,
+            labels,
+            result,
+            model.score_stats,
+            _map_keys(samples),
+        )
     return result
 
 
-def write_maps(out_dir: Path, samples, maps: np.ndarray, scores: np.ndarray, stats, threshold,
-               pixel_threshold: Optional[float] = None) -> None:
+def write_maps(
+    out_dir: Path,
+    samples,
+    maps: np.ndarray,
+    scores: np.ndarray,
+    stats,
+    threshold,
+    pixel_threshold: Optional[float] = None,
+) -> None:
     """Per test image: the float map as .npy and the overlay .png (rd-infer's, plus the ground
     truth outlined in magenta). Without a threshold the overlay centres on the normal scores' max."""
     import cv2
@@ -121,11 +156,19 @@ def write_maps(out_dir: Path, samples, maps: np.ndarray, scores: np.ndarray, sta
         target = out_dir / sample.defect_type / key  # defect/a/x.png -> defect/a/x.npy, never a shared x.npy
         target.parent.mkdir(parents=True, exist_ok=True)
         np.save(f"{target}.npy", amap.astype(np.float32))
-        cv2.imwrite(f"{target}.png", sample_overlay(sample, amap, float(score), stats, threshold, pixel_threshold))
+        cv2.imwrite(
+            f"{target}.png", sample_overlay(sample, amap, float(score), stats, threshold, pixel_threshold)
+        )
 
 
-def sample_overlay(sample: Sample, amap: np.ndarray, score: float, stats, threshold: Optional[float],
-                   pixel_threshold: Optional[float]) -> np.ndarray:
+def sample_overlay(
+    sample: Sample,
+    amap: np.ndarray,
+    score: float,
+    stats,
+    threshold: Optional[float],
+    pixel_threshold: Optional[float],
+) -> np.ndarray:
     """rd-infer's overlay of one test image plus its ground truth in magenta. Without a threshold
     the overlay centres on the normal scores' max."""
     if threshold is None:

@@ -36,8 +36,9 @@ def _image_inputs(labels: Sequence, scores: Sequence) -> Tuple[np.ndarray, np.nd
     if y.size != s.size:
         raise ValueError(f"expected one score per label, found {y.size} labels and {s.size} scores")
     if not np.isin(y, (0, 1)).all():
-        raise ValueError(f"labels must be 0/1 or bool (1 = anomalous), found values "
-                         f"{np.unique(y)[:10].tolist()}")
+        raise ValueError(
+            f"labels must be 0/1 or bool (1 = anomalous), found values {np.unique(y)[:10].tolist()}"
+        )
     _check_finite(s, "scores")
     return y.astype(bool), s
 
@@ -46,8 +47,10 @@ def _pixel_inputs(masks: np.ndarray, maps: np.ndarray) -> Tuple[np.ndarray, np.n
     """Masks as bool [N, H, W] and maps as float [N, H, W]; [H, W] and [N, 1, H, W] accepted."""
     m, a = _as_stack(np.asarray(masks), "masks"), _as_stack(np.asarray(maps), "maps")
     if m.shape != a.shape:
-        raise ValueError(f"expected masks and maps of the same shape [N, H, W], found masks "
-                         f"{m.shape} and maps {a.shape}; resize the maps to the mask size")
+        raise ValueError(
+            f"expected masks and maps of the same shape [N, H, W], found masks "
+            f"{m.shape} and maps {a.shape}; resize the maps to the mask size"
+        )
     if not np.issubdtype(a.dtype, np.floating):
         a = a.astype(np.float64)
     _check_finite(a, "maps")
@@ -77,7 +80,8 @@ def _require_both_classes(y: np.ndarray, metric: str, unit: str) -> None:
         found = "anomalous" if positives else "normal"
         raise _UndefinedMetricError(
             f"{metric} needs both normal and anomalous {unit}, found only {found} ones "
-            f"({y.size} {unit}); evaluate on a test set that holds both")
+            f"({y.size} {unit}); evaluate on a test set that holds both"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,8 +108,9 @@ def best_f1(labels: np.ndarray, values: np.ndarray) -> Tuple[float, float]:
     rd-calibrate's f1 threshold both come from here."""
     precision, recall, thresholds = precision_recall_curve(labels, values)
     denominator = precision + recall
-    f1 = np.divide(2 * precision * recall, denominator,
-                   out=np.zeros_like(denominator), where=denominator > 0)[:-1]  # the last point has no cut
+    f1 = np.divide(
+        2 * precision * recall, denominator, out=np.zeros_like(denominator), where=denominator > 0
+    )[:-1]  # the last point has no cut
     best = int(np.argmax(f1))
     return float(thresholds[best]), float(f1[best])
 
@@ -114,8 +119,7 @@ def f1_max(labels: Sequence, scores: Sequence) -> float:
     """The best F1 over all score thresholds; ValueError if there is no anomalous image."""
     y, s = _image_inputs(labels, scores)
     if not y.any():
-        raise _UndefinedMetricError(
-            f"F1max needs at least one anomalous image, found none ({y.size} images)")
+        raise _UndefinedMetricError(f"F1max needs at least one anomalous image, found none ({y.size} images)")
     return best_f1(y, s)[1]
 
 
@@ -140,8 +144,10 @@ def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> float:
         return math.nan
     normal = np.sort(a[~m], kind="stable")
     if normal.size == 0:
-        raise _UndefinedMetricError("AUPRO needs normal pixels to measure the false-positive "
-                                    "rate, found none (every pixel is in a mask)")
+        raise _UndefinedMetricError(
+            "AUPRO needs normal pixels to measure the false-positive "
+            "rate, found none (every pixel is in a mask)"
+        )
     areas = [_region_area(scores, normal, fpr_limit) for scores in regions]
     return float(np.mean(areas) / fpr_limit)
 
@@ -196,8 +202,9 @@ def _area_up_to(x: np.ndarray, y: np.ndarray, limit: float) -> float:
 # Evaluation of a whole test set.
 
 
-def evaluate(labels: Sequence, scores: Sequence, masks: np.ndarray, maps: np.ndarray,
-             defect_types: Sequence[str]) -> Dict:
+def evaluate(
+    labels: Sequence, scores: Sequence, masks: np.ndarray, maps: np.ndarray, defect_types: Sequence[str]
+) -> Dict:
     """All four metrics on the whole test set and per defect type.
 
     Each per-type entry is computed on the good images plus the images of that type. A metric
@@ -208,14 +215,18 @@ def evaluate(labels: Sequence, scores: Sequence, masks: np.ndarray, maps: np.nda
     m, a = _pixel_inputs(masks, maps)
     types = np.asarray([str(t) for t in defect_types])
     if not (len(types) == y.size == m.shape[0]):
-        raise ValueError(f"expected one label, score, mask, map and defect type per image, "
-                         f"found {y.size} labels, {m.shape[0]} masks and maps, {len(types)} types")
+        raise ValueError(
+            f"expected one label, score, mask, map and defect type per image, "
+            f"found {y.size} labels, {m.shape[0]} masks and maps, {len(types)} types"
+        )
     inconsistent = np.flatnonzero(y != (types != GOOD))
     if inconsistent.size:
         i = int(inconsistent[0])
-        raise ValueError(f"label {int(y[i])} of image {i} contradicts its defect type "
-                         f"{str(types[i])!r} (labels must be 1 exactly for the types other "
-                         "than 'good')")
+        raise ValueError(
+            f"label {int(y[i])} of image {i} contradicts its defect type "
+            f"{str(types[i])!r} (labels must be 1 exactly for the types other "
+            "than 'good')"
+        )
     result: Dict = _metrics_on(y, s, m, a)
     good = types == GOOD
     result["per_type"] = {
@@ -253,12 +264,14 @@ def format_metrics_table(result: Dict) -> str:
     """An aligned text table of an :func:`evaluate` result, in percent (nan shown as "-")."""
     rows = [("all", result)] + sorted(result.get("per_type", {}).items())
     header = ("type",) + _COLUMN_TITLES
-    cells = [header] + [(name,) + tuple(_percent(values.get(k)) for k in METRIC_KEYS)
-                        for name, values in rows]
+    cells = [header] + [
+        (name,) + tuple(_percent(values.get(k)) for k in METRIC_KEYS) for name, values in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join([row[0].ljust(widths[0])] +
-                       [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])])
-             for row in cells]
+    lines = [
+        "  ".join([row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])])
+        for row in cells
+    ]
     return "\n".join(lines)
 
 

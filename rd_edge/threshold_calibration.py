@@ -23,6 +23,7 @@ threshold (a region to show). Thresholds are placed halfway between the last sco
 the first they flag, so the same images are flagged by any backend whose scores agree to within
 that margin.
 """
+
 from __future__ import annotations
 
 import math
@@ -118,16 +119,23 @@ def image_rates(labels: np.ndarray, scores: np.ndarray, threshold: float) -> Dic
     flagged = scores > threshold
     n_good, n_defect = int((~labels).sum()), int(labels.sum())
     false_alarms, escapes = int((flagged & ~labels).sum()), int((~flagged & labels).sum())
-    return {"n_good": n_good, "n_defective": n_defect, "false_alarms": false_alarms, "escapes": escapes,
-            "false_alarm_rate": false_alarms / n_good if n_good else None,
-            "escape_rate": escapes / n_defect if n_defect else None}
+    return {
+        "n_good": n_good,
+        "n_defective": n_defect,
+        "false_alarms": false_alarms,
+        "escapes": escapes,
+        "false_alarm_rate": false_alarms / n_good if n_good else None,
+        "escape_rate": escapes / n_defect if n_defect else None,
+    }
 
 
 def pixel_rates(masks: np.ndarray, maps: np.ndarray, threshold: float) -> Dict[str, Any]:
     flagged = maps > threshold
     n_normal, n_defect = int((~masks).sum()), int(masks.sum())
-    return {"normal_pixels_flagged_rate": float((flagged & ~masks).sum() / n_normal) if n_normal else None,
-            "defect_pixels_missed_rate": float((~flagged & masks).sum() / n_defect) if n_defect else None}
+    return {
+        "normal_pixels_flagged_rate": float((flagged & ~masks).sum() / n_normal) if n_normal else None,
+        "defect_pixels_missed_rate": float((~flagged & masks).sum() / n_defect) if n_defect else None,
+    }
 
 
 def image_cut(labels: np.ndarray, scores: np.ndarray, method: str, q: float, report: Dict[str, Any]) -> float:
@@ -144,8 +152,9 @@ def image_cut(labels: np.ndarray, scores: np.ndarray, method: str, q: float, rep
     return float(np.quantile(scores[~labels], q))
 
 
-def with_review(chosen: Dict[str, Any], data: Scored, reviewed: Scored, method: str, q: float,
-                folder: PathLike) -> Dict[str, Any]:
+def with_review(
+    chosen: Dict[str, Any], data: Scored, reviewed: Scored, method: str, q: float, folder: PathLike
+) -> Dict[str, Any]:
     """The image threshold chosen again on the data plus the reviewed frames (false alarms as
     good, confirmed and missed defects as defective); the report says how the false-alarm and
     escape rates change on all of them. The pixel threshold stays the data's: reviewed frames
@@ -156,32 +165,49 @@ def with_review(chosen: Dict[str, Any], data: Scored, reviewed: Scored, method: 
     report = chosen["report"]
     after = image_cut(labels, scores, method, q, report)
     report["review"] = {
-        "folder": str(folder), "false_alarms_marked": int((~reviewed.labels).sum()),
-        "defects_marked": int(reviewed.labels.sum()), "threshold_before": before,
-        "before": image_rates(labels, scores, before), "after": image_rates(labels, scores, after),
+        "folder": str(folder),
+        "false_alarms_marked": int((~reviewed.labels).sum()),
+        "defects_marked": int(reviewed.labels.sum()),
+        "threshold_before": before,
+        "before": image_rates(labels, scores, before),
+        "after": image_rates(labels, scores, after),
         "reviewed_before": image_rates(reviewed.labels, reviewed.scores, before),
-        "reviewed_after": image_rates(reviewed.labels, reviewed.scores, after)}
+        "reviewed_after": image_rates(reviewed.labels, reviewed.scores, after),
+    }
     report.update(image_rates(labels, scores, after))
     report["warnings"] = rate_warnings(report, method)
     return {**chosen, "image_threshold": after}
 
 
-def choose_thresholds(data: Scored, method: str, q: float = DEFAULT_QUANTILE,
-                      max_false_alarms: float = MAX_FALSE_ALARMS, max_escapes: float = MAX_ESCAPES) -> Dict[str, Any]:
+def choose_thresholds(
+    data: Scored,
+    method: str,
+    q: float = DEFAULT_QUANTILE,
+    max_false_alarms: float = MAX_FALSE_ALARMS,
+    max_escapes: float = MAX_ESCAPES,
+) -> Dict[str, Any]:
     """Image and pixel thresholds by ``method`` with their rates on ``data`` and the warnings
     (rates above ``max_false_alarms`` / ``max_escapes``); CalibrationError when the data cannot
     support the method (it says which one applies)."""
     labels, scores = data.labels, data.scores
     good_maps = data.maps[~labels]
     if good_maps.size == 0:
-        raise CalibrationError(f"the data holds no good images ({labels.size} defective); every method "
-                               "needs good images to measure false alarms: add some")
+        raise CalibrationError(
+            f"the data holds no good images ({labels.size} defective); every method "
+            "needs good images to measure false alarms: add some"
+        )
     if method in ("f1", "zero-escape") and not labels.any():
-        raise CalibrationError(f"the data holds only good images ({labels.size}); {method} sets the threshold "
-                               f"from defective images. Use the method false-alarms (the default: at most "
-                               f"--max-false-alarms of the good images flagged) or normal-quantile[:q], or "
-                               f"add defective images")
-    report: Dict[str, Any] = {"method": method, "max_false_alarms": max_false_alarms, "max_escapes": max_escapes}
+        raise CalibrationError(
+            f"the data holds only good images ({labels.size}); {method} sets the threshold "
+            f"from defective images. Use the method false-alarms (the default: at most "
+            f"--max-false-alarms of the good images flagged) or normal-quantile[:q], or "
+            f"add defective images"
+        )
+    report: Dict[str, Any] = {
+        "method": method,
+        "max_false_alarms": max_false_alarms,
+        "max_escapes": max_escapes,
+    }
     image = image_cut(labels, scores, method, q, report)
     has_masks = bool(data.masks.any())
     if method in ("f1", "zero-escape", "false-alarms") and has_masks:
@@ -218,19 +244,25 @@ def rate_warnings(report: Dict[str, Any], method: str) -> List[str]:
     out = []
     n_good, fa_rate, esc_rate = report["n_good"], report["false_alarm_rate"], report["escape_rate"]
     if fa_rate is not None and fa_rate > report["max_false_alarms"] + 1e-12:
-        out.append(f"false alarms {report['false_alarms']}/{n_good} ({100 * fa_rate:.1f} %) exceed "
-                   f"{100 * report['max_false_alarms']:g} %: {method} flags good parts a line would reject; "
-                   f"--method false-alarms bounds them (--max-false-alarms sets the level)")
+        out.append(
+            f"false alarms {report['false_alarms']}/{n_good} ({100 * fa_rate:.1f} %) exceed "
+            f"{100 * report['max_false_alarms']:g} %: {method} flags good parts a line would reject; "
+            f"--method false-alarms bounds them (--max-false-alarms sets the level)"
+        )
     if esc_rate is not None and esc_rate > report["max_escapes"] + 1e-12:
-        out.append(f"escapes {report['escapes']}/{report['n_defective']} ({100 * esc_rate:.1f} %) exceed "
-                   f"{100 * report['max_escapes']:g} %: the model does not separate these defects from good "
-                   f"parts at this false-alarm level (train longer, a larger size or an ImageNet teacher; "
-                   f"or accept more false alarms: --max-false-alarms, --method zero-escape)")
+        out.append(
+            f"escapes {report['escapes']}/{report['n_defective']} ({100 * esc_rate:.1f} %) exceed "
+            f"{100 * report['max_escapes']:g} %: the model does not separate these defects from good "
+            f"parts at this false-alarm level (train longer, a larger size or an ImageNet teacher; "
+            f"or accept more false alarms: --max-false-alarms, --method zero-escape)"
+        )
     if method == "false-alarms" and n_good and report["max_false_alarms"] * n_good < 1:
-        out.append(f"{n_good} good images cannot measure a false-alarm rate of "
-                   f"{100 * report['max_false_alarms']:g} % (one image is {100 / n_good:.3g} %): the threshold "
-                   f"is above every good score; calibrate on {math.ceil(1 / report['max_false_alarms'])}+ "
-                   f"good images for a measured rate")
+        out.append(
+            f"{n_good} good images cannot measure a false-alarm rate of "
+            f"{100 * report['max_false_alarms']:g} % (one image is {100 / n_good:.3g} %): the threshold "
+            f"is above every good score; calibrate on {math.ceil(1 / report['max_false_alarms'])}+ "
+            f"good images for a measured rate"
+        )
     return out
 
 
@@ -308,7 +340,9 @@ class _Scorer:
             self._runner.close()
 
 
-def score_samples(scorer: _Scorer, samples: List[Sample], batch_size: int = 8, progress: bool = False) -> Scored:
+def score_samples(
+    scorer: _Scorer, samples: List[Sample], batch_size: int = 8, progress: bool = False
+) -> Scored:
     from tqdm import tqdm
 
     if scorer.tiling is not None:  # per frame over all its tiles, at the frames' resolution
@@ -328,8 +362,13 @@ def _score_tiled(scorer: _Scorer, samples: List[Sample], batch_size: int, progre
 
     size = read_image(samples[0].path).shape[:2] if samples else tuple(scorer.model.image_size)
     maps, scores = [], []
-    for i in tqdm(range(0, len(samples), batch_size), desc="calibrate", unit="batch", disable=not show_progress(progress)):
-        m, s = _tiled_naming_the_image(scorer, samples[i:i + batch_size])
+    for i in tqdm(
+        range(0, len(samples), batch_size),
+        desc="calibrate",
+        unit="batch",
+        disable=not show_progress(progress),
+    ):
+        m, s = _tiled_naming_the_image(scorer, samples[i : i + batch_size])
         maps.extend(resize_map(np.asarray(a, np.float32), size) for a in m)
         scores.append(np.asarray(s, np.float64).reshape(-1))
     masks = read_sample_masks(samples, size)
@@ -348,14 +387,23 @@ def _tiled_naming_the_image(scorer: _Scorer, chunk: List[Sample]) -> Tuple[Any, 
             try:
                 scorer.tiled([frame])
             except RdEdgeError as single:
-                raise DatasetError(f"cannot calibrate on {sample.path} ({frame.shape[1]}x{frame.shape[0]}): "
-                                   f"{single}; remove or replace it") from single
+                raise DatasetError(
+                    f"cannot calibrate on {sample.path} ({frame.shape[1]}x{frame.shape[0]}): "
+                    f"{single}; remove or replace it"
+                ) from single
         raise exc
 
 
-def calibrate_thresholds(model: PathLike, dataset: Any, method: str = DEFAULT_METHOD, batch_size: int = 8,
-                         progress: bool = False, review: Optional[PathLike] = None,
-                         max_false_alarms: float = MAX_FALSE_ALARMS, max_escapes: float = MAX_ESCAPES) -> Thresholds:
+def calibrate_thresholds(
+    model: PathLike,
+    dataset: Any,
+    method: str = DEFAULT_METHOD,
+    batch_size: int = 8,
+    progress: bool = False,
+    review: Optional[PathLike] = None,
+    max_false_alarms: float = MAX_FALSE_ALARMS,
+    max_escapes: float = MAX_ESCAPES,
+) -> Thresholds:
     """Score ``dataset``'s labelled images with ``model``, choose the thresholds, and write them to
     thresholds.json beside the model (and into the checkpoint when ``model`` is a .pt).
     ``review``: a station's review folder whose marked frames join the image threshold's choice."""
@@ -378,9 +426,15 @@ def calibrate_thresholds(model: PathLike, dataset: Any, method: str = DEFAULT_ME
     sha = scorer.checkpoint_sha256
     if model.suffix.lower() == ".pt":
         sha = _write_into_checkpoint(model, chosen)
-    result = Thresholds(image_threshold=chosen["image_threshold"], pixel_threshold=chosen["pixel_threshold"],
-                        method=chosen["report"]["method"], model=model.name, checkpoint_sha256=sha,
-                        report=chosen["report"], normal_scores=reference_from_scores(data.scores[~data.labels]))
+    result = Thresholds(
+        image_threshold=chosen["image_threshold"],
+        pixel_threshold=chosen["pixel_threshold"],
+        method=chosen["report"]["method"],
+        model=model.name,
+        checkpoint_sha256=sha,
+        report=chosen["report"],
+        normal_scores=reference_from_scores(data.scores[~data.labels]),
+    )
     result.write(thresholds_path(model))
     _retire_legacy_file(model)
     return result
@@ -403,8 +457,11 @@ def _write_into_checkpoint(path: Path, chosen: Dict[str, Any]) -> str:
     from rd_edge.checkpoint import read_checkpoint, save_checkpoint
 
     data = read_checkpoint(path)
-    data.update(threshold=chosen["image_threshold"], pixel_threshold=chosen["pixel_threshold"],
-                calibration=chosen["report"])
+    data.update(
+        threshold=chosen["image_threshold"],
+        pixel_threshold=chosen["pixel_threshold"],
+        calibration=chosen["report"],
+    )
     save_checkpoint(path, data)
     return sha256_file(path)
 
@@ -419,16 +476,20 @@ def format_report(t: Thresholds) -> str:
     def rate(value: Optional[float]) -> str:
         return "n/a" if value is None or not math.isfinite(value) else f"{100.0 * value:.2f} %"
 
-    lines = [f"method {t.method} on {r.get('n_good')} good and {r.get('n_defective')} defective images",
-             f"image threshold {t.image_threshold:.6g}: false alarms {pct(r['false_alarms'], r['n_good'])}, "
-             f"escapes {pct(r['escapes'], r['n_defective'])}",
-             f"pixel threshold {t.pixel_threshold:.6g} ({r['pixel_method']}): normal pixels flagged "
-             f"{rate(r['normal_pixels_flagged_rate'])}, defect pixels missed {rate(r['defect_pixels_missed_rate'])}"]
+    lines = [
+        f"method {t.method} on {r.get('n_good')} good and {r.get('n_defective')} defective images",
+        f"image threshold {t.image_threshold:.6g}: false alarms {pct(r['false_alarms'], r['n_good'])}, "
+        f"escapes {pct(r['escapes'], r['n_defective'])}",
+        f"pixel threshold {t.pixel_threshold:.6g} ({r['pixel_method']}): normal pixels flagged "
+        f"{rate(r['normal_pixels_flagged_rate'])}, defect pixels missed {rate(r['defect_pixels_missed_rate'])}",
+    ]
     if "pixel_note" in r:
         lines.append(f"note: {r['pixel_note']}")
     if "pixel_capped_from" in r:
-        lines.append(f"note: pixel threshold lowered from {r['pixel_capped_from']:.6g}, so every NG image "
-                     f"shows a region (its highest pixel passes)")
+        lines.append(
+            f"note: pixel threshold lowered from {r['pixel_capped_from']:.6g}, so every NG image "
+            f"shows a region (its highest pixel passes)"
+        )
     if "review" in r:
         lines += _review_lines(r["review"], t.image_threshold, pct)
     return "\n".join(lines)
@@ -436,13 +497,18 @@ def format_report(t: Thresholds) -> str:
 
 def _review_lines(v: Dict[str, Any], after: float, pct: Any) -> List[str]:
     """How the reviewed frames changed the image threshold and its rates."""
-    def rates(x: Dict[str, Any]) -> str:
-        return (f"false alarms {pct(x['false_alarms'], x['n_good'])}, "
-                f"escapes {pct(x['escapes'], x['n_defective'])}")
 
-    return [f"review {v['folder']}: {v['false_alarms_marked']} false alarms (as good) and "
-            f"{v['defects_marked']} defects marked",
-            f"  before, threshold {v['threshold_before']:.6g} (the data alone): {rates(v['before'])} on data + review; "
-            f"on the reviewed frames: {rates(v['reviewed_before'])}",
-            f"  after,  threshold {after:.6g} (data + review): {rates(v['after'])} on data + review; "
-            f"on the reviewed frames: {rates(v['reviewed_after'])}"]
+    def rates(x: Dict[str, Any]) -> str:
+        return (
+            f"false alarms {pct(x['false_alarms'], x['n_good'])}, "
+            f"escapes {pct(x['escapes'], x['n_defective'])}"
+        )
+
+    return [
+        f"review {v['folder']}: {v['false_alarms_marked']} false alarms (as good) and "
+        f"{v['defects_marked']} defects marked",
+        f"  before, threshold {v['threshold_before']:.6g} (the data alone): {rates(v['before'])} on data + review; "
+        f"on the reviewed frames: {rates(v['reviewed_before'])}",
+        f"  after,  threshold {after:.6g} (data + review): {rates(v['after'])} on data + review; "
+        f"on the reviewed frames: {rates(v['reviewed_after'])}",
+    ]

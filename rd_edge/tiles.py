@@ -5,6 +5,7 @@ is seen over the steps). Held-out scores, thresholds and evaluation run the runt
 (rd_edge.core.tiled_prediction): every frame becomes the tiling's grid, its tiles go through
 the model, the tile maps are blended (rd_edge.core.tiling.Stitcher) and the score is the max.
 """
+
 from __future__ import annotations
 
 from typing import Iterable, List, Optional, Sequence, Tuple
@@ -28,12 +29,20 @@ def check_frames_fit(frames: Sequence[np.ndarray], tile: int, what: str) -> None
     """DatasetError unless every frame is at least one tile in both directions."""
     small = [f.shape[:2] for f in frames if min(f.shape[:2]) < tile]
     if small:
-        raise DatasetError(f"{len(small)} {what} image(s) are smaller than the tile of {tile} px "
-                           f"(e.g. {small[0][1]}x{small[0][0]}); use a smaller tile or train without tiling")
+        raise DatasetError(
+            f"{len(small)} {what} image(s) are smaller than the tile of {tile} px "
+            f"(e.g. {small[0][1]}x{small[0][0]}); use a smaller tile or train without tiling"
+        )
 
 
-def random_tiles(frames: Sequence[np.ndarray], count: int, tile: int, model_hw: Tuple[int, int],
-                 generator: torch.Generator, resize: str) -> torch.Tensor:
+def random_tiles(
+    frames: Sequence[np.ndarray],
+    count: int,
+    tile: int,
+    model_hw: Tuple[int, int],
+    generator: torch.Generator,
+    resize: str,
+) -> torch.Tensor:
     """``count`` tiles at random positions of random frames -> uint8 [count,3,h,w] RGB.
 
     Draws from ``generator`` only, so a resumed run continues the same sequence.
@@ -45,13 +54,14 @@ def random_tiles(frames: Sequence[np.ndarray], count: int, tile: int, model_hw: 
         frame = frames[i]
         y = int(uy * (frame.shape[0] - tile + 1))  # uniform over every valid position
         x = int(ux * (frame.shape[1] - tile + 1))
-        rgb = preprocess_bgr(frame[y:y + tile, x:x + tile], model_hw, resize=resize)  # [3,h,w] in [0,1]
+        rgb = preprocess_bgr(frame[y : y + tile, x : x + tile], model_hw, resize=resize)  # [3,h,w] in [0,1]
         out[j] = np.round(rgb * 255.0).astype(np.uint8)
     return torch.from_numpy(out)
 
 
-def grid_tiles(frames: Sequence[np.ndarray], tiling: Tiling, model_hw: Tuple[int, int],
-               resize: str) -> torch.Tensor:
+def grid_tiles(
+    frames: Sequence[np.ndarray], tiling: Tiling, model_hw: Tuple[int, int], resize: str
+) -> torch.Tensor:
     """Every grid tile of ``frames`` -> uint8 [T,3,h,w] RGB (e.g. to re-estimate BatchNorm)."""
     tiles = []
     for frame in frames:
@@ -62,14 +72,20 @@ def grid_tiles(frames: Sequence[np.ndarray], tiling: Tiling, model_hw: Tuple[int
 
 
 @torch.no_grad()
-def predict_tiled(model: torch.nn.Module, frames: Iterable[np.ndarray], tiling: Tiling,
-                  device: torch.device, batch_size: int = 16) -> Tuple[List[np.ndarray], np.ndarray]:
+def predict_tiled(
+    model: torch.nn.Module,
+    frames: Iterable[np.ndarray],
+    tiling: Tiling,
+    device: torch.device,
+    batch_size: int = 16,
+) -> Tuple[List[np.ndarray], np.ndarray]:
     """Per frame: the stitched map [H,W] at the frame's own size and its max (the score), by the
     runtime's loop (rd_edge.core.tiled_prediction) with the torch module as the batch callable.
 
     ``model``: the fused inference module, float32 [N,3,h,w] RGB in [0,1] -> (map, score).
     ``frames``: uint8 BGR [H,W,3] images of any size of at least one tile.
     """
+
     def run(batch: np.ndarray) -> np.ndarray:  # [n,3,h,w] -> maps [n,1,h,w]
         return model(torch.from_numpy(batch).to(device))[0].cpu().numpy()
 
@@ -81,8 +97,15 @@ class TileTraining:
     """The tiled side of rd-train: full-resolution good frames, random tiles for the steps,
     grid tiles for BatchNorm re-estimation, per-frame tiled scores of the held-out frames."""
 
-    def __init__(self, train_frames: List[np.ndarray], hold_frames: List[np.ndarray], tile: int,
-                 overlap: float, model_hw: Tuple[int, int], resize: str) -> None:
+    def __init__(
+        self,
+        train_frames: List[np.ndarray],
+        hold_frames: List[np.ndarray],
+        tile: int,
+        overlap: float,
+        model_hw: Tuple[int, int],
+        resize: str,
+    ) -> None:
         check_frames_fit(train_frames, tile, "training")
         check_frames_fit(hold_frames, tile, "held-out")
         self.train_frames, self.hold_frames = train_frames, hold_frames
@@ -94,12 +117,16 @@ class TileTraining:
 
     def n_grid_tiles(self) -> int:
         """Tiles of one grid pass over the training frames (the tiled 'epoch')."""
-        return sum(len(self.tiling.grid(fit_frame(f, self.tiling.frame, self.resize).shape[:2]))
-                   for f in self.train_frames)
+        return sum(
+            len(self.tiling.grid(fit_frame(f, self.tiling.frame, self.resize).shape[:2]))
+            for f in self.train_frames
+        )
 
     def batch(self, count: int, generator: torch.Generator) -> torch.Tensor:
         """uint8 [count,3,h,w] random training tiles."""
-        return random_tiles(self.train_frames, count, self.tiling.tile[0], self.model_hw, generator, self.resize)
+        return random_tiles(
+            self.train_frames, count, self.tiling.tile[0], self.model_hw, generator, self.resize
+        )
 
     def bn_images(self, max_frames: int = 8) -> torch.Tensor:
         """uint8 grid tiles of the first training frames, to re-estimate a random teacher's BN."""

@@ -1,4 +1,5 @@
 """Training loop for Reverse Distillation on the good images of one dataset (any layout rd_edge.data reads)."""
+
 from __future__ import annotations
 
 import math
@@ -67,14 +68,18 @@ class TrainConfig:
         for name in ("steps", "epochs"):
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value < 1):
-                raise ConfigError(f"{name} must be a positive integer, got {value!r} (0 would write an "
-                                  f"untrained model marked completed)")
+                raise ConfigError(
+                    f"{name} must be a positive integer, got {value!r} (0 would write an "
+                    f"untrained model marked completed)"
+                )
         if not _is_int(self.batch_size) or self.batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
             raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
         if not math.isfinite(self.checkpoint_every_s) or self.checkpoint_every_s < 0:
-            raise ConfigError(f"checkpoint_every_s must be a finite number >= 0, got {self.checkpoint_every_s!r}")
+            raise ConfigError(
+                f"checkpoint_every_s must be a finite number >= 0, got {self.checkpoint_every_s!r}"
+            )
         try:
             ModelConfig(backbone=self.backbone, image_size=(self.image_size, self.image_size))
         except (ValueError, TypeError) as exc:
@@ -114,7 +119,7 @@ def load_images(paths: Sequence[Path], model: ModelConfig, chunk: int = 64) -> t
     (4x smaller than float)."""
     out = np.empty((len(paths), 3, *model.image_size), dtype=np.uint8)
     for i in range(0, len(paths), chunk):
-        out[i:i + chunk] = np.round(load_batch(paths[i:i + chunk], model) * 255.0).astype(np.uint8)
+        out[i : i + chunk] = np.round(load_batch(paths[i : i + chunk], model) * 255.0).astype(np.uint8)
     return torch.from_numpy(out)
 
 
@@ -136,19 +141,25 @@ def to_float(batch_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def score_images(model: torch.nn.Module, images_u8: torch.Tensor, device: torch.device,
-                 batch_size: int) -> np.ndarray:
+def score_images(
+    model: torch.nn.Module, images_u8: torch.Tensor, device: torch.device, batch_size: int
+) -> np.ndarray:
     """Image scores of the fused inference module over uint8 images."""
     scores = []
     for i in range(0, len(images_u8), batch_size):
-        _, s = model(to_float(images_u8[i:i + batch_size], device))
+        _, s = model(to_float(images_u8[i : i + batch_size], device))
         scores.append(s.cpu().numpy())
     return np.concatenate(scores)
 
 
 def score_statistics(scores: np.ndarray) -> Dict[str, float]:
-    return {"min": float(scores.min()), "max": float(scores.max()), "mean": float(scores.mean()),
-            "std": float(scores.std()), "count": int(scores.size)}
+    return {
+        "min": float(scores.min()),
+        "max": float(scores.max()),
+        "mean": float(scores.mean()),
+        "std": float(scores.std()),
+        "count": int(scores.size),
+    }
 
 
 def checkpoint_bytes(backbone: str) -> int:
@@ -206,16 +217,23 @@ class Trainer:
             print(f"removed {stale}, a temporary checkpoint left by an interrupted save")
         check_space_for(cfg.out, checkpoint_bytes(cfg.backbone))  # before any work, not at the first save
         resume_data = self._read_resumable(Path(cfg.out)) if resume and Path(cfg.out).is_file() else None
-        self.dataset = open_dataset(cfg.data, good=None if cfg.data else cfg.good, defect=cfg.defect, masks=cfg.masks)
+        self.dataset = open_dataset(
+            cfg.data, good=None if cfg.data else cfg.good, defect=cfg.defect, masks=cfg.masks
+        )
         if cfg.data and cfg.good:  # more good images: a folder, or a station's reviewed false alarms
             self.dataset = ExtraGood(self.dataset, cfg.good)
         self.model_cfg = ModelConfig(backbone=cfg.backbone, image_size=(cfg.image_size, cfg.image_size))
         train_paths, hold_paths = self._split()
         self.tiles: Optional[TileTraining] = None
         if cfg.tile:  # full-resolution frames; the model sees tiles of them
-            self.tiles = TileTraining([read_image(p) for p in train_paths], [read_image(p) for p in hold_paths],
-                                      cfg.tile, cfg.tile_overlap, (cfg.image_size, cfg.image_size),
-                                      self.model_cfg.resize)
+            self.tiles = TileTraining(
+                [read_image(p) for p in train_paths],
+                [read_image(p) for p in hold_paths],
+                cfg.tile,
+                cfg.tile_overlap,
+                (cfg.image_size, cfg.image_size),
+                self.model_cfg.resize,
+            )
             self.train_u8 = self.tiles.bn_images()  # grid tiles: BatchNorm re-estimation only
         else:
             self.train_u8 = load_images(train_paths, self.model_cfg)
@@ -223,8 +241,11 @@ class Trainer:
         self.n_train, self.n_hold = len(train_paths), len(hold_paths)
         self.test_set = self._load_test_set() if cfg.eval_every and not cfg.tile else None
         if cfg.eval_every and cfg.tile:  # tiled models are scored per frame: rd-eval does that
-            warnings.warn("evaluation every N epochs is not done for tiled training; evaluate the "
-                          "checkpoint with rd-eval afterwards", stacklevel=2)
+            warnings.warn(
+                "evaluation every N epochs is not done for tiled training; evaluate the "
+                "checkpoint with rd-eval afterwards",
+                stacklevel=2,
+            )
         self.teacher: Optional[Dict[str, str]] = None
         self.best: Optional[Dict[str, float]] = None
         self.total_steps = cfg.total_steps(self.tiles.n_grid_tiles() if self.tiles else len(train_paths))
@@ -270,11 +291,14 @@ class Trainer:
         return load_images([s.path for s in samples], self.model_cfg), masks, labels
 
     def _init_teacher(self) -> None:
-        record = resolve_teacher(self.cfg.teacher_weights, self.cfg.backbone, self.cfg.weights_url,
-                                 progress=self.progress)
+        record = resolve_teacher(
+            self.cfg.teacher_weights, self.cfg.backbone, self.cfg.weights_url, progress=self.progress
+        )
         if record is None:
-            batches = (self.normalize(to_float(self.train_u8[i:i + 32], self.device))
-                       for i in range(0, len(self.train_u8), 32))
+            batches = (
+                self.normalize(to_float(self.train_u8[i : i + 32], self.device))
+                for i in range(0, len(self.train_u8), 32)
+            )
             self.model.teacher.to(self.device)
             reestimate_batchnorm(self.model.teacher, batches)
             self.teacher = {"source": "none", "file": None, "sha256": None}
@@ -299,8 +323,10 @@ class Trainer:
         }
         differ = [f"{name} {saved!r} (now {now!r})" for name, (saved, now) in found.items() if saved != now]
         if differ:
-            raise CheckpointError(f"cannot resume {path}: it was trained with {', '.join(differ)}; pass the "
-                                  f"same settings to continue it, or another --out to start a new model")
+            raise CheckpointError(
+                f"cannot resume {path}: it was trained with {', '.join(differ)}; pass the "
+                f"same settings to continue it, or another --out to start a new model"
+            )
         return data
 
     def _resume(self, data: Dict, path: Path) -> None:
@@ -325,7 +351,7 @@ class Trainer:
         if self.perm is None or self.pos + bs > len(self.perm):  # drop the ragged tail: BN needs full batches
             self.perm = torch.randperm(len(self.train_u8), generator=self.generator)
             self.pos = 0
-        idx = self.perm[self.pos:self.pos + bs]
+        idx = self.perm[self.pos : self.pos + bs]
         self.pos += bs
         return idx
 
@@ -340,16 +366,26 @@ class Trainer:
             "teacher": self.teacher,
             "best": self.best,
             "training": {
-                "step": self.step, "total_steps": self.total_steps, "completed": completed,
+                "step": self.step,
+                "total_steps": self.total_steps,
+                "completed": completed,
                 "final_loss": self.loss_history[-1] if self.loss_history else None,
-                "loss_history": self.loss_history, "seconds": self.elapsed,
+                "loss_history": self.loss_history,
+                "seconds": self.elapsed,
                 "data_dir": str(Path(self.cfg.data or self.cfg.good).resolve()),
-                "layout": self.dataset.layout, "n_train": self.n_train,
-                "n_holdout": self.n_hold, "device": str(self.device),
+                "layout": self.dataset.layout,
+                "n_train": self.n_train,
+                "n_holdout": self.n_hold,
+                "device": str(self.device),
             },
-            "resume": None if completed else {"optimizer": self.optimizer.state_dict(),
-                                              "generator": self.generator.get_state(),
-                                              "perm": self.perm, "pos": self.pos},
+            "resume": None
+            if completed
+            else {
+                "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(),
+                "perm": self.perm,
+                "pos": self.pos,
+            },
         }
 
     def save(self, completed: bool = False, **kw) -> None:
@@ -359,8 +395,14 @@ class Trainer:
         """Train to total_steps, then calibrate the threshold and write the final checkpoint."""
         self.model.train()
         last_save = time.monotonic()
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not show_progress(self.progress),
-                   desc="train", unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            disable=not show_progress(self.progress),
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+        )
         eta = _Estimate(self.step, self.total_steps) if self.progress else None
         mid_step = False
         try:
@@ -380,11 +422,14 @@ class Trainer:
         except KeyboardInterrupt:
             bar.close()
             if mid_step:  # a second Ctrl-C stopped a step half-way: its state is not resumable
-                raise KeyboardInterrupt(f"stopped mid-step; {self.cfg.out} keeps the last checkpoint "
-                                        f"written") from None
+                raise KeyboardInterrupt(
+                    f"stopped mid-step; {self.cfg.out} keeps the last checkpoint written"
+                ) from None
             self.save()  # the CLI prints the message: one line
-            raise KeyboardInterrupt(f"interrupted at step {self.step}; checkpoint written to {self.cfg.out} "
-                                    f"(continue with --resume)") from None
+            raise KeyboardInterrupt(
+                f"interrupted at step {self.step}; checkpoint written to {self.cfg.out} "
+                f"(continue with --resume)"
+            ) from None
         bar.close()
         return self._finish()
 
@@ -399,8 +444,11 @@ class Trainer:
     def _train_step(self, bar) -> None:
         """One optimizer step on the next batch."""
         t0 = time.perf_counter()
-        batch_u8 = self.tiles.batch(self.cfg.batch_size, self.generator) if self.tiles else \
-            self.train_u8[self._next_batch()]  # [B,3,S,S] uint8
+        batch_u8 = (
+            self.tiles.batch(self.cfg.batch_size, self.generator)
+            if self.tiles
+            else self.train_u8[self._next_batch()]
+        )  # [B,3,S,S] uint8
         x = self.normalize(to_float(batch_u8, self.device))
         teacher, student = self.model(x)
         loss = cosine_loss(teacher, student)
@@ -445,15 +493,20 @@ class Trainer:
         model = self._inference_model()
         maps, scores = [], []
         for i in range(0, len(images), self.cfg.batch_size):
-            amap, score = model(to_float(images[i:i + self.cfg.batch_size], self.device))
+            amap, score = model(to_float(images[i : i + self.cfg.batch_size], self.device))
             maps.append(amap[:, 0].cpu().numpy())
             scores.append(score.cpu().numpy())
         maps, scores = np.concatenate(maps), np.concatenate(scores)
-        result = {"epoch": self.step // self.steps_per_epoch, "step": self.step,
-                  "image_auroc": auroc_or_nan(labels, scores),
-                  "pixel_auroc": auroc_or_nan(masks, maps)}
-        bar.write(f"epoch {result['epoch']} (step {self.step}): image AUROC {_pct(result['image_auroc'])}, "
-                  f"pixel AUROC {_pct(result['pixel_auroc'])}")
+        result = {
+            "epoch": self.step // self.steps_per_epoch,
+            "step": self.step,
+            "image_auroc": auroc_or_nan(labels, scores),
+            "pixel_auroc": auroc_or_nan(masks, maps),
+        }
+        bar.write(
+            f"epoch {result['epoch']} (step {self.step}): image AUROC {_pct(result['image_auroc'])}, "
+            f"pixel AUROC {_pct(result['pixel_auroc'])}"
+        )
         sys.stdout.flush()  # a log file sees each evaluation as it happens
         merit = np.nanmean([result["image_auroc"], result["pixel_auroc"]])
         if np.isfinite(merit) and (self.best is None or merit > self.best["merit"]):
@@ -475,17 +528,26 @@ class Trainer:
     def _finish(self) -> Dict:
         stats, threshold = self._calibrate(self._inference_model())
         self.save(completed=True, stats=stats, threshold=threshold)
-        summary = {"steps": self.step, "final_loss": self.loss_history[-1] if self.loss_history else None,
-                   "seconds": round(self.elapsed, 1),  # training time over all runs (--resume adds up)
-                   "seconds_this_run": round(self.elapsed - self.elapsed_before, 1),
-                   "threshold": threshold, "threshold_rule": f"mean + {THRESHOLD_SIGMAS:g} std of held-out scores",
-                   "score_stats": stats, "n_train": self.n_train, "n_holdout": self.n_hold,
-                   "backbone": self.cfg.backbone, "teacher": self.teacher, "device": str(self.device),
-                   "out": str(self.cfg.out),
-                   "data": {k: getattr(self.cfg, k) for k in ("data", "good", "defect", "masks")}}
+        summary = {
+            "steps": self.step,
+            "final_loss": self.loss_history[-1] if self.loss_history else None,
+            "seconds": round(self.elapsed, 1),  # training time over all runs (--resume adds up)
+            "seconds_this_run": round(self.elapsed - self.elapsed_before, 1),
+            "threshold": threshold,
+            "threshold_rule": f"mean + {THRESHOLD_SIGMAS:g} std of held-out scores",
+            "score_stats": stats,
+            "n_train": self.n_train,
+            "n_holdout": self.n_hold,
+            "backbone": self.cfg.backbone,
+            "teacher": self.teacher,
+            "device": str(self.device),
+            "out": str(self.cfg.out),
+            "data": {k: getattr(self.cfg, k) for k in ("data", "good", "defect", "masks")},
+        }
         if self.best is not None:
             summary["best"] = {**self.best, "out": str(self.best_path)}
         return summary
+
 
 ETA_STEPS = 5  # steps timed for the estimate, after one warm-up step (allocation, first-call costs)
 
@@ -506,8 +568,10 @@ class _Estimate:
         elif self.t0 is not None and (done == 1 + ETA_STEPS or step == self.total):
             per_step = (time.perf_counter() - self.t0) / (done - 1)
             left = self.total - step
-            line = (f"rd-train: {per_step:.2f} s/step over {done - 1} steps (load average "
-                    f"{_load_average()}): {left} steps left, about {_duration(left * per_step)}")
+            line = (
+                f"rd-train: {per_step:.2f} s/step over {done - 1} steps (load average "
+                f"{_load_average()}): {left} steps left, about {_duration(left * per_step)}"
+            )
             (bar.write if not bar.disable else print)(line, file=sys.stderr)
             self.t0 = None
 
@@ -535,19 +599,25 @@ def format_summary(summary: Dict) -> str:
     stats, n_hold = summary["score_stats"], summary["n_holdout"]
     seconds = f"{summary['seconds']:.1f} s"
     if summary["seconds_this_run"] < summary["seconds"]:
-        seconds += (f" of training over all runs ({summary['seconds_this_run']:.1f} s in this one, "
-                    f"the rest before --resume)")
+        seconds += (
+            f" of training over all runs ({summary['seconds_this_run']:.1f} s in this one, "
+            f"the rest before --resume)"
+        )
     loss = summary["final_loss"]
     teacher = (summary.get("teacher") or {}).get("source", "none")
-    lines = [f"trained {summary['backbone']} ({'random' if teacher == 'none' else teacher} "
-             f"teacher) on {summary['n_train']} good images for {summary['steps']} steps in {seconds}"
-             + (f"; final loss {loss:.4f}" if loss is not None else ""),
-             f"threshold {summary['threshold']:.6g} = {summary['threshold_rule']}: mean {stats['mean']:.6g}, "
-             f"std {stats['std']:.3g} of {n_hold} held-out good images (range {stats['min']:.6g}..{stats['max']:.6g})"]
+    lines = [
+        f"trained {summary['backbone']} ({'random' if teacher == 'none' else teacher} "
+        f"teacher) on {summary['n_train']} good images for {summary['steps']} steps in {seconds}"
+        + (f"; final loss {loss:.4f}" if loss is not None else ""),
+        f"threshold {summary['threshold']:.6g} = {summary['threshold_rule']}: mean {stats['mean']:.6g}, "
+        f"std {stats['std']:.3g} of {n_hold} held-out good images (range {stats['min']:.6g}..{stats['max']:.6g})",
+    ]
     if n_hold < HOLDOUT_MIN:
-        lines.append(f"note: {n_hold} held-out images make a rough threshold; with {2 * HOLDOUT_MIN}+ good "
-                     f"images {HOLDOUT_MIN} are held out; or calibrate on labelled images: "
-                     f"rd-calibrate {summary['out']} --data DIR")
+        lines.append(
+            f"note: {n_hold} held-out images make a rough threshold; with {2 * HOLDOUT_MIN}+ good "
+            f"images {HOLDOUT_MIN} are held out; or calibrate on labelled images: "
+            f"rd-calibrate {summary['out']} --data DIR"
+        )
     return "\n".join(lines + closing_lines(summary))
 
 
@@ -557,8 +627,10 @@ def closing_lines(summary: Dict) -> List[str]:
     model = summary["out"]
     if best is not None:
         model = best["out"]
-        lines.append(f"best: epoch {best['epoch']} (image AUROC {_pct(best['image_auroc'])}, pixel AUROC "
-                     f"{_pct(best['pixel_auroc'])}) in {model}; the final one is {summary['out']}")
+        lines.append(
+            f"best: epoch {best['epoch']} (image AUROC {_pct(best['image_auroc'])}, pixel AUROC "
+            f"{_pct(best['pixel_auroc'])}) in {model}; the final one is {summary['out']}"
+        )
     lines.append(f"wrote {summary['out']}; next: {next_commands(model, summary.get('data') or {})}")
     return lines
 
@@ -571,11 +643,12 @@ def next_commands(model: str, data: Dict[str, Optional[str]]) -> str:
     if data.get("data"):
         source = f"--data {data['data']}"
     else:
-        source = " ".join(f"--{k} {data[k]}" for k in ("good", "defect", "masks") if data.get(k)) or "--data DIR"
+        source = (
+            " ".join(f"--{k} {data[k]}" for k in ("good", "defect", "masks") if data.get(k)) or "--data DIR"
+        )
     has_defects = bool(data.get("defect")) or not data.get("good")
     evaluate = f"rd-eval {model} {source}, " if has_defects else ""
-    return (f"{evaluate}rd-export {model} -o {onnx}, rd-calibrate {onnx} {source}, "
-            f"rd-infer {onnx} IMAGES")
+    return f"{evaluate}rd-export {model} -o {onnx}, rd-calibrate {onnx} {source}, rd-infer {onnx} IMAGES"
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Dict:

@@ -3,6 +3,7 @@ the whole batch path, measured interleaved (A B A B) on the same model and frame
 
     python scripts/detector_threads.py model.onnx [--threads 4] [--frames 16] [--rounds 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,6 +17,7 @@ from rd_edge.runtime import Detector
 
 def run_threads(predict, frames, threads: int) -> float:
     """Wall seconds for ``threads`` threads each predicting every frame once, one at a time."""
+
     def work() -> None:
         for f in frames:
             predict(f)
@@ -53,8 +55,10 @@ def main() -> None:
                 times[name].append(run_threads(fn, frames, args.threads))
     n = args.threads * args.frames
     for name, ts in times.items():
-        print(f"{name:<17} median {np.median(ts):.3f} s for {n} frames "
-              f"({n / np.median(ts):.1f} frames/s); runs {[round(t, 3) for t in ts]}")
+        print(
+            f"{name:<17} median {np.median(ts):.3f} s for {n} frames "
+            f"({n / np.median(ts):.1f} frames/s); runs {[round(t, 3) for t in ts]}"
+        )
     ratio = np.median(times["one lock"]) / np.median(times["per-call buffers"])
     print(f"one lock / per-call buffers: {ratio:.2f}x")
 

@@ -19,6 +19,7 @@ What is compared, and within what (the same bounds as the test suite):
   RawKernel, the torch model on CUDA against the CPU (1e-2: TF32) with its fp16 latency, and
   pycuda built from a carried sdist (``PYCUDA_SDIST`` or ``.whl/pycuda-*.tar.gz``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,8 +77,15 @@ def check_model(work: Path) -> str:
     from rd_export.onnx_export import export_onnx
     from rd_export.quantize import quantize_int8
 
-    (category,) = write_demo_dataset(work / "data", categories=["weave"], image_size=SIZE, n_train=8,
-                                     n_test_good=2, n_test_per_defect=1, seed=0)
+    (category,) = write_demo_dataset(
+        work / "data",
+        categories=["weave"],
+        image_size=SIZE,
+        n_train=8,
+        n_test_good=2,
+        n_test_per_defect=1,
+        seed=0,
+    )
     pt = make_checkpoint(work / "model.pt", "resnet18", SIZE, data_dir=str(category))
     export_onnx(pt, work / "model.onnx")
     quantize_int8(work / "model.onnx", work / "model_int8.onnx", category, target="tensorrt", max_images=8)
@@ -108,7 +116,7 @@ def engine_parity(plan: Path, onnx_path: Path, batches: Tuple[int, ...]) -> Tupl
     outs, start = [], 0
     with load_runner(plan) as runner:
         for n in batches:
-            outs.append(runner.infer({"image": x[start:start + n]}))
+            outs.append(runner.infer({"image": x[start : start + n]}))
             start += n
     amap = np.concatenate([o["anomaly_map"] for o in outs]).reshape(ref_map.shape)
     score = np.concatenate([o["score"] for o in outs]).reshape(ref_score.shape)
@@ -124,8 +132,10 @@ def check_engine(work: Path, precision: str, source: Optional[Path] = None) -> s
     plan = work / f"model_{precision}.engine"
     report = build_engine(source, plan, precision=precision, max_batch=4, timing_cache=work / "timing.cache")
     d_map, d_score = engine_parity(plan, source, (1, 3))
-    detail = (f"TensorRT {report.tensorrt_version} {report.gpu}: max|d map| {d_map:.2e} max|d score| "
-              f"{d_score:.2e} (tolerance {PARITY[precision]:g}), built in {report.seconds:.1f} s")
+    detail = (
+        f"TensorRT {report.tensorrt_version} {report.gpu}: max|d map| {d_map:.2e} max|d score| "
+        f"{d_score:.2e} (tolerance {PARITY[precision]:g}), built in {report.seconds:.1f} s"
+    )
     if max(d_map, d_score) > PARITY[precision]:
         raise AssertionError(detail)
     return detail
@@ -161,8 +171,9 @@ def check_engine_static(work: Path) -> str:
     build_engine(static, plan, timing_cache=work / "timing.cache")
     sidecar = EngineSidecar.read(plan)
     if not sidecar.static_batch or sidecar.max_batch != 2:
-        raise AssertionError(f"sidecar says batch {sidecar.min_batch}..{sidecar.max_batch}, "
-                             f"dynamic {sidecar.dynamic_batch}")
+        raise AssertionError(
+            f"sidecar says batch {sidecar.min_batch}..{sidecar.max_batch}, dynamic {sidecar.dynamic_batch}"
+        )
     d_map, d_score = engine_parity(plan, static, (1, 2))
     if max(d_map, d_score) > PARITY["fp32"]:
         raise AssertionError(f"max|d map| {d_map:.2e} max|d score| {d_score:.2e} > {PARITY['fp32']:g}")
@@ -178,7 +189,9 @@ def check_timing_cache(work: Path) -> str:
     if not cache.is_file():
         raise Skip("no timing cache: no engine was built before")
     size = cache.stat().st_size
-    report = build_engine(model_files(work)["fp32"], work / "model_again.engine", max_batch=4, timing_cache=cache)
+    report = build_engine(
+        model_files(work)["fp32"], work / "model_again.engine", max_batch=4, timing_cache=cache
+    )
     if f"loaded {size} bytes" not in (report.timing_cache or ""):
         raise AssertionError(f"the cache of {size} bytes was not loaded: {report.timing_cache}")
     return f"reloaded {size} bytes; rebuild took {report.seconds:.1f} s"
@@ -205,7 +218,10 @@ def check_cuda_preprocess(work: Path) -> str:
 
     def run() -> Tuple[np.ndarray, np.ndarray]:
         stream = cuda.Stream()
-        pre, tiles = CudaPreprocessor((SIZE, SIZE), stream, RESIZE_AREA_LINEAR), CudaTilePreprocessor((SIZE, SIZE), stream)
+        pre, tiles = (
+            CudaPreprocessor((SIZE, SIZE), stream, RESIZE_AREA_LINEAR),
+            CudaTilePreprocessor((SIZE, SIZE), stream),
+        )
         out = np.empty((len(batch) + 2, 3, SIZE, SIZE), np.float32)
         dst = cuda.mem_alloc(out.nbytes)
         for i, f in enumerate(batch):
@@ -216,16 +232,23 @@ def check_cuda_preprocess(work: Path) -> str:
         pre.close()
         tiles.close()
         dst.free()
-        return out[: len(batch)], out[len(batch):]
+        return out[: len(batch)], out[len(batch) :]
 
     try:
         resized, tiled = owner.call(run)
     finally:
         owner.close()
-    d_resize = max(float(np.abs(r - preprocess_bgr(f, (SIZE, SIZE), resize=RESIZE_AREA_LINEAR)).max()) for r, f in zip(resized, batch))
-    crops = [batch[0][y:y + SIZE, x:x + SIZE] for y, x in ((0, 0), (100, 200))]
-    d_tiles = max(float(np.abs(t - preprocess_bgr(np.ascontiguousarray(c), (SIZE, SIZE), resize=RESIZE_AREA_LINEAR)).max())
-                  for t, c in zip(tiled, crops))
+    d_resize = max(
+        float(np.abs(r - preprocess_bgr(f, (SIZE, SIZE), resize=RESIZE_AREA_LINEAR)).max())
+        for r, f in zip(resized, batch)
+    )
+    crops = [batch[0][y : y + SIZE, x : x + SIZE] for y, x in ((0, 0), (100, 200))]
+    d_tiles = max(
+        float(
+            np.abs(t - preprocess_bgr(np.ascontiguousarray(c), (SIZE, SIZE), resize=RESIZE_AREA_LINEAR)).max()
+        )
+        for t, c in zip(tiled, crops)
+    )
     detail = f"resize max|d| {d_resize:.2e}, tiles max|d| {d_tiles:.2e} (tolerance 1/255)"
     if max(d_resize, d_tiles) > PIXEL:
         raise AssertionError(detail)
@@ -298,9 +321,20 @@ def check_cupy_kernels(work: Path) -> str:
             dst = cupy.empty((3, SIZE, SIZE), cupy.float32)
             grid = ((SIZE + 31) // 32, (SIZE + 7) // 8, 1)
             # the runtime's launch arguments (CudaPreprocessor._enqueue)
-            kernel(grid, (32, 8, 1), (cupy.asarray(f), np.int32(f.shape[0]), np.int32(f.shape[1]), dst,
-                                      np.int32(SIZE), np.int32(SIZE), np.float32(f.shape[0] / SIZE),
-                                      np.float32(f.shape[1] / SIZE)))
+            kernel(
+                grid,
+                (32, 8, 1),
+                (
+                    cupy.asarray(f),
+                    np.int32(f.shape[0]),
+                    np.int32(f.shape[1]),
+                    dst,
+                    np.int32(SIZE),
+                    np.int32(SIZE),
+                    np.float32(f.shape[0] / SIZE),
+                    np.float32(f.shape[1] / SIZE),
+                ),
+            )
             d = float(np.abs(cupy.asnumpy(dst) - preprocess_bgr(f, (SIZE, SIZE), resize=rule)).max())
             worst[rule] = max(worst.get(rule, 0.0), d)
     detail = ", ".join(f"{rule} max|d| {d:.2e}" for rule, d in worst.items()) + f" (CuPy {cupy.__version__})"
@@ -324,7 +358,9 @@ def check_torch_cuda(work: Path) -> str:
         cpu_map, cpu_score = model(x)
         model = model.cuda()
         gpu_map, gpu_score = model(x.cuda())
-        d = max(float((gpu_map.cpu() - cpu_map).abs().max()), float((gpu_score.cpu() - cpu_score).abs().max()))
+        d = max(
+            float((gpu_map.cpu() - cpu_map).abs().max()), float((gpu_score.cpu() - cpu_score).abs().max())
+        )
         with torch.autocast("cuda", dtype=torch.float16):
             for _ in range(3):
                 model(x.cuda())
@@ -334,8 +370,10 @@ def check_torch_cuda(work: Path) -> str:
                 model(x.cuda())
             torch.cuda.synchronize()
     ms = (time.perf_counter() - t) * 1e3 / 20
-    detail = (f"torch {torch.__version__} on {torch.cuda.get_device_name(0)}: max|d| {d:.2e} vs CPU "
-              f"(tolerance {PARITY['fp16']:g}, TF32); fp16 autocast batch 8: {ms:.2f} ms")
+    detail = (
+        f"torch {torch.__version__} on {torch.cuda.get_device_name(0)}: max|d| {d:.2e} vs CPU "
+        f"(tolerance {PARITY['fp16']:g}, TF32); fp16 autocast batch 8: {ms:.2f} ms"
+    )
     if d > PARITY["fp16"]:
         raise AssertionError(detail)
     return detail
@@ -343,20 +381,40 @@ def check_torch_cuda(work: Path) -> str:
 
 def check_pycuda_sdist(work: Path) -> str:
     """pycuda built from a carried sdist (the device has no network) into the work folder."""
-    candidates = [Path(os.environ["PYCUDA_SDIST"])] if os.environ.get("PYCUDA_SDIST") else \
-        sorted((ROOT / ".whl").glob("pycuda-*.tar.gz"))
+    candidates = (
+        [Path(os.environ["PYCUDA_SDIST"])]
+        if os.environ.get("PYCUDA_SDIST")
+        else sorted((ROOT / ".whl").glob("pycuda-*.tar.gz"))
+    )
     if not candidates or not candidates[0].is_file():
         raise Skip("no pycuda sdist carried (set PYCUDA_SDIST or put pycuda-*.tar.gz in .whl/)")
     if not shutil.which("nvcc"):
         raise Skip("nvcc not found: pycuda builds against the CUDA toolkit")
     target = work / "pycuda-site"
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-build-isolation",
-                           "--target", str(target), str(candidates[0])], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(candidates[0]),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise AssertionError(f"pip could not build {candidates[0].name}: {proc.stderr.strip()[-300:]}")
-    probe = subprocess.run([sys.executable, "-c", "import pycuda.autoinit, pycuda.driver as d; "
-                            "print(d.Device(0).name())"], capture_output=True, text=True,
-                           env={**os.environ, "PYTHONPATH": str(target)})
+    probe = subprocess.run(
+        [sys.executable, "-c", "import pycuda.autoinit, pycuda.driver as d; print(d.Device(0).name())"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(target)},
+    )
     if probe.returncode != 0:
         raise AssertionError(probe.stderr.strip()[-300:])
     return f"built {candidates[0].name}; sees {probe.stdout.strip()}"

@@ -10,6 +10,7 @@ demo frames through the Detector on every backend present and prints one table: 
 of map and score against ONNX Runtime on the CPU running the same graph. Whatever cannot run
 is listed as skipped with its reason. Exit 1 when a comparison is out of tolerance.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,18 +65,31 @@ def make_models(work: Path, backbone: str, size: int, checks: Checks) -> Dict[st
     from rd_export.onnx_export import export_onnx
     from rd_export.quantize import quantize_int8
 
-    (category,) = write_demo_dataset(work / "data", categories=["weave"], image_size=size, n_train=16,
-                                     n_test_good=4, n_test_per_defect=1, seed=0)
-    models = {"data": category, "pt": make_checkpoint(work / "model.pt", backbone, size, data_dir=str(category))}
+    (category,) = write_demo_dataset(
+        work / "data",
+        categories=["weave"],
+        image_size=size,
+        n_train=16,
+        n_test_good=4,
+        n_test_per_defect=1,
+        seed=0,
+    )
+    models = {
+        "data": category,
+        "pt": make_checkpoint(work / "model.pt", backbone, size, data_dir=str(category)),
+    }
     t = time.perf_counter()
     print(export_onnx(models["pt"], work / "model.onnx").format(), flush=True)
     models["onnx_fp32"] = work / "model.onnx"
-    fp16 = checks.attempt("export fp16", lambda: export_onnx(models["pt"], work / "model_fp16.onnx",
-                                                             precision="fp16"))
+    fp16 = checks.attempt(
+        "export fp16", lambda: export_onnx(models["pt"], work / "model_fp16.onnx", precision="fp16")
+    )
     if fp16 is not None:
         print(fp16.format(), flush=True)
         models["onnx_fp16"] = work / "model_fp16.onnx"
-    q = quantize_int8(models["onnx_fp32"], work / "model_int8.onnx", category, target="tensorrt", max_images=16)
+    q = quantize_int8(
+        models["onnx_fp32"], work / "model_int8.onnx", category, target="tensorrt", max_images=16
+    )
     print(q.format(), flush=True)
     models["onnx_int8"] = q.onnx_path
     print(f"models ready in {time.perf_counter() - t:.0f} s", flush=True)
@@ -93,8 +107,12 @@ def build_engines(work: Path, models: Dict[str, Path], checks: Checks) -> Dict[s
             checks.skip(f"engine {precision}", "its ONNX graph could not be made")
             continue
         plan = work / f"model_{precision}.engine"
-        report = checks.attempt(f"engine {precision}", lambda: build_engine(
-            source, plan, precision=precision, max_batch=8, timing_cache=work / "timing.cache"))
+        report = checks.attempt(
+            f"engine {precision}",
+            lambda: build_engine(
+                source, plan, precision=precision, max_batch=8, timing_cache=work / "timing.cache"
+            ),
+        )
         if report is not None:
             print(report.format(), flush=True)
             plans[precision] = plan
@@ -107,7 +125,9 @@ def frames_of(category: Path, n: int = 8) -> List[np.ndarray]:
     return [read_image(s.path) for s in MVTecCategory(category).test_samples()[:n]]
 
 
-def run_detector(model: Path, frames: List[np.ndarray], **options) -> Tuple[np.ndarray, np.ndarray, float, str]:
+def run_detector(
+    model: Path, frames: List[np.ndarray], **options
+) -> Tuple[np.ndarray, np.ndarray, float, str]:
     """Maps [N,H,W], scores [N], ms per frame (after one warm-up), preprocessing device."""
     from rd_edge.runtime import Detector
 
@@ -127,12 +147,16 @@ def compare(checks: Checks, name: str, precision: str, ref, got, slack: float = 
     corr = float(np.corrcoef(amap.ravel(), ref_map.ravel())[0, 1]) if amap.std() and ref_map.std() else 1.0
     limit = TOLERANCE[precision] + slack
     ok = d_map <= limit and d_score <= limit
-    row = (f"{name:<28} {precision:<5} {device:<5} {d_map:10.2e} {d_score:10.2e} {corr:9.5f} "
-           f"{limit:9.2e} {ms:8.2f}  {'ok' if ok else 'FAIL'}")
+    row = (
+        f"{name:<28} {precision:<5} {device:<5} {d_map:10.2e} {d_score:10.2e} {corr:9.5f} "
+        f"{limit:9.2e} {ms:8.2f}  {'ok' if ok else 'FAIL'}"
+    )
     checks.rows.append(row)
     print(row, flush=True)
     if not ok:
-        checks.failed.append(f"{name} {precision}: max|d map| {d_map:.3g}, max|d score| {d_score:.3g} > {limit:.3g}")
+        checks.failed.append(
+            f"{name} {precision}: max|d map| {d_map:.3g}, max|d score| {d_score:.3g} > {limit:.3g}"
+        )
 
 
 def check_torch_cuda(models: Dict[str, Path], frames: List[np.ndarray], checks: Checks) -> None:
@@ -159,7 +183,9 @@ def check_torch_cuda(models: Dict[str, Path], frames: List[np.ndarray], checks: 
         ms = (time.perf_counter() - t) * 1e3 / len(frames)
     got = (gpu_map[:, 0].cpu().numpy(), gpu_score.cpu().numpy(), ms, "cuda")
     # TF32 convolutions on Ampere+ are allowed by torch's default for cuDNN: compare at fp16's bound.
-    compare(checks, f"torch {torch.__version__} cuda", "fp16", (cpu_map[:, 0].numpy(), cpu_score.numpy()), got)
+    compare(
+        checks, f"torch {torch.__version__} cuda", "fp16", (cpu_map[:, 0].numpy(), cpu_score.numpy()), got
+    )
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -174,19 +200,28 @@ def main(argv: Optional[List[str]] = None) -> int:
     # runtime-only install (a Jetson) has neither, which is a skip, not a failure.
     missing = [m for m in ("torch", "onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
     if missing:
-        checks.skip("every backend on one model", f"{', '.join(missing)} not installed (runtime-only install; "
-                                                   f"`pip install rd-edge[train,cpu]` to run this part)")
+        checks.skip(
+            "every backend on one model",
+            f"{', '.join(missing)} not installed (runtime-only install; "
+            f"`pip install rd-edge[train,cpu]` to run this part)",
+        )
         return 0
 
     models = make_models(args.work, args.backbone, args.size, checks)
     plans = build_engines(args.work, models, checks)
     frames = frames_of(models["data"])
-    print(f"\n{len(frames)} demo frames {frames[0].shape[1]}x{frames[0].shape[0]}, {args.backbone} at {args.size} px; "
-          f"reference: ONNX Runtime CPU on the same graph")
-    print(f"{'backend':<28} {'prec':<5} {'pre':<5} {'max|dmap|':>10} {'max|dscore|':>10} {'Pearson':>9} "
-          f"{'limit':>9} {'ms/frame':>8}")
-    refs = {prec: checks.attempt(f"ORT CPU {prec}", lambda g=models[f"onnx_{prec}"]: run_detector(g, frames))
-            for prec in ("fp32", "int8")}
+    print(
+        f"\n{len(frames)} demo frames {frames[0].shape[1]}x{frames[0].shape[0]}, {args.backbone} at {args.size} px; "
+        f"reference: ONNX Runtime CPU on the same graph"
+    )
+    print(
+        f"{'backend':<28} {'prec':<5} {'pre':<5} {'max|dmap|':>10} {'max|dscore|':>10} {'Pearson':>9} "
+        f"{'limit':>9} {'ms/frame':>8}"
+    )
+    refs = {
+        prec: checks.attempt(f"ORT CPU {prec}", lambda g=models[f"onnx_{prec}"]: run_detector(g, frames))
+        for prec in ("fp32", "int8")
+    }
     for prec, ref in refs.items():
         if ref is not None:
             compare(checks, "onnxruntime CPU (reference)", prec, ref, ref)
@@ -195,15 +230,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     available = _import_onnxruntime().get_available_providers()
     for provider, label in (("cuda", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")):
         if label not in available:
-            checks.skip(f"ORT {provider} provider", f"not in onnxruntime's providers {available} "
-                                                    f"(install onnxruntime-gpu: pip install rd-edge[gpu])")
+            checks.skip(
+                f"ORT {provider} provider",
+                f"not in onnxruntime's providers {available} "
+                f"(install onnxruntime-gpu: pip install rd-edge[gpu])",
+            )
             continue
         # The TensorRT provider builds its own engine per graph (minutes): fp32 only.
         for prec in ("fp32", "int8") if provider == "cuda" else ("fp32",):
             if refs[prec] is None:
                 continue
-            got = checks.attempt(f"ORT {provider} {prec}", lambda g=models[f"onnx_{prec}"]: run_detector(
-                g, frames, providers=[provider], device="cuda"))
+            got = checks.attempt(
+                f"ORT {provider} {prec}",
+                lambda g=models[f"onnx_{prec}"]: run_detector(g, frames, providers=[provider], device="cuda"),
+            )
             if got is not None:
                 compare(checks, f"onnxruntime {provider} EP", prec, refs[prec], got)
     for prec, plan in plans.items():
@@ -211,11 +251,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         if ref is None:
             continue
         for cuda_pre in (False, True):  # the engine alone, then with the CUDA preprocessing kernel
-            got = checks.attempt(f"TensorRT engine {prec}", lambda plan=plan, c=cuda_pre: run_detector(
-                plan, frames, cuda_preprocess=c))
+            got = checks.attempt(
+                f"TensorRT engine {prec}",
+                lambda plan=plan, c=cuda_pre: run_detector(plan, frames, cuda_preprocess=c),
+            )
             if got is not None:
-                compare(checks, "TensorRT engine (Detector)", prec, ref, got,
-                        slack=PREPROCESS_SLACK if got[3] == "cuda" else 0.0)
+                compare(
+                    checks,
+                    "TensorRT engine (Detector)",
+                    prec,
+                    ref,
+                    got,
+                    slack=PREPROCESS_SLACK if got[3] == "cuda" else 0.0,
+                )
     checks.attempt("torch on CUDA", lambda: check_torch_cuda(models, frames, checks))
 
     print("\nskipped:" if checks.skipped else "\nskipped: none")

@@ -9,6 +9,7 @@ per-pixel map correlation (Pearson). Then times ONNX Runtime CPU at batch 1 with
 intra-op threads: fp32 against both flavours of ``--speed-onnx`` (default: ``--onnx``), in
 rounds of consecutive runs so that load from other processes hits every graph alike.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,14 +30,17 @@ def quantize_all(fp32: Path, calib: Path, work: Path, tag: str, scopes: List[str
     out = {}
     for scope in scopes:
         for target in INT8_TARGETS:
-            report = quantize_int8(fp32, work / f"{tag}_{target}_{scope}.onnx", calib, target=target, scope=scope)
+            report = quantize_int8(
+                fp32, work / f"{tag}_{target}_{scope}.onnx", calib, target=target, scope=scope
+            )
             print(report.format(), flush=True)
             out[f"{target}/{scope}"] = report.onnx_path
     return out
 
 
-def time_graphs(graphs: Dict[str, Path], threads: int, runs: int, rounds: int = 3,
-                warmup: int = 5) -> Dict[str, List[float]]:
+def time_graphs(
+    graphs: Dict[str, Path], threads: int, runs: int, rounds: int = 3, warmup: int = 5
+) -> Dict[str, List[float]]:
     """Milliseconds per batch-1 run of each graph: ``rounds`` passes over the graphs, each graph
     timed in a block of runs/rounds consecutive calls.
 
@@ -87,15 +91,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     graphs = {"fp32": speed_src, **speed}
     times = time_graphs(graphs, args.threads, args.runs)
     size = cpu_runner(speed_src).metadata.image_size
-    print(f"\nONNX Runtime CPU, batch 1, {args.threads} threads, {size[0]}x{size[1]}, {args.runs} runs per graph "
-          f"in 3 rounds:")
+    print(
+        f"\nONNX Runtime CPU, batch 1, {args.threads} threads, {size[0]}x{size[1]}, {args.runs} runs per graph "
+        f"in 3 rounds:"
+    )
     fp32_median = float(np.median(times["fp32"]))
     for name, t in times.items():
         median = float(np.median(t))
-        result["speed_ms"][name] = {"median": median, "p10": float(np.percentile(t, 10)),
-                                    "p90": float(np.percentile(t, 90))}
-        print(f"  {name:<17} median {median:6.1f} ms  p10 {np.percentile(t, 10):6.1f}  p90 "
-              f"{np.percentile(t, 90):6.1f}  speed-up vs fp32 x{fp32_median / median:.2f}")
+        result["speed_ms"][name] = {
+            "median": median,
+            "p10": float(np.percentile(t, 10)),
+            "p90": float(np.percentile(t, 90)),
+        }
+        print(
+            f"  {name:<17} median {median:6.1f} ms  p10 {np.percentile(t, 10):6.1f}  p90 "
+            f"{np.percentile(t, 90):6.1f}  speed-up vs fp32 x{fp32_median / median:.2f}"
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

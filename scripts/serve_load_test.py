@@ -9,6 +9,7 @@ encoded image per request from each client in a loop, and reports requests/s, la
 errors, the server's RSS (tritonserver and its Python-backend stubs) before and after, and the
 batch sizes Triton's dynamic batcher formed (from its statistics endpoint). Stops the server.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,9 @@ def batch_sizes(stats: Dict[str, Any]) -> Dict[int, int]:
     return {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in model.get("batch_stats", [])}
 
 
-def client_loop(url: str, images: List[bytes], stop: float, latencies: List[float], errors: List[str],
-                offset: int) -> None:
+def client_loop(
+    url: str, images: List[bytes], stop: float, latencies: List[float], errors: List[str], offset: int
+) -> None:
     with TritonClient(url) as client:
         i = offset
         while time.monotonic() < stop:
@@ -93,8 +95,22 @@ def main() -> int:
     images = [path.read_bytes() for path in list_images(args.images)]
     rd_serve = os.environ.get("RD_SERVE", str(ROOT / ".venv-serve" / "bin" / "rd-serve"))
     http, grpc, metrics = free_ports(3)
-    command = [rd_serve, args.model, "--host", "127.0.0.1", "--http-port", str(http), "--grpc-port", str(grpc),
-               "--metrics-port", str(metrics), "--max-batch", str(args.max_batch), "--instances", str(args.instances)]
+    command = [
+        rd_serve,
+        args.model,
+        "--host",
+        "127.0.0.1",
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+        "--max-batch",
+        str(args.max_batch),
+        "--instances",
+        str(args.instances),
+    ]
     if args.threads:
         command += ["--threads", str(args.threads)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -113,8 +129,10 @@ def main() -> int:
         errors: List[str] = []
         stop = time.monotonic() + seconds
         started = time.perf_counter()
-        threads = [threading.Thread(target=client_loop, args=(url, images, stop, latencies, errors, i))
-                   for i in range(args.clients)]
+        threads = [
+            threading.Thread(target=client_loop, args=(url, images, stop, latencies, errors, i))
+            for i in range(args.clients)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -133,12 +151,23 @@ def main() -> int:
     formed = {b: n for b, n in formed.items() if n}
     lat = np.asarray(latencies)
     report = {
-        "cpu": _cpu_name(), "model": str(args.model), "protocol": args.protocol, "clients": args.clients,
-        "seconds": round(elapsed, 1), "max_batch": args.max_batch, "instances": args.instances,
-        "threads": args.threads, "requests": len(latencies), "errors": len(errors),
+        "cpu": _cpu_name(),
+        "model": str(args.model),
+        "protocol": args.protocol,
+        "clients": args.clients,
+        "seconds": round(elapsed, 1),
+        "max_batch": args.max_batch,
+        "instances": args.instances,
+        "threads": args.threads,
+        "requests": len(latencies),
+        "errors": len(errors),
         "requests_per_s": round(len(latencies) / elapsed, 1),
-        "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 1), "p99": round(float(np.percentile(lat, 99)), 1)}
-        if len(lat) else None,
+        "latency_ms": {
+            "p50": round(float(np.percentile(lat, 50)), 1),
+            "p99": round(float(np.percentile(lat, 99)), 1),
+        }
+        if len(lat)
+        else None,
         "server_rss_mb": {"before": rss_before, "after": rss_after},
         "batch_sizes_formed": formed,
         "mean_batch": round(sum(b * n for b, n in formed.items()) / max(sum(formed.values()), 1), 2),

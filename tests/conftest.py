@@ -4,6 +4,7 @@ Torch-free at import: on a runtime-only install (a Jetson: no torch, onnx or ONN
 ``RD_EDGE_RUNTIME_ONLY=1`` (set by scripts/gpu_check.sh) turns a test file that fails to
 import one of those packages into a skip that names it, instead of a collection error.
 """
+
 import os
 import re
 import sys
@@ -39,8 +40,11 @@ def pytest_make_collect_report(collector):
     missing = re.search(r"No module named '([\w.]+)'", str(report.longrepr))
     if missing and missing.group(1).split(".")[0] in RUNTIME_ONLY_MISSING:
         report.outcome = "skipped"
-        report.longrepr = (str(collector.path), 0, f"Skipped: needs {missing.group(1)}, not installed "
-                                                   f"(runtime-only install)")
+        report.longrepr = (
+            str(collector.path),
+            0,
+            f"Skipped: needs {missing.group(1)}, not installed (runtime-only install)",
+        )
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +53,9 @@ def demo_category(tmp_path_factory) -> Path:
     from rd_edge.data import write_demo_dataset
 
     root = tmp_path_factory.mktemp("demo")
-    (folder,) = write_demo_dataset(root, categories=["weave"], image_size=64, n_train=16,
-                                   n_test_good=4, n_test_per_defect=2, seed=0)
+    (folder,) = write_demo_dataset(
+        root, categories=["weave"], image_size=64, n_train=16, n_test_good=4, n_test_per_defect=2, seed=0
+    )
     return folder
 
 

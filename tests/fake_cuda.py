@@ -26,6 +26,7 @@ nobody computed shows. Behaviour taken from CUDA and pycuda, not from our code's
   context that is not current silently skips the release ("leaked out-of-thread context").
   ``leaks`` lists what leaked.
 """
+
 from __future__ import annotations
 
 import threading
@@ -81,8 +82,9 @@ class FakeCuda:
     def current_context(self) -> Optional["object"]:
         return self.pycuda_stack[-1] if self.pycuda_stack else None
 
-    def owned(self, obj: object, what: str,
-              release: Callable[[], None] = lambda: None) -> Tuple["object", weakref.finalize]:
+    def owned(
+        self, obj: object, what: str, release: Callable[[], None] = lambda: None
+    ) -> Tuple["object", weakref.finalize]:
         """Make ``obj`` depend on the current context (pycuda's context_dependent): when Python
         drops it, it is released as pycuda would, or warned about and leaked. Returns the
         context and the finalizer (detach it once the object is freed explicitly)."""
@@ -101,8 +103,12 @@ class FakeCuda:
             release()
             return
         self.leaks.append(what)
-        warnings.warn(f"PyCUDA WARNING: a clean-up operation failed (dead context maybe?)\n"
-                      f"cannot activate out-of-thread context ({what})", RuntimeWarning, stacklevel=1)
+        warnings.warn(
+            f"PyCUDA WARNING: a clean-up operation failed (dead context maybe?)\n"
+            f"cannot activate out-of-thread context ({what})",
+            RuntimeWarning,
+            stacklevel=1,
+        )
 
     def current_device(self) -> Optional[int]:
         """Device of the context current in the driver, None when none is."""
@@ -220,7 +226,9 @@ class FakeCuda:
         class Alloc:
             def __init__(self, nbytes: int) -> None:
                 self.address = address = fake.next_address
-                self.ctx, self._finalizer = fake.owned(self, "device memory", lambda: fake.memory.pop(address, None))
+                self.ctx, self._finalizer = fake.owned(
+                    self, "device memory", lambda: fake.memory.pop(address, None)
+                )
                 fake.next_address += nbytes + 0x100
                 fake.memory[self.address] = np.full(nbytes, 0xFF, np.uint8)
 
@@ -237,7 +245,9 @@ class FakeCuda:
 
         def htod(dest, src, stream):
             fake.require_context()
-            stream.enqueue(lambda: fake.write(int(dest), np.ascontiguousarray(src).view(np.uint8).reshape(-1)))
+            stream.enqueue(
+                lambda: fake.write(int(dest), np.ascontiguousarray(src).view(np.uint8).reshape(-1))
+            )
 
         def dtoh(dest, src, stream):
             fake.require_context()
@@ -251,9 +261,19 @@ class FakeCuda:
             return buf
 
         return types.SimpleNamespace(
-            init=lambda: None, Device=Device, Context=Context, Stream=Stream, Event=Event, Error=Error,
-            LaunchError=LaunchError, device_attribute=types.SimpleNamespace(MULTIPROCESSOR_COUNT="MULTIPROCESSOR_COUNT"),
-            pagelocked_empty=pagelocked_empty, mem_alloc=Alloc, memcpy_htod_async=htod, memcpy_dtoh_async=dtoh)
+            init=lambda: None,
+            Device=Device,
+            Context=Context,
+            Stream=Stream,
+            Event=Event,
+            Error=Error,
+            LaunchError=LaunchError,
+            device_attribute=types.SimpleNamespace(MULTIPROCESSOR_COUNT="MULTIPROCESSOR_COUNT"),
+            pagelocked_empty=pagelocked_empty,
+            mem_alloc=Alloc,
+            memcpy_htod_async=htod,
+            memcpy_dtoh_async=dtoh,
+        )
 
     # --- memory ----------------------------------------------------------------------------
 
@@ -264,7 +284,7 @@ class FakeCuda:
                 offset = address - base
                 nbytes = count * np.dtype(dtype).itemsize
                 assert offset + nbytes <= buf.nbytes, "access past the end of an allocation"
-                return buf[offset:offset + nbytes].view(dtype)
+                return buf[offset : offset + nbytes].view(dtype)
         raise AssertionError(f"no allocation at {address:#x}")
 
     def write(self, address: int, raw: np.ndarray) -> None:
@@ -281,7 +301,7 @@ class FakeCuda:
 
     def source_module(self, source: str, no_extern_c: bool = False) -> types.SimpleNamespace:
         """pycuda.compiler.SourceModule: the real source, compiled for the CPU."""
-        assert no_extern_c, "the kernels are extern \"C\"; pycuda would wrap them again"
+        assert no_extern_c, 'the kernels are extern "C"; pycuda would wrap them again'
         fake = self
         module = _Module()
         fake.owned(module, "module")  # cuModuleLoadData needs a current context
@@ -293,8 +313,9 @@ class FakeCuda:
                 fake.require_context()
                 if fake.fail_launch:
                     raise fake.module.LaunchError(fake.fail_launch)
-                fake.kernel_calls.append({p: int(a) for (_, p), a, ptr in zip(kernel.params, args, kernel.pointer)
-                                          if ptr})
+                fake.kernel_calls.append(
+                    {p: int(a) for (_, p), a, ptr in zip(kernel.params, args, kernel.pointer) if ptr}
+                )
                 values = [fake.host_address(int(a)) if ptr else a for a, ptr in zip(args, kernel.pointer)]
                 stream.enqueue(lambda: kernel(grid, block, *values))
 

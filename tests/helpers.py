@@ -1,4 +1,5 @@
 """Builders shared by the tests: small checkpoints and demo datasets made on the spot."""
+
 from __future__ import annotations
 
 from rd_edge.checkpoint import RANDOM_SCORE_STATS as SCORE_STATS  # noqa: F401  (re-exported)
@@ -27,5 +28,5 @@ def jpeg_bomb(size: int = 20000) -> bytes:
     ok, data = cv2.imencode(".jpg", np.full((8, 8, 3), 128, np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 50])
     raw = bytearray(data.tobytes())
     sof = raw.index(b"\xff\xc0")
-    raw[sof + 5:sof + 9] = size.to_bytes(2, "big") * 2
+    raw[sof + 5 : sof + 9] = size.to_bytes(2, "big") * 2
     return bytes(raw)

@@ -11,6 +11,7 @@ once per thread of the grid (threads run one after another, so the kernel must n
 any ``extern "C" __global__`` kernel works (the preprocessing kernel, a tiling crop kernel...).
 Pointer parameters take numpy arrays (or raw addresses); scalars take numpy scalars.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -43,9 +44,16 @@ static rd_dim3 blockIdx, threadIdx, blockDim, gridDim;
 """
 
 # C parameter type -> ctypes type (after dropping const/__restrict__ qualifiers).
-_SCALARS = {"int": ctypes.c_int32, "unsigned int": ctypes.c_uint32, "float": ctypes.c_float,
-            "double": ctypes.c_double, "size_t": ctypes.c_size_t, "int64_t": ctypes.c_int64,
-            "unsigned char": ctypes.c_uint8, "bool": ctypes.c_bool}
+_SCALARS = {
+    "int": ctypes.c_int32,
+    "unsigned int": ctypes.c_uint32,
+    "float": ctypes.c_float,
+    "double": ctypes.c_double,
+    "size_t": ctypes.c_size_t,
+    "int64_t": ctypes.c_int64,
+    "unsigned char": ctypes.c_uint8,
+    "bool": ctypes.c_bool,
+}
 _CACHE: Dict[Tuple[str, str, str], "Kernel"] = {}
 
 
@@ -56,7 +64,7 @@ def compiler_missing() -> str:
 
 def kernel_params(source: str, name: str) -> List[Tuple[str, str]]:
     """[(C type, parameter name)] of ``extern "C" __global__ void name(...)`` in ``source``."""
-    match = re.search(r'__global__\s+void\s+' + re.escape(name) + r'\s*\(([^)]*)\)', source)
+    match = re.search(r"__global__\s+void\s+" + re.escape(name) + r"\s*\(([^)]*)\)", source)
     if match is None:
         raise ValueError(f"no __global__ kernel {name!r} in the source")
     params = []
@@ -77,7 +85,8 @@ class Kernel:
         self._launch = getattr(lib, f"rd_launch_{name}")
         self._launch.restype = None
         self._launch.argtypes = [ctypes.c_uint32] * 6 + [
-            ctypes.c_void_p if ptr else _SCALARS[ctype] for (ctype, _), ptr in zip(params, self.pointer)]
+            ctypes.c_void_p if ptr else _SCALARS[ctype] for (ctype, _), ptr in zip(params, self.pointer)
+        ]
 
     def __call__(self, grid: Sequence[int], block: Sequence[int], *args: object) -> None:
         if len(args) != len(self.params):
@@ -151,8 +160,9 @@ extern "C" void rd_launch_{name}(unsigned gx, unsigned gy, unsigned gz, unsigned
         src = workdir / f"{name}_{digest}.cpp"
         src.write_text(text)
         tmp = lib_path.with_suffix(f".{id(text)}.tmp")
-        proc = subprocess.run(["g++", *flags, "-o", str(tmp), str(src)],
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            ["g++", *flags, "-o", str(tmp), str(src)], capture_output=True, text=True, timeout=120
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"g++ could not compile kernel {name}:\n{proc.stderr}")
         tmp.replace(lib_path)
@@ -161,8 +171,9 @@ extern "C" void rd_launch_{name}(unsigned gx, unsigned gy, unsigned gz, unsigned
     return kernel
 
 
-def launch_2d(kernel: Callable[..., None], width: int, height: int, block: Tuple[int, int, int],
-              *args: object) -> None:
+def launch_2d(
+    kernel: Callable[..., None], width: int, height: int, block: Tuple[int, int, int], *args: object
+) -> None:
     """Launch over a width x height output with the grid rounded up, as the runtime does."""
     grid = ((width + block[0] - 1) // block[0], (height + block[1] - 1) // block[1], 1)
     kernel(grid, block, *args)

@@ -1,4 +1,5 @@
 """Free TCP ports on 127.0.0.1 for the servers the tests start (broker, Triton, metrics). Torch-free."""
+
 from __future__ import annotations
 
 import socket

@@ -1,4 +1,5 @@
 """The floor plan of ARCHITECTURE.md holds: import-linter's contracts pass here and catch a wrong import."""
+
 import shutil
 import subprocess
 import sys
@@ -9,13 +10,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 LINT = Path(sys.executable).with_name("lint-imports")
 
-needs_linter = pytest.mark.skipif(not LINT.exists(), reason="import-linter is not installed (pip install -e .[dev])")
+needs_linter = pytest.mark.skipif(
+    not LINT.exists(), reason="import-linter is not installed (pip install -e .[dev])"
+)
 
 
 def lint(root: Path) -> subprocess.CompletedProcess:
     """lint-imports on the tree at ``root`` (its rd_edge, export and benchmarks come first on the path)."""
     env = {"PYTHONPATH": f"{root}:{root / 'benchmarks'}", "PATH": "/usr/bin:/bin", "HOME": str(root)}
-    return subprocess.run([str(LINT), "--no-cache"], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(LINT), "--no-cache"], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @needs_linter
@@ -26,17 +31,39 @@ def test_the_layer_contracts_are_kept():
 
 
 @needs_linter
-@pytest.mark.parametrize("module, line, broken", [
-    ("rd_edge/core/files.py", "import torch", "rd_edge.core is not allowed to import torch"),
-    ("rd_edge/core/metadata.py", "from rd_edge.runtime import Detector", "rd_edge.core is not allowed to import rd_edge.runtime"),
-    ("rd_edge/runtime/sources.py", "from rd_edge.data import synthetic", "rd_edge.runtime is not allowed to import rd_edge.data"),
-    ("export/verify.py", "from rd_edge.runtime.detector import Detector", "rd_export is not allowed to import rd_edge.runtime.detector"),
-    ("benchmarks/rdbench/stream.py", "from rd_edge.runtime.sources import open_source",
-     "rdbench is not allowed to import rd_edge.runtime.sources"),
-    ("rd_edge/model/rd.py", "import rd_edge.train", "rd_edge.model is not allowed to import rd_edge.train"),
-    ("rd_edge/train.py", "import rdbench.plan", "rd_edge.train is not allowed to import rdbench"),
-    ("export/cli.py", "import rd_edge.cli.main", "rd_export is not allowed to import rd_edge.cli"),
-])
+@pytest.mark.parametrize(
+    "module, line, broken",
+    [
+        ("rd_edge/core/files.py", "import torch", "rd_edge.core is not allowed to import torch"),
+        (
+            "rd_edge/core/metadata.py",
+            "from rd_edge.runtime import Detector",
+            "rd_edge.core is not allowed to import rd_edge.runtime",
+        ),
+        (
+            "rd_edge/runtime/sources.py",
+            "from rd_edge.data import synthetic",
+            "rd_edge.runtime is not allowed to import rd_edge.data",
+        ),
+        (
+            "export/verify.py",
+            "from rd_edge.runtime.detector import Detector",
+            "rd_export is not allowed to import rd_edge.runtime.detector",
+        ),
+        (
+            "benchmarks/rdbench/stream.py",
+            "from rd_edge.runtime.sources import open_source",
+            "rdbench is not allowed to import rd_edge.runtime.sources",
+        ),
+        (
+            "rd_edge/model/rd.py",
+            "import rd_edge.train",
+            "rd_edge.model is not allowed to import rd_edge.train",
+        ),
+        ("rd_edge/train.py", "import rdbench.plan", "rd_edge.train is not allowed to import rdbench"),
+        ("export/cli.py", "import rd_edge.cli.main", "rd_export is not allowed to import rd_edge.cli"),
+    ],
+)
 def test_a_deliberately_wrong_import_breaks_a_contract(tmp_path, module, line, broken):
     for part in ("rd_edge", "export", "benchmarks"):
         shutil.copytree(REPO / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
@@ -54,8 +81,12 @@ def test_every_package_is_listed_for_installation():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "rd_edge").rglob("__init__.py")}
-    found |= {"rd_export." + ".".join(p.parent.relative_to(REPO / "export").parts) if p.parent != REPO / "export"
-              else "rd_export" for p in (REPO / "export").rglob("__init__.py")}
+    found |= {
+        "rd_export." + ".".join(p.parent.relative_to(REPO / "export").parts)
+        if p.parent != REPO / "export"
+        else "rd_export"
+        for p in (REPO / "export").rglob("__init__.py")
+    }
     assert found - listed == set(), f"add to [tool.setuptools] packages: {sorted(found - listed)}"
 
 

@@ -1,4 +1,5 @@
 """model.pt: round trip, and clear errors for files that are not checkpoints."""
+
 import pytest
 import torch
 from helpers import SCORE_STATS, make_checkpoint
@@ -21,10 +22,13 @@ def test_round_trip_restores_weights_config_and_statistics(tmp_path):
     assert amap.shape == (2, 1, 64, 64) and score.shape == (2,)
 
 
-@pytest.mark.parametrize("content,match", [
-    (b"", "not a readable rd-edge checkpoint"),
-    (b"\x00garbage" * 100, "not a readable rd-edge checkpoint"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"", "not a readable rd-edge checkpoint"),
+        (b"\x00garbage" * 100, "not a readable rd-edge checkpoint"),
+    ],
+)
 def test_corrupt_file_gives_clear_error(tmp_path, content, match):
     path = tmp_path / "bad.pt"
     path.write_bytes(content)

@@ -1,4 +1,5 @@
 """Every command's --help gives the defaults, and the README's install table is pyproject's extras."""
+
 import argparse
 import importlib
 import importlib.util
@@ -11,9 +12,17 @@ import pytest
 from rd_edge.core.cli import DefaultsHelpFormatter
 
 ROOT = Path(__file__).resolve().parents[1]
-PARSERS = ["rd_edge.cli.train", "rd_edge.cli.evaluate", "rd_edge.cli.calibrate", "rd_edge.cli.main",
-           "rd_export.cli", "rd_edge.runtime.cli", "rd_edge.runtime.build_cli", "rd_edge.runtime.serve",
-           "benchmarks/latency.py"]
+PARSERS = [
+    "rd_edge.cli.train",
+    "rd_edge.cli.evaluate",
+    "rd_edge.cli.calibrate",
+    "rd_edge.cli.main",
+    "rd_export.cli",
+    "rd_edge.runtime.cli",
+    "rd_edge.runtime.build_cli",
+    "rd_edge.runtime.serve",
+    "benchmarks/latency.py",
+]
 
 
 def _parser(name: str) -> argparse.ArgumentParser:
@@ -45,7 +54,9 @@ def test_help_shows_every_default(name):
                 continue
             assert action.help, f"{parser.prog} {action.option_strings[0]} has a default but no help"
             shown = "default" in action.help or f"(default: {action.default}" in " ".join(text.split())
-            assert shown, f"{parser.prog} {action.option_strings[0]}: default {action.default!r} not in --help"
+            assert shown, (
+                f"{parser.prog} {action.option_strings[0]}: default {action.default!r} not in --help"
+            )
 
 
 def test_rd_train_help_names_the_backbone_and_teacher_defaults():
@@ -71,7 +82,9 @@ def test_readme_install_table_is_pyproject():
     for extra, requirements in extras.items():
         for requirement in requirements:
             package = re.split(r"[\[<>=!~;\s]", requirement, maxsplit=1)[0]
-            assert package in rows[extra], f"README: extra {extra!r} installs {package}, the table does not say so"
+            assert package in rows[extra], (
+                f"README: extra {extra!r} installs {package}, the table does not say so"
+            )
 
 
 def test_rd_build_engine_defaults_keep_the_graphs_precision():
@@ -81,7 +94,12 @@ def test_rd_build_engine_defaults_keep_the_graphs_precision():
     from rd_edge.runtime.build_cli import build_parser
 
     args = build_parser().parse_args(["model.onnx"])
-    assert (args.precision, args.max_batch, args.opt_batch, args.device_id) == (None, DEFAULT_MAX_BATCH, None, 0)
+    assert (args.precision, args.max_batch, args.opt_batch, args.device_id) == (
+        None,
+        DEFAULT_MAX_BATCH,
+        None,
+        0,
+    )
 
 
 def test_command_defaults_are_the_librarys_defaults():
@@ -101,11 +119,15 @@ def test_command_defaults_are_the_librarys_defaults():
     assert train_parser().parse_args(["--data", "d"]).tile_overlap == DEFAULT_OVERLAP == 0.25
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--data", "d", "--masks", "m"], "--defect and --masks go with --good, not with --data"),
-    (["--data", "d", "--defect", "x"], "--defect and --masks go with --good, not with --data"),
-    (["--good", "g", "--masks", "m"], "--masks needs --defect"),
-    ([], "give the data as --data DIR or as --good DIR")])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--data", "d", "--masks", "m"], "--defect and --masks go with --good, not with --data"),
+        (["--data", "d", "--defect", "x"], "--defect and --masks go with --good, not with --data"),
+        (["--good", "g", "--masks", "m"], "--masks needs --defect"),
+        ([], "give the data as --data DIR or as --good DIR"),
+    ],
+)
 def test_data_arguments_that_do_not_go_together_are_usage_errors(argv, message, capsys):
     import argparse
 

@@ -1,6 +1,7 @@
 """scripts/device_check.sh without a GPU: the dry run `make test` runs, and the real run here.
 
 Every check prints one line and SKIPs with its reason; the summary counts them; exit 0."""
+
 import os
 import subprocess
 import sys
@@ -18,8 +19,12 @@ def run(tmp_path, *args):
 
 
 def checks():
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "device_check.py"), "--list"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "device_check.py"), "--list"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return out.split()
 
 
@@ -40,5 +45,6 @@ def test_real_run_without_a_gpu_says_so_for_every_check(tmp_path):
     rc, out = run(tmp_path)
     results = [line for line in out.splitlines() if line.startswith(("PASS", "FAIL", "SKIP"))]
     assert rc == 0 and len(results) == len(checks())
-    assert all(r.startswith("SKIP ") and "no NVIDIA GPU (nvidia-smi not found, not a Jetson)" in r
-               for r in results), out
+    assert all(
+        r.startswith("SKIP ") and "no NVIDIA GPU (nvidia-smi not found, not a Jetson)" in r for r in results
+    ), out

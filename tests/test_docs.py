@@ -6,6 +6,7 @@ on PyPI); commands of other programs (apt, cmake, docker, ...) are listed as not
 command is its own test, named FILE:LINE, and a failure prints the command and the parser's
 message. Synopses with [optional] parts belong in plain ``` blocks, not in bash ones.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,15 +26,43 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "cpp_examples" / "README.md"]
 
 # Programs rd-edge does not own: the docs name them, the test does not run them.
-NOT_OURS = {"sudo", "apt", "apt-get", "cmake", "docker", "export", "source", "cp", "echo", "CUDA", "TRT",
-            "python3", "scp", "rsync", "ssh", "systemctl", "journalctl", "tar", "git", "cd", "mkdir"}
+NOT_OURS = {
+    "sudo",
+    "apt",
+    "apt-get",
+    "cmake",
+    "docker",
+    "export",
+    "source",
+    "cp",
+    "echo",
+    "CUDA",
+    "TRT",
+    "python3",
+    "scp",
+    "rsync",
+    "ssh",
+    "systemctl",
+    "journalctl",
+    "tar",
+    "git",
+    "cd",
+    "mkdir",
+}
 
 
 def parser_of(name: str) -> Callable[[], argparse.ArgumentParser]:
     """The build_parser of each of rd-edge's commands."""
-    modules = {"rd-train": "rd_edge.cli.train", "rd-eval": "rd_edge.cli.evaluate", "rd-calibrate": "rd_edge.cli.calibrate",
-               "rd-edge": "rd_edge.cli.main", "rd-export": "rd_export.cli", "rd-infer": "rd_edge.runtime.cli",
-               "rd-build-engine": "rd_edge.runtime.build_cli", "rd-serve": "rd_edge.runtime.serve"}
+    modules = {
+        "rd-train": "rd_edge.cli.train",
+        "rd-eval": "rd_edge.cli.evaluate",
+        "rd-calibrate": "rd_edge.cli.calibrate",
+        "rd-edge": "rd_edge.cli.main",
+        "rd-export": "rd_export.cli",
+        "rd-infer": "rd_edge.runtime.cli",
+        "rd-build-engine": "rd_edge.runtime.build_cli",
+        "rd-serve": "rd_edge.runtime.serve",
+    }
     return importlib.import_module(modules[name]).build_parser
 
 
@@ -103,7 +132,9 @@ def check_ours(argv: List[str]) -> None:
                 parser.parse_args(rest)
     except SystemExit:
         raise AssertionError(f"{program}'s parser refuses it: {err.getvalue().strip()}") from None
-    assert not any(a.startswith("[") for a in rest), "a [synopsis] part in a bash block: not a literal command"
+    assert not any(a.startswith("[") for a in rest), (
+        "a [synopsis] part in a bash block: not a literal command"
+    )
 
 
 def check_make(argv: List[str]) -> None:
@@ -117,7 +148,8 @@ def check_pip(argv: List[str]) -> None:
     for spec in [a for a in argv if "[" in a or a in ("rd-edge", "rd_edge")]:
         name, _, wanted = spec.partition("[")
         assert name in (".", "./", str(ROOT)) or name.endswith((".whl", "/")), (
-            f"{spec!r}: rd-edge is installed from a checkout ('.[extra]') or a built wheel, not by name from PyPI")
+            f"{spec!r}: rd-edge is installed from a checkout ('.[extra]') or a built wheel, not by name from PyPI"
+        )
         for extra in filter(None, wanted.rstrip("]").split(",")):
             assert extra in extras, f"pyproject.toml declares no extra {extra!r} (it has {sorted(extras)})"
 
@@ -138,7 +170,9 @@ def check_python(argv: List[str]) -> None:
             with contextlib.redirect_stderr(err):
                 parser.parse_args(argv[2:])
         except SystemExit:
-            raise AssertionError(f"benchmarks/latency.py's parser refuses it: {err.getvalue().strip()}") from None
+            raise AssertionError(
+                f"benchmarks/latency.py's parser refuses it: {err.getvalue().strip()}"
+            ) from None
 
 
 def check(command: str) -> str:
@@ -146,8 +180,11 @@ def check(command: str) -> str:
     outcome = "parsed"
     for argv in pieces(command):
         program = Path(argv[0]).name
-        handlers: Dict[str, Callable[[List[str]], None]] = {"make": check_make, "pip": check_pip,
-                                                            "python": check_python}
+        handlers: Dict[str, Callable[[List[str]], None]] = {
+            "make": check_make,
+            "pip": check_pip,
+            "python": check_python,
+        }
         if program.startswith("rd-") or program == "rd-edge":
             check_ours(argv)
         elif program in handlers:
@@ -156,11 +193,17 @@ def check(command: str) -> str:
             check_pip(argv)
         elif program == "rd_infer":  # the C++ example: its parser is tested in tests/cpp
             outcome = "C++ (tests/cpp)"
-        elif program in NOT_OURS or program.startswith("python3") or program.startswith("nv") \
-                or program.startswith("jetson_"):
+        elif (
+            program in NOT_OURS
+            or program.startswith("python3")
+            or program.startswith("nv")
+            or program.startswith("jetson_")
+        ):
             outcome = "not ours"
         else:
-            raise AssertionError(f"{program!r}: not a command the docs test knows; add it to NOT_OURS or a check")
+            raise AssertionError(
+                f"{program!r}: not a command the docs test knows; add it to NOT_OURS or a check"
+            )
     return outcome
 
 

@@ -1,4 +1,5 @@
 """Issue 16: output paths are checked before any work; files are replaced atomically."""
+
 import os
 import stat
 import subprocess
@@ -11,7 +12,6 @@ from rd_edge.core.errors import OutputError
 from rd_edge.core.files import atomic_path, check_writable_file, remove_stale_temps, stale_temps
 
 EVAL = [sys.executable, "-c", "import sys; from rd_edge.cli.evaluate import main; sys.exit(main())"]
-
 
 
 def test_atomic_path_keeps_the_old_file_on_failure_and_the_usual_mode_on_success(tmp_path):
@@ -60,9 +60,23 @@ def test_rd_eval_json_target_is_checked_before_evaluating(r18_checkpoint, demo_c
     target = folder / "metrics.json" if where == "read-only folder" else folder
     if where == "read-only folder":
         folder.chmod(0o555)
-    proc = subprocess.run(unprivileged() + EVAL + [str(r18_checkpoint), "--data", str(demo_category),
-                                                   "--json", str(target), "--quiet", "--device", "cpu"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        unprivileged()
+        + EVAL
+        + [
+            str(r18_checkpoint),
+            "--data",
+            str(demo_category),
+            "--json",
+            str(target),
+            "--quiet",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     folder.chmod(0o755)
     assert proc.returncode == 1
     err = proc.stderr.strip()

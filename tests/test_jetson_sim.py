@@ -4,6 +4,7 @@ The job itself (arm64 under qemu, minutes) is `make jetson-sim`, its own CI step
 what keeps it honest in `make test`: the install commands it runs are the documented ones, and
 the floor check fails on a line newer than Python 3.8.
 """
+
 import re
 import shutil
 import subprocess
@@ -47,7 +48,9 @@ def _device_commands():
 
 def test_the_job_runs_the_documented_install_step_for_step():
     docs = _docs_install_commands()
-    assert docs == _device_commands(), "docs/jetson.md's install block and scripts/jetson_sim/device.sh differ"
+    assert docs == _device_commands(), (
+        "docs/jetson.md's install block and scripts/jetson_sim/device.sh differ"
+    )
     assert 'pip install ".[jetson]"' in docs
 
 
@@ -65,14 +68,21 @@ def _vermin(tmp_path, extra_line=None):
     vermin = shutil.which("vermin", path=str(Path(sys.executable).parent))
     if vermin is None:
         pytest.skip("vermin not installed (the dev extra has it)")
-    recipe = subprocess.run(["make", "-n", "-s", "python-floor", "VENV=" + str(Path(sys.executable).parents[1])],
-                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    recipe = subprocess.run(
+        ["make", "-n", "-s", "python-floor", "VENV=" + str(Path(sys.executable).parents[1])],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     args = recipe.replace("\\\n", " ").split("vermin", 1)[1].split()
     for package in ("core", "runtime"):
         shutil.copytree(ROOT / "rd_edge" / package, tmp_path / "rd_edge" / package)
     if extra_line:
         (tmp_path / "rd_edge" / "runtime" / "newer.py").write_text(extra_line + "\n")
-    return subprocess.run([vermin] + args, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60)
+    return subprocess.run(
+        [vermin] + args, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60
+    )
 
 
 def test_the_runtime_passes_the_python_38_floor(tmp_path):
@@ -80,11 +90,14 @@ def test_the_runtime_passes_the_python_38_floor(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("line", [
-    "def first(x):\n    match x:\n        case [a, *_]:\n            return a",  # 3.10 syntax
-    "pairs = list(zip([1], [2], strict=True))",  # 3.10 standard library
-    "import functools\n@functools.cache\ndef f():\n    return 1",  # 3.9 standard library
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "def first(x):\n    match x:\n        case [a, *_]:\n            return a",  # 3.10 syntax
+        "pairs = list(zip([1], [2], strict=True))",  # 3.10 standard library
+        "import functools\n@functools.cache\ndef f():\n    return 1",  # 3.9 standard library
+    ],
+)
 def test_a_line_newer_than_python_38_in_the_runtime_fails_the_floor(tmp_path, line):
     proc = _vermin(tmp_path, line)
     assert proc.returncode != 0 and "newer.py" in proc.stdout, proc.stdout + proc.stderr

@@ -197,8 +197,7 @@ def test_format_metrics_table():
     result = evaluate(*toy_test_set())
     result["per_type"]["a"]["pixel_auroc"] = math.nan
     lines = format_metrics_table(result).splitlines()
-    assert lines[0].split() == ["type", "image", "AUROC", "pixel", "AUROC", "AUPRO", "image",
-                                "F1max"]
+    assert lines[0].split() == ["type", "image", "AUROC", "pixel", "AUROC", "AUPRO", "image", "F1max"]
     assert [line.split()[0] for line in lines[1:]] == ["all", "a", "b"]
     assert lines[2].split()[1:3] == ["100.0", "-"]
     assert len({len(line) for line in lines}) == 1  # aligned

@@ -1,5 +1,6 @@
 """Behaviour users rely on, pinned exactly (each of these caught a realistic one-line bug that
 every parity test missed, because training, export and runtime agreed with each other)."""
+
 import pytest
 import torch
 
@@ -16,8 +17,14 @@ def test_imagenet_constants_are_rgb_ordered_everywhere():
     assert IMAGENET_MEAN == (0.485, 0.456, 0.406) and IMAGENET_STD == (0.229, 0.224, 0.225)
     cfg = ModelConfig(backbone="resnet18", image_size=(64, 64))
     assert tuple(cfg.mean) == IMAGENET_MEAN and tuple(cfg.std) == IMAGENET_STD
-    meta = ModelMetadata(backbone="resnet18", image_size=[64, 64], threshold=None, score_stats=None,
-                         checkpoint_sha256="0" * 64, exporter_version="test")
+    meta = ModelMetadata(
+        backbone="resnet18",
+        image_size=[64, 64],
+        threshold=None,
+        score_stats=None,
+        checkpoint_sha256="0" * 64,
+        exporter_version="test",
+    )
     assert meta.mean == list(IMAGENET_MEAN) and meta.std == list(IMAGENET_STD)
 
 
@@ -28,7 +35,9 @@ def test_pure_red_pixel_through_the_models_normalize():
     out = model.normalize(red)[0, :, 0, 0]
     want = torch.tensor([(1 - 0.485) / 0.229, (0 - 0.456) / 0.224, (0 - 0.406) / 0.225])
     torch.testing.assert_close(out, want, rtol=0, atol=1e-6)
-    torch.testing.assert_close(Normalize(IMAGENET_MEAN, IMAGENET_STD)(red)[0, :, 1, 1], want, rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        Normalize(IMAGENET_MEAN, IMAGENET_STD)(red)[0, :, 1, 1], want, rtol=0, atol=1e-6
+    )
 
 
 class _WritesSentinel:
@@ -55,11 +64,12 @@ def test_checkpoint_with_a_pickle_payload_is_refused_and_runs_nothing(tmp_path):
 def test_checkpoint_round_trip_stays_plain_data(tmp_path):
     # What save writes must stay loadable with weights_only=True (no pickled classes).
     path = tmp_path / "m.pt"
-    save_checkpoint(path, {"config": {"model": {}}, "state_dict": {"w": torch.ones(2)},
-                           "score_stats": None, "threshold": None})
+    save_checkpoint(
+        path,
+        {"config": {"model": {}}, "state_dict": {"w": torch.ones(2)}, "score_stats": None, "threshold": None},
+    )
     data = torch.load(path, map_location="cpu", weights_only=True)
     assert torch.equal(data["state_dict"]["w"], torch.ones(2))
-
 
 
 def test_default_blur_is_sigma_4_with_33_taps_like_rd4ad():

@@ -1,12 +1,18 @@
 """The packages' public names (issue 28: identities): every name in ``__all__`` is the object of
 the module that defines it, lazily imported ones included; a misspelt name is an AttributeError."""
+
 import importlib
 
 import pytest
 
-LAZY = {"rd_edge": {"load_checkpoint": "rd_edge.checkpoint", "save_checkpoint": "rd_edge.checkpoint"},
-        "rd_edge.data": {"write_demo_dataset": "rd_edge.data.synthetic", "render_demo_image": "rd_edge.data.synthetic"},
-        "rd_edge.runtime": {"Station": "rd_edge.runtime.station", "StationServer": "rd_edge.runtime.station"}}
+LAZY = {
+    "rd_edge": {"load_checkpoint": "rd_edge.checkpoint", "save_checkpoint": "rd_edge.checkpoint"},
+    "rd_edge.data": {
+        "write_demo_dataset": "rd_edge.data.synthetic",
+        "render_demo_image": "rd_edge.data.synthetic",
+    },
+    "rd_edge.runtime": {"Station": "rd_edge.runtime.station", "StationServer": "rd_edge.runtime.station"},
+}
 
 
 @pytest.mark.parametrize("package", sorted(LAZY))

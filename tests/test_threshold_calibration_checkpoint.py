@@ -1,4 +1,5 @@
 """rd-calibrate on a checkpoint: thresholds go into model.pt too, so later exports carry them."""
+
 import shutil
 
 import pytest
@@ -9,13 +10,17 @@ from rd_edge.core.files import sha256_file
 from rd_edge.core.thresholds import Thresholds, thresholds_path
 
 
-def test_calibrating_a_checkpoint_writes_it_and_the_export_carries_it(r18_checkpoint, demo_category, tmp_path):
+def test_calibrating_a_checkpoint_writes_it_and_the_export_carries_it(
+    r18_checkpoint, demo_category, tmp_path
+):
     pytest.importorskip("onnx")
     from rd_export.onnx_export import export_onnx
 
     model = tmp_path / "m.pt"
     shutil.copy(r18_checkpoint, model)
-    assert calibrate_main([str(model), "--data", str(demo_category), "--method", "zero-escape", "--quiet"]) == 0
+    assert (
+        calibrate_main([str(model), "--data", str(demo_category), "--method", "zero-escape", "--quiet"]) == 0
+    )
     saved = Thresholds.read(thresholds_path(model))
     data = read_checkpoint(model)
     assert data["threshold"] == saved.image_threshold and data["pixel_threshold"] == saved.pixel_threshold

@@ -1,4 +1,5 @@
 """rd-train on the demo data: learning happens, checkpoints resume, seeds reproduce."""
+
 import json
 from dataclasses import replace
 
@@ -21,8 +22,18 @@ from rd_edge.train import (
 
 
 def config(data, out, steps, **kw):
-    return TrainConfig(data=str(data), out=str(out), backbone="resnet18", image_size=64, steps=steps,
-                       batch_size=4, teacher_weights="none", device="cpu", seed=0, **kw)
+    return TrainConfig(
+        data=str(data),
+        out=str(out),
+        backbone="resnet18",
+        image_size=64,
+        steps=steps,
+        batch_size=4,
+        teacher_weights="none",
+        device="cpu",
+        seed=0,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +61,9 @@ def test_final_checkpoint_has_statistics_and_threshold(trained):
     assert summary["threshold"] == data["threshold"]
 
 
-def test_trainer_optimizes_only_the_student_and_leaves_the_teacher_bit_identical(trained, demo_category, tmp_path):
+def test_trainer_optimizes_only_the_student_and_leaves_the_teacher_bit_identical(
+    trained, demo_category, tmp_path
+):
     out, _ = trained
     with pytest.warns(UserWarning, match="random teacher"):
         fresh = Trainer(config(demo_category, tmp_path / "fresh.pt", 30), progress=False)  # before training
@@ -104,7 +117,10 @@ def test_summary_for_a_person_says_how_much_to_trust_the_threshold(trained):
     assert "rough threshold" in text  # the demo fixture has 16 good images: 8 held out
     onnx = out.with_suffix(".onnx")
     data = summary["data"]["data"]
-    assert f"next: rd-eval {out} --data {data}, rd-export {out} -o {onnx}, rd-calibrate {onnx} --data {data}" in text
+    assert (
+        f"next: rd-eval {out} --data {data}, rd-export {out} -o {onnx}, rd-calibrate {onnx} --data {data}"
+        in text
+    )
     assert "before --resume" not in text  # one run: no cumulative time to explain
 
 
@@ -113,10 +129,15 @@ def test_next_commands_fit_the_data_it_was_trained_on():
     text = next_commands("m.pt", {"good": "photos/ok"})
     assert text == "rd-export m.pt -o m.onnx, rd-calibrate m.onnx --good photos/ok, rd-infer m.onnx IMAGES"
     text = next_commands("m.best.pt", {"good": "ok", "defect": "ng", "masks": "masks"})
-    assert text.startswith("rd-eval m.best.pt --good ok --defect ng --masks masks, rd-export m.best.pt -o m.best.onnx")
+    assert text.startswith(
+        "rd-eval m.best.pt --good ok --defect ng --masks masks, rd-export m.best.pt -o m.best.onnx"
+    )
     # the best epoch is named as the model to carry on with
-    summary = {"out": "m.pt", "best": {"out": "m.best.pt", "epoch": 4, "image_auroc": 0.779, "pixel_auroc": 0.9},
-               "data": {"data": "d"}}
+    summary = {
+        "out": "m.pt",
+        "best": {"out": "m.best.pt", "epoch": 4, "image_auroc": 0.779, "pixel_auroc": 0.9},
+        "data": {"data": "d"},
+    }
     text = "\n".join(closing_lines(summary))
     assert "best: epoch 4 (image AUROC 77.9" in text and "next: rd-eval m.best.pt --data d" in text
 
@@ -164,7 +185,11 @@ def test_evaluation_equals_sklearn_on_frame_by_frame_scores(trained, demo_catego
     scores, maps, masks = [], [], []
     with torch.no_grad():
         for s in samples:
-            amap, score = model(torch.from_numpy(preprocess_bgr(read_image(s.path), (64, 64), resize=model.config.resize)[None]))
+            amap, score = model(
+                torch.from_numpy(
+                    preprocess_bgr(read_image(s.path), (64, 64), resize=model.config.resize)[None]
+                )
+            )
             scores.append(float(score[0]))
             maps.append(amap[0, 0].numpy())
             mask = cv2.imread(str(s.mask_path), cv2.IMREAD_GRAYSCALE) if s.mask_path else np.zeros((64, 64))
@@ -177,13 +202,28 @@ def test_evaluation_equals_sklearn_on_frame_by_frame_scores(trained, demo_catego
     assert sorted(result["per_type"]) == types == ["hole", "misprint", "scratch", "stain"]
     for t in types:
         keep = np.array([s.defect_type in ("good", t) for s in samples])
-        assert result["per_type"][t]["image_auroc"] == pytest.approx(roc_auc_score(labels[keep], scores[keep]), abs=1e-6)
+        assert result["per_type"][t]["image_auroc"] == pytest.approx(
+            roc_auc_score(labels[keep], scores[keep]), abs=1e-6
+        )
     assert 0.0 < result["aupro"] <= 1.0 and 0.0 < result["image_f1_max"] <= 1.0
 
 
 def test_cli_reports_bad_data_folder_without_traceback(tmp_path, capsys):
-    code = train_main(["--data", str(tmp_path / "missing"), "--backbone", "resnet18", "--image-size", "64",
-                       "--steps", "1", "--out", str(tmp_path / "m.pt"), "--quiet"])
+    code = train_main(
+        [
+            "--data",
+            str(tmp_path / "missing"),
+            "--backbone",
+            "resnet18",
+            "--image-size",
+            "64",
+            "--steps",
+            "1",
+            "--out",
+            str(tmp_path / "m.pt"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("error:") and "Traceback" not in err
 
@@ -192,8 +232,20 @@ def test_eval_cli_writes_json_and_maps(trained, demo_category, tmp_path, capsys)
     from rd_edge.cli.evaluate import main as eval_main
 
     out, _ = trained
-    code = eval_main([str(out), "--data", str(demo_category), "--json", str(tmp_path / "m.json"),
-                      "--save-maps", str(tmp_path / "maps"), "--device", "cpu", "--quiet"])
+    code = eval_main(
+        [
+            str(out),
+            "--data",
+            str(demo_category),
+            "--json",
+            str(tmp_path / "m.json"),
+            "--save-maps",
+            str(tmp_path / "maps"),
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     assert code == 0
     result = json.loads((tmp_path / "m.json").read_text())
     assert {"image_auroc", "pixel_auroc", "aupro", "image_f1_max", "per_type"} <= set(result)
@@ -215,8 +267,10 @@ def test_the_papers_recipe_is_the_default():
 
     cfg = TrainConfig(data="x")
     args = build_parser().parse_args(["--data", "x"])
-    for got in ((cfg.image_size, cfg.batch_size, cfg.lr, cfg.teacher_weights, cfg.backbone),
-                (args.image_size, args.batch_size, args.lr, args.teacher_weights, args.backbone)):
+    for got in (
+        (cfg.image_size, cfg.batch_size, cfg.lr, cfg.teacher_weights, cfg.backbone),
+        (args.image_size, args.batch_size, args.lr, args.teacher_weights, args.backbone),
+    ):
         assert got == (256, 16, 0.005, "imagenet", "wide_resnet50_2")
     assert cfg.total_steps(n_train=100) == 200 * 6  # 200 epochs of 6 full batches of 16 (tail dropped)
 

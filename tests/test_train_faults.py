@@ -1,5 +1,6 @@
 """Issue 16: rd-train refuses bad settings before any work, resumes only what it can resume
 exactly (Ctrl-C included), cleans stale temporaries and never loses a checkpoint to a full disk."""
+
 import os
 import random
 import re
@@ -22,32 +23,60 @@ from rd_edge.train import TrainConfig, Trainer
 TRAIN = [sys.executable, "-c", "import sys; from rd_edge.cli.train import main; sys.exit(main())"]
 
 
-
 def cli_args(data, out, steps=4, *extra):
-    return ["--data", str(data), "--out", str(out), "--backbone", "resnet18", "--image-size", "64",
-            "--steps", str(steps), "--batch-size", "4", "--device", "cpu", "--teacher-weights", "none", "--quiet", *extra]
+    return [
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--backbone",
+        "resnet18",
+        "--image-size",
+        "64",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+        "--teacher-weights",
+        "none",
+        "--quiet",
+        *extra,
+    ]
 
 
 def config(data, out, steps=4, **kw):
-    return TrainConfig(data=str(data), out=str(out), backbone="resnet18", image_size=64, steps=steps,
-                       batch_size=4, device="cpu", teacher_weights="none", **kw)
+    return TrainConfig(
+        data=str(data),
+        out=str(out),
+        backbone="resnet18",
+        image_size=64,
+        steps=steps,
+        batch_size=4,
+        device="cpu",
+        teacher_weights="none",
+        **kw,
+    )
 
 
-
-@pytest.mark.parametrize("change, message", [
-    (["--batch-size", "0"], "batch_size must be a positive integer, got 0"),
-    (["--image-size", "100"], "image size must be two multiples of 32"),
-    (["--lr", "nan"], "lr must be a finite number > 0, got nan"),
-    (["--lr", "-1"], "lr must be a finite number > 0"),
-    (["--steps", "0"], "steps must be a positive integer, got 0"),
-    (["--steps", "-3"], "steps must be a positive integer, got -3"),
-    (["--epochs", "0"], "epochs must be a positive integer, got 0"),
-    (["--out", "FOLDER"], "cannot write checkpoint .* it is a folder"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (["--batch-size", "0"], "batch_size must be a positive integer, got 0"),
+        (["--image-size", "100"], "image size must be two multiples of 32"),
+        (["--lr", "nan"], "lr must be a finite number > 0, got nan"),
+        (["--lr", "-1"], "lr must be a finite number > 0"),
+        (["--steps", "0"], "steps must be a positive integer, got 0"),
+        (["--steps", "-3"], "steps must be a positive integer, got -3"),
+        (["--epochs", "0"], "epochs must be a positive integer, got 0"),
+        (["--out", "FOLDER"], "cannot write checkpoint .* it is a folder"),
+    ],
+)
 def test_bad_settings_are_refused_before_any_work(demo_category, tmp_path, capsys, change, message):
     args = cli_args(demo_category, tmp_path / "m.pt")
     if "--epochs" in change:
-        args = args[:args.index("--steps")] + args[args.index("--steps") + 2:]
+        args = args[: args.index("--steps")] + args[args.index("--steps") + 2 :]
     change = [str(tmp_path) if c == "FOLDER" else c for c in change]
     for flag, value in zip(change[::2], change[1::2]):
         if flag in args:
@@ -64,8 +93,12 @@ def test_unwritable_out_is_refused_before_any_work(demo_category, tmp_path):
     folder = tmp_path / "readonly"
     folder.mkdir()
     folder.chmod(0o555)
-    proc = subprocess.run(unprivileged() + TRAIN + cli_args(demo_category, folder / "m.pt"),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        unprivileged() + TRAIN + cli_args(demo_category, folder / "m.pt"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     folder.chmod(0o755)
     assert proc.returncode == 1 and one_line_error(proc.stderr), proc.stderr
     assert "cannot write checkpoint" in proc.stderr and "Permission denied" in proc.stderr
@@ -83,13 +116,18 @@ def half_trained(demo_category, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"image_size": 96}, r"image size \[64, 64\] \(now \[96, 96\]\)"),
-    ({"backbone": "resnet34"}, r"backbone 'resnet18' \(now 'resnet34'\)"),
-    ({"data": "OTHER"}, r"data '.*' \(now '.*other'\)"),
-    ({"seed": 3}, r"seed 0 \(now 3\)"),
-])
-def test_resume_with_other_settings_is_refused_up_front(half_trained, demo_category, tmp_path, change, message):
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"image_size": 96}, r"image size \[64, 64\] \(now \[96, 96\]\)"),
+        ({"backbone": "resnet34"}, r"backbone 'resnet18' \(now 'resnet34'\)"),
+        ({"data": "OTHER"}, r"data '.*' \(now '.*other'\)"),
+        ({"seed": 3}, r"seed 0 \(now 3\)"),
+    ],
+)
+def test_resume_with_other_settings_is_refused_up_front(
+    half_trained, demo_category, tmp_path, change, message
+):
     if change.get("data") == "OTHER":
         other = tmp_path / "other"
         shutil.copytree(demo_category, other)
@@ -119,8 +157,11 @@ def test_pickle_refusal_keeps_the_reason(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"format": "rd_edge.checkpoint", "x": Payload()}, path)
-    with pytest.raises(CheckpointError, match=r"\(unsupported GLOBAL posix.system\); loading them could allow "
-                                               r"arbitrary code execution, so rd-edge refuses"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"\(unsupported GLOBAL posix.system\); loading them could allow "
+        r"arbitrary code execution, so rd-edge refuses",
+    ):
         read_checkpoint(path)
 
 
@@ -135,8 +176,13 @@ def test_checkpoint_format_version_must_be_a_known_integer(tmp_path, version):
 
 
 def _have_tmpfs_namespace():
-    return shutil.which("unshare") and subprocess.run(
-        ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True).returncode == 0
+    return (
+        shutil.which("unshare")
+        and subprocess.run(
+            ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 @pytest.mark.skipif(not _have_tmpfs_namespace(), reason="needs unshare -rm and tmpfs (user namespaces)")
@@ -144,11 +190,17 @@ def test_a_disk_too_small_for_the_checkpoint_is_found_before_training(demo_categ
     """A real small disk (a 2 MiB tmpfs in a private mount namespace): refused before any step."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    script = (f"mount -t tmpfs -o size=2m tmpfs {disk} && exec " + " ".join(TRAIN[:2]) + ' "$0" "$@"')
-    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script, TRAIN[2], *cli_args(demo_category, disk / "m.pt")],
-                          capture_output=True, text=True, timeout=300)
+    script = f"mount -t tmpfs -o size=2m tmpfs {disk} && exec " + " ".join(TRAIN[:2]) + ' "$0" "$@"'
+    proc = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script, TRAIN[2], *cli_args(demo_category, disk / "m.pt")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stderr
-    assert one_line_error(proc.stderr) and re.search(r"needs about \d+ MiB, the disk has 2 MiB free", proc.stderr)
+    assert one_line_error(proc.stderr) and re.search(
+        r"needs about \d+ MiB, the disk has 2 MiB free", proc.stderr
+    )
 
 
 @pytest.mark.slow
@@ -161,9 +213,20 @@ def test_a_disk_that_fills_up_mid_run_loses_no_steps(demo_category, tmp_path):
     py = sys.executable
     copy = f"import shutil; shutil.copy('{disk}/m.pt', '{tmp_path}/m.pt')"  # out of the private mount
     script = f'mount -t tmpfs -o size=300m tmpfs {disk} && {py} -c "$0" "$@" && {py} -c "{copy}"'
-    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script, TRAIN[2],
-                           *cli_args(demo_category, disk / "m.pt", 3, "--checkpoint-every", "0")],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            "unshare",
+            "-rm",
+            "sh",
+            "-c",
+            script,
+            TRAIN[2],
+            *cli_args(demo_category, disk / "m.pt", 3, "--checkpoint-every", "0"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "warning: cannot write checkpoint" in proc.stderr and "training continues" in proc.stderr
     data = read_checkpoint(tmp_path / "m.pt")
@@ -183,8 +246,9 @@ def _train_until_interrupted(args, step, sig):
     terminal, child_end = pty.openpty()
     # A terminal of 0 columns (a new pty's size) gets empty bars from tqdm: size it as a real one.
     fcntl.ioctl(child_end, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
-    proc = subprocess.Popen(TRAIN + [a for a in args if a != "--quiet"], stdout=subprocess.PIPE,
-                            stderr=child_end, text=True)
+    proc = subprocess.Popen(
+        TRAIN + [a for a in args if a != "--quiet"], stdout=subprocess.PIPE, stderr=child_end, text=True
+    )
     os.close(child_end)
     seen, when = [], {}
 
@@ -219,15 +283,19 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run_bit_for_bit(demo_categor
     base = cli_args(demo_category, straight, steps, "--checkpoint-every", "1000")
     assert subprocess.run(TRAIN + base, capture_output=True, timeout=600).returncode == 0
     step = random.Random().randint(2, steps - 3)  # a random step, reported on failure
-    rc, out = _train_until_interrupted(cli_args(demo_category, split, steps, "--checkpoint-every", "1000"),
-                                       step, signal.SIGINT)
+    rc, out = _train_until_interrupted(
+        cli_args(demo_category, split, steps, "--checkpoint-every", "1000"), step, signal.SIGINT
+    )
     assert rc == 1 or rc == 130, out
     interrupted_at = read_checkpoint(split)["training"]["step"]
     assert step <= interrupted_at < steps, f"SIGINT at progress {step} saved step {interrupted_at}"
-    resumed = subprocess.run(TRAIN + cli_args(demo_category, split, steps, "--resume"), capture_output=True,
-                             text=True, timeout=600)
+    resumed = subprocess.run(
+        TRAIN + cli_args(demo_category, split, steps, "--resume"), capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr
     a, b = read_checkpoint(straight), read_checkpoint(split)
     assert a["training"]["loss_history"] == b["training"]["loss_history"], f"SIGINT at step {interrupted_at}"
     for key in a["state_dict"]:
-        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), f"{key} differs (SIGINT at {interrupted_at})"
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), (
+            f"{key} differs (SIGINT at {interrupted_at})"
+        )

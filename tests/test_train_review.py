@@ -1,4 +1,5 @@
 """rd-train --data DIR --good REVIEW_DIR: the station's reviewed false alarms join the training images."""
+
 import shutil
 
 import pytest
@@ -26,14 +27,23 @@ def marks(demo_category, tmp_path):
 def test_reviewed_false_alarms_are_training_images_and_defects_are_not(demo_category, marks):
     plain = open_dataset(demo_category)
     extended = ExtraGood(plain, marks)
-    added = extended.train_paths()[len(plain.train_paths()):]
+    added = extended.train_paths()[len(plain.train_paths()) :]
     assert sorted(p.name for p in added) == ["cam__g0.png", "cam__g1.png"]
     assert extended.test_samples() == plain.test_samples()  # evaluation unchanged
 
 
 def test_trainer_counts_them(demo_category, marks, tmp_path):
-    cfg = TrainConfig(data=str(demo_category), good=str(marks), out=str(tmp_path / "m.pt"), backbone="resnet18",
-                      image_size=64, steps=1, batch_size=4, teacher_weights="none", device="cpu")
+    cfg = TrainConfig(
+        data=str(demo_category),
+        good=str(marks),
+        out=str(tmp_path / "m.pt"),
+        backbone="resnet18",
+        image_size=64,
+        steps=1,
+        batch_size=4,
+        teacher_weights="none",
+        device="cpu",
+    )
     with pytest.warns(UserWarning, match="random teacher"):
         trainer = Trainer(cfg, progress=False)
     assert trainer.n_train + trainer.n_hold == 16 + 2
@@ -43,7 +53,23 @@ def test_a_review_folder_without_false_alarms_is_refused(demo_category, marks, t
     shutil.rmtree(marks / review.FALSE_ALARM)
     with pytest.raises(DatasetError, match="without false alarms"):
         ExtraGood(open_dataset(demo_category), marks)
-    code = train_main(["--data", str(demo_category), "--good", str(marks), "--backbone", "resnet18",
-                       "--image-size", "64", "--steps", "1", "--teacher-weights", "none",
-                       "--out", str(tmp_path / "m.pt"), "--quiet"])
+    code = train_main(
+        [
+            "--data",
+            str(demo_category),
+            "--good",
+            str(marks),
+            "--backbone",
+            "resnet18",
+            "--image-size",
+            "64",
+            "--steps",
+            "1",
+            "--teacher-weights",
+            "none",
+            "--out",
+            str(tmp_path / "m.pt"),
+            "--quiet",
+        ]
+    )
     assert code == 1 and "without false alarms" in capsys.readouterr().err

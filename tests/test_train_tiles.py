@@ -1,4 +1,5 @@
 """rd-train --tile: random tiles for the steps, per-frame tiled threshold, tiled rd-eval/export."""
+
 import numpy as np
 import pytest
 import torch
@@ -17,8 +18,15 @@ from rd_edge.train import HOLDOUT_FRACTION, split_holdout  # noqa: F401  (the sp
 @pytest.fixture(scope="module")
 def hires(tmp_path_factory):
     """96 px demo frames with small defects; tiles of 64 (a 2 x 2 grid)."""
-    (folder,) = write_demo_dataset(tmp_path_factory.mktemp("hires"), categories=["dots"], image_size=96,
-                                   n_train=8, n_test_good=2, n_test_per_defect=1, defect_scale=0.5)
+    (folder,) = write_demo_dataset(
+        tmp_path_factory.mktemp("hires"),
+        categories=["dots"],
+        image_size=96,
+        n_train=8,
+        n_test_good=2,
+        n_test_per_defect=1,
+        defect_scale=0.5,
+    )
     return folder
 
 
@@ -26,9 +34,34 @@ def hires(tmp_path_factory):
 def tiled_ckpt(hires, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiled_train") / "tiled.pt"
     with pytest.warns(UserWarning, match="random teacher"):
-        assert train_main(["--data", str(hires), "--backbone", "resnet18", "--image-size", "64",
-                           "--tile", "64", "--tile-overlap", "0.25", "--steps", "3", "--batch-size", "4",
-                           "--device", "cpu", "--teacher-weights", "none", "--out", str(out), "--quiet"]) == 0
+        assert (
+            train_main(
+                [
+                    "--data",
+                    str(hires),
+                    "--backbone",
+                    "resnet18",
+                    "--image-size",
+                    "64",
+                    "--tile",
+                    "64",
+                    "--tile-overlap",
+                    "0.25",
+                    "--steps",
+                    "3",
+                    "--batch-size",
+                    "4",
+                    "--device",
+                    "cpu",
+                    "--teacher-weights",
+                    "none",
+                    "--out",
+                    str(out),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     return out
 
 
@@ -88,8 +121,18 @@ def test_frames_smaller_than_the_tile_are_a_clear_error(hires, tmp_path):
     with pytest.raises(DatasetError, match="smaller than the tile of 128 px"):
         from rd_edge.train import TrainConfig, Trainer
 
-        Trainer(TrainConfig(data=str(hires), out=str(tmp_path / "m.pt"), backbone="resnet18",
-                            image_size=64, tile=128, steps=1, device="cpu"), progress=False)
+        Trainer(
+            TrainConfig(
+                data=str(hires),
+                out=str(tmp_path / "m.pt"),
+                backbone="resnet18",
+                image_size=64,
+                tile=128,
+                steps=1,
+                device="cpu",
+            ),
+            progress=False,
+        )
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".onnx"])
@@ -110,15 +153,21 @@ def test_calibration_scores_tiled_models_per_frame(tiled_ckpt, hires, tmp_path, 
     finally:
         scorer.close()
     torch_model = load_checkpoint(tiled_ckpt)
-    maps, scores = predict_tiled(torch_model, [read_image(s.path) for s in samples], torch_model.tiling,
-                                 torch.device("cpu"))
+    maps, scores = predict_tiled(
+        torch_model, [read_image(s.path) for s in samples], torch_model.tiling, torch.device("cpu")
+    )
     assert scored.maps.shape == (len(samples), 96, 96) and scored.masks.shape == scored.maps.shape
     np.testing.assert_allclose(scored.scores, scores, atol=1e-4)
     np.testing.assert_allclose(scored.maps, np.stack(maps), atol=1e-4)
 
 
-@pytest.mark.parametrize("args,message", [(["--tile-overlap", "1"], "expected a fraction in [0, 1)"),
-                                          (["--tile", "16"], "expected an integer >= 32")])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--tile-overlap", "1"], "expected a fraction in [0, 1)"),
+        (["--tile", "16"], "expected an integer >= 32"),
+    ],
+)
 def test_bad_tile_arguments_are_usage_errors(hires, capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:
         train_main(["--data", str(hires), "--tile", "64", *args])

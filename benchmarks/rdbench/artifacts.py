@@ -7,6 +7,7 @@
 
 Failures that mean "this backend cannot run here" are BackendUnavailable with the reason.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,8 +34,9 @@ def ensure_onnx(checkpoint: Path, onnx_path: Optional[Path], workdir: Path) -> P
     try:
         from rd_export.onnx_export import export_onnx
     except ImportError as exc:
-        raise BackendUnavailable(f"no --onnx given and the exporter cannot be imported "
-                                 f"(`pip install rd-edge[train]`): {exc}") from exc
+        raise BackendUnavailable(
+            f"no --onnx given and the exporter cannot be imported (`pip install rd-edge[train]`): {exc}"
+        ) from exc
     out = workdir / f"{checkpoint.stem}.onnx"
     export_onnx(checkpoint, out, batch="dynamic", precision="fp32", verify=False)
     return out
@@ -51,8 +53,13 @@ def write_int8_calibration_frames(frames: Sequence[np.ndarray], folder: Path) ->
     return folder
 
 
-def ensure_int8(onnx_int8: Optional[Path], onnx_fp32: Path, frames: Sequence[np.ndarray], workdir: Path,
-                target: str = "cpu") -> Path:
+def ensure_int8(
+    onnx_int8: Optional[Path],
+    onnx_fp32: Path,
+    frames: Sequence[np.ndarray],
+    workdir: Path,
+    target: str = "cpu",
+) -> Path:
     """``onnx_int8`` if given, else a Q/DQ copy of ``onnx_fp32`` (``target`` flavour).
 
     BackendUnavailable (the row's skip reason) when no quantizer is importable or it fails.
@@ -62,11 +69,15 @@ def ensure_int8(onnx_int8: Optional[Path], onnx_fp32: Path, frames: Sequence[np.
     try:
         from rd_export.quantize import quantize_int8
     except ImportError as exc:
-        raise BackendUnavailable(f"no --onnx-int8 given and rd_export.quantize.quantize_int8 is not "
-                                 f"importable ({exc}); pass --onnx-int8 PATH") from exc
+        raise BackendUnavailable(
+            f"no --onnx-int8 given and rd_export.quantize.quantize_int8 is not "
+            f"importable ({exc}); pass --onnx-int8 PATH"
+        ) from exc
     from rd_edge.core.errors import RdEdgeError
 
-    calib = write_int8_calibration_frames(frames[:INT8_CALIBRATION_FRAMES], workdir / f"int8_calibration_{target}")
+    calib = write_int8_calibration_frames(
+        frames[:INT8_CALIBRATION_FRAMES], workdir / f"int8_calibration_{target}"
+    )
     out = workdir / f"{onnx_fp32.stem}_int8_{target}.onnx"
     try:
         quantize_int8(onnx_fp32, out, calib, target=target, max_images=INT8_CALIBRATION_FRAMES)
@@ -84,9 +95,12 @@ def ensure_openvino(onnx_fp32: Path, frames: Sequence[np.ndarray], workdir: Path
         from rd_export.openvino_export import export_ir
         from rd_export.openvino_int8 import quantize_ir
     except ImportError as exc:
-        raise BackendUnavailable(f"the OpenVINO exporter cannot be imported ({exc}): "
-                                 f"`pip install rd-edge[openvino,train]`") from exc
-    calib = write_int8_calibration_frames(frames[:INT8_CALIBRATION_FRAMES], workdir / "int8_calibration_openvino")
+        raise BackendUnavailable(
+            f"the OpenVINO exporter cannot be imported ({exc}): `pip install rd-edge[openvino,train]`"
+        ) from exc
+    calib = write_int8_calibration_frames(
+        frames[:INT8_CALIBRATION_FRAMES], workdir / "int8_calibration_openvino"
+    )
     ir, int8 = workdir / f"{onnx_fp32.stem}.xml", workdir / f"{onnx_fp32.stem}_int8.xml"
     try:
         export_ir(onnx_fp32, ir, "fp32")
@@ -107,8 +121,9 @@ def engine_precision(plan: Path) -> str:
         raise BenchmarkError(f"--engine {plan}: {exc}") from exc
 
 
-def build_engines(onnx_fp32: Path, frames: Sequence[np.ndarray], workdir: Path,
-                  max_batch: int) -> Tuple[List[Tuple[str, Path]], List[Tuple[str, str]]]:
+def build_engines(
+    onnx_fp32: Path, frames: Sequence[np.ndarray], workdir: Path, max_batch: int
+) -> Tuple[List[Tuple[str, Path]], List[Tuple[str, str]]]:
     """fp32, fp16 and int8 plans (int8 from the tensorrt-flavour Q/DQ graph).
 
     Returns ([(precision, plan)], [(precision, why it was not built)]).

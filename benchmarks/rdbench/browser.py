@@ -4,6 +4,7 @@ chromium-driver through Selenium.
 The flags keep Chromium off the network (the test machines have none: without them it waits on
 component updates and sync) and out of the user's profile (a fresh --user-data-dir per run).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,8 +14,16 @@ from typing import Any, Iterator
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
-FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage")
+FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+)
 
 
 def missing() -> str | None:
@@ -41,8 +50,10 @@ def chromium(width: int = 1600, height: int = 1000) -> Iterator[Any]:
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     # the page's viewport exactly width x height (the window's size includes the browser's frame)
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+    )
     driver.set_page_load_timeout(20)
     try:
         yield driver

@@ -5,6 +5,7 @@ all CPUs (/proc/stat) minus the CPU time of this process and its finished childr
 over the same wall time is what other processes took; ``steal`` is what the hypervisor gave
 to other guests. Linux only; elsewhere the figures are None.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,11 +49,15 @@ def snapshot() -> Optional[CpuSnapshot]:
     return CpuSnapshot(time.monotonic(), stat["busy"], stat["steal"], own)
 
 
-def other_load(before: Optional[CpuSnapshot], after: Optional[CpuSnapshot], cpus: int) -> Dict[str, Optional[float]]:
+def other_load(
+    before: Optional[CpuSnapshot], after: Optional[CpuSnapshot], cpus: int
+) -> Dict[str, Optional[float]]:
     """Percent of the machine's CPU capacity other processes (and other guests) used in between."""
     if before is None or after is None or after.wall <= before.wall:
         return {"other_cpu_pct": None, "steal_pct": None}
     capacity = (after.wall - before.wall) * cpus
     other = max(0.0, (after.busy_s - before.busy_s) - (after.own_s - before.own_s))
-    return {"other_cpu_pct": round(100.0 * other / capacity, 1),
-            "steal_pct": round(100.0 * (after.steal_s - before.steal_s) / capacity, 1)}
+    return {
+        "other_cpu_pct": round(100.0 * other / capacity, 1),
+        "steal_pct": round(100.0 * (after.steal_s - before.steal_s) / capacity, 1),
+    }

@@ -1,4 +1,5 @@
 """Typed errors of the benchmark; the CLI prints their message without a traceback."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """The benchmark's input: deterministic uint8 BGR frames at a camera size (default 640x480)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -27,7 +28,7 @@ def make_frames(count: int, size: Tuple[int, int] = DEFAULT_FRAME_SIZE, seed: in
     for i in range(count):
         rng = np.random.default_rng([seed, i])
         square = render_demo_image("weave", "good", side, rng).image
-        frames.append(np.ascontiguousarray(square[top:top + height, left:left + width]))
+        frames.append(np.ascontiguousarray(square[top : top + height, left : left + width]))
     return frames
 
 
@@ -40,7 +41,7 @@ def frames_digest(frames: Sequence[np.ndarray]) -> str:
 
 
 def parse_frame_size(text: str) -> Tuple[int, int]:
-    """"640x480" -> (640, 480); ValueError with the expected form otherwise."""
+    """ "640x480" -> (640, 480); ValueError with the expected form otherwise."""
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:

@@ -1,4 +1,5 @@
 """Process memory: current and peak resident set size, in MiB."""
+
 from __future__ import annotations
 
 import sys

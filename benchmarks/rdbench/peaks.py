@@ -6,6 +6,7 @@ OpenVINO MatMul with the bf16 inference hint (oneDNN: AVX-512 BF16 or AMX where 
 OpenVINO MatMul between int8 FakeQuantize'd operands (oneDNN int8: VNNI or AMX), ONNX Runtime
 MatMulInteger u8 x s8 (MLAS). GOPS count 2 x multiply-accumulates, as the fp32 GFLOP/s do.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Dict
@@ -30,8 +31,9 @@ def _ov_matmul(n: int, threads: int, repeats: int, int8: bool) -> float:
         rhs = ops.fake_quantize(b, wlo, whi, wlo, whi, 255).output(0)
     model = ov.Model([ops.matmul(lhs, rhs, False, False)], [a])
     hint = "f32" if int8 else "bf16"
-    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint,
-                                                      "INFERENCE_NUM_THREADS": threads})
+    compiled = ov.Core().compile_model(
+        model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads}
+    )
     request = compiled.create_infer_request()
     x = rng.random((n, n), dtype=np.float32)
     return best_gflops(lambda: request.infer({"a": x}), n, repeats)
@@ -41,8 +43,13 @@ def _ort_u8s8(n: int, threads: int, repeats: int) -> float:
     from onnx import TensorProto
 
     rng = np.random.default_rng(0)
-    session = ort_matmul_session("MatMulInteger", TensorProto.UINT8, rng.integers(-127, 128, (n, n), dtype=np.int8),
-                                 TensorProto.INT32, threads)
+    session = ort_matmul_session(
+        "MatMulInteger",
+        TensorProto.UINT8,
+        rng.integers(-127, 128, (n, n), dtype=np.int8),
+        TensorProto.INT32,
+        threads,
+    )
     a = rng.integers(0, 256, (n, n), dtype=np.uint8)
     return best_gflops(lambda: session.run(None, {"a": a}), n, repeats)
 
@@ -67,5 +74,9 @@ def low_precision_peaks(threads: int, n: int = 2048, repeats: int = 8) -> Dict[s
         values = [measured[k] for k in names if isinstance(measured[k], float)]
         return max(values) if values else None
 
-    return {"bf16_gops": best("openvino_bf16_gemm"), "int8_gops": best("openvino_int8_gemm", "ort_u8s8_gemm"),
-            "measured": measured, "method": f"best of {repeats} {n}x{n}x{n} products, {threads} threads"}
+    return {
+        "bf16_gops": best("openvino_bf16_gemm"),
+        "int8_gops": best("openvino_int8_gemm", "ort_u8s8_gemm"),
+        "measured": measured,
+        "method": f"best of {repeats} {n}x{n}x{n} products, {threads} threads",
+    }

@@ -8,6 +8,7 @@ around it.
 torch is imported only by the torch pipelines (``reference``, ``torch``): the ONNX Runtime and
 TensorRT pipelines run in a torch-free process, as the runtime is deployed.
 """
+
 from __future__ import annotations
 
 import time
@@ -190,8 +191,9 @@ class DetectorPipeline(Pipeline):
         backend = opts.pop("backend", "ort")
         kwargs: Dict[str, Any] = {"backend": backend, "batch_size": max(self.job.batch_sizes)}
         if backend == "ort":
-            kwargs.update(providers=opts.pop("providers", ["cpu"]), threads=self.job.threads,
-                          cuda_preprocess=False)
+            kwargs.update(
+                providers=opts.pop("providers", ["cpu"]), threads=self.job.threads, cuda_preprocess=False
+            )
         elif backend == "openvino":
             kwargs.update(threads=self.job.threads, precision=opts.pop("inference_precision", None))
         try:
@@ -206,18 +208,27 @@ class DetectorPipeline(Pipeline):
         predictions = self.detector.predict(list(frames))
         # Each frame carries its share of its chunk's time, so the sums are the call's stage
         # times even when an engine's max batch made the Detector split the call.
-        stage = {k: sum(p.timings[k] for p in predictions) / 1000.0
-                 for k in ("preprocess_ms", "inference_ms", "postprocess_ms")}
-        return CallTimes(stage["preprocess_ms"], stage["inference_ms"], stage["postprocess_ms"],
-                         [p.score for p in predictions])
+        stage = {
+            k: sum(p.timings[k] for p in predictions) / 1000.0
+            for k in ("preprocess_ms", "inference_ms", "postprocess_ms")
+        }
+        return CallTimes(
+            stage["preprocess_ms"],
+            stage["inference_ms"],
+            stage["postprocess_ms"],
+            [p.score for p in predictions],
+        )
 
     def details(self) -> Dict[str, Any]:
         runner = self.detector.runner
         providers = list(getattr(runner, "providers", []) or [])
         on_gpu = runner.name == "trt" or any(p != "CPUExecutionProvider" for p in providers)
-        info: Dict[str, Any] = {"device": "cuda" if on_gpu else "cpu", "runner": runner.name,
-                                "preprocess_device": self.detector.preprocess_device,
-                                "detector_batch": self.detector.batch_size}
+        info: Dict[str, Any] = {
+            "device": "cuda" if on_gpu else "cpu",
+            "runner": runner.name,
+            "preprocess_device": self.detector.preprocess_device,
+            "detector_batch": self.detector.batch_size,
+        }
         if providers:
             info.update(providers=providers, threads=self.job.threads)
         if runner.name == "openvino":

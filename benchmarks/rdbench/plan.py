@@ -4,6 +4,7 @@
 ONNX Runtime has those providers; ``trt`` gives one row per engine precision (the ``--engine``
 given, else fp32/fp16/int8 plans built here when TensorRT runs).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,8 +20,10 @@ from .errors import BackendUnavailable, BenchmarkError
 from .results import Job, Skipped
 
 BACKENDS = ("reference", "torch", "ort", "ort-int8", "trt")
-EXTRA_ORT_ROWS = {"ort-cuda": ("CUDAExecutionProvider", ["cuda"]),
-                  "ort-tensorrt": ("TensorrtExecutionProvider", ["tensorrt", "cuda"])}
+EXTRA_ORT_ROWS = {
+    "ort-cuda": ("CUDAExecutionProvider", ["cuda"]),
+    "ort-tensorrt": ("TensorrtExecutionProvider", ["tensorrt", "cuda"]),
+}
 # OpenVINO rows (opt-in: --backends ...,openvino): fp32, bf16 (where the CPU has it) and NNCF int8 IRs
 OPENVINO = "openvino"
 ACCEPTED = BACKENDS + tuple(EXTRA_ORT_ROWS) + (OPENVINO,)
@@ -44,8 +47,18 @@ class Settings:
 
     def job(self, row: str, precision: str, model: Path, **options: object) -> Job:
         """A Job for row ``row``; ``options`` go to its pipeline (e.g. backend, providers)."""
-        return Job(row, precision, str(model), list(self.batch_sizes), self.iters, self.warmup,
-                   self.threads, tuple(self.frame_size), self.seed, dict(options))
+        return Job(
+            row,
+            precision,
+            str(model),
+            list(self.batch_sizes),
+            self.iters,
+            self.warmup,
+            self.threads,
+            tuple(self.frame_size),
+            self.seed,
+            dict(options),
+        )
 
 
 @dataclass
@@ -59,12 +72,13 @@ class Plan:
 
 
 def parse_backends(text: str) -> List[str]:
-    """"reference,ort" -> ["reference", "ort"]; BenchmarkError naming the accepted ones."""
+    """ "reference,ort" -> ["reference", "ort"]; BenchmarkError naming the accepted ones."""
     names = [n.strip().lower() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in ACCEPTED]
     if unknown or not names:
-        raise BenchmarkError(f"--backends {text!r}: unknown {unknown or 'empty list'}; "
-                             f"accepted: {', '.join(ACCEPTED)}")
+        raise BenchmarkError(
+            f"--backends {text!r}: unknown {unknown or 'empty list'}; accepted: {', '.join(ACCEPTED)}"
+        )
     return list(dict.fromkeys(names))
 
 
@@ -90,7 +104,9 @@ def make_plan(settings: Settings, workdir: Path, frames: Sequence[np.ndarray]) -
             plan.jobs.append(settings.job(name, "fp32", settings.checkpoint))
     if not any(n.startswith("ort") or n in ("trt", OPENVINO) for n in requested):
         return plan
-    onnx = _step(plan, requested, "onnx", lambda: artifacts.ensure_onnx(settings.checkpoint, settings.onnx, workdir))
+    onnx = _step(
+        plan, requested, "onnx", lambda: artifacts.ensure_onnx(settings.checkpoint, settings.onnx, workdir)
+    )
     if onnx is None:
         return plan
     _plan_ort(plan, settings, requested, onnx, workdir, frames)
@@ -114,8 +130,14 @@ def _step(plan: Plan, requested: Sequence[str], key: str, make: Callable[[], Pat
     return path
 
 
-def _plan_ort(plan: Plan, settings: Settings, requested: Sequence[str], onnx: Path, workdir: Path,
-              frames: Sequence[np.ndarray]) -> None:
+def _plan_ort(
+    plan: Plan,
+    settings: Settings,
+    requested: Sequence[str],
+    onnx: Path,
+    workdir: Path,
+    frames: Sequence[np.ndarray],
+) -> None:
     ort_rows = [n for n in requested if n.startswith("ort")]
     available, reason = _ort_providers()
     if available is None:
@@ -130,8 +152,11 @@ def _plan_ort(plan: Plan, settings: Settings, requested: Sequence[str], onnx: Pa
         if provider in available:
             plan.jobs.append(settings.job(name, "fp32", onnx, backend="ort", providers=shorthands))
         else:
-            plan.skip(name, f"{provider} is not among ONNX Runtime's providers here {available} "
-                            f"(needs onnxruntime-gpu and a GPU: `pip install rd-edge[gpu]`)")
+            plan.skip(
+                name,
+                f"{provider} is not among ONNX Runtime's providers here {available} "
+                f"(needs onnxruntime-gpu and a GPU: `pip install rd-edge[gpu]`)",
+            )
     if "ort-int8" in requested:
         try:
             int8 = artifacts.ensure_int8(settings.onnx_int8, onnx, frames, workdir, target="cpu")
@@ -142,7 +167,9 @@ def _plan_ort(plan: Plan, settings: Settings, requested: Sequence[str], onnx: Pa
         plan.jobs.append(settings.job("ort-int8", "int8", int8, backend="ort", providers=["cpu"]))
 
 
-def _plan_openvino(plan: Plan, settings: Settings, onnx: Path, workdir: Path, frames: Sequence[np.ndarray]) -> None:
+def _plan_openvino(
+    plan: Plan, settings: Settings, onnx: Path, workdir: Path, frames: Sequence[np.ndarray]
+) -> None:
     """One row per OpenVINO precision: the fp32 IR in f32 and in bf16, the NNCF int8 IR."""
     from rd_edge.runtime import why_unavailable
 
@@ -164,7 +191,9 @@ def _plan_openvino(plan: Plan, settings: Settings, onnx: Path, workdir: Path, fr
     plan.jobs.append(settings.job(OPENVINO, "int8", int8, backend=OPENVINO, inference_precision="fp32"))
 
 
-def _plan_trt(plan: Plan, settings: Settings, onnx: Path, workdir: Path, frames: Sequence[np.ndarray]) -> None:
+def _plan_trt(
+    plan: Plan, settings: Settings, onnx: Path, workdir: Path, frames: Sequence[np.ndarray]
+) -> None:
     from rd_edge.runtime import why_unavailable
 
     reason = why_unavailable("trt")

@@ -4,6 +4,7 @@ A :class:`Job` is what a worker process runs (one backend, every batch size); it
 :class:`Measurement` per batch size; the parent turns each into a :class:`BatchResult` row,
 adding what only it knows (the model's GFLOP, the CPU's peak, the reference scores).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -143,14 +144,24 @@ def merge_rounds(measurements: Sequence[Measurement]) -> List[Measurement]:
         loads = [p.details["other_cpu_pct"] for p in parts if p.details.get("other_cpu_pct") is not None]
         if loads:
             details["other_cpu_pct"] = float(np.mean(loads))
-        merged.append(Measurement(
-            backend=first.backend, precision=first.precision, batch_size=first.batch_size,
-            e2e_ms=[t for p in parts for t in p.e2e_ms], preprocess_ms=[t for p in parts for t in p.preprocess_ms],
-            inference_ms=[t for p in parts for t in p.inference_ms],
-            postprocess_ms=[t for p in parts for t in p.postprocess_ms], first_scores=first.first_scores,
-            peak_rss_mb=max(p.peak_rss_mb for p in parts), base_rss_mb=first.base_rss_mb,
-            gpu_mem_mb=first.gpu_mem_mb, load_s=float(np.mean([p.load_s for p in parts])),
-            frames_sha256=first.frames_sha256, details=details))
+        merged.append(
+            Measurement(
+                backend=first.backend,
+                precision=first.precision,
+                batch_size=first.batch_size,
+                e2e_ms=[t for p in parts for t in p.e2e_ms],
+                preprocess_ms=[t for p in parts for t in p.preprocess_ms],
+                inference_ms=[t for p in parts for t in p.inference_ms],
+                postprocess_ms=[t for p in parts for t in p.postprocess_ms],
+                first_scores=first.first_scores,
+                peak_rss_mb=max(p.peak_rss_mb for p in parts),
+                base_rss_mb=first.base_rss_mb,
+                gpu_mem_mb=first.gpu_mem_mb,
+                load_s=float(np.mean([p.load_s for p in parts])),
+                frames_sha256=first.frames_sha256,
+                details=details,
+            )
+        )
     return merged
 
 
@@ -165,13 +176,22 @@ def add_reference_ratios(rows: Sequence["BatchResult"]) -> None:
             continue
         ratios = [a / b for a, b in zip(own, ref) if b > 0]
         if ratios:
-            row.details.update(ratio_to_reference=float(np.median(ratios)), ratio_min=float(min(ratios)),
-                               ratio_max=float(max(ratios)), ratio_per_round=[round(x, 4) for x in ratios])
+            row.details.update(
+                ratio_to_reference=float(np.median(ratios)),
+                ratio_min=float(min(ratios)),
+                ratio_max=float(max(ratios)),
+                ratio_per_round=[round(x, 4) for x in ratios],
+            )
 
 
-def build_result(m: Measurement, iters: int, gflop_per_image: Optional[float],
-                 cpu_peak_gflops: Optional[float], reference_scores: Optional[List[float]],
-                 low_peaks: Optional[Dict[str, Optional[float]]] = None) -> BatchResult:
+def build_result(
+    m: Measurement,
+    iters: int,
+    gflop_per_image: Optional[float],
+    cpu_peak_gflops: Optional[float],
+    reference_scores: Optional[List[float]],
+    low_peaks: Optional[Dict[str, Optional[float]]] = None,
+) -> BatchResult:
     """A report row from a worker's measurement plus the parent's model and machine figures."""
     stats = percentiles(m.e2e_ms)
     inference_ms = float(np.median(m.inference_ms))
@@ -187,11 +207,23 @@ def build_result(m: Measurement, iters: int, gflop_per_image: Optional[float],
     if reference_scores is not None and len(reference_scores) == len(m.first_scores):
         diff = float(np.max(np.abs(np.subtract(m.first_scores, reference_scores))))
     return BatchResult(
-        backend=m.backend, precision=m.precision, batch_size=m.batch_size, iters=iters,
+        backend=m.backend,
+        precision=m.precision,
+        batch_size=m.batch_size,
+        iters=iters,
         p50_ms_per_image=stats["p50_ms"] / m.batch_size,
         throughput_ips=m.batch_size / (stats["mean_ms"] / 1000.0),
-        preprocess_ms=float(np.median(m.preprocess_ms)), inference_ms=inference_ms,
+        preprocess_ms=float(np.median(m.preprocess_ms)),
+        inference_ms=inference_ms,
         postprocess_ms=float(np.median(m.postprocess_ms)),
-        peak_rss_mb=m.peak_rss_mb, model_rss_mb=m.peak_rss_mb - m.base_rss_mb, gpu_mem_mb=m.gpu_mem_mb,
-        gflop_per_image=gflop_per_image, gflops_per_s=gflops, peak_fraction=fraction,
-        score_diff_vs_reference=diff, load_s=m.load_s, details=dict(m.details), **stats)
+        peak_rss_mb=m.peak_rss_mb,
+        model_rss_mb=m.peak_rss_mb - m.base_rss_mb,
+        gpu_mem_mb=m.gpu_mem_mb,
+        gflop_per_image=gflop_per_image,
+        gflops_per_s=gflops,
+        peak_fraction=fraction,
+        score_diff_vs_reference=diff,
+        load_s=m.load_s,
+        details=dict(m.details),
+        **stats,
+    )

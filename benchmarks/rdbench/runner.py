@@ -1,4 +1,5 @@
 """The parent side of the worker protocol: one process per job, a shared progress bar."""
+
 from __future__ import annotations
 
 import json
@@ -47,14 +48,20 @@ def run_job(job: Job, bar: Optional[Any] = None) -> Tuple[List[Measurement], Opt
     skipped: Optional[Skipped] = None
     before = cpuload.snapshot()
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "rdbench.worker"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=stderr, env=_worker_env(), text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rdbench.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=_worker_env(),
+            text=True,
+        )
         proc.stdin.write(json.dumps(job.to_dict()))
         proc.stdin.close()
         for line in proc.stdout:
             if not line.startswith(PREFIX):
                 continue  # a library printing on stdout
-            message = json.loads(line[len(PREFIX):])
+            message = json.loads(line[len(PREFIX) :])
             if message["type"] == "tick":
                 ticks += 1
                 if bar is not None:
@@ -76,8 +83,9 @@ def run_job(job: Job, bar: Optional[Any] = None) -> Tuple[List[Measurement], Opt
     return measurements, skipped
 
 
-def run_jobs(jobs: Sequence[Job], progress: bool = True,
-             rounds: int = 1) -> Tuple[List[Measurement], List[Skipped]]:
+def run_jobs(
+    jobs: Sequence[Job], progress: bool = True, rounds: int = 1
+) -> Tuple[List[Measurement], List[Skipped]]:
     """Every job, one after the other (never in parallel: they would share the cores), in
     ``rounds`` interleaved rounds (A B C, A B C, ...), each job's ``iters`` split over them, so a
     shared host's drift hits every row alike. Measurements carry their round in details["round"];
@@ -88,8 +96,12 @@ def run_jobs(jobs: Sequence[Job], progress: bool = True,
     measurements: List[Measurement] = []
     skipped: List[Skipped] = []
     done_with: set = set()
-    with tqdm(total=sum(calls_of(j) + (rounds - 1) * len(j.batch_sizes) * j.warmup for j in jobs), unit="call",
-              disable=not progress, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=sum(calls_of(j) + (rounds - 1) * len(j.batch_sizes) * j.warmup for j in jobs),
+        unit="call",
+        disable=not progress,
+        dynamic_ncols=True,
+    ) as bar:
         for r in range(rounds):
             for i, job in enumerate(jobs):
                 if i in done_with:

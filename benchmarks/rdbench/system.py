@@ -6,6 +6,7 @@ The CPU's fp32 peak is given two ways (see :func:`cpu_peak`): measured (the best
 the BLAS libraries at hand, on the benchmark's thread count: an achievable peak) and nominal
 (cores x clock x fp32 FLOP per cycle from the vector/FMA units the CPU flags imply).
 """
+
 from __future__ import annotations
 
 import os
@@ -20,12 +21,27 @@ import numpy as np
 
 # Distribution names whose versions the report lists (the first installed one of each group).
 VERSION_DISTS = {
-    "numpy": ("numpy",), "torch": ("torch",), "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
-    "onnx": ("onnx",), "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python"),
-    "scipy": ("scipy",), "tensorrt": ("tensorrt",), "pycuda": ("pycuda",), "rd-edge": ("rd-edge",),
+    "numpy": ("numpy",),
+    "torch": ("torch",),
+    "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
+    "onnx": ("onnx",),
+    "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python"),
+    "scipy": ("scipy",),
+    "tensorrt": ("tensorrt",),
+    "pycuda": ("pycuda",),
+    "rd-edge": ("rd-edge",),
 }
-CPU_FLAGS_OF_INTEREST = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16",
-                         "amx_tile", "amx_int8")
+CPU_FLAGS_OF_INTEREST = (
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+)
 
 
 def cpu_count() -> int:
@@ -89,11 +105,15 @@ def system_info(threads: int) -> Dict[str, Any]:
     flags = set(cpu.get("flags", "").split())
     return {
         "cpu": cpu.get("model name") or platform.processor() or platform.machine(),
-        "cpu_vendor": cpu.get("vendor_id"), "cpu_family": cpu.get("cpu family"),
+        "cpu_vendor": cpu.get("vendor_id"),
+        "cpu_family": cpu.get("cpu family"),
         "cpu_mhz": float(cpu["cpu MHz"]) if "cpu MHz" in cpu else None,
         "cpu_flags": [f for f in CPU_FLAGS_OF_INTEREST if f in flags],
-        "cores": cpu_count(), "threads": threads, "gpu": gpu_names(),
-        "platform": platform.platform(), "versions": _versions(),
+        "cores": cpu_count(),
+        "threads": threads,
+        "gpu": gpu_names(),
+        "platform": platform.platform(),
+        "versions": _versions(),
         "load_average_start": load_average(),
     }
 
@@ -113,12 +133,19 @@ def model_gflop(checkpoint: str) -> Dict[str, Any]:
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         model(torch.rand(1, 3, h, w))
     counts = counter.get_flop_counts()
-    parts = {name.split(".", 1)[1]: sum(ops.values()) / 1e9 for name, ops in counts.items()
-             if name.count(".") == 2 or name in ("RDInference.rd", "RDInference.head")}
-    return {"backbone": model.config.backbone, "image_size": [h, w],
-            "gflop_per_image": counter.get_total_flops() / 1e9, "parts_gflop": parts,
-            "counting": "FLOP = 2 x multiply-accumulates of convolutions and matmuls "
-                        "(torch.utils.flop_counter.FlopCounterMode, batch 1)"}
+    parts = {
+        name.split(".", 1)[1]: sum(ops.values()) / 1e9
+        for name, ops in counts.items()
+        if name.count(".") == 2 or name in ("RDInference.rd", "RDInference.head")
+    }
+    return {
+        "backbone": model.config.backbone,
+        "image_size": [h, w],
+        "gflop_per_image": counter.get_total_flops() / 1e9,
+        "parts_gflop": parts,
+        "counting": "FLOP = 2 x multiply-accumulates of convolutions and matmuls "
+        "(torch.utils.flop_counter.FlopCounterMode, batch 1)",
+    }
 
 
 # --- the CPU's fp32 peak ------------------------------------------------------------------------
@@ -163,10 +190,13 @@ def ort_matmul_session(op: str, a_type: int, b: np.ndarray, out_type: int, threa
     from onnx import helper, numpy_helper
 
     n = b.shape[0]
-    graph = helper.make_graph([helper.make_node(op, ["a", "b"], ["c"])], "gemm",
-                              [helper.make_tensor_value_info("a", a_type, [n, n])],
-                              [helper.make_tensor_value_info("c", out_type, [n, n])],
-                              [numpy_helper.from_array(b, "b")])
+    graph = helper.make_graph(
+        [helper.make_node(op, ["a", "b"], ["c"])],
+        "gemm",
+        [helper.make_tensor_value_info("a", a_type, [n, n])],
+        [helper.make_tensor_value_info("c", out_type, [n, n])],
+        [numpy_helper.from_array(b, "b")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     options = ort.SessionOptions()
@@ -179,8 +209,9 @@ def _ort_sgemm(n: int, threads: int, repeats: int) -> float:
     from onnx import TensorProto
 
     rng = np.random.default_rng(0)
-    session = ort_matmul_session("MatMul", TensorProto.FLOAT, rng.random((n, n), dtype=np.float32),
-                                 TensorProto.FLOAT, threads)
+    session = ort_matmul_session(
+        "MatMul", TensorProto.FLOAT, rng.random((n, n), dtype=np.float32), TensorProto.FLOAT, threads
+    )
     a = rng.random((n, n), dtype=np.float32)
     return best_gflops(lambda: session.run(None, {"a": a}), n, repeats)
 
@@ -204,7 +235,10 @@ def fp32_flop_per_cycle(cpu: Dict[str, str]) -> Optional[Dict[str, Any]]:
     amd = cpu.get("vendor_id") == "AuthenticAMD"
     if "avx512f" in flags and "fma" in flags:
         if amd and family < 26:
-            return {"flop_per_cycle": 32, "basis": "AVX-512 on two 256-bit FMA pipes (AMD Zen 4): 2 x 8 lanes x 2"}
+            return {
+                "flop_per_cycle": 32,
+                "basis": "AVX-512 on two 256-bit FMA pipes (AMD Zen 4): 2 x 8 lanes x 2",
+            }
         units = "two 512-bit FMA pipes (AMD Zen 5)" if amd else "two 512-bit FMA ports (assumed)"
         return {"flop_per_cycle": 64, "basis": f"AVX-512 with {units}: 2 x 16 fp32 lanes x 2 (FMA)"}
     if "avx2" in flags and "fma" in flags:
@@ -222,9 +256,14 @@ def nominal_peak(threads: int) -> Optional[Dict[str, Any]]:
         return None
     ghz = float(cpu["cpu MHz"]) / 1000.0
     cores = min(threads, cpu_count())
-    return {"gflops": cores * ghz * per_cycle["flop_per_cycle"], "cores": cores, "ghz": ghz,
-            **per_cycle, "clock_basis": "cpu MHz in /proc/cpuinfo (under a hypervisor: the TSC "
-                                        "rate; the real clock may boost above it)"}
+    return {
+        "gflops": cores * ghz * per_cycle["flop_per_cycle"],
+        "cores": cores,
+        "ghz": ghz,
+        **per_cycle,
+        "clock_basis": "cpu MHz in /proc/cpuinfo (under a hypervisor: the TSC "
+        "rate; the real clock may boost above it)",
+    }
 
 
 def cpu_peak(threads: int, n: int = 2048, repeats: int = 8) -> Dict[str, Any]:
@@ -247,6 +286,9 @@ def cpu_peak(threads: int, n: int = 2048, repeats: int = 8) -> Dict[str, Any]:
         # The clock the best sgemm implies if it ran at the nominal FLOP/cycle: above the
         # reported clock means the cores boost (or the FLOP/cycle assumption is too low).
         nominal["implied_ghz"] = round(best / (nominal["cores"] * nominal["flop_per_cycle"]), 2)
-    return {"achievable_gflops": best,
-            "method": f"best of {repeats} fp32 {n}x{n}x{n} matrix products per library, {threads} threads",
-            "measured_sgemm_gflops": measured, "nominal": nominal}
+    return {
+        "achievable_gflops": best,
+        "method": f"best of {repeats} fp32 {n}x{n}x{n} matrix products per library, {threads} threads",
+        "measured_sgemm_gflops": measured,
+        "nominal": nominal,
+    }

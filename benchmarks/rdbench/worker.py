@@ -7,6 +7,7 @@ with another's. It talks to the parent in lines on stdout, each ``@@rdbench {jso
 ``{"type": "skip", "reason": ...}`` when the backend cannot run here. Anything else a library
 prints on stdout is ignored by the parent.
 """
+
 from __future__ import annotations
 
 import gc
@@ -40,8 +41,9 @@ def batch_frames(frames: List[np.ndarray], call: int, batch: int) -> List[np.nda
     return [frames[(start + k) % len(frames)] for k in range(batch)]
 
 
-def measure_batch(pipeline: Pipeline, frames: List[np.ndarray], batch: int, job: Job,
-                  tick: Callable[[], None]) -> Dict[str, List[float]]:
+def measure_batch(
+    pipeline: Pipeline, frames: List[np.ndarray], batch: int, job: Job, tick: Callable[[], None]
+) -> Dict[str, List[float]]:
     """Warm-up calls, then ``job.iters`` timed calls: per-call times in ms and first scores."""
     times: Dict[str, List[float]] = {"e2e": [], "pre": [], "inf": [], "post": []}
     first_scores: List[float] = []
@@ -54,8 +56,12 @@ def measure_batch(pipeline: Pipeline, frames: List[np.ndarray], batch: int, job:
         if call == 0:
             first_scores = out.scores  # frames 0..B-1 on every backend: comparable scores
         if call >= job.warmup:
-            for key, value in (("e2e", e2e), ("pre", out.preprocess_s), ("inf", out.inference_s),
-                               ("post", out.postprocess_s)):
+            for key, value in (
+                ("e2e", e2e),
+                ("pre", out.preprocess_s),
+                ("inf", out.inference_s),
+                ("post", out.postprocess_s),
+            ):
                 times[key].append(value * 1000.0)
         tick()
     return {**times, "first_scores": first_scores}
@@ -85,9 +91,22 @@ def run_job(job: Job, emit: Emit = emit_line) -> None:
     try:
         for batch in job.batch_sizes:
             raw = measure_batch(pipeline, frames, batch, job, lambda: emit({"type": "tick"}))
-            m = Measurement(job.backend, job.precision, batch, raw["e2e"], raw["pre"], raw["inf"], raw["post"],
-                            raw["first_scores"], peak_rss_mb(), base_rss, pipeline.gpu_memory_mb(), load_s,
-                            digest, pipeline.details())
+            m = Measurement(
+                job.backend,
+                job.precision,
+                batch,
+                raw["e2e"],
+                raw["pre"],
+                raw["inf"],
+                raw["post"],
+                raw["first_scores"],
+                peak_rss_mb(),
+                base_rss,
+                pipeline.gpu_memory_mb(),
+                load_s,
+                digest,
+                pipeline.details(),
+            )
             emit({"type": "result", "measurement": asdict(m)})
     finally:
         pipeline.close()

@@ -2,6 +2,7 @@
 
 String-valued enums, so ``Precision.FP16 == "fp16"`` and JSON/metadata keep plain strings.
 """
+
 from __future__ import annotations
 
 from enum import Enum

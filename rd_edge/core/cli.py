@@ -1,4 +1,5 @@
 """What every rd-edge command line shares: user errors print one line, not a traceback."""
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,13 @@ def _run(body: Callable[[], int]) -> int:
 
 
 # Packages a command imports on its path whose absence is a setup step, not a bug: what installs them.
-_PIP_NAMES = {"cv2": "opencv-python-headless", "tqdm": "tqdm", "sklearn": "scikit-learn",
-              "onnx": "onnx", "onnxruntime": "onnxruntime"}
+_PIP_NAMES = {
+    "cv2": "opencv-python-headless",
+    "tqdm": "tqdm",
+    "sklearn": "scikit-learn",
+    "onnx": "onnx",
+    "onnxruntime": "onnxruntime",
+}
 
 
 def missing_module_hint(name: str) -> Optional[str]:

@@ -25,6 +25,7 @@ scores the line passes": with a false-alarm rate of a few percent the cut change
 weak model (35 % false alarms) comparing OK scores against all normal scores reads as drift on
 an unchanged line.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,8 +53,11 @@ def reference_from_scores(scores: Sequence[float]) -> dict[str, Any]:
     count = int(values.size)
     if count > MAX_REFERENCE:
         values = np.quantile(values, np.linspace(0.0, 1.0, _QUANTILES))
-    return {"count": count, "values": [float(v) for v in values],
-            "kind": "quantiles" if count > MAX_REFERENCE else "scores"}
+    return {
+        "count": count,
+        "values": [float(v) for v in values],
+        "kind": "quantiles" if count > MAX_REFERENCE else "scores",
+    }
 
 
 def check_reference(data: Any, source: str) -> dict[str, Any] | None:
@@ -62,10 +66,17 @@ def check_reference(data: Any, source: str) -> dict[str, Any] | None:
         return None
     values = data.get("values") if isinstance(data, dict) else None
     count = data.get("count") if isinstance(data, dict) else None
-    if (not isinstance(values, list) or not values or isinstance(count, bool) or not isinstance(count, int)
-            or count < 1 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)):
-        raise MetadataError(f"{source}: normal_scores must be {{'count': N, 'values': [finite scores]}}; "
-                            f"rerun rd-calibrate")
+    if (
+        not isinstance(values, list)
+        or not values
+        or isinstance(count, bool)
+        or not isinstance(count, int)
+        or count < 1
+        or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+    ):
+        raise MetadataError(
+            f"{source}: normal_scores must be {{'count': N, 'values': [finite scores]}}; rerun rd-calibrate"
+        )
     return {"count": count, "values": sorted(float(v) for v in values), "kind": data.get("kind", "scores")}
 
 
@@ -100,8 +111,13 @@ class DriftState:
     drifting: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ks": round(self.ks, 4), "p_value": float(f"{self.p_value:.3g}"), "window": self.window,
-                "reference": self.reference, "drifting": self.drifting}
+        return {
+            "ks": round(self.ks, 4),
+            "p_value": float(f"{self.p_value:.3g}"),
+            "window": self.window,
+            "reference": self.reference,
+            "drifting": self.drifting,
+        }
 
 
 class DriftMonitor:
@@ -112,17 +128,26 @@ class DriftMonitor:
     the statistic is recomputed every ``every`` OK scores (it costs a sort of the window).
     """
 
-    def __init__(self, reference: dict[str, Any], window: int = DEFAULT_WINDOW, min_window: int = MIN_WINDOW,
-                 every: int = 5, p_level: float = DRIFT_P, d_level: float = DRIFT_D,
-                 threshold: float | None = None) -> None:
+    def __init__(
+        self,
+        reference: dict[str, Any],
+        window: int = DEFAULT_WINDOW,
+        min_window: int = MIN_WINDOW,
+        every: int = 5,
+        p_level: float = DRIFT_P,
+        d_level: float = DRIFT_D,
+        threshold: float | None = None,
+    ) -> None:
         if window < min_window or min_window < 2:
             raise ValueError(f"drift window must be >= {max(min_window, 2)}, got {window}")
         values = np.asarray(reference["values"], np.float64)
         passed = values[values <= threshold] if threshold is not None else values
         if passed.size < 2:
-            raise MetadataError(f"the drift reference has {passed.size} of its {values.size} normal scores at or "
-                                f"below the threshold {threshold}: nothing to compare OK scores with; rerun "
-                                f"rd-calibrate (or turn drift off: --drift-window 0)")
+            raise MetadataError(
+                f"the drift reference has {passed.size} of its {values.size} normal scores at or "
+                f"below the threshold {threshold}: nothing to compare OK scores with; rerun "
+                f"rd-calibrate (or turn drift off: --drift-window 0)"
+            )
         self.reference = passed
         # quantiles stand for many scores: the p-value uses the real count (the share that passes)
         self.reference_count = max(2, round(int(reference["count"]) * passed.size / values.size))
@@ -142,6 +167,7 @@ class DriftMonitor:
             sample = np.fromiter(self.window, np.float64, len(self.window))
             d = ks_statistic(sample, self.reference)
             p = ks_p_value(d, sample.size, self.reference_count)
-            self.state = DriftState(d, p, sample.size, self.reference_count,
-                                    p < self.p_level and d >= self.d_level)
+            self.state = DriftState(
+                d, p, sample.size, self.reference_count, p < self.p_level and d >= self.d_level
+            )
         return self.state

@@ -61,6 +61,8 @@ class NonFiniteOutputError(BackendError):
     def __init__(self, message: str, predictions: list) -> None:
         super().__init__(message)
         self.predictions = predictions
+
+
 class CalibrationError(RdEdgeError):
     """Thresholds cannot be calibrated from the given data with the chosen method."""
 

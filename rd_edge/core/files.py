@@ -1,4 +1,5 @@
 """File helpers every layer needs: content hashes and writes that never leave half a file."""
+
 from __future__ import annotations
 
 import glob
@@ -89,14 +90,16 @@ def check_writable_file(target: PathLike, what: str = "output") -> Path:
     permissions, read-only mounts and a full disk's inode limit all show before any work)."""
     target = Path(target)
     if target.is_dir():
-        raise OutputError(f"cannot write {what} {target}: it is a folder; expected a file path "
-                          f"such as {target / 'name'}")
+        raise OutputError(
+            f"cannot write {what} {target}: it is a folder; expected a file path such as {target / 'name'}"
+        )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=target.parent)
     except OSError as exc:
-        raise OutputError(f"cannot write {what} {target}: {exc.strerror or exc}; choose a writable "
-                          f"location") from exc
+        raise OutputError(
+            f"cannot write {what} {target}: {exc.strerror or exc}; choose a writable location"
+        ) from exc
     os.close(fd)
     os.unlink(probe)
     return target

@@ -79,8 +79,7 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
         return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
     if np.issubdtype(image.dtype, np.floating):
         return _float_to_uint8(image)
-    raise ImageReadError(
-        f"unsupported image dtype {image.dtype} (shape {image.shape}); {_SUPPORTED}")
+    raise ImageReadError(f"unsupported image dtype {image.dtype} (shape {image.shape}); {_SUPPORTED}")
 
 
 def _float_to_uint8(image: np.ndarray) -> np.ndarray:
@@ -152,7 +151,7 @@ def _bounded_flag(data: np.ndarray, max_pixels: Optional[int], what: str) -> int
     least ``max_pixels`` pixels when the header says the image is larger. ImageReadError when the
     decoder would still produce more than max_image_pixels() (only JPEG decodes at 1/N directly;
     other formats decode in full first)."""
-    size = _header_size(data[:64 * 1024].tobytes())
+    size = _header_size(data[: 64 * 1024].tobytes())
     if size is None:
         return cv2.IMREAD_UNCHANGED  # no header we read: OpenCV's own limit (2^30 pixels) applies
     h, w = size
@@ -164,9 +163,11 @@ def _bounded_flag(data: np.ndarray, max_pixels: Optional[int], what: str) -> int
     decoded = h * w if data[:2].tobytes() != b"\xff\xd8" else -(-h // factor) * -(-w // factor)
     cap = max_image_pixels()
     if decoded > cap:
-        raise ImageReadError(f"cannot decode {what}: it declares {w}x{h} pixels, more than the cap of {cap:,} "
-                             f"decoded pixels (a decompression bomb, or a scan larger than this runtime "
-                             f"takes); set {MAX_IMAGE_PIXELS_ENV} to raise the cap")
+        raise ImageReadError(
+            f"cannot decode {what}: it declares {w}x{h} pixels, more than the cap of {cap:,} "
+            f"decoded pixels (a decompression bomb, or a scan larger than this runtime "
+            f"takes); set {MAX_IMAGE_PIXELS_ENV} to raise the cap"
+        )
     return flag
 
 
@@ -176,8 +177,10 @@ def _within_cap(image: Optional[np.ndarray], what: str) -> Optional[np.ndarray]:
     cap = max_image_pixels()
     if image is not None and image.shape[0] * image.shape[1] > cap:
         h, w = image.shape[:2]
-        raise ImageReadError(f"cannot use {what}: it has {w}x{h} pixels, more than the cap of {cap:,} decoded "
-                             f"pixels; set {MAX_IMAGE_PIXELS_ENV} to raise the cap")
+        raise ImageReadError(
+            f"cannot use {what}: it has {w}x{h} pixels, more than the cap of {cap:,} decoded "
+            f"pixels; set {MAX_IMAGE_PIXELS_ENV} to raise the cap"
+        )
     return image
 
 
@@ -191,9 +194,9 @@ def _header_size(head: bytes) -> Optional[Tuple[int, int]]:
     while i + 9 < len(head):
         if head[i] != 0xFF:
             return None
-        marker, length = head[i + 1], int.from_bytes(head[i + 2:i + 4], "big")
+        marker, length = head[i + 1], int.from_bytes(head[i + 2 : i + 4], "big")
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn
-            return int.from_bytes(head[i + 5:i + 7], "big"), int.from_bytes(head[i + 7:i + 9], "big")
+            return int.from_bytes(head[i + 5 : i + 7], "big"), int.from_bytes(head[i + 7 : i + 9], "big")
         i += 2 + length
     return None
 
@@ -209,8 +212,10 @@ def decode_image(data: bytes, source: str = "image", max_pixels: Optional[int] =
     if image is not None and max_pixels is not None:
         image = downscale_to_budget(image, max_pixels)
     if image is None:
-        raise ImageReadError(f"cannot decode {source} ({buffer.size} bytes): the data is corrupt or not in "
-                             f"a format OpenCV reads (expected one of {', '.join(IMAGE_EXTENSIONS)})")
+        raise ImageReadError(
+            f"cannot decode {source} ({buffer.size} bytes): the data is corrupt or not in "
+            f"a format OpenCV reads (expected one of {', '.join(IMAGE_EXTENSIONS)})"
+        )
     try:
         return to_bgr_uint8(image)
     except ImageReadError as exc:

@@ -5,6 +5,7 @@ rd-export stores the same JSON as in the ONNX file as the IR's top-level runtime
 "rd_edge")``). The ``framework`` section that OpenVINO's converter copies from the ONNX
 properties is not read: after int8 quantization it still describes the fp32 source.
 """
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -25,17 +26,22 @@ def read_ir_metadata(xml_path: PathLike) -> ModelMetadata:
     path = Path(xml_path)
     if not path.is_file():
         found = not_a_file(path)
-        raise MetadataError(f"cannot read model metadata from {path}: {found}; expected an OpenVINO IR "
-                            f"(.xml + .bin) written by rd-export --format openvino")
+        raise MetadataError(
+            f"cannot read model metadata from {path}: {found}; expected an OpenVINO IR "
+            f"(.xml + .bin) written by rd-export --format openvino"
+        )
     try:
         root = ET.parse(path).getroot()
     except (ET.ParseError, OSError) as exc:
-        raise MetadataError(f"{path} is not a readable OpenVINO IR ({exc}); re-export it with "
-                            f"rd-export --format openvino") from exc
+        raise MetadataError(
+            f"{path} is not a readable OpenVINO IR ({exc}); re-export it with rd-export --format openvino"
+        ) from exc
     if root.tag != "net":
         raise MetadataError(f"{path}: expected an OpenVINO IR (root element <net>), found <{root.tag}>")
     entries = root.findall(f"rt_info/{METADATA_KEY}")
     if len(entries) > 1:
-        raise MetadataError(f"{path} has {len(entries)} '{METADATA_KEY}' runtime-info entries, expected one; "
-                            f"the file was edited after export: re-export it with rd-export")
+        raise MetadataError(
+            f"{path} has {len(entries)} '{METADATA_KEY}' runtime-info entries, expected one; "
+            f"the file was edited after export: re-export it with rd-export"
+        )
     return ModelMetadata.from_json(entries[0].get("value") if entries else None, str(path))

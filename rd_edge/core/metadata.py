@@ -5,6 +5,7 @@ engine's JSON sidecar; the exporter writes it. Validated on load: a model withou
 format newer than this rd-edge, is a MetadataError that says what to do; older formats are
 upgraded step by step (upgrade_metadata), so every exported model keeps working.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,11 +45,21 @@ class ModelMetadata:
     blur_sigma: float = 4.0
     mean: List[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # applied inside the graph
     std: List[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])  # applied inside the graph
-    input: Dict[str, Any] = field(default_factory=lambda: {
-        "name": INPUT_NAME, "dtype": "float32", "layout": "NCHW", "color": "RGB", "range": [0.0, 1.0]})
-    outputs: Dict[str, str] = field(default_factory=lambda: {
-        "anomaly_map": "float32 [N,1,H,W], blurred sum of per-scale cosine distances",
-        "score": "float32 [N], max of anomaly_map"})
+    input: Dict[str, Any] = field(
+        default_factory=lambda: {
+            "name": INPUT_NAME,
+            "dtype": "float32",
+            "layout": "NCHW",
+            "color": "RGB",
+            "range": [0.0, 1.0],
+        }
+    )
+    outputs: Dict[str, str] = field(
+        default_factory=lambda: {
+            "anomaly_map": "float32 [N,1,H,W], blurred sum of per-scale cosine distances",
+            "score": "float32 [N], max of anomaly_map",
+        }
+    )
     opset: Optional[int] = None
     format_version: int = METADATA_FORMAT_VERSION
     extra: Dict[str, Any] = field(default_factory=dict)  # e.g. int8 calibration details
@@ -81,33 +92,53 @@ class ModelMetadata:
     def from_json(cls, text: Optional[str], source: str = "model") -> "ModelMetadata":
         """Parse and validate; ``source`` names the file in error messages."""
         if not text:
-            raise MetadataError(f"{source} has no '{METADATA_KEY}' metadata; it was not exported by "
-                                f"rd-export. Export it with `rd-export model.pt -o model.onnx`.")
+            raise MetadataError(
+                f"{source} has no '{METADATA_KEY}' metadata; it was not exported by "
+                f"rd-export. Export it with `rd-export model.pt -o model.onnx`."
+            )
         try:
             data = json.loads(text)
         except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested absurdly deep
-            raise MetadataError(f"{source}: '{METADATA_KEY}' metadata is not valid JSON "
-                                f"({exc if isinstance(exc, ValueError) else 'nested too deep'})") from None
+            raise MetadataError(
+                f"{source}: '{METADATA_KEY}' metadata is not valid JSON "
+                f"({exc if isinstance(exc, ValueError) else 'nested too deep'})"
+            ) from None
         if not isinstance(data, dict):
-            raise MetadataError(f"{source}: '{METADATA_KEY}' metadata must be a JSON object, found {type(data).__name__}")
+            raise MetadataError(
+                f"{source}: '{METADATA_KEY}' metadata must be a JSON object, found {type(data).__name__}"
+            )
         data = upgrade_metadata(data, source)
         known = set(cls.__dataclass_fields__)
-        required = {"backbone", "image_size", "threshold", "score_stats", "checkpoint_sha256", "exporter_version",
-                    "resize"}
+        required = {
+            "backbone",
+            "image_size",
+            "threshold",
+            "score_stats",
+            "checkpoint_sha256",
+            "exporter_version",
+            "resize",
+        }
         missing = sorted(required - set(data))
         if missing:
             raise MetadataError(f"{source}: metadata lacks {missing}; re-export the model")
         size = data["image_size"]
-        if not (isinstance(size, list) and len(size) == 2
-                and all(type(s) is int and 0 < s <= MAX_INPUT_SIDE for s in size)):
-            raise MetadataError(f"{source}: metadata image_size must be [H, W] integers in 1..{MAX_INPUT_SIDE}, "
-                                f"found {size!r}")
+        if not (
+            isinstance(size, list)
+            and len(size) == 2
+            and all(type(s) is int and 0 < s <= MAX_INPUT_SIDE for s in size)
+        ):
+            raise MetadataError(
+                f"{source}: metadata image_size must be [H, W] integers in 1..{MAX_INPUT_SIDE}, "
+                f"found {size!r}"
+            )
         if data.get("tiling") is not None:  # normalized, so every reader sees the same fields
             data["tiling"] = Tiling.from_dict(data["tiling"], source).to_dict()
         _check_numbers(data, source)
         if data["resize"] not in RESIZE_RULES:
-            raise MetadataError(f"{source}: metadata resize rule {data['resize']!r} is unknown to this "
-                                f"rd-edge (it knows {', '.join(RESIZE_RULES)}); upgrade rd-edge")
+            raise MetadataError(
+                f"{source}: metadata resize rule {data['resize']!r} is unknown to this "
+                f"rd-edge (it knows {', '.join(RESIZE_RULES)}); upgrade rd-edge"
+            )
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
@@ -134,11 +165,15 @@ def upgrade_metadata(data: Dict[str, Any], source: str = "model") -> Dict[str, A
     MetadataError for a version that is not a positive integer, or newer than this rd-edge."""
     version = data.get("format_version")
     if type(version) is not int or version < 1:  # type(): True == 1 in Python
-        raise MetadataError(f"{source}: metadata format version {version!r}, this rd-edge reads 1 to "
-                            f"{METADATA_FORMAT_VERSION}; re-export the model with this rd-edge")
+        raise MetadataError(
+            f"{source}: metadata format version {version!r}, this rd-edge reads 1 to "
+            f"{METADATA_FORMAT_VERSION}; re-export the model with this rd-edge"
+        )
     if version > METADATA_FORMAT_VERSION:
-        raise MetadataError(f"{source}: metadata format version {version} is newer than this rd-edge reads "
-                            f"(1 to {METADATA_FORMAT_VERSION}); upgrade rd-edge (pip install -U rd-edge)")
+        raise MetadataError(
+            f"{source}: metadata format version {version} is newer than this rd-edge reads "
+            f"(1 to {METADATA_FORMAT_VERSION}); upgrade rd-edge (pip install -U rd-edge)"
+        )
     while version < METADATA_FORMAT_VERSION:
         data = UPGRADES[version](data)
         version = data["format_version"]
@@ -159,12 +194,19 @@ def _check_numbers(data: Dict[str, Any], source: str) -> None:
     A NaN threshold would hide every defect, a string one fail mid-run."""
     for key in ("threshold", "pixel_threshold"):
         if data.get(key) is not None:
-            check_threshold(data[key], key, f"{source}: metadata", nullable=True,
-                            hint="re-export the model (or pass a threshold explicitly)")
+            check_threshold(
+                data[key],
+                key,
+                f"{source}: metadata",
+                nullable=True,
+                hint="re-export the model (or pass a threshold explicitly)",
+            )
     stats = data["score_stats"]
     if stats is None:
         return
     bad = {k: v for k, v in stats.items() if not _is_finite_number(v)} if isinstance(stats, dict) else stats
     if not isinstance(stats, dict) or bad:
-        raise MetadataError(f"{source}: metadata score_stats must be an object of finite numbers "
-                            f"(min, max, mean, std, count), found {bad!r}; re-export the model")
+        raise MetadataError(
+            f"{source}: metadata score_stats must be an object of finite numbers "
+            f"(min, max, mean, std, count), found {bad!r}; re-export the model"
+        )

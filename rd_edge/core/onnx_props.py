@@ -3,6 +3,7 @@
 ONNX files are protobuf; the metadata is ModelProto field 14. This reader skips every other
 field by its length, so it neither needs onnx nor reads hundreds of MB of weights into memory.
 """
+
 from __future__ import annotations
 
 import io
@@ -19,12 +20,15 @@ def read_onnx_metadata(onnx_path: PathLike) -> ModelMetadata:
     path = Path(onnx_path)
     if not path.is_file():
         found = not_a_file(path)
-        raise MetadataError(f"cannot read model metadata from {path}: {found}; expected an ONNX model "
-                            f"written by rd-export")
+        raise MetadataError(
+            f"cannot read model metadata from {path}: {found}; expected an ONNX model written by rd-export"
+        )
     try:
         entries = onnx_metadata_entries(path)
     except (OSError, ValueError) as exc:
-        raise MetadataError(f"{path} is not a readable ONNX model ({exc}); re-export it with rd-export") from exc
+        raise MetadataError(
+            f"{path} is not a readable ONNX model ({exc}); re-export it with rd-export"
+        ) from exc
     return metadata_from_entries(entries, str(path))
 
 
@@ -33,8 +37,10 @@ def metadata_from_entries(entries: Sequence[Tuple[str, str]], source: str) -> Mo
     (two could be read differently by different tools)."""
     values = [value for key, value in entries if key == METADATA_KEY]
     if len(values) > 1:
-        raise MetadataError(f"{source} has {len(values)} '{METADATA_KEY}' metadata entries, expected one; "
-                            f"the file was edited after export: re-export it with rd-export")
+        raise MetadataError(
+            f"{source} has {len(values)} '{METADATA_KEY}' metadata entries, expected one; "
+            f"the file was edited after export: re-export it with rd-export"
+        )
     return ModelMetadata.from_json(values[0] if values else None, source)
 
 
@@ -88,7 +94,9 @@ def onnx_input_batch(path: PathLike, input_name: str) -> Optional[int]:
     with open(path, "rb") as f:
         for graph in _length_fields(f, _GRAPH_FIELD):
             for value_info in _length_fields(io.BytesIO(graph), _INPUT_FIELD):
-                names = [n.decode("utf-8", "replace") for n in _length_fields(io.BytesIO(value_info), _NAME_FIELD)]
+                names = [
+                    n.decode("utf-8", "replace") for n in _length_fields(io.BytesIO(value_info), _NAME_FIELD)
+                ]
                 if names != [input_name]:
                     continue
                 for dim in _nested(value_info, _TYPE_FIELD, _TENSOR_TYPE_FIELD, _SHAPE_FIELD, _DIM_FIELD):

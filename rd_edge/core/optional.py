@@ -7,6 +7,7 @@ In the spirit of Polygraphy's ``mod.lazy_import``: a module declares at its top
 and nothing is imported until an attribute of ``trt`` is read. A missing package is then a
 typed error naming what installs it, never a bare ImportError traceback.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -28,13 +29,16 @@ def opencv_install_hint() -> str:
     """How to install OpenCV here: JetPack's (apt) on a Jetson, where a pip wheel lacks
     GStreamer/CSI; the headless wheel elsewhere."""
     if is_jetson():
-        return ("sudo apt install python3-opencv (JetPack's OpenCV; create the venv with "
-                "--system-site-packages so it is seen: a pip OpenCV lacks GStreamer/CSI support)")
+        return (
+            "sudo apt install python3-opencv (JetPack's OpenCV; create the venv with "
+            "--system-site-packages so it is seen: a pip OpenCV lacks GStreamer/CSI support)"
+        )
     return "pip install opencv-python-headless"
 
 
-def import_optional(module: str, needed_for: str, install_hint: str,
-                    error: Type[RdEdgeError] = BackendError) -> Any:
+def import_optional(
+    module: str, needed_for: str, install_hint: str, error: Type[RdEdgeError] = BackendError
+) -> Any:
     """Import ``module`` now; ``error`` naming what installs it when it is missing."""
     try:
         return importlib.import_module(module)
@@ -42,10 +46,13 @@ def import_optional(module: str, needed_for: str, install_hint: str,
         if _interrupted(exc):  # Ctrl-C inside the package's own imports: a stop, not a missing package
             raise KeyboardInterrupt from exc
         if _findable(module):
-            raise error(f"{needed_for} needs the {module} Python package; it is installed but failed to "
-                        f"import: {exc}") from exc
-        raise error(f"{needed_for} needs the {module} Python package, which is not installed here: "
-                    f"{install_hint} ({exc})") from exc
+            raise error(
+                f"{needed_for} needs the {module} Python package; it is installed but failed to import: {exc}"
+            ) from exc
+        raise error(
+            f"{needed_for} needs the {module} Python package, which is not installed here: "
+            f"{install_hint} ({exc})"
+        ) from exc
 
 
 def _interrupted(exc: BaseException) -> bool:
@@ -71,8 +78,9 @@ class LazyModule:
     """A module imported on first attribute access (and looked up in sys.modules each time,
     so a test that swaps the module in sys.modules is seen)."""
 
-    def __init__(self, name: str, needed_for: str, install_hint: str,
-                 error: Type[RdEdgeError] = BackendError) -> None:
+    def __init__(
+        self, name: str, needed_for: str, install_hint: str, error: Type[RdEdgeError] = BackendError
+    ) -> None:
         self._name, self._needed_for, self._hint, self._error = name, needed_for, install_hint, error
 
     @property
@@ -96,8 +104,9 @@ class LazyModule:
         return getattr(self.load(), attr)
 
 
-def lazy_import(name: str, needed_for: str, install_hint: str,
-                error: Type[RdEdgeError] = BackendError) -> LazyModule:
+def lazy_import(
+    name: str, needed_for: str, install_hint: str, error: Type[RdEdgeError] = BackendError
+) -> LazyModule:
     """Declare an optional module at the top of the module that uses it."""
     return LazyModule(name, needed_for, install_hint, error)
 
@@ -125,8 +134,12 @@ def import_cv2() -> Any:
         # still run, and those that do end in one line, not a traceback.
         from .errors import ImageReadError
 
-        return LazyModule("cv2", needed_for="reading and resizing images", install_hint=opencv_install_hint(),
-                          error=ImageReadError)
+        return LazyModule(
+            "cv2",
+            needed_for="reading and resizing images",
+            install_hint=opencv_install_hint(),
+            error=ImageReadError,
+        )
     except ImportError as exc:
         if "multiarray" not in str(exc) and "NumPy" not in captured.getvalue():
             sys.stderr.write(captured.getvalue())
@@ -143,11 +156,15 @@ def _cv2_numpy_message(exc: ImportError) -> str:
     here = f"numpy {numpy.__version__} ({numpy.__path__[0]})"
     cv2_at = f"OpenCV ({spec.origin if spec is not None else 'cv2'})"
     if int(numpy.__version__.split(".")[0]) >= 2:
-        return (f"{cv2_at} was built for numpy 1.x, this environment imports {here} ({exc}): "
-                f"`pip uninstall numpy` in this venv to use the system's numpy again (Jetson, "
-                f"docs/jetson.md), or `pip install \"numpy<2\"`")
-    return (f"{cv2_at} was built for a newer numpy than {here} ({exc}): `pip install --upgrade numpy`, "
-            f"or use the OpenCV built for this numpy")
+        return (
+            f"{cv2_at} was built for numpy 1.x, this environment imports {here} ({exc}): "
+            f"`pip uninstall numpy` in this venv to use the system's numpy again (Jetson, "
+            f'docs/jetson.md), or `pip install "numpy<2"`'
+        )
+    return (
+        f"{cv2_at} was built for a newer numpy than {here} ({exc}): `pip install --upgrade numpy`, "
+        f"or use the OpenCV built for this numpy"
+    )
 
 
 def _print_uncaught(kind: Type[BaseException]) -> None:

@@ -22,6 +22,7 @@ white, the ground truth (where known) in magenta. A band above the image holds t
 any OpenCV), and the colour bar 0..1 with a black tick at the threshold (0.5) and a white marker
 at this image's normalized score.
 """
+
 from __future__ import annotations
 
 import math
@@ -54,8 +55,10 @@ def score_scale(stats: Optional[Mapping[str, float]]) -> float:
     """The raw-score distance that takes normalized_score from 0.5 to 0.9: 3 std of the held-out
     normal scores; max - min of them when std is missing or 0; 1.0 without statistics."""
     stats = stats or {}
-    for value in (SCALE_SIGMAS * float(stats.get("std", float("nan"))),
-                  float(stats.get("max", float("nan"))) - float(stats.get("min", float("nan")))):
+    for value in (
+        SCALE_SIGMAS * float(stats.get("std", float("nan"))),
+        float(stats.get("max", float("nan"))) - float(stats.get("min", float("nan"))),
+    ):
         if math.isfinite(value) and value > 0:
             return value
     return 1.0
@@ -148,7 +151,7 @@ def draw_text(image: np.ndarray, text: str, x: int, y: int, k: int, colour) -> N
             for col, bit in enumerate(bits):
                 if bit == "#":
                     x0, y0 = x + (6 * i + col) * k, y + row * k
-                    image[max(y0, 0):max(y0 + k, 0), max(x0, 0):max(x0 + k, 0)] = colour
+                    image[max(y0, 0) : max(y0 + k, 0), max(x0, 0) : max(x0 + k, 0)] = colour
 
 
 def _band(width: int, unit: int, score: float, normalized: float, anomalous: bool) -> np.ndarray:
@@ -156,7 +159,7 @@ def _band(width: int, unit: int, score: float, normalized: float, anomalous: boo
     u = unit
     band = np.empty((32 * u, width, 3), np.uint8)
     band[:] = BAND_BGR
-    band[3 * u:21 * u, 4 * u:32 * u] = NG_BGR if anomalous else OK_BGR  # verdict box
+    band[3 * u : 21 * u, 4 * u : 32 * u] = NG_BGR if anomalous else OK_BGR  # verdict box
     draw_text(band, "NG" if anomalous else "OK", 7 * u, 5 * u, 2 * u, (255, 255, 255))
     # Scores, in half size when they do not fit. %-formatting: the same digits as C++'s snprintf.
     text = "%.2f  score %.4g" % (normalized, score)
@@ -166,17 +169,23 @@ def _band(width: int, unit: int, score: float, normalized: float, anomalous: boo
     x0, x1 = 4 * u, width - 4 * u - 1
     n = x1 - x0 + 1
     levels = (np.arange(n, dtype=np.int64) * 255) // max(n - 1, 1)
-    band[24 * u:29 * u, x0:x1 + 1] = jet_lut()[levels][None]
+    band[24 * u : 29 * u, x0 : x1 + 1] = jet_lut()[levels][None]
     mid = x0 + (n - 1) // 2  # the threshold: 0.5
-    band[23 * u:30 * u, mid:mid + max(1, u // 2)] = (0, 0, 0)
+    band[23 * u : 30 * u, mid : mid + max(1, u // 2)] = (0, 0, 0)
     mark = x0 + int(normalized * (n - 1) + 0.5)  # this image's normalized score
-    band[22 * u:31 * u, max(mark - u, 0):mark + u + 1] = (255, 255, 255)
+    band[22 * u : 31 * u, max(mark - u, 0) : mark + u + 1] = (255, 255, 255)
     return band
 
 
-def render_overlay(frame_bgr: np.ndarray, amap: np.ndarray, score: float, threshold: float, scale: float,
-                   pixel_threshold: Optional[float] = None,
-                   ground_truth: Optional[np.ndarray] = None) -> np.ndarray:
+def render_overlay(
+    frame_bgr: np.ndarray,
+    amap: np.ndarray,
+    score: float,
+    threshold: float,
+    scale: float,
+    pixel_threshold: Optional[float] = None,
+    ground_truth: Optional[np.ndarray] = None,
+) -> np.ndarray:
     """The overlay every tool draws (see the module docstring).
 
     ``frame_bgr`` [H,W,3] uint8; ``amap`` float map (resized to H,W bilinear if needed); ``score``

@@ -14,6 +14,7 @@ The resize follows the model's rule (``ModelMetadata.resize``, recorded at train
 Every function takes the rule: there is no default here. New models get ``RESIZE_DEFAULT``
 (rd_edge.core.metadata), old ones read "linear" from their metadata or checkpoint.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Protocol, Sequence, Tuple
@@ -43,8 +44,9 @@ def resize_bgr(frame: np.ndarray, size: Tuple[int, int], rule: str) -> np.ndarra
     return cv2.resize(frame, (w, h), interpolation=resize_interpolation(frame.shape[:2], (h, w), rule))
 
 
-def preprocess_bgr(frame: np.ndarray, size: Tuple[int, int], out: Optional[np.ndarray] = None, *,
-                   resize: str) -> np.ndarray:
+def preprocess_bgr(
+    frame: np.ndarray, size: Tuple[int, int], out: Optional[np.ndarray] = None, *, resize: str
+) -> np.ndarray:
     """One uint8 BGR frame -> float32 [3,H,W] RGB in [0,1], written into ``out`` when given.
 
     ``size`` is the model's (H, W); ``resize`` its rule (``metadata.resize``). ``out`` is a
@@ -77,5 +79,13 @@ def preprocess_for(model: ModelInput, frame: np.ndarray, out: Optional[np.ndarra
     return preprocess_bgr(frame, size, out, resize=model.resize)
 
 
-__all__ = ["RESIZE_AREA_LINEAR", "RESIZE_DEFAULT", "RESIZE_LINEAR", "ModelInput", "preprocess_bgr",
-           "preprocess_for", "resize_bgr", "resize_interpolation"]
+__all__ = [
+    "RESIZE_AREA_LINEAR",
+    "RESIZE_DEFAULT",
+    "RESIZE_LINEAR",
+    "ModelInput",
+    "preprocess_bgr",
+    "preprocess_for",
+    "resize_bgr",
+    "resize_interpolation",
+]

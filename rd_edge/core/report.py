@@ -6,6 +6,7 @@ row per test image, plus ROC and PR curves and a table per defect type). Self-co
 SVG charts, thumbnails as files under ``DIR/thumbs``, no scripts, no network; torch-free (the
 Jetson runtime writes it too).
 """
+
 from __future__ import annotations
 
 import csv
@@ -69,8 +70,9 @@ def write_thumbnail(folder: Path, index: int, overlay_bgr: np.ndarray) -> str:
 
     h, w = overlay_bgr.shape[:2]
     if w > THUMB_WIDTH:
-        overlay_bgr = cv2.resize(overlay_bgr, (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))),
-                                 interpolation=cv2.INTER_AREA)
+        overlay_bgr = cv2.resize(
+            overlay_bgr, (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))), interpolation=cv2.INTER_AREA
+        )
     name = f"thumbs/{index:06d}.jpg"
     (folder / "thumbs").mkdir(parents=True, exist_ok=True)
     ok, data = cv2.imencode(".jpg", overlay_bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
@@ -91,8 +93,18 @@ def write_report(folder: PathLike, report: Report) -> Path:
 def _write_csv(path: Path, rows: Sequence[ReportRow]) -> None:
     lines: List[List[str]] = [list(CSV_FIELDS)]
     for r in rows:
-        lines.append([r.source, r.group, r.label or "", _num(r.score), _num(r.normalized_score), r.verdict,
-                      r.error or "", r.thumbnail or ""])
+        lines.append(
+            [
+                r.source,
+                r.group,
+                r.label or "",
+                _num(r.score),
+                _num(r.normalized_score),
+                r.verdict,
+                r.error or "",
+                r.thumbnail or "",
+            ]
+        )
     import io
 
     buffer = io.StringIO()
@@ -113,8 +125,17 @@ def summary_by_group(rows: Sequence[ReportRow]) -> List[List[str]]:
     for name, members in sorted(groups.items()):
         scores = [r.score for r in members if r.score is not None]
         count = {v: sum(r.verdict == v for r in members) for v in ("NG", "OK", "error")}
-        out.append([name, str(len(members)), str(count["NG"]), str(count["OK"]), str(count["error"]),
-                    _num(float(np.mean(scores))) if scores else "", _num(max(scores)) if scores else ""])
+        out.append(
+            [
+                name,
+                str(len(members)),
+                str(count["NG"]),
+                str(count["OK"]),
+                str(count["error"]),
+                _num(float(np.mean(scores))) if scores else "",
+                _num(max(scores)) if scores else "",
+            ]
+        )
     return out
 
 
@@ -123,16 +144,26 @@ def render_html(report: Report) -> str:
     rows = report.rows
     n_ng = sum(r.verdict == "NG" for r in rows)
     n_err = sum(r.verdict == "error" for r in rows)
-    facts = [("inputs", f"{len(rows)}: {n_ng} NG, {len(rows) - n_ng - n_err} OK, {n_err} errors"),
-             *report.facts]
+    facts = [
+        ("inputs", f"{len(rows)}: {n_ng} NG, {len(rows) - n_ng - n_err} OK, {n_err} errors"),
+        *report.facts,
+    ]
     if report.threshold is not None:
         facts.insert(1, ("image threshold", f"{report.threshold:.6g} (NG when score > threshold)"))
-    parts = [f"<h1>{_e(report.title)}</h1>", _facts(facts),
-             "<h2>Scores</h2>", histogram_svg(rows, report.threshold)]
+    parts = [
+        f"<h1>{_e(report.title)}</h1>",
+        _facts(facts),
+        "<h2>Scores</h2>",
+        histogram_svg(rows, report.threshold),
+    ]
     if report.curves:
-        parts += ["<h2>Curves</h2>", '<div class="charts">'] + [curve_svg(c) for c in report.curves] + ["</div>"]
-    parts += ["<h2>Summary</h2>",
-              _table(["group", "inputs", "NG", "OK", "errors", "mean score", "max score"], summary_by_group(rows))]
+        parts += (
+            ["<h2>Curves</h2>", '<div class="charts">'] + [curve_svg(c) for c in report.curves] + ["</div>"]
+        )
+    parts += [
+        "<h2>Summary</h2>",
+        _table(["group", "inputs", "NG", "OK", "errors", "mean score", "max score"], summary_by_group(rows)),
+    ]
     for title, header, body in report.tables:
         parts += [f"<h2>{_e(title)}</h2>", _table(header, body)]
     parts += ["<h2>Inputs</h2>", '<div class="cards">'] + [_card(r) for r in _ordered(rows)] + ["</div>"]
@@ -142,15 +173,19 @@ def render_html(report: Report) -> str:
 def _ordered(rows: Sequence[ReportRow]) -> List[ReportRow]:
     """NG first, highest scores first: what a person checks first."""
     rank = {"NG": 0, "error": 1, "OK": 2}
-    return sorted(rows, key=lambda r: (rank.get(r.verdict, 3), -(r.score if r.score is not None else -math.inf)))
+    return sorted(
+        rows, key=lambda r: (rank.get(r.verdict, 3), -(r.score if r.score is not None else -math.inf))
+    )
 
 
 def _card(r: ReportRow) -> str:
     image = f'<img src="{_e(r.thumbnail)}" alt="{_e(r.source)}" loading="lazy">' if r.thumbnail else ""
     score = f"score {r.score:.4g}" if r.score is not None else _e(r.error or "")
     label = f' <span class="label">{_e(r.label)}</span>' if r.label else ""
-    return (f'<figure class="card {_e(r.verdict)}">{image}<figcaption><b>{_e(r.verdict)}</b> {score}{label}'
-            f'<br><span class="src">{_e(r.source)}</span></figcaption></figure>')
+    return (
+        f'<figure class="card {_e(r.verdict)}">{image}<figcaption><b>{_e(r.verdict)}</b> {score}{label}'
+        f'<br><span class="src">{_e(r.source)}</span></figcaption></figure>'
+    )
 
 
 def _facts(facts: Sequence[Tuple[str, str]]) -> str:
@@ -188,7 +223,9 @@ def histogram_svg(rows: Sequence[ReportRow], threshold: Optional[float], bins: i
     if hi <= lo:
         hi = lo + 1.0
     edges = np.linspace(lo, hi, bins + 1)
-    counts = {k: np.histogram(np.array([r.score for r in scored if key(r) == k], float), edges)[0] for k in kinds}
+    counts = {
+        k: np.histogram(np.array([r.score for r in scored if key(r) == k], float), edges)[0] for k in kinds
+    }
     top = max(1, int(np.sum(list(counts.values()), axis=0).max()))
     sx = lambda v: PAD + (v - lo) / (hi - lo) * (W - 2 * PAD)  # noqa: E731
     sy = lambda c: H - PAD - c / top * (H - 2 * PAD)  # noqa: E731
@@ -197,44 +234,55 @@ def histogram_svg(rows: Sequence[ReportRow], threshold: Optional[float], bins: i
     for k in kinds:
         for i, c in enumerate(counts[k]):
             if c:
-                shapes.append(f'<rect x="{sx(edges[i]):.1f}" y="{sy(base[i] + c):.1f}" '
-                              f'width="{max(1.0, sx(edges[i + 1]) - sx(edges[i]) - 1):.1f}" '
-                              f'height="{sy(base[i]) - sy(base[i] + c):.1f}" fill="{_COLOURS[k]}"/>')
+                shapes.append(
+                    f'<rect x="{sx(edges[i]):.1f}" y="{sy(base[i] + c):.1f}" '
+                    f'width="{max(1.0, sx(edges[i + 1]) - sx(edges[i]) - 1):.1f}" '
+                    f'height="{sy(base[i]) - sy(base[i] + c):.1f}" fill="{_COLOURS[k]}"/>'
+                )
         base = base + counts[k]
     if threshold is not None:
         x = sx(threshold)
-        shapes.append(f'<line x1="{x:.1f}" y1="{PAD - 10}" x2="{x:.1f}" y2="{H - PAD}" stroke="#000" '
-                      f'stroke-dasharray="5,3"/><text x="{x + 4:.1f}" y="{PAD - 2}">threshold {threshold:.4g}</text>')
-    legend = "".join(f'<rect x="{PAD + 90 * i}" y="6" width="10" height="10" fill="{_COLOURS[k]}"/>'
-                     f'<text x="{PAD + 14 + 90 * i}" y="15">{k} ({int(counts[k].sum())})</text>'
-                     for i, k in enumerate(kinds))
+        shapes.append(
+            f'<line x1="{x:.1f}" y1="{PAD - 10}" x2="{x:.1f}" y2="{H - PAD}" stroke="#000" '
+            f'stroke-dasharray="5,3"/><text x="{x + 4:.1f}" y="{PAD - 2}">threshold {threshold:.4g}</text>'
+        )
+    legend = "".join(
+        f'<rect x="{PAD + 90 * i}" y="6" width="10" height="10" fill="{_COLOURS[k]}"/>'
+        f'<text x="{PAD + 14 + 90 * i}" y="15">{k} ({int(counts[k].sum())})</text>'
+        for i, k in enumerate(kinds)
+    )
     axes = _axes(f"{lo:.4g}", f"{hi:.4g}", "score", "0", str(top), "images")
     return _svg("".join(shapes) + legend + axes, "score histogram")
 
 
 def curve_svg(curve: Curve) -> str:
     """A line chart on [0, 1] x [0, 1] (ROC, PR), with its note (e.g. the AUROC) as the title."""
-    pts = " ".join(f"{PAD + x * (W - 2 * PAD):.1f},{H - PAD - y * (H - 2 * PAD):.1f}"
-                   for x, y in zip(curve.x, curve.y))
+    pts = " ".join(
+        f"{PAD + x * (W - 2 * PAD):.1f},{H - PAD - y * (H - 2 * PAD):.1f}" for x, y in zip(curve.x, curve.y)
+    )
     body = f'<polyline points="{pts}" fill="none" stroke="#1565c0" stroke-width="2"/>'
     body += f'<text x="{PAD}" y="{PAD - 14}" font-weight="bold">{_e(curve.name)} {_e(curve.note)}</text>'
     return _svg(body + _axes("0", "1", curve.x_label, "0", "1", curve.y_label), curve.name)
 
 
 def _axes(x0: str, x1: str, x_label: str, y0: str, y1: str, y_label: str) -> str:
-    return (f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - PAD}" y2="{H - PAD}" stroke="#444"/>'
-            f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{H - PAD}" stroke="#444"/>'
-            f'<text x="{PAD}" y="{H - PAD + 16}">{_e(x0)}</text>'
-            f'<text x="{W - PAD}" y="{H - PAD + 16}" text-anchor="end">{_e(x1)}</text>'
-            f'<text x="{W / 2}" y="{H - 6}" text-anchor="middle">{_e(x_label)}</text>'
-            f'<text x="{PAD - 4}" y="{H - PAD}" text-anchor="end">{_e(y0)}</text>'
-            f'<text x="{PAD - 4}" y="{PAD + 4}" text-anchor="end">{_e(y1)}</text>'
-            f'<text x="12" y="{H / 2}" transform="rotate(-90 12 {H / 2})" text-anchor="middle">{_e(y_label)}</text>')
+    return (
+        f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - PAD}" y2="{H - PAD}" stroke="#444"/>'
+        f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{H - PAD}" stroke="#444"/>'
+        f'<text x="{PAD}" y="{H - PAD + 16}">{_e(x0)}</text>'
+        f'<text x="{W - PAD}" y="{H - PAD + 16}" text-anchor="end">{_e(x1)}</text>'
+        f'<text x="{W / 2}" y="{H - 6}" text-anchor="middle">{_e(x_label)}</text>'
+        f'<text x="{PAD - 4}" y="{H - PAD}" text-anchor="end">{_e(y0)}</text>'
+        f'<text x="{PAD - 4}" y="{PAD + 4}" text-anchor="end">{_e(y1)}</text>'
+        f'<text x="12" y="{H / 2}" transform="rotate(-90 12 {H / 2})" text-anchor="middle">{_e(y_label)}</text>'
+    )
 
 
 def _svg(body: str, label: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
-            f'role="img" aria-label="{_e(label)}" font-family="sans-serif" font-size="11">{body}</svg>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+        f'role="img" aria-label="{_e(label)}" font-family="sans-serif" font-size="11">{body}</svg>'
+    )
 
 
 _PAGE = """<!DOCTYPE html>

@@ -10,6 +10,7 @@ atomically, the JSON last (it marks a complete entry), and nothing is ever delet
 overwritten: marking a frame again under another label adds a second entry, and readers take
 the newest mark per frame. ``rd-calibrate --review`` and ``rd-train --good`` read this folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,9 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "frame"
 
 
-def write_mark(folder: PathLike, label: str, stream: str, entry: str, png: bytes,
-               record: dict[str, Any]) -> tuple[Path, bool]:
+def write_mark(
+    folder: PathLike, label: str, stream: str, entry: str, png: bytes, record: dict[str, Any]
+) -> tuple[Path, bool]:
     """Save one mark; returns (its PNG path, False when this frame already had this label)."""
     if label not in REVIEW_LABELS:
         raise ReviewError(f"review label {label!r} unknown; expected one of {', '.join(REVIEW_LABELS)}")
@@ -54,8 +56,11 @@ def write_mark(folder: PathLike, label: str, stream: str, entry: str, png: bytes
     if meta.is_file():
         return image, False
     when = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    text = json.dumps({"record": record, "review": {"label": label, "time": when, "stream": stream,
-                                                    "entry": entry}}, indent=1, allow_nan=False)
+    text = json.dumps(
+        {"record": record, "review": {"label": label, "time": when, "stream": stream, "entry": entry}},
+        indent=1,
+        allow_nan=False,
+    )
     try:
         write_bytes_atomic(image, png)
         write_text_atomic(meta, text + "\n")  # last: marks a complete entry
@@ -84,11 +89,15 @@ def reviewed_images(folder: PathLike) -> tuple[list[Path], list[Path]]:
     missed defects are defective. ReviewError when the folder holds no marks."""
     root = Path(folder)
     if not root.is_dir():
-        raise ReviewError(f"expected a review folder at {root} (written by the station), found "
-                          f"{'a file' if root.exists() else 'nothing'}")
+        raise ReviewError(
+            f"expected a review folder at {root} (written by the station), found "
+            f"{'a file' if root.exists() else 'nothing'}"
+        )
     marks = read_marks(root)
     if not marks:
-        raise ReviewError(f"{root} holds no review marks ({', '.join(f'{x}/*.png+.json' for x in REVIEW_LABELS)})")
+        raise ReviewError(
+            f"{root} holds no review marks ({', '.join(f'{x}/*.png+.json' for x in REVIEW_LABELS)})"
+        )
     good = [m.image for m in marks if m.label in GOOD_LABELS]
     return good, [m.image for m in marks if m.label in DEFECT_LABELS]
 

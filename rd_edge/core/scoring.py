@@ -5,6 +5,7 @@ calibration data and rd-train's image cache all read image files and preprocess 
 the runtime does (the model's size and resize rule, rd_edge.core.preprocess); the scoring paths
 then run a batch callable on them: float32 [n,3,h,w] -> (maps [n,h,w] or [n,1,h,w], scores [n]).
 """
+
 from __future__ import annotations
 
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple
@@ -30,8 +31,13 @@ def load_batch(paths: Sequence[PathLike], model: ModelInput) -> np.ndarray:
     return batch
 
 
-def score_images(paths: Sequence[PathLike], model: ModelInput, run: ScoreRun, batch_size: int = 8,
-                 progress: Optional[Progress] = None) -> Tuple[np.ndarray, np.ndarray]:
+def score_images(
+    paths: Sequence[PathLike],
+    model: ModelInput,
+    run: ScoreRun,
+    batch_size: int = 8,
+    progress: Optional[Progress] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
     """Maps float32 [N,H,W] at the model size and scores float64 [N] of ``run`` on the images,
     ``batch_size`` images per call."""
     if batch_size < 1:
@@ -40,7 +46,7 @@ def score_images(paths: Sequence[PathLike], model: ModelInput, run: ScoreRun, ba
     maps: List[np.ndarray] = []
     scores: List[np.ndarray] = []
     for i in progress(starts) if progress is not None else starts:
-        amap, score = run(load_batch(paths[i:i + batch_size], model))
+        amap, score = run(load_batch(paths[i : i + batch_size], model))
         amap = np.asarray(amap, np.float32)
         maps.append(amap.reshape(amap.shape[0], *amap.shape[-2:]))  # [n,1,h,w] or [n,h,w] -> [n,h,w]
         scores.append(np.asarray(score, np.float64).reshape(-1))

@@ -4,6 +4,7 @@
 model's ``rd_edge`` metadata. The builder writes it; the runtime reads it and refuses a plan
 built for another TensorRT version or GPU before TensorRT sees it.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,16 @@ from .files import PathLike, write_text_atomic
 from .metadata import METADATA_KEY, ModelMetadata
 
 REBUILD_HINT = "rd-export model.onnx --engine model.engine"
-_SIDECAR_FIELDS = ("tensorrt_version", "gpu_name", "compute_capability", "precision",
-                   "min_batch", "max_batch", "onnx_sha256", METADATA_KEY)
+_SIDECAR_FIELDS = (
+    "tensorrt_version",
+    "gpu_name",
+    "compute_capability",
+    "precision",
+    "min_batch",
+    "max_batch",
+    "onnx_sha256",
+    METADATA_KEY,
+)
 # Written since the device identity was recorded; older sidecars lack them (see check_compatible).
 _DEVICE_FIELDS = ("sm_count", "total_memory_mb", "device_model")
 # Written since the profile's opt batch and the batch kind were recorded; older sidecars lack them.
@@ -39,10 +48,14 @@ class GpuInfo(NamedTuple):
     device_model: Optional[str] = None  # Jetson board, e.g. "NVIDIA Jetson AGX Orin Developer Kit"
 
     def describe(self) -> str:
-        extra = [f"{self.sm_count} SMs" if self.sm_count else "",
-                 f"{self.total_memory_mb} MiB" if self.total_memory_mb else "", self.device_model or ""]
+        extra = [
+            f"{self.sm_count} SMs" if self.sm_count else "",
+            f"{self.total_memory_mb} MiB" if self.total_memory_mb else "",
+            self.device_model or "",
+        ]
         details = ", ".join(e for e in extra if e)
         return f"{self.name} compute {self.compute_capability}" + (f" ({details})" if details else "")
+
 
 MAX_ENGINE_BATCH = 4096  # far above any real profile; a larger max_batch is a damaged sidecar
 
@@ -54,7 +67,7 @@ def sidecar_path(plan: PathLike) -> Path:
 
 
 def format_compute_capability(value: Any) -> str:
-    """"8.7" from "8.7", (8, 7) or [8, 7]; MetadataError for anything else."""
+    """ "8.7" from "8.7", (8, 7) or [8, 7]; MetadataError for anything else."""
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
         return f"{value[0]}.{value[1]}"
     if isinstance(value, str) and re.fullmatch(r"\d+\.\d+", value):
@@ -90,14 +103,18 @@ class EngineSidecar:
 
     @property
     def gpu(self) -> GpuInfo:
-        return GpuInfo(self.gpu_name, self.compute_capability, self.sm_count, self.total_memory_mb,
-                       self.device_model)
+        return GpuInfo(
+            self.gpu_name, self.compute_capability, self.sm_count, self.total_memory_mb, self.device_model
+        )
 
     def to_dict(self) -> Dict[str, Any]:
         # Unknown device fields are left out, not null: OpenCV's JSON reader (the C++ example's)
         # fails on null.
-        data = {k: v for k, v in asdict(self).items()
-                if k != "metadata" and not (k in _DEVICE_FIELDS + _PROFILE_FIELDS and v is None)}
+        data = {
+            k: v
+            for k, v in asdict(self).items()
+            if k != "metadata" and not (k in _DEVICE_FIELDS + _PROFILE_FIELDS and v is None)
+        }
         data[METADATA_KEY] = asdict(self.metadata)
         return data
 
@@ -117,8 +134,10 @@ class EngineSidecar:
             raise MetadataError(f"{source}: sidecar lacks {missing}; rebuild the engine: {REBUILD_HINT}")
         batches = (data["min_batch"], data["max_batch"])
         if not all(type(b) is int and 1 <= b <= MAX_ENGINE_BATCH for b in batches) or batches[0] > batches[1]:
-            raise MetadataError(f"{source}: min_batch/max_batch must be integers with "
-                                f"1 <= min <= max <= {MAX_ENGINE_BATCH}, found {list(batches)}")
+            raise MetadataError(
+                f"{source}: min_batch/max_batch must be integers with "
+                f"1 <= min <= max <= {MAX_ENGINE_BATCH}, found {list(batches)}"
+            )
         try:
             cc = format_compute_capability(data["compute_capability"])
         except MetadataError as exc:
@@ -130,25 +149,41 @@ class EngineSidecar:
             if value is not None and not (isinstance(value, int) and value > 0):
                 raise MetadataError(f"{source}: {key} must be a positive integer or null, found {value!r}")
         if device["device_model"] is not None and not isinstance(device["device_model"], str):
-            raise MetadataError(f"{source}: device_model must be a string or null, found {device['device_model']!r}")
+            raise MetadataError(
+                f"{source}: device_model must be a string or null, found {device['device_model']!r}"
+            )
         opt, dynamic = data.get("opt_batch"), data.get("dynamic_batch")
         if opt is not None and not (isinstance(opt, int) and batches[0] <= opt <= batches[1]):
-            raise MetadataError(f"{source}: opt_batch must be an integer in min_batch..max_batch "
-                                f"{list(batches)}, found {opt!r}")
+            raise MetadataError(
+                f"{source}: opt_batch must be an integer in min_batch..max_batch "
+                f"{list(batches)}, found {opt!r}"
+            )
         if dynamic is not None and not isinstance(dynamic, bool):
             raise MetadataError(f"{source}: dynamic_batch must be true, false or absent, found {dynamic!r}")
-        return cls(str(data["tensorrt_version"]), str(data["gpu_name"]), cc, str(data["precision"]),
-                   data["min_batch"], data["max_batch"], str(data["onnx_sha256"]), meta, **device,
-                   opt_batch=opt, dynamic_batch=dynamic)
+        return cls(
+            str(data["tensorrt_version"]),
+            str(data["gpu_name"]),
+            cc,
+            str(data["precision"]),
+            data["min_batch"],
+            data["max_batch"],
+            str(data["onnx_sha256"]),
+            meta,
+            **device,
+            opt_batch=opt,
+            dynamic_batch=dynamic,
+        )
 
     @classmethod
     def read(cls, plan: PathLike) -> "EngineSidecar":
         """Read and validate the sidecar of ``plan``; MetadataError when missing or invalid."""
         path = sidecar_path(plan)
         if not path.is_file():
-            raise MetadataError(f"{plan} has no sidecar {path.name} (it carries the TensorRT version, "
-                                f"GPU and rd_edge metadata); build the engine with rd-export, which "
-                                f"writes both: {REBUILD_HINT}")
+            raise MetadataError(
+                f"{plan} has no sidecar {path.name} (it carries the TensorRT version, "
+                f"GPU and rd_edge metadata); build the engine with rd-export, which "
+                f"writes both: {REBUILD_HINT}"
+            )
         try:
             data = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -158,8 +193,13 @@ class EngineSidecar:
         return cls.from_dict(data, source=str(path))
 
 
-def check_compatible(sidecar: EngineSidecar, plan: PathLike, tensorrt_version: str, gpu: GpuInfo,
-                     install_hint: Optional[str] = None) -> None:
+def check_compatible(
+    sidecar: EngineSidecar,
+    plan: PathLike,
+    tensorrt_version: str,
+    gpu: GpuInfo,
+    install_hint: Optional[str] = None,
+) -> None:
     """BackendError unless the plan was built by this TensorRT version for this GPU.
 
     TensorRT plans are specific to the TensorRT version and GPU model that built them. The GPU
@@ -174,14 +214,26 @@ def check_compatible(sidecar: EngineSidecar, plan: PathLike, tensorrt_version: s
     if sidecar.tensorrt_version != tensorrt_version:
         found.append(f"TensorRT {sidecar.tensorrt_version} (running {tensorrt_version})")
     built = sidecar.gpu
-    if (built.name, built.compute_capability) != (gpu.name, gpu.compute_capability) or \
-            (built.sm_count and gpu.sm_count and built.sm_count != gpu.sm_count) or \
-            (built.device_model or gpu.device_model) and built.device_model != gpu.device_model:
-        unrecorded = " (a sidecar from before boards were recorded)" if gpu.device_model and not built.device_model else ""
+    if (
+        (built.name, built.compute_capability) != (gpu.name, gpu.compute_capability)
+        or (built.sm_count and gpu.sm_count and built.sm_count != gpu.sm_count)
+        or (built.device_model or gpu.device_model)
+        and built.device_model != gpu.device_model
+    ):
+        unrecorded = (
+            " (a sidecar from before boards were recorded)"
+            if gpu.device_model and not built.device_model
+            else ""
+        )
         found.append(f"GPU {built.describe()}{unrecorded} (running {gpu.describe()})")
     if found:
-        raise BackendError(f"{plan} was built for {' and '.join(found)}; a TensorRT plan only runs "
-                           f"with the TensorRT version and GPU that built it. Rebuild it on this "
-                           f"machine from the ONNX model: {REBUILD_HINT}" + (
-                               f"; or run it as is with {install_hint}" if install_hint and len(found) == 1
-                               and not found[0].startswith("GPU") else ""))
+        raise BackendError(
+            f"{plan} was built for {' and '.join(found)}; a TensorRT plan only runs "
+            f"with the TensorRT version and GPU that built it. Rebuild it on this "
+            f"machine from the ONNX model: {REBUILD_HINT}"
+            + (
+                f"; or run it as is with {install_hint}"
+                if install_hint and len(found) == 1 and not found[0].startswith("GPU")
+                else ""
+            )
+        )

@@ -20,6 +20,7 @@ its map value > ``pixel_threshold`` (masks use the image threshold when there is
 threshold, from an argument, this file, the model's metadata or a server, goes through
 :func:`check_threshold`; a model without any image threshold is a :class:`NoThresholdError`.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,13 @@ class NoThresholdError(MetadataError):
     passed. Serving still works (clients bring their own); detecting does not."""
 
 
-def check_threshold(value: Any, name: str = "image_threshold", source: Optional[str] = None,
-                    nullable: bool = False, hint: str = "") -> float:
+def check_threshold(
+    value: Any,
+    name: str = "image_threshold",
+    source: Optional[str] = None,
+    nullable: bool = False,
+    hint: str = "",
+) -> float:
     """``value`` as a float; ThresholdValueError unless it is a finite number. Strings, bools,
     NaN, infinities and integers beyond float range are refused: a NaN threshold would pass
     every part, a string one fail mid-run. ``source`` prefixes the message (the file, "metadata"),
@@ -80,8 +86,10 @@ def check_threshold(value: Any, name: str = "image_threshold", source: Optional[
     except OverflowError:  # an integer beyond float range, e.g. 10**400
         number = math.inf
     if not math.isfinite(number):
-        raise ThresholdValueError(f"{where}{name} must be {expected}, found {value!r} (it would hide "
-                                  f"every defect or flag every part){fix}")
+        raise ThresholdValueError(
+            f"{where}{name} must be {expected}, found {value!r} (it would hide "
+            f"every defect or flag every part){fix}"
+        )
     return number
 
 
@@ -118,12 +126,16 @@ class Thresholds:
     @classmethod
     def from_dict(cls, data: Any, source: str) -> "Thresholds":
         if not isinstance(data, dict) or data.get("format") != THRESHOLDS_FORMAT:
-            raise MetadataError(f"{source} is not an rd-edge thresholds file (expected a JSON object with "
-                                f"format={THRESHOLDS_FORMAT!r}); write it with rd-calibrate or delete it")
+            raise MetadataError(
+                f"{source} is not an rd-edge thresholds file (expected a JSON object with "
+                f"format={THRESHOLDS_FORMAT!r}); write it with rd-calibrate or delete it"
+            )
         version = data.get("format_version")
         if version != THRESHOLDS_VERSION:
-            raise MetadataError(f"{source}: thresholds format version {version!r}, this rd-edge reads "
-                                f"{THRESHOLDS_VERSION}; rerun rd-calibrate")
+            raise MetadataError(
+                f"{source}: thresholds format version {version!r}, this rd-edge reads "
+                f"{THRESHOLDS_VERSION}; rerun rd-calibrate"
+            )
         if "image_threshold" not in data:
             raise MetadataError(f"{source} lacks image_threshold; rerun rd-calibrate")
         pixel = data.get("pixel_threshold")
@@ -132,13 +144,18 @@ class Thresholds:
             raise MetadataError(f"{source}: report must be a JSON object, found {type(report).__name__}")
         for key in ("model", "checkpoint_sha256", "method"):
             if data.get(key) is not None and not isinstance(data[key], str):
-                raise MetadataError(f"{source}: {key} must be a string or null, found {_short(data[key])}; "
-                                    f"rerun rd-calibrate")
-        return cls(image_threshold=check_threshold(data["image_threshold"], "image_threshold", source),
-                   pixel_threshold=None if pixel is None else check_threshold(pixel, "pixel_threshold", source),
-                   method=str(data.get("method", "manual")), model=data.get("model"),
-                   checkpoint_sha256=data.get("checkpoint_sha256"), report=report,
-                   normal_scores=check_reference(data.get("normal_scores"), source))
+                raise MetadataError(
+                    f"{source}: {key} must be a string or null, found {_short(data[key])}; rerun rd-calibrate"
+                )
+        return cls(
+            image_threshold=check_threshold(data["image_threshold"], "image_threshold", source),
+            pixel_threshold=None if pixel is None else check_threshold(pixel, "pixel_threshold", source),
+            method=str(data.get("method", "manual")),
+            model=data.get("model"),
+            checkpoint_sha256=data.get("checkpoint_sha256"),
+            report=report,
+            normal_scores=check_reference(data.get("normal_scores"), source),
+        )
 
     @classmethod
     def read(cls, path: PathLike) -> "Thresholds":
@@ -147,9 +164,11 @@ class Thresholds:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise MetadataError(f"cannot read thresholds file {path}: {exc}; rerun rd-calibrate or "
-                                f"delete it") from exc
+            raise MetadataError(
+                f"cannot read thresholds file {path}: {exc}; rerun rd-calibrate or delete it"
+            ) from exc
         except RecursionError:
-            raise MetadataError(f"cannot read thresholds file {path}: JSON nested too deep; rerun "
-                                f"rd-calibrate or delete it") from None
+            raise MetadataError(
+                f"cannot read thresholds file {path}: JSON nested too deep; rerun rd-calibrate or delete it"
+            ) from None
         return cls.from_dict(data, str(path))

@@ -13,6 +13,7 @@ Per frame (rules in rd_edge.core.tiling):
 3. the tile maps (resized back to tile pixels) are blended into one map at the fitted
    resolution; the score is its maximum, the map is returned at the frame's own size.
 """
+
 from __future__ import annotations
 
 import time
@@ -54,18 +55,25 @@ class TiledPrediction:
     def fit(self, frame: np.ndarray) -> np.ndarray:
         return fit_frame(frame, self.tiling.frame, self.resize)
 
-    def tile_batch(self, fitted: Sequence[np.ndarray], grids: Sequence[TileGrid], chunk: Sequence[Slot]) -> np.ndarray:
+    def tile_batch(
+        self, fitted: Sequence[np.ndarray], grids: Sequence[TileGrid], chunk: Sequence[Slot]
+    ) -> np.ndarray:
         """The chunk's tiles, preprocessed on the CPU -> float32 [n,3,h,w]."""
         batch = np.empty((len(chunk), 3) + self.model_hw, dtype=np.float32)
         for j, (i, k) in enumerate(chunk):
             th, tw = grids[i].tile
             y, x = grids[i].boxes[k]
-            preprocess_bgr(fitted[i][y:y + th, x:x + tw], self.model_hw, out=batch[j], resize=self.resize)
+            preprocess_bgr(fitted[i][y : y + th, x : x + tw], self.model_hw, out=batch[j], resize=self.resize)
         return batch
 
-    def predict(self, frames: Sequence[np.ndarray], run: BatchRun, max_tiles: int,
-                run_chunk: Optional[ChunkRun] = None,
-                clock: Optional[Dict[str, float]] = None) -> List[Tuple[np.ndarray, float]]:
+    def predict(
+        self,
+        frames: Sequence[np.ndarray],
+        run: BatchRun,
+        max_tiles: int,
+        run_chunk: Optional[ChunkRun] = None,
+        clock: Optional[Dict[str, float]] = None,
+    ) -> List[Tuple[np.ndarray, float]]:
         """(map [H,W] at each frame's own size, score) per uint8 BGR frame.
 
         ``run`` takes CPU-preprocessed tile batches; ``run_chunk``, when given, replaces
@@ -79,8 +87,10 @@ class TiledPrediction:
         tile_maps: List[List[np.ndarray]] = [[] for _ in grids]
         step = max(1, int(max_tiles))
         for start in range(0, len(slots), step):
-            chunk = slots[start:start + step]
-            maps = run_chunk(fitted, grids, chunk) if run_chunk else run(self.tile_batch(fitted, grids, chunk))
+            chunk = slots[start : start + step]
+            maps = (
+                run_chunk(fitted, grids, chunk) if run_chunk else run(self.tile_batch(fitted, grids, chunk))
+            )
             maps = np.asarray(maps).reshape(len(chunk), *np.shape(maps)[-2:])  # [n,h,w]
             for j, (i, _) in enumerate(chunk):  # slots are in order: append keeps grid order
                 tile_maps[i].append(maps[j])

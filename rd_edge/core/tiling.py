@@ -13,6 +13,7 @@ Torch-free; training, evaluation, the runtime and the C++ example use the same r
   the map's blur saw its reflected border, thus weighs almost nothing where a neighbour covers it.
 - Stitching: map(p) = sum_k w_k(p) map_k(p) / sum_k w_k(p), in float32; score = max of the map.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,8 +54,12 @@ class Tiling:
             raise MetadataError(f"tiling window must be one of {', '.join(WINDOWS)}, found {self.window!r}")
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"tile": list(self.tile), "overlap": float(self.overlap),
-                "frame": list(self.frame) if self.frame is not None else ANY_FRAME, "window": self.window}
+        return {
+            "tile": list(self.tile),
+            "overlap": float(self.overlap),
+            "frame": list(self.frame) if self.frame is not None else ANY_FRAME,
+            "window": self.window,
+        }
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "model") -> "Tiling":
@@ -63,10 +68,12 @@ class Tiling:
             raise MetadataError(f"{source}: tiling must be an object with 'tile' [h, w], found {data!r}")
         frame = data.get("frame", ANY_FRAME)
         try:
-            return cls(tile=tuple(data["tile"]) if isinstance(data["tile"], list) else data["tile"],
-                       overlap=data.get("overlap", DEFAULT_OVERLAP),
-                       frame=None if frame == ANY_FRAME else (tuple(frame) if isinstance(frame, list) else frame),
-                       window=data.get("window", "cosine"))
+            return cls(
+                tile=tuple(data["tile"]) if isinstance(data["tile"], list) else data["tile"],
+                overlap=data.get("overlap", DEFAULT_OVERLAP),
+                frame=None if frame == ANY_FRAME else (tuple(frame) if isinstance(frame, list) else frame),
+                window=data.get("window", "cosine"),
+            )
         except MetadataError as exc:
             raise MetadataError(f"{source}: {exc}; re-export the model") from None
 
@@ -76,17 +83,22 @@ class Tiling:
 
 
 def _check_pair(value: Any, name: str) -> None:
-    if not (isinstance(value, tuple) and len(value) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+    if not (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
         raise MetadataError(f"tiling {name} must be [h, w] positive integers, found {value!r}")
 
 
 def tile_starts(length: int, tile: int, overlap: float) -> List[int]:
     """Start offsets along one axis: first at 0, last at length - tile, evenly spread."""
     if length < tile:
-        raise TilingError(f"a frame side of {length} px is smaller than the model's tile of {tile} px; "
-                          f"expected frames of at least the tile size (resize small frames up, or "
-                          f"use a model trained without tiling)")
+        raise TilingError(
+            f"a frame side of {length} px is smaller than the model's tile of {tile} px; "
+            f"expected frames of at least the tile size (resize small frames up, or "
+            f"use a model trained without tiling)"
+        )
     stride = max(1, tile - int(math.floor(overlap * tile + 0.5)))
     n = math.ceil((length - tile) / stride) + 1
     if n == 1:
@@ -107,8 +119,12 @@ class TileGrid:
     @classmethod
     def build(cls, frame_hw: Tuple[int, int], tile_hw: Tuple[int, int], overlap: float) -> "TileGrid":
         (fh, fw), (th, tw) = frame_hw, tile_hw
-        return cls((int(fh), int(fw)), (int(th), int(tw)),
-                   tuple(tile_starts(int(fh), int(th), overlap)), tuple(tile_starts(int(fw), int(tw), overlap)))
+        return cls(
+            (int(fh), int(fw)),
+            (int(th), int(tw)),
+            tuple(tile_starts(int(fh), int(th), overlap)),
+            tuple(tile_starts(int(fw), int(tw), overlap)),
+        )
 
     @property
     def boxes(self) -> List[Tuple[int, int]]:
@@ -120,7 +136,7 @@ class TileGrid:
     def crops(self, frame: np.ndarray) -> List[np.ndarray]:
         """Views of ``frame`` [H,W,...] for each tile (no copies), in ``boxes`` order."""
         th, tw = self.tile
-        return [frame[y:y + th, x:x + tw] for y, x in self.boxes]
+        return [frame[y : y + th, x : x + tw] for y, x in self.boxes]
 
 
 def fit_frame(frame: np.ndarray, size_hw: Optional[Tuple[int, int]], rule: str) -> np.ndarray:
@@ -159,7 +175,7 @@ class Stitcher:
         th, tw = grid.tile
         total = np.zeros(grid.frame, dtype=np.float32)
         for y, x in grid.boxes:
-            total[y:y + th, x:x + tw] += self.weight
+            total[y : y + th, x : x + tw] += self.weight
         self._inverse_total = (1.0 / total).astype(np.float32)  # > 0 everywhere: the grid covers the frame
 
     def stitch(self, maps: Sequence[np.ndarray]) -> np.ndarray:
@@ -169,7 +185,7 @@ class Stitcher:
         th, tw = self.grid.tile
         out = np.zeros(self.grid.frame, dtype=np.float32)
         for (y, x), amap in zip(self.grid.boxes, maps):
-            out[y:y + th, x:x + tw] += self.weight * amap
+            out[y : y + th, x : x + tw] += self.weight * amap
         out *= self._inverse_total
         return out
 

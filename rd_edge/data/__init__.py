@@ -2,6 +2,7 @@
 
 The synthetic generator is loaded on first use of one of its names, not on ``import rd_edge.data``.
 """
+
 from typing import Any
 
 from rd_edge.core.images import (

@@ -3,6 +3,7 @@
 The images are the MVTec AD demo categories (rd_edge.data.synthetic) rearranged, so each layout
 holds the same pictures and the tests can check that every layout trains and evaluates.
 """
+
 from __future__ import annotations
 
 import csv
@@ -74,14 +75,20 @@ def _to_visa(cat: MVTecCategory, root: Path) -> Path:
     rows = []
     data = Path(obj) / "Data"
     for p in cat.train_paths():
-        rows.append([obj, "train", "normal", _copy(p, root / data / "Images" / "Normal" / f"train_{p.name}"), ""])
+        rows.append(
+            [obj, "train", "normal", _copy(p, root / data / "Images" / "Normal" / f"train_{p.name}"), ""]
+        )
     for s in cat.test_samples():
         name = f"{s.defect_type}_{s.path.name}"
         if not s.is_anomalous:
             rows.append([obj, "test", "normal", _copy(s.path, root / data / "Images" / "Normal" / name), ""])
             continue
         image = _copy(s.path, root / data / "Images" / "Anomaly" / name)
-        mask = _copy(s.mask_path, root / data / "Masks" / "Anomaly" / f"{Path(name).stem}.png") if s.mask_path else ""
+        mask = (
+            _copy(s.mask_path, root / data / "Masks" / "Anomaly" / f"{Path(name).stem}.png")
+            if s.mask_path
+            else ""
+        )
         rows.append([obj, "test", "anomaly", image, mask])
     split = root / VISA_SPLIT
     existing = _visa_rows_except(split, obj)

@@ -13,6 +13,7 @@ folders       --good DIR [--defect DIR [--masks DIR]]: masks named <stem>.png or
               a folder of images given as --data is taken as --good. With --defect, every
               fifth good image (at least 2) is kept out of training as the good test images.
 """
+
 from __future__ import annotations
 
 import csv
@@ -43,15 +44,23 @@ class MVTecAD2Category(MVTecCategory):
         test = self.root / "test_public"
         missing = [f"test_public/{t}" for t in (GOOD, "bad") if not (test / t).is_dir()]
         if missing:
-            raise DatasetError(f"expected MVTec AD 2 test folders {', '.join(missing)} in {self.root}, "
-                               "found none; download the test_public split")
-        masks = next((d for d in (test / "ground_truth" / "bad", self.root / "ground_truth" / "bad")
-                      if d.is_dir()), None)
+            raise DatasetError(
+                f"expected MVTec AD 2 test folders {', '.join(missing)} in {self.root}, "
+                "found none; download the test_public split"
+            )
+        masks = next(
+            (d for d in (test / "ground_truth" / "bad", self.root / "ground_truth" / "bad") if d.is_dir()),
+            None,
+        )
         if masks is None:
-            raise DatasetError(f"expected the masks of {test / 'bad'} in {test / 'ground_truth' / 'bad'}, "
-                               "found no such folder")
+            raise DatasetError(
+                f"expected the masks of {test / 'bad'} in {test / 'ground_truth' / 'bad'}, "
+                "found no such folder"
+            )
         good = [Sample(p, GOOD, None) for p in list_images(test / GOOD)]
-        bad = [Sample(p, "bad", _mask_or_none(masks / f"{p.stem}_mask.png")) for p in list_images(test / "bad")]
+        bad = [
+            Sample(p, "bad", _mask_or_none(masks / f"{p.stem}_mask.png")) for p in list_images(test / "bad")
+        ]
         return require_all_masks(good + bad, masks)
 
 
@@ -71,8 +80,11 @@ class VisACategory:
         self.root, self.object = root, obj
         self._rows = [r for r in _read_visa_rows(root) if r["object"] == obj]
         listed = root / VISA_SPLIT
-        self._train = [_inside(root, r["image"], listed) for r in self._rows
-                       if r["split"] == "train" and r["label"] == "normal"]
+        self._train = [
+            _inside(root, r["image"], listed)
+            for r in self._rows
+            if r["split"] == "train" and r["label"] == "normal"
+        ]
         if not self._train:
             raise DatasetError(f"{root / VISA_SPLIT} lists no normal training images of {obj!r}")
         _require_files(self._train[:1], root / VISA_SPLIT)
@@ -92,9 +104,14 @@ class VisACategory:
         if not rows:
             raise DatasetError(f"{self.root / VISA_SPLIT} lists no test images of {self.object!r}")
         listed = self.root / VISA_SPLIT
-        samples = [Sample(_inside(self.root, r["image"], listed), GOOD if r["label"] == "normal" else "anomaly",
-                          _inside(self.root, r["mask"], listed) if r["label"] != "normal" and r.get("mask") else None)
-                   for r in rows]
+        samples = [
+            Sample(
+                _inside(self.root, r["image"], listed),
+                GOOD if r["label"] == "normal" else "anomaly",
+                _inside(self.root, r["mask"], listed) if r["label"] != "normal" and r.get("mask") else None,
+            )
+            for r in rows
+        ]
         _require_files([s.path for s in samples], listed)
         return require_all_masks(samples, listed)
 
@@ -104,10 +121,14 @@ class FolderDataset:
 
     layout = "folders"
 
-    def __init__(self, good: PathLike, defect: Optional[PathLike] = None, masks: Optional[PathLike] = None) -> None:
+    def __init__(
+        self, good: PathLike, defect: Optional[PathLike] = None, masks: Optional[PathLike] = None
+    ) -> None:
         if masks is not None and defect is None:
-            raise DatasetError("masks were given without defect images; masks belong to the defect images "
-                               "(give the defect folder too)")
+            raise DatasetError(
+                "masks were given without defect images; masks belong to the defect images "
+                "(give the defect folder too)"
+            )
         self.root = Path(good)
         self.good = _images_in(self.root, "good")
         self.defect_root = Path(defect) if defect is not None else None
@@ -133,11 +154,15 @@ class FolderDataset:
 
     def test_samples(self) -> List[Sample]:
         if not self.defect:
-            raise DatasetError(f"only good images ({self.root}); give a folder of defect images too "
-                               "to evaluate or calibrate on labelled images")
-        return require_all_masks([Sample(p, GOOD, None) for p in self._test_good]
-                                 + [Sample(p, "defect", self._mask_of(p)) for p in self.defect],
-                                 self.masks or "the masks folder")
+            raise DatasetError(
+                f"only good images ({self.root}); give a folder of defect images too "
+                "to evaluate or calibrate on labelled images"
+            )
+        return require_all_masks(
+            [Sample(p, GOOD, None) for p in self._test_good]
+            + [Sample(p, "defect", self._mask_of(p)) for p in self.defect],
+            self.masks or "the masks folder",
+        )
 
     def _mask_of(self, image: Path) -> Optional[Path]:
         """MASKS/<path relative to the defect folder>.png or ..._mask.png: defect/a/x.png and
@@ -145,27 +170,36 @@ class FolderDataset:
         if self.masks is None or self.defect_root is None:
             return None
         relative = image.relative_to(self.defect_root).with_suffix("")
-        return next((m for m in (self.masks / f"{relative}.png", self.masks / f"{relative}_mask.png")
-                     if m.is_file()), None)
+        return next(
+            (m for m in (self.masks / f"{relative}.png", self.masks / f"{relative}_mask.png") if m.is_file()),
+            None,
+        )
 
 
-def open_dataset(data: Optional[PathLike] = None, good: Optional[PathLike] = None,
-                 defect: Optional[PathLike] = None, masks: Optional[PathLike] = None):
+def open_dataset(
+    data: Optional[PathLike] = None,
+    good: Optional[PathLike] = None,
+    defect: Optional[PathLike] = None,
+    masks: Optional[PathLike] = None,
+):
     """The dataset at ``data`` (layout found from its files), or plain folders from ``good``."""
     if good is not None:
         if data is not None:
             raise DatasetError("give either a dataset folder or a folder of good images, not both")
         return FolderDataset(good, defect, masks)
     if data is None:
-        raise DatasetError("no data given: expected a dataset folder (MVTec AD, MVTec AD 2, VisA) or a "
-                           "folder of good images")
+        raise DatasetError(
+            "no data given: expected a dataset folder (MVTec AD, MVTec AD 2, VisA) or a folder of good images"
+        )
     if defect is not None or masks is not None:
         raise DatasetError("defect and mask folders go with a folder of good images, not a dataset folder")
     root = Path(data)
     if not root.is_dir():
         found = "a file" if root.exists() else "no such folder"
-        raise DatasetError(f"expected a dataset folder at {root}, found {found}; to try rd-edge without "
-                           "data, run `rd-edge demo-data demo_data` and use demo_data/weave")
+        raise DatasetError(
+            f"expected a dataset folder at {root}, found {found}; to try rd-edge without "
+            "data, run `rd-edge demo-data demo_data` and use demo_data/weave"
+        )
     return _detect(root)
 
 
@@ -191,8 +225,10 @@ def extra_good_paths(folder: PathLike) -> List[Path]:
 
     root = Path(folder)
     if not root.is_dir():
-        raise DatasetError(f"expected a folder of good images or a review folder at {root}, found "
-                           f"{'a file' if root.exists() else 'nothing'}")
+        raise DatasetError(
+            f"expected a folder of good images or a review folder at {root}, found "
+            f"{'a file' if root.exists() else 'nothing'}"
+        )
     if any((root / label).is_dir() for label in REVIEW_LABELS):
         good, _ = reviewed_images(root)
         if not good:
@@ -221,8 +257,10 @@ def _open_visa(root: Path) -> VisACategory:
     if (root / VISA_SPLIT).is_file():
         objects = sorted({r["object"] for r in _read_visa_rows(root)})
         if len(objects) != 1:
-            raise DatasetError(f"{root} is a VisA dataset with the objects {', '.join(objects)}; "
-                               f"pass one of them, e.g. {root / objects[0]}")
+            raise DatasetError(
+                f"{root} is a VisA dataset with the objects {', '.join(objects)}; "
+                f"pass one of them, e.g. {root / objects[0]}"
+            )
         return VisACategory(root, objects[0])
     return VisACategory(root.parent, root.name)
 
@@ -245,16 +283,20 @@ def _inside(root: Path, relative: str, listed_in: Path) -> Path:
     """ROOT/relative, or DatasetError when the listed path is absolute or leaves the dataset root."""
     path = root / relative
     if leaves_folder(relative):  # lexical: a dataset may link its images elsewhere
-        raise DatasetError(f"{listed_in} lists {relative!r}, outside the dataset folder {root}; dataset "
-                           f"paths must be relative and stay inside it")
+        raise DatasetError(
+            f"{listed_in} lists {relative!r}, outside the dataset folder {root}; dataset "
+            f"paths must be relative and stay inside it"
+        )
     return path
 
 
 def _require_files(paths: List[Path], listed_in: Path) -> None:
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise DatasetError(f"{listed_in} lists {len(missing)} image(s) that do not exist, e.g. {missing[0]}; "
-                           "is the dataset fully extracted?")
+        raise DatasetError(
+            f"{listed_in} lists {len(missing)} image(s) that do not exist, e.g. {missing[0]}; "
+            "is the dataset fully extracted?"
+        )
 
 
 def _images_in(folder: Path, what: str) -> List[Path]:

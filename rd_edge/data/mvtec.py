@@ -25,9 +25,7 @@ from rd_edge.core.images import IMAGE_EXTENSIONS, PathLike, image_size, list_ima
 
 GOOD = "good"
 
-_DEMO_HINT = (
-    "to try rd-edge without data, run `rd-edge demo-data demo_data` and use demo_data/weave"
-)
+_DEMO_HINT = "to try rd-edge without data, run `rd-edge demo-data demo_data` and use demo_data/weave"
 
 
 @dataclass(frozen=True)
@@ -91,8 +89,7 @@ class MVTecCategory:
         if not self.root.is_dir():
             found = "a file" if self.root.exists() else "no such folder"
             raise DatasetError(
-                f"expected an MVTec AD category folder at {self.root}, found {found}; "
-                f"{_DEMO_HINT}"
+                f"expected an MVTec AD category folder at {self.root}, found {found}; {_DEMO_HINT}"
             )
         train_dir = self.root / "train" / GOOD
         if not train_dir.is_dir():
@@ -110,9 +107,7 @@ class MVTecCategory:
 
     def _categories_hint(self) -> str:
         """Hint for the common mistake of passing the dataset root instead of a category."""
-        categories = sorted(
-            d.name for d in self.root.iterdir() if (d / "train" / GOOD).is_dir()
-        )
+        categories = sorted(d.name for d in self.root.iterdir() if (d / "train" / GOOD).is_dir())
         if not categories:
             return ""
         return (
@@ -137,8 +132,9 @@ class MVTecCategory:
         if defect_type == GOOD:
             return [Sample(path, GOOD, None) for path in images]
         mask_dir = self.root / "ground_truth" / defect_type
-        return [Sample(path, defect_type, _mask_or_none(mask_dir / f"{path.stem}_mask.png"))
-                for path in images]
+        return [
+            Sample(path, defect_type, _mask_or_none(mask_dir / f"{path.stem}_mask.png")) for path in images
+        ]
 
 
 def _mask_or_none(path: Path) -> Optional[Path]:
@@ -151,9 +147,11 @@ def require_all_masks(samples: List[Sample], where: PathLike) -> List[Sample]:
     anomalous = [s for s in samples if s.is_anomalous]
     missing = [s.path for s in anomalous if s.mask_path is None]
     if missing and len(missing) < len(anomalous):
-        raise DatasetError(f"{len(missing)} of {len(anomalous)} anomalous test images have no mask in {where}, "
-                           f"e.g. {missing[0]}; add their masks (an all-zero mask would move the pixel "
-                           f"threshold), or remove those images")
+        raise DatasetError(
+            f"{len(missing)} of {len(anomalous)} anomalous test images have no mask in {where}, "
+            f"e.g. {missing[0]}; add their masks (an all-zero mask would move the pixel "
+            f"threshold), or remove those images"
+        )
     return samples
 
 
@@ -166,7 +164,9 @@ def read_sample_masks(samples: Sequence[Sample], size: Tuple[int, int]) -> np.nd
             continue
         mask_hw, image_hw = image_size(sample.mask_path), image_size(sample.path)
         if tuple(mask_hw) != tuple(image_hw):
-            raise DatasetError(f"mask {sample.mask_path} is {mask_hw[1]}x{mask_hw[0]} pixels, its image {sample.path} "
-                               f"is {image_hw[1]}x{image_hw[0]}: a mask must have its image's size")
+            raise DatasetError(
+                f"mask {sample.mask_path} is {mask_hw[1]}x{mask_hw[0]} pixels, its image {sample.path} "
+                f"is {image_hw[1]}x{image_hw[0]}: a mask must have its image's size"
+            )
         masks[i] = read_mask(sample.mask_path, size)
     return masks

@@ -61,8 +61,12 @@ def _rotated(params: Params, xx: np.ndarray, yy: np.ndarray) -> Tuple[np.ndarray
 
 def _weave_params(rng: np.random.Generator, scale: float) -> Params:
     period = 10.0 * scale * rng.uniform(0.95, 1.05)
-    return {"theta": np.deg2rad(rng.uniform(-4, 4)), "period": period,
-            "phase_u": rng.uniform(0, 2 * period), "phase_v": rng.uniform(0, 2 * period)}
+    return {
+        "theta": np.deg2rad(rng.uniform(-4, 4)),
+        "period": period,
+        "phase_u": rng.uniform(0, 2 * period),
+        "phase_v": rng.uniform(0, 2 * period),
+    }
 
 
 def _weave(params: Params, xx: np.ndarray, yy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -73,15 +77,19 @@ def _weave(params: Params, xx: np.ndarray, yy: np.ndarray, rng: np.random.Genera
     weft = np.cos(np.pi * v / p) ** 2
     # The thread on top alternates every crossing: a checkerboard of period 2p.
     on_top = (np.floor(u / p + 0.5) + np.floor(v / p + 0.5)) % 2 == 0
-    return np.where(on_top, 0.25 + 0.65 * warp * (0.6 + 0.4 * weft),
-                    0.25 + 0.65 * weft * (0.6 + 0.4 * warp))
+    return np.where(on_top, 0.25 + 0.65 * warp * (0.6 + 0.4 * weft), 0.25 + 0.65 * weft * (0.6 + 0.4 * warp))
 
 
 def _dots_params(rng: np.random.Generator, scale: float) -> Params:
     spacing = 16.0 * scale * rng.uniform(0.97, 1.03)
-    return {"theta": np.deg2rad(rng.uniform(-2, 2)), "spacing": spacing,
-            "radius": 4.0 * scale * rng.uniform(0.9, 1.1), "jitter": 1.2 * scale,
-            "phase_u": rng.uniform(0, spacing), "phase_v": rng.uniform(0, spacing)}
+    return {
+        "theta": np.deg2rad(rng.uniform(-2, 2)),
+        "spacing": spacing,
+        "radius": 4.0 * scale * rng.uniform(0.9, 1.1),
+        "jitter": 1.2 * scale,
+        "phase_u": rng.uniform(0, spacing),
+        "phase_v": rng.uniform(0, spacing),
+    }
 
 
 def _dots(params: Params, xx: np.ndarray, yy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -105,17 +113,23 @@ def _dots(params: Params, xx: np.ndarray, yy: np.ndarray, rng: np.random.Generat
 
 def _grain_params(rng: np.random.Generator, scale: float) -> Params:
     period = 12.0 * scale * rng.uniform(0.9, 1.1)
-    return {"theta": np.deg2rad(rng.uniform(-3, 3)), "period": period,
-            "warp": 6.0 * scale, "streak": 15.0 * scale,
-            "phase_u": 0.0, "phase_v": rng.uniform(0, period)}
+    return {
+        "theta": np.deg2rad(rng.uniform(-3, 3)),
+        "period": period,
+        "warp": 6.0 * scale,
+        "streak": 15.0 * scale,
+        "phase_u": 0.0,
+        "phase_v": rng.uniform(0, period),
+    }
 
 
 def _grain(params: Params, xx: np.ndarray, yy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Wood-like grain: wavy growth lines plus fine streaks along them."""
     u, v = _rotated(params, xx, yy)
     size = xx.shape[0]
-    warp = cv2.resize(rng.standard_normal((6, 6)).astype(np.float32), (size, size),
-                      interpolation=cv2.INTER_CUBIC)
+    warp = cv2.resize(
+        rng.standard_normal((6, 6)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC
+    )
     rings = (0.5 + 0.5 * np.sin(2 * np.pi * (v + params["warp"] * warp) / params["period"])) ** 2
     streak = max(3, int(params["streak"]) | 1)
     fine = cv2.blur(rng.standard_normal((size, size)).astype(np.float32), (streak, 1))
@@ -179,8 +193,9 @@ def _scratch(rng: np.random.Generator, size: int, scale: float, ctx: "_Context")
     # Quadratic curve: straight line plus a parabolic bend along the normal.
     points = center + t * length * direction + (1 - 4 * t**2) * bend * normal
     thickness = max(1, int(round(rng.uniform(1.0, 2.5) * scale)))
-    alpha = _canvas_alpha(size, lambda c: cv2.polylines(
-        c, [_fixed(points)], False, 255, thickness, cv2.LINE_AA, _SHIFT))
+    alpha = _canvas_alpha(
+        size, lambda c: cv2.polylines(c, [_fixed(points)], False, 255, thickness, cv2.LINE_AA, _SHIFT)
+    )
     shade = 0.92 if rng.random() < 0.5 else 0.08
     return alpha, np.full(3, shade, np.float32)
 
@@ -193,9 +208,21 @@ def _hole(rng: np.random.Generator, size: int, scale: float, ctx: "_Context") ->
     axes = rng.uniform(5, 14, 2) * scale
     angle = rng.uniform(0, 180)
     center = _center(rng, size)
-    alpha = _canvas_alpha(size, lambda c: cv2.ellipse(
-        c, tuple(int(v) for v in _fixed(center)), tuple(int(v) for v in _fixed(axes)),
-        angle, 0, 360, 255, -1, cv2.LINE_AA, _SHIFT))
+    alpha = _canvas_alpha(
+        size,
+        lambda c: cv2.ellipse(
+            c,
+            tuple(int(v) for v in _fixed(center)),
+            tuple(int(v) for v in _fixed(axes)),
+            angle,
+            0,
+            360,
+            255,
+            -1,
+            cv2.LINE_AA,
+            _SHIFT,
+        ),
+    )
     return alpha, _colorize(np.full(1, rng.uniform(0.1, 0.25)), ctx.texture)[0]
 
 
@@ -208,8 +235,15 @@ def _stain(rng: np.random.Generator, size: int, scale: float, ctx: "_Context") -
 
     def draw(canvas: np.ndarray) -> None:
         for offset, r in zip(offsets, radii):
-            cv2.circle(canvas, tuple(int(v) for v in _fixed(center + offset)),
-                       int(r * (1 << _SHIFT)), 255, -1, cv2.LINE_AA, _SHIFT)
+            cv2.circle(
+                canvas,
+                tuple(int(v) for v in _fixed(center + offset)),
+                int(r * (1 << _SHIFT)),
+                255,
+                -1,
+                cv2.LINE_AA,
+                _SHIFT,
+            )
 
     blob = cv2.GaussianBlur(_canvas_alpha(size, draw), (0, 0), max(1.0, radius / 4))
     alpha = rng.uniform(0.6, 0.85) * np.clip((blob - 0.15) / 0.5, 0.0, 1.0)
@@ -229,8 +263,7 @@ def _misprint(rng: np.random.Generator, size: int, scale: float, ctx: "_Context"
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * half
     polygon = _center(rng, size) + corners @ rotation.T
-    alpha = _canvas_alpha(size, lambda c: cv2.fillPoly(
-        c, [_fixed(polygon)], 255, cv2.LINE_AA, _SHIFT))
+    alpha = _canvas_alpha(size, lambda c: cv2.fillPoly(c, [_fixed(polygon)], 255, cv2.LINE_AA, _SHIFT))
     color = _colorize(ctx.texture.draw(params, ctx.xx, ctx.yy, rng), ctx.texture)
     return alpha, color
 
@@ -249,8 +282,9 @@ _DEFECTS = {"scratch": _scratch, "hole": _hole, "stain": _stain, "misprint": _mi
 # Rendering and writing.
 
 
-def render_demo_image(category: str, defect_type: str, image_size: int,
-                      rng: np.random.Generator, defect_scale: float = 1.0) -> DemoImage:
+def render_demo_image(
+    category: str, defect_type: str, image_size: int, rng: np.random.Generator, defect_scale: float = 1.0
+) -> DemoImage:
     """Render one demo image of ``category`` with ``defect_type`` ("good" for none).
 
     ``defect_scale`` shrinks (< 1) or grows the defects relative to the texture: at 1024 px,
@@ -258,8 +292,9 @@ def render_demo_image(category: str, defect_type: str, image_size: int,
     """
     texture = _TEXTURES[_check_category(category)]
     if defect_type != "good" and defect_type not in _DEFECTS:
-        raise DatasetError(f"unknown demo defect type {defect_type!r}; known: good, "
-                           f"{', '.join(DEMO_DEFECTS)}")
+        raise DatasetError(
+            f"unknown demo defect type {defect_type!r}; known: good, {', '.join(DEMO_DEFECTS)}"
+        )
     scale = image_size / 256.0
     yy, xx = np.mgrid[0:image_size, 0:image_size].astype(np.float32)
     params = texture.sample(rng, scale)
@@ -275,8 +310,7 @@ def render_demo_image(category: str, defect_type: str, image_size: int,
     return DemoImage(_finish(defective, lighting, noise), mask, _finish(surface, lighting, noise))
 
 
-def _apply_defect(surface: np.ndarray, alpha: np.ndarray,
-                  color: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def _apply_defect(surface: np.ndarray, alpha: np.ndarray, color: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Blend ``color`` over ``surface`` with ``alpha``; returns image and mask."""
     mask = alpha >= _MIN_ALPHA
     blended = surface + alpha[..., None] * (color - surface)
@@ -300,8 +334,9 @@ def _finish(surface: np.ndarray, lighting: np.ndarray, noise: np.ndarray) -> np.
 
 def _check_category(category: str) -> str:
     if category not in _TEXTURES:
-        raise DatasetError(f"unknown demo category {category!r}; known categories: "
-                           f"{', '.join(DEMO_CATEGORIES)}")
+        raise DatasetError(
+            f"unknown demo category {category!r}; known categories: {', '.join(DEMO_CATEGORIES)}"
+        )
     return category
 
 
@@ -319,9 +354,16 @@ def _write_png(path: Path, image: np.ndarray) -> None:
     data.tofile(str(path))
 
 
-def write_demo_dataset(root: PathLike, categories: Optional[Sequence[str]] = None,
-                       image_size: int = 256, n_train: int = 60, n_test_good: int = 10,
-                       n_test_per_defect: int = 8, seed: int = 0, defect_scale: float = 1.0) -> List[Path]:
+def write_demo_dataset(
+    root: PathLike,
+    categories: Optional[Sequence[str]] = None,
+    image_size: int = 256,
+    n_train: int = 60,
+    n_test_good: int = 10,
+    n_test_per_defect: int = 8,
+    seed: int = 0,
+    defect_scale: float = 1.0,
+) -> List[Path]:
     """Write demo categories in MVTec AD layout under ``root``; returns the category folders.
 
     ``defect_scale`` (> 0): defect size relative to the default (see render_demo_image).
@@ -330,12 +372,22 @@ def write_demo_dataset(root: PathLike, categories: Optional[Sequence[str]] = Non
     folder in the way raises DatasetError rather than being overwritten.
     """
     names = [_check_category(c) for c in (DEMO_CATEGORIES if categories is None else categories)]
-    _check_counts(image_size=image_size, n_train=n_train, n_test_good=n_test_good,
-                  n_test_per_defect=n_test_per_defect, seed=seed)
+    _check_counts(
+        image_size=image_size,
+        n_train=n_train,
+        n_test_good=n_test_good,
+        n_test_per_defect=n_test_per_defect,
+        seed=seed,
+    )
     if not (isinstance(defect_scale, (int, float)) and 0 < defect_scale <= 16):
         raise ValueError(f"defect_scale must be a number in (0, 16], got {defect_scale!r}")
-    settings = {"image_size": image_size, "n_train": n_train, "n_test_good": n_test_good,
-                "n_test_per_defect": n_test_per_defect, "seed": seed}
+    settings = {
+        "image_size": image_size,
+        "n_train": n_train,
+        "n_test_good": n_test_good,
+        "n_test_per_defect": n_test_per_defect,
+        "seed": seed,
+    }
     if defect_scale != 1.0:  # only then: earlier markers (and their files) stay as they were
         settings["defect_scale"] = float(defect_scale)
     for name in names:  # Refuse before writing anything, not halfway through.
@@ -345,8 +397,12 @@ def write_demo_dataset(root: PathLike, categories: Optional[Sequence[str]] = Non
         folder = Path(root) / name
         _prepare_folder(folder)
         _write_category(folder, name, **settings)
-        marker = {"generator": "rd-edge demo-data", "version": _GENERATOR_VERSION,
-                  "category": name, **settings}
+        marker = {
+            "generator": "rd-edge demo-data",
+            "version": _GENERATOR_VERSION,
+            "category": name,
+            **settings,
+        }
         (folder / _MARKER).write_text(json.dumps(marker, sort_keys=True, indent=1) + "\n")
         folders.append(folder)
     return folders
@@ -366,8 +422,10 @@ def _check_writable(folder: Path) -> None:
     if (folder / _MARKER).is_file():
         return
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise DatasetError(f"cannot write the demo dataset to {folder}: it exists and was not "
-                           "written by `rd-edge demo-data`; choose another folder or remove it")
+        raise DatasetError(
+            f"cannot write the demo dataset to {folder}: it exists and was not "
+            "written by `rd-edge demo-data`; choose another folder or remove it"
+        )
 
 
 def _prepare_folder(folder: Path) -> None:
@@ -380,8 +438,16 @@ def _prepare_folder(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
 
 
-def _write_category(folder: Path, category: str, image_size: int, n_train: int,
-                    n_test_good: int, n_test_per_defect: int, seed: int, defect_scale: float = 1.0) -> None:
+def _write_category(
+    folder: Path,
+    category: str,
+    image_size: int,
+    n_train: int,
+    n_test_good: int,
+    n_test_per_defect: int,
+    seed: int,
+    defect_scale: float = 1.0,
+) -> None:
     """Write train/good, test/<type> and ground_truth/<type> of one category."""
     jobs = [("train", "good", n_train), ("test", "good", n_test_good)]
     jobs += [("test", defect, n_test_per_defect) for defect in DEMO_DEFECTS]

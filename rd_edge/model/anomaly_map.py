@@ -10,6 +10,7 @@ the ONNX graph as is (ONNX Runtime, TensorRT 8.5+, OpenCV DNN 4.6):
   ONNX Pad's "reflect" mode does not repeat the edge pixel and negative-step Slice is not loaded
   by older runtimes.
 """
+
 from __future__ import annotations
 
 from typing import List, Sequence, Tuple
@@ -51,7 +52,7 @@ class GaussianBlur(nn.Module):
         # x: [N,1,A,B] -> symmetric pad on B: [N,1,A,B+2r] -> valid conv: [N,1,A,B]
         r = self.radius
         left = torch.matmul(x[..., 0:r], self.flip)
-        right = torch.matmul(x[..., length - r:length], self.flip)
+        right = torch.matmul(x[..., length - r : length], self.flip)
         return F.conv2d(torch.cat([left, x, right], dim=-1), self.kernel)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -63,7 +64,9 @@ class GaussianBlur(nn.Module):
 class AnomalyMapHead(nn.Module):
     """Teacher and student features -> (anomaly_map [N,1,H,W], score [N])."""
 
-    def __init__(self, image_size: Tuple[int, int], feature_channels: Sequence[int], sigma: float = 4.0) -> None:
+    def __init__(
+        self, image_size: Tuple[int, int], feature_channels: Sequence[int], sigma: float = 4.0
+    ) -> None:
         super().__init__()
         self.image_size = tuple(image_size)
         # One ones-kernel per scale: a 1x1 conv with it is the sum over channels.
@@ -88,8 +91,9 @@ class AnomalyMapHead(nn.Module):
             # computed from shapes) keeps the exported Resize free of shape arithmetic; with
             # align_corners the sampling positions are the same either way.
             factor = float(2 ** (i + 2))
-            d = F.interpolate(self.cosine_distance(ft, fs, i), scale_factor=factor,
-                              mode="bilinear", align_corners=True)
+            d = F.interpolate(
+                self.cosine_distance(ft, fs, i), scale_factor=factor, mode="bilinear", align_corners=True
+            )
             total = d if total is None else total + d
         return total
 

@@ -3,6 +3,7 @@
 Mirrors ``de_resnet.py`` of the RD4AD reference code (block counts included: the decoder's
 stages take the teacher's ``layers[0..2]`` in that order).
 """
+
 from __future__ import annotations
 
 from typing import List, Optional
@@ -19,8 +20,14 @@ def deconv2x2(in_planes: int, out_planes: int, stride: int = 2) -> nn.ConvTransp
 class DeBasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 upsample: Optional[nn.Module] = None, base_width: int = 64) -> None:
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        upsample: Optional[nn.Module] = None,
+        base_width: int = 64,
+    ) -> None:
         super().__init__()
         self.conv1 = deconv2x2(inplanes, planes, stride) if stride == 2 else conv3x3(inplanes, planes)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -39,8 +46,14 @@ class DeBasicBlock(nn.Module):
 class DeBottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 upsample: Optional[nn.Module] = None, base_width: int = 64) -> None:
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        upsample: Optional[nn.Module] = None,
+        base_width: int = 64,
+    ) -> None:
         super().__init__()
         width = int(planes * (base_width / 64.0))
         self.conv1 = conv1x1(inplanes, width)

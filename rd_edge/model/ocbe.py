@@ -4,6 +4,7 @@ Mirrors ``BN_layer`` of the RD4AD reference code: layer1 and layer2 features are
 layer3 resolution by strided 3x3 convolutions, concatenated with layer3 (768e channels) and
 compressed by one ResNet stage (stride 2, planes 512).
 """
+
 from __future__ import annotations
 
 from typing import List

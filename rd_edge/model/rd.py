@@ -1,4 +1,5 @@
 """Reverse Distillation: frozen teacher, trainable OCBE + student, and the fused inference module."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -39,11 +40,15 @@ class ModelConfig:
         self.mean = tuple(float(m) for m in self.mean)
         self.std = tuple(float(s) for s in self.std)
         if self.resize not in RESIZE_RULES:
-            raise ValueError(f"unknown resize rule {self.resize!r}; expected one of {', '.join(RESIZE_RULES)}")
+            raise ValueError(
+                f"unknown resize rule {self.resize!r}; expected one of {', '.join(RESIZE_RULES)}"
+            )
         bad = [s for s in self.image_size if s < 64 or s % 32]
         if len(self.image_size) != 2 or bad:
-            raise ValueError(f"image size must be two multiples of 32 of at least 64 (the decoder "
-                             f"mirrors five stride-2 stages); got {self.image_size}")
+            raise ValueError(
+                f"image size must be two multiples of 32 of at least 64 (the decoder "
+                f"mirrors five stride-2 stages); got {self.image_size}"
+            )
 
     def to_dict(self) -> Dict:
         d = asdict(self)

@@ -1,5 +1,6 @@
 """Teacher weights: the official torchvision ImageNet files (downloaded once into torch's hub
 cache, hash-checked), a local file, or random init with re-estimated BatchNorm (``none``)."""
+
 from __future__ import annotations
 
 import os
@@ -52,33 +53,42 @@ def imagenet_weights(backbone: str, base_url: Optional[str] = None, progress: bo
         return cached
     base = base_url or os.environ.get(WEIGHTS_URL_ENV) or DEFAULT_WEIGHTS_URL
     url = f"{base.rstrip('/')}/{name}"
-    hint = (f"put {name} in {cached.parent} (or give the path of the file), or use teacher weights "
-            f"'{NONE}' to train offline with a random teacher (far weaker)")
+    hint = (
+        f"put {name} in {cached.parent} (or give the path of the file), or use teacher weights "
+        f"'{NONE}' to train offline with a random teacher (far weaker)"
+    )
     cached.parent.mkdir(parents=True, exist_ok=True)
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        torch.hub.download_url_to_file(url, str(cached), hash_prefix=_HASH_PREFIX.search(name).group(1),
-                                       progress=progress)
+        torch.hub.download_url_to_file(
+            url, str(cached), hash_prefix=_HASH_PREFIX.search(name).group(1), progress=progress
+        )
     except HTTPError as exc:
-        raise TeacherDownloadError(f"cannot download the ImageNet teacher {name} from {url}: HTTP {exc.code} "
-                                   f"{exc.reason}; {hint}") from None
+        raise TeacherDownloadError(
+            f"cannot download the ImageNet teacher {name} from {url}: HTTP {exc.code} {exc.reason}; {hint}"
+        ) from None
     except (URLError, OSError) as exc:  # refused, DNS, timeout, interrupted transfer
         reason = getattr(exc, "reason", None) or exc
-        raise TeacherDownloadError(f"cannot download the ImageNet teacher {name} from {url}: {reason}; {hint}") from None
+        raise TeacherDownloadError(
+            f"cannot download the ImageNet teacher {name} from {url}: {reason}; {hint}"
+        ) from None
     except RuntimeError as exc:  # torch's hash check
         if "hash" not in str(exc):
             raise
-        raise TeacherDownloadError(f"the download of {name} from {url} failed its hash check (expected a "
-                                   f"sha256 starting {_HASH_PREFIX.search(name).group(1)}); nothing was "
-                                   f"cached. Check the mirror's copy; {hint}") from None
+        raise TeacherDownloadError(
+            f"the download of {name} from {url} failed its hash check (expected a "
+            f"sha256 starting {_HASH_PREFIX.search(name).group(1)}); nothing was "
+            f"cached. Check the mirror's copy; {hint}"
+        ) from None
     finally:
         socket.setdefaulttimeout(previous)
     return cached
 
 
-def resolve_teacher(spec: str, backbone: str, base_url: Optional[str] = None,
-                    progress: bool = True) -> Optional[Dict[str, str]]:
+def resolve_teacher(
+    spec: str, backbone: str, base_url: Optional[str] = None, progress: bool = True
+) -> Optional[Dict[str, str]]:
     """``imagenet`` | a .pth path | ``none`` -> the weight file's record {source, file, sha256, path},
     or None for a random teacher. Downloads the ImageNet file on first use."""
     if spec.lower() == NONE:
@@ -88,9 +98,11 @@ def resolve_teacher(spec: str, backbone: str, base_url: Optional[str] = None,
     else:
         path, source = Path(spec), "file"
         if not path.is_file():
-            raise CheckpointError(f"teacher weights {path} not found; expected '{IMAGENET}' (the torchvision "
-                                  f"ImageNet file, downloaded once), a torchvision .pth file, or '{NONE}' "
-                                  f"for a random teacher")
+            raise CheckpointError(
+                f"teacher weights {path} not found; expected '{IMAGENET}' (the torchvision "
+                f"ImageNet file, downloaded once), a torchvision .pth file, or '{NONE}' "
+                f"for a random teacher"
+            )
     return {"source": source, "file": path.name, "sha256": sha256_file(path), "path": str(path.resolve())}
 
 
@@ -102,8 +114,10 @@ def load_teacher_weights(teacher: nn.Module, path: Union[str, Path]) -> None:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"teacher weights {path} not found; expected a torchvision .pth file "
-                              f"or '{NONE}' for a random teacher")
+        raise CheckpointError(
+            f"teacher weights {path} not found; expected a torchvision .pth file "
+            f"or '{NONE}' for a random teacher"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for foreign or truncated files
@@ -114,18 +128,27 @@ def load_teacher_weights(teacher: nn.Module, path: Union[str, Path]) -> None:
         raise CheckpointError(f"teacher weights {path}: expected a state dict, found {type(state).__name__}")
     expected = teacher.state_dict()
     missing = [k for k in expected if k not in state]
-    misshaped = [f"{k} (expected {tuple(v.shape)}, found {tuple(state[k].shape)})"
-                 for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    misshaped = [
+        f"{k} (expected {tuple(v.shape)}, found {tuple(state[k].shape)})"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
     if missing or misshaped:
         problems = []
         if missing:
-            problems.append(f"{len(missing)} missing keys: {', '.join(missing[:8])}"
-                            + (" ..." if len(missing) > 8 else ""))
+            problems.append(
+                f"{len(missing)} missing keys: {', '.join(missing[:8])}"
+                + (" ..." if len(missing) > 8 else "")
+            )
         if misshaped:
-            problems.append(f"{len(misshaped)} mis-shaped keys: {', '.join(misshaped[:8])}"
-                            + (" ..." if len(misshaped) > 8 else ""))
-        raise CheckpointError(f"teacher weights {path} do not fit this backbone: {'; '.join(problems)}. "
-                              f"Is the file for the backbone you chose?")
+            problems.append(
+                f"{len(misshaped)} mis-shaped keys: {', '.join(misshaped[:8])}"
+                + (" ..." if len(misshaped) > 8 else "")
+            )
+        raise CheckpointError(
+            f"teacher weights {path} do not fit this backbone: {'; '.join(problems)}. "
+            f"Is the file for the backbone you chose?"
+        )
     teacher.load_state_dict({k: state[k] for k in expected})
 
 
@@ -135,9 +158,11 @@ def reestimate_batchnorm(teacher: nn.Module, batches: Iterable[Tensor]) -> None:
     In train mode each BatchNorm normalizes with the batch's statistics, so one pass is enough;
     ``momentum=None`` makes the running statistics a plain average over the batches.
     """
-    warnings.warn("random teacher (--teacher-weights none): BatchNorm statistics are re-estimated on "
-                  "the training images, but detection quality will be far below an ImageNet teacher",
-                  stacklevel=2)
+    warnings.warn(
+        "random teacher (--teacher-weights none): BatchNorm statistics are re-estimated on "
+        "the training images, but detection quality will be far below an ImageNet teacher",
+        stacklevel=2,
+    )
     norms = [m for m in teacher.modules() if isinstance(m, nn.BatchNorm2d)]
     saved = [m.momentum for m in norms]
     for m in norms:

@@ -7,6 +7,7 @@ This package's namespace is the runtime's public API: code outside the runtime (
 export, commands, benchmarks, scripts) imports from ``rd_edge.runtime`` only, never from its
 modules (an import-linter contract). The operator's station (web extra) is imported on use.
 """
+
 from typing import Any
 
 from .backends import DeviceInputRunner, Runner, available_backends, load_runner, why_unavailable
@@ -30,7 +31,30 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'rd_edge.runtime' has no attribute {name!r}")
 
 
-__all__ = ["DEFAULT_MAX_BATCH", "Batch", "ConsoleSink", "Detector", "DeviceInputRunner", "EngineReport",
-           "JsonlSink", "Pipeline", "Prediction", "Result", "Runner", "Sink", "SinkError", "Station",
-           "StationServer", "Summary", "available_backends", "build_engine", "cpu_capabilities", "default_plan_path", "load_runner",
-           "open_source", "require_tensorrt", "why_unavailable", "write_graph_repository"]
+__all__ = [
+    "DEFAULT_MAX_BATCH",
+    "Batch",
+    "ConsoleSink",
+    "Detector",
+    "DeviceInputRunner",
+    "EngineReport",
+    "JsonlSink",
+    "Pipeline",
+    "Prediction",
+    "Result",
+    "Runner",
+    "Sink",
+    "SinkError",
+    "Station",
+    "StationServer",
+    "Summary",
+    "available_backends",
+    "build_engine",
+    "cpu_capabilities",
+    "default_plan_path",
+    "load_runner",
+    "open_source",
+    "require_tensorrt",
+    "why_unavailable",
+    "write_graph_repository",
+]

@@ -18,6 +18,7 @@ Frames carry the camera's timestamp; incomplete or lost buffers (and gaps in the
 count as drops. ``triggered``: TriggerMode=On with TriggerSource=Software, one frame per
 ``trigger()``.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -37,9 +38,14 @@ from .pixel_formats import to_bgr
 LIBRARY = "libaravis-0.8.so.0"
 SCHEME = "aravis://"
 BUFFERS = 8  # buffers queued to the stream: enough for a slow consumer at camera rate
-ALIASES = {"ExposureTime": "ExposureTimeAbs", "Gain": "GainRaw", "AcquisitionFrameRate": "AcquisitionFrameRateAbs"}
-_INSTALL = ("install Aravis: apt-get install libaravis-0.8-0 (Debian, Ubuntu, JetPack; the tools: "
-            "aravis-tools-cli)")
+ALIASES = {
+    "ExposureTime": "ExposureTimeAbs",
+    "Gain": "GainRaw",
+    "AcquisitionFrameRate": "AcquisitionFrameRateAbs",
+}
+_INSTALL = (
+    "install Aravis: apt-get install libaravis-0.8-0 (Debian, Ubuntu, JetPack; the tools: aravis-tools-cli)"
+)
 
 
 class AravisError(RdEdgeError):
@@ -133,8 +139,9 @@ def read_camera_file(path: Path) -> Dict[str, str]:
         try:
             import yaml  # type: ignore[import-untyped]
         except ImportError:
-            raise AravisError(f"{path}: YAML camera files need PyYAML (pip install '.[genicam]'); "
-                              f"or write it as JSON") from None
+            raise AravisError(
+                f"{path}: YAML camera files need PyYAML (pip install '.[genicam]'); or write it as JSON"
+            ) from None
         data = yaml.safe_load(text)
     else:
         try:
@@ -142,8 +149,10 @@ def read_camera_file(path: Path) -> Dict[str, str]:
         except json.JSONDecodeError as exc:
             raise AravisError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
-        raise AravisError(f"{path}: expected a mapping of GenICam feature names to values, e.g. "
-                          f"{{\"ExposureTime\": 5000, \"PixelFormat\": \"BayerRG8\"}}")
+        raise AravisError(
+            f"{path}: expected a mapping of GenICam feature names to values, e.g. "
+            f'{{"ExposureTime": 5000, "PixelFormat": "BayerRG8"}}'
+        )
     return {name: _feature_text(value) for name, value in data.items()}
 
 
@@ -171,20 +180,29 @@ class AravisCamera:
     back); ``triggered``: one frame per ``trigger()``.
     """
 
-    def __init__(self, device: str, features: Optional[Dict[str, str]] = None, triggered: bool = False,
-                 buffer_timeout: float = 1.0) -> None:
+    def __init__(
+        self,
+        device: str,
+        features: Optional[Dict[str, str]] = None,
+        triggered: bool = False,
+        buffer_timeout: float = 1.0,
+    ) -> None:
         lib = library()
         self.device_name, self.triggered = device, triggered
         self._timeout_us = int(buffer_timeout * 1e6)
         self.camera = _call("arv_camera_new", device.encode())
         if not self.camera:
-            raise AravisError(f"no GenICam camera {device!r}: check the address or id (arv-tool-0.8 lists them)")
+            raise AravisError(
+                f"no GenICam camera {device!r}: check the address or id (arv-tool-0.8 lists them)"
+            )
         self.stream: Optional[int] = None
         try:
             self.device = lib.arv_camera_get_device(self.camera)
             wanted = dict(features or {})
             if triggered:
-                wanted.update({"TriggerSelector": "FrameStart", "TriggerMode": "On", "TriggerSource": "Software"})
+                wanted.update(
+                    {"TriggerSelector": "FrameStart", "TriggerMode": "On", "TriggerSource": "Software"}
+                )
             self.applied = dict(self.set_feature(name, value) for name, value in wanted.items())
             self.fps: Optional[float] = None if triggered else self._frame_rate()
             self._start()
@@ -214,8 +232,10 @@ class AravisCamera:
         if not lib.arv_device_get_feature(self.device, name.encode()) and name in ALIASES:
             name = ALIASES[name]
         if not lib.arv_device_get_feature(self.device, name.encode()):
-            raise AravisError(f"camera {self.device_name!r} has no feature {name!r} (arv-tool-0.8 features "
-                              f"lists what it has)")
+            raise AravisError(
+                f"camera {self.device_name!r} has no feature {name!r} (arv-tool-0.8 features "
+                f"lists what it has)"
+            )
         try:
             _call("arv_device_set_features_from_string", self.device, f"{name}={value}".encode())
         except AravisError as exc:
@@ -257,7 +277,9 @@ class AravisCamera:
             if not buffer:
                 incomplete = self.incomplete - incomplete_before
                 why = f" ({incomplete} incomplete buffers)" if incomplete else ""
-                raise AravisError(f"camera {self.device_name!r}: no buffer for {self._timeout_us / 1e6:g} s{why}")
+                raise AravisError(
+                    f"camera {self.device_name!r}: no buffer for {self._timeout_us / 1e6:g} s{why}"
+                )
             try:
                 got = self._frame(lib, buffer)
             finally:

@@ -5,6 +5,7 @@ warnings, summary. Exit code 0 when every input was scored, 2 when any input fai
 has its record), 1 for an error that stops the run (missing model, model without rd_edge metadata,
 a source that cannot be opened) or, with --fail-on-anomaly, when any input was NG; 130 on Ctrl-C.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,135 +69,294 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rd-infer",
         formatter_class=DefaultsHelpFormatter,
         description="Score images, folders, videos, cameras or GStreamer pipelines with an exported RD\n"
-                    "model (.onnx for ONNX Runtime, .engine for TensorRT).\n\n"
-                    "stdout: one line per input: <source> score=S normalized=N verdict=OK|NG latency_ms=L\n"
-                    "stderr: header, progress, warnings, summary (--quiet: warnings only).",
+        "model (.onnx for ONNX Runtime, .engine for TensorRT).\n\n"
+        "stdout: one line per input: <source> score=S normalized=N verdict=OK|NG latency_ms=L\n"
+        "stderr: header, progress, warnings, summary (--quiet: warnings only).",
         epilog="Exit code: 0 all inputs scored, 2 some inputs failed (see their records), 1 error or, "
-               "with --fail-on-anomaly, some input NG.")
+        "with --fail-on-anomaly, some input NG.",
+    )
     p.add_argument("model", help="model.onnx or model.engine written by rd-export")
-    p.add_argument("source", nargs="*",
-                   help="image, folder (recursive), video file, camera index (0), rtsp:// URL or GStreamer "
-                        "pipeline (contains '!'); several run together, sharing inference batches; NAME=SOURCE "
-                        "names one (records, topics); with --csi, CSI sensor ids (0 when none)")
-    p.add_argument("--source", action="append", default=[], dest="more_sources", metavar="SOURCE",
-                   help="one more source (repeatable), same forms as SOURCE")
-    p.add_argument("--backend", default="auto", choices=["auto"] + registered_backends(),
-                   help="inference backend; auto: by model suffix")
-    p.add_argument("--providers", type=name_list, metavar="A,B",
-                   help="ONNX Runtime providers, e.g. cuda or tensorrt,cuda; none given: cpu")
-    p.add_argument("--threads", type=int_at_least(1), metavar="N",
-                   help="inference threads (ort, openvino); none given: the backend's, one per core")
-    p.add_argument("--no-spinning", action="store_true",
-                   help="ort: idle worker threads sleep instead of spinning (pays on a CPU shared with other work)")
-    p.add_argument("--precision", choices=values(InferencePrecision), default=None,
-                   help="openvino: inference precision of float layers; none given: the model's (fp32 unless "
-                        "exported for bf16)")
-    p.add_argument("--threshold", type=float, metavar="T",
-                   help="image threshold on the score; none given: MODEL.thresholds.json beside the model, else "
-                        "the model's")
-    p.add_argument("--pixel-threshold", type=float, metavar="P",
-                   help="pixel threshold for masks and overlays; none given: MODEL.thresholds.json, the model's, "
-                        "else the image threshold")
-    p.add_argument("--tile-batch", type=int_at_least(1), default=None, metavar="N",
-                   help="tiled models: at most N tiles per model call (default: 64, fewer for tiles over "
-                        "147 px: 16 MB of input per call); bounds memory on large frames")
-    p.add_argument("--batch-size", type=int_at_least(1), default=1, metavar="N",
-                   help="frames per inference call (1: lowest latency)")
-    p.add_argument("--out", type=Path, metavar="DIR|CLIP",
-                   help="images/folders: overlays (DIR/overlays) and masks (DIR/masks) as PNG per input; "
-                        "videos/cameras: an annotated video, CLIP (.mp4 .avi .mkv .mov .m4v) or DIR/<name>.mp4")
-    p.add_argument("--segment-seconds", type=float, metavar="S",
-                   help="videos/cameras with --out: rotate the annotated video every S seconds of frames "
-                        "(STEM-000001.mp4, STEM-000002.mp4, ...) instead of one ever-growing file")
-    p.add_argument("--segments", type=int_at_least(1), metavar="N",
-                   help="with --segment-seconds: keep the N newest segments, delete older ones")
-    p.add_argument("--png-frames", action="store_true",
-                   help="videos/cameras: also write each frame's overlay and mask as PNG (beside the video)")
-    p.add_argument("--fail-on-anomaly", action="store_true",
-                   help="exit code 1 when any input is NG (2 still wins: an input failed)")
-    p.add_argument("--json", type=Path, dest="json_path", metavar="PATH",
-                   help="write JSON Lines, one object per input")
-    p.add_argument("--report", type=Path, metavar="DIR",
-                   help="write a report to open in a browser: DIR/index.html (overlay thumbnails, verdicts, "
-                        "scores, score histogram with the threshold, summary per source) and DIR/results.csv")
+    p.add_argument(
+        "source",
+        nargs="*",
+        help="image, folder (recursive), video file, camera index (0), rtsp:// URL or GStreamer "
+        "pipeline (contains '!'); several run together, sharing inference batches; NAME=SOURCE "
+        "names one (records, topics); with --csi, CSI sensor ids (0 when none)",
+    )
+    p.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        dest="more_sources",
+        metavar="SOURCE",
+        help="one more source (repeatable), same forms as SOURCE",
+    )
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto"] + registered_backends(),
+        help="inference backend; auto: by model suffix",
+    )
+    p.add_argument(
+        "--providers",
+        type=name_list,
+        metavar="A,B",
+        help="ONNX Runtime providers, e.g. cuda or tensorrt,cuda; none given: cpu",
+    )
+    p.add_argument(
+        "--threads",
+        type=int_at_least(1),
+        metavar="N",
+        help="inference threads (ort, openvino); none given: the backend's, one per core",
+    )
+    p.add_argument(
+        "--no-spinning",
+        action="store_true",
+        help="ort: idle worker threads sleep instead of spinning (pays on a CPU shared with other work)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=values(InferencePrecision),
+        default=None,
+        help="openvino: inference precision of float layers; none given: the model's (fp32 unless "
+        "exported for bf16)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        metavar="T",
+        help="image threshold on the score; none given: MODEL.thresholds.json beside the model, else "
+        "the model's",
+    )
+    p.add_argument(
+        "--pixel-threshold",
+        type=float,
+        metavar="P",
+        help="pixel threshold for masks and overlays; none given: MODEL.thresholds.json, the model's, "
+        "else the image threshold",
+    )
+    p.add_argument(
+        "--tile-batch",
+        type=int_at_least(1),
+        default=None,
+        metavar="N",
+        help="tiled models: at most N tiles per model call (default: 64, fewer for tiles over "
+        "147 px: 16 MB of input per call); bounds memory on large frames",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int_at_least(1),
+        default=1,
+        metavar="N",
+        help="frames per inference call (1: lowest latency)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR|CLIP",
+        help="images/folders: overlays (DIR/overlays) and masks (DIR/masks) as PNG per input; "
+        "videos/cameras: an annotated video, CLIP (.mp4 .avi .mkv .mov .m4v) or DIR/<name>.mp4",
+    )
+    p.add_argument(
+        "--segment-seconds",
+        type=float,
+        metavar="S",
+        help="videos/cameras with --out: rotate the annotated video every S seconds of frames "
+        "(STEM-000001.mp4, STEM-000002.mp4, ...) instead of one ever-growing file",
+    )
+    p.add_argument(
+        "--segments",
+        type=int_at_least(1),
+        metavar="N",
+        help="with --segment-seconds: keep the N newest segments, delete older ones",
+    )
+    p.add_argument(
+        "--png-frames",
+        action="store_true",
+        help="videos/cameras: also write each frame's overlay and mask as PNG (beside the video)",
+    )
+    p.add_argument(
+        "--fail-on-anomaly",
+        action="store_true",
+        help="exit code 1 when any input is NG (2 still wins: an input failed)",
+    )
+    p.add_argument(
+        "--json", type=Path, dest="json_path", metavar="PATH", help="write JSON Lines, one object per input"
+    )
+    p.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="write a report to open in a browser: DIR/index.html (overlay thumbnails, verdicts, "
+        "scores, score histogram with the threshold, summary per source) and DIR/results.csv",
+    )
     p.add_argument("--show", action="store_true", help="show overlays in a window (q or Esc stops)")
     p.add_argument("--limit", type=int_at_least(1), metavar="N", help="stop after N inputs")
     p.add_argument("--csi", action="store_true", help="read a Jetson CSI camera (nvarguscamerasrc)")
     p.add_argument("--csi-size", type=_size, default="1920x1080", metavar="WxH", help="CSI capture size")
     p.add_argument("--csi-fps", type=int_at_least(1), default=30, metavar="N", help="CSI frame rate")
-    p.add_argument("--csi-flip", type=int, default=0, choices=range(8), metavar="0-7",
-                   help="nvvidconv flip-method")
-    p.add_argument("--mqtt", metavar="mqtt://HOST:PORT/PREFIX",
-                   help="publish each result as JSON on PREFIX/<source> (QoS 1, retained), buffered while the "
-                        "broker is away")
-    p.add_argument("--mqtt-buffer", type=int_at_least(1), default=10000, metavar="N",
-                   help="results held while the MQTT broker is away; beyond, the oldest are dropped")
-    p.add_argument("--evidence", type=Path, metavar="DIR",
-                   help="keep each anomalous frame as DIR/<source>/<time>_<frame>.jpg (map overlay) + .json")
-    p.add_argument("--evidence-max-mb", type=_positive_float, metavar="MB",
-                   help="evidence disk budget; the oldest entries are removed first; none given: no limit")
-    p.add_argument("--metrics-port", type=port_number(allow_any=True), metavar="PORT",
-                   help="serve Prometheus metrics on http://HOST:PORT/metrics while running (0: a free port, "
-                        "printed at start)")
-    p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
-                   help="address of the metrics endpoint (0.0.0.0: every interface, no authentication)")
-    p.add_argument("--read-timeout", type=_positive_float, default=5.0, metavar="S",
-                   help="cameras, pipelines and streams: seconds without a frame before the source counts as "
-                        "lost (an error record; the run ends with exit code 2 unless --reconnect)")
-    p.add_argument("--reconnect", action="store_true",
-                   help="cameras, pipelines and streams: after an outage, reopen the source with back-off "
-                        "(0.5 s doubling to 10 s) until it is back; each outage is recorded (start, end, "
-                        "frames lost)")
-    p.add_argument("--drift-window", type=int_at_least(0), default=200, metavar="N",
-                   help="score drift: compare the last N OK scores per stream with the normal scores "
-                        "rd-calibrate recorded in MODEL.thresholds.json (KS statistic, warns once); 0: off")
-    p.add_argument("--station", type=port_number(allow_any=True), metavar="PORT",
-                   help="serve the operator's station (live view, counters, score chart, NG gallery, review, "
-                        "drift) on http://127.0.0.1:PORT/; needs --evidence (the gallery) and the station extra")
-    p.add_argument("--station-host", default="127.0.0.1", metavar="HOST",
-                   help="address to serve the station on; any other than 127.0.0.1 requires the token printed "
-                        "at start (0.0.0.0: every interface)")
-    p.add_argument("--station-fps", type=_positive_float, default=5.0, metavar="N",
-                   help="at most N live images per second and stream are rendered for the page")
-    p.add_argument("--review", type=Path, metavar="DIR",
-                   help="where the station saves review marks; none given: 'review' beside the evidence folder")
-    p.add_argument("--station-linger", type=_positive_float, metavar="S",
-                   help="after the last input, keep the station up S more seconds for review (Ctrl-C ends)")
-    p.add_argument("--realtime", action="store_true",
-                   help="read video files at their frame rate, as the camera delivered them (demos, the station)")
-    p.add_argument("--opcua", metavar="opc.tcp://HOST:PORT",
-                   help="serve results, counters, model identity and a Trigger method per stream to a PLC over "
-                        "OPC UA (node model: docs/jetson.md); anonymous on a loopback address only")
-    p.add_argument("--opcua-user", metavar="USER",
-                   help="--opcua on another address: the one user allowed (password in the environment variable "
-                        "RD_EDGE_OPCUA_PASSWORD); needs --opcua-cert and --opcua-key (Basic256Sha256)")
+    p.add_argument(
+        "--csi-flip", type=int, default=0, choices=range(8), metavar="0-7", help="nvvidconv flip-method"
+    )
+    p.add_argument(
+        "--mqtt",
+        metavar="mqtt://HOST:PORT/PREFIX",
+        help="publish each result as JSON on PREFIX/<source> (QoS 1, retained), buffered while the "
+        "broker is away",
+    )
+    p.add_argument(
+        "--mqtt-buffer",
+        type=int_at_least(1),
+        default=10000,
+        metavar="N",
+        help="results held while the MQTT broker is away; beyond, the oldest are dropped",
+    )
+    p.add_argument(
+        "--evidence",
+        type=Path,
+        metavar="DIR",
+        help="keep each anomalous frame as DIR/<source>/<time>_<frame>.jpg (map overlay) + .json",
+    )
+    p.add_argument(
+        "--evidence-max-mb",
+        type=_positive_float,
+        metavar="MB",
+        help="evidence disk budget; the oldest entries are removed first; none given: no limit",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=port_number(allow_any=True),
+        metavar="PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics while running (0: a free port, "
+        "printed at start)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address of the metrics endpoint (0.0.0.0: every interface, no authentication)",
+    )
+    p.add_argument(
+        "--read-timeout",
+        type=_positive_float,
+        default=5.0,
+        metavar="S",
+        help="cameras, pipelines and streams: seconds without a frame before the source counts as "
+        "lost (an error record; the run ends with exit code 2 unless --reconnect)",
+    )
+    p.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="cameras, pipelines and streams: after an outage, reopen the source with back-off "
+        "(0.5 s doubling to 10 s) until it is back; each outage is recorded (start, end, "
+        "frames lost)",
+    )
+    p.add_argument(
+        "--drift-window",
+        type=int_at_least(0),
+        default=200,
+        metavar="N",
+        help="score drift: compare the last N OK scores per stream with the normal scores "
+        "rd-calibrate recorded in MODEL.thresholds.json (KS statistic, warns once); 0: off",
+    )
+    p.add_argument(
+        "--station",
+        type=port_number(allow_any=True),
+        metavar="PORT",
+        help="serve the operator's station (live view, counters, score chart, NG gallery, review, "
+        "drift) on http://127.0.0.1:PORT/; needs --evidence (the gallery) and the station extra",
+    )
+    p.add_argument(
+        "--station-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address to serve the station on; any other than 127.0.0.1 requires the token printed "
+        "at start (0.0.0.0: every interface)",
+    )
+    p.add_argument(
+        "--station-fps",
+        type=_positive_float,
+        default=5.0,
+        metavar="N",
+        help="at most N live images per second and stream are rendered for the page",
+    )
+    p.add_argument(
+        "--review",
+        type=Path,
+        metavar="DIR",
+        help="where the station saves review marks; none given: 'review' beside the evidence folder",
+    )
+    p.add_argument(
+        "--station-linger",
+        type=_positive_float,
+        metavar="S",
+        help="after the last input, keep the station up S more seconds for review (Ctrl-C ends)",
+    )
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="read video files at their frame rate, as the camera delivered them (demos, the station)",
+    )
+    p.add_argument(
+        "--opcua",
+        metavar="opc.tcp://HOST:PORT",
+        help="serve results, counters, model identity and a Trigger method per stream to a PLC over "
+        "OPC UA (node model: docs/jetson.md); anonymous on a loopback address only",
+    )
+    p.add_argument(
+        "--opcua-user",
+        metavar="USER",
+        help="--opcua on another address: the one user allowed (password in the environment variable "
+        "RD_EDGE_OPCUA_PASSWORD); needs --opcua-cert and --opcua-key (Basic256Sha256)",
+    )
     p.add_argument("--opcua-cert", type=Path, metavar="CERT.der", help="--opcua: the server's certificate")
     p.add_argument("--opcua-key", type=Path, metavar="KEY.pem", help="--opcua: the server's private key")
-    p.add_argument("--camera-file", type=Path, metavar="FILE",
-                   help="aravis:// cameras: GenICam features to set, a YAML or JSON mapping applied in order "
-                        "(e.g. ExposureTime: 5000, PixelFormat: BayerRG8); the URL's ?Feature=value wins")
-    p.add_argument("--trigger", action="store_true",
-                   help="triggered inspection: live sources are inspected only when asked (--opcua Trigger); "
-                        "aravis:// cameras run with TriggerMode On, TriggerSource Software")
-    p.add_argument("--sequential", action="store_true",
-                   help="run the stages one after another in one thread instead of pipelined")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress bar, header or summary on stderr (result lines and warnings stay)")
-    p.add_argument("--server", metavar="URL",
-                   help="score on a Triton server running rd-serve (http://HOST:8000 or grpc://HOST:8001) "
-                        "instead of a local model; then every positional argument is a SOURCE")
+    p.add_argument(
+        "--camera-file",
+        type=Path,
+        metavar="FILE",
+        help="aravis:// cameras: GenICam features to set, a YAML or JSON mapping applied in order "
+        "(e.g. ExposureTime: 5000, PixelFormat: BayerRG8); the URL's ?Feature=value wins",
+    )
+    p.add_argument(
+        "--trigger",
+        action="store_true",
+        help="triggered inspection: live sources are inspected only when asked (--opcua Trigger); "
+        "aravis:// cameras run with TriggerMode On, TriggerSource Software",
+    )
+    p.add_argument(
+        "--sequential",
+        action="store_true",
+        help="run the stages one after another in one thread instead of pipelined",
+    )
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar, header or summary on stderr (result lines and warnings stay)",
+    )
+    p.add_argument(
+        "--server",
+        metavar="URL",
+        help="score on a Triton server running rd-serve (http://HOST:8000 or grpc://HOST:8001) "
+        "instead of a local model; then every positional argument is a SOURCE",
+    )
     return p
 
 
 def _backend_options(args: argparse.Namespace) -> Dict[str, Any]:
     """--threads, --no-spinning, --precision as loader options, only those given (a backend that
     does not take one says so)."""
-    given = {"threads": args.threads, "spinning": False if args.no_spinning else None,
-             "precision": args.precision}
+    given = {
+        "threads": args.threads,
+        "spinning": False if args.no_spinning else None,
+        "precision": args.precision,
+    }
     return {k: v for k, v in given.items() if v is not None}
 
 
-def _source_specs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> List[Tuple[Optional[str], str]]:
+def _source_specs(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> List[Tuple[Optional[str], str]]:
     """(label or None, spec) per source: SOURCE... (with --csi: CSI sensor ids) and --source."""
     extra = [_split_label(spec) for spec in args.more_sources]
     if not args.csi:
@@ -224,8 +384,15 @@ def _split_label(spec: str) -> Tuple[Optional[str], str]:
 
 def _draws_overlays(args: argparse.Namespace) -> bool:
     """Whether some output draws overlays, which need the server to send the anomaly maps."""
-    return any((args.out is not None, args.show, args.evidence is not None, args.report is not None,
-                getattr(args, "station", None) is not None))
+    return any(
+        (
+            args.out is not None,
+            args.show,
+            args.evidence is not None,
+            args.report is not None,
+            getattr(args, "station", None) is not None,
+        )
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -239,12 +406,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.evidence_max_mb is not None and args.evidence is None:
         parser.error("--evidence-max-mb needs --evidence DIR")
     if args.station is not None and args.evidence is None:
-        parser.error("--station needs --evidence DIR: its gallery shows the evidence folder, and review marks "
-                     "save the original frames kept there")
+        parser.error(
+            "--station needs --evidence DIR: its gallery shows the evidence folder, and review marks "
+            "save the original frames kept there"
+        )
     if args.server is not None:  # no local model: the first positional is a source too
         if args.backend != "auto" or args.providers or _backend_options(args):
-            parser.error("--backend, --providers, --threads, --no-spinning and --precision set up a local "
-                         "backend; the server has its own")
+            parser.error(
+                "--backend, --providers, --threads, --no-spinning and --precision set up a local "
+                "backend; the server has its own"
+            )
         args.source, args.model = [args.model] + list(args.source), args.server
     specs = _source_specs(parser, args)
     return run_cli(lambda: _run(args, specs))
@@ -263,21 +434,37 @@ def _run(args: argparse.Namespace, specs: List[Tuple[Optional[str], str]]) -> in
     if args.server is not None:
         from .client import RemoteDetector
 
-        detector = RemoteDetector(args.server, batch_size=args.batch_size, threshold=args.threshold,
-                                  pixel_threshold=args.pixel_threshold, anomaly_map=_draws_overlays(args))
+        detector = RemoteDetector(
+            args.server,
+            batch_size=args.batch_size,
+            threshold=args.threshold,
+            pixel_threshold=args.pixel_threshold,
+            anomaly_map=_draws_overlays(args),
+        )
     else:
-        detector = Detector(args.model, backend=args.backend, threshold=args.threshold,
-                            pixel_threshold=args.pixel_threshold, providers=args.providers,
-                            batch_size=args.batch_size, tile_batch=args.tile_batch, **_backend_options(args))
+        detector = Detector(
+            args.model,
+            backend=args.backend,
+            threshold=args.threshold,
+            pixel_threshold=args.pixel_threshold,
+            providers=args.providers,
+            batch_size=args.batch_size,
+            tile_batch=args.tile_batch,
+            **_backend_options(args),
+        )
     with detector, contextlib.ExitStack() as stack:
-        sources = [stack.enter_context(source) for source in _open_sources(specs, args.limit, _live_options(args))]
+        sources = [
+            stack.enter_context(source) for source in _open_sources(specs, args.limit, _live_options(args))
+        ]
         for source in sources:
             source.pace = args.realtime and source.kind == "video"
         _bound_decoded_images(detector, sources)
         sinks = _build_sinks(detector, sources, args, stack)
         if not args.quiet:
             _print_header(detector, sources, args)
-        pipeline = Pipeline(detector, sources, sinks, batch_size=args.batch_size, pipelined=not args.sequential)
+        pipeline = Pipeline(
+            detector, sources, sinks, batch_size=args.batch_size, pipelined=not args.sequential
+        )
         for sink in sinks:
             if isinstance(sink, ConsoleSink):
                 sink.stop = pipeline.stop  # closing the --show window ends the run
@@ -340,7 +527,9 @@ def _open_sources(specs: List[Tuple[Optional[str], str]], limit: Optional[int], 
     return sources
 
 
-def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, stack: contextlib.ExitStack) -> List[Any]:
+def _build_sinks(
+    detector: Any, sources: List[Any], args: argparse.Namespace, stack: contextlib.ExitStack
+) -> List[Any]:
     """The sinks the options ask for; each is closed by the pipeline."""
     from .sinks import JsonlSink
     from .sinks.console import ConsoleSink, progress_bar
@@ -355,14 +544,20 @@ def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, st
         from .sinks.evidence import EvidenceSink, refuse_inside
 
         refuse_inside(args.evidence, {"--json": args.json_path, "--out": args.out})
-        add(EvidenceSink(args.evidence, detector, max_mb=args.evidence_max_mb, originals=args.station is not None))
+        add(
+            EvidenceSink(
+                args.evidence, detector, max_mb=args.evidence_max_mb, originals=args.station is not None
+            )
+        )
     reference = _drift_reference(detector, args)
     if reference is not None:  # before the sinks that publish records: they carry the statistic
         from .sinks.drift import DriftSink
 
         try:
             add(DriftSink(reference, window=args.drift_window, threshold=detector.threshold))
-        except RdEdgeError as exc:  # drift is a side watch: a reference that cannot serve must not stop the line
+        except (
+            RdEdgeError
+        ) as exc:  # drift is a side watch: a reference that cannot serve must not stop the line
             print(f"warning: drift monitoring off: {exc}", file=sys.stderr)
     if args.json_path is not None:
         add(JsonlSink(args.json_path))
@@ -374,11 +569,23 @@ def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, st
         from .sinks.mqtt import MqttSink
 
         add(MqttSink(args.mqtt, buffer=args.mqtt_buffer))
-    recorder = ConsoleSink(detector, args.out, args.png_frames, args.show, prefix_keys=len(sources) > 1,
-                           sources=sources, segment_seconds=args.segment_seconds, segments=args.segments)
-    recorder.progress = progress_bar(total=_total(sources), unit="img" if sources[0].kind == "folder" else "frame",
-                                      disable=args.quiet or not show_progress()
-                                      or (len(sources) == 1 and sources[0].kind in ("image", "file")))
+    recorder = ConsoleSink(
+        detector,
+        args.out,
+        args.png_frames,
+        args.show,
+        prefix_keys=len(sources) > 1,
+        sources=sources,
+        segment_seconds=args.segment_seconds,
+        segments=args.segments,
+    )
+    recorder.progress = progress_bar(
+        total=_total(sources),
+        unit="img" if sources[0].kind == "folder" else "frame",
+        disable=args.quiet
+        or not show_progress()
+        or (len(sources) == 1 and sources[0].kind in ("image", "file")),
+    )
     add(recorder)
     if args.station is not None:
         add(_start_station(detector, sources, args, stack))
@@ -393,7 +600,11 @@ def _build_sinks(detector: Any, sources: List[Any], args: argparse.Namespace, st
 
         metrics = MetricsSink(args.metrics_port, host=args.metrics_host, streams=[s.label for s in sources])
         add(metrics)
-        print(f"rd-infer: metrics on http://{args.metrics_host}:{metrics.port}/metrics", file=sys.stderr, flush=True)
+        print(
+            f"rd-infer: metrics on http://{args.metrics_host}:{metrics.port}/metrics",
+            file=sys.stderr,
+            flush=True,
+        )
     if board is not None:  # after every other sink: a trigger is answered once the result is published
         add(board)
     return sinks
@@ -409,24 +620,43 @@ def _start_opcua(detector: Any, sources: List[Any], args: argparse.Namespace, bo
     if args.opcua_user is not None:
         password = os.environ.get("RD_EDGE_OPCUA_PASSWORD")
         if not password or args.opcua_cert is None or args.opcua_key is None:
-            raise RdEdgeError("--opcua-user needs the password in RD_EDGE_OPCUA_PASSWORD and --opcua-cert, --opcua-key")
+            raise RdEdgeError(
+                "--opcua-user needs the password in RD_EDGE_OPCUA_PASSWORD and --opcua-cert, --opcua-key"
+            )
         security = OpcUaSecurity(args.opcua_user, password, args.opcua_cert, args.opcua_key)
     triggered = [s.label for s in sources if getattr(s, "triggered", False)]
-    sink = OpcUaSink(args.opcua, [s.label for s in sources], getattr(detector.runner, "path", None),
-                     (detector.threshold, getattr(detector, "pixel_threshold", detector.threshold)), board, triggered,
-                     security)
-    print(f"rd-infer: OPC UA on {sink.endpoint} (namespace {NAMESPACE}, nodes ns=<its index>;s=RdEdge...)",
-          file=sys.stderr, flush=True)
+    sink = OpcUaSink(
+        args.opcua,
+        [s.label for s in sources],
+        getattr(detector.runner, "path", None),
+        (detector.threshold, getattr(detector, "pixel_threshold", detector.threshold)),
+        board,
+        triggered,
+        security,
+    )
+    print(
+        f"rd-infer: OPC UA on {sink.endpoint} (namespace {NAMESPACE}, nodes ns=<its index>;s=RdEdge...)",
+        file=sys.stderr,
+        flush=True,
+    )
     return sink
 
 
-def _start_station(detector: Any, sources: List[Any], args: argparse.Namespace, stack: contextlib.ExitStack) -> Any:
+def _start_station(
+    detector: Any, sources: List[Any], args: argparse.Namespace, stack: contextlib.ExitStack
+) -> Any:
     """The station's sink; its web server runs until the ExitStack closes (after any linger)."""
     from .station import Station, StationServer, StationSink
 
     review = args.review if args.review is not None else args.evidence.parent / "review"
-    station = Station(args.evidence, review, detector=detector, streams=[s.label for s in sources],
-                      live_fps=args.station_fps, title=f"rd-edge station: {Path(mask_url(str(args.model))).name}")
+    station = Station(
+        args.evidence,
+        review,
+        detector=detector,
+        streams=[s.label for s in sources],
+        live_fps=args.station_fps,
+        title=f"rd-edge station: {Path(mask_url(str(args.model))).name}",
+    )
     server = StationServer(station, args.station, host=args.station_host)
     stack.callback(server.close)
     args.station_url = server.url
@@ -442,8 +672,11 @@ def _linger(url: Optional[str], seconds: Optional[float], terminated: List[bool]
     if url is None or not seconds or terminated:
         return
     if not quiet:
-        print(f"run finished; the station stays up at {url} for {seconds:g} s (Ctrl-C ends)",
-              file=sys.stderr, flush=True)
+        print(
+            f"run finished; the station stays up at {url} for {seconds:g} s (Ctrl-C ends)",
+            file=sys.stderr,
+            flush=True,
+        )
     deadline = time.monotonic() + seconds
     try:
         while time.monotonic() < deadline and not terminated:
@@ -499,8 +732,10 @@ def _thresholds_text(detector: Any) -> str:
         return f"threshold {detector.threshold:.6g}"
     count = (detector.metadata.score_stats or {}).get("count") if sources.image_source == "metadata" else None
     basis = f", from {count} held-out good images" if count else ""  # how much to trust it
-    return (f"threshold {detector.threshold:.6g} ({sources.image_source}{basis}), pixel threshold "
-            f"{detector.pixel_threshold:.6g} ({sources.pixel_source})")
+    return (
+        f"threshold {detector.threshold:.6g} ({sources.image_source}{basis}), pixel threshold "
+        f"{detector.pixel_threshold:.6g} ({sources.pixel_source})"
+    )
 
 
 def _print_header(detector: Any, sources: List[Any], args: argparse.Namespace) -> None:
@@ -509,11 +744,16 @@ def _print_header(detector: Any, sources: List[Any], args: argparse.Namespace) -
     detail = (runner.describe() if runner is not None else "") or ", ".join(providers or [])
     backend = detector.backend + (f" ({detail})" if detail else "")
     described = "; ".join(_describe_source(s, len(sources) > 1) for s in sources)
-    print(f"rd-infer: {mask_url(str(args.model))} on {backend}, preprocessing on {detector.preprocess_device}, "
-          f"{_thresholds_text(detector)}; {described}", file=sys.stderr)
+    print(
+        f"rd-infer: {mask_url(str(args.model))} on {backend}, preprocessing on {detector.preprocess_device}, "
+        f"{_thresholds_text(detector)}; {described}",
+        file=sys.stderr,
+    )
     if detector.preprocess_fallback_reason:
-        print(f"note: CUDA preprocessing unavailable, using the CPU: {detector.preprocess_fallback_reason}",
-              file=sys.stderr)
+        print(
+            f"note: CUDA preprocessing unavailable, using the CPU: {detector.preprocess_fallback_reason}",
+            file=sys.stderr,
+        )
 
 
 def _describe_source(source: Any, named: bool) -> str:

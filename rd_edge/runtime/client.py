@@ -8,6 +8,7 @@ container) over HTTP or gRPC, with tritonclient (``pip install '.[client]'``).
 :class:`RemoteDetector` wraps a client in the Detector's step interface (preprocess -> infer ->
 postprocess), so rd-infer's pipeline, sinks and overlays work unchanged: ``rd-infer --server URL``.
 """
+
 from __future__ import annotations
 
 import threading
@@ -48,12 +49,16 @@ def parse_url(url: str) -> Tuple[str, str, bool]:
     except ValueError:  # a port that is no number or out of range, a broken [IPv6] literal
         scheme, hostname, port = "", None, None
     if scheme not in ("http", "https", "grpc", "grpcs") or not hostname:
-        raise ServerError(f"server URL {mask_url(url)!r}: expected http://HOST:PORT, https://HOST:PORT or "
-                          f"grpc://HOST:PORT")
+        raise ServerError(
+            f"server URL {mask_url(url)!r}: expected http://HOST:PORT, https://HOST:PORT or grpc://HOST:PORT"
+        )
     default_port = {"http": 8000, "https": 443, "grpc": 8001, "grpcs": 8001}[scheme]
     host = f"[{hostname}]" if ":" in hostname else hostname
-    return ("grpc" if scheme.startswith("grpc") else "http", f"{host}:{port or default_port}",
-            scheme in ("https", "grpcs"))
+    return (
+        "grpc" if scheme.startswith("grpc") else "http",
+        f"{host}:{port or default_port}",
+        scheme in ("https", "grpcs"),
+    )
 
 
 class TritonClient:
@@ -70,8 +75,9 @@ class TritonClient:
         if self.protocol == "grpc":
             self._client = module.InferenceServerClient(address, ssl=ssl)
         else:
-            self._client = module.InferenceServerClient(address, ssl=ssl, connection_timeout=self.timeout,
-                                                        network_timeout=self.timeout)
+            self._client = module.InferenceServerClient(
+                address, ssl=ssl, connection_timeout=self.timeout, network_timeout=self.timeout
+            )
         user, password = url_credentials(url if "://" in url else f"http://{url}")
         if user is not None:
             auth = import_module(f"{module.__name__}.auth")
@@ -101,7 +107,9 @@ class TritonClient:
 
     @property
     def metadata(self) -> ModelMetadata:
-        return ModelMetadata.from_json(self.parameters().get("rd_edge"), source=f"model {self.model_name!r} at {self.url}")
+        return ModelMetadata.from_json(
+            self.parameters().get("rd_edge"), source=f"model {self.model_name!r} at {self.url}"
+        )
 
     @property
     def threshold(self) -> float:
@@ -116,7 +124,9 @@ class TritonClient:
     def _threshold(self, key: str) -> float:
         params = self.parameters()
         if key not in params:
-            raise ServerError(f"model {self.model_name!r} at {self.url} has no {key} parameter; is it rd-serve's?")
+            raise ServerError(
+                f"model {self.model_name!r} at {self.url} has no {key} parameter; is it rd-serve's?"
+            )
         value: Any = params[key]
         try:
             value = float(value)
@@ -145,8 +155,9 @@ class TritonClient:
             results.extend(self._infer("IMAGE", data, "BYTES", anomaly_map))
         return results
 
-    def predict(self, frames: Union[np.ndarray, Sequence[np.ndarray]],
-                anomaly_map: bool = False) -> Union[Prediction, List[Prediction]]:
+    def predict(
+        self, frames: Union[np.ndarray, Sequence[np.ndarray]], anomaly_map: bool = False
+    ) -> Union[Prediction, List[Prediction]]:
         """BGR uint8 frames (one [H,W,3] or a list) -> Prediction(s); same-sized neighbours share a request."""
         single = isinstance(frames, np.ndarray) and frames.ndim == 3
         results = self.predict_frames([cast(np.ndarray, frames)] if single else list(frames), anomaly_map)
@@ -167,15 +178,22 @@ class TritonClient:
         names = SCALARS + (("ANOMALY_MAP",) if anomaly_map else ())
         outputs = [m.InferRequestedOutput(n) for n in names]
         t0 = time.perf_counter()
-        result = self._call(lambda: self._client.infer(self.model_name, [tensor], outputs=outputs, **self._timeout_kw()))
+        result = self._call(
+            lambda: self._client.infer(self.model_name, [tensor], outputs=outputs, **self._timeout_kw())
+        )
         share = (time.perf_counter() - t0) * 1000.0 / len(data)
         scores, flags, normalized = (result.as_numpy(n).reshape(-1) for n in SCALARS)
         maps = result.as_numpy("ANOMALY_MAP") if anomaly_map else None  # [B,H,W] float16
-        return [Prediction(score=float(scores[i]), normalized_score=float(normalized[i]),
-                           is_anomalous=bool(flags[i]),
-                           anomaly_map=None if maps is None else maps[i].astype(np.float32),
-                           timings={"inference_ms": share, "total_ms": share})
-                for i in range(len(data))]
+        return [
+            Prediction(
+                score=float(scores[i]),
+                normalized_score=float(normalized[i]),
+                is_anomalous=bool(flags[i]),
+                anomaly_map=None if maps is None else maps[i].astype(np.float32),
+                timings={"inference_ms": share, "total_ms": share},
+            )
+            for i in range(len(data))
+        ]
 
     def _call(self, request: Any) -> Any:
         try:
@@ -183,8 +201,9 @@ class TritonClient:
         except _utils.load().InferenceServerException as exc:
             raise ServerError(f"{self.url}: {mask_urls(str(exc.message() or exc))}") from exc
         except OSError as exc:  # refused / reset connections (HTTP client)
-            raise ServerError(f"cannot reach the Triton server at {self.url} ({mask_urls(str(exc))}); "
-                              f"is rd-serve running?") from exc
+            raise ServerError(
+                f"cannot reach the Triton server at {self.url} ({mask_urls(str(exc))}); is rd-serve running?"
+            ) from exc
 
     def _json_kw(self) -> Dict[str, Any]:
         return {"as_json": True} if self.protocol == "grpc" else {}
@@ -203,7 +222,7 @@ class TritonClient:
 
 
 def _chunks(items: List[Any], size: int) -> List[List[Any]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _same_size_runs(frames: List[np.ndarray]) -> List[List[np.ndarray]]:
@@ -231,9 +250,15 @@ class RemoteDetector:
     preprocess_fallback_reason: Optional[str] = None
     runner = None
 
-    def __init__(self, url: str, batch_size: int = 8, anomaly_map: bool = False,
-                 threshold: Optional[float] = None, pixel_threshold: Optional[float] = None,
-                 timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        batch_size: int = 8,
+        anomaly_map: bool = False,
+        threshold: Optional[float] = None,
+        pixel_threshold: Optional[float] = None,
+        timeout: float = 60.0,
+    ) -> None:
         if threshold is not None:  # as the Detector does, before connecting to anything
             threshold = check_threshold(threshold, "threshold")
         if pixel_threshold is not None:
@@ -246,13 +271,19 @@ class RemoteDetector:
         self._clients_lock = threading.Lock()
         try:
             if not self.client.ready():
-                raise ServerError(f"no ready model {DETECTOR_MODEL_NAME!r} at {mask_url(url)}; start one with "
-                                  f"`rd-serve MODEL` or check the URL")
-            self.batch_size = min(int(batch_size), int(self.client.config().get("max_batch_size") or batch_size))
+                raise ServerError(
+                    f"no ready model {DETECTOR_MODEL_NAME!r} at {mask_url(url)}; start one with "
+                    f"`rd-serve MODEL` or check the URL"
+                )
+            self.batch_size = min(
+                int(batch_size), int(self.client.config().get("max_batch_size") or batch_size)
+            )
             self.metadata = self.client.metadata
             # Arguments first (checked above), else the server's (checked as they are read).
             self.threshold = threshold if threshold is not None else self.client.threshold
-            self.pixel_threshold = pixel_threshold if pixel_threshold is not None else self.client.pixel_threshold
+            self.pixel_threshold = (
+                pixel_threshold if pixel_threshold is not None else self.client.pixel_threshold
+            )
         except BaseException:
             self.close()
             raise

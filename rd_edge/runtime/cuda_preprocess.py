@@ -14,6 +14,7 @@ kernel writes straight into the destination (e.g. the TensorRT input buffer) at 
 pycuda is imported when a CudaPreprocessor is built; the kernel is compiled (nvcc, through
 pycuda's SourceModule and its on-disk cache) on first use, once per preprocessor.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional, Tuple
@@ -167,8 +168,9 @@ class CudaPreprocessor:
         from .backends.trt.util import import_pycuda_driver
 
         if resize not in KERNEL_NAMES:
-            raise BackendError(f"no CUDA kernel for the resize rule {resize!r}; expected one of "
-                               f"{', '.join(KERNEL_NAMES)}")
+            raise BackendError(
+                f"no CUDA kernel for the resize rule {resize!r}; expected one of {', '.join(KERNEL_NAMES)}"
+            )
         self.kernel_name = KERNEL_NAMES[resize]
 
         self._cuda = import_pycuda_driver()
@@ -193,9 +195,11 @@ class CudaPreprocessor:
 
             self._module = SourceModule(self.kernel_source, no_extern_c=True)
         except Exception as exc:  # pycuda.driver.CompileError, or nvcc not found (OSError)
-            raise BackendError("cannot compile the CUDA preprocessing kernel (pycuda needs nvcc; on "
-                               "JetPack add /usr/local/cuda/bin to PATH): "
-                               f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") from exc
+            raise BackendError(
+                "cannot compile the CUDA preprocessing kernel (pycuda needs nvcc; on "
+                "JetPack add /usr/local/cuda/bin to PATH): "
+                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
+            ) from exc
         try:
             self._function = self._module.get_function(self.kernel_name)
         except Exception as exc:
@@ -207,8 +211,10 @@ class CudaPreprocessor:
         Asynchronous on ``self.stream``; synchronize the stream before reading ``dst``.
         """
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            raise ImageReadError(f"CUDA preprocessing expects a uint8 HxWx3 BGR frame, found "
-                                 f"{frame.dtype} {frame.shape}; convert it with to_bgr_uint8")
+            raise ImageReadError(
+                f"CUDA preprocessing expects a uint8 HxWx3 BGR frame, found "
+                f"{frame.dtype} {frame.shape}; convert it with to_bgr_uint8"
+            )
         self.compile()
         try:
             self._enqueue(frame, dst_ptr, batch_index)
@@ -229,11 +235,19 @@ class CudaPreprocessor:
         plane_bytes = 3 * self.height * self.width * 4  # one float32 [3,H,W] image
         grid = ((self.width + _BLOCK[0] - 1) // _BLOCK[0], (self.height + _BLOCK[1] - 1) // _BLOCK[1], 1)
         # cv2 computes scale = src / dst in double before using it in float.
-        function(self._frame_dev, np.int32(src_h), np.int32(src_w),
-                       np.uintp(int(dst_ptr) + batch_index * plane_bytes),
-                       np.int32(self.height), np.int32(self.width),
-                       np.float32(src_h / self.height), np.float32(src_w / self.width),
-                       block=_BLOCK, grid=grid, stream=self.stream)
+        function(
+            self._frame_dev,
+            np.int32(src_h),
+            np.int32(src_w),
+            np.uintp(int(dst_ptr) + batch_index * plane_bytes),
+            np.int32(self.height),
+            np.int32(self.width),
+            np.float32(src_h / self.height),
+            np.float32(src_w / self.width),
+            block=_BLOCK,
+            grid=grid,
+            stream=self.stream,
+        )
 
     def _live(self) -> Tuple[Any, np.ndarray, Any]:
         """(upload event, staging buffer, kernel) once compiled and reserved; an error once closed."""

@@ -7,6 +7,7 @@ One launch covers all tiles of one frame in a batch: ``blockIdx.z`` is the tile,
 corner comes from a small (y, x) array uploaded with the frame. The frame goes to the device
 once, however many tiles it has; nothing comes back to the host.
 """
+
 from __future__ import annotations
 
 from typing import Any, List, Sequence, Tuple
@@ -55,26 +56,35 @@ class CudaTilePreprocessor(CudaPreprocessor):
         self._origins_host: Any = None  # int32 [2 * tiles], page-locked
         self._origins_dev: Any = None
 
-    def enqueue_tiles(self, frame: np.ndarray, origins: Sequence[Tuple[int, int]], dst_ptr: int,
-                      batch_index: int = 0) -> None:
+    def enqueue_tiles(
+        self, frame: np.ndarray, origins: Sequence[Tuple[int, int]], dst_ptr: int, batch_index: int = 0
+    ) -> None:
         """Upload ``frame`` once and write its tiles at (y, x) ``origins`` into
         ``dst[batch_index:batch_index + len(origins)]``."""
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or not frame.flags.c_contiguous:
-            raise ImageReadError(f"CUDA tile preprocessing expects a contiguous uint8 HxWx3 BGR frame, "
-                                 f"found {frame.dtype} {frame.shape}")
-        bad = [(y, x) for y, x in origins
-               if not (0 <= y <= frame.shape[0] - self.height and 0 <= x <= frame.shape[1] - self.width)]
+            raise ImageReadError(
+                f"CUDA tile preprocessing expects a contiguous uint8 HxWx3 BGR frame, "
+                f"found {frame.dtype} {frame.shape}"
+            )
+        bad = [
+            (y, x)
+            for y, x in origins
+            if not (0 <= y <= frame.shape[0] - self.height and 0 <= x <= frame.shape[1] - self.width)
+        ]
         if bad:  # the kernel does not clamp: a tile outside the frame would read foreign memory
-            raise ValueError(f"tile origins {bad[:3]} put a {self.width}x{self.height} tile outside the "
-                             f"{frame.shape[1]}x{frame.shape[0]} frame")
+            raise ValueError(
+                f"tile origins {bad[:3]} put a {self.width}x{self.height} tile outside the "
+                f"{frame.shape[1]}x{frame.shape[0]} frame"
+            )
         self.compile()
         try:
             self._enqueue_tiles(frame, np.asarray(origins, dtype=np.int32).reshape(-1), dst_ptr, batch_index)
         except CudaPreprocessError:
             raise
         except Exception as exc:  # pycuda.driver.Error, MemoryError
-            raise _cuda_error(f"cropping {len(origins)} tiles of a {frame.shape[1]}x{frame.shape[0]} frame",
-                              exc) from exc
+            raise _cuda_error(
+                f"cropping {len(origins)} tiles of a {frame.shape[1]}x{frame.shape[0]} frame", exc
+            ) from exc
 
     def _enqueue_tiles(self, frame: np.ndarray, origins: np.ndarray, dst_ptr: int, batch_index: int) -> None:
         self._reserve(frame.nbytes)
@@ -89,12 +99,22 @@ class CudaTilePreprocessor(CudaPreprocessor):
         self._cuda.memcpy_htod_async(self._origins_dev, corners, self.stream)
         uploaded.record(self.stream)
         plane_bytes = 3 * self.height * self.width * 4  # one float32 [3,h,w] tile
-        grid = ((self.width + _BLOCK[0] - 1) // _BLOCK[0], (self.height + _BLOCK[1] - 1) // _BLOCK[1],
-                origins.size // 2)
-        function(self._frame_dev, np.int32(frame.shape[1]), self._origins_dev,
-                       np.uintp(int(dst_ptr) + batch_index * plane_bytes),
-                       np.int32(self.height), np.int32(self.width),
-                       block=_BLOCK, grid=grid, stream=self.stream)
+        grid = (
+            (self.width + _BLOCK[0] - 1) // _BLOCK[0],
+            (self.height + _BLOCK[1] - 1) // _BLOCK[1],
+            origins.size // 2,
+        )
+        function(
+            self._frame_dev,
+            np.int32(frame.shape[1]),
+            self._origins_dev,
+            np.uintp(int(dst_ptr) + batch_index * plane_bytes),
+            np.int32(self.height),
+            np.int32(self.width),
+            block=_BLOCK,
+            grid=grid,
+            stream=self.stream,
+        )
 
     def _reserve_origins(self, nbytes: int) -> None:
         if self._origins_host is not None and self._origins_host.nbytes >= nbytes:

@@ -12,6 +12,7 @@ exposes a device input buffer (TensorRT) and pycuda can compile the kernel, on t
 into that buffer. ``preprocess_device`` says which; ``preprocess_fallback_reason`` says why not
 CUDA when it was possible in principle.
 """
+
 from __future__ import annotations
 
 import os
@@ -92,11 +93,19 @@ class Detector:
     NonFiniteOutputError, which carries the other frames' Predictions.
     """
 
-    def __init__(self, model: Union[PathLike, Runner], backend: str = "auto",
-                 threshold: Optional[float] = None, device: Optional[str] = None,
-                 providers: Union[None, str, Sequence[str]] = None, batch_size: int = 8,
-                 cuda_preprocess: Optional[bool] = None, tile_batch: Optional[int] = None,
-                 pixel_threshold: Optional[float] = None, **options: Any) -> None:
+    def __init__(
+        self,
+        model: Union[PathLike, Runner],
+        backend: str = "auto",
+        threshold: Optional[float] = None,
+        device: Optional[str] = None,
+        providers: Union[None, str, Sequence[str]] = None,
+        batch_size: int = 8,
+        cuda_preprocess: Optional[bool] = None,
+        tile_batch: Optional[int] = None,
+        pixel_threshold: Optional[float] = None,
+        **options: Any,
+    ) -> None:
         batch_size = _check_batch_size(batch_size)
         if threshold is not None:
             threshold = check_threshold(threshold, "threshold")  # before loading anything
@@ -107,13 +116,16 @@ class Detector:
         elif isinstance(model, (str, os.PathLike)):
             self.runner = load_runner(model, backend, device=device, providers=providers, **options)
         else:
-            raise ConfigError(f"Detector(model=...): expected an .onnx/.engine path or a loaded Runner, "
-                              f"found {type(model).__name__}")
+            raise ConfigError(
+                f"Detector(model=...): expected an .onnx/.engine path or a loaded Runner, "
+                f"found {type(model).__name__}"
+            )
         try:
             self._setup(threshold, pixel_threshold, batch_size, cuda_preprocess)
             tiling = self.metadata.tile_spec()
-            self._tiled = (TiledRunner(self.runner, tiling, tile_batch, self._lock)
-                           if tiling is not None else None)
+            self._tiled = (
+                TiledRunner(self.runner, tiling, tile_batch, self._lock) if tiling is not None else None
+            )
             if self._tiled is not None and self._pre.device == "cuda":
                 self._pre.use_tiles(self._tiled.tiling.tile)
                 if self._pre.device == "cuda":
@@ -122,12 +134,21 @@ class Detector:
             self.runner.close()
             raise
 
-    def _setup(self, threshold: Optional[float], pixel_threshold: Optional[float], batch_size: int,
-               cuda_preprocess: Optional[bool]) -> None:
+    def _setup(
+        self,
+        threshold: Optional[float],
+        pixel_threshold: Optional[float],
+        batch_size: int,
+        cuda_preprocess: Optional[bool],
+    ) -> None:
         meta = self.runner.metadata
-        self.thresholds = resolve_thresholds(getattr(self.runner, "path", None), meta, threshold, pixel_threshold)
+        self.thresholds = resolve_thresholds(
+            getattr(self.runner, "path", None), meta, threshold, pixel_threshold
+        )
         self.threshold = self.thresholds.image_threshold  # score > threshold: anomalous
-        self.pixel_threshold = self.thresholds.pixel_threshold  # map > pixel_threshold: anomalous pixel (masks, outline)
+        self.pixel_threshold = (
+            self.thresholds.pixel_threshold
+        )  # map > pixel_threshold: anomalous pixel (masks, outline)
         self.score_scale = score_scale(meta.score_stats)  # normalized_score's scale (3 std)
         limit = self.runner.max_batch or batch_size
         self.batch_size = min(batch_size, limit)
@@ -153,7 +174,7 @@ class Detector:
 
     @property
     def preprocess_device(self) -> str:
-        """"cuda" when frames are preprocessed by the CUDA kernel, else "cpu"."""
+        """ "cuda" when frames are preprocessed by the CUDA kernel, else "cpu"."""
         return self._pre.device
 
     @property
@@ -165,21 +186,33 @@ class Detector:
         """Tiled models: the TileGrid a frame of (H, W) is cut into (None for whole-frame models)."""
         return self._tiled.grid(frame_hw) if self._tiled is not None else None
 
-    def render(self, frame_bgr: np.ndarray, prediction: Prediction,
-               ground_truth: Optional[np.ndarray] = None) -> np.ndarray:
+    def render(
+        self, frame_bgr: np.ndarray, prediction: Prediction, ground_truth: Optional[np.ndarray] = None
+    ) -> np.ndarray:
         """The overlay of one prediction on its frame (rd_edge.core.postprocess.render_overlay):
         heat map on the normalized-score scale, verdict, scores, colour bar, outlines."""
         if prediction.anomaly_map is None:
-            raise ValueError("render needs the prediction's anomaly map: a RemoteDetector must be created "
-                             "with anomaly_map=True")
+            raise ValueError(
+                "render needs the prediction's anomaly map: a RemoteDetector must be created "
+                "with anomaly_map=True"
+            )
         frame_bgr = downscale_to_budget(frame_bgr)  # overlays at a bounded size (MAX_DISPLAY_PIXELS)
         if ground_truth is not None and ground_truth.shape != frame_bgr.shape[:2]:
             import cv2
 
             h, w = frame_bgr.shape[:2]
-            ground_truth = cv2.resize(ground_truth.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
-        return render_overlay(frame_bgr, prediction.anomaly_map, prediction.score, self.threshold,
-                              self.score_scale, self.pixel_threshold, ground_truth)
+            ground_truth = (
+                cv2.resize(ground_truth.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+            )
+        return render_overlay(
+            frame_bgr,
+            prediction.anomaly_map,
+            prediction.score,
+            self.threshold,
+            self.score_scale,
+            self.pixel_threshold,
+            ground_truth,
+        )
 
     # --- prediction ---------------------------------------------------------------------------
 
@@ -198,13 +231,15 @@ class Detector:
         items = list(frames) if is_batch else [cast(np.ndarray, frames)]  # non-arrays fail in to_bgr_uint8
         results: List[Optional[Prediction]] = []
         for start in range(0, len(items), self.batch_size):
-            results.extend(self._predict_batch(items[start:start + self.batch_size]))
+            results.extend(self._predict_batch(items[start : start + self.batch_size]))
         bad = [i for i, p in enumerate(results) if p is None]
         if bad:
             raise NonFiniteOutputError(
                 f"{NonFiniteOutputError.FRAME_ERROR} for {len(bad)} of {len(results)} frame(s) "
                 f"(positions {bad[:10]}); the model is broken (e.g. NaN weights): re-export it and "
-                f"check rd-export's verification", results)
+                f"check rd-export's verification",
+                results,
+            )
         predictions = [p for p in results if p is not None]  # all of them: checked just above
         return predictions if is_batch else predictions[0]
 
@@ -261,7 +296,7 @@ class Detector:
             t0 = t1
         if batch.outputs is None:
             tensor = batch.tensor if batch.tensor is not None else self._cpu_tensor(batch.frames)
-            with (nullcontext() if self.runner.concurrent else self._lock):
+            with nullcontext() if self.runner.concurrent else self._lock:
                 batch.outputs = self.runner.infer({INPUT_NAME: tensor})
         batch.seconds["inference"] = time.perf_counter() - t0
         return batch
@@ -274,18 +309,24 @@ class Detector:
         t0 = time.perf_counter()
         frames, n = batch.frames, len(batch.frames)
         if batch.tiled is not None:
-            predictions = [self._postprocess(amap, score, amap.shape) if np.isfinite(amap).all() else None
-                           for amap, score in batch.tiled]
+            predictions = [
+                self._postprocess(amap, score, amap.shape) if np.isfinite(amap).all() else None
+                for amap, score in batch.tiled
+            ]
         else:
             outputs = cast(Dict[str, np.ndarray], batch.outputs)  # not None: checked above
             maps, scores = outputs["anomaly_map"], outputs["score"]  # [N,1,h,w], [N]: checked by the runner
             finite = np.isfinite(scores) & np.isfinite(maps).reshape(n, -1).all(axis=1)
-            predictions = [self._postprocess(maps[i, 0], float(scores[i]), frames[i].shape[:2])
-                           if finite[i] else None for i in range(n)]
+            predictions = [
+                self._postprocess(maps[i, 0], float(scores[i]), frames[i].shape[:2]) if finite[i] else None
+                for i in range(n)
+            ]
         batch.seconds["postprocess"] = batch.seconds.get("postprocess", 0.0) + time.perf_counter() - t0
         share = 1000.0 / n
-        timings = {f"{step}_ms": batch.seconds.get(step, 0.0) * share
-                   for step in ("preprocess", "inference", "postprocess")}
+        timings = {
+            f"{step}_ms": batch.seconds.get(step, 0.0) * share
+            for step in ("preprocess", "inference", "postprocess")
+        }
         timings["total_ms"] = sum(timings.values())
         for p in predictions:
             if p is not None:
@@ -305,8 +346,12 @@ class Detector:
 
     def _postprocess(self, amap: np.ndarray, score: float, frame_hw: Tuple[int, int]) -> Prediction:
         normalized = float(normalize_score(score, self.threshold, self.score_scale))
-        return Prediction(score=score, normalized_score=normalized, is_anomalous=score > self.threshold,
-                          anomaly_map=resize_map(amap, fit_pixels(frame_hw)))
+        return Prediction(
+            score=score,
+            normalized_score=normalized,
+            is_anomalous=score > self.threshold,
+            anomaly_map=resize_map(amap, fit_pixels(frame_hw)),
+        )
 
     # --- lifetime -----------------------------------------------------------------------------
 
@@ -326,8 +371,13 @@ class Detector:
 def _is_bgr_uint8(frame: Any) -> bool:
     """A frame usable as is; anything else (an empty 0x0 frame too) goes through to_bgr_uint8,
     which converts it or raises ImageReadError."""
-    return (isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3
-            and frame.shape[2] == 3 and frame.size > 0)
+    return (
+        isinstance(frame, np.ndarray)
+        and frame.dtype == np.uint8
+        and frame.ndim == 3
+        and frame.shape[2] == 3
+        and frame.size > 0
+    )
 
 
 MAX_BATCH_SIZE = 4096  # far above any GPU's useful batch; catches e.g. a frame count passed by mistake

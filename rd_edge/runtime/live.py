@@ -18,6 +18,7 @@ The capture itself is anything with ``read() -> (frame or None, camera time or N
 ``release()``, made by an ``opener``: OpenCV (cameras, RTSP/HTTP, GStreamer) and Aravis
 (GenICam) share this one loop.
 """
+
 from __future__ import annotations
 
 import math
@@ -105,7 +106,11 @@ class Outage:
     def text(self) -> str:
         """One line for the summary."""
         until = f"-> {iso_time(self.end)} ({self.seconds:.1f} s)" if self.end is not None else "-> end of run"
-        lost = f", ~{self.frames_lost} frames lost at {self.rate:.1f} frames/s" if self.frames_lost is not None else ""
+        lost = (
+            f", ~{self.frames_lost} frames lost at {self.rate:.1f} frames/s"
+            if self.frames_lost is not None
+            else ""
+        )
         tries = f", {self.attempts} reconnection attempts" if self.attempts else ""
         return f"outage {iso_time(self.start)} {until}{lost}{tries}: {self.reason}"
 
@@ -223,9 +228,16 @@ class LiveLoop:
     otherwise free-running, and a request is answered by the next frame read.
     """
 
-    def __init__(self, label: str, first: Capture, opener: Callable[[], Capture],
-                 read_timeout: float = DEFAULT_READ_TIMEOUT, reconnect: Optional[Backoff] = None,
-                 finite: Optional[Callable[[int], bool]] = None, triggered: bool = False) -> None:
+    def __init__(
+        self,
+        label: str,
+        first: Capture,
+        opener: Callable[[], Capture],
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        reconnect: Optional[Backoff] = None,
+        finite: Optional[Callable[[int], bool]] = None,
+        triggered: bool = False,
+    ) -> None:
         if not read_timeout > 0 or math.isinf(read_timeout):
             raise ValueError(f"read_timeout must be a number of seconds > 0, got {read_timeout!r}")
         self.label, self.opener = label, opener
@@ -256,11 +268,15 @@ class LiveLoop:
             try:
                 frame, stamp = self._next(self._reader)
             except StreamLost as lost:
-                if self.interrupted.is_set() or (str(lost).startswith("the stream ended") and self.finite(self._read)):
+                if self.interrupted.is_set() or (
+                    str(lost).startswith("the stream ended") and self.finite(self._read)
+                ):
                     return
                 outage = self._begin(str(lost))
                 note = "; reconnecting (--reconnect)" if self.reconnect else ""
-                yield Reading(None, outage=replace(outage), error=f"stream lost: {lost}{note}", triggers=tokens)
+                yield Reading(
+                    None, outage=replace(outage), error=f"stream lost: {lost}{note}", triggers=tokens
+                )
                 if self.reconnect is None or not self._reopen(self.reconnect, outage):
                     return
                 pending = outage

@@ -22,6 +22,7 @@ approaches 1 / (slowest stage) instead of 1 / (sum of stages), and memory stays 
 ``Pipeline(..., pipelined=False)`` runs the same stage functions one after another in the calling
 thread: the sequential loop, for comparison and debugging.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -102,15 +103,23 @@ class Summary:
             text += f", dropped {self.dropped} (live sources: stale frames skipped for the newest)"
         if self.latency.count:
             lat = self.latency
-            why = ("stages overlap, so the slowest stage sets the rate" if self.pipelined
-                   else "the latency plus reading inputs and writing outputs")
-            text += (f"; latency mean {lat.mean:.2f} ms, p99 {lat.percentile(99):.2f} ms per frame "
-                     f"(preprocess + model + postprocess, its share of a batch); {self.fps:.1f} frames/s "
-                     f"end to end ({1000.0 / max(self.fps, 1e-9):.1f} ms of wall time per frame: {why})")
+            why = (
+                "stages overlap, so the slowest stage sets the rate"
+                if self.pipelined
+                else "the latency plus reading inputs and writing outputs"
+            )
+            text += (
+                f"; latency mean {lat.mean:.2f} ms, p99 {lat.percentile(99):.2f} ms per frame "
+                f"(preprocess + model + postprocess, its share of a batch); {self.fps:.1f} frames/s "
+                f"end to end ({1000.0 / max(self.fps, 1e-9):.1f} ms of wall time per frame: {why})"
+            )
         lines = [text]
         if len(self.streams) > 1:
-            lines += [f"  {name}: frames {s.frames}, anomalous {s.anomalies}, errors {s.errors}, "
-                      f"dropped {s.dropped}" for name, s in self.streams.items()]
+            lines += [
+                f"  {name}: frames {s.frames}, anomalous {s.anomalies}, errors {s.errors}, "
+                f"dropped {s.dropped}"
+                for name, s in self.streams.items()
+            ]
         if self.frames:
             shares = ", ".join(f"{k} {v:.0%}" for k, v in self.stage_shares().items())
             lines.append(f"stages ({'pipelined' if self.pipelined else 'sequential'}): {shares}")
@@ -223,9 +232,16 @@ class Pipeline:
     when a sink raises (default: a warning on stderr).
     """
 
-    def __init__(self, detector: Union[Detector, RemoteDetector], sources: Sequence[Source], sinks: Sequence[Sink] = (),
-                 batch_size: Optional[int] = None, pipelined: bool = True, queue_size: int = 2,
-                 on_error: Optional[Callable[[Sink, Exception], None]] = None) -> None:
+    def __init__(
+        self,
+        detector: Union[Detector, RemoteDetector],
+        sources: Sequence[Source],
+        sinks: Sequence[Sink] = (),
+        batch_size: Optional[int] = None,
+        pipelined: bool = True,
+        queue_size: int = 2,
+        on_error: Optional[Callable[[Sink, Exception], None]] = None,
+    ) -> None:
         if not sources:
             raise ValueError("Pipeline needs at least one source")
         labels = [s.label for s in sources]
@@ -281,11 +297,21 @@ class Pipeline:
         for i, source in enumerate(self.sources):
             self._stats[source.label].dropped = self._hub.dropped[i]
         notes = [note for note in (s.summary() for s in self.sinks) if note]
-        notes += [f"warning: {getattr(s, 'shortfall')}" for s in self.sources if getattr(s, "shortfall", None)]
+        notes += [
+            f"warning: {getattr(s, 'shortfall')}" for s in self.sources if getattr(s, "shortfall", None)
+        ]
         outages = {s.label: list(getattr(s, "outages", [])) for s in self.sources}
         notes += [f"warning: {label}: {o.text()}" for label, found in outages.items() for o in found]
-        return Summary(self._stats, dict(self._stage_seconds), elapsed, self.pipelined, stopped_early,
-                       self._latency, notes, {k: v for k, v in outages.items() if v})
+        return Summary(
+            self._stats,
+            dict(self._stage_seconds),
+            elapsed,
+            self.pipelined,
+            stopped_early,
+            self._latency,
+            notes,
+            {k: v for k, v in outages.items() if v},
+        )
 
     def _consume(self, next_work: Callable[[], Optional[_Work]]) -> None:
         """Hand every result to the sinks until the end (or until abandoned)."""
@@ -302,13 +328,16 @@ class Pipeline:
     def _ctrl_c_stops(self) -> Iterator[None]:
         """While running in the main thread, Ctrl-C calls stop() instead of raising where it
         lands (mid-write, a record could be written twice); a second Ctrl-C abandons the queue."""
+
         def handler(signum: int, frame: Any) -> None:
             if self._stop.is_set():
                 self._abandon.set()
                 self._hub.stop()
                 return
-            print("stopping: finishing the frames already captured (Ctrl-C again to abandon them)",
-                  file=sys.stderr)
+            print(
+                "stopping: finishing the frames already captured (Ctrl-C again to abandon them)",
+                file=sys.stderr,
+            )
             self.stop()
 
         try:
@@ -328,19 +357,32 @@ class Pipeline:
         to_infer: "queue.Queue[Any]" = queue.Queue(self.queue_size)
         to_post: "queue.Queue[Any]" = queue.Queue(self.queue_size)
         to_sink: "queue.Queue[Any]" = queue.Queue(self.queue_size)
-        self._threads = [threading.Thread(target=self._capture, args=(i,), daemon=True,
-                                          name=f"rd-capture-{s.label}") for i, s in enumerate(self.sources)]
-        stages = [(self._batches(to_infer if self._all_live else None), self._preprocess_work, to_infer, "rd-preprocess"),
-                  (_drain(to_infer, self._abandon), self._infer_work, to_post, "rd-inference"),
-                  (_drain(to_post, self._abandon), self._post_work, to_sink, "rd-postprocess")]
-        self._threads += [threading.Thread(target=self._stage, args=(inputs, step, out), daemon=True, name=name)
-                          for inputs, step, out, name in stages]
+        self._threads = [
+            threading.Thread(target=self._capture, args=(i,), daemon=True, name=f"rd-capture-{s.label}")
+            for i, s in enumerate(self.sources)
+        ]
+        stages = [
+            (
+                self._batches(to_infer if self._all_live else None),
+                self._preprocess_work,
+                to_infer,
+                "rd-preprocess",
+            ),
+            (_drain(to_infer, self._abandon), self._infer_work, to_post, "rd-inference"),
+            (_drain(to_post, self._abandon), self._post_work, to_sink, "rd-postprocess"),
+        ]
+        self._threads += [
+            threading.Thread(target=self._stage, args=(inputs, step, out), daemon=True, name=name)
+            for inputs, step, out, name in stages
+        ]
         for t in self._threads:
             t.start()
         ends = _drain(to_sink, self._abandon)
         return lambda: next(ends, None)
 
-    def _stage(self, inputs: Iterator[_Work], step: Callable[[_Work], _Work], out: "queue.Queue[Any]") -> None:
+    def _stage(
+        self, inputs: Iterator[_Work], step: Callable[[_Work], _Work], out: "queue.Queue[Any]"
+    ) -> None:
         """One stage thread: apply ``step`` to each work item, pass it on, then the end marker."""
         try:
             for work in inputs:
@@ -357,7 +399,8 @@ class Pipeline:
                 t0 = time.perf_counter()
                 item, ended = self._read(stream, items, index)
                 if item is not None and not self._hub.put(
-                        _Frame(stream, index, item, time.time(), time.perf_counter() - t0, item.lost_before)):
+                    _Frame(stream, index, item, time.time(), time.perf_counter() - t0, item.lost_before)
+                ):
                     return
                 if ended:
                     return
@@ -365,7 +408,9 @@ class Pipeline:
         finally:
             self._hub.finish(stream)
 
-    def _read(self, stream: int, items: Iterator[SourceItem], index: int) -> Tuple[Optional[SourceItem], bool]:
+    def _read(
+        self, stream: int, items: Iterator[SourceItem], index: int
+    ) -> Tuple[Optional[SourceItem], bool]:
         """(next item or None, whether the source ended); a source that raises mid-run ends
         with an error item (its last record) instead of stopping the run."""
         try:
@@ -374,15 +419,23 @@ class Pipeline:
             return None, True
         except Exception as exc:  # noqa: BLE001
             source = self.sources[stream]
-            return SourceItem(f"{source.description}#{index}", f"{source.label}/{index}", None,
-                              f"source stopped: {_describe(exc)}"), True
+            return SourceItem(
+                f"{source.description}#{index}",
+                f"{source.label}/{index}",
+                None,
+                f"source stopped: {_describe(exc)}",
+            ), True
 
     def _batches(self, ahead: "Optional[queue.Queue[Any]]" = None) -> Iterator[_Work]:
         """Batches from the hub. ``ahead`` (live sources only): the inference queue; frames are
         taken only once it is empty, so the model gets the freshest frames instead of a queue of
         stale ones (a triggered frame waits behind at most the batch being inferred)."""
         while True:
-            while ahead is not None and not ahead.empty() and not (self._stop.is_set() or self._abandon.is_set()):
+            while (
+                ahead is not None
+                and not ahead.empty()
+                and not (self._stop.is_set() or self._abandon.is_set())
+            ):
                 time.sleep(0.002)
             frames = self._hub.take(self.batch_size, self._wait_full)
             if frames is None:
@@ -394,7 +447,11 @@ class Pipeline:
     def _next_sequential(self) -> Optional[_Work]:
         """The same steps, one after another in this thread; sources read round robin."""
         if self._seq is None:
-            self._seq = ([iter(s) for s in self.sources], [0] * len(self.sources), list(range(len(self.sources))))
+            self._seq = (
+                [iter(s) for s in self.sources],
+                [0] * len(self.sources),
+                list(range(len(self.sources))),
+            )
         iters, counts, active = self._seq
         while active and not self._stop.is_set():
             frames: List[_Frame] = []
@@ -406,8 +463,16 @@ class Pipeline:
                 if ended:
                     active.remove(stream)
                 if item is not None:
-                    frames.append(_Frame(stream, counts[stream], item, time.time(), time.perf_counter() - t0,
-                                          item.lost_before))
+                    frames.append(
+                        _Frame(
+                            stream,
+                            counts[stream],
+                            item,
+                            time.time(),
+                            time.perf_counter() - t0,
+                            item.lost_before,
+                        )
+                    )
                     counts[stream] += 1
             if frames:
                 return self._post_work(self._infer_work(self._preprocess_work(_Work(frames, {}))))
@@ -473,8 +538,16 @@ class Pipeline:
             if prediction is None and i not in work.errors:  # postprocess: None = non-finite outputs
                 work.errors[i] = NonFiniteOutputError.FRAME_ERROR
             seconds = {"decode": f.decode_s, **shares}
-            yield Result(self.sources[f.stream].label, f.index, f.item, prediction, work.errors.get(i),
-                         f.captured_at, f.dropped_before, seconds)
+            yield Result(
+                self.sources[f.stream].label,
+                f.index,
+                f.item,
+                prediction,
+                work.errors.get(i),
+                f.captured_at,
+                f.dropped_before,
+                seconds,
+            )
 
     # --- sinks --------------------------------------------------------------------------------
 

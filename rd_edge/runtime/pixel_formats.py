@@ -6,6 +6,7 @@ GenICam RG is OpenCV's BG, GB is GR, GR is GB and BG is RG; mixing them up swaps
 Deeper formats (10, 12, 14, 16 bits in a 16-bit little-endian word, or 12 bits packed into 3 bytes
 per 2 pixels) are demosaiced or kept at full depth first, then scaled to 8 bits by their depth.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, Tuple
@@ -21,9 +22,18 @@ class PixelFormatError(RdEdgeError):
 
 _BAYER_8 = {0x01080008: "GR", 0x01080009: "RG", 0x0108000A: "GB", 0x0108000B: "BG"}
 _BAYER_16 = {  # PFNC code -> (GenICam pattern, significant bits)
-    0x0110000C: ("GR", 10), 0x0110000D: ("RG", 10), 0x0110000E: ("GB", 10), 0x0110000F: ("BG", 10),
-    0x01100010: ("GR", 12), 0x01100011: ("RG", 12), 0x01100012: ("GB", 12), 0x01100013: ("BG", 12),
-    0x0110002E: ("GR", 16), 0x0110002F: ("RG", 16), 0x01100030: ("GB", 16), 0x01100031: ("BG", 16),
+    0x0110000C: ("GR", 10),
+    0x0110000D: ("RG", 10),
+    0x0110000E: ("GB", 10),
+    0x0110000F: ("BG", 10),
+    0x01100010: ("GR", 12),
+    0x01100011: ("RG", 12),
+    0x01100012: ("GB", 12),
+    0x01100013: ("BG", 12),
+    0x0110002E: ("GR", 16),
+    0x0110002F: ("RG", 16),
+    0x01100030: ("GB", 16),
+    0x01100031: ("BG", 16),
 }
 _MONO_16 = {0x01100003: 10, 0x01100005: 12, 0x01100025: 14, 0x01100007: 16}  # Mono10/12/14/16
 MONO8, MONO12_PACKED, MONO12P = 0x01080001, 0x010C0006, 0x010C0047
@@ -32,8 +42,13 @@ RGB8, BGR8, YUV422_UYVY, YUV422_YUYV = 0x02180014, 0x02180015, 0x0210001F, 0x021
 _OPENCV_BAYER = {"RG": "BG", "GB": "GR", "GR": "GB", "BG": "RG"}
 
 NAMES: Dict[int, str] = {
-    MONO8: "Mono8", MONO12_PACKED: "Mono12Packed", MONO12P: "Mono12p", RGB8: "RGB8", BGR8: "BGR8",
-    YUV422_UYVY: "YUV422Packed", YUV422_YUYV: "YUV422_YUYVPacked",
+    MONO8: "Mono8",
+    MONO12_PACKED: "Mono12Packed",
+    MONO12P: "Mono12p",
+    RGB8: "RGB8",
+    BGR8: "BGR8",
+    YUV422_UYVY: "YUV422Packed",
+    YUV422_YUYV: "YUV422_YUYVPacked",
     **{code: f"Mono{bits}" for code, bits in _MONO_16.items()},
     **{code: f"Bayer{p}8" for code, p in _BAYER_8.items()},
     **{code: f"Bayer{p}{bits}" for code, (p, bits) in _BAYER_16.items()},
@@ -47,8 +62,10 @@ def to_bgr(data: bytes, width: int, height: int, pixel_format: int) -> np.ndarra
     bits_per_pixel = (pixel_format >> 16) & 0xFF  # PFNC: the code's second byte
     expected = width * height * bits_per_pixel // 8
     if raw.size < expected:
-        raise PixelFormatError(f"a {NAMES[pixel_format]} frame of {width}x{height} needs {expected} bytes, "
-                               f"the camera sent {raw.size} (an incomplete buffer)")
+        raise PixelFormatError(
+            f"a {NAMES[pixel_format]} frame of {width}x{height} needs {expected} bytes, "
+            f"the camera sent {raw.size} (an incomplete buffer)"
+        )
     return convert(raw[:expected], width, height)
 
 
@@ -70,14 +87,17 @@ def _converter(pixel_format: int) -> Callable[[np.ndarray, int, int], np.ndarray
         return lambda raw, w, h: _to_8(_cv2().cvtColor(_words(raw, h, w), code), bits)
     if pixel_format in (RGB8, BGR8):
         flip = pixel_format == RGB8
-        return lambda raw, w, h: np.ascontiguousarray(raw.reshape(h, w, 3)[:, :, ::-1] if flip else raw.reshape(h, w, 3))
+        return lambda raw, w, h: np.ascontiguousarray(
+            raw.reshape(h, w, 3)[:, :, ::-1] if flip else raw.reshape(h, w, 3)
+        )
     if pixel_format in (YUV422_UYVY, YUV422_YUYV):
         cv2 = _cv2()
         code = cv2.COLOR_YUV2BGR_UYVY if pixel_format == YUV422_UYVY else cv2.COLOR_YUV2BGR_YUYV
         return lambda raw, w, h: cv2.cvtColor(raw.reshape(h, w, 2), code)
     known = ", ".join(sorted(NAMES.values()))
-    raise PixelFormatError(f"pixel format 0x{pixel_format:08x} is not supported; set the camera's PixelFormat "
-                           f"to one of: {known}")
+    raise PixelFormatError(
+        f"pixel format 0x{pixel_format:08x} is not supported; set the camera's PixelFormat to one of: {known}"
+    )
 
 
 def _cv2() -> Any:

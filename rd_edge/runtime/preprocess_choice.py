@@ -15,6 +15,7 @@ the Detector asks it, and never keeps CUDA state of its own:
 
 Writes into the device input hold the caller's lock: the runner has one input buffer.
 """
+
 from __future__ import annotations
 
 import enum
@@ -39,8 +40,9 @@ class PreprocessState(str, enum.Enum):
 class PreprocessChoice:
     """The CUDA preprocessing decision of one Detector and the kernel object while it is on."""
 
-    def __init__(self, runner: Runner, input_size: Tuple[int, int], resize: str,
-                 cuda_preprocess: Optional[bool]) -> None:
+    def __init__(
+        self, runner: Runner, input_size: Tuple[int, int], resize: str, cuda_preprocess: Optional[bool]
+    ) -> None:
         self.runner = runner
         self.input_size = input_size
         self.required = bool(cuda_preprocess)  # True: unavailable or failing CUDA is an error
@@ -52,7 +54,7 @@ class PreprocessChoice:
 
     @property
     def device(self) -> str:
-        """"cuda" while the kernel preprocesses, else "cpu"."""
+        """ "cuda" while the kernel preprocesses, else "cpu"."""
         return "cuda" if self.state is PreprocessState.CUDA else "cpu"
 
     @property
@@ -91,7 +93,9 @@ class PreprocessChoice:
         self._release()
         if tuple(tile) != tuple(self.input_size):
             self.state = PreprocessState.UNAVAILABLE
-            self.reason = f"tiles of {tuple(tile)} are resized to the model's {tuple(self.input_size)} on the CPU"
+            self.reason = (
+                f"tiles of {tuple(tile)} are resized to the model's {tuple(self.input_size)} on the CPU"
+            )
             return
         from .cuda_tiles import CudaTilePreprocessor
 
@@ -118,7 +122,9 @@ class PreprocessChoice:
             for i, start, tiles in frame_runs(chunk):
                 boxes = grids[i].boxes
                 frame = np.ascontiguousarray(frames[i])
-                self._kernel.enqueue_tiles(frame, [boxes[k] for k in tiles], runner.device_input_pointer(), start)
+                self._kernel.enqueue_tiles(
+                    frame, [boxes[k] for k in tiles], runner.device_input_pointer(), start
+                )
 
         return self._write(enqueue)
 
@@ -135,8 +141,11 @@ class PreprocessChoice:
                 runner.stream.synchronize()
             return True
         except Exception as exc:
-            error = exc if isinstance(exc, CudaPreprocessError) else \
-                CudaPreprocessError(f"CUDA preprocessing failed: {exc}")
+            error = (
+                exc
+                if isinstance(exc, CudaPreprocessError)
+                else CudaPreprocessError(f"CUDA preprocessing failed: {exc}")
+            )
             if self.required:
                 raise error from exc
         self._fall_back(error)

@@ -14,6 +14,7 @@ Why the bare binary and not PyTriton's Python API: the same repository runs unch
 official Triton container, every instance is its own process (no GIL, no proxy), and nothing is
 copied per start. Measurements in docs/serving.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,10 +43,14 @@ from .triton_repo import (
     write_detector_repository,
 )
 
-MODEL_PY = ('"""Triton Python backend entry point written by rd-serve: the rd-edge Detector."""\n'
-            "from rd_edge.runtime.triton_python import TritonPythonModel  # noqa: F401\n")
-SERVE_HINT = ("run it from its own environment: `make serve-env` in the rd-edge checkout, then "
-              ".venv-serve/bin/rd-serve (nvidia-pytriton ships tritonserver; numpy<2), or pass --tritonserver DIR")
+MODEL_PY = (
+    '"""Triton Python backend entry point written by rd-serve: the rd-edge Detector."""\n'
+    "from rd_edge.runtime.triton_python import TritonPythonModel  # noqa: F401\n"
+)
+SERVE_HINT = (
+    "run it from its own environment: `make serve-env` in the rd-edge checkout, then "
+    ".venv-serve/bin/rd-serve (nvidia-pytriton ships tritonserver; numpy<2), or pass --tritonserver DIR"
+)
 
 
 @dataclass
@@ -66,14 +71,18 @@ class TritonInstall:
         else:
             spec = importlib.util.find_spec("pytriton")
             if spec is None or not spec.submodule_search_locations:
-                raise BackendError(f"rd-serve needs a tritonserver binary with the Python backend: {SERVE_HINT}")
+                raise BackendError(
+                    f"rd-serve needs a tritonserver binary with the Python backend: {SERVE_HINT}"
+                )
             base = Path(list(spec.submodule_search_locations)[0]) / "tritonserver"
             version = f"{sys.version_info[0]}.{sys.version_info[1]}"
             stub = base / "python_backend_stubs" / version / "triton_python_backend_stub"
             install = cls(base / "bin" / "tritonserver", base / "backends", stub=stub)
             if not stub.is_file():
-                raise BackendError(f"nvidia-pytriton has no Python-backend stub for Python {version} "
-                                   f"({stub}); use Python 3.8-3.13")
+                raise BackendError(
+                    f"nvidia-pytriton has no Python-backend stub for Python {version} "
+                    f"({stub}); use Python 3.8-3.13"
+                )
         for needed in (install.binary, install.backends / "python" / "libtriton_python.so"):
             if not needed.is_file():
                 raise BackendError(f"no {needed}: not a Triton install with the Python backend; {SERVE_HINT}")
@@ -97,10 +106,12 @@ def check_numpy_abi(install: TritonInstall) -> None:
     import numpy as np
 
     if install.stub is not None and int(np.__version__.split(".")[0]) >= 2:
-        raise BackendError(f"this environment has numpy {np.__version__}, but the Triton Python-backend stub "
-                           f"shipped by nvidia-pytriton is built for numpy 1.x and corrupts tensors under "
-                           f"numpy 2; run rd-serve from its own environment: `make serve-env` in the rd-edge "
-                           f"checkout, then .venv-serve/bin/rd-serve (it pins numpy<2)")
+        raise BackendError(
+            f"this environment has numpy {np.__version__}, but the Triton Python-backend stub "
+            f"shipped by nvidia-pytriton is built for numpy 1.x and corrupts tensors under "
+            f"numpy 2; run rd-serve from its own environment: `make serve-env` in the rd-edge "
+            f"checkout, then .venv-serve/bin/rd-serve (it pins numpy<2)"
+        )
 
 
 def stub_environment(extra_libraries: Sequence[Path] = ()) -> Dict[str, str]:
@@ -141,15 +152,18 @@ class ServerConfig:
         """The start line's words on who can reach the server."""
         if self.host in LOOPBACK:
             return f"listening on {self.host} only (this machine; --host 0.0.0.0 to accept other machines)"
-        return (f"listening on {self.host}: other machines can reach it, without authentication; "
-                f"put it behind a firewall or an authenticating proxy")
+        return (
+            f"listening on {self.host}: other machines can reach it, without authentication; "
+            f"put it behind a firewall or an authenticating proxy"
+        )
 
 
 class TritonServer:
     """A tritonserver process on a model repository; context manager that stops it."""
 
-    def __init__(self, install: TritonInstall, repository: Path, work: Path, config: ServerConfig,
-                 log_path: Path) -> None:
+    def __init__(
+        self, install: TritonInstall, repository: Path, work: Path, config: ServerConfig, log_path: Path
+    ) -> None:
         self.install, self.repository, self.work, self.config = install, repository, work, config
         self.log_path = log_path
         self.process: Optional[subprocess.Popen] = None
@@ -161,21 +175,45 @@ class TritonServer:
 
     def command(self) -> List[str]:
         c = self.config
-        return [str(self.install.binary), "--model-repository", str(self.repository),
-                "--backend-directory", str(self.install.backend_dir(self.work)),
-                "--http-address", c.host, "--http-port", str(c.http_port),
-                "--grpc-address", c.host, "--grpc-port", str(c.grpc_port),
-                "--metrics-address", c.host, "--metrics-port", str(c.metrics_port),
-                "--allow-metrics", "true", "--allow-gpu-metrics", "false",
-                f"--http-restricted-api={RESTRICTED_APIS}:{ADMIN_HEADER}={c.admin_key}",
-                f"--grpc-restricted-protocol={RESTRICTED_APIS}:{ADMIN_HEADER}={c.admin_key}",
-                "--strict-readiness", "true", "--exit-timeout-secs", str(c.exit_timeout)]
+        return [
+            str(self.install.binary),
+            "--model-repository",
+            str(self.repository),
+            "--backend-directory",
+            str(self.install.backend_dir(self.work)),
+            "--http-address",
+            c.host,
+            "--http-port",
+            str(c.http_port),
+            "--grpc-address",
+            c.host,
+            "--grpc-port",
+            str(c.grpc_port),
+            "--metrics-address",
+            c.host,
+            "--metrics-port",
+            str(c.metrics_port),
+            "--allow-metrics",
+            "true",
+            "--allow-gpu-metrics",
+            "false",
+            f"--http-restricted-api={RESTRICTED_APIS}:{ADMIN_HEADER}={c.admin_key}",
+            f"--grpc-restricted-protocol={RESTRICTED_APIS}:{ADMIN_HEADER}={c.admin_key}",
+            "--strict-readiness",
+            "true",
+            "--exit-timeout-secs",
+            str(c.exit_timeout),
+        ]
 
     def start(self) -> "TritonServer":
         log = open(self.log_path, "ab")
         try:
-            self.process = subprocess.Popen(self.command(), env=stub_environment(self.install.libraries),
-                                            stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                self.command(),
+                env=stub_environment(self.install.libraries),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         except OSError as exc:
             raise BackendError(f"cannot start {self.install.binary}: {exc.strerror or exc}") from exc
         finally:
@@ -196,8 +234,9 @@ class TritonServer:
         while time.monotonic() < deadline:
             process = self.started()
             if process.poll() is not None:
-                raise BackendError(f"tritonserver exited with code {process.returncode} while starting:\n"
-                                   f"{self.log_tail()}")
+                raise BackendError(
+                    f"tritonserver exited with code {process.returncode} while starting:\n{self.log_tail()}"
+                )
             try:
                 with urllib.request.urlopen(url, timeout=1) as response:
                     if response.status == 200:
@@ -206,8 +245,9 @@ class TritonServer:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise BackendError(f"tritonserver did not get ready within {self.config.startup_timeout:g} s:\n"
-                           f"{self.log_tail()}")
+        raise BackendError(
+            f"tritonserver did not get ready within {self.config.startup_timeout:g} s:\n{self.log_tail()}"
+        )
 
     def log_tail(self, lines: int = 25) -> str:
         try:
@@ -238,38 +278,97 @@ class TritonServer:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="rd-serve", formatter_class=DefaultsHelpFormatter, description="Serve an exported RD model with NVIDIA Triton Inference Server "
-        "(KServe v2 HTTP/gRPC, dynamic batching, Prometheus metrics) as model 'rd_edge'.")
+        prog="rd-serve",
+        formatter_class=DefaultsHelpFormatter,
+        description="Serve an exported RD model with NVIDIA Triton Inference Server "
+        "(KServe v2 HTTP/gRPC, dynamic batching, Prometheus metrics) as model 'rd_edge'.",
+    )
     p.add_argument("model", help="model.onnx or model.engine written by rd-export")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address for HTTP, gRPC and metrics; 0.0.0.0 accepts other machines (no authentication)")
-    p.add_argument("--http-port", type=port_number(), default=8000, metavar="P", help="HTTP port (default 8000)")
-    p.add_argument("--grpc-port", type=port_number(), default=8001, metavar="Q", help="gRPC port (default 8001)")
-    p.add_argument("--metrics-port", type=port_number(), default=8002, metavar="M",
-                   help="Prometheus metrics port (default 8002): GET /metrics")
-    p.add_argument("--max-batch", type=int_at_least(1), default=DEFAULT_MAX_BATCH, metavar="N",
-                   help=f"largest batch dynamic batching forms (default {DEFAULT_MAX_BATCH})")
-    p.add_argument("--max-queue-delay-us", type=int_at_least(0), default=DEFAULT_QUEUE_DELAY_US, metavar="US",
-                   help=f"how long a request may wait for a fuller batch (default {DEFAULT_QUEUE_DELAY_US})")
-    p.add_argument("--instances", type=int_at_least(1), default=1, metavar="K",
-                   help="model instances = stub processes, each with its own Detector (default 1)")
-    p.add_argument("--threads", type=int_at_least(1), default=None, metavar="N",
-                   help="ONNX Runtime threads per instance (default: one per core)")
-    p.add_argument("--threshold", type=float,
-                   help="image threshold on the score (default: thresholds.json beside the model, else the model's)")
-    p.add_argument("--pixel-threshold", type=float,
-                   help="pixel threshold, sent to clients for masks (default: thresholds.json, the model's, the image one)")
-    p.add_argument("--repository", type=Path, metavar="DIR",
-                   help="write the model repository here and keep it (default: a temporary folder)")
-    p.add_argument("--no-serve", action="store_true",
-                   help="only write the model repository (--repository DIR) and exit, e.g. for a Triton container")
-    p.add_argument("--tritonserver", metavar="DIR",
-                   help="a Triton install with bin/tritonserver and backends/ (default: nvidia-pytriton's)")
-    p.add_argument("--admin-key", metavar="KEY",
-                   help=f"open Triton's shared-memory, model-repository, trace and logging APIs to requests with "
-                        f"the header '{ADMIN_HEADER}: KEY' (default: closed to every client)")
-    p.add_argument("--startup-timeout", type=float, default=120.0, metavar="S",
-                   help="seconds to wait for the model to load (default 120)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address for HTTP, gRPC and metrics; 0.0.0.0 accepts other machines (no authentication)",
+    )
+    p.add_argument(
+        "--http-port", type=port_number(), default=8000, metavar="P", help="HTTP port (default 8000)"
+    )
+    p.add_argument(
+        "--grpc-port", type=port_number(), default=8001, metavar="Q", help="gRPC port (default 8001)"
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=port_number(),
+        default=8002,
+        metavar="M",
+        help="Prometheus metrics port (default 8002): GET /metrics",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=int_at_least(1),
+        default=DEFAULT_MAX_BATCH,
+        metavar="N",
+        help=f"largest batch dynamic batching forms (default {DEFAULT_MAX_BATCH})",
+    )
+    p.add_argument(
+        "--max-queue-delay-us",
+        type=int_at_least(0),
+        default=DEFAULT_QUEUE_DELAY_US,
+        metavar="US",
+        help=f"how long a request may wait for a fuller batch (default {DEFAULT_QUEUE_DELAY_US})",
+    )
+    p.add_argument(
+        "--instances",
+        type=int_at_least(1),
+        default=1,
+        metavar="K",
+        help="model instances = stub processes, each with its own Detector (default 1)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int_at_least(1),
+        default=None,
+        metavar="N",
+        help="ONNX Runtime threads per instance (default: one per core)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="image threshold on the score (default: thresholds.json beside the model, else the model's)",
+    )
+    p.add_argument(
+        "--pixel-threshold",
+        type=float,
+        help="pixel threshold, sent to clients for masks (default: thresholds.json, the model's, the image one)",
+    )
+    p.add_argument(
+        "--repository",
+        type=Path,
+        metavar="DIR",
+        help="write the model repository here and keep it (default: a temporary folder)",
+    )
+    p.add_argument(
+        "--no-serve",
+        action="store_true",
+        help="only write the model repository (--repository DIR) and exit, e.g. for a Triton container",
+    )
+    p.add_argument(
+        "--tritonserver",
+        metavar="DIR",
+        help="a Triton install with bin/tritonserver and backends/ (default: nvidia-pytriton's)",
+    )
+    p.add_argument(
+        "--admin-key",
+        metavar="KEY",
+        help=f"open Triton's shared-memory, model-repository, trace and logging APIs to requests with "
+        f"the header '{ADMIN_HEADER}: KEY' (default: closed to every client)",
+    )
+    p.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="seconds to wait for the model to load (default 120)",
+    )
     return p
 
 
@@ -278,12 +377,22 @@ def write_repository(args: argparse.Namespace, repo: Path) -> None:
     from .detector import Detector
 
     model = Path(args.model).resolve()
-    with Detector(model, threshold=args.threshold, pixel_threshold=args.pixel_threshold,
-                  batch_size=args.max_batch) as detector:
+    with Detector(
+        model, threshold=args.threshold, pixel_threshold=args.pixel_threshold, batch_size=args.max_batch
+    ) as detector:
         meta, thresholds = detector.metadata, detector.thresholds
     extra = {"threads": str(args.threads)} if args.threads else {}
-    write_detector_repository(repo, meta, thresholds, str(model), MODEL_PY, max_batch=args.max_batch,
-                              instances=args.instances, queue_delay_us=args.max_queue_delay_us, extra=extra)
+    write_detector_repository(
+        repo,
+        meta,
+        thresholds,
+        str(model),
+        MODEL_PY,
+        max_batch=args.max_batch,
+        instances=args.instances,
+        queue_delay_us=args.max_queue_delay_us,
+        extra=extra,
+    )
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -299,20 +408,27 @@ def serve(args: argparse.Namespace) -> int:
         work = Path(tmp)
         repo = args.repository or work / "models"
         write_repository(args, repo)
-        config = ServerConfig(args.host, args.http_port, args.grpc_port, args.metrics_port, args.startup_timeout)
+        config = ServerConfig(
+            args.host, args.http_port, args.grpc_port, args.metrics_port, args.startup_timeout
+        )
         if args.admin_key:
             config.admin_key = args.admin_key
         server = TritonServer(install, repo, work, config, work / "tritonserver.log")
         stop = _stop_on_signals()
         with server:
-            print(f"rd-serve: model '{DETECTOR_MODEL_NAME}' ready: HTTP {config.host}:{config.http_port}, "
-                  f"gRPC {config.host}:{config.grpc_port}, metrics http://{config.host}:{config.metrics_port}"
-                  f"/metrics; {config.exposure()}; log {server.log_path}", flush=True)
+            print(
+                f"rd-serve: model '{DETECTOR_MODEL_NAME}' ready: HTTP {config.host}:{config.http_port}, "
+                f"gRPC {config.host}:{config.grpc_port}, metrics http://{config.host}:{config.metrics_port}"
+                f"/metrics; {config.exposure()}; log {server.log_path}",
+                flush=True,
+            )
             process = server.started()
             while not stop and process.poll() is None:
                 time.sleep(0.2)
             if process.poll() is not None and not stop:
-                raise BackendError(f"tritonserver exited with code {process.returncode}:\n{server.log_tail()}")
+                raise BackendError(
+                    f"tritonserver exited with code {process.returncode}:\n{server.log_tail()}"
+                )
     return 0
 
 

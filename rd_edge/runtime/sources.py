@@ -7,6 +7,7 @@ cannot be opened at all (no such path, a camera or pipeline that will not open) 
 Live sources (cameras, pipelines, network streams) read through ``live.LiveLoop``: a read
 timeout, an error item for each outage and, when asked, reconnection with back-off.
 """
+
 from __future__ import annotations
 
 import re
@@ -46,23 +47,28 @@ class SourceItem:
     key: str  # relative path (no suffix) under which --out writes this input's images
     frame: Optional[np.ndarray]
     error: Optional[str]
-    camera_time: Optional[float] = None  # the camera's own timestamp in seconds (its clock), where it gives one
+    camera_time: Optional[float] = (
+        None  # the camera's own timestamp in seconds (its clock), where it gives one
+    )
     outage: Optional[Outage] = None  # live sources: the outage this item begins (error) or ends (frame)
     lost_before: int = 0  # frames the camera or transport lost just before this one (counted as drops)
     triggers: Tuple[int, ...] = ()  # trigger requests this item answers
 
 
-def csi_pipeline(sensor_id: int = 0, width: int = 1920, height: int = 1080, fps: int = 30,
-                 flip: int = 0) -> str:
+def csi_pipeline(
+    sensor_id: int = 0, width: int = 1920, height: int = 1080, fps: int = 30, flip: int = 0
+) -> str:
     """GStreamer pipeline for a Jetson CSI camera: nvarguscamerasrc -> nvvidconv -> BGR appsink.
 
     ``flip`` is nvvidconv's flip-method (0 none, 2 rotate 180, ...). The appsink keeps only the
     newest frame (drop=true max-buffers=1) so a slow model sees fresh frames, not a backlog.
     """
-    return (f"nvarguscamerasrc sensor-id={sensor_id} ! "
-            f"video/x-raw(memory:NVMM),width={width},height={height},framerate={fps}/1 ! "
-            f"nvvidconv flip-method={flip} ! video/x-raw,format=BGRx ! videoconvert ! "
-            f"video/x-raw,format=BGR ! appsink drop=true max-buffers=1")
+    return (
+        f"nvarguscamerasrc sensor-id={sensor_id} ! "
+        f"video/x-raw(memory:NVMM),width={width},height={height},framerate={fps}/1 ! "
+        f"nvvidconv flip-method={flip} ! video/x-raw,format=BGRx ! videoconvert ! "
+        f"video/x-raw,format=BGR ! appsink drop=true max-buffers=1"
+    )
 
 
 # Sources that produce frames at their own pace: a pipeline drops a stale frame for the newest.
@@ -130,8 +136,15 @@ class ImageFilesSource(Source):
 class CaptureSource(Source):
     """Frames of a video file through cv2.VideoCapture."""
 
-    def __init__(self, capture: Any, kind: str, description: str, key_prefix: str,
-                 total: Optional[int], limit: Optional[int]) -> None:
+    def __init__(
+        self,
+        capture: Any,
+        kind: str,
+        description: str,
+        key_prefix: str,
+        total: Optional[int],
+        limit: Optional[int],
+    ) -> None:
         self.kind = kind
         super().__init__(description, total, limit)
         self.capture = capture
@@ -164,8 +177,10 @@ class CaptureSource(Source):
         truncated or corrupt file): the frames never read are not silently missing."""
         if self.kind != "video" or not self.announced or read >= self.announced:
             return
-        self.shortfall = (f"{self.description}: read {read} of {self.announced} frames the header announced; "
-                          f"the file is truncated or corrupt")
+        self.shortfall = (
+            f"{self.description}: read {read} of {self.announced} frames the header announced; "
+            f"the file is truncated or corrupt"
+        )
         yield SourceItem(f"{self.description}#{read}", f"{self.key_prefix}/truncated", None, self.shortfall)
 
     def close(self) -> None:
@@ -180,14 +195,24 @@ class LiveSource(Source):
     is_stream = True
     camera: Any = None  # a GenICam camera: its description and features as set (aravis://)
 
-    def __init__(self, kind: str, description: str, key_prefix: str, first: Capture,
-                 opener: Callable[[], Capture], limit: Optional[int], live: "LiveOptions",
-                 finite: Optional[Callable[[int], bool]] = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        description: str,
+        key_prefix: str,
+        first: Capture,
+        opener: Callable[[], Capture],
+        limit: Optional[int],
+        live: "LiveOptions",
+        finite: Optional[Callable[[int], bool]] = None,
+    ) -> None:
         self.kind = kind
         super().__init__(description, None, limit)
         self.key_prefix = key_prefix
         self.fps = first.fps if first.fps and 0.0 < first.fps <= 1000.0 else None
-        self.loop = LiveLoop(description, first, opener, live.read_timeout, live.reconnect, finite, live.triggered)
+        self.loop = LiveLoop(
+            description, first, opener, live.read_timeout, live.reconnect, finite, live.triggered
+        )
 
     @property
     def outages(self) -> List[Outage]:
@@ -207,8 +232,9 @@ class LiveSource(Source):
             frame, error = reading.frame, reading.error
             if frame is not None:
                 frame, error = frame_or_error(frame)
-            yield SourceItem(name, key, frame, error, reading.camera_time, reading.outage, reading.lost,
-                             reading.triggers)
+            yield SourceItem(
+                name, key, frame, error, reading.camera_time, reading.outage, reading.lost, reading.triggers
+            )
 
     def interrupt(self) -> None:
         self.loop.interrupted.set()
@@ -228,8 +254,11 @@ class OpenCvCapture:
                 capture = cv2.VideoCapture(target, cv2.CAP_GSTREAMER)
             elif kind == "stream":
                 ms = int(read_timeout * 1000)
-                capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(ms, 10000),
-                                                                     cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+                capture = cv2.VideoCapture(
+                    target,
+                    cv2.CAP_FFMPEG,
+                    [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(ms, 10000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms],
+                )
             else:
                 capture = cv2.VideoCapture(target)
         except (cv2.error, OverflowError) as exc:  # e.g. a camera index OpenCV cannot hold
@@ -255,7 +284,7 @@ MAX_CAMERA_INDEX = 9999  # OpenCV takes a C int; /dev/videoN numbers are small
 
 _OPEN_HINTS = {
     "pipeline": "check the pipeline with gst-launch-1.0, and that this OpenCV has GStreamer "
-                "(cv2.getBuildInformation(); on Jetson use JetPack's OpenCV, not a pip one)",
+    "(cv2.getBuildInformation(); on Jetson use JetPack's OpenCV, not a pip one)",
     "stream": "check the URL (e.g. with ffprobe) and that this OpenCV has FFmpeg",
     "camera": "check the index and that no other program holds the camera",
 }
@@ -297,8 +326,9 @@ class LiveOptions:
     features: Tuple[Tuple[str, str], ...] = ()
 
 
-def open_source(spec: str, limit: Optional[int] = None, label: Optional[str] = None,
-                live: LiveOptions = LiveOptions()) -> Source:
+def open_source(
+    spec: str, limit: Optional[int] = None, label: Optional[str] = None, live: LiveOptions = LiveOptions()
+) -> Source:
     """Open SOURCE as rd-infer understands it; SourceError when it cannot be opened at all.
 
     A string containing "!" is a GStreamer pipeline; rtsp://, http(s)://... a network stream
@@ -323,8 +353,9 @@ def _open(spec: str, limit: Optional[int], live: LiveOptions) -> Source:
     if path.is_dir():
         files = list_images(path, recursive=True)
         if not files:
-            raise SourceError(f"no images in folder {path} (looked recursively for "
-                              f"{', '.join(IMAGE_EXTENSIONS)})")
+            raise SourceError(
+                f"no images in folder {path} (looked recursively for {', '.join(IMAGE_EXTENSIONS)})"
+            )
         return ImageFilesSource(files, path, limit)
     if path.is_file():
         if path.suffix.lower() in IMAGE_EXTENSIONS:
@@ -332,16 +363,20 @@ def _open(spec: str, limit: Optional[int], live: LiveOptions) -> Source:
         return _open_video(path, limit)
     if spec.isdigit():
         if int(spec) > MAX_CAMERA_INDEX:
-            raise SourceError(f"camera index {spec} out of range: expected 0..{MAX_CAMERA_INDEX} (the N of /dev/videoN)")
+            raise SourceError(
+                f"camera index {spec} out of range: expected 0..{MAX_CAMERA_INDEX} (the N of /dev/videoN)"
+            )
         return _open_live(int(spec), "camera", f"camera{spec}", limit, live)
-    raise SourceError(f"SOURCE {spec!r} not found: expected an image file, a folder, a video file, "
-                      f"a camera index (e.g. 0), an rtsp:// URL or a GStreamer pipeline (containing '!')")
+    raise SourceError(
+        f"SOURCE {spec!r} not found: expected an image file, a folder, a video file, "
+        f"a camera index (e.g. 0), an rtsp:// URL or a GStreamer pipeline (containing '!')"
+    )
 
 
 def _default_label(source: Source, spec: str) -> str:
-    """"camera0", "gstreamer", the stream's host, or the file or folder name without suffix."""
+    """ "camera0", "gstreamer", the stream's host, or the file or folder name without suffix."""
     if spec.lower().startswith("aravis://"):
-        return clean_label(spec[len("aravis://"):].split("?")[0].strip("/"))
+        return clean_label(spec[len("aravis://") :].split("?")[0].strip("/"))
     if source.kind == "camera":
         return f"camera{spec}"
     if source.kind == "pipeline":
@@ -370,22 +405,34 @@ def _open_video(path: Path, limit: Optional[int]) -> Source:
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         capture.release()
-        return FailedSource(path, f"cannot open {path} as an image ({', '.join(IMAGE_EXTENSIONS)}) "
-                                  f"or a video OpenCV can decode; the file is corrupt or of another type")
+        return FailedSource(
+            path,
+            f"cannot open {path} as an image ({', '.join(IMAGE_EXTENSIONS)}) "
+            f"or a video OpenCV can decode; the file is corrupt or of another type",
+        )
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     return CaptureSource(capture, "video", str(path), path.stem, count if count > 0 else None, limit)
 
 
 def _open_live(target: Any, kind: str, key_prefix: str, limit: Optional[int], live: LiveOptions) -> Source:
     """A camera index, a GStreamer pipeline or a network stream; frame count unknown."""
+
     def opener() -> OpenCvCapture:
         return OpenCvCapture(target, kind, live.read_timeout)
 
     first = opener()
     # A stream's description goes into every record: never its password.
     description = {"pipeline": "gstreamer", "stream": _masked(target)}.get(kind, f"camera:{target}")
-    return LiveSource(kind, description, key_prefix, first, opener, limit, live,
-                      _finite_rule(target, kind, first.frame_count))
+    return LiveSource(
+        kind,
+        description,
+        key_prefix,
+        first,
+        opener,
+        limit,
+        live,
+        _finite_rule(target, kind, first.frame_count),
+    )
 
 
 def _open_aravis(spec: str, limit: Optional[int], live: LiveOptions) -> Source:
@@ -399,7 +446,9 @@ def _open_aravis(spec: str, limit: Optional[int], live: LiveOptions) -> Source:
         return AravisCamera(device, features, live.triggered, buffer_timeout=live.read_timeout)
 
     first = opener()
-    source = LiveSource("camera", f"aravis://{device}", f"aravis_{clean_label(device)}", first, opener, limit, live)
+    source = LiveSource(
+        "camera", f"aravis://{device}", f"aravis_{clean_label(device)}", first, opener, limit, live
+    )
     source.camera = first  # features as read back, for the header
     return source
 

@@ -5,6 +5,7 @@ Each of the two thresholds is resolved on its own, so ``--threshold`` alone keep
 pixel threshold. Without any pixel threshold, masks use the image threshold (what models
 exported before pixel thresholds existed did).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -54,9 +55,11 @@ def beside_path(model: Optional[PathLike]) -> Optional[Path]:
         return None
     owner = Thresholds.read(legacy).model
     if owner is not None and owner != Path(model).name:
-        warnings.warn(f"{legacy} belongs to {owner}, not to {Path(model).name}: not used for it (thresholds "
-                      f"belong to one model); calibrate it with rd-calibrate, which writes {own.name}",
-                      stacklevel=3)
+        warnings.warn(
+            f"{legacy} belongs to {owner}, not to {Path(model).name}: not used for it (thresholds "
+            f"belong to one model); calibrate it with rd-calibrate, which writes {own.name}",
+            stacklevel=3,
+        )
         return None
     return legacy
 
@@ -69,14 +72,21 @@ def read_beside(model: Optional[PathLike], meta: ModelMetadata) -> Optional[Thre
         return None
     found = Thresholds.read(path)
     if found.checkpoint_sha256 and found.checkpoint_sha256 != meta.checkpoint_sha256:
-        warnings.warn(f"{path} was calibrated on {found.model or 'another model'} (checkpoint "
-                      f"{found.checkpoint_sha256[:12]}), but {Path(model).name} comes from checkpoint "
-                      f"{meta.checkpoint_sha256[:12]}; rerun rd-calibrate on this model", stacklevel=3)
+        warnings.warn(
+            f"{path} was calibrated on {found.model or 'another model'} (checkpoint "
+            f"{found.checkpoint_sha256[:12]}), but {Path(model).name} comes from checkpoint "
+            f"{meta.checkpoint_sha256[:12]}; rerun rd-calibrate on this model",
+            stacklevel=3,
+        )
     return found
 
 
-def resolve_thresholds(model: Optional[PathLike], meta: ModelMetadata, threshold: Optional[float] = None,
-                       pixel_threshold: Optional[float] = None) -> ResolvedThresholds:
+def resolve_thresholds(
+    model: Optional[PathLike],
+    meta: ModelMetadata,
+    threshold: Optional[float] = None,
+    pixel_threshold: Optional[float] = None,
+) -> ResolvedThresholds:
     """Image and pixel thresholds by precedence; NoThresholdError when no image threshold exists,
     ThresholdValueError for one that is not a finite number."""
     beside = read_beside(model, meta)
@@ -84,20 +94,27 @@ def resolve_thresholds(model: Optional[PathLike], meta: ModelMetadata, threshold
     image, image_source = _first(
         (threshold, "argument"),
         (beside.image_threshold if beside else None, file_label),
-        (meta.threshold, "metadata"))
+        (meta.threshold, "metadata"),
+    )
     if image is None:
-        raise NoThresholdError("the model has no threshold: its rd_edge metadata has none (the checkpoint "
-                            "had no normal-score statistics) and there is no MODEL.thresholds.json beside it; "
-                            "calibrate one with rd-calibrate, or pass it: Detector(..., threshold=T) or "
-                            "rd-infer --threshold T")
+        raise NoThresholdError(
+            "the model has no threshold: its rd_edge metadata has none (the checkpoint "
+            "had no normal-score statistics) and there is no MODEL.thresholds.json beside it; "
+            "calibrate one with rd-calibrate, or pass it: Detector(..., threshold=T) or "
+            "rd-infer --threshold T"
+        )
     pixel, pixel_source = _first(
         (pixel_threshold, "argument"),
         (beside.pixel_threshold if beside else None, file_label),
         (meta.pixel_threshold, "metadata"),
-        (image, "image threshold"))
-    return ResolvedThresholds(check_threshold(image, "threshold", image_source),
-                              check_threshold(pixel, "pixel threshold", pixel_source),
-                              image_source, pixel_source)
+        (image, "image threshold"),
+    )
+    return ResolvedThresholds(
+        check_threshold(image, "threshold", image_source),
+        check_threshold(pixel, "pixel threshold", pixel_source),
+        image_source,
+        pixel_source,
+    )
 
 
 def _first(*candidates):

@@ -10,6 +10,7 @@ first, so its tiles keep the pixel scale and its threshold the tile count it was
 with; the map is resized back to the frame. A model trained for "any" size tiles every frame
 at its own resolution.
 """
+
 from __future__ import annotations
 
 import time
@@ -39,8 +40,9 @@ def default_tile_batch(model_hw: Tuple[int, int]) -> int:
 
 # (fitted frames, grids, slots) -> (runner outputs for the slots, time.perf_counter() when the tiles
 # were ready); None: the device path gave up (e.g. a CUDA error); the tiles are then cropped on the CPU.
-ChunkRunner = Callable[[List[np.ndarray], List[TileGrid], List[Slot]],
-                       Optional[Tuple[Dict[str, np.ndarray], float]]]
+ChunkRunner = Callable[
+    [List[np.ndarray], List[TileGrid], List[Slot]], Optional[Tuple[Dict[str, np.ndarray], float]]
+]
 
 
 class TiledRunner:
@@ -54,8 +56,13 @@ class TiledRunner:
     call's own (threads may share a TiledRunner).
     """
 
-    def __init__(self, runner: Runner, tiling: Tiling, tile_batch: Optional[int] = None,
-                 lock: Optional[ContextManager[Any]] = None) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        tiling: Tiling,
+        tile_batch: Optional[int] = None,
+        lock: Optional[ContextManager[Any]] = None,
+    ) -> None:
         if tile_batch is not None and int(tile_batch) < 1:
             raise ValueError(f"tile_batch must be >= 1, got {tile_batch}")
         self.runner = runner
@@ -72,8 +79,9 @@ class TiledRunner:
         """The grid of a frame of (H, W) as tiled (after resizing to ``tiling.frame``, if set)."""
         return self.tiles.grid(frame_hw)
 
-    def run(self, frames: List[np.ndarray], clock: Optional[Dict[str, float]] = None
-            ) -> List[Tuple[np.ndarray, float]]:
+    def run(
+        self, frames: List[np.ndarray], clock: Optional[Dict[str, float]] = None
+    ) -> List[Tuple[np.ndarray, float]]:
         """Stitched maps at each frame's own size and their scores; ``clock`` (if given) gets
         the seconds spent in preprocess, inference and postprocess added."""
         infer = [0.0]  # seconds inside the runner
@@ -96,7 +104,10 @@ class TiledRunner:
         phases: Dict[str, float] = {}
         results = self.tiles.predict(frames, run_batch, self.max_tiles, run_chunk, phases)
         if clock is not None:
-            for key, value in (("preprocess", phases["tiles"] - infer[0]), ("inference", infer[0]),
-                               ("postprocess", phases["stitch"])):
+            for key, value in (
+                ("preprocess", phases["tiles"] - infer[0]),
+                ("inference", infer[0]),
+                ("postprocess", phases["stitch"]),
+            ):
                 clock[key] = clock.get(key, 0.0) + value
         return results

@@ -13,6 +13,7 @@ Dynamic batching hands ``execute`` several requests at once: all their frames go
 Detector as one list (batches of up to max_batch_size). A request whose image does not decode
 gets its own error response; the others in the same batch are answered normally.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,16 +36,21 @@ def decode_items(items: np.ndarray, max_pixels: Optional[int] = None) -> List[np
     ``max_pixels``: downscale larger images on decode (as rd-infer does)."""
     from rd_edge.core.images import decode_image
 
-    return [decode_image(bytes(item), f"IMAGE item {i}", max_pixels) for i, item in enumerate(items.reshape(-1))]
+    return [
+        decode_image(bytes(item), f"IMAGE item {i}", max_pixels) for i, item in enumerate(items.reshape(-1))
+    ]
 
 
-def frames_of(image: Optional[np.ndarray], frame: Optional[np.ndarray],
-              max_pixels: Optional[int] = None) -> List[np.ndarray]:
+def frames_of(
+    image: Optional[np.ndarray], frame: Optional[np.ndarray], max_pixels: Optional[int] = None
+) -> List[np.ndarray]:
     """The request's frames from exactly one of its IMAGE / FRAME inputs."""
     if (image is None) == (frame is None):
         found = "both" if image is not None else "neither"
-        raise ImageReadError(f"a request carries exactly one of IMAGE (encoded images) or FRAME (BGR uint8 "
-                             f"[B,H,W,3]); found {found}")
+        raise ImageReadError(
+            f"a request carries exactly one of IMAGE (encoded images) or FRAME (BGR uint8 "
+            f"[B,H,W,3]); found {found}"
+        )
     if image is not None:
         return decode_items(image, max_pixels)
     assert frame is not None  # exactly one of the two, checked above
@@ -65,8 +71,10 @@ def output_arrays(predictions: Sequence[Any], names: Sequence[str]) -> Dict[str,
     if "ANOMALY_MAP" in names:
         shapes = {p.anomaly_map.shape for p in predictions}
         if len(shapes) > 1:
-            raise ImageReadError(f"ANOMALY_MAP needs frames of one size per request, found {sorted(shapes)}; "
-                                 f"send differently sized images in separate requests")
+            raise ImageReadError(
+                f"ANOMALY_MAP needs frames of one size per request, found {sorted(shapes)}; "
+                f"send differently sized images in separate requests"
+            )
         arrays["ANOMALY_MAP"] = np.stack([p.anomaly_map for p in predictions]).astype(np.float16)  # [B,H,W]
     return arrays
 
@@ -87,9 +95,13 @@ class TritonPythonModel:
             options["threads"] = int(params["threads"])
         # The thresholds rd-serve resolved (and logged) at start, not a re-read of thresholds.json.
         model = Path(args["model_repository"]) / str(args["model_version"]) / params["model_file"]
-        self.detector = Detector(model, threshold=float(params["threshold"]),
-                                 pixel_threshold=float(params["pixel_threshold"]),
-                                 batch_size=int(config.get("max_batch_size") or 1), **options)
+        self.detector = Detector(
+            model,
+            threshold=float(params["threshold"]),
+            pixel_threshold=float(params["pixel_threshold"]),
+            batch_size=int(config.get("max_batch_size") or 1),
+            **options,
+        )
         # As rd-infer: the model sees its input size, so larger images are decoded reduced; a tiled
         # model needs every pixel (the shared cap of rd_edge.core.images still applies).
         self.max_pixels = None if self.detector.metadata.tiling is not None else MAX_DISPLAY_PIXELS
@@ -99,7 +111,9 @@ class TritonPythonModel:
         jobs = []  # (request index, frames, requested output names)
         for i, request in enumerate(requests):
             try:
-                frames = frames_of(self._input(request, "IMAGE"), self._input(request, "FRAME"), self.max_pixels)
+                frames = frames_of(
+                    self._input(request, "IMAGE"), self._input(request, "FRAME"), self.max_pixels
+                )
                 jobs.append((i, frames, list(request.requested_output_names()) or list(OUTPUTS)))
             except RdEdgeError as exc:
                 responses[i] = self._error(exc)
@@ -113,11 +127,16 @@ class TritonPythonModel:
             start += len(frames)
         return responses
 
-    def _respond(self, predictions: Optional[List[Any]], start: int, frames: List[np.ndarray],
-                 names: List[str]) -> Any:
+    def _respond(
+        self, predictions: Optional[List[Any]], start: int, frames: List[np.ndarray], names: List[str]
+    ) -> Any:
         pb = self._pb
         try:
-            mine = predictions[start:start + len(frames)] if predictions is not None else self.detector.predict(frames)
+            mine = (
+                predictions[start : start + len(frames)]
+                if predictions is not None
+                else self.detector.predict(frames)
+            )
             arrays = output_arrays(mine, names)
         except RdEdgeError as exc:
             return self._error(exc)

@@ -6,6 +6,7 @@
 Exit 0 when the check holds; the last line printed is its one-line result. Written for the
 oldest Python the runtime supports (3.8): no newer syntax here either.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,9 @@ class CheckFailed(Exception):
 def rd_infer(*args: str) -> subprocess.CompletedProcess[str]:
     """rd-infer, drift check off: a two-step model's calibration leaves too few normal scores
     below its threshold for a drift reference (rd-infer refuses that)."""
-    return subprocess.run(["rd-infer", *args, "--drift-window", "0"], capture_output=True, text=True,
-                          check=False, timeout=600)
+    return subprocess.run(
+        ["rd-infer", *args, "--drift-window", "0"], capture_output=True, text=True, check=False, timeout=600
+    )
 
 
 def records(jsonl: Path) -> list[dict]:
@@ -79,8 +81,10 @@ def check_env() -> None:
         ort = onnxruntime.__version__
     except ImportError:
         ort = "not installed"
-    print(f"arch={platform.machine()} python={platform.python_version()} numpy={numpy.__version__} "
-          f"({Path(numpy.__file__).parent.parent}) opencv={cv2.__version__} onnxruntime={ort}")
+    print(
+        f"arch={platform.machine()} python={platform.python_version()} numpy={numpy.__version__} "
+        f"({Path(numpy.__file__).parent.parent}) opencv={cv2.__version__} onnxruntime={ort}"
+    )
 
 
 def check_numpy_kept() -> None:
@@ -126,8 +130,10 @@ def check_tiled() -> None:
     want = REFERENCE["tiled"]["good/000.png"]
     if abs(pred.score - want) > RTOL["tiled"] * abs(want):
         raise CheckFailed(f"Detector on the tiled model: {pred.score} vs x86 {want}")
-    print(f"{len(REFERENCE['tiled'])} frames of {frame.shape[1]}x{frame.shape[0]} in {len(grid)} tiles each, "
-          f"scores = x86; Detector agrees")
+    print(
+        f"{len(REFERENCE['tiled'])} frames of {frame.shape[1]}x{frame.shape[0]} in {len(grid)} tiles each, "
+        f"scores = x86; Detector agrees"
+    )
 
 
 def check_detector() -> None:
@@ -150,8 +156,10 @@ def check_detector() -> None:
     for pred in batch:
         if pred.is_anomalous != (pred.score > threshold):
             raise CheckFailed(f"verdict {pred.is_anomalous} for score {pred.score}, threshold {threshold}")
-    print(f"Detector ({backend}): {len(frames)} frames as one batch = x86, one by one = in the batch; "
-          f"verdict = score > {threshold:.4g}")
+    print(
+        f"Detector ({backend}): {len(frames)} frames as one batch = x86, one by one = in the batch; "
+        f"verdict = score > {threshold:.4g}"
+    )
 
 
 def check_thresholds() -> None:
@@ -172,8 +180,10 @@ def check_thresholds() -> None:
     verdicts = [line.split("verdict=")[1].split()[0] for line in proc.stdout.splitlines()]
     if proc.returncode != 0 or not verdicts or set(verdicts) != {"NG"}:
         raise CheckFailed(f"rd-infer --threshold 0: exit {proc.returncode}, verdicts {verdicts}")
-    print(f"model.onnx.thresholds.json read (image {resolved.image:.4g}, pixel {resolved.pixel:.4g}); "
-          f"argument > file; rd-infer --threshold 0 flags all {len(verdicts)}")
+    print(
+        f"model.onnx.thresholds.json read (image {resolved.image:.4g}, pixel {resolved.pixel:.4g}); "
+        f"argument > file; rd-infer --threshold 0 flags all {len(verdicts)}"
+    )
 
 
 def check_mqtt() -> None:
@@ -192,7 +202,9 @@ def check_mqtt() -> None:
     try:
         if not subscribed.wait(20):
             raise CheckFailed(f"no subscription on the broker at 127.0.0.1:{port}")
-        proc = rd_infer(str(PLAIN), str(WORK / "test"), "--mqtt", f"mqtt://127.0.0.1:{port}/{prefix}", "--quiet")
+        proc = rd_infer(
+            str(PLAIN), str(WORK / "test"), "--mqtt", f"mqtt://127.0.0.1:{port}/{prefix}", "--quiet"
+        )
         if proc.returncode != 0:
             raise CheckFailed(f"rd-infer --mqtt exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
         want = len(REFERENCE["folder"])
@@ -212,8 +224,17 @@ def check_evidence() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         jsonl = Path(tmp) / "out.jsonl"
         evidence = Path(tmp) / "evidence"
-        proc = rd_infer(str(PLAIN), str(WORK / "test"), "--threshold", repr(threshold), "--evidence",
-                        str(evidence), "--json", str(jsonl), "--quiet")
+        proc = rd_infer(
+            str(PLAIN),
+            str(WORK / "test"),
+            "--threshold",
+            repr(threshold),
+            "--evidence",
+            str(evidence),
+            "--json",
+            str(jsonl),
+            "--quiet",
+        )
         if proc.returncode != 0:
             raise CheckFailed(f"rd-infer --evidence exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
         recs = records(jsonl)
@@ -225,13 +246,22 @@ def check_evidence() -> None:
             raise CheckFailed(f"{len(flagged)} anomalous records, {len(saved)} JPEGs in {evidence}")
         if any(cv2.imread(str(p)) is None for p in saved):
             raise CheckFailed("an evidence JPEG does not decode")
-    print(f"{len(flagged)} of {len(recs)} frames anomalous -> {len(saved)} evidence JPEGs (decodable) with records")
+    print(
+        f"{len(flagged)} of {len(recs)} frames anomalous -> {len(saved)} evidence JPEGs (decodable) with records"
+    )
 
 
 CHECKS = {
-    "env": check_env, "numpy-kept": check_numpy_kept, "torch-free": check_torch_free,
-    "folder": check_folder, "video": check_video, "detector": check_detector,
-    "thresholds": check_thresholds, "tiled": check_tiled, "mqtt": check_mqtt, "evidence": check_evidence,
+    "env": check_env,
+    "numpy-kept": check_numpy_kept,
+    "torch-free": check_torch_free,
+    "folder": check_folder,
+    "video": check_video,
+    "detector": check_detector,
+    "thresholds": check_thresholds,
+    "tiled": check_tiled,
+    "mqtt": check_mqtt,
+    "evidence": check_evidence,
 }
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ of every input (reference.json), which the device's scores must match.
 
 Usage: python prepare.py OUT --bin .venv/bin
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,10 +42,33 @@ def scores(jsonl: Path, key_root: Path) -> dict[str, float]:
 def model(bin_dir: Path, data: Path, out: Path, *train_args: str) -> Path:
     """Train two steps (random teacher), export at OPSET; returns the .onnx path."""
     out.mkdir(parents=True)
-    run(str(bin_dir / "rd-train"), "--data", str(data), "--backbone", "resnet18", "--image-size", str(SIZE),
-        "--steps", "2", "--batch-size", "4", "--teacher-weights", "none", "--quiet", "--out",
-        str(out / "model.pt"), *train_args)
-    run(str(bin_dir / "rd-export"), str(out / "model.pt"), "-o", str(out / "model.onnx"), "--opset", str(OPSET))
+    run(
+        str(bin_dir / "rd-train"),
+        "--data",
+        str(data),
+        "--backbone",
+        "resnet18",
+        "--image-size",
+        str(SIZE),
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--teacher-weights",
+        "none",
+        "--quiet",
+        "--out",
+        str(out / "model.pt"),
+        *train_args,
+    )
+    run(
+        str(bin_dir / "rd-export"),
+        str(out / "model.pt"),
+        "-o",
+        str(out / "model.onnx"),
+        "--opset",
+        str(OPSET),
+    )
     (out / "model.pt").unlink()  # the device gets the graph only
     return out / "model.onnx"
 
@@ -66,15 +90,43 @@ def main() -> None:
     bin_dir: Path = args.bin
     out.mkdir(parents=True)
     demo = out / "demo"
-    run(str(bin_dir / "rd-edge"), "demo-data", str(demo), "--categories", "weave", "--image-size", str(SIZE),
-        "--n-train", "8", "--n-test-good", "3", "--n-test-per-defect", "1")
+    run(
+        str(bin_dir / "rd-edge"),
+        "demo-data",
+        str(demo),
+        "--categories",
+        "weave",
+        "--image-size",
+        str(SIZE),
+        "--n-train",
+        "8",
+        "--n-test-good",
+        "3",
+        "--n-test-per-defect",
+        "1",
+    )
     category = demo / "weave"
     plain = model(bin_dir, category, out / "plain")
     run(str(bin_dir / "rd-calibrate"), str(plain), "--data", str(category), "--method", "f1", "--quiet")
     # Larger frames for the tiled model: tiles of SIZE from 1.5*SIZE images (2 x 2 tiles).
     big = out / "demo-big"
-    run(str(bin_dir / "rd-edge"), "demo-data", str(big), "--categories", "weave", "--image-size", str(SIZE * 3 // 2),
-        "--n-train", "4", "--n-test-good", "1", "--n-test-per-defect", "1", "--defect-scale", "small")
+    run(
+        str(bin_dir / "rd-edge"),
+        "demo-data",
+        str(big),
+        "--categories",
+        "weave",
+        "--image-size",
+        str(SIZE * 3 // 2),
+        "--n-train",
+        "4",
+        "--n-test-good",
+        "1",
+        "--n-test-per-defect",
+        "1",
+        "--defect-scale",
+        "small",
+    )
     tiled = model(bin_dir, big / "weave", out / "tiled", "--tile", str(SIZE))
 
     test = out / "test"
@@ -88,11 +140,22 @@ def main() -> None:
     video(images, out / "line.avi")
 
     reference = {}
-    for name, onnx, source, root in (("folder", plain, test, test), ("video", plain, out / "line.avi", out),
-                                     ("tiled", tiled, big_test, big_test)):
+    for name, onnx, source, root in (
+        ("folder", plain, test, test),
+        ("video", plain, out / "line.avi", out),
+        ("tiled", tiled, big_test, big_test),
+    ):
         jsonl = out / f"reference-{name}.jsonl"
-        run(str(bin_dir / "rd-infer"), str(onnx), str(source), "--json", str(jsonl), "--quiet",
-            "--drift-window", "0")  # as checks.py: too few normal scores below the threshold
+        run(
+            str(bin_dir / "rd-infer"),
+            str(onnx),
+            str(source),
+            "--json",
+            str(jsonl),
+            "--quiet",
+            "--drift-window",
+            "0",
+        )  # as checks.py: too few normal scores below the threshold
         reference[name] = scores(jsonl, root)
         jsonl.unlink()
     reference["thresholds"] = json.loads(Path(f"{plain}.thresholds.json").read_text())  # rd-calibrate's

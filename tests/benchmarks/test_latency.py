@@ -1,4 +1,5 @@
 """Smoke test of benchmarks/latency.py on a tiny model: schema, rows, outputs. No timing asserted."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -16,9 +17,22 @@ pytest.importorskip("tqdm")
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 SYSTEM_KEYS = {"cpu", "cores", "threads", "gpu", "versions", "fp32_peak"}
-RESULT_KEYS = {"backend", "precision", "batch_size", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms",
-               "throughput_ips", "preprocess_ms", "inference_ms", "postprocess_ms", "peak_rss_mb",
-               "gflops_per_s"}
+RESULT_KEYS = {
+    "backend",
+    "precision",
+    "batch_size",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "mean_ms",
+    "min_ms",
+    "throughput_ips",
+    "preprocess_ms",
+    "inference_ms",
+    "postprocess_ms",
+    "peak_rss_mb",
+    "gflops_per_s",
+}
 NUMBER_KEYS = RESULT_KEYS - {"backend", "precision", "batch_size"}
 REQUESTED = ("reference", "torch", "ort", "ort-int8", "trt", "openvino")
 
@@ -38,6 +52,7 @@ def _expected_rows() -> set:
     rows = {"reference", "torch", "ort"}
     try:
         from rd_export.quantize import quantize_int8  # noqa: F401
+
         rows.add("ort-int8")
     except ImportError:
         pass
@@ -53,11 +68,32 @@ def bench_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("latency")
     checkpoint = make_checkpoint(tmp / "r18.pt", "resnet18", 64)
     outputs = {"json": tmp / "out.json", "markdown": tmp / "out.md", "plot": tmp / "out.png"}
-    code = _load_latency().main([
-        "--model", str(checkpoint), "--backends", ",".join(REQUESTED), "--batch-sizes", "1,2",
-        "--iters", "2", "--warmup", "0", "--threads", "1", "--frame-size", "160x120", "--no-peak",
-        "--quiet", "--json", str(outputs["json"]), "--markdown", str(outputs["markdown"]),
-        "--plot", str(outputs["plot"])])
+    code = _load_latency().main(
+        [
+            "--model",
+            str(checkpoint),
+            "--backends",
+            ",".join(REQUESTED),
+            "--batch-sizes",
+            "1,2",
+            "--iters",
+            "2",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--frame-size",
+            "160x120",
+            "--no-peak",
+            "--quiet",
+            "--json",
+            str(outputs["json"]),
+            "--markdown",
+            str(outputs["markdown"]),
+            "--plot",
+            str(outputs["plot"]),
+        ]
+    )
     assert code == 0
     return json.loads(outputs["json"].read_text()), outputs
 
@@ -83,7 +119,9 @@ def test_every_available_backend_measured(bench_run):
     for backend in _expected_rows():
         assert {(backend, 1), (backend, 2)} <= measured, f"{backend} produced no numbers: {report['skipped']}"
     # Nothing requested silently dropped: each is measured or skipped with a reason.
-    accounted = {r["backend"] for r in report["results"]} | {s["backend"].split()[0] for s in report["skipped"]}
+    accounted = {r["backend"] for r in report["results"]} | {
+        s["backend"].split()[0] for s in report["skipped"]
+    }
     assert set(REQUESTED) <= accounted
 
 
@@ -125,11 +163,30 @@ def test_merge_rounds_and_reference_ratios():
     from rdbench.results import Measurement, add_reference_ratios, build_result, merge_rounds
 
     def m(backend, ms, r):
-        return Measurement(backend, "fp32", 1, ms, ms, ms, ms, [1.0], 100.0, 50.0, None, 0.1, "x",
-                           {"round": r, "other_cpu_pct": 10.0 * (r + 1)})
+        return Measurement(
+            backend,
+            "fp32",
+            1,
+            ms,
+            ms,
+            ms,
+            ms,
+            [1.0],
+            100.0,
+            50.0,
+            None,
+            0.1,
+            "x",
+            {"round": r, "other_cpu_pct": 10.0 * (r + 1)},
+        )
 
     # Round 2 is twice as slow for everyone (the host got busy): the ratios do not move.
-    parts = [m("reference", [10, 10], 0), m("ort", [5, 5], 0), m("reference", [20, 20], 1), m("ort", [10, 10], 1)]
+    parts = [
+        m("reference", [10, 10], 0),
+        m("ort", [5, 5], 0),
+        m("reference", [20, 20], 1),
+        m("ort", [10, 10], 1),
+    ]
     merged = merge_rounds(parts)
     assert [x.backend for x in merged] == ["reference", "ort"] and merged[1].e2e_ms == [5, 5, 10, 10]
     assert merged[1].details["round_p50_ms"] == [5.0, 10.0] and merged[1].details["other_cpu_pct"] == 15.0
@@ -176,8 +233,11 @@ def test_low_precision_peaks_small():
     from rdbench.peaks import low_precision_peaks
 
     peaks = low_precision_peaks(threads=1, n=256, repeats=1)
-    assert peaks["int8_gops"] > 0 and set(peaks["measured"]) == {"openvino_bf16_gemm", "openvino_int8_gemm",
-                                                                 "ort_u8s8_gemm"}
+    assert peaks["int8_gops"] > 0 and set(peaks["measured"]) == {
+        "openvino_bf16_gemm",
+        "openvino_int8_gemm",
+        "ort_u8s8_gemm",
+    }
 
 
 def test_stream_mode_reports_both_modes_and_stage_shares(tmp_path, r18_checkpoint, r18_onnx):
@@ -190,8 +250,23 @@ def test_stream_mode_reports_both_modes_and_stage_shares(tmp_path, r18_checkpoin
         writer.write(np.random.default_rng(i).integers(0, 256, (64, 96, 3), dtype=np.uint8))
     writer.release()
     out = tmp_path / "stream.json"
-    code = _load_latency().main(["--model", str(r18_checkpoint), "--onnx", str(r18_onnx), "--stream", str(video),
-                                 "--repeats", "1", "--threads", "1", "--json", str(out), "--quiet"])
+    code = _load_latency().main(
+        [
+            "--model",
+            str(r18_checkpoint),
+            "--onnx",
+            str(r18_onnx),
+            "--stream",
+            str(video),
+            "--repeats",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     section = json.loads(out.read_text())["stream"]
     assert set(section["modes"]) == {"pipelined", "sequential"}
@@ -199,4 +274,6 @@ def test_stream_mode_reports_both_modes_and_stage_shares(tmp_path, r18_checkpoin
         assert row["frames"] == 12 and row["fps"] > 0
         assert sum(row["stage_share"].values()) == pytest.approx(1.0)
         assert row["stage_ms"]["inference"] > 0 and row["stage_ms"]["decode"] > 0
-    assert section["speedup"] == pytest.approx(section["modes"]["pipelined"]["fps"] / section["modes"]["sequential"]["fps"])
+    assert section["speedup"] == pytest.approx(
+        section["modes"]["pipelined"]["fps"] / section["modes"]["sequential"]["fps"]
+    )

@@ -1,4 +1,5 @@
 """benchmarks/latency.py on a tiled model: per-frame latency, tiles/s, batch vs tile by tile."""
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,28 @@ def test_tiled_model_reports_batch_and_tile_by_tile_rows(tmp_path):
     data["tiling"] = Tiling((64, 64), 0.25).to_dict()
     save_checkpoint(ckpt, {k: v for k, v in data.items() if k not in ("format", "format_version")})
     out = tmp_path / "tiled.json"
-    assert _load_latency().main(["--model", str(ckpt), "--frame", "200x150", "--iters", "2", "--warmup", "0",
-                                 "--threads", "1", "--quiet", "--json", str(out),
-                                 "--markdown", str(tmp_path / "t.md")]) == 0
+    assert (
+        _load_latency().main(
+            [
+                "--model",
+                str(ckpt),
+                "--frame",
+                "200x150",
+                "--iters",
+                "2",
+                "--warmup",
+                "0",
+                "--threads",
+                "1",
+                "--quiet",
+                "--json",
+                str(out),
+                "--markdown",
+                str(tmp_path / "t.md"),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())["tiled"]
     assert report["tiles"] == 12 and report["frame"] == [200, 150]  # 4 x 3 tiles of 64
     rows = {r["mode"]: r for r in report["rows"]}
@@ -46,7 +66,25 @@ def test_tile_count_is_that_of_the_frame_the_model_was_trained_for(tmp_path):
     data["tiling"] = Tiling((64, 64), 0.25, frame=(96, 128)).to_dict()
     save_checkpoint(ckpt, {k: v for k, v in data.items() if k not in ("format", "format_version")})
     out = tmp_path / "tiled.json"
-    assert _load_latency().main(["--model", str(ckpt), "--frame", "200x150", "--iters", "1", "--warmup", "0",
-                                 "--threads", "1", "--quiet", "--json", str(out)]) == 0
+    assert (
+        _load_latency().main(
+            [
+                "--model",
+                str(ckpt),
+                "--frame",
+                "200x150",
+                "--iters",
+                "1",
+                "--warmup",
+                "0",
+                "--threads",
+                "1",
+                "--quiet",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["tiled"]["tiles"] == 6 and "resized to the trained 128x96" in report["markdown"]

@@ -1,4 +1,5 @@
 """How every command ends, and the shared argparse types."""
+
 import argparse
 
 import pytest
@@ -19,15 +20,29 @@ def test_errors_are_one_line_and_exit_codes_are_fixed(capsys):
     assert run_cli(lambda: 2) == 2
 
 
-@pytest.mark.parametrize("parse, text, value", [(int_at_least(1), "3", 3), (fraction, "0.25", 0.25),
-                                                (name_list, "a, b,,c", ["a", "b", "c"]), (port_number(True), "0", 0)])
+@pytest.mark.parametrize(
+    "parse, text, value",
+    [
+        (int_at_least(1), "3", 3),
+        (fraction, "0.25", 0.25),
+        (name_list, "a, b,,c", ["a", "b", "c"]),
+        (port_number(True), "0", 0),
+    ],
+)
 def test_argument_types_parse(parse, text, value):
     assert parse(text) == value
 
 
-@pytest.mark.parametrize("parse, text, message", [(int_at_least(1), "0", "integer >= 1"), (int_at_least(1), "x", "integer"),
-                                                  (fraction, "1", r"\[0, 1\)"), (name_list, " , ", "comma-separated"),
-                                                  (port_number(), "0", "1..65535")])
+@pytest.mark.parametrize(
+    "parse, text, message",
+    [
+        (int_at_least(1), "0", "integer >= 1"),
+        (int_at_least(1), "x", "integer"),
+        (fraction, "1", r"\[0, 1\)"),
+        (name_list, " , ", "comma-separated"),
+        (port_number(), "0", "1..65535"),
+    ],
+)
 def test_argument_types_refuse_with_what_was_expected(parse, text, message):
     with pytest.raises(argparse.ArgumentTypeError, match=message):
         parse(text)

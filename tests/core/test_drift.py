@@ -1,4 +1,5 @@
 """Score drift statistic: KS against the calibration reference, stable vs drifting streams."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """Atomic writes: a reader never sees half a file, an interrupted write never destroys a good one."""
+
 import hashlib
 
 import pytest

@@ -1,6 +1,7 @@
 """Metadata that can evolve: every older format version is upgraded step by step on read; a newer
 one is refused with what to do. The version-1 fixture is what rd-export wrote before the pixel
 threshold, tiling, teacher and resize fields existed."""
+
 import copy
 import json
 from pathlib import Path
@@ -47,13 +48,16 @@ def test_upgrade_steps_are_pure_and_chain_to_the_current_version():
     assert (kept["resize"], kept["pixel_threshold"]) == ("area-shrink/linear-enlarge", 0.4)  # present: kept
 
 
-@pytest.mark.parametrize("version, message", [
-    (METADATA_FORMAT_VERSION + 1, r"newer than this rd-edge reads \(1 to 2\); upgrade rd-edge"),
-    (0, "format version 0, this rd-edge reads 1 to 2"),
-    ("2", "format version '2'"),
-    (True, "format version True"),
-    (None, "format version None"),
-])
+@pytest.mark.parametrize(
+    "version, message",
+    [
+        (METADATA_FORMAT_VERSION + 1, r"newer than this rd-edge reads \(1 to 2\); upgrade rd-edge"),
+        (0, "format version 0, this rd-edge reads 1 to 2"),
+        ("2", "format version '2'"),
+        (True, "format version True"),
+        (None, "format version None"),
+    ],
+)
 def test_unknown_versions_are_refused_with_what_to_do(version, message):
     data = dict(json.loads(V1.read_text()), format_version=version)
     with pytest.raises(MetadataError, match=message):

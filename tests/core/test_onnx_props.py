@@ -1,4 +1,5 @@
 """The rd_edge metadata of an .onnx file, read without the onnx package (the runtime has none)."""
+
 import pytest
 
 from rd_edge.core.errors import MetadataError
@@ -13,7 +14,9 @@ def write(path, props):
 
     x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 4, 4])
     y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 4, 4])
-    model = helper.make_model(helper.make_graph([helper.make_node("Identity", ["image"], ["out"])], "g", [x], [y]))
+    model = helper.make_model(
+        helper.make_graph([helper.make_node("Identity", ["image"], ["out"])], "g", [x], [y])
+    )
     for key, value in props:
         model.metadata_props.add(key=key, value=value)
     onnx.save(model, str(path))
@@ -27,8 +30,13 @@ def test_metadata_is_read_from_the_protobuf_as_onnx_wrote_it(tmp_path):
     assert read_onnx_metadata(path) == meta
 
 
-@pytest.mark.parametrize("props, message", [([], "has no 'rd_edge' metadata"),
-                                            ([(METADATA_KEY, "{}"), (METADATA_KEY, "{}")], "2 'rd_edge' metadata entries")])
+@pytest.mark.parametrize(
+    "props, message",
+    [
+        ([], "has no 'rd_edge' metadata"),
+        ([(METADATA_KEY, "{}"), (METADATA_KEY, "{}")], "2 'rd_edge' metadata entries"),
+    ],
+)
 def test_missing_or_doubled_metadata_is_refused(tmp_path, props, message):
     with pytest.raises(MetadataError, match=message):
         read_onnx_metadata(write(tmp_path / "m.onnx", props))

@@ -1,4 +1,5 @@
 """One pixel cap for every decoder (issue 21, case 4): a 631-byte JPEG may declare 20000x20000."""
+
 import sys
 import time
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Score normalization and maps back to the frame."""
+
 import math
 
 import numpy as np
@@ -15,8 +16,15 @@ def test_normalized_score_is_one_half_at_the_threshold_and_nine_to_one_a_scale_a
     assert far.tolist() == [0.0, 1.0]  # no overflow warnings, clipped
 
 
-@pytest.mark.parametrize("stats, scale", [({"std": 0.1, "min": 0, "max": 1}, 0.3), ({"std": 0.0, "min": 1, "max": 3}, 2.0),
-                                          (None, 1.0), ({"std": math.nan}, 1.0)])
+@pytest.mark.parametrize(
+    "stats, scale",
+    [
+        ({"std": 0.1, "min": 0, "max": 1}, 0.3),
+        ({"std": 0.0, "min": 1, "max": 3}, 2.0),
+        (None, 1.0),
+        ({"std": math.nan}, 1.0),
+    ],
+)
 def test_scale_is_three_std_else_the_range_else_one(stats, scale):
     assert score_scale(stats) == pytest.approx(scale)
 

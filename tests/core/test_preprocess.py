@@ -1,4 +1,5 @@
 """The input convention: BGR uint8 -> resize by the model's rule -> RGB float32 CHW in [0, 1]."""
+
 from types import SimpleNamespace
 
 import cv2
@@ -25,7 +26,9 @@ def test_channels_are_reversed_scaled_and_transposed_exactly():
 def test_the_rule_picks_the_interpolation():
     assert resize_interpolation((100, 100), (10, 10), RESIZE_AREA_LINEAR) == cv2.INTER_AREA
     assert resize_interpolation((100, 100), (10, 10), RESIZE_LINEAR) == cv2.INTER_LINEAR
-    assert resize_interpolation((5, 100), (10, 10), RESIZE_AREA_LINEAR) == cv2.INTER_LINEAR  # not both smaller
+    assert (
+        resize_interpolation((5, 100), (10, 10), RESIZE_AREA_LINEAR) == cv2.INTER_LINEAR
+    )  # not both smaller
     with pytest.raises(ValueError, match="unknown resize rule 'nearest'"):
         resize_interpolation((100, 100), (10, 10), "nearest")
 
@@ -36,7 +39,9 @@ def test_the_rule_is_required_and_preprocess_for_takes_the_models():
         preprocess_bgr(frame, (24, 32))  # no default: every caller names the model's rule
     for rule in (RESIZE_LINEAR, RESIZE_AREA_LINEAR):
         model = SimpleNamespace(image_size=[24, 32], resize=rule)
-        np.testing.assert_array_equal(preprocess_for(model, frame), preprocess_bgr(frame, (24, 32), resize=rule))
+        np.testing.assert_array_equal(
+            preprocess_for(model, frame), preprocess_bgr(frame, (24, 32), resize=rule)
+        )
 
 
 def test_out_buffer_is_filled_in_place():

@@ -1,4 +1,5 @@
 """The review folder: marks written once per frame and label, read back as good and defective images."""
+
 import json
 
 import pytest
@@ -38,7 +39,9 @@ def test_bad_labels_and_empty_folders_are_errors(tmp_path):
 def _mark(folder, label, key, time):
     (folder / label).mkdir(parents=True, exist_ok=True)
     (folder / label / f"{key}.png").write_bytes(b"png")
-    (folder / label / f"{key}.json").write_text(json.dumps({"record": {}, "review": {"label": label, "time": time}}))
+    (folder / label / f"{key}.json").write_text(
+        json.dumps({"record": {}, "review": {"label": label, "time": time}})
+    )
 
 
 def test_the_newest_mark_of_a_frame_wins_whatever_the_label_order(tmp_path):

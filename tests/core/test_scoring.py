@@ -1,4 +1,5 @@
 """Image files -> model input -> maps and scores: the offline paths' shared loop."""
+
 from types import SimpleNamespace
 
 import cv2

@@ -1,5 +1,6 @@
 """The engine sidecar: what a plan was built with, its metadata upgraded like every reader's, and
 the "built by this TensorRT for this GPU?" check."""
+
 import json
 from pathlib import Path
 
@@ -10,8 +11,15 @@ from rd_edge.core.metadata import METADATA_FORMAT_VERSION, RESIZE_LINEAR
 from rd_edge.core.sidecar import EngineSidecar, GpuInfo, check_compatible, sidecar_path
 
 V1 = Path(__file__).parent / "fixtures" / "metadata_v1.json"
-FIELDS = {"tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": [8, 7], "precision": "fp16",
-          "min_batch": 1, "max_batch": 4, "onnx_sha256": "0" * 64}
+FIELDS = {
+    "tensorrt_version": "10.3.0",
+    "gpu_name": "Orin",
+    "compute_capability": [8, 7],
+    "precision": "fp16",
+    "min_batch": 1,
+    "max_batch": 4,
+    "onnx_sha256": "0" * 64,
+}
 
 
 def test_a_sidecar_written_with_version_1_metadata_reads_current(tmp_path):

@@ -1,4 +1,5 @@
 """One threshold concept: one validator for every source, typed errors, thresholds.json round trip."""
+
 import json
 
 import numpy as np
@@ -20,10 +21,22 @@ def test_finite_numbers_pass_as_floats(value):
     assert type(got) is float and got == float(value)
 
 
-@pytest.mark.parametrize("value, found", [("0.5", "'0.5'"), (True, "True"), (None, "None"), (float("nan"), "nan"),
-                                          (float("inf"), "inf"), (10**400, "1000"), ([0.5], r"\[0.5\]")])
+@pytest.mark.parametrize(
+    "value, found",
+    [
+        ("0.5", "'0.5'"),
+        (True, "True"),
+        (None, "None"),
+        (float("nan"), "nan"),
+        (float("inf"), "inf"),
+        (10**400, "1000"),
+        ([0.5], r"\[0.5\]"),
+    ],
+)
 def test_everything_else_is_one_typed_error_that_names_source_and_value(value, found):
-    with pytest.raises(ThresholdValueError, match=rf"^model.onnx: metadata: threshold must be a finite number, found {found}"):
+    with pytest.raises(
+        ThresholdValueError, match=rf"^model.onnx: metadata: threshold must be a finite number, found {found}"
+    ):
         check_threshold(value, "threshold", "model.onnx: metadata")
     with pytest.raises(ConfigError):  # an argument's error ...
         check_threshold(value)

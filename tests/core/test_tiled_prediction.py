@@ -1,4 +1,5 @@
 """The one tile -> run -> stitch loop: values against the tiling written out, any chunking, any map layout."""
+
 from types import SimpleNamespace
 
 import numpy as np
@@ -26,12 +27,17 @@ def frames():
 def by_hand(frame, tiling):
     fitted = fit_frame(frame, tiling.frame, MODEL.resize)
     grid = tiling.grid(fitted.shape[:2])
-    maps = [channel_mix(preprocess_bgr(c, MODEL.image_size, resize=MODEL.resize)[None])[0, 0] for c in grid.crops(fitted)]
+    maps = [
+        channel_mix(preprocess_bgr(c, MODEL.image_size, resize=MODEL.resize)[None])[0, 0]
+        for c in grid.crops(fitted)
+    ]
     stitched = Stitcher(grid, tiling.window).stitch([resize_map(m, grid.tile) for m in maps])
     return resize_map(stitched, frame.shape[:2]), float(stitched.max())
 
 
-@pytest.mark.parametrize("tiling", [Tiling((32, 40), 0.25), Tiling((32, 40), 0.5, frame=(48, 60), window="linear")])
+@pytest.mark.parametrize(
+    "tiling", [Tiling((32, 40), 0.25), Tiling((32, 40), 0.5, frame=(48, 60), window="linear")]
+)
 @pytest.mark.parametrize("max_tiles", [1, 5, 1000])
 def test_maps_and_scores_equal_the_tiling_written_out_for_any_chunking(tiling, max_tiles):
     got = TiledPrediction(tiling, MODEL).predict(frames(), channel_mix, max_tiles)

@@ -1,4 +1,5 @@
 """Tiling geometry, windows, stitching and the metadata that carries them (torch-free)."""
+
 import json
 
 import numpy as np
@@ -9,8 +10,17 @@ from rd_edge.core.metadata import ModelMetadata
 from rd_edge.core.tiling import Stitcher, Tiling, TilingError, tile_borders, tile_starts, window_1d
 
 
-@pytest.mark.parametrize("length,tile,overlap", [(2448, 256, 0.25), (2048, 256, 0.25), (256, 256, 0.5),
-                                                 (1000, 256, 0.0), (300, 256, 0.9), (257, 256, 0.25)])
+@pytest.mark.parametrize(
+    "length,tile,overlap",
+    [
+        (2448, 256, 0.25),
+        (2048, 256, 0.25),
+        (256, 256, 0.5),
+        (1000, 256, 0.0),
+        (300, 256, 0.9),
+        (257, 256, 0.25),
+    ],
+)
 def test_tiles_cover_the_axis_exactly_with_at_least_the_overlap(length, tile, overlap):
     starts = tile_starts(length, tile, overlap)
     assert starts[0] == 0 and starts[-1] == length - tile  # last tile aligned to the border
@@ -19,7 +29,7 @@ def test_tiles_cover_the_axis_exactly_with_at_least_the_overlap(length, tile, ov
     assert (gaps <= tile - round(overlap * tile)).all()  # overlap never below the asked one
     covered = np.zeros(length, int)
     for s in starts:
-        covered[s:s + tile] += 1
+        covered[s : s + tile] += 1
     assert covered.min() >= 1
 
 
@@ -72,16 +82,27 @@ def test_stitching_checks_the_tile_count():
 
 
 def _meta(**kw):
-    return ModelMetadata(backbone="resnet18", image_size=[256, 256], threshold=0.5, score_stats=None,
-                         checkpoint_sha256="0" * 64, exporter_version="t", **kw)
+    return ModelMetadata(
+        backbone="resnet18",
+        image_size=[256, 256],
+        threshold=0.5,
+        score_stats=None,
+        checkpoint_sha256="0" * 64,
+        exporter_version="t",
+        **kw,
+    )
 
 
 def test_tiling_round_trips_through_the_metadata_json():
     tiling = Tiling((256, 256), 0.25, frame=(2048, 2448), window="linear")
     meta = ModelMetadata.from_json(_meta(tiling=tiling.to_dict()).to_json())
     assert meta.tile_spec() == tiling
-    assert json.loads(meta.to_json())["tiling"] == {"tile": [256, 256], "overlap": 0.25,
-                                                    "frame": [2048, 2448], "window": "linear"}
+    assert json.loads(meta.to_json())["tiling"] == {
+        "tile": [256, 256],
+        "overlap": 0.25,
+        "frame": [2048, 2448],
+        "window": "linear",
+    }
     anyframe = ModelMetadata.from_json(_meta(tiling=Tiling((256, 256)).to_dict()).to_json())
     assert anyframe.tiling["frame"] == "any" and anyframe.tile_spec().frame is None
 
@@ -92,9 +113,16 @@ def test_old_metadata_without_tiling_still_loads_as_untiled():
     assert ModelMetadata.from_json(json.dumps(data)).tile_spec() is None
 
 
-@pytest.mark.parametrize("bad,match", [({"tile": [0, 256]}, "tile must be"), ({"tile": [256, 256], "overlap": 1.0}, "overlap"),
-                                       ({"tile": [256, 256], "window": "box"}, "window"), ([256], "must be an object"),
-                                       ({"tile": [256, 256], "frame": "all"}, "frame must be")])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"tile": [0, 256]}, "tile must be"),
+        ({"tile": [256, 256], "overlap": 1.0}, "overlap"),
+        ({"tile": [256, 256], "window": "box"}, "window"),
+        ([256], "must be an object"),
+        ({"tile": [256, 256], "frame": "all"}, "frame must be"),
+    ],
+)
 def test_invalid_tiling_metadata_is_refused_with_the_reason(bad, match):
     data = json.loads(_meta().to_json())
     data["tiling"] = bad
@@ -113,6 +141,7 @@ def test_tiling_travels_in_the_engine_sidecar(tmp_path):
 
 # ---- values, not shapes (issue 28): halves in rounding, the linear window, the grid as a rule ----
 
+
 def _reference_starts(length: int, tile: int, overlap: float) -> list:
     """The grid rule of rd_edge.core.tiling written out independently: round half up with Decimal."""
     from decimal import ROUND_HALF_UP, Decimal
@@ -123,11 +152,19 @@ def _reference_starts(length: int, tile: int, overlap: float) -> list:
     return [0] if n == 1 else [i * (length - tile) // (n - 1) for i in range(n)]
 
 
-@pytest.mark.parametrize("length,tile,overlap,starts", [
-    (25, 10, 0.25, [0, 5, 10, 15]),  # 2.5 px of overlap round up to 3: stride 7, four tiles (not three)
-    (24, 10, 0.25, [0, 7, 14]),
-    (13, 5, 0.5, [0, 2, 4, 6, 8]),  # odd tile: 2.5 -> 3, stride 2, ceil(8 / 2) + 1 = 5 tiles at i * 8 // 4
-])
+@pytest.mark.parametrize(
+    "length,tile,overlap,starts",
+    [
+        (25, 10, 0.25, [0, 5, 10, 15]),  # 2.5 px of overlap round up to 3: stride 7, four tiles (not three)
+        (24, 10, 0.25, [0, 7, 14]),
+        (
+            13,
+            5,
+            0.5,
+            [0, 2, 4, 6, 8],
+        ),  # odd tile: 2.5 -> 3, stride 2, ceil(8 / 2) + 1 = 5 tiles at i * 8 // 4
+    ],
+)
 def test_grid_by_hand_with_halves(length, tile, overlap, starts):
     assert tile_starts(length, tile, overlap) == starts
 
@@ -137,8 +174,11 @@ def test_grid_follows_the_written_rule_for_any_frame():
     st = hypothesis.strategies
 
     @hypothesis.settings(max_examples=100, deadline=None, database=None)
-    @hypothesis.given(tile=st.integers(1, 64), extra=st.integers(0, 400),
-                      overlap=st.sampled_from([0.0, 0.1, 0.125, 0.25, 0.3, 0.375, 0.5, 0.625, 0.75, 0.9]))
+    @hypothesis.given(
+        tile=st.integers(1, 64),
+        extra=st.integers(0, 400),
+        overlap=st.sampled_from([0.0, 0.1, 0.125, 0.25, 0.3, 0.375, 0.5, 0.625, 0.75, 0.9]),
+    )
     def check(tile, extra, overlap):
         starts = tile_starts(tile + extra, tile, overlap)
         assert starts == _reference_starts(tile + extra, tile, overlap)
@@ -164,9 +204,15 @@ def test_stitching_is_the_weighted_mean_for_any_grid():
     st = hypothesis.strategies
 
     @hypothesis.settings(max_examples=40, deadline=None, database=None)
-    @hypothesis.given(th=st.integers(2, 9), tw=st.integers(2, 9), eh=st.integers(0, 12), ew=st.integers(0, 12),
-                      overlap=st.sampled_from([0.0, 0.25, 0.5]), window=st.sampled_from(["cosine", "linear"]),
-                      seed=st.integers(0, 2**16))
+    @hypothesis.given(
+        th=st.integers(2, 9),
+        tw=st.integers(2, 9),
+        eh=st.integers(0, 12),
+        ew=st.integers(0, 12),
+        overlap=st.sampled_from([0.0, 0.25, 0.5]),
+        window=st.sampled_from(["cosine", "linear"]),
+        seed=st.integers(0, 2**16),
+    )
     def check(th, tw, eh, ew, overlap, window, seed):
         grid = Tiling(tile=(th, tw), overlap=overlap, window=window).grid((th + eh, tw + ew))
         maps = list(np.random.default_rng(seed).random((len(grid), th, tw)).astype(np.float32))
@@ -174,8 +220,8 @@ def test_stitching_is_the_weighted_mean_for_any_grid():
         den = np.zeros(grid.frame)
         for (y, x), m in zip(grid.boxes, maps):  # the definition, in float64
             w = np.outer(window_1d(th, window), window_1d(tw, window)).astype(np.float64)
-            num[y:y + th, x:x + tw] += w * m
-            den[y:y + th, x:x + tw] += w
+            num[y : y + th, x : x + tw] += w * m
+            den[y : y + th, x : x + tw] += w
         np.testing.assert_allclose(Stitcher(grid, window).stitch(maps), num / den, rtol=1e-5, atol=1e-6)
 
     check()

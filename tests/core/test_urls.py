@@ -1,4 +1,5 @@
 """Credentials never leave in a message or a record (issue 21, case 6)."""
+
 import pytest
 
 from rd_edge.core.urls import mask_url, mask_urls
@@ -6,13 +7,16 @@ from rd_edge.core.urls import mask_url, mask_urls
 SECRET = "ssw0rdX"
 
 
-@pytest.mark.parametrize("url,masked", [
-    ("http://user:p@ssw0rdX@host/live", "http://user:***@host/live"),  # '@' inside the password
-    ("rtsp://admin:s3cr3tpw@10.0.0.5:554/stream1?x=1", "rtsp://admin:***@10.0.0.5:554/stream1?x=1"),
-    ("mqtt://u:p%40ssw0rdX@broker:1883/line", "mqtt://u:***@broker:1883/line"),
-    ("rtsp://tokenonly@cam/x", "rtsp://***@cam/x"),
-    ("rtsp://cam:554/x", "rtsp://cam:554/x"),
-])
+@pytest.mark.parametrize(
+    "url,masked",
+    [
+        ("http://user:p@ssw0rdX@host/live", "http://user:***@host/live"),  # '@' inside the password
+        ("rtsp://admin:s3cr3tpw@10.0.0.5:554/stream1?x=1", "rtsp://admin:***@10.0.0.5:554/stream1?x=1"),
+        ("mqtt://u:p%40ssw0rdX@broker:1883/line", "mqtt://u:***@broker:1883/line"),
+        ("rtsp://tokenonly@cam/x", "rtsp://***@cam/x"),
+        ("rtsp://cam:554/x", "rtsp://cam:554/x"),
+    ],
+)
 def test_mask_url_hides_the_whole_password(url, masked):
     assert mask_url(url) == masked
 
@@ -25,8 +29,10 @@ def test_urls_inside_a_gstreamer_string_are_masked():
 def test_a_stream_that_does_not_open_names_no_password(capsys, tmp_path):
     from rd_edge.runtime.sources import SourceError, open_source
 
-    for spec in (f"rtsp://admin:p@{SECRET}@127.0.0.1:9/x",
-                 f"rtspsrc location=rtsp://admin:p@{SECRET}@127.0.0.1:9/x ! fakesink"):
+    for spec in (
+        f"rtsp://admin:p@{SECRET}@127.0.0.1:9/x",
+        f"rtspsrc location=rtsp://admin:p@{SECRET}@127.0.0.1:9/x ! fakesink",
+    ):
         with pytest.raises(SourceError) as info:
             open_source(spec)
         assert SECRET not in str(info.value) and "***" in str(info.value)

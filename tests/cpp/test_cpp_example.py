@@ -5,6 +5,7 @@ the same overlay pixels from the same map).
 The build goes to cpp_examples/build/pytest (git-ignored) and is reused by later runs. Skipped
 with a reason where cmake, a C++ compiler or OpenCV's development files are missing.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,10 @@ pytestmark = pytest.mark.cpp
 
 CPP_DIR = Path(__file__).resolve().parents[2] / "cpp_examples"
 BUILD_DIR = CPP_DIR / "build" / "pytest"
-LINE = re.compile(r"^(?P<path>.+) score=(?P<score>\S+) normalized=(?P<normalized>[01]\.\d{3}) "
-                  r"verdict=(?P<verdict>OK|NG) latency_ms=(?P<latency>\S+)$")
+LINE = re.compile(
+    r"^(?P<path>.+) score=(?P<score>\S+) normalized=(?P<normalized>[01]\.\d{3}) "
+    r"verdict=(?P<verdict>OK|NG) latency_ms=(?P<latency>\S+)$"
+)
 REL_TOL = 1e-3
 
 
@@ -55,8 +58,9 @@ def rd_infer() -> Dict[str, object]:
     if not any(shutil.which(cxx) for cxx in ("c++", "g++", "clang++")):
         pytest.skip("no C++ compiler found (apt-get install g++)")
     _drop_stale_cache(BUILD_DIR)
-    configure = _run([cmake, "-S", CPP_DIR, "-B", BUILD_DIR, "-DCMAKE_BUILD_TYPE=Release", "-DRD_WERROR=ON"],
-                     timeout=300)
+    configure = _run(
+        [cmake, "-S", CPP_DIR, "-B", BUILD_DIR, "-DCMAKE_BUILD_TYPE=Release", "-DRD_WERROR=ON"], timeout=300
+    )
     if configure.returncode != 0:
         errors = configure.stderr
         if re.search(r'provided by\s+"OpenCV"|Could NOT find OpenCV|OpenCV.*(not found|NOT found)', errors):
@@ -75,9 +79,15 @@ def _parse_lines(stdout: str) -> List[Dict[str, object]]:
     for line in stdout.splitlines():
         match = LINE.match(line)
         assert match, f"unexpected stdout line from rd_infer: {line!r}"
-        records.append({"path": match["path"], "score": float(match["score"]),
-                        "normalized": float(match["normalized"]),
-                        "anomalous": int(match["verdict"] == "NG"), "latency_ms": float(match["latency"])})
+        records.append(
+            {
+                "path": match["path"],
+                "score": float(match["score"]),
+                "normalized": float(match["normalized"]),
+                "anomalous": int(match["verdict"] == "NG"),
+                "latency_ms": float(match["latency"]),
+            }
+        )
     return records
 
 
@@ -91,7 +101,10 @@ def extra_images(tmp_path):
     (folder / "nested").mkdir(parents=True)
     assert cv2.imwrite(str(folder / "wide.png"), base)
     assert cv2.imwrite(str(folder / "nested" / "gray.png"), cv2.cvtColor(base, cv2.COLOR_BGR2GRAY))
-    assert cv2.imwrite(str(folder / "deep.png"), base.astype(np.uint16) * 257 + rng.integers(0, 257, base.shape).astype(np.uint16))
+    assert cv2.imwrite(
+        str(folder / "deep.png"),
+        base.astype(np.uint16) * 257 + rng.integers(0, 257, base.shape).astype(np.uint16),
+    )
     assert cv2.imwrite(str(folder / "alpha.png"), cv2.cvtColor(base[:40, :50], cv2.COLOR_BGR2BGRA))
     assert cv2.imwrite(str(folder / "small.jpg"), base[:31, :45])
     (folder / ".hidden.png").write_bytes(b"skipped: hidden names are not listed")
@@ -132,28 +145,50 @@ def test_scores_match_python_runtime(rd_infer, r18_onnx, demo_category, extra_im
             # The same line format as Python's rd-infer, and the same normalized score for its score.
             expected_n = float(normalize_score(record["score"], detector.threshold, detector.score_scale))
             assert record["normalized"] == pytest.approx(expected_n, abs=5e-4), record["path"]
-            ours = {"source": record["path"], "score": record["score"], "normalized_score": expected_n,
-                    "is_anomalous": bool(record["anomalous"]), "latency_ms": record["latency_ms"]}
+            ours = {
+                "source": record["path"],
+                "score": record["score"],
+                "normalized_score": expected_n,
+                "is_anomalous": bool(record["anomalous"]),
+                "latency_ms": record["latency_ms"],
+            }
             assert LINE.match(result_line(ours)), result_line(ours)
 
         # The overlay follows rd-infer --out: DIR/overlays/<key>.png; drawn from the same map and
         # score (C++ writes its frame-size map to DIR/maps/<key>.tiff), Python's pixels are identical.
         by_path = {r["path"]: r for r in records}
-        keys = [("wide.png", "wide"), ("small.jpg", "small"), ("nested/gray.png", "nested/gray"),
-                ("deep.png", "deep"), ("alpha.png", "alpha")]
-        keys += [(p.relative_to(demo_category / "test"), p.relative_to(demo_category / "test").with_suffix(""))
-                 for p in list_images(demo_category / "test")]
+        keys = [
+            ("wide.png", "wide"),
+            ("small.jpg", "small"),
+            ("nested/gray.png", "nested/gray"),
+            ("deep.png", "deep"),
+            ("alpha.png", "alpha"),
+        ]
+        keys += [
+            (p.relative_to(demo_category / "test"), p.relative_to(demo_category / "test").with_suffix(""))
+            for p in list_images(demo_category / "test")
+        ]
         for name, key in keys:
             path = (extra_images if (extra_images / name).exists() else demo_category / "test") / name
             frame = read_image(path)
             cpp_map = cv2.imread(str(out / "maps" / f"{key}.tiff"), cv2.IMREAD_UNCHANGED)
-            assert cpp_map is not None and cpp_map.dtype == np.float32 and cpp_map.shape == frame.shape[:2], key
+            assert cpp_map is not None and cpp_map.dtype == np.float32 and cpp_map.shape == frame.shape[:2], (
+                key
+            )
             ours = cv2.imread(str(out / "overlays" / f"{key}.png"))
-            theirs = render_overlay(frame, cpp_map, by_path[str(path)]["score"], detector.threshold,
-                                    detector.score_scale, detector.threshold)
+            theirs = render_overlay(
+                frame,
+                cpp_map,
+                by_path[str(path)]["score"],
+                detector.threshold,
+                detector.score_scale,
+                detector.threshold,
+            )
             assert ours is not None and ours.shape == theirs.shape, key
             differs = np.argwhere((ours != theirs).any(axis=2))
-            assert len(differs) == 0, f"{key}: {len(differs)} overlay pixels differ from Python's, e.g. {differs[:5]}"
+            assert len(differs) == 0, (
+                f"{key}: {len(differs)} overlay pixels differ from Python's, e.g. {differs[:5]}"
+            )
             saved_mask = cv2.imread(str(out / "masks" / f"{key}.png"), cv2.IMREAD_GRAYSCALE)
             assert saved_mask.shape == frame.shape[:2]
             assert np.array_equal(saved_mask > 0, cpp_map > detector.threshold), key
@@ -177,12 +212,19 @@ def _with_metadata(src: Path, dst: Path, edit) -> Path:
 
 def test_threshold_from_flag_when_metadata_has_none(rd_infer, r18_onnx, demo_category, tmp_path):
     # JSON that OpenCV's reader rejects as such (null, true, NaN, \u escapes, empty keys) must still parse.
-    model = _with_metadata(r18_onnx, tmp_path / "no_threshold.onnx", lambda m: dict(
-        m, threshold=None, extra={"note": "caf\u00e9 \"/\"", "": 1, "flag": True, "nan": float("nan")}))
+    model = _with_metadata(
+        r18_onnx,
+        tmp_path / "no_threshold.onnx",
+        lambda m: dict(
+            m, threshold=None, extra={"note": 'caf\u00e9 "/"', "": 1, "flag": True, "nan": float("nan")}
+        ),
+    )
     image = sorted((demo_category / "test" / "good").glob("*.png"))[0]
 
     proc = _run([rd_infer["exe"], model, image])
-    assert proc.returncode == 1 and "no threshold" in proc.stderr and "--threshold" in proc.stderr, _tail(proc)
+    assert proc.returncode == 1 and "no threshold" in proc.stderr and "--threshold" in proc.stderr, _tail(
+        proc
+    )
     assert proc.stdout == ""
 
     low = _run([rd_infer["exe"], model, image, "--threshold", "0"])
@@ -193,7 +235,18 @@ def test_threshold_from_flag_when_metadata_has_none(rd_infer, r18_onnx, demo_cat
 
     # --pixel-threshold moves the mask and outline, never the verdict.
     cv2 = pytest.importorskip("cv2")
-    px = _run([rd_infer["exe"], model, image, "--threshold=1e9", "--pixel-threshold", "-1", "--out", tmp_path / "px"])
+    px = _run(
+        [
+            rd_infer["exe"],
+            model,
+            image,
+            "--threshold=1e9",
+            "--pixel-threshold",
+            "-1",
+            "--out",
+            tmp_path / "px",
+        ]
+    )
     assert px.returncode == 0 and [r["anomalous"] for r in _parse_lines(px.stdout)] == [0], _tail(px)
     mask = cv2.imread(str(tmp_path / "px" / "masks" / f"{image.stem}.png"), cv2.IMREAD_GRAYSCALE)
     assert mask is not None and (mask == 255).all()
@@ -205,13 +258,17 @@ def test_unusable_models_and_arguments_exit_1(rd_infer, r18_onnx, demo_category,
     exe = rd_infer["exe"]
     image = sorted((demo_category / "test" / "good").glob("*.png"))[0]
     no_meta = _with_metadata(r18_onnx, tmp_path / "no_meta.onnx", lambda m: None)
-    newer = _with_metadata(r18_onnx, tmp_path / "newer.onnx",
-                           lambda m: dict(m, format_version=METADATA_FORMAT_VERSION + 1))
+    newer = _with_metadata(
+        r18_onnx, tmp_path / "newer.onnx", lambda m: dict(m, format_version=METADATA_FORMAT_VERSION + 1)
+    )
     plan = tmp_path / "model.engine"
     plan.write_bytes(b"not really a plan")
     cases = [
         ([no_meta, image], "has no 'rd_edge' metadata"),
-        ([newer, image], f"metadata format version {METADATA_FORMAT_VERSION + 1} is newer than this rd_infer reads"),
+        (
+            [newer, image],
+            f"metadata format version {METADATA_FORMAT_VERSION + 1} is newer than this rd_infer reads",
+        ),
         ([image, image], "as an ONNX model"),
         ([tmp_path / "missing.onnx", image], "not found"),
         ([plan, image], "has no sidecar"),
@@ -226,9 +283,21 @@ def test_unusable_models_and_arguments_exit_1(rd_infer, r18_onnx, demo_category,
 
     # With its sidecar, the plan gets as far as the backend (this build's, or the message saying it is missing).
     meta = json.loads(_read_rd_edge(r18_onnx))
-    Path(f"{plan}.json").write_text(json.dumps({
-        "tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": [8, 7], "precision": "fp32",
-        "min_batch": 1, "max_batch": 1, "onnx_sha256": "0" * 64, "rd_edge": meta}, indent=2))
+    Path(f"{plan}.json").write_text(
+        json.dumps(
+            {
+                "tensorrt_version": "10.3.0",
+                "gpu_name": "Orin",
+                "compute_capability": [8, 7],
+                "precision": "fp32",
+                "min_batch": 1,
+                "max_batch": 1,
+                "onnx_sha256": "0" * 64,
+                "rd_edge": meta,
+            },
+            indent=2,
+        )
+    )
     proc = _run([exe, plan, image])
     assert proc.returncode == 1, _tail(proc)
     built = _run([exe, "--help"]).stdout
@@ -262,7 +331,9 @@ def test_resize_rule_from_metadata_matches_python(rd_infer, r18_onnx, extra_imag
     assert scores["linear"][1] == scores["area-shrink/linear-enlarge"][1]
 
 
-def test_thresholds_json_beside_the_model_is_read_as_python_reads_it(rd_infer, r18_onnx, demo_category, tmp_path):
+def test_thresholds_json_beside_the_model_is_read_as_python_reads_it(
+    rd_infer, r18_onnx, demo_category, tmp_path
+):
     """Command line > thresholds.json (rd-calibrate) > metadata, for the verdict and the mask, as in the Detector."""
     cv2 = pytest.importorskip("cv2")
     from rd_edge.core.thresholds import Thresholds
@@ -276,10 +347,14 @@ def test_thresholds_json_beside_the_model_is_read_as_python_reads_it(rd_infer, r
         frames = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in images]
         scores = sorted(p.score for p in det.predict(frames))
     middle = (scores[2] + scores[3]) / 2  # three above, three below: a file the metadata cannot explain
-    Thresholds(image_threshold=middle, pixel_threshold=-1.0, method="f1").write(model.parent / "thresholds.json")
+    Thresholds(image_threshold=middle, pixel_threshold=-1.0, method="f1").write(
+        model.parent / "thresholds.json"
+    )
 
     proc = _run([rd_infer["exe"], model, *images, "--out", tmp_path / "out"])
-    assert proc.returncode == 0 and "thresholds from" in proc.stderr and "thresholds.json (f1)" in proc.stderr, _tail(proc)
+    assert (
+        proc.returncode == 0 and "thresholds from" in proc.stderr and "thresholds.json (f1)" in proc.stderr
+    ), _tail(proc)
     with Detector(model) as det:  # the Python runtime reads the same file
         expected = [int(p.is_anomalous) for p in det.predict(frames)]
     assert [r["anomalous"] for r in _parse_lines(proc.stdout)] == expected and sum(expected) == 3
@@ -289,8 +364,10 @@ def test_thresholds_json_beside_the_model_is_read_as_python_reads_it(rd_infer, r
     flag = _run([rd_infer["exe"], model, *images, "--threshold=1e9"])
     assert [r["anomalous"] for r in _parse_lines(flag.stdout)] == [0] * 6  # the command line wins
 
-    (model.parent / "thresholds.json").write_text('{"format": "rd_edge.thresholds", "format_version": 1, '
-                                                  '"image_threshold": NaN, "pixel_threshold": null}')
+    (model.parent / "thresholds.json").write_text(
+        '{"format": "rd_edge.thresholds", "format_version": 1, '
+        '"image_threshold": NaN, "pixel_threshold": null}'
+    )
     bad = _run([rd_infer["exe"], model, images[0]])
     assert bad.returncode == 1 and "image_threshold must be a finite number" in bad.stderr, _tail(bad)
     (model.parent / "thresholds.json").write_text('{"threshold": 1.0}')
@@ -308,7 +385,9 @@ def test_thresholds_belong_to_one_model_as_in_python(rd_infer, r18_onnx, demo_ca
     model.parent.mkdir()
     shutil.copy(r18_onnx, model)
     image = sorted((demo_category / "test").rglob("*.png"))[0]
-    Thresholds(image_threshold=-1e9, method="f1", model="model_int8.onnx").write(model.parent / "thresholds.json")
+    Thresholds(image_threshold=-1e9, method="f1", model="model_int8.onnx").write(
+        model.parent / "thresholds.json"
+    )
     other = _run([rd_infer["exe"], model, image])
     assert other.returncode == 0 and "belongs to model_int8.onnx" in other.stderr, _tail(other)
     assert "thresholds.json (f1)" not in other.stderr
@@ -328,12 +407,18 @@ def test_python_and_cpp_agree_on_exit_codes_and_help(rd_infer, r18_onnx, demo_ca
     good = sorted((demo_category / "test" / "good").glob("*.png"))[0]
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"not a png")
-    cases = {"all scored": ([good], 0), "one unreadable": ([good, corrupt], 2),
-             "missing folder": ([tmp_path / "no_such_folder"], 1), "missing file": ([good, tmp_path / "x.png"], 1)}
+    cases = {
+        "all scored": ([good], 0),
+        "one unreadable": ([good, corrupt], 2),
+        "missing folder": ([tmp_path / "no_such_folder"], 1),
+        "missing file": ([good, tmp_path / "x.png"], 1),
+    }
     for name, (inputs, code) in cases.items():
         args = [r18_onnx, *inputs, "--threshold", "1e9"]
         cpp, py = _run([rd_infer["exe"], *args]), _run([python_infer, *args, "--quiet"])
-        assert (cpp.returncode, py.returncode) == (code, code), f"{name}: C++ {_tail(cpp)}\nPython {_tail(py)}"
+        assert (cpp.returncode, py.returncode) == (code, code), (
+            f"{name}: C++ {_tail(cpp)}\nPython {_tail(py)}"
+        )
         if code == 1:
             assert "not found" in cpp.stderr and "not found" in py.stderr, name
     cpp_help, py_help = _run([rd_infer["exe"], "--help"]).stdout, _run([python_infer, "--help"]).stdout
@@ -355,7 +440,7 @@ def test_ng_without_region_says_no_area_in_both(rd_infer, r18_onnx, demo_categor
         assert proc.returncode == 0, _tail(proc)
         overlay = cv2.imread(str(next((tmp_path / name / "overlays").rglob("*.png"))))
         u = max(1, overlay.shape[1] // 256)
-        corner = overlay[36 * u:50 * u, 4 * u:88 * u]
+        corner = overlay[36 * u : 50 * u, 4 * u : 88 * u]
         assert int((corner == 255).all(axis=2).sum()) > 50, f"{name}: no 'no area' text"
 
 
@@ -369,12 +454,16 @@ def test_a_score_equal_to_the_threshold_is_ok_as_in_python(rd_infer, r18_onnx, d
     assert first.returncode == 0, _tail(first)
     score = float(np.float32(_parse_lines(first.stdout)[0]["score"]))  # %.9g gives the float32 back
     equal = _run([rd_infer["exe"], r18_onnx, image, "--threshold", repr(score)])
-    below = _run([rd_infer["exe"], r18_onnx, image, "--threshold", repr(float(np.nextafter(np.float32(score), -1)))])
+    below = _run(
+        [rd_infer["exe"], r18_onnx, image, "--threshold", repr(float(np.nextafter(np.float32(score), -1)))]
+    )
     assert [r["anomalous"] for r in _parse_lines(equal.stdout)] == [0], _tail(equal)
     assert [r["anomalous"] for r in _parse_lines(below.stdout)] == [1], _tail(below)
 
 
-def test_a_frame_shrunk_on_one_side_and_enlarged_on_the_other_is_resized_bilinearly(rd_infer, r18_onnx, tmp_path):
+def test_a_frame_shrunk_on_one_side_and_enlarged_on_the_other_is_resized_bilinearly(
+    rd_infer, r18_onnx, tmp_path
+):
     """Non-square (issue 28): 100x40 to the model's 64x64 enlarges the width, so the area rule
     is not used (both languages: area only when no side enlarges); C++ and Python agree."""
     import numpy as np
@@ -385,7 +474,9 @@ def test_a_frame_shrunk_on_one_side_and_enlarged_on_the_other_is_resized_bilinea
     cv2 = pytest.importorskip("cv2")
     image = tmp_path / "tall.png"
     assert cv2.imwrite(str(image), np.random.default_rng(7).integers(0, 256, (100, 40, 3), dtype=np.uint8))
-    model = _with_metadata(r18_onnx, tmp_path / "area.onnx", lambda m: dict(m, resize="area-shrink/linear-enlarge"))
+    model = _with_metadata(
+        r18_onnx, tmp_path / "area.onnx", lambda m: dict(m, resize="area-shrink/linear-enlarge")
+    )
     proc = _run([rd_infer["exe"], model, image])
     assert proc.returncode == 0, _tail(proc)
     (record,) = _parse_lines(proc.stdout)

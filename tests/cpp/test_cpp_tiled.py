@@ -1,4 +1,5 @@
 """The C++ example on a tiled model: same grid, window and stitching as the Python runtime."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,12 +20,17 @@ def test_tiled_scores_match_python_runtime(rd_infer, r18_onnx, tmp_path, frame):
     folder = tmp_path / "frames"
     folder.mkdir()
     for i, (h, w) in enumerate([(150, 200), (64, 300), (200, 150)]):
-        image = render_demo_image("dots", "hole" if i == 1 else "good", max(h, w), np.random.default_rng(i)).image
+        image = render_demo_image(
+            "dots", "hole" if i == 1 else "good", max(h, w), np.random.default_rng(i)
+        ).image
         assert cv2.imwrite(str(folder / f"{i}.png"), image[:h, :w])
 
     proc = _run([rd_infer["exe"], model, folder])
     assert proc.returncode == 0, _tail(proc)
-    assert f"tiled model: tiles 64x64, overlap 0.25, frame {'any' if frame == 'any' else '160x120'}" in proc.stderr
+    assert (
+        f"tiled model: tiles 64x64, overlap 0.25, frame {'any' if frame == 'any' else '160x120'}"
+        in proc.stderr
+    )
     records = _parse_lines(proc.stdout)
     assert len(records) == 3
     with Detector(model, backend="ort") as det:
@@ -38,8 +44,11 @@ def test_tiled_scores_match_python_runtime(rd_infer, r18_onnx, tmp_path, frame):
 
 def test_frame_smaller_than_a_tile_is_reported_and_skipped(rd_infer, r18_onnx, tmp_path):  # noqa: F811
     cv2 = pytest.importorskip("cv2")
-    model = _with_metadata(r18_onnx, tmp_path / "tiled.onnx",
-                           lambda m: dict(m, tiling={"tile": [64, 64], "overlap": 0.25, "frame": "any"}))
+    model = _with_metadata(
+        r18_onnx,
+        tmp_path / "tiled.onnx",
+        lambda m: dict(m, tiling={"tile": [64, 64], "overlap": 0.25, "frame": "any"}),
+    )
     small = tmp_path / "small.png"
     assert cv2.imwrite(str(small), np.zeros((40, 100, 3), np.uint8))
     proc = _run([rd_infer["exe"], model, small])
@@ -61,14 +70,19 @@ def test_tiled_grid_with_half_pixel_overlap_matches_python(rd_infer, r18_onnx, t
     folder.mkdir()
     rng = np.random.default_rng(28)
     image = np.full((161, 161, 3), 128, np.uint8)
-    image[120:140, 130:150] = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)  # a defect the tile rows see differently
+    image[120:140, 130:150] = rng.integers(
+        0, 256, (20, 20, 3), dtype=np.uint8
+    )  # a defect the tile rows see differently
     assert cv2.imwrite(str(folder / "0.png"), image)
     proc = _run([rd_infer["exe"], model, folder])
     assert proc.returncode == 0, _tail(proc)
     (record,) = _parse_lines(proc.stdout)
     with Detector(model, backend="ort") as det:
         pred = det.predict(image)
-    assert abs(record["score"] - pred.score) / max(abs(pred.score), 1e-12) <= REL_TOL, (record["score"], pred.score)
+    assert abs(record["score"] - pred.score) / max(abs(pred.score), 1e-12) <= REL_TOL, (
+        record["score"],
+        pred.score,
+    )
 
 
 @pytest.mark.parametrize("overlap", [1.0, -0.25])
@@ -78,7 +92,10 @@ def test_an_overlap_outside_0_to_1_is_refused_as_in_python(rd_infer, r18_onnx, t
 
     with pytest.raises(MetadataError, match="overlap"):
         Tiling.from_dict({"tile": [64, 64], "overlap": overlap})
-    model = _with_metadata(r18_onnx, tmp_path / "tiled.onnx",
-                           lambda m: dict(m, tiling={"tile": [64, 64], "overlap": overlap, "frame": "any"}))
+    model = _with_metadata(
+        r18_onnx,
+        tmp_path / "tiled.onnx",
+        lambda m: dict(m, tiling={"tile": [64, 64], "overlap": overlap, "frame": "any"}),
+    )
     proc = _run([rd_infer["exe"], model, tmp_path])
     assert proc.returncode == 1 and "overlap" in proc.stderr, _tail(proc)

@@ -1,4 +1,5 @@
 """High-resolution demo data with small defects (for tiling): sizes, CLI, marker."""
+
 import json
 
 import numpy as np
@@ -23,9 +24,27 @@ def test_small_defects_keep_their_256px_size_at_high_resolution(defect):
 def test_demo_data_cli_writes_high_resolution_images_with_small_defects(tmp_path, capsys):
     import cv2
 
-    assert main(["demo-data", str(tmp_path), "--categories", "dots", "--image-size", "512",
-                 "--defect-scale", "small", "--n-train", "1", "--n-test-good", "0",
-                 "--n-test-per-defect", "1"]) == 0
+    assert (
+        main(
+            [
+                "demo-data",
+                str(tmp_path),
+                "--categories",
+                "dots",
+                "--image-size",
+                "512",
+                "--defect-scale",
+                "small",
+                "--n-train",
+                "1",
+                "--n-test-good",
+                "0",
+                "--n-test-per-defect",
+                "1",
+            ]
+        )
+        == 0
+    )
     folder = tmp_path / "dots"
     image = cv2.imread(str(folder / "test" / "hole" / "000.png"))
     mask = cv2.imread(str(folder / "ground_truth" / "hole" / "000_mask.png"), cv2.IMREAD_GRAYSCALE)

@@ -56,12 +56,15 @@ def test_float_outside_unit_range_is_refused_not_clipped():
         to_bgr_uint8(np.array([[0.0, 255.0]], np.float32))
 
 
-@pytest.mark.parametrize("image", [
-    np.zeros((0, 4), np.uint8),
-    np.zeros((4, 4, 5), np.uint8),
-    np.zeros((1, 4, 4, 3), np.uint8),
-    np.zeros((4, 4), np.int32),
-])
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((0, 4), np.uint8),
+        np.zeros((4, 4, 5), np.uint8),
+        np.zeros((1, 4, 4, 3), np.uint8),
+        np.zeros((4, 4), np.int32),
+    ],
+)
 def test_unsupported_arrays_raise_with_shape_and_dtype(image):
     with pytest.raises(ImageReadError) as info:
         to_bgr_uint8(image)
@@ -156,8 +159,7 @@ def test_read_mask_bad_size_raises(tmp_path):
 
 
 def test_list_images_filters_sorts_and_recurses(tmp_path):
-    for name in ["b.png", "a.JPG", "c.tiff", "notes.txt", "._a.png", "sub/d.bmp",
-                 ".cache/e.png"]:
+    for name in ["b.png", "a.JPG", "c.tiff", "notes.txt", "._a.png", "sub/d.bmp", ".cache/e.png"]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
     names = [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)]

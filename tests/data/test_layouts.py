@@ -1,5 +1,6 @@
 """Every layout rd-edge reads (MVTec AD, MVTec AD 2, VisA, plain folders): found from its files,
 written by `rd-edge demo-data --layout`, trained and evaluated; a missing part is named."""
+
 import csv
 import shutil
 import warnings
@@ -19,9 +20,27 @@ def layouts(tmp_path_factory):
     root = tmp_path_factory.mktemp("layouts")
     out = {}
     for layout in ("mvtec", "mvtec2", "visa", "folders"):
-        assert rd_edge_main(["demo-data", str(root / layout), "--categories", "weave", "--image-size", "64",
-                             "--n-train", str(N_TRAIN), "--n-test-good", str(N_GOOD),
-                             "--n-test-per-defect", str(N_PER_DEFECT), "--layout", layout]) == 0
+        assert (
+            rd_edge_main(
+                [
+                    "demo-data",
+                    str(root / layout),
+                    "--categories",
+                    "weave",
+                    "--image-size",
+                    "64",
+                    "--n-train",
+                    str(N_TRAIN),
+                    "--n-test-good",
+                    str(N_GOOD),
+                    "--n-test-per-defect",
+                    str(N_PER_DEFECT),
+                    "--layout",
+                    layout,
+                ]
+            )
+            == 0
+        )
         out[layout] = root / layout / "weave"
     return out
 
@@ -102,14 +121,37 @@ def test_each_layout_trains_and_evaluates(layouts, layout, tmp_path):
     from rd_edge.cli.train import main as train_main
 
     folder = layouts[layout]
-    data = (["--good", str(folder / "good"), "--defect", str(folder / "defect"), "--masks", str(folder / "masks")]
-            if layout == "folders" else ["--data", str(folder)])
+    data = (
+        ["--good", str(folder / "good"), "--defect", str(folder / "defect"), "--masks", str(folder / "masks")]
+        if layout == "folders"
+        else ["--data", str(folder)]
+    )
     out = tmp_path / "m.pt"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the random teacher's warning
-        assert train_main(data + ["--backbone", "resnet18", "--image-size", "64", "--steps", "2",
-                                  "--batch-size", "4", "--teacher-weights", "none", "--device", "cpu",
-                                  "--out", str(out), "--quiet"]) == 0
+        assert (
+            train_main(
+                data
+                + [
+                    "--backbone",
+                    "resnet18",
+                    "--image-size",
+                    "64",
+                    "--steps",
+                    "2",
+                    "--batch-size",
+                    "4",
+                    "--teacher-weights",
+                    "none",
+                    "--device",
+                    "cpu",
+                    "--out",
+                    str(out),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     import torch
 
     assert torch.load(out, weights_only=True)["training"]["layout"] == layout
@@ -123,6 +165,7 @@ def test_each_layout_trains_and_evaluates(layouts, layout, tmp_path):
 
 
 # --- dataset paths and masks that cannot be trusted (issue 21, cases 3, 7, 10) ----------------------
+
 
 def test_visa_rows_may_not_leave_the_dataset_root(layouts, tmp_path):
     visa = tmp_path / "visa"
@@ -161,9 +204,12 @@ def _folders_with_nested_defects(layouts, tmp_path):
 
 def test_folder_masks_are_matched_by_relative_path(layouts, tmp_path):
     good, defect, masks = _folders_with_nested_defects(layouts, tmp_path)
-    samples = [s for s in open_dataset(good=good, defect=defect, masks=masks).test_samples() if s.is_anomalous]
-    assert {s.path.relative_to(defect).as_posix(): s.mask_path.relative_to(masks).as_posix()
-            for s in samples} == {"a/x.png": "a/x.png", "b/x.png": "b/x.png"}
+    samples = [
+        s for s in open_dataset(good=good, defect=defect, masks=masks).test_samples() if s.is_anomalous
+    ]
+    assert {
+        s.path.relative_to(defect).as_posix(): s.mask_path.relative_to(masks).as_posix() for s in samples
+    } == {"a/x.png": "a/x.png", "b/x.png": "b/x.png"}
 
 
 def test_some_masks_missing_is_an_error_none_at_all_is_allowed(layouts, tmp_path):
@@ -178,7 +224,9 @@ def test_some_masks_missing_is_an_error_none_at_all_is_allowed(layouts, tmp_path
         open_dataset(mvtec).test_samples()
     for mask in (mvtec / "ground_truth").rglob("*_mask.png"):
         mask.unlink()
-    assert all(s.mask_path is None for s in open_dataset(mvtec).test_samples())  # no masks at all: image metrics
+    assert all(
+        s.mask_path is None for s in open_dataset(mvtec).test_samples()
+    )  # no masks at all: image metrics
 
 
 def test_a_mask_of_another_size_is_an_error(layouts, tmp_path):
@@ -206,8 +254,9 @@ def test_save_maps_keeps_one_file_per_image(layouts, tmp_path):
     samples = [Sample(defect / sub / "x.png", "defect", masks / sub / "x.png") for sub in "ab"]
     maps = np.stack([np.full((64, 64), 1.0, np.float32), np.full((64, 64), 2.0, np.float32)])
     write_maps(tmp_path / "maps", samples, maps, np.array([1.0, 2.0]), None, 1.5)
-    assert sorted(p.relative_to(tmp_path / "maps").as_posix() for p in (tmp_path / "maps").rglob("*.npy")) == [
-        "defect/a/x.npy", "defect/b/x.npy"]
+    assert sorted(
+        p.relative_to(tmp_path / "maps").as_posix() for p in (tmp_path / "maps").rglob("*.npy")
+    ) == ["defect/a/x.npy", "defect/b/x.npy"]
     assert float(np.load(tmp_path / "maps" / "defect" / "b" / "x.npy").max()) == 2.0
     assert len(list((tmp_path / "maps").rglob("*.png"))) == 2
 
@@ -222,5 +271,9 @@ def test_a_layout_is_never_written_over_a_folder_that_holds_files(tmp_path, layo
     mine.parent.mkdir(parents=True)
     mine.write_text("mine")
     with pytest.raises(DatasetError, match="exists and is not empty"):
-        write_demo_layout(tmp_path, layout, ["weave"], image_size=32, n_train=2, n_test_good=1, n_test_per_defect=1)
-    assert mine.read_text() == "mine" and sorted(p.name for p in (tmp_path / "weave").iterdir()) == ["notes.txt"]
+        write_demo_layout(
+            tmp_path, layout, ["weave"], image_size=32, n_train=2, n_test_good=1, n_test_per_defect=1
+        )
+    assert mine.read_text() == "mine" and sorted(p.name for p in (tmp_path / "weave").iterdir()) == [
+        "notes.txt"
+    ]

@@ -38,7 +38,11 @@ def test_discovers_train_and_test_images(category):
     assert data.defect_types() == ["broken", "crack"]
     samples = data.test_samples()
     assert [(s.defect_type, s.path.name) for s in samples] == [
-        ("broken", "000.png"), ("crack", "000.png"), ("crack", "001.png"), ("good", "000.png")]
+        ("broken", "000.png"),
+        ("crack", "000.png"),
+        ("crack", "001.png"),
+        ("good", "000.png"),
+    ]
     by_key = {(s.defect_type, s.path.name): s for s in samples}
     assert by_key[("crack", "000.png")].mask_path == category / "ground_truth/crack/000_mask.png"
     assert by_key[("good", "000.png")].mask_path is None
@@ -111,7 +115,10 @@ def test_jpeg_images_find_their_png_masks(tmp_path: Path):
     usual <stem>_mask.png masks; each defect image gets its own mask, good ones none."""
     root = tmp_path / "screw"
     touch_images(root / "train" / "good", ["000.png"])
-    for folder, names in [(root / "test" / "good", ["000.jpg"]), (root / "test" / "thread", ["000.jpg", "001.JPG"])]:
+    for folder, names in [
+        (root / "test" / "good", ["000.jpg"]),
+        (root / "test" / "thread", ["000.jpg", "001.JPG"]),
+    ]:
         folder.mkdir(parents=True, exist_ok=True)
         for name in names:
             cv2.imwrite(str(folder / name.replace(".JPG", ".jpg")), np.zeros((4, 4, 3), np.uint8))
@@ -119,5 +126,8 @@ def test_jpeg_images_find_their_png_masks(tmp_path: Path):
     touch_images(root / "ground_truth" / "thread", ["000_mask.png", "001_mask.png"])
     samples = MVTecCategory(root).test_samples()
     got = [(s.defect_type, s.path.name, s.mask_path.name if s.mask_path else None) for s in samples]
-    assert got == [("good", "000.jpg", None), ("thread", "000.jpg", "000_mask.png"),
-                   ("thread", "001.JPG", "001_mask.png")]
+    assert got == [
+        ("good", "000.jpg", None),
+        ("thread", "000.jpg", "000_mask.png"),
+        ("thread", "001.JPG", "001_mask.png"),
+    ]

@@ -22,8 +22,7 @@ SMALL = dict(image_size=64, n_train=3, n_test_good=2, n_test_per_defect=2)
 
 
 def file_bytes(root: Path) -> Dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_same_arguments_write_identical_bytes(tmp_path):
@@ -119,8 +118,22 @@ def test_bad_counts_raise_value_error(tmp_path):
 
 
 def test_cli_demo_data_writes_files(tmp_path, capsys):
-    code = main(["demo-data", str(tmp_path), "--categories", "dots,grain", "--image-size", "48",
-                 "--n-train", "2", "--n-test-good", "1", "--n-test-per-defect", "1"])
+    code = main(
+        [
+            "demo-data",
+            str(tmp_path),
+            "--categories",
+            "dots,grain",
+            "--image-size",
+            "48",
+            "--n-train",
+            "2",
+            "--n-test-good",
+            "1",
+            "--n-test-per-defect",
+            "1",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "dots" in out and "grain" in out

@@ -1,5 +1,6 @@
 """Issue 16: exports are atomic. A failed verification, Ctrl-C or kill -9 never leaves a bad graph
 at the output nor destroys the model that was there; bad output paths fail before any work."""
+
 import signal
 import subprocess
 import sys
@@ -15,8 +16,6 @@ from rd_edge.core.files import sha256_file, stale_temps
 from rd_export.cli import main as export_main
 
 EXPORT = [sys.executable, "-c", "import sys; from rd_export.cli import main; sys.exit(main())"]
-
-
 
 
 @pytest.fixture
@@ -38,13 +37,15 @@ def nan_checkpoint(path):
 
 @pytest.mark.parametrize("keep", [False, True])
 @pytest.mark.parametrize("cause", ["nan weights", "beyond tolerance"])
-def test_failed_verification_leaves_the_existing_model_untouched(existing_model, r18_checkpoint, tmp_path,
-                                                                 monkeypatch, capsys, cause, keep):
+def test_failed_verification_leaves_the_existing_model_untouched(
+    existing_model, r18_checkpoint, tmp_path, monkeypatch, capsys, cause, keep
+):
     target, digest = existing_model
     if cause == "nan weights":
         checkpoint, message = nan_checkpoint(tmp_path / "nan.pt"), "produces NaN or infinite outputs"
     else:
         import rd_export.verify as verify
+
         monkeypatch.setitem(verify.TOLERANCE, "fp32", 1e-12)
         checkpoint, message = r18_checkpoint, "disagrees with the torch model"
     rc = export_main([str(checkpoint), "-o", str(target)] + (["--keep-failed"] if keep else []))
@@ -57,6 +58,7 @@ def test_failed_verification_leaves_the_existing_model_untouched(existing_model,
     assert failed.is_file() == keep
     if keep:
         from rd_edge.core.onnx_props import read_onnx_metadata
+
         assert read_onnx_metadata(failed).backbone == "resnet18"  # the whole graph, for inspection
 
 
@@ -70,14 +72,20 @@ def test_export_to_a_folder_is_refused_before_any_work(r18_checkpoint, tmp_path,
 
 
 @pytest.mark.parametrize("extra", [[], ["--precision", "int8", "--calib-dir", "CALIB"]])
-def test_export_to_a_read_only_folder_is_refused_before_any_work(r18_checkpoint, demo_category, tmp_path, extra):
+def test_export_to_a_read_only_folder_is_refused_before_any_work(
+    r18_checkpoint, demo_category, tmp_path, extra
+):
     folder = tmp_path / "readonly"
     folder.mkdir()
     folder.chmod(0o555)
     extra = [str(demo_category) if e == "CALIB" else e for e in extra]
     t0 = time.monotonic()
-    proc = subprocess.run(unprivileged() + EXPORT + [str(r18_checkpoint), "-o", str(folder / "m.onnx"), *extra],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        unprivileged() + EXPORT + [str(r18_checkpoint), "-o", str(folder / "m.onnx"), *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     folder.chmod(0o755)
     assert proc.returncode == 1, proc.stderr
     assert one_line_error(proc.stderr) and "Permission denied" in proc.stderr
@@ -88,8 +96,9 @@ def test_export_to_a_read_only_folder_is_refused_before_any_work(r18_checkpoint,
 def test_int8_export_of_a_random_onnx_is_one_line(tmp_path, demo_category, capsys):
     bogus = tmp_path / "random.onnx"
     bogus.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
-    rc = export_main([str(bogus), "--precision", "int8", "--calib-dir", str(demo_category),
-                      "-o", str(tmp_path / "q.onnx")])
+    rc = export_main(
+        [str(bogus), "--precision", "int8", "--calib-dir", str(demo_category), "-o", str(tmp_path / "q.onnx")]
+    )
     assert rc == 1
     err = capsys.readouterr().err
     assert one_line_error(err) and str(bogus) in err
@@ -100,8 +109,12 @@ def test_int8_export_of_a_random_onnx_is_one_line(tmp_path, demo_category, capsy
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_kill_or_ctrl_c_mid_export_never_destroys_the_existing_model(existing_model, r18_checkpoint, sig):
     target, digest = existing_model
-    proc = subprocess.Popen(EXPORT + [str(r18_checkpoint), "-o", str(target)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        EXPORT + [str(r18_checkpoint), "-o", str(target)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     # Mid-export: once the graph is being written beside the target.
     while not any(p.stat().st_size > 0 for p in stale_temps(target) if p.exists()):

@@ -1,4 +1,5 @@
 """rd-export: one fused, clean graph that agrees with torch in ONNX Runtime and OpenCV DNN."""
+
 import shutil
 import subprocess
 import textwrap
@@ -49,13 +50,16 @@ DEBIAN_PYTHON = "/usr/bin/python3"
 def debian_opencv_version():
     if not shutil.which(DEBIAN_PYTHON):
         return None
-    probe = subprocess.run([DEBIAN_PYTHON, "-c", "import cv2; print(cv2.__version__)"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [DEBIAN_PYTHON, "-c", "import cv2; print(cv2.__version__)"], capture_output=True, text=True
+    )
     return probe.stdout.strip() if probe.returncode == 0 else None
 
 
-@pytest.mark.skipif(debian_opencv_version() is None,
-                    reason="Debian's OpenCV (python3-opencv) not installed; .ci/run installs it")
+@pytest.mark.skipif(
+    debian_opencv_version() is None,
+    reason="Debian's OpenCV (python3-opencv) not installed; .ci/run installs it",
+)
 def test_debian_opencv_46_loads_and_agrees(r18_onnx, r18_checkpoint, tmp_path):
     """The C++ example builds against Debian's OpenCV 4.6: the same graph must load and agree there."""
     images = np.random.default_rng(2).random((2, 3, 64, 64), dtype=np.float32)
@@ -64,12 +68,12 @@ def test_debian_opencv_46_loads_and_agrees(r18_onnx, r18_checkpoint, tmp_path):
         import numpy as np, cv2
         net = cv2.dnn.readNetFromONNX({str(r18_onnx)!r})
         maps, scores = [], []
-        for img in np.load({str(tmp_path / 'in.npy')!r}):
+        for img in np.load({str(tmp_path / "in.npy")!r}):
             net.setInput(img[None], "image")
             m, s = net.forward(["anomaly_map", "score"])
             maps.append(m.reshape(1, 1, 64, 64)); scores.append(float(s.ravel()[0]))
-        np.save({str(tmp_path / 'map.npy')!r}, np.concatenate(maps))
-        np.save({str(tmp_path / 'score.npy')!r}, np.array(scores, np.float32))
+        np.save({str(tmp_path / "map.npy")!r}, np.concatenate(maps))
+        np.save({str(tmp_path / "score.npy")!r}, np.array(scores, np.float32))
         print(cv2.__version__)
     """)
     run = subprocess.run([DEBIAN_PYTHON, "-c", script], capture_output=True, text=True)
@@ -83,9 +87,9 @@ def test_dynamic_batch_of_four_equals_four_singles(r18_onnx):
     images = np.random.default_rng(3).random((4, 3, 64, 64), dtype=np.float32)
     batch_map, batch_score = ort_outputs(r18_onnx, images)
     for i in range(4):
-        m, s = ort_outputs(r18_onnx, images[i:i + 1])
-        np.testing.assert_allclose(batch_map[i:i + 1], m, atol=1e-5)
-        np.testing.assert_allclose(batch_score[i:i + 1], s, atol=1e-5)
+        m, s = ort_outputs(r18_onnx, images[i : i + 1])
+        np.testing.assert_allclose(batch_map[i : i + 1], m, atol=1e-5)
+        np.testing.assert_allclose(batch_score[i : i + 1], s, atol=1e-5)
 
 
 def test_graph_interface_and_score_is_map_max(r18_onnx):
@@ -93,7 +97,10 @@ def test_graph_interface_and_score_is_map_max(r18_onnx):
     dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
     (inp,) = model.graph.input
     assert inp.name == "image" and dims(inp) == ["N", 3, 64, 64]
-    assert [(o.name, dims(o)) for o in model.graph.output] == [("anomaly_map", ["N", 1, 64, 64]), ("score", ["N"])]
+    assert [(o.name, dims(o)) for o in model.graph.output] == [
+        ("anomaly_map", ["N", 1, 64, 64]),
+        ("score", ["N"]),
+    ]
     amap, score = ort_outputs(r18_onnx, np.random.default_rng(4).random((3, 3, 64, 64), dtype=np.float32))
     np.testing.assert_array_equal(score, amap.reshape(3, -1).max(axis=1))
 
@@ -105,7 +112,9 @@ def test_graph_is_clean_for_tensorrt_and_opencv(r18_onnx):
     assert model.opset_import[0].version == 17
     onnx.checker.check_model(model, full_check=True)
     # The blur is two 1-D convolutions (33 taps), not a dense 33x33 kernel.
-    kernels = [tuple(i.dims) for i in model.graph.initializer if tuple(i.dims)[-2:] in ((1, 33), (33, 1), (33, 33))]
+    kernels = [
+        tuple(i.dims) for i in model.graph.initializer if tuple(i.dims)[-2:] in ((1, 33), (33, 1), (33, 33))
+    ]
     assert kernels and all(k[-2:] != (33, 33) for k in kernels)
 
 
@@ -115,9 +124,12 @@ def test_metadata_round_trip(r18_onnx, r18_checkpoint):
     meta = read_metadata(model)
     assert meta.backbone == "resnet18" and meta.image_size == [64, 64] and meta.precision == "fp32"
     assert meta.threshold == 1.2 and meta.score_stats == SCORE_STATS
-    assert meta.input["layout"] == "NCHW" and meta.input["color"] == "RGB" and meta.input["range"] == [0.0, 1.0]
+    assert (
+        meta.input["layout"] == "NCHW" and meta.input["color"] == "RGB" and meta.input["range"] == [0.0, 1.0]
+    )
     assert meta.blur_sigma == 4.0 and len(meta.mean) == 3 and len(meta.std) == 3
     import hashlib
+
     assert meta.checkpoint_sha256 == hashlib.sha256(r18_checkpoint.read_bytes()).hexdigest()
     # ONNX Runtime exposes the same JSON (the runtime reads it from there, without the onnx package).
     session = ort.InferenceSession(str(r18_onnx), providers=["CPUExecutionProvider"])
@@ -128,7 +140,10 @@ def test_fp16_graph_has_float32_io_and_agrees_within_its_tolerance(r18_checkpoin
     report = export_onnx(r18_checkpoint, tmp_path / "m16.onnx", precision="fp16")
     model = onnx.load(str(tmp_path / "m16.onnx"))
     float16 = onnx.TensorProto.FLOAT16
-    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in [*model.graph.input, *model.graph.output])
+    assert all(
+        v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        for v in [*model.graph.input, *model.graph.output]
+    )
     conv_weights = {n.input[1] for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")}
     weights = [i for i in model.graph.initializer if i.name in conv_weights]
     # The network's convolutions carry fp16 weights; only the anomaly-map head stays float32.
@@ -155,7 +170,9 @@ def test_bad_checkpoint_is_a_clear_error_and_nonzero_exit(tmp_path, capsys, cont
     assert not (tmp_path / "x.onnx").exists()
 
 
-def test_verification_failure_exits_nonzero_and_says_by_how_much(r18_checkpoint, tmp_path, monkeypatch, capsys):
+def test_verification_failure_exits_nonzero_and_says_by_how_much(
+    r18_checkpoint, tmp_path, monkeypatch, capsys
+):
     import rd_export.verify as verify
 
     monkeypatch.setitem(verify.TOLERANCE, "fp32", 1e-12)

@@ -1,4 +1,5 @@
 """rd-export --format openvino: the command line, its precisions and its refusals."""
+
 import pytest
 from helpers import one_line_error
 
@@ -22,13 +23,16 @@ def test_bf16_ir_runs_bf16_by_default_where_the_cpu_has_it(r18_onnx, tmp_path, c
     assert load_runner(out, precision="fp32").precision == "fp32"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--format", "openvino", "--precision", "fp16"], "has no fp16 compute"),
-    (["--precision", "bf16"], "bf16 is for --format openvino"),
-    (["--format", "openvino", "-o", "m.onnx"], "an OpenVINO IR is model.xml"),
-    (["--format", "openvino", "--engine"], "--engine and --triton-repo are for the ONNX format"),
-    (["--format", "openvino", "--precision", "int8", "--int8-target", "cpu"], "quantized by NNCF"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--format", "openvino", "--precision", "fp16"], "has no fp16 compute"),
+        (["--precision", "bf16"], "bf16 is for --format openvino"),
+        (["--format", "openvino", "-o", "m.onnx"], "an OpenVINO IR is model.xml"),
+        (["--format", "openvino", "--engine"], "--engine and --triton-repo are for the ONNX format"),
+        (["--format", "openvino", "--precision", "int8", "--int8-target", "cpu"], "quantized by NNCF"),
+    ],
+)
 def test_refused_combinations(r18_onnx, args, message, capsys):
     assert export_main([str(r18_onnx), *args]) == 1
     err = capsys.readouterr().err
@@ -40,6 +44,9 @@ def test_each_precision_gets_its_own_ir_beside_the_model(tmp_path):
     from rd_export.openvino_export import default_ir_path
 
     names = {p: default_ir_path(tmp_path / "line3.onnx", p) for p in ("fp32", "bf16", "int8")}
-    assert {p: n.name for p, n in names.items()} == {"fp32": "line3.xml", "bf16": "line3_bf16.xml",
-                                                      "int8": "line3_int8.xml"}
+    assert {p: n.name for p, n in names.items()} == {
+        "fp32": "line3.xml",
+        "bf16": "line3_bf16.xml",
+        "int8": "line3_int8.xml",
+    }
     assert all(n.parent == tmp_path for n in names.values())

@@ -1,4 +1,5 @@
 """int8 Q/DQ quantization: what is quantized, in which form for each target, and what it costs."""
+
 import json
 import subprocess
 import sys
@@ -23,8 +24,10 @@ TARGETS = ("tensorrt", "cpu")
 def int8_graphs(r18_onnx, demo_category, tmp_path_factory):
     """Both flavours of the session's random-weight resnet18 graph, calibrated on 8 good images."""
     out = tmp_path_factory.mktemp("int8")
-    reports = {t: quantize_int8(r18_onnx, out / f"r18_{t}.onnx", demo_category, target=t, max_images=8,
-                                scope="full") for t in TARGETS}
+    reports = {
+        t: quantize_int8(r18_onnx, out / f"r18_{t}.onnx", demo_category, target=t, max_images=8, scope="full")
+        for t in TARGETS
+    }
     return {t: (onnx.load(str(r.onnx_path)), r) for t, r in reports.items()}
 
 
@@ -39,8 +42,11 @@ def initializers(model):
 def dq_nodes(model, kind):
     """DequantizeLinear nodes feeding convolution weights ("weight") or anything else ("activation")."""
     weight_inputs = {n.input[1] for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")}
-    return [n for n in model.graph.node if n.op_type == "DequantizeLinear"
-            and (n.output[0] in weight_inputs) == (kind == "weight")]
+    return [
+        n
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and (n.output[0] in weight_inputs) == (kind == "weight")
+    ]
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -126,7 +132,9 @@ def test_tensorrt_check_refuses_what_tensorrt_cannot_build(int8_graphs):
     convt = next(n for n in model.graph.node if n.op_type == "ConvTranspose")
     dq = next(n for n in model.graph.node if n.output[0] == convt.input[1])
     next(a for a in dq.attribute if a.name == "axis").i = 1
-    with pytest.raises(ExportError, match=r"weights quantized on axis 1, TensorRT's deconvolution needs axis 0"):
+    with pytest.raises(
+        ExportError, match=r"weights quantized on axis 1, TensorRT's deconvolution needs axis 0"
+    ):
         check_tensorrt_qdq(model)
 
 
@@ -165,10 +173,26 @@ def trained_graph(tmp_path_factory):
     from rd_export.onnx_export import export_onnx
 
     root = tmp_path_factory.mktemp("trained")
-    (category,) = write_demo_dataset(root, categories=["weave"], image_size=TRAIN_SIZE, n_train=16,
-                                     n_test_good=12, n_test_per_defect=6, seed=0)
-    cfg = TrainConfig(data=str(category), out=str(root / "m.pt"), backbone="resnet18", image_size=TRAIN_SIZE,
-                      steps=TRAIN_STEPS, batch_size=8, teacher_weights="none", device="cpu", seed=0)
+    (category,) = write_demo_dataset(
+        root,
+        categories=["weave"],
+        image_size=TRAIN_SIZE,
+        n_train=16,
+        n_test_good=12,
+        n_test_per_defect=6,
+        seed=0,
+    )
+    cfg = TrainConfig(
+        data=str(category),
+        out=str(root / "m.pt"),
+        backbone="resnet18",
+        image_size=TRAIN_SIZE,
+        steps=TRAIN_STEPS,
+        batch_size=8,
+        teacher_weights="none",
+        device="cpu",
+        seed=0,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the random-teacher warning
         train(cfg, progress=False)
@@ -189,7 +213,9 @@ def test_int8_accuracy_on_a_trained_model(trained_graph, tmp_path, target):
     fp32, category = trained_graph
     int8 = quantize_int8(fp32, tmp_path / f"{target}.onnx", category, target=target).onnx_path
     result = compare_graphs(fp32, int8, category, threads=2)
-    assert result.image_auroc_ref > 0.6, f"the fp32 model detects nothing, the test is void: {result.format()}"
+    assert result.image_auroc_ref > 0.6, (
+        f"the fp32 model detects nothing, the test is void: {result.format()}"
+    )
     assert abs(result.image_auroc_delta) <= AUROC_TOLERANCE, result.format()
     assert abs(result.pixel_auroc - result.pixel_auroc_ref) <= AUROC_TOLERANCE, result.format()
     assert result.map_pearson > 0.995, result.format()
@@ -203,7 +229,9 @@ def test_empty_calibration_folder_is_one_clear_error(r18_onnx, tmp_path, capsys)
     empty.mkdir()
     with pytest.raises(ExportError, match=r"--calib-dir .*empty: expected good images .* found none"):
         quantize_int8(r18_onnx, tmp_path / "x.onnx", empty)
-    rc = export_main([str(r18_onnx), "--precision", "int8", "--calib-dir", str(empty), "-o", str(tmp_path / "x.onnx")])
+    rc = export_main(
+        [str(r18_onnx), "--precision", "int8", "--calib-dir", str(empty), "-o", str(tmp_path / "x.onnx")]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("error: --calib-dir") and err.count("\n") == 1
     assert not (tmp_path / "x.onnx").exists()
@@ -238,8 +266,20 @@ def test_onnx_without_metadata_is_refused(r18_onnx, demo_category, tmp_path, cap
 def test_cli_checkpoint_to_int8_cpu_graph(r18_checkpoint, demo_category, tmp_path, capsys):
     """Without an engine build, --precision int8 makes the CPU flavour (no --int8-target needed)."""
     out = tmp_path / "m_int8.onnx"
-    rc = export_main([str(r18_checkpoint), "--precision", "int8", "--calib-dir", str(demo_category),
-                      "--calib-images", "4", "--no-verify", "-o", str(out)])
+    rc = export_main(
+        [
+            str(r18_checkpoint),
+            "--precision",
+            "int8",
+            "--calib-dir",
+            str(demo_category),
+            "--calib-images",
+            "4",
+            "--no-verify",
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     meta = read_metadata(onnx.load(str(out)))
     assert meta.precision == "int8" and meta.extra["int8_target"] == "cpu"
@@ -340,7 +380,9 @@ def test_rd_export_knows_an_onnx_graph_whatever_the_suffix_case(tmp_path, capsys
     assert "is already ONNX" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("group,pads,rewritten", [(1, [0, 0, 0, 0], 1), (2, [0, 0, 0, 0], 0), (1, [1, 1, 1, 1], 0)])
+@pytest.mark.parametrize(
+    "group,pads,rewritten", [(1, [0, 0, 0, 0], 1), (2, [0, 0, 0, 0], 0), (1, [1, 1, 1, 1], 0)]
+)
 def test_conv_transpose_rewrite_only_where_it_is_exact(group, pads, rewritten):
     """A grouped or padded ConvTranspose is left as it is (the 1x1 Conv + DepthToSpace form is the
     ungrouped, unpadded one); every graph computes what it did, checked with ONNX Runtime."""
@@ -352,21 +394,32 @@ def test_conv_transpose_rewrite_only_where_it_is_exact(group, pads, rewritten):
 
     rng = np.random.default_rng(5)
     weight = rng.standard_normal((4, 4 // group, 2, 2)).astype(np.float32)  # [C_in, C_out / group, 2, 2]
-    node = helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], name="up", strides=[2, 2], group=group,
-                            pads=pads)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 5])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(weight, "w"),
-                               numpy_helper.from_array(rng.standard_normal(4 // group * group).astype(np.float32), "b")])
+    node = helper.make_node(
+        "ConvTranspose", ["x", "w", "b"], ["y"], name="up", strides=[2, 2], group=group, pads=pads
+    )
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [
+            numpy_helper.from_array(weight, "w"),
+            numpy_helper.from_array(rng.standard_normal(4 // group * group).astype(np.float32), "b"),
+        ],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     x = rng.standard_normal((1, 4, 3, 5)).astype(np.float32)
 
     def run(m):
-        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            None, {"x": x}
+        )[0]
 
     before = run(model)
     rewritten_model = onnx.ModelProto()
     rewritten_model.CopyFrom(model)
     assert conv_transpose_as_conv(rewritten_model) == rewritten
-    assert [n.op_type for n in rewritten_model.graph.node] == (["Conv", "DepthToSpace"] if rewritten else ["ConvTranspose"])
+    assert [n.op_type for n in rewritten_model.graph.node] == (
+        ["Conv", "DepthToSpace"] if rewritten else ["ConvTranspose"]
+    )
     np.testing.assert_allclose(run(rewritten_model), before, atol=1e-5)

@@ -1,4 +1,5 @@
 """Accuracy-aware int8: widest scope first, the fastest one within the fidelity bound is kept."""
+
 import shutil
 
 import onnx
@@ -16,17 +17,28 @@ from rd_export.scope_search import FidelityBound, fidelity_images, search_scopes
 def built(r18_onnx, demo_category, tmp_path_factory):
     """Each scope quantized once (cpu flavour); the searches below copy them (a build callback)."""
     folder = tmp_path_factory.mktemp("scopes")
-    paths = {s: quantize_int8(r18_onnx, folder / f"{s}.onnx", demo_category, target="cpu", scope=s,
-                              max_images=8).onnx_path for s in ("full", "student")}
-    images, source = fidelity_images(demo_category, 8, demo_category / "test",
-                                     read_onnx_metadata(r18_onnx))
+    paths = {
+        s: quantize_int8(
+            r18_onnx, folder / f"{s}.onnx", demo_category, target="cpu", scope=s, max_images=8
+        ).onnx_path
+        for s in ("full", "student")
+    }
+    images, source = fidelity_images(demo_category, 8, demo_category / "test", read_onnx_metadata(r18_onnx))
     return paths, images, source
 
 
 def _search(r18_onnx, built, out, bound):
     paths, images, source = built
-    return search_scopes(r18_onnx, lambda scope, p: shutil.copy(paths[scope], p), out, images, source,
-                         read_onnx_metadata(r18_onnx).threshold, bound, annotate=annotate_onnx)
+    return search_scopes(
+        r18_onnx,
+        lambda scope, p: shutil.copy(paths[scope], p),
+        out,
+        images,
+        source,
+        read_onnx_metadata(r18_onnx).threshold,
+        bound,
+        annotate=annotate_onnx,
+    )
 
 
 def test_narrower_scope_kept_when_the_wider_breaks_the_bound(r18_onnx, built, tmp_path):
@@ -50,8 +62,12 @@ def test_narrower_scope_kept_when_the_wider_breaks_the_bound(r18_onnx, built, tm
 
 
 def test_auto_flags_belong_to_auto(r18_onnx, demo_category, capsys):
-    assert export_main([str(r18_onnx), "--precision", "int8", "--calib-dir", str(demo_category),
-                        "--min-spearman", "0.9"]) == 1
+    assert (
+        export_main(
+            [str(r18_onnx), "--precision", "int8", "--calib-dir", str(demo_category), "--min-spearman", "0.9"]
+        )
+        == 1
+    )
     assert "sets the fidelity bound of --int8-scope auto" in capsys.readouterr().err
 
 
@@ -60,9 +76,28 @@ def test_openvino_int8_searches_scopes_by_default(r18_onnx, demo_category, tmp_p
     from rd_edge.core.ir_props import read_ir_metadata
 
     out = tmp_path / "m.xml"
-    assert export_main([str(r18_onnx), "--format", "openvino", "--precision", "int8", "--calib-dir",
-                        str(demo_category), "--calib-images", "8", "--min-spearman", "-1",
-                        "--fidelity-dir", str(demo_category / "test"), "-o", str(out)]) == 0
+    assert (
+        export_main(
+            [
+                str(r18_onnx),
+                "--format",
+                "openvino",
+                "--precision",
+                "int8",
+                "--calib-dir",
+                str(demo_category),
+                "--calib-images",
+                "8",
+                "--min-spearman",
+                "-1",
+                "--fidelity-dir",
+                str(demo_category / "test"),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "int8 scope search (score Spearman >= -1" in text and "<- kept" in text
     meta = read_ir_metadata(out)

@@ -5,6 +5,7 @@ it is asked (flags, profile, workspace, timing cache) with the API surface of 8.
 The tests marked ``tensorrt``/``gpu`` build real engines and compare them with ONNX Runtime on
 the CPU; scripts/gpu_check.sh runs them and prints their PARITY lines.
 """
+
 import enum
 import importlib.util
 import json
@@ -60,7 +61,9 @@ class Layer:
         kinds = {t.value: t for t in LayerType}
         self.type = kinds.get(node.op_type, LayerType.OTHER)
         self.num_outputs = len(node.output)
-        self._outputs = [Tensor(o, (), "int64" if node.op_type == "Shape" else "float32") for o in node.output]
+        self._outputs = [
+            Tensor(o, (), "int64" if node.op_type == "Shape" else "float32") for o in node.output
+        ]
         self.precision = None
         self.output_types = {}
 
@@ -109,11 +112,15 @@ class OnnxParser:
             return False
         model = onnx.load(path)
         for inp in model.graph.input:
-            dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim)
+            dims = tuple(
+                d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim
+            )
             self.network.inputs.append(Tensor(inp.name, dims))
         self.network.layers = [Layer(n) for n in model.graph.node]
         names = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
-        self.network.weight_types = {names[t.data_type] for t in model.graph.initializer if t.data_type in names}
+        self.network.weight_types = {
+            names[t.data_type] for t in model.graph.initializer if t.data_type in names
+        }
         return True
 
     num_errors = property(lambda self: len(self.errors))
@@ -189,8 +196,10 @@ class Profile:
         # The binding checks min <= opt <= max per dimension (IOptimizationProfile::setDimensions
         # fails) and raises; an invalid profile never reaches add_optimization_profile.
         if not all(lo <= opt <= hi for lo, opt, hi in zip(min_shape, opt_shape, max_shape)):
-            raise RuntimeError(f"set_shape(): invalid dimensions min {tuple(min_shape)} opt "
-                               f"{tuple(opt_shape)} max {tuple(max_shape)} for {name}")
+            raise RuntimeError(
+                f"set_shape(): invalid dimensions min {tuple(min_shape)} opt "
+                f"{tuple(opt_shape)} max {tuple(max_shape)} for {name}"
+            )
         self.shapes[name] = (tuple(min_shape), tuple(opt_shape), tuple(max_shape))
 
 
@@ -225,8 +234,9 @@ def fake_tensorrt(version):
     flags = ["TF32"] + (["FP16", "INT8", "PREFER_PRECISION_CONSTRAINTS"] if major < 11 else [])
     trt.BuilderFlag = enum.Enum("BuilderFlag", flags)
     creation = (["EXPLICIT_BATCH"] if major < 11 else []) + (["STRONGLY_TYPED"] if major >= 10 else [])
-    trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag",
-                                                     {n: i for i, n in enumerate(creation)})
+    trt.NetworkDefinitionCreationFlag = enum.IntEnum(
+        "NetworkDefinitionCreationFlag", {n: i for i, n in enumerate(creation)}
+    )
 
     class ILogger:
         Severity = globals()["Severity"]
@@ -274,6 +284,7 @@ def fake_tensorrt(version):
 @pytest.fixture
 def fake_trt(monkeypatch):
     """Install a fake tensorrt of a given version; the GPU is faked too."""
+
     def install(version="10.3.0"):
         trt = fake_tensorrt(version)
         monkeypatch.setitem(sys.modules, "tensorrt", trt)
@@ -281,6 +292,7 @@ def fake_trt(monkeypatch):
         monkeypatch.setattr(OnnxParser, "fail_with", [])
         monkeypatch.setitem(FAKE_CUDA, 0, None)
         return trt
+
     return install
 
 
@@ -303,13 +315,19 @@ def test_tensorrt_85_and_10_fp16_engine_flags_profile_and_sidecar(fake_trt, r18_
     report = tb.build_engine(r18_onnx, plan, precision="fp16", max_batch=4, workspace_mb=512)
     network, config = trt.Builder.built[-1]
     # EXPLICIT_BATCH is required before 10, deprecated and implied from 10
-    explicit = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if int(version.split(".")[0]) < 10 else 0
+    explicit = (
+        1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if int(version.split(".")[0]) < 10 else 0
+    )
     assert network.flags == explicit and not network.strongly_typed
     assert flag_names(config) == {"FP16", "PREFER_PRECISION_CONSTRAINTS"}  # TF32 cleared
     assert trt.Builder.computes[-1] == "fp16"
     assert config.profiles[0].shapes["image"] == ((1, 3, 64, 64), (1, 3, 64, 64), (4, 3, 64, 64))
     assert list(config.pool_limits.values()) == [512 << 20]
-    head = [layer for layer in network.layers if layer.name.startswith("/head/") and layer.get_output(0).dtype == "float32"]
+    head = [
+        layer
+        for layer in network.layers
+        if layer.name.startswith("/head/") and layer.get_output(0).dtype == "float32"
+    ]
     assert head and all(layer.precision == "float32" for layer in head)  # the map reduction stays fp32
     assert all(layer.precision is None for layer in network.layers if layer.name.startswith("/rd/"))
     assert plan.read_bytes() == b"PLAN" + version.encode()
@@ -328,8 +346,11 @@ def test_tensorrt_10_int8_sets_int8_flag_for_qdq_and_no_explicit_batch(fake_trt,
     assert network.flags == 0  # EXPLICIT_BATCH is deprecated and implied from 10
     assert flag_names(config) == {"INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS"}  # fp16 outside Q/DQ
     assert trt.Builder.computes[-1] == "int8"
-    assert all(layer.precision == "float32" for layer in network.layers
-               if layer.name.startswith("/head/") and layer.get_output(0).dtype == "float32")
+    assert all(
+        layer.precision == "float32"
+        for layer in network.layers
+        if layer.name.startswith("/head/") and layer.get_output(0).dtype == "float32"
+    )
     assert EngineSidecar.read(tmp_path / "m.engine").metadata.extra["int8_target"] == "tensorrt"
 
 
@@ -340,12 +361,18 @@ def test_tensorrt_11_takes_precision_from_the_onnx(fake_trt, int8_trt_onnx, r18_
     assert network.flags == 0  # STRONGLY_TYPED is deprecated and ignored in 11: every network is typed
     assert flag_names(config) == set()  # no FP16/INT8 flags exist in 11
     assert trt.Builder.computes[-1] == "int8"
-    with pytest.raises(ExportError, match=r"TensorRT 11 takes fp16 from the ONNX.*--precision fp16.*gpu-cu12"):
+    with pytest.raises(
+        ExportError, match=r"TensorRT 11 takes fp16 from the ONNX.*--precision fp16.*gpu-cu12"
+    ):
         tb.build_engine(r18_onnx, tmp_path / "h.engine", precision="fp16")
 
 
-@pytest.mark.parametrize("version, flags", [("10.3.0", {"FP16", "PREFER_PRECISION_CONSTRAINTS"}), ("11.4.0", set())])
-def test_cli_fp16_engine_from_an_fp32_onnx_on_tensorrt_10_and_11(fake_trt, r18_onnx, tmp_path, capsys, version, flags):
+@pytest.mark.parametrize(
+    "version, flags", [("10.3.0", {"FP16", "PREFER_PRECISION_CONSTRAINTS"}), ("11.4.0", set())]
+)
+def test_cli_fp16_engine_from_an_fp32_onnx_on_tensorrt_10_and_11(
+    fake_trt, r18_onnx, tmp_path, capsys, version, flags
+):
     # Issue 22: on TensorRT 11 the documented `rd-export model.onnx --engine --precision fp16`
     # was refused; rd-export now writes the fp16 graph first and builds from it.
     trt = fake_trt(version)
@@ -399,11 +426,14 @@ def test_timing_cache_is_saved_then_loaded(fake_trt, r18_onnx, tmp_path):
     assert cache.read_bytes() == b"cache/10.3.0/0/tt"  # the second build added to it
 
 
-@pytest.mark.parametrize("old, why", [
-    (b"cache/8.6.1/0/ttt", "unreadable"),  # a JetPack upgrade: createTimingCache returns None
-    (b"cache/10.3", "unreadable"),  # truncated by an interrupted write
-    (b"cache/10.3.0/1/ttt", "from another GPU"),  # set_timing_cache returns False
-])
+@pytest.mark.parametrize(
+    "old, why",
+    [
+        (b"cache/8.6.1/0/ttt", "unreadable"),  # a JetPack upgrade: createTimingCache returns None
+        (b"cache/10.3", "unreadable"),  # truncated by an interrupted write
+        (b"cache/10.3.0/1/ttt", "from another GPU"),  # set_timing_cache returns False
+    ],
+)
 def test_unusable_timing_cache_is_replaced_by_a_fresh_one(fake_trt, r18_onnx, tmp_path, old, why):
     # Finding 2: None from create_timing_cache went straight into set_timing_cache.
     fake_trt("10.3.0")
@@ -450,7 +480,9 @@ def test_engine_is_built_on_the_chosen_device(fake_trt, r18_onnx, tmp_path, monk
 def test_every_parser_error_is_listed(fake_trt, r18_onnx, tmp_path, monkeypatch):
     fake_trt("8.6.1")
     monkeypatch.setattr(OnnxParser, "fail_with", [(3, "Unsupported operator Foo"), (7, "bad shape")])
-    with pytest.raises(ExportError, match=r"could not parse .*node 3: Unsupported operator Foo; node 7: bad shape"):
+    with pytest.raises(
+        ExportError, match=r"could not parse .*node 3: Unsupported operator Foo; node 7: bad shape"
+    ):
         tb.build_engine(r18_onnx, tmp_path / "m.engine")
     assert not (tmp_path / "m.engine").exists()
 
@@ -463,23 +495,31 @@ def test_failed_build_reports_tensorrt_errors(fake_trt, r18_onnx, tmp_path, monk
     assert not sidecar_path(tmp_path / "m.engine").exists()
 
 
-def test_plan_from_another_tensorrt_version_is_refused_by_the_runtime(fake_trt, r18_onnx, tmp_path, monkeypatch):
+def test_plan_from_another_tensorrt_version_is_refused_by_the_runtime(
+    fake_trt, r18_onnx, tmp_path, monkeypatch
+):
     fake_trt("8.5.2")
     plan = tmp_path / "m.engine"
     tb.build_engine(r18_onnx, plan)
     monkeypatch.setattr(trt_backend, "tensorrt_version", lambda: "10.3.0")
     monkeypatch.setattr(trt_backend, "gpu_identity", lambda device_id=0: FAKE_GPU)
-    with pytest.raises(BackendError, match=r"built for TensorRT 8\.5\.2 \(running 10\.3\.0\).*"
-                                           r"rd-export model\.onnx --engine"):
+    with pytest.raises(
+        BackendError,
+        match=r"built for TensorRT 8\.5\.2 \(running 10\.3\.0\).*"
+        r"rd-export model\.onnx --engine",
+    ):
         load_runner(plan)
 
 
-@pytest.mark.parametrize("have, extra, want, message", [
-    ("int8", {"int8_target": "cpu"}, "int8", r"quantized for --int8-target cpu.*--int8-target tensorrt"),
-    ("int8", {"int8_target": "tensorrt"}, "fp16", r"int8 Q/DQ graph and builds only an int8 engine"),
-    ("fp32", {}, "int8", r"needs a Q/DQ graph.*--calib-dir"),
-    ("fp16", {}, "fp32", r"fp16 graph; an fp32 engine needs the fp32 ONNX"),
-])
+@pytest.mark.parametrize(
+    "have, extra, want, message",
+    [
+        ("int8", {"int8_target": "cpu"}, "int8", r"quantized for --int8-target cpu.*--int8-target tensorrt"),
+        ("int8", {"int8_target": "tensorrt"}, "fp16", r"int8 Q/DQ graph and builds only an int8 engine"),
+        ("fp32", {}, "int8", r"needs a Q/DQ graph.*--calib-dir"),
+        ("fp16", {}, "fp32", r"fp16 graph; an fp32 engine needs the fp32 ONNX"),
+    ],
+)
 def test_precision_combinations_that_cannot_work(r18_onnx, have, extra, want, message):
     meta = replace(read_metadata(onnx.load(str(r18_onnx))), precision=have, extra=extra)
     with pytest.raises(ExportError, match=message):
@@ -548,8 +588,18 @@ def test_cli_builds_from_onnx_with_fake_tensorrt(fake_trt, r18_onnx, tmp_path, c
     fake_trt("10.3.0")
     onnx_copy = tmp_path / "m.onnx"
     onnx_copy.write_bytes(r18_onnx.read_bytes())
-    rc = export_main([str(onnx_copy), "--engine", "--precision", "fp16", "--max-batch", "2",
-                      "--timing-cache", str(tmp_path / "t.cache")])
+    rc = export_main(
+        [
+            str(onnx_copy),
+            "--engine",
+            "--precision",
+            "fp16",
+            "--max-batch",
+            "2",
+            "--timing-cache",
+            str(tmp_path / "t.cache"),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     plan = tmp_path / "m_fp16.engine"  # default name: the stem plus the precision it changed to
     assert EngineSidecar.read(plan).max_batch == 2 and (tmp_path / "t.cache").is_file()
@@ -573,7 +623,9 @@ def test_cli_writes_a_tensorrt_triton_repository_from_the_plans_profile(fake_trt
     trt = fake_trt("10.3.0")
     onnx_copy = tmp_path / "m.onnx"
     onnx_copy.write_bytes(r18_onnx.read_bytes())
-    rc = export_main([str(onnx_copy), "--engine", "--max-batch", "4", "--triton-repo", str(tmp_path / "repo")])
+    rc = export_main(
+        [str(onnx_copy), "--engine", "--max-batch", "4", "--triton-repo", str(tmp_path / "repo")]
+    )
     assert rc == 0, capsys.readouterr().err
     folder = tmp_path / "repo" / "rd_m"
     assert (folder / "1" / "model.plan").read_bytes() == (tmp_path / "m.engine").read_bytes()
@@ -636,7 +688,9 @@ def test_on_device_build_command_writes_the_same_plan_and_sidecar(fake_trt, r18_
     fake_trt("10.3.0")
     onnx_copy = tmp_path / "m.onnx"
     onnx_copy.write_bytes(r18_onnx.read_bytes())
-    assert build_main([str(onnx_copy), "--precision", "fp16", "--max-batch", "3"]) == 0, capsys.readouterr().err
+    assert build_main([str(onnx_copy), "--precision", "fp16", "--max-batch", "3"]) == 0, (
+        capsys.readouterr().err
+    )
     sidecar = EngineSidecar.read(tmp_path / "m_fp16.engine")
     assert (sidecar.precision, sidecar.max_batch, sidecar.onnx_sha256) == ("fp16", 3, sha256_file(onnx_copy))
     assert "wrote" in capsys.readouterr().out
@@ -654,16 +708,21 @@ def test_on_device_build_command_without_tensorrt_or_metadata_is_one_line(r18_on
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"rcs": [1, 1], "heavy": []}, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert lines[0].startswith("error: building a TensorRT engine needs the tensorrt") and "JetPack" in lines[0]
+    assert (
+        lines[0].startswith("error: building a TensorRT engine needs the tensorrt") and "JetPack" in lines[0]
+    )
     assert lines[1].startswith("error: cannot read model metadata from") and "no such file" in lines[1]
     assert not (tmp_path / "m.engine").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--calib-dir", "x"], "--calib-dir is for --precision int8"),
-    (["--engine", "--precision", "int8", "--int8-target", "cpu"], "need --int8-target tensorrt"),
-    (["--max-batch", "4"], "is for --engine or --triton-repo"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--calib-dir", "x"], "--calib-dir is for --precision int8"),
+        (["--engine", "--precision", "int8", "--int8-target", "cpu"], "need --int8-target tensorrt"),
+        (["--max-batch", "4"], "is for --engine or --triton-repo"),
+    ],
+)
 def test_option_combinations_that_would_be_ignored(r18_onnx, capsys, args, message):
     assert export_main([str(r18_onnx)] + args) == 1
     assert message in capsys.readouterr().err
@@ -708,20 +767,23 @@ def test_engine_matches_onnxruntime_cpu(precision, r18_onnx, int8_trt_onnx, gpu_
 
     source = int8_trt_onnx if precision == "int8" else r18_onnx
     plan = tmp_path / f"r18_{precision}.engine"
-    report = tb.build_engine(source, plan, precision=precision, max_batch=4,
-                             timing_cache=tmp_path / "timing.cache")
+    report = tb.build_engine(
+        source, plan, precision=precision, max_batch=4, timing_cache=tmp_path / "timing.cache"
+    )
     ref_map, ref_score = run_onnxruntime(source, gpu_images)
     with load_runner(plan) as runner:
         assert runner.max_batch == 4
-        outs = [runner.infer({"image": gpu_images[i:i + n]}) for i, n in ((0, 1), (1, 3))]
+        outs = [runner.infer({"image": gpu_images[i : i + n]}) for i, n in ((0, 1), (1, 3))]
     amap = np.concatenate([o["anomaly_map"] for o in outs])
     score = np.concatenate([o["score"] for o in outs])
     d_map, d_score = float(np.abs(amap - ref_map).max()), float(np.abs(score - ref_score).max())
     span = float(ref_map.max() - ref_map.min())
     corr = float(np.corrcoef(amap.ravel(), ref_map.ravel())[0, 1])
-    print(f"\nPARITY {precision:<5} TensorRT {report.tensorrt_version} {report.gpu}: max|d map| {d_map:.2e} "
-          f"max|d score| {d_score:.2e} (map range {span:.3f}, Pearson {corr:.5f}, tolerance "
-          f"{PARITY_TOLERANCE[precision]:g})")
+    print(
+        f"\nPARITY {precision:<5} TensorRT {report.tensorrt_version} {report.gpu}: max|d map| {d_map:.2e} "
+        f"max|d score| {d_score:.2e} (map range {span:.3f}, Pearson {corr:.5f}, tolerance "
+        f"{PARITY_TOLERANCE[precision]:g})"
+    )
     assert d_map <= PARITY_TOLERANCE[precision] and d_score <= PARITY_TOLERANCE[precision]
 
 
@@ -757,5 +819,7 @@ def test_profile_the_binding_refuses_is_an_error(fake_trt, r18_onnx, tmp_path, m
         raise RuntimeError("set_shape(): invalid dimensions")
 
     monkeypatch.setattr(Profile, "set_shape", refuse)
-    with pytest.raises(ExportError, match=r"rejected the optimization profile batch 1\.\.2 \(opt 2\).*invalid"):
+    with pytest.raises(
+        ExportError, match=r"rejected the optimization profile batch 1\.\.2 \(opt 2\).*invalid"
+    ):
         tb.build_engine(r18_onnx, tmp_path / "m.engine", max_batch=2, opt_batch=2)

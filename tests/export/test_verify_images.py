@@ -1,5 +1,6 @@
 """rd-export verifies the graph on the user's own training images when the checkpoint knows them,
 whatever the layout it was trained from: a dataset folder or plain folders (--good)."""
+
 import shutil
 
 from rd_edge.model import ModelConfig

@@ -1,4 +1,5 @@
 """The network: shapes, torchvision weight compatibility, and the anomaly map definition."""
+
 import numpy as np
 import pytest
 import torch
@@ -79,10 +80,13 @@ def torchvision_resnet_state_dict(blocks, bottleneck, width_per_group=64, seed=0
     return sd
 
 
-@pytest.mark.parametrize("backbone,blocks,bottleneck,wpg", [
-    ("resnet18", (2, 2, 2, 2), False, 64),
-    ("wide_resnet50_2", (3, 4, 6, 3), True, 128),
-])
+@pytest.mark.parametrize(
+    "backbone,blocks,bottleneck,wpg",
+    [
+        ("resnet18", (2, 2, 2, 2), False, 64),
+        ("wide_resnet50_2", (3, 4, 6, 3), True, 128),
+    ],
+)
 def test_torchvision_state_dict_loads_into_teacher(tmp_path, backbone, blocks, bottleneck, wpg):
     sd = torchvision_resnet_state_dict(blocks, bottleneck, wpg)
     path = tmp_path / f"{backbone}.pth"
@@ -165,10 +169,19 @@ def test_teacher_parameter_count_is_torchvisions_up_to_layer3(backbone):
     assert _count(ResNetEncoder(backbone_spec(backbone))) == TEACHER_PARAMETERS[backbone]
 
 
-@pytest.mark.parametrize("backbone,block,ocbe_blocks,ocbe,student", [
-    ("resnet18", "DeBasicBlock", 2, 11_680_000, 3_703_168),  # RD4AD: BN_layer(AttnBasicBlock, 2), de_resnet18
-    ("resnet50", "DeBottleneck", 3, 30_829_568, 15_821_824),  # BN_layer(AttnBottleneck, 3), de_resnet50
-])
+@pytest.mark.parametrize(
+    "backbone,block,ocbe_blocks,ocbe,student",
+    [
+        (
+            "resnet18",
+            "DeBasicBlock",
+            2,
+            11_680_000,
+            3_703_168,
+        ),  # RD4AD: BN_layer(AttnBasicBlock, 2), de_resnet18
+        ("resnet50", "DeBottleneck", 3, 30_829_568, 15_821_824),  # BN_layer(AttnBottleneck, 3), de_resnet50
+    ],
+)
 def test_ocbe_and_student_follow_the_rd4ad_blocks_per_backbone(backbone, block, ocbe_blocks, ocbe, student):
     """Block kinds and counts as in RD4AD's code; the parameter counts pin them (a Bottleneck
     student for resnet18 or a third OCBE block changes them by millions)."""

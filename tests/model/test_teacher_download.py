@@ -3,6 +3,7 @@
 The server holds a small torchvision-layout file: a resnet18 state dict saved with torch.save and
 named as torchvision names its files, by the first 8 hex digits of its sha256.
 """
+
 import hashlib
 import http.server
 import threading
@@ -37,7 +38,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if srv.cut_after is not None:  # an interrupted transfer: half the promised bytes, then close
-            self.wfile.write(body[:srv.cut_after])
+            self.wfile.write(body[: srv.cut_after])
             self.wfile.flush()
             self.close_connection = True
             return
@@ -89,15 +90,32 @@ def _leftovers(cache: Path):
     return sorted(p.name for p in cache.iterdir()) if cache.is_dir() else []
 
 
-def test_default_teacher_downloads_verifies_and_caches_once(server, cache, monkeypatch, teacher_file,
-                                                            demo_category, tmp_path):
+def test_default_teacher_downloads_verifies_and_caches_once(
+    server, cache, monkeypatch, teacher_file, demo_category, tmp_path
+):
     name = _serve(server, monkeypatch, teacher_file)
     monkeypatch.setenv("RD_EDGE_WEIGHTS_URL", _url(server))  # the mirror override, no --teacher-weights
-    common = ["--data", str(demo_category), "--backbone", "resnet18", "--image-size", "64", "--steps", "1",
-              "--batch-size", "4", "--device", "cpu", "--quiet"]
+    common = [
+        "--data",
+        str(demo_category),
+        "--backbone",
+        "resnet18",
+        "--image-size",
+        "64",
+        "--steps",
+        "1",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     assert train_main(common + ["--out", str(tmp_path / "a.pt")]) == 0
     assert server.requests == [f"/models/{name}"]
-    assert _leftovers(cache) == [name] and sha256_file(cache / name) == hashlib.sha256(teacher_file[1]).hexdigest()
+    assert (
+        _leftovers(cache) == [name]
+        and sha256_file(cache / name) == hashlib.sha256(teacher_file[1]).hexdigest()
+    )
     assert train_main(common + ["--out", str(tmp_path / "b.pt")]) == 0
     assert len(server.requests) == 1  # cached: not downloaded again
 
@@ -164,9 +182,26 @@ def test_interrupted_transfer_leaves_no_partial_file(server, cache, monkeypatch,
 
 def test_offline_cli_fails_in_one_line(cache, monkeypatch, demo_category, tmp_path, capsys):
     monkeypatch.setenv("RD_EDGE_WEIGHTS_URL", "http://127.0.0.1:9/models")
-    code = train_main(["--data", str(demo_category), "--backbone", "resnet18", "--image-size", "64",
-                       "--steps", "1", "--device", "cpu", "--out", str(tmp_path / "m.pt"), "--quiet"])
+    code = train_main(
+        [
+            "--data",
+            str(demo_category),
+            "--backbone",
+            "resnet18",
+            "--image-size",
+            "64",
+            "--steps",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "m.pt"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
-    assert code == 1 and err.count("\n") == 0 and err.startswith("error: cannot download the ImageNet teacher")
+    assert (
+        code == 1 and err.count("\n") == 0 and err.startswith("error: cannot download the ImageNet teacher")
+    )
     assert weights.TORCHVISION_FILES["resnet18"] in err and str(cache) in err and "'none'" in err
     assert not (tmp_path / "m.pt").exists()

@@ -1,4 +1,5 @@
 """A real MQTT broker for tests: Debian's mosquitto on 127.0.0.1 and a free port, plus a subscriber."""
+
 from __future__ import annotations
 
 import getpass
@@ -13,7 +14,9 @@ from typing import Dict, List, Optional
 
 from ports import free_ports
 
-MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+MOSQUITTO = shutil.which("mosquitto") or (
+    "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+)
 
 
 class Broker:
@@ -25,8 +28,10 @@ class Broker:
         (self.port,) = free_ports(1)
         self.config = folder / "mosquitto.conf"
         # ``user``: mosquitto started as root drops to user "mosquitto", which cannot write here.
-        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser {getpass.getuser()}\n"
-                               f"persistence true\npersistence_location {folder}/\n")
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser {getpass.getuser()}\n"
+            f"persistence true\npersistence_location {folder}/\n"
+        )
         self.process: Optional[subprocess.Popen] = None
 
     def start(self, timeout: float = 10.0) -> "Broker":
@@ -66,8 +71,9 @@ class Subscriber:
         self.retained: Dict[str, dict] = {}  # replayed on subscribe: the topics' last state
         self._lock = threading.Lock()
         self.subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  clean_session=False, protocol=mqtt.MQTTv311)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, protocol=mqtt.MQTTv311
+        )
         self.client.reconnect_delay_set(0.1, 0.5)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda *args: self.subscribed.set()

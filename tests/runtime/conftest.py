@@ -5,6 +5,7 @@ outputs ``anomaly_map`` [N,1,H,W] and ``score`` [N] = max of the map, ``rd_edge`
 with a map that depends on every pixel and channel: a weighted channel sum of |x - 0.5|,
 with unequal weights so a BGR/RGB swap changes the result.
 """
+
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -18,16 +19,33 @@ TINY_SIZE = (24, 32)  # (H, W): not square, so an H/W swap shows
 CHANNEL_WEIGHTS = np.array([0.5, 0.3, 0.2], np.float32)  # R, G, B
 
 
-def tiny_metadata(image_size: Sequence[int] = TINY_SIZE, threshold: Optional[float] = 0.3,
-                  score_stats: Optional[dict] = None) -> ModelMetadata:
-    stats = {"min": 0.1, "max": 0.3, "mean": 0.2, "std": 0.05, "count": 20} if score_stats is None else score_stats
-    return ModelMetadata(backbone="tiny", image_size=list(image_size), threshold=threshold,
-                         score_stats=stats, checkpoint_sha256="0" * 64, exporter_version="test")
+def tiny_metadata(
+    image_size: Sequence[int] = TINY_SIZE,
+    threshold: Optional[float] = 0.3,
+    score_stats: Optional[dict] = None,
+) -> ModelMetadata:
+    stats = (
+        {"min": 0.1, "max": 0.3, "mean": 0.2, "std": 0.05, "count": 20}
+        if score_stats is None
+        else score_stats
+    )
+    return ModelMetadata(
+        backbone="tiny",
+        image_size=list(image_size),
+        threshold=threshold,
+        score_stats=stats,
+        checkpoint_sha256="0" * 64,
+        exporter_version="test",
+    )
 
 
-def build_tiny_model(path: Path, metadata: Union[ModelMetadata, str, None] = "default",
-                     graph_size: Sequence[int] = TINY_SIZE, batch: Union[int, str] = "N",
-                     input_name: str = "image") -> Path:
+def build_tiny_model(
+    path: Path,
+    metadata: Union[ModelMetadata, str, None] = "default",
+    graph_size: Sequence[int] = TINY_SIZE,
+    batch: Union[int, str] = "N",
+    input_name: str = "image",
+) -> Path:
     """Write the stand-in ONNX graph; ``metadata=None`` leaves the rd_edge property out."""
     onnx = pytest.importorskip("onnx")  # a runtime-only install (Jetson) has no onnx: those tests skip
     from onnx import TensorProto, helper, numpy_helper
@@ -75,7 +93,9 @@ def reference_outputs(path: Path, frames: Sequence[np.ndarray]) -> dict:
     batch = []
     for frame in frames:
         shrinks = frame.shape[0] >= h and frame.shape[1] >= w
-        resized = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA if area_rule and shrinks else cv2.INTER_LINEAR)
+        resized = cv2.resize(
+            frame, (w, h), interpolation=cv2.INTER_AREA if area_rule and shrinks else cv2.INTER_LINEAR
+        )
         rgb = resized[:, :, ::-1].astype(np.float32) / np.float32(255.0)
         batch.append(rgb.transpose(2, 0, 1))
     amap, score = session.run(["anomaly_map", "score"], {"image": np.stack(batch)})
@@ -85,6 +105,7 @@ def reference_outputs(path: Path, frames: Sequence[np.ndarray]) -> dict:
 @pytest.fixture
 def make_model(tmp_path: Path) -> Callable[..., Path]:
     """make_model(name="model.onnx", **build_tiny_model options) -> path."""
+
     def make(name: str = "model.onnx", **kwargs) -> Path:
         return build_tiny_model(tmp_path / name, **kwargs)
 

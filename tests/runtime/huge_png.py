@@ -3,6 +3,7 @@
 Rows come in blocks of identical rows; each block is deflated once and repeated (a full flush
 makes a compressed block independent of what precedes it), so writing takes about a second.
 """
+
 import struct
 import zlib
 
@@ -12,7 +13,9 @@ BLOCK = 100  # rows per repeated block
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def write_huge_png(path, size: int) -> None:
@@ -24,7 +27,7 @@ def write_huge_png(path, size: int) -> None:
     normal[:, 0] = (x * 255 // size).astype(np.uint8)
     normal[:, 1], normal[:, 2] = 90, 128
     defect = normal.copy()
-    defect[size // 2 - size // 20: size // 2 + size // 20] = 255
+    defect[size // 2 - size // 20 : size // 2 + size // 20] = 255
     blocks = {}
     for name, row in (("normal", normal), ("defect", defect)):
         raw = (b"\x00" + row.tobytes()) * BLOCK  # filter byte 0 + RGB per row
@@ -35,7 +38,9 @@ def write_huge_png(path, size: int) -> None:
     adler = 1
     for name in order:
         adler = zlib.adler32(blocks[name][1], adler)
-    stream = b"\x78\x9c" + b"".join(blocks[name][0] for name in order) + b"\x03\x00" + struct.pack(">I", adler)
+    stream = (
+        b"\x78\x9c" + b"".join(blocks[name][0] for name in order) + b"\x03\x00" + struct.pack(">I", adler)
+    )
     with open(path, "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)))
         f.write(_chunk(b"IDAT", stream) + _chunk(b"IEND", b""))

@@ -1,5 +1,6 @@
 """A real MJPEG-over-HTTP camera on 127.0.0.1 (multipart/x-mixed-replace, as IP cameras and
 mjpg-streamer serve it) that a test can make go away, stall, and come back on the same port."""
+
 import http.server
 import threading
 import time

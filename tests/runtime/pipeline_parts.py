@@ -1,4 +1,5 @@
 """Pipeline test parts: a runner made slow on purpose, numbered frame sources, a list sink."""
+
 import time
 from typing import Dict, Iterator, List
 
@@ -20,7 +21,11 @@ class DelayedRunner(Runner):
     def __init__(self, inner: Runner, delay: float = 0.0, fail_on_black: bool = False) -> None:
         self.inner, self.delay, self.fail_on_black = inner, delay, fail_on_black
         self.name, self.metadata = "delayed", inner.metadata
-        self.input_names, self.output_names, self.max_batch = inner.input_names, inner.output_names, inner.max_batch
+        self.input_names, self.output_names, self.max_batch = (
+            inner.input_names,
+            inner.output_names,
+            inner.max_batch,
+        )
         self.batches: List[int] = []
 
     def infer_impl(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -42,8 +47,16 @@ class FrameSource(Source):
     zero. ``noise=True``: random pixels instead (JPEG cannot shrink them: sizeable evidence files).
     """
 
-    def __init__(self, label: str, n: int, period: float = 0.0, live: bool = False, black=(),
-                 size=(20, 30), noise: bool = False) -> None:
+    def __init__(
+        self,
+        label: str,
+        n: int,
+        period: float = 0.0,
+        live: bool = False,
+        black=(),
+        size=(20, 30),
+        noise: bool = False,
+    ) -> None:
         self.kind = "camera" if live else "video"
         super().__init__(label, n, None)
         self.label, self.n, self.period, self.black = label, n, period, set(black)

@@ -1,5 +1,6 @@
 """A line to watch: the tiny model, a stable and a drifting video (brightness ramp), and
 thresholds.json with the normal scores of calibration (the drift reference)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,8 +46,15 @@ def make_scene(folder: Path, n: int = 200, ramp: float = 0.5) -> dict[str, Path]
     capture.release()
     with Detector(model, threshold=THRESHOLD) as det:
         scores = [p.score for p in det.predict(frames)]
-    Thresholds(image_threshold=THRESHOLD, method="manual", model=model.name,
-               checkpoint_sha256="0" * 64, normal_scores=reference_from_scores(scores)).write(folder / "thresholds.json")
-    return {"model": model,
-            "stable": write_video(folder / "stable.avi", np.ones(n), seed=1),
-            "drift": write_video(folder / "drift.avi", np.linspace(1.0, 1.0 + ramp, n), seed=2)}
+    Thresholds(
+        image_threshold=THRESHOLD,
+        method="manual",
+        model=model.name,
+        checkpoint_sha256="0" * 64,
+        normal_scores=reference_from_scores(scores),
+    ).write(folder / "thresholds.json")
+    return {
+        "model": model,
+        "stable": write_video(folder / "stable.avi", np.ones(n), seed=1),
+        "drift": write_video(folder / "drift.avi", np.linspace(1.0, 1.0 + ramp, n), seed=2),
+    }

@@ -4,6 +4,7 @@ The fake camera (arv-fake-gv-camera-0.8, Debian's aravis-tools) speaks GVCP/GVSP
 interface like a real GigE camera. Its image is known: pixel (x, y) of frame ``id`` is
 ``(x + y + id) % 255`` (Mono8) or that index into a jet colour map (RGB8 and Bayer mosaics).
 """
+
 import json
 import shutil
 import signal
@@ -45,8 +46,11 @@ class FakeCamera:
         self.start()
 
     def start(self, wait: bool = True) -> None:
-        self.process = subprocess.Popen([FAKE, "-i", ADDRESS, "-s", "RDEDGE", "-r", str(self.loss)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [FAKE, "-i", ADDRESS, "-s", "RDEDGE", "-r", str(self.loss)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         if not wait:
             return
         deadline = time.monotonic() + 5.0
@@ -85,12 +89,20 @@ def grab(aravis, pixel_format, n=1):
 
 
 def test_features_are_set_read_back_and_old_names_found(fake_camera):
-    (frame, frame_id), = grab(fake_camera.aravis, "Mono8")[0]
-    camera = fake_camera.aravis.AravisCamera(ADDRESS, {**SMALL, "PixelFormat": "Mono8", "AcquisitionFrameRate": "40"})
+    ((frame, frame_id),) = grab(fake_camera.aravis, "Mono8")[0]
+    camera = fake_camera.aravis.AravisCamera(
+        ADDRESS, {**SMALL, "PixelFormat": "Mono8", "AcquisitionFrameRate": "40"}
+    )
     try:
         # ExposureTime and Gain exist on this camera under their older SFNC names only.
-        assert camera.applied == {"Width": "512", "Height": "16", "ExposureTimeAbs": "10000", "GainRaw": "0",
-                                  "PixelFormat": "Mono8", "AcquisitionFrameRate": "40"}
+        assert camera.applied == {
+            "Width": "512",
+            "Height": "16",
+            "ExposureTimeAbs": "10000",
+            "GainRaw": "0",
+            "PixelFormat": "Mono8",
+            "AcquisitionFrameRate": "40",
+        }
         assert camera.fps == 40.0 and camera.feature("PixelFormat") == "Mono8"
         with pytest.raises(fake_camera.aravis.AravisError, match="has no feature 'Shutter'"):
             camera.set_feature("Shutter", "3")
@@ -100,13 +112,15 @@ def test_features_are_set_read_back_and_old_names_found(fake_camera):
         camera.release()
     # Mono8 -> BGR: exactly the camera's pattern in all three channels.
     y, x = np.mgrid[0:16, 0:512]
-    assert np.array_equal(frame, np.repeat(((x + y + frame_id) % 255).astype(np.uint8)[:, :, None], 3, axis=2))
+    assert np.array_equal(
+        frame, np.repeat(((x + y + frame_id) % 255).astype(np.uint8)[:, :, None], 3, axis=2)
+    )
 
 
 def test_bayer_and_mono16_from_the_camera_become_the_right_bgr(fake_camera):
     aravis = fake_camera.aravis
-    (rgb, rgb_id), = grab(aravis, "RGB8")[0]
-    (mono16, mono16_id), = grab(aravis, "Mono16")[0]
+    ((rgb, rgb_id),) = grab(aravis, "RGB8")[0]
+    ((mono16, mono16_id),) = grab(aravis, "Mono16")[0]
     y, x = np.mgrid[0:16, 0:512]
     expected16 = ((256 * (x + y + mono16_id)) % 65535 >> 8).astype(np.uint8)
     assert np.array_equal(mono16[:, :, 0], expected16) and np.array_equal(mono16[:, :, 2], expected16)
@@ -114,12 +128,12 @@ def test_bayer_and_mono16_from_the_camera_become_the_right_bgr(fake_camera):
     # 0.8.26); GR and GB are right. Each Bayer frame is the RGB8 image moved along the diagonal by the
     # difference of the frame ids: demosaiced, it must match that image (red and blue swapped: ~100 off).
     for pattern in ("BayerGR8", "BayerGB8"):
-        (bayer, bayer_id), = grab(aravis, pattern)[0]
+        ((bayer, bayer_id),) = grab(aravis, pattern)[0]
         shift = (bayer_id - rgb_id) % 255
         width = 512 - shift - 8
-        moved = rgb[:, shift + 4: shift + 4 + width].astype(int)
-        got = bayer[:, 4: 4 + width].astype(int)
-        index = (x[:, 4: 4 + width] + y[:, 4: 4 + width] + bayer_id) % 255
+        moved = rgb[:, shift + 4 : shift + 4 + width].astype(int)
+        got = bayer[:, 4 : 4 + width].astype(int)
+        index = (x[:, 4 : 4 + width] + y[:, 4 : 4 + width] + bayer_id) % 255
         smooth = (index > 3) & (index < 251)  # away from the colour map's wrap-around
         error = np.abs(got - moved)[2:-2][smooth[2:-2]]
         assert error.mean() < 6, (pattern, error.mean())
@@ -147,7 +161,9 @@ def test_every_bayer_pattern_keeps_red_red_and_blue_blue(pattern):
     code = next(c for c, name in pixel_formats.NAMES.items() if name == f"Bayer{pattern}8")
     got = to_bgr(_mosaic(image, pattern).tobytes(), 48, 32, code)
     for x in (6, 24, 40):  # inside each block the demosaiced colour is exact
-        assert tuple(got[8:24, x - 2: x + 2].reshape(-1, 3).mean(0).round()) == tuple(image[0, x].astype(float))
+        assert tuple(got[8:24, x - 2 : x + 2].reshape(-1, 3).mean(0).round()) == tuple(
+            image[0, x].astype(float)
+        )
     # 12 bits in 16: the same colours at 16x the value
     code12 = next(c for c, name in pixel_formats.NAMES.items() if name == f"Bayer{pattern}12")
     deep = (_mosaic(image, pattern).astype("<u2") * 16).tobytes()
@@ -191,7 +207,9 @@ def test_a_software_trigger_yields_exactly_one_frame(fake_camera):
     finally:
         camera.release()
     # Through the source: a request is answered by the frame its trigger made.
-    with open_source(f"aravis://{ADDRESS}?Width=64&Height=48", live=LiveOptions(read_timeout=1.0, triggered=True)) as src:
+    with open_source(
+        f"aravis://{ADDRESS}?Width=64&Height=48", live=LiveOptions(read_timeout=1.0, triggered=True)
+    ) as src:
         items = iter(src)
         src.request_trigger(7)
         item = next(items)
@@ -236,8 +254,9 @@ def test_incomplete_and_missing_buffers_are_counted_as_lost():
     camera = FakeCamera(packet_loss_per_mille=5)  # 0.5 % of GVSP packets dropped by the camera
     aravis = camera.aravis
     try:
-        cam = aravis.AravisCamera(ADDRESS, {"Width": "512", "Height": "512", "AcquisitionFrameRate": "50"},
-                                  buffer_timeout=2.0)
+        cam = aravis.AravisCamera(
+            ADDRESS, {"Width": "512", "Height": "512", "AcquisitionFrameRate": "50"}, buffer_timeout=2.0
+        )
         try:
             cam.read()
             first, lost_at_first = cam.frame_id, cam.lost
@@ -254,15 +273,31 @@ def test_incomplete_and_missing_buffers_are_counted_as_lost():
     assert aravis.frame_gap(65534, 2) == 2 and aravis.frame_gap(10, 13) == 2 and aravis.frame_gap(500, 3) == 0
 
 
-def test_rd_infer_reads_the_camera_with_a_camera_file_and_writes_overlays(fake_camera, tiny_onnx, tmp_path, capsys):
+def test_rd_infer_reads_the_camera_with_a_camera_file_and_writes_overlays(
+    fake_camera, tiny_onnx, tmp_path, capsys
+):
     from rd_edge.runtime.cli import main
 
     camera_file = tmp_path / "camera.yaml"
-    camera_file.write_text("PixelFormat: BayerGR8\nWidth: 256\nHeight: 192\nAcquisitionFrameRate: 20\n"
-                           "ExposureTime: 10000\n")
+    camera_file.write_text(
+        "PixelFormat: BayerGR8\nWidth: 256\nHeight: 192\nAcquisitionFrameRate: 20\nExposureTime: 10000\n"
+    )
     out = tmp_path / "out"
-    rc = main([str(tiny_onnx), f"aravis://{ADDRESS}", "--camera-file", str(camera_file), "--limit", "3",
-               "--out", str(out), "--png-frames", "--json", str(tmp_path / "r.jsonl")])
+    rc = main(
+        [
+            str(tiny_onnx),
+            f"aravis://{ADDRESS}",
+            "--camera-file",
+            str(camera_file),
+            "--limit",
+            "3",
+            "--out",
+            str(out),
+            "--png-frames",
+            "--json",
+            str(tmp_path / "r.jsonl"),
+        ]
+    )
     assert rc == 0
     err = capsys.readouterr().err
     assert "Aravis Fake at 127.0.0.1; PixelFormat=BayerGR8, Width=256, Height=192" in err
@@ -277,5 +312,7 @@ def test_without_aravis_the_error_is_one_line(monkeypatch):
 
     monkeypatch.setattr(aravis, "LIBRARY", "libaravis-does-not-exist.so")
     monkeypatch.setattr(aravis, "_lib", None)
-    with pytest.raises(aravis.AravisError, match=r"need libaravis-does-not-exist.so .*apt-get install libaravis-0.8-0"):
+    with pytest.raises(
+        aravis.AravisError, match=r"need libaravis-does-not-exist.so .*apt-get install libaravis-0.8-0"
+    ):
         aravis.library()

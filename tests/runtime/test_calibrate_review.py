@@ -1,5 +1,6 @@
 """rd-calibrate --review: the station's marks join the calibration; false alarms stop being flagged
 while every defect still is (zero-escape), and the report says so."""
+
 import json
 
 import cv2
@@ -27,8 +28,15 @@ def test_review_marks_lower_false_alarms_at_the_same_escape_rate(tiny_onnx, tmp_
         review.write_mark(marks, review.FALSE_ALARM, "cam", f"e{i}", png, {"frame": i})
     png = cv2.imencode(".png", frame(rng, 1.0, True))[1].tobytes()
     review.write_mark(marks, review.MISSED, "cam", "m0", png, {"frame": 9})
-    data = ["--good", str(tmp_path / "good"), "--defect", str(tmp_path / "defect"), "--method", "zero-escape",
-            "--quiet"]
+    data = [
+        "--good",
+        str(tmp_path / "good"),
+        "--defect",
+        str(tmp_path / "defect"),
+        "--method",
+        "zero-escape",
+        "--quiet",
+    ]
 
     assert calibrate_main([str(tiny_onnx), *data]) == 0
     before = Thresholds.read(thresholds_path(tiny_onnx)).image_threshold
@@ -51,6 +59,19 @@ def test_an_empty_review_folder_is_a_clear_error(tiny_onnx, tmp_path, capsys):
     rng = np.random.default_rng(1)
     write(tmp_path / "good", [frame(rng, 1.0, False) for _ in range(4)])
     (tmp_path / "review").mkdir()
-    assert calibrate_main([str(tiny_onnx), "--good", str(tmp_path / "good"), "--method", "normal-quantile",
-                           "--review", str(tmp_path / "review"), "--quiet"]) == 1
+    assert (
+        calibrate_main(
+            [
+                str(tiny_onnx),
+                "--good",
+                str(tmp_path / "good"),
+                "--method",
+                "normal-quantile",
+                "--review",
+                str(tmp_path / "review"),
+                "--quiet",
+            ]
+        )
+        == 1
+    )
     assert "holds no review marks" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """rd-infer end to end on ONNX Runtime: records, exit codes, outputs, odd and broken inputs."""
+
 import json
 import time
 
@@ -42,16 +43,30 @@ def messy_folder(tmp_path):
     return folder, good, 3
 
 
-def test_folder_with_broken_and_odd_files_gives_one_record_each_and_exit_2(tiny_onnx, messy_folder, tmp_path, capsys):
+def test_folder_with_broken_and_odd_files_gives_one_record_each_and_exit_2(
+    tiny_onnx, messy_folder, tmp_path, capsys
+):
     folder, n_good, n_bad = messy_folder
     out, records_path = tmp_path / "out", tmp_path / "records.jsonl"
     rc = main([str(tiny_onnx), str(folder), "--json", str(records_path), "--out", str(out), "--quiet"])
     assert rc == 2
     records = read_records(records_path)
     assert len(records) == n_good + n_bad
-    assert all(set(r) == {"source", "stream", "frame", "time", "score", "normalized_score", "is_anomalous",
-                          "latency_ms", "error"}
-               for r in records)
+    assert all(
+        set(r)
+        == {
+            "source",
+            "stream",
+            "frame",
+            "time",
+            "score",
+            "normalized_score",
+            "is_anomalous",
+            "latency_ms",
+            "error",
+        }
+        for r in records
+    )
     by_name = {r["source"].split("inputs/")[1]: r for r in records}
     for name in ("corrupt.png", "empty.png", "text.png"):
         assert by_name[name]["error"] and by_name[name]["score"] is None
@@ -59,8 +74,10 @@ def test_folder_with_broken_and_odd_files_gives_one_record_each_and_exit_2(tiny_
     assert "corrupt or not in a format" in by_name["text.png"]["error"]
     good = [r for r in records if r["error"] is None]
     assert len(good) == n_good
-    assert all(isinstance(r["score"], float) and 0 <= r["normalized_score"] <= 1 and r["latency_ms"] > 0
-               for r in good)
+    assert all(
+        isinstance(r["score"], float) and 0 <= r["normalized_score"] <= 1 and r["latency_ms"] > 0
+        for r in good
+    )
     # Overlays (the frame enlarged to >= 256 px wide, under a 32 px legend band) and masks at each
     # input's own size, none for the broken files.
     assert cv2.imread(str(out / "overlays" / "good_large.png")).shape == (32 + 90 * 3, 120 * 3, 3)
@@ -100,7 +117,9 @@ def test_short_video_gives_one_record_per_frame(tiny_onnx, tmp_path):
     video = tmp_path / "clip.avi"
     write_clip(video, 7, size=(30, 40), fps=10)
     records_path = tmp_path / "video.jsonl"
-    assert main([str(tiny_onnx), str(video), "--json", str(records_path), "--quiet", "--batch-size", "3"]) == 0
+    assert (
+        main([str(tiny_onnx), str(video), "--json", str(records_path), "--quiet", "--batch-size", "3"]) == 0
+    )
     records = read_records(records_path)
     assert [r["source"] for r in records] == [f"{video}#{i}" for i in range(7)]
     assert all(r["error"] is None for r in records)
@@ -113,8 +132,12 @@ def test_threshold_option_changes_the_verdict(tiny_onnx, tmp_path, capsys):
     records_path = tmp_path / "r.jsonl"
     assert main([str(tiny_onnx), str(image), "--json", str(records_path), "--threshold", "0"]) == 0
     assert read_records(records_path)[0]["is_anomalous"] is True
-    assert capsys.readouterr().out.endswith(" verdict=NG latency_ms=" + f"{read_records(records_path)[0]['latency_ms']:.3f}\n")
-    assert main([str(tiny_onnx), str(image), "--json", str(records_path), "--threshold", "10", "--quiet"]) == 0
+    assert capsys.readouterr().out.endswith(
+        " verdict=NG latency_ms=" + f"{read_records(records_path)[0]['latency_ms']:.3f}\n"
+    )
+    assert (
+        main([str(tiny_onnx), str(image), "--json", str(records_path), "--threshold", "10", "--quiet"]) == 0
+    )
     record = read_records(records_path)[0]
     assert record["is_anomalous"] is False and record["normalized_score"] < 1e-6
 
@@ -171,8 +194,22 @@ def test_several_sources_in_one_run_name_their_stream_and_frame(tiny_onnx, tmp_p
     left, right = write_clip(tmp_path / "left.avi", 5), write_clip(tmp_path / "right.avi", 3, seed=50)
     image = write_png(tmp_path / "still.png", rgb(24, 32, 7))
     records_path, out = tmp_path / "r.jsonl", tmp_path / "out"
-    rc = main([str(tiny_onnx), f"west={left}", str(right), "--source", str(image), "--json", str(records_path),
-               "--batch-size", "4", "--out", str(out), "--png-frames"])
+    rc = main(
+        [
+            str(tiny_onnx),
+            f"west={left}",
+            str(right),
+            "--source",
+            str(image),
+            "--json",
+            str(records_path),
+            "--batch-size",
+            "4",
+            "--out",
+            str(out),
+            "--png-frames",
+        ]
+    )
     assert rc == 0
     records = read_records(records_path)
     streams = {s: [r for r in records if r["stream"] == s] for s in ("west", "right", "still")}
@@ -185,7 +222,11 @@ def test_several_sources_in_one_run_name_their_stream_and_frame(tiny_onnx, tmp_p
         assert [r["score"] for r in streams["right"]] == pytest.approx([p.score for p in det.predict(frames)])
     assert (out / "overlays" / "west" / "left" / "frame_000004.png").is_file()  # no clash between sources
     captured = capsys.readouterr()
-    assert "west: video" in captured.err and "west: frames 5" in captured.err and "stages (pipelined)" in captured.err
+    assert (
+        "west: video" in captured.err
+        and "west: frames 5" in captured.err
+        and "stages (pipelined)" in captured.err
+    )
     assert f"annotated video: {out / 'west.mp4'} (5 frames)" in captured.err  # one clip per video source
 
 
@@ -201,7 +242,15 @@ def test_sigterm_and_ctrl_c_stop_cleanly_and_flush(tiny_onnx, tmp_path, signame,
 
     clip = write_clip(tmp_path / "long.avi", 600, size=(60, 80))
     records_path = tmp_path / "r.jsonl"
-    command = [sys.executable, "-m", "rd_edge.runtime.cli", str(tiny_onnx), str(clip), "--json", str(records_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "rd_edge.runtime.cli",
+        str(tiny_onnx),
+        str(clip),
+        "--json",
+        str(records_path),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -222,8 +271,22 @@ def test_sigterm_and_ctrl_c_stop_cleanly_and_flush(tiny_onnx, tmp_path, signame,
 def test_sink_options_run_together_and_budget_needs_a_folder(tiny_onnx, tmp_path, capsys):
     (port,) = free_ports(1)
     clip = write_clip(tmp_path / "c.avi", 4)
-    rc = main([str(tiny_onnx), str(clip), "--threshold", "0", "--evidence", str(tmp_path / "ev"),
-               "--evidence-max-mb", "1", "--metrics-port", str(port), "--json", str(tmp_path / "r.jsonl")])
+    rc = main(
+        [
+            str(tiny_onnx),
+            str(clip),
+            "--threshold",
+            "0",
+            "--evidence",
+            str(tmp_path / "ev"),
+            "--evidence-max-mb",
+            "1",
+            "--metrics-port",
+            str(port),
+            "--json",
+            str(tmp_path / "r.jsonl"),
+        ]
+    )
     assert rc == 0
     assert len(list((tmp_path / "ev" / "c").glob("*.jpg"))) == 4
     assert all(r["evidence"].endswith(".jpg") for r in read_records(tmp_path / "r.jsonl"))
@@ -280,7 +343,10 @@ def test_video_out_rotates_in_segments_and_keeps_the_newest(tiny_onnx, tmp_path,
     video = tmp_path / "cam.avi"
     write_clip(video, 25, size=(30, 40), fps=10)
     out = tmp_path / "out"
-    assert main([str(tiny_onnx), str(video), "--out", str(out), "--segment-seconds", "1", "--segments", "2"]) == 0
+    assert (
+        main([str(tiny_onnx), str(video), "--out", str(out), "--segment-seconds", "1", "--segments", "2"])
+        == 0
+    )
     kept = sorted(p.name for p in out.glob("*.mp4"))
     assert kept == ["cam-000002.mp4", "cam-000003.mp4"]  # 10 + 10 + 5 frames; the first deleted
 
@@ -317,9 +383,13 @@ def test_csi_sensors_and_more_sources_with_their_labels():
     from rd_edge.runtime.cli import _source_specs, build_parser
 
     parser = build_parser()
-    args = parser.parse_intermixed_args(["m.engine", "--csi", "0", "1", "--source", "top=rtsp://u:p@10.0.0.3/s1"])
+    args = parser.parse_intermixed_args(
+        ["m.engine", "--csi", "0", "1", "--source", "top=rtsp://u:p@10.0.0.3/s1"]
+    )
     specs = _source_specs(parser, args)
     assert [label for label, _ in specs] == [None, None, "top"]
     assert "sensor-id=1 " in specs[1][1] and specs[2][1] == "rtsp://u:p@10.0.0.3/s1"
-    args = parser.parse_intermixed_args(["m.onnx", "a=b.png", "--source", "nvarguscamerasrc sensor-id=0 ! appsink"])
+    args = parser.parse_intermixed_args(
+        ["m.onnx", "a=b.png", "--source", "nvarguscamerasrc sensor-id=0 ! appsink"]
+    )
     assert _source_specs(parser, args) == [("a", "b.png"), (None, "nvarguscamerasrc sensor-id=0 ! appsink")]

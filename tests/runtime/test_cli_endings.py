@@ -1,5 +1,6 @@
 """How every command ends when the environment gets in the way: a missing OpenCV, a reader that
 closes stdout (``| head``), Ctrl-C, Python warnings, a log instead of a terminal. Real processes."""
+
 import os
 import signal
 import subprocess
@@ -12,8 +13,10 @@ import pytest
 BIN = Path(sys.executable).parent
 # Runs a console script with OpenCV made unimportable (what a Jetson venv without
 # --system-site-packages sees): sys.modules["cv2"] = None makes `import cv2` fail as if absent.
-WITHOUT_CV2 = ("import sys, runpy; sys.modules['cv2'] = None; sys.argv = sys.argv[1:]; "
-               "runpy.run_path(sys.argv[0], run_name='__main__')")
+WITHOUT_CV2 = (
+    "import sys, runpy; sys.modules['cv2'] = None; sys.argv = sys.argv[1:]; "
+    "runpy.run_path(sys.argv[0], run_name='__main__')"
+)
 
 
 def run(args, **kw):
@@ -28,7 +31,9 @@ def test_missing_opencv_is_one_line_naming_the_install(tiny_onnx, demo_category,
         marker.write_text("# R35 (release)\n")
         env["RD_EDGE_TEGRA_RELEASE"] = str(marker)
     image = next((demo_category / "test" / "good").glob("*.png"))
-    proc = run([sys.executable, "-c", WITHOUT_CV2, str(BIN / "rd-infer"), str(tiny_onnx), str(image)], env=env)
+    proc = run(
+        [sys.executable, "-c", WITHOUT_CV2, str(BIN / "rd-infer"), str(tiny_onnx), str(image)], env=env
+    )
     assert proc.returncode == 1, proc.stderr
     err = proc.stderr.strip()
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
@@ -49,10 +54,28 @@ def test_ctrl_c_is_one_line_and_130_warnings_are_lines_no_bars_in_logs(demo_cate
     # rd-train at its first steps: Ctrl-C writes the checkpoint and says so in one line. stderr is
     # a pipe (a log): no tqdm carriage returns; the random-teacher UserWarning as one warning line
     out = tmp_path / "m.pt"
-    proc = subprocess.Popen([str(BIN / "rd-train"), "--data", str(demo_category), "--backbone", "resnet18",
-                             "--image-size", "64", "--steps", "100000", "--batch-size", "2",
-                             "--teacher-weights", "none", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            str(BIN / "rd-train"),
+            "--data",
+            str(demo_category),
+            "--backbone",
+            "resnet18",
+            "--image-size",
+            "64",
+            "--steps",
+            "100000",
+            "--batch-size",
+            "2",
+            "--teacher-weights",
+            "none",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 90
         line, warnings_seen = "", ""
@@ -81,7 +104,9 @@ def test_commands_that_do_not_read_images_run_without_opencv(tiny_onnx):
     assert "tensorrt" in err.lower() and "cv2" not in err
 
 
-@pytest.mark.parametrize("seconds,fps,frames", [(0.3, 25.0, 8), (2.0, 25.0, 50), (0.01, 25.0, 1), (1.0, 7.5, 8)])
+@pytest.mark.parametrize(
+    "seconds,fps,frames", [(0.3, 25.0, 8), (2.0, 25.0, 50), (0.01, 25.0, 1), (1.0, 7.5, 8)]
+)
 def test_video_segments_hold_the_seconds_times_the_rate_rounded(tmp_path, seconds, fps, frames):
     """0.3 s at 25 fps is 7.5 frames -> 8 (rounded, not truncated), never fewer than one; the
     segments written hold exactly that many frames each (OpenCV reads them back)."""

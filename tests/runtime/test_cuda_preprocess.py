@@ -6,6 +6,7 @@ that disagrees with preprocess_bgr (a channel, a coordinate, a resize rule) fail
 both kernels (area-shrink/linear-enlarge, linear) are run. The area kernel's weights are also
 transcribed to numpy and checked against cv2.INTER_AREA, non-integer factors included.
 """
+
 import importlib.util
 import re
 
@@ -137,7 +138,9 @@ def test_real_kernel_batch_slots_and_odd_model_sizes(cpu_cuda):
     frames = [frame(*s, seed=i) for i, s in enumerate([(101, 77), (13, 9), (37, 29), (250, 3)])]
     got = run_preprocessor(cpu_cuda, frames, size)
     for g, f in zip(got, frames):
-        assert np.abs(g - preprocess_bgr(f, size, resize=RESIZE_AREA_LINEAR)).max() <= TOLERANCE, f"frame {f.shape}"
+        assert np.abs(g - preprocess_bgr(f, size, resize=RESIZE_AREA_LINEAR)).max() <= TOLERANCE, (
+            f"frame {f.shape}"
+        )
 
 
 def test_real_kernel_writes_rgb_planes_from_bgr_pixels(cpu_cuda):
@@ -149,7 +152,17 @@ def test_real_kernel_writes_rgb_planes_from_bgr_pixels(cpu_cuda):
 
 
 # Shrinks by integer, non-integer and prime factors, and with one axis unchanged.
-SHRINK_SIZES = [(480, 640), (48, 64), (37, 101), (24, 32), (1024, 1024), (700, 900), (25, 33), (24, 97), (255, 257)]
+SHRINK_SIZES = [
+    (480, 640),
+    (48, 64),
+    (37, 101),
+    (24, 32),
+    (1024, 1024),
+    (700, 900),
+    (25, 33),
+    (24, 97),
+    (255, 257),
+]
 
 
 @pytest.mark.parametrize("size", SHRINK_SIZES)
@@ -165,7 +178,9 @@ def test_area_formula_in_numpy_matches_cv2_inter_area(size):
 def test_real_kernels_follow_the_models_resize_rule(cpu_cuda, size, rule):
     src = frame(*size, seed=size[1])
     got = run_preprocessor(cpu_cuda, [src], resize=rule)[0]
-    assert np.abs(got - preprocess_bgr(src, MODEL_SIZE, resize=rule)).max() <= TOLERANCE, f"frame {size} {rule}"
+    assert np.abs(got - preprocess_bgr(src, MODEL_SIZE, resize=rule)).max() <= TOLERANCE, (
+        f"frame {size} {rule}"
+    )
 
 
 def test_area_rule_differs_from_linear_when_shrinking():

@@ -4,6 +4,7 @@ The Jetson failure (issue 27): pip put numpy 2 into a --system-site-packages ven
 OpenCV, built for numpy 1.x, stopped importing. Reproduced here with Debian's own cv2 module
 (python3-opencv, built for Debian's numpy 1.24) in front of this venv's numpy 2.
 """
+
 import subprocess
 import sys
 import sysconfig
@@ -30,9 +31,20 @@ def system_cv2_first(tmp_path) -> Path:
 
 def test_rd_infer_names_the_numpy_mismatch_in_one_line(system_cv2_first, tmp_path):
     env = {"PYTHONPATH": f"{system_cv2_first}:{ROOT}", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-c", "from rd_edge.runtime.cli import main; main()",
-                           str(tmp_path / "model.onnx"), str(tmp_path)],
-                          capture_output=True, text=True, env=env, check=False, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from rd_edge.runtime.cli import main; main()",
+            str(tmp_path / "model.onnx"),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
     assert proc.returncode == 1
     assert one_line_error(proc.stderr), proc.stderr
     assert str(SYSTEM_CV2.name) in proc.stderr and f"numpy {np.__version__}" in proc.stderr
@@ -40,10 +52,18 @@ def test_rd_infer_names_the_numpy_mismatch_in_one_line(system_cv2_first, tmp_pat
 
 
 def test_the_detector_api_gets_a_typed_import_error(system_cv2_first):
-    code = ("from rd_edge.core.errors import OpenCVNumpyError\n"
-            "try:\n    from rd_edge.runtime import Detector\n"
-            "except OpenCVNumpyError as exc:\n    assert isinstance(exc, ImportError); print('typed')\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60,
-                          env={"PYTHONPATH": f"{system_cv2_first}:{ROOT}", "PATH": "/usr/bin:/bin"})
+    code = (
+        "from rd_edge.core.errors import OpenCVNumpyError\n"
+        "try:\n    from rd_edge.runtime import Detector\n"
+        "except OpenCVNumpyError as exc:\n    assert isinstance(exc, ImportError); print('typed')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={"PYTHONPATH": f"{system_cv2_first}:{ROOT}", "PATH": "/usr/bin:/bin"},
+    )
     assert proc.stdout.strip() == "typed", proc.stderr
     assert proc.stderr == ""  # numpy's page of warnings is held back

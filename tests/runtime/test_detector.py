@@ -1,4 +1,5 @@
 """Detector: same numbers as a direct ONNX Runtime call, batching, thresholds, frame sizes."""
+
 import cv2
 import numpy as np
 import pytest
@@ -24,8 +25,9 @@ def test_scores_and_maps_equal_a_direct_onnxruntime_call(tiny_onnx, reference):
             pred = det.predict(f)
             assert isinstance(pred, Prediction)
             assert pred.score == pytest.approx(float(expected["score"][i]), abs=1e-6)
-            want = cv2.resize(expected["anomaly_map"][i, 0], (f.shape[1], f.shape[0]),
-                              interpolation=cv2.INTER_LINEAR)
+            want = cv2.resize(
+                expected["anomaly_map"][i, 0], (f.shape[1], f.shape[0]), interpolation=cv2.INTER_LINEAR
+            )
             np.testing.assert_allclose(pred.anomaly_map, want, atol=1e-6)
 
 
@@ -117,12 +119,15 @@ def test_score_equal_to_the_threshold_is_ok_and_the_mask_agrees_with_the_verdict
             assert not [p for p in det.predict(frames) if p.score == boundary][0].is_anomalous
 
 
-@pytest.mark.parametrize("convert", [
-    lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2GRAY),  # 2-D gray
-    lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2BGRA),  # 4 channels
-    lambda f: f.astype(np.uint16) * 257,  # 16-bit
-    lambda f: f.astype(np.float32) / 255.0,  # float in [0, 1]
-])
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2GRAY),  # 2-D gray
+        lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2BGRA),  # 4 channels
+        lambda f: f.astype(np.uint16) * 257,  # 16-bit
+        lambda f: f.astype(np.float32) / 255.0,  # float in [0, 1]
+    ],
+)
 def test_odd_layouts_are_converted_like_to_bgr_uint8(tiny_onnx, convert):
     odd = convert(frame(20, 28, 5))
     with Detector(tiny_onnx) as det:

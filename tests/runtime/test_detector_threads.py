@@ -1,4 +1,5 @@
 """One Detector shared by 4 threads gives exactly the serial results (issue 16, case 1)."""
+
 import sys
 import threading
 
@@ -21,8 +22,10 @@ def test_four_threads_on_one_detector_equal_serial_results(make_model, fast_swit
     model = make_model(graph_size=(128, 160))
     rng = np.random.default_rng(0)
     # Different sizes and contents, so a frame preprocessed into another call's buffer shows.
-    frames = [rng.integers(0, 256, (int(rng.integers(64, 400)), int(rng.integers(64, 400)), 3), dtype=np.uint8)
-              for _ in range(40)]
+    frames = [
+        rng.integers(0, 256, (int(rng.integers(64, 400)), int(rng.integers(64, 400)), 3), dtype=np.uint8)
+        for _ in range(40)
+    ]
     with Detector(model, batch_size=4) as det:
         serial = [det.predict(f) for f in frames]
         results = {}

@@ -1,5 +1,6 @@
 """rd-infer's drift monitoring: the drifting video warns once, the stable one never; the records,
 the Prometheus gauge and thresholds.json carry it."""
+
 import json
 
 import pytest
@@ -12,8 +13,16 @@ from rd_edge.runtime.cli import main
 def test_drift_warns_once_for_the_ramp_only_and_records_carry_it(tmp_path, capsys):
     scene = make_scene(tmp_path, n=150)
     records_path = tmp_path / "r.jsonl"
-    code = main([str(scene["model"]), f"stable={scene['stable']}", f"drift={scene['drift']}", "--json",
-                 str(records_path), "--quiet"])
+    code = main(
+        [
+            str(scene["model"]),
+            f"stable={scene['stable']}",
+            f"drift={scene['drift']}",
+            "--json",
+            str(records_path),
+            "--quiet",
+        ]
+    )
     assert code == 0
     err = capsys.readouterr().err
     assert err.count("warning: score drift on drift at frame") == 1 and "drift on stable" not in err
@@ -30,14 +39,38 @@ def test_drift_gauge_and_off_switch(tmp_path, capsys):
     from rd_edge.runtime.sinks.metrics import MetricsSink
 
     scene = make_scene(tmp_path, n=60)
-    assert main([str(scene["model"]), str(scene["drift"]), "--drift-window", "0", "--json",
-                 str(tmp_path / "off.jsonl"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                str(scene["model"]),
+                str(scene["drift"]),
+                "--drift-window",
+                "0",
+                "--json",
+                str(tmp_path / "off.jsonl"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "drift" not in json.loads((tmp_path / "off.jsonl").read_text().splitlines()[-1])
     assert main([str(scene["model"]), str(scene["drift"]), "--drift-window", "5", "--quiet"]) == 1
     assert "--drift-window must be 0 (off) or >= 30" in capsys.readouterr().err
     # every reference score above the threshold: a warning, the run goes on without drift
-    assert main([str(scene["model"]), str(scene["drift"]), "--threshold", "0.001", "--json",
-                 str(tmp_path / "low.jsonl"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                str(scene["model"]),
+                str(scene["drift"]),
+                "--threshold",
+                "0.001",
+                "--json",
+                str(tmp_path / "low.jsonl"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "warning: drift monitoring off: the drift reference has 0 of its 40" in capsys.readouterr().err
     assert "drift" not in json.loads((tmp_path / "low.jsonl").read_text().splitlines()[0])
     # the gauges, after a run against a reference far above every score
@@ -51,8 +84,9 @@ def test_drift_gauge_and_off_switch(tmp_path, capsys):
     metrics = MetricsSink(port, host="127.0.0.1")
     try:
         with Detector(scene["model"], threshold=1e6) as det:  # every frame OK
-            Pipeline(det, [FrameSource("cam", 40)], [DriftSink(reference, window=30, warn=lambda t: None),
-                                                     metrics]).run()
+            Pipeline(
+                det, [FrameSource("cam", 40)], [DriftSink(reference, window=30, warn=lambda t: None), metrics]
+            ).run()
     finally:
         metrics.close()
     assert metrics.registry.get_sample_value("rd_edge_drift_ks", {"source": "cam"}) == 1.0
@@ -71,13 +105,18 @@ def test_ng_frames_never_enter_the_sinks_window_and_each_stream_has_its_own():
     from rd_edge.runtime.sources import SourceItem
 
     rng = np.random.default_rng(28)
-    sink = DriftSink(reference_from_scores(rng.normal(1.0, 0.1, 60)), window=60, warn=lambda text: None,
-                     threshold=2.0)
+    sink = DriftSink(
+        reference_from_scores(rng.normal(1.0, 0.1, 60)), window=60, warn=lambda text: None, threshold=2.0
+    )
 
     def write(stream, i, score):
         ng = score > 2.0
-        result = Result(stream, i, SourceItem(f"{i}.png", str(i), None, None),
-                        prediction=Prediction(score, 0.9 if ng else 0.1, ng, np.zeros((2, 2), np.float32)))
+        result = Result(
+            stream,
+            i,
+            SourceItem(f"{i}.png", str(i), None, None),
+            prediction=Prediction(score, 0.9 if ng else 0.1, ng, np.zeros((2, 2), np.float32)),
+        )
         sink.write(result)
         return result.extra["drift"]
 

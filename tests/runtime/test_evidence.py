@@ -1,4 +1,5 @@
 """Evidence folder: anomalous frames with overlay + JSON, atomic, within a disk budget, disk full survived."""
+
 import json
 import resource
 import subprocess
@@ -36,7 +37,11 @@ def test_a_run_writing_3x_the_budget_leaves_the_folder_within_it_newest_kept(tin
     frames = [json.loads(p.read_text())["frame"] for p in kept]
     assert frames == list(range(40 - len(kept), 40))  # oldest removed first
     record = json.loads(kept[-1].read_text())
-    assert record["is_anomalous"] is True and record["stream"] == "cam" and record["evidence"] == str(kept[-1].with_suffix(".jpg"))
+    assert (
+        record["is_anomalous"] is True
+        and record["stream"] == "cam"
+        and record["evidence"] == str(kept[-1].with_suffix(".jpg"))
+    )
     image = cv2.imread(record["evidence"])
     assert image.shape == (32 + 120 * 2, 160 * 2, 3)  # the overlay: legend band, frame enlarged to >= 256 px
     assert not list(folder.rglob(".*.tmp"))  # atomic writes leave no temporary files
@@ -68,16 +73,36 @@ def test_disk_full_is_an_error_record_never_a_crash(tiny_onnx, tmp_path):
     folder.mkdir()
     rng = np.random.default_rng(0)
     for i in range(6):  # noise compresses badly (~35 kB as an overlay JPEG); flat grey to a few hundred bytes
-        frame = rng.integers(0, 256, (200, 260, 3), dtype=np.uint8) if i % 2 else np.full((200, 260, 3), 90, np.uint8)
+        frame = (
+            rng.integers(0, 256, (200, 260, 3), dtype=np.uint8)
+            if i % 2
+            else np.full((200, 260, 3), 90, np.uint8)
+        )
         cv2.imwrite(str(folder / f"f{i}.png"), frame)
     limit = 12_000
 
     def small_files():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    proc = subprocess.run([sys.executable, "-m", "rd_edge.runtime.cli", str(tiny_onnx), str(folder), "--threshold", "0",
-                           "--evidence", str(evidence), "--json", str(records)],
-                          preexec_fn=small_files, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rd_edge.runtime.cli",
+            str(tiny_onnx),
+            str(folder),
+            "--threshold",
+            "0",
+            "--evidence",
+            str(evidence),
+            "--json",
+            str(records),
+        ],
+        preexec_fn=small_files,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr  # some inputs failed, the run finished
     rows = [json.loads(line) for line in records.read_text().splitlines()]
     assert len(rows) == 6 and all(r["score"] is not None and r["is_anomalous"] for r in rows)  # verdicts kept
@@ -87,11 +112,17 @@ def test_disk_full_is_an_error_record_never_a_crash(tiny_onnx, tmp_path):
     saved = [r for r in rows if not r.get("evidence_error")]
     assert len(saved) == 3 and all(cv2.imread(r["evidence"]) is not None for r in saved)
     assert sorted(p.name for p in evidence.rglob("[!.]*") if p.is_file()) == sorted(
-        [n for r in saved for n in (r["evidence"].rsplit("/", 1)[1], r["evidence"].rsplit("/", 1)[1][:-4] + ".json")])
+        [
+            n
+            for r in saved
+            for n in (r["evidence"].rsplit("/", 1)[1], r["evidence"].rsplit("/", 1)[1][:-4] + ".json")
+        ]
+    )
     assert "3 not saved" in proc.stderr and "Traceback" not in proc.stderr  # the summary is on stderr
 
 
 # --- only our own files (issue 21, case 1) ---------------------------------------------------------
+
 
 def test_the_budget_removes_only_entries_the_sink_wrote(tiny_onnx, tmp_path):
     """Files of someone else inside the evidence folder (a stream's subfolder too), even with
@@ -99,8 +130,11 @@ def test_the_budget_removes_only_entries_the_sink_wrote(tiny_onnx, tmp_path):
     folder = tmp_path / "evidence"
     with Detector(tiny_onnx, threshold=0.0) as det:
         run(det, folder, 3, stream="cam")
-        foreign = [folder / "notes.jpg", folder / "cam" / "20200101T000000-000Z_00000001.jpg",
-                   folder / "cam" / "photo.jpg"]
+        foreign = [
+            folder / "notes.jpg",
+            folder / "cam" / "20200101T000000-000Z_00000001.jpg",
+            folder / "cam" / "photo.jpg",
+        ]
         for path in foreign:
             path.write_bytes(b"\xff\xd8 not ours" * 1000)
         ours = sorted(folder.rglob("*Z_0000000?.json"))
@@ -129,8 +163,20 @@ def test_rd_infer_refuses_its_json_inside_the_evidence_folder(tiny_onnx, tmp_pat
     image = tmp_path / "a.png"
     cv2.imwrite(str(image), np.full((40, 50, 3), 90, np.uint8))
     evidence = tmp_path / "ev"
-    rc = main([str(tiny_onnx), str(image), "--threshold", "0", "--evidence", str(evidence),
-               "--evidence-max-mb", "1", "--json", str(evidence / "results.json")])
+    rc = main(
+        [
+            str(tiny_onnx),
+            str(image),
+            "--threshold",
+            "0",
+            "--evidence",
+            str(evidence),
+            "--evidence-max-mb",
+            "1",
+            "--json",
+            str(evidence / "results.json"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc != 0 and "inside the evidence folder" in err and "Traceback" not in err
     assert not (evidence / "results.json").exists()
@@ -166,4 +212,4 @@ def test_an_earlier_runs_entries_are_removed_oldest_first_by_time_not_name(tiny_
         run(det, folder, 3, max_mb=folder_bytes(folder) / 1e6, stream="new")
     kept = sorted((folder / "old").glob("*.json"))
     assert 0 < len(kept) < len(old)
-    assert kept == old[:len(kept)]  # the newest by time (the first names) stay
+    assert kept == old[: len(kept)]  # the newest by time (the first names) stay

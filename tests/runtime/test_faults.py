@@ -1,5 +1,6 @@
 """Issue 16's runtime cases: bad arguments, tampered metadata and broken models are clear errors,
 never a silent verdict; non-finite outputs become error records."""
+
 import json
 import os
 import sys
@@ -20,8 +21,10 @@ sys.path.insert(0, str(Path(__file__).parent))  # huge_png
 
 def strict_records(path):
     """JSON Lines parsed the way a strict consumer does: NaN/Infinity are not JSON."""
+
     def refuse(token):
         raise ValueError(f"{token} in JSONL")
+
     return [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
 
 
@@ -31,17 +34,24 @@ def log_model(path, metadata, weight=1.0):
     image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, h, w])
     amap = helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, ["N", 1, h, w])
     score = helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])
-    inits = [numpy_helper.from_array(np.full((1, 3, 1, 1), -weight, np.float32), "weights"),
-             numpy_helper.from_array(np.array([-1], np.int64), "flat")]
-    nodes = [helper.make_node("Log", ["image"], ["logs"]),
-             helper.make_node("Conv", ["logs", "weights"], ["anomaly_map"]),
-             helper.make_node("GlobalMaxPool", ["anomaly_map"], ["pooled"]),
-             helper.make_node("Reshape", ["pooled", "flat"], ["score"])]
-    model = helper.make_model(helper.make_graph(nodes, "log", [image], [amap, score], initializer=inits),
-                              opset_imports=[helper.make_opsetid("", 17)])
+    inits = [
+        numpy_helper.from_array(np.full((1, 3, 1, 1), -weight, np.float32), "weights"),
+        numpy_helper.from_array(np.array([-1], np.int64), "flat"),
+    ]
+    nodes = [
+        helper.make_node("Log", ["image"], ["logs"]),
+        helper.make_node("Conv", ["logs", "weights"], ["anomaly_map"]),
+        helper.make_node("GlobalMaxPool", ["anomaly_map"], ["pooled"]),
+        helper.make_node("Reshape", ["pooled", "flat"], ["score"]),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "log", [image], [amap, score], initializer=inits),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
     model.ir_version = 8
     helper.set_model_props(model, {METADATA_KEY: metadata.to_json()})
     import onnx
+
     onnx.save(model, str(path))
     return path
 
@@ -52,15 +62,19 @@ def bright(seed):
 
 # --- Detector arguments --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"threshold": "abc"}, "threshold must be a finite number, found 'abc'"),
-    ({"threshold": float("nan")}, "threshold must be a finite number, found nan"),
-    ({"threshold": float("inf")}, "threshold must be a finite number, found inf"),
-    ({"threshold": True}, "threshold must be a finite number, found True"),
-    ({"batch_size": 10**9}, r"batch_size must be >= 1 and <= 4096, got 1000000000"),
-    ({"batch_size": 0}, "batch_size must be >= 1"),
-    ({"batch_size": 2.5}, "batch_size must be an integer, found 2.5"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"threshold": "abc"}, "threshold must be a finite number, found 'abc'"),
+        ({"threshold": float("nan")}, "threshold must be a finite number, found nan"),
+        ({"threshold": float("inf")}, "threshold must be a finite number, found inf"),
+        ({"threshold": True}, "threshold must be a finite number, found True"),
+        ({"batch_size": 10**9}, r"batch_size must be >= 1 and <= 4096, got 1000000000"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"batch_size": 2.5}, "batch_size must be an integer, found 2.5"),
+    ],
+)
 def test_bad_detector_arguments_are_config_errors(tiny_onnx, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         Detector(tiny_onnx, **kwargs)
@@ -83,17 +97,29 @@ def test_rd_infer_refuses_a_non_finite_threshold(tiny_onnx, tmp_path, capsys, va
 
 # --- tampered metadata -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("change, message", [
-    ({"format_version": True}, "metadata format version True"),
-    ({"format_version": -7}, "metadata format version -7"),
-    ({"threshold": "abc"}, "threshold must be a finite number or null, found 'abc'"),
-    ({"threshold": float("nan")}, "threshold must be a finite number or null, found nan"),
-    ({"threshold": float("inf")}, "threshold must be a finite number or null, found inf"),
-    ({"score_stats": {"min": "low", "max": 1.0}}, r"score_stats must be an object of finite numbers.*'low'"),
-    ({"score_stats": "abc"}, "score_stats must be an object of finite numbers"),
-    ({"score_stats": {"min": 0.0, "max": float("nan")}}, "score_stats must be an object of finite numbers"),
-])
-def test_tampered_metadata_is_refused_on_load(make_model, metadata_factory, tmp_path, capsys, change, message):
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"format_version": True}, "metadata format version True"),
+        ({"format_version": -7}, "metadata format version -7"),
+        ({"threshold": "abc"}, "threshold must be a finite number or null, found 'abc'"),
+        ({"threshold": float("nan")}, "threshold must be a finite number or null, found nan"),
+        ({"threshold": float("inf")}, "threshold must be a finite number or null, found inf"),
+        (
+            {"score_stats": {"min": "low", "max": 1.0}},
+            r"score_stats must be an object of finite numbers.*'low'",
+        ),
+        ({"score_stats": "abc"}, "score_stats must be an object of finite numbers"),
+        (
+            {"score_stats": {"min": 0.0, "max": float("nan")}},
+            "score_stats must be an object of finite numbers",
+        ),
+    ],
+)
+def test_tampered_metadata_is_refused_on_load(
+    make_model, metadata_factory, tmp_path, capsys, change, message
+):
     data = json.loads(metadata_factory().to_json())
     data.update(change)
     model = make_model(metadata=json.dumps(data))  # json writes NaN/Infinity tokens, as a tamperer would
@@ -108,11 +134,14 @@ def test_tampered_metadata_is_refused_on_load(make_model, metadata_factory, tmp_
 
 # --- non-finite model outputs ----------------------------------------------------------------------
 
+
 def test_non_finite_outputs_raise_and_keep_the_finite_frames(tmp_path, metadata_factory):
     model = log_model(tmp_path / "log.onnx", metadata_factory())
     frames = [bright(0), np.zeros((24, 32, 3), np.uint8), bright(1)]  # black: log(0) = -inf
     with Detector(model) as det:
-        with pytest.raises(NonFiniteOutputError, match=r"non-finite scores for 1 of 3 frame\(s\) \(positions \[1\]\)") as info:
+        with pytest.raises(
+            NonFiniteOutputError, match=r"non-finite scores for 1 of 3 frame\(s\) \(positions \[1\]\)"
+        ) as info:
             det.predict(frames)
         with pytest.raises(NonFiniteOutputError):
             det.predict(frames[1])
@@ -127,7 +156,11 @@ def test_rd_infer_records_non_finite_frames_as_errors(tmp_path, metadata_factory
     model = log_model(tmp_path / "log.onnx", metadata_factory())
     folder = tmp_path / "in"
     folder.mkdir()
-    for name, img in [("a.png", bright(0)), ("b_black.png", np.zeros((24, 32, 3), np.uint8)), ("c.png", bright(1))]:
+    for name, img in [
+        ("a.png", bright(0)),
+        ("b_black.png", np.zeros((24, 32, 3), np.uint8)),
+        ("c.png", bright(1)),
+    ]:
         cv2.imwrite(str(folder / name), img)
     records_path = tmp_path / "r.jsonl"
     rc = main([str(model), str(folder), "--json", str(records_path), "--batch-size", batch, "--quiet"])
@@ -149,6 +182,7 @@ def test_nan_weights_flag_nothing_as_ok(tmp_path, metadata_factory):
 
 
 # --- odd frames and files --------------------------------------------------------------------------
+
 
 def test_an_empty_frame_is_an_image_error_not_a_cv2_error(tiny_onnx):
     from rd_edge.core.errors import ImageReadError
@@ -199,6 +233,7 @@ def test_a_truncated_video_says_how_many_frames_were_read(tiny_onnx, tmp_path, c
 
 # --- huge images ------------------------------------------------------------------------------------
 
+
 def test_huge_images_are_downscaled_once_on_decode(tmp_path):
     from huge_png import write_huge_png
 
@@ -241,13 +276,27 @@ def test_a_20000_pixel_png_with_out_peaks_under_1_5_gb(tiny_onnx, tmp_path):
     # The peak is read by rd-infer's own process (VmHWM, reset at exec): the child's ru_maxrss would also
     # count the moment between fork and exec, when it shares the whole pytest process's pages.
     peak_file = tmp_path / "vmhwm_kib"
-    script = ("import re, sys\nfrom rd_edge.runtime.cli import main\nrc = main()\n"
-              "hwm = re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1)\n"
-              f"open({str(peak_file)!r}, 'w').write(hwm)\nsys.exit(rc)\n")
-    cmd = [sys.executable, "-c", script,
-           str(tiny_onnx), str(image), "--out", str(tmp_path / "out"), "--json", str(tmp_path / "r.jsonl"), "--quiet"]
+    script = (
+        "import re, sys\nfrom rd_edge.runtime.cli import main\nrc = main()\n"
+        "hwm = re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1)\n"
+        f"open({str(peak_file)!r}, 'w').write(hwm)\nsys.exit(rc)\n"
+    )
+    cmd = [
+        sys.executable,
+        "-c",
+        script,
+        str(tiny_onnx),
+        str(image),
+        "--out",
+        str(tmp_path / "out"),
+        "--json",
+        str(tmp_path / "r.jsonl"),
+        "--quiet",
+    ]
     env = dict(os.environ, RD_EDGE_MAX_IMAGE_PIXELS=str(20000 * 20000))  # a real scan this large: allowed
-    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300, env=env)
+    done = subprocess.run(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300, env=env
+    )
     assert done.returncode == 0, done.stderr
     peak_mib = int(peak_file.read_text()) / 1024
     assert 100 < peak_mib < 1536, f"peak RSS {peak_mib:.0f} MiB"  # > 100: the reading is real
@@ -268,8 +317,12 @@ def test_the_jsonl_sink_never_writes_a_line_that_is_not_json(tmp_path):
     from rd_edge.runtime.sources import SourceItem
 
     def result(i, score):
-        return Result("cam", i, SourceItem(f"{i}.png", str(i), None, None),
-                      prediction=Prediction(score, 0.5, False, np.zeros((2, 2), np.float32), timings={"total_ms": 1.0}))
+        return Result(
+            "cam",
+            i,
+            SourceItem(f"{i}.png", str(i), None, None),
+            prediction=Prediction(score, 0.5, False, np.zeros((2, 2), np.float32), timings={"total_ms": 1.0}),
+        )
 
     sink = JsonlSink(tmp_path / "out.jsonl")
     sink.write(result(0, 0.25))

@@ -4,6 +4,7 @@ A live source never ends silently: an outage is an error record, a warning, a Pr
 and exit code 2; a stuck read times out; with --reconnect the stream comes back and the outage is
 recorded with its start, end and the frames it cost.
 """
+
 import json
 import threading
 import time
@@ -27,6 +28,7 @@ def camera():
 
 def later(seconds, *actions):
     """Run the actions one after another, ``seconds[i]`` after the start, in a thread."""
+
     def run():
         start = time.monotonic()
         for at, action in zip(seconds, actions):
@@ -38,8 +40,9 @@ def later(seconds, *actions):
     return thread
 
 
-def test_a_stream_whose_server_goes_away_is_an_error_record_a_warning_and_exit_2(tiny_onnx, camera, tmp_path,
-                                                                                   capsys):
+def test_a_stream_whose_server_goes_away_is_an_error_record_a_warning_and_exit_2(
+    tiny_onnx, camera, tmp_path, capsys
+):
     records_path = tmp_path / "r.jsonl"
     later([1.0], camera.go_away)
     started = time.monotonic()
@@ -60,7 +63,9 @@ def test_a_stalled_stream_times_out_instead_of_hanging(tiny_onnx, camera):
     later([0.8], camera.stall)
     sink = ListSink()
     started = time.monotonic()
-    with open_source(camera.url, live=LiveOptions(read_timeout=0.5)) as source, make_detector(tiny_onnx) as det:
+    with open_source(camera.url, live=LiveOptions(read_timeout=0.5)) as source, make_detector(
+        tiny_onnx
+    ) as det:
         summary = Pipeline(det, [source], [sink]).run()
     assert time.monotonic() - started < 4.0
     assert sink.results[-1].error == "stream lost: no frame for 0.5 s (read timeout)"
@@ -76,8 +81,12 @@ def test_reconnect_brings_the_stream_back_and_records_the_outage_and_its_lost_fr
     with open_source(camera.url, label="cam", live=options) as source, make_detector(tiny_onnx) as det:
         pipeline = Pipeline(det, [source], [sink, metrics])
         downtime = []
-        later([1.0, 2.0, 3.0], lambda: (downtime.append(time.time()), camera.go_away()),
-              lambda: (camera.come_back(), downtime.append(time.time())), pipeline.stop)
+        later(
+            [1.0, 2.0, 3.0],
+            lambda: (downtime.append(time.time()), camera.go_away()),
+            lambda: (camera.come_back(), downtime.append(time.time())),
+            pipeline.stop,
+        )
         summary = pipeline.run()
     errors = [r for r in sink.results if r.error is not None]
     assert len(errors) == 1 and errors[0].error.endswith("; reconnecting (--reconnect)")
@@ -100,8 +109,9 @@ def test_reconnect_brings_the_stream_back_and_records_the_outage_and_its_lost_fr
     assert record["end"].endswith("Z") and record["frames_lost"] == outage.frames_lost
 
 
-@pytest.mark.parametrize("seconds,rate,lost", [(2.0, 10.0, 19), (0.1, 10.0, 0), (0.25, 10.0, 1),
-                                               (1.0, 25.0, 24), (0.0, 30.0, 0)])
+@pytest.mark.parametrize(
+    "seconds,rate,lost", [(2.0, 10.0, 19), (0.1, 10.0, 0), (0.25, 10.0, 1), (1.0, 25.0, 24), (0.0, 30.0, 0)]
+)
 def test_frames_lost_are_the_frames_due_strictly_inside_the_outage(seconds, rate, lost):
     """Last frame at t, next at t + 2 s, 10 fps: frames were due at t + 0.1 ... t + 1.9 -> 19 lost
     (the frame that ends the outage arrived; halves round as Python's round, 0.25 s -> 2.5 -> 2 -> 1)."""

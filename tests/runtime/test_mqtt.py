@@ -1,4 +1,5 @@
 """MQTT sink against a real broker (mosquitto): every record once, in order, retained, across a restart."""
+
 import json
 import threading
 import time
@@ -47,8 +48,20 @@ def test_rd_infer_publishes_every_record_once_in_order_and_retains_the_last(tiny
     subscriber = Subscriber(broker.port, "line1/#")
     records_path = tmp_path / "r.jsonl"
     try:
-        rc = main([str(tiny_onnx), str(a), str(b), "--mqtt", broker.url("line1"), "--json", str(records_path),
-                   "--batch-size", "3", "--quiet"])
+        rc = main(
+            [
+                str(tiny_onnx),
+                str(a),
+                str(b),
+                "--mqtt",
+                broker.url("line1"),
+                "--json",
+                str(records_path),
+                "--batch-size",
+                "3",
+                "--quiet",
+            ]
+        )
         messages = subscriber.wait_for(9)
     finally:
         subscriber.close()
@@ -56,8 +69,10 @@ def test_rd_infer_publishes_every_record_once_in_order_and_retains_the_last(tiny
     assert frames_by_stream(messages) == {"a": [0, 1, 2, 3, 4], "b": [0, 1, 2, 3]}  # once each, in order
     assert {m["_topic"] for m in messages} == {"line1/a", "line1/b"}
     written = [json.loads(line) for line in records_path.read_text().splitlines()]
-    assert sorted(({k: v for k, v in m.items() if k != "_topic"} for m in messages),
-                  key=lambda r: (r["stream"], r["frame"])) == sorted(written, key=lambda r: (r["stream"], r["frame"]))
+    assert sorted(
+        ({k: v for k, v in m.items() if k != "_topic"} for m in messages),
+        key=lambda r: (r["stream"], r["frame"]),
+    ) == sorted(written, key=lambda r: (r["stream"], r["frame"]))
     late = Subscriber(broker.port, "line1/#", client_id="late-dashboard")  # subscribes after the run
     try:
         deadline = time.monotonic() + 5
@@ -101,14 +116,22 @@ def test_a_broker_restart_loses_nothing_beyond_the_buffer(tiny_onnx, broker, buf
     if buffer >= n:
         assert missing == []
     else:
-        assert sink.dropped > 0 and missing == list(range(missing[0], missing[0] + len(missing)))  # oldest first
+        assert sink.dropped > 0 and missing == list(
+            range(missing[0], missing[0] + len(missing))
+        )  # oldest first
         assert f"{sink.dropped} dropped" in summary.text()
 
 
 def test_bad_addresses_are_clear_errors():
     assert parse_mqtt_url("mqtt://user:pw@host:1884/a/b") == ("host", 1884, "a/b", "user", "pw")
     assert parse_mqtt_url("mqtt://host/line")[:3] == ("host", 1883, "line")
-    for bad in ("host:1883/line", "mqtt://host:1883", "mqtt://host/line/#", "http://host/line", "mqtt://host:99999/x"):
+    for bad in (
+        "host:1883/line",
+        "mqtt://host:1883",
+        "mqtt://host/line/#",
+        "http://host/line",
+        "mqtt://host:99999/x",
+    ):
         with pytest.raises(SinkError, match="expected mqtt://HOST"):
             parse_mqtt_url(bad)
 
@@ -132,7 +155,9 @@ def test_a_full_buffer_drops_the_oldest_records_and_keeps_the_newest():
     sink = MqttSink(f"mqtt://127.0.0.1:{free_ports()[0]}/line", buffer=3, flush_timeout=0.1)
     try:
         for i in range(5):
-            sink.write(Result("cam", i, SourceItem(f"f{i}.png", f"f{i}", None, "unreadable"), error="unreadable"))
+            sink.write(
+                Result("cam", i, SourceItem(f"f{i}.png", f"f{i}", None, "unreadable"), error="unreadable")
+            )
         queued = [json.loads(payload)["frame"] for _, payload in sink._pending]  # not yet handed to paho
         assert (queued, sink.dropped) == ([2, 3, 4], 2)
     finally:

@@ -3,6 +3,7 @@
 The camera is Aravis' fake GigE Vision camera in software-trigger mode (test_aravis.FakeCamera);
 the atomicity test uses a fast synthetic live source so results change while the client reads.
 """
+
 import asyncio
 import json
 import threading
@@ -54,9 +55,25 @@ def test_a_plc_browses_triggers_and_reads_results_of_a_triggered_camera(tiny_onn
     url = f"opc.tcp://127.0.0.1:{free_ports()[0]}"
     records_path = tmp_path / "r.jsonl"
     rc = []
-    run = threading.Thread(target=lambda: rc.append(main(
-        [str(tiny_onnx), f"cam=aravis://{ADDRESS}?Width=64&Height=48", "--trigger", "--opcua", url,
-         "--limit", "5", "--json", str(records_path), "--quiet"])), daemon=True)
+    run = threading.Thread(
+        target=lambda: rc.append(
+            main(
+                [
+                    str(tiny_onnx),
+                    f"cam=aravis://{ADDRESS}?Width=64&Height=48",
+                    "--trigger",
+                    "--opcua",
+                    url,
+                    "--limit",
+                    "5",
+                    "--json",
+                    str(records_path),
+                    "--quiet",
+                ]
+            )
+        ),
+        daemon=True,
+    )
     run.start()
 
     async def plc():
@@ -70,8 +87,9 @@ def test_a_plc_browses_triggers_and_reads_results_of_a_triggered_camera(tiny_onn
             answers = []
             for _ in range(3):  # method calls: each returns its own frame's result
                 answers.append(await node("Streams.cam").call_method(f"{ns}:Trigger"))
-                read = await client.read_values([node(f"Streams.cam.Result.{n}") for n in
-                                                 ("ResultId", "FrameNumber", "Verdict", "Score")])
+                read = await client.read_values(
+                    [node(f"Streams.cam.Result.{n}") for n in ("ResultId", "FrameNumber", "Verdict", "Score")]
+                )
                 assert read == answers[-1][:4]  # the nodes were published before the call returned
             request = node("Streams.cam.TriggerRequest")  # the handshake without a method call
             await request.write_value(True)
@@ -79,7 +97,9 @@ def test_a_plc_browses_triggers_and_reads_results_of_a_triggered_camera(tiny_onn
                 if await node("Streams.cam.Result.ResultId").read_value() == 4:
                     break
                 await asyncio.sleep(0.02)
-            counters = await client.read_values([node(f"Streams.cam.Counters.{n}") for n in ("Inspected", "Errors")])
+            counters = await client.read_values(
+                [node(f"Streams.cam.Counters.{n}") for n in ("Inspected", "Errors")]
+            )
             await node("Streams.cam").call_method(f"{ns}:Trigger")  # the 5th: --limit 5 ends the run
             return tree, answers, counters
         finally:
@@ -99,9 +119,27 @@ def test_a_plc_browses_triggers_and_reads_results_of_a_triggered_camera(tiny_onn
         assert answer[3] == pytest.approx(record["score"]) and answer[5] == ""
     assert counters == [4, 0]
     names = {line.split()[0] for line in tree}
-    assert {"State", "Heartbeat", "ModelFile", "ModelSha256", "ImageThreshold", "Streams", "cam", "Trigger",
-            "TriggerRequest", "Verdict", "Score", "NormalizedScore", "FrameNumber", "CameraTimestamp",
-            "LatencyMs", "Inspected", "NG", "Errors", "Dropped"} <= names
+    assert {
+        "State",
+        "Heartbeat",
+        "ModelFile",
+        "ModelSha256",
+        "ImageThreshold",
+        "Streams",
+        "cam",
+        "Trigger",
+        "TriggerRequest",
+        "Verdict",
+        "Score",
+        "NormalizedScore",
+        "FrameNumber",
+        "CameraTimestamp",
+        "LatencyMs",
+        "Inspected",
+        "NG",
+        "Errors",
+        "Dropped",
+    } <= names
 
 
 def test_one_read_never_mixes_two_frames(tiny_onnx):
@@ -119,8 +157,10 @@ def test_one_read_never_mixes_two_frames(tiny_onnx):
             client = await connect(url)
             try:
                 ns = await client.get_namespace_index(NS)
-                nodes = [client.get_node(f"ns={ns};s=RdEdge.Streams.cam.Result.{n}")
-                         for n in ("FrameNumber", "Score", "ResultId")]
+                nodes = [
+                    client.get_node(f"ns={ns};s=RdEdge.Streams.cam.Result.{n}")
+                    for n in ("FrameNumber", "Score", "ResultId")
+                ]
                 for _ in range(150):
                     reads.append(await client.read_values(nodes))
             finally:
@@ -152,9 +192,18 @@ def test_with_credentials_only_the_user_gets_in_encrypted(tmp_path):
     from rd_edge.runtime.sinks.opcua import OpcUaSecurity, OpcUaSink
 
     async def certificates():
-        for who, use in (("server", ExtendedKeyUsageOID.SERVER_AUTH), ("client", ExtendedKeyUsageOID.CLIENT_AUTH)):
-            await setup_self_signed_certificate(tmp_path / f"{who}.pem", tmp_path / f"{who}.der",
-                                                f"urn:rd-edge:test:{who}", "localhost", [use], {"commonName": who})
+        for who, use in (
+            ("server", ExtendedKeyUsageOID.SERVER_AUTH),
+            ("client", ExtendedKeyUsageOID.CLIENT_AUTH),
+        ):
+            await setup_self_signed_certificate(
+                tmp_path / f"{who}.pem",
+                tmp_path / f"{who}.der",
+                f"urn:rd-edge:test:{who}",
+                "localhost",
+                [use],
+                {"commonName": who},
+            )
 
     asyncio.run(certificates())
     url = f"opc.tcp://127.0.0.1:{free_ports()[0]}"
@@ -164,8 +213,9 @@ def test_with_credentials_only_the_user_gets_in_encrypted(tmp_path):
     async def connect_as(user, password, encrypted):
         client = asyncua.Client(url, timeout=2)
         if encrypted:
-            await client.set_security_string(f"Basic256Sha256,SignAndEncrypt,{tmp_path / 'client.der'},"
-                                             f"{tmp_path / 'client.pem'}")
+            await client.set_security_string(
+                f"Basic256Sha256,SignAndEncrypt,{tmp_path / 'client.der'},{tmp_path / 'client.pem'}"
+            )
         if user:
             client.set_user(user)
             client.set_password(password)

@@ -1,5 +1,6 @@
 """The overlay and the graded score every tool shares (rd_edge.core.postprocess): what the operator
 sees must say the verdict, carry the colour bar and outline what was found and what was expected."""
+
 import numpy as np
 import pytest
 
@@ -20,7 +21,7 @@ def blob_map(h, w, peak, centre, radius=6.0):
     """A smooth bump of height ``peak`` above a 0.5 floor at ``centre`` (row, col)."""
     yy, xx = np.mgrid[:h, :w]
     d2 = (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2
-    return (0.5 + peak * np.exp(-d2 / (2 * radius ** 2))).astype(np.float32)
+    return (0.5 + peak * np.exp(-d2 / (2 * radius**2))).astype(np.float32)
 
 
 def grey(h, w):
@@ -41,7 +42,7 @@ def test_ng_overlay_shows_verdict_colour_bar_marker_and_outlines():
     box = band[3:21, 4:32].reshape(-1, 3)
     assert (box == NG_BGR).all(axis=1).mean() > 0.5 and (box == 255).all(axis=1).any()
     # Colour bar: the JET ramp from blue (left, 0) to dark red (right, 1), black tick at 0.5.
-    bar = band[26, 4:w * f - 4]
+    bar = band[26, 4 : w * f - 4]
     assert tuple(bar[0]) == tuple(jet_lut()[0]) and tuple(bar[-1]) == tuple(jet_lut()[255])
     assert bar[0][0] > 100 and bar[0][2] == 0 and bar[-1][2] > 100 and bar[-1][0] == 0
     assert tuple(band[23, 4 + (len(bar) - 1) // 2]) == (0, 0, 0)
@@ -54,7 +55,7 @@ def test_ng_overlay_shows_verdict_colour_bar_marker_and_outlines():
     magenta = (image == (255, 0, 255)).all(axis=2)
     rows, cols = np.nonzero(white)
     assert white.any() and abs(rows.mean() / f - 20) < 3 and abs(cols.mean() / f - 30) < 3
-    assert magenta[40 * f:50 * f, 55 * f:70 * f].any() and not magenta[:35 * f].any()
+    assert magenta[40 * f : 50 * f, 55 * f : 70 * f].any() and not magenta[: 35 * f].any()
     # Heat: the blob's centre is red-ish (above the threshold), the background blue-ish.
     assert image[20 * f, 30 * f, 2] > image[20 * f, 30 * f, 0]
     assert image[5 * f, 5 * f, 0] > image[5 * f, 5 * f, 2]

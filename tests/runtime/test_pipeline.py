@@ -1,4 +1,5 @@
 """The pipelined runtime: order, shared batches, live drops, back-pressure, errors, stop, speed."""
+
 import numpy as np
 import pytest
 from pipeline_parts import FrameSource, ListSink, make_detector
@@ -59,7 +60,9 @@ def test_a_failing_stage_gives_that_frame_an_error_and_the_run_goes_on(tiny_onnx
     warnings = []
     with make_detector(tiny_onnx, fail_on_black=True) as det:
         source = FrameSource("clip", 6, black={2})
-        summary = Pipeline(det, [source], [Exploding(), sink], on_error=lambda s, e: warnings.append(str(e))).run()
+        summary = Pipeline(
+            det, [source], [Exploding(), sink], on_error=lambda s, e: warnings.append(str(e))
+        ).run()
     errors = [r.error for r in sink.results]
     assert [r.index for r in sink.results] == list(range(6))
     assert errors[2] and "refuses black frames" in errors[2] and sink.results[2].prediction is None
@@ -133,7 +136,9 @@ def test_a_source_that_fails_mid_run_ends_with_an_error_record_and_the_others_go
 
     sink = ListSink()
     with make_detector(tiny_onnx, batch_size=2) as det:
-        summary = Pipeline(det, [Unplugged("usb", 10), FrameSource("clip", 5)], [sink], pipelined=pipelined).run()
+        summary = Pipeline(
+            det, [Unplugged("usb", 10), FrameSource("clip", 5)], [sink], pipelined=pipelined
+        ).run()
     usb = sink.by_stream("usb")
     assert [r.index for r in usb] == [0, 1, 2, 3] and [r.error for r in usb[:3]] == [None] * 3
     assert usb[3].error == "source stopped: OSError: camera unplugged" and usb[3].prediction is None
@@ -175,6 +180,7 @@ def test_a_network_stream_is_live_drops_stale_frames_and_keeps_credentials_out(t
 
 
 # --- latency statistics in fixed memory (issue 21, case 12) ------------------------------------------
+
 
 def test_latency_statistics_report_the_same_figures_in_fixed_memory():
     """The summary's mean (exact) and p99 (within 0.5 %) as numpy over every sample, in a memory
@@ -243,8 +249,10 @@ def test_latency_percentiles_of_few_samples_are_the_order_statistic_numpy_starts
     from rd_edge.runtime.latency import LatencyStats
 
     @hypothesis.settings(max_examples=100, deadline=None, database=None)
-    @hypothesis.given(samples=st.lists(st.floats(0.01, 5000.0), min_size=2, max_size=12),
-                      q=st.sampled_from([10, 25, 50, 75, 90, 95, 99]))
+    @hypothesis.given(
+        samples=st.lists(st.floats(0.01, 5000.0), min_size=2, max_size=12),
+        q=st.sampled_from([10, 25, 50, 75, 90, 95, 99]),
+    )
     def check(samples, q):
         stats = LatencyStats()
         for value in samples:

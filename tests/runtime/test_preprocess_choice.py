@@ -1,5 +1,6 @@
 """Where preprocessing runs, as explicit states (the CUDA states with a fake GPU are in
 tests/runtime/backends/test_trt_runner_fake.py and test_cuda_tiles_fake.py)."""
+
 import pytest
 
 from rd_edge.core.errors import BackendError
@@ -23,7 +24,9 @@ def test_a_backend_without_device_input_preprocesses_on_the_cpu_with_nothing_to_
 
 
 def test_cuda_asked_for_but_impossible_is_an_error_that_says_why(tiny_onnx):
-    with pytest.raises(BackendError, match="CUDA preprocessing was requested but is unavailable: backend 'ort'"):
+    with pytest.raises(
+        BackendError, match="CUDA preprocessing was requested but is unavailable: backend 'ort'"
+    ):
         Detector(tiny_onnx, backend="onnxruntime", cuda_preprocess=True)
     with Detector(tiny_onnx, backend="onnxruntime") as det:
         assert (det.preprocess_device, det.preprocess_fallback_reason) == ("cpu", None)

@@ -1,4 +1,5 @@
 """Prometheus endpoint: per-source frames, anomalies, errors, drops and per-stage latency, scraped over HTTP."""
+
 import urllib.request
 
 import pytest
@@ -33,8 +34,11 @@ def value(samples, name, **labels):
 def test_metrics_count_per_source_and_time_each_stage(tiny_onnx):
     metrics = MetricsSink(0, host="127.0.0.1", streams=["line", "cam", "idle"])
     scraper, results = Scraper(lambda: metrics.port), ListSink()
-    sources = [FrameSource("line", 6, black={1, 4}), FrameSource("cam", 60, period=0.002, live=True),
-               FrameSource("idle", 0)]
+    sources = [
+        FrameSource("line", 6, black={1, 4}),
+        FrameSource("cam", 60, period=0.002, live=True),
+        FrameSource("idle", 0),
+    ]
     with make_detector(tiny_onnx, delay=0.01, fail_on_black=True) as det:
         summary = Pipeline(det, sources, [results, scraper, metrics]).run()
     s = scraper.samples
@@ -48,7 +52,10 @@ def test_metrics_count_per_source_and_time_each_stage(tiny_onnx):
     for stage in ("decode", "preprocess", "inference", "postprocess", "sink"):
         assert value(s, "rd_edge_stage_seconds_count", stage=stage) == summary.frames
     # the slow runner: every frame's inference share is >= 10 ms / batch size
-    assert value(s, "rd_edge_stage_seconds_sum", stage="inference") >= 0.01 * summary.frames / det.batch_size * 0.9
+    assert (
+        value(s, "rd_edge_stage_seconds_sum", stage="inference")
+        >= 0.01 * summary.frames / det.batch_size * 0.9
+    )
     assert value(s, "rd_edge_latency_seconds_count", source="line") == 6
 
 

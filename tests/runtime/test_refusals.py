@@ -1,4 +1,5 @@
 """One-line errors instead of tracebacks, and the unclear cases made clear (issue 21)."""
+
 import os
 import re
 import sys
@@ -25,9 +26,11 @@ def image(tmp_path):
 def test_ports_out_of_range_are_refused_by_the_parser(tiny_onnx, image, capsys):
     from rd_edge.runtime.serve import main as rd_serve
 
-    for run, argv in ((rd_infer, [str(tiny_onnx), str(image), "--metrics-port", "70000"]),
-                      (rd_infer, [str(tiny_onnx), str(image), "--station", "70000", "--evidence", "x"]),
-                      (rd_serve, [str(tiny_onnx), "--http-port", "70000"])):
+    for run, argv in (
+        (rd_infer, [str(tiny_onnx), str(image), "--metrics-port", "70000"]),
+        (rd_infer, [str(tiny_onnx), str(image), "--station", "70000", "--evidence", "x"]),
+        (rd_serve, [str(tiny_onnx), "--http-port", "70000"]),
+    ):
         with pytest.raises(SystemExit) as info:
             run(argv)
         assert info.value.code == 2
@@ -62,8 +65,25 @@ def test_demo_data_into_an_existing_file_is_one_line(tmp_path, capsys):
 
     existing = tmp_path / "file.txt"
     existing.write_text("keep me")
-    assert rd_edge(["demo-data", str(existing), "--categories", "weave", "--image-size", "64", "--n-train", "2",
-                    "--n-test-good", "1", "--n-test-per-defect", "1"]) == 1
+    assert (
+        rd_edge(
+            [
+                "demo-data",
+                str(existing),
+                "--categories",
+                "weave",
+                "--image-size",
+                "64",
+                "--n-train",
+                "2",
+                "--n-test-good",
+                "1",
+                "--n-test-per-defect",
+                "1",
+            ]
+        )
+        == 1
+    )
     assert one_line(capsys.readouterr().err) and existing.read_text() == "keep me"
 
 
@@ -74,7 +94,8 @@ def test_ctrl_c_inside_an_optional_import_is_a_stop_not_a_missing_package(tmp_pa
     from rd_edge.core.optional import import_optional
 
     (tmp_path / "rd_interrupted.py").write_text(
-        "try:\n    raise KeyboardInterrupt\nexcept KeyboardInterrupt:\n    raise ImportError('partially initialised')\n")
+        "try:\n    raise KeyboardInterrupt\nexcept KeyboardInterrupt:\n    raise ImportError('partially initialised')\n"
+    )
     (tmp_path / "rd_broken.py").write_text("raise ImportError('libfoo.so: cannot open shared object file')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert run_cli(lambda: import_optional("rd_interrupted", "a test", "pip install x") and 0) == 130
@@ -86,10 +107,13 @@ def test_ctrl_c_inside_an_optional_import_is_a_stop_not_a_missing_package(tmp_pa
     sys.modules.pop("rd_broken", None)
 
 
-@pytest.mark.parametrize("text, message", [
-    ('{"format_version": 1, "threshold": ' + "1" + "0" * 400 + "}", "threshold must be a finite number"),
-    ("[" * 100_000 + "]" * 100_000, "nested too deep"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"format_version": 1, "threshold": ' + "1" + "0" * 400 + "}", "threshold must be a finite number"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deep"),
+    ],
+)
 def test_onnx_metadata_beyond_range_or_nested_deep_is_one_error(text, message, metadata_factory):
     """10**400 as a threshold (OverflowError) and JSON nested 100,000 deep (RecursionError)."""
     import json

@@ -1,5 +1,6 @@
 """The run report a person opens: rd-infer --report and rd-eval --report write index.html and
 results.csv that say the same as the records; the page is looked at in headless Chromium."""
+
 import csv
 import json
 
@@ -16,8 +17,20 @@ def read_csv(path):
 
 def test_infer_report_agrees_with_the_records_and_renders(tiny_onnx, demo_category, tmp_path):
     report, records_path = tmp_path / "report", tmp_path / "r.jsonl"
-    assert infer_main([str(tiny_onnx), str(demo_category / "test"), "--report", str(report),
-                       "--json", str(records_path), "--quiet"]) == 0
+    assert (
+        infer_main(
+            [
+                str(tiny_onnx),
+                str(demo_category / "test"),
+                "--report",
+                str(report),
+                "--json",
+                str(records_path),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     records = {r["source"]: r for r in map(json.loads, records_path.read_text().splitlines())}
     rows = read_csv(report / "results.csv")
     assert len(rows) == len(records) > 0
@@ -35,7 +48,8 @@ def test_infer_report_agrees_with_the_records_and_renders(tiny_onnx, demo_catego
     with chromium(1200, 900) as browser:
         browser.get((report / "index.html").as_uri())
         loaded = browser.execute_script(
-            "return Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length")
+            "return Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length"
+        )
         # lazy images below the fold may not load in a headless window: the first rows must
         assert loaded >= min(5, len(rows))
         assert browser.execute_script("return document.querySelectorAll('svg rect').length") > 0
@@ -54,10 +68,24 @@ def test_eval_report_has_curves_per_type_and_calibrated_verdicts(r18_checkpoint,
     shutil.copy(r18_checkpoint, model)
     # thresholds.json calibrated for these weights: rd-eval's verdicts and overlays use it, as rd-infer does
     Thresholds(1.0, 0.9, method="manual", model="m.onnx", checkpoint_sha256=sha256_file(model)).write(
-        thresholds_path(model))
+        thresholds_path(model)
+    )
     report = tmp_path / "eval"
-    assert eval_main([str(model), "--data", str(demo_category), "--report", str(report), "--quiet",
-                      "--json", str(tmp_path / "m.json")]) == 0
+    assert (
+        eval_main(
+            [
+                str(model),
+                "--data",
+                str(demo_category),
+                "--report",
+                str(report),
+                "--quiet",
+                "--json",
+                str(tmp_path / "m.json"),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["threshold"] == 1.0 and metrics["threshold_source"].endswith("thresholds.json")
     rows = read_csv(report / "results.csv")
@@ -78,6 +106,8 @@ def test_eval_verdict_counts_by_hand():
     2 of 3 defects escape (0.5 is not above 0.5)."""
     from rd_edge.eval_report import verdict_counts
 
-    assert verdict_counts([0, 0, 0, 1, 1, 1], [0.1, 0.6, 0.7, 0.4, 0.5, 0.9], 0.5) == \
-        "false alarms 2/3, escapes 2/3"
+    assert (
+        verdict_counts([0, 0, 0, 1, 1, 1], [0.1, 0.6, 0.7, 0.4, 0.5, 0.9], 0.5)
+        == "false alarms 2/3, escapes 2/3"
+    )
     assert verdict_counts([0, 1], [0.2, 0.8], 0.5) == "false alarms 0/1, escapes 0/1"

@@ -7,6 +7,7 @@ calibration data, export verification, torch tiles) must agree with the saved ru
 and not with the other rule's. Models saved before the rule existed (no ``resize`` key) read
 "linear" from their metadata or checkpoint. Tiny fixtures only: nothing is trained or exported.
 """
+
 import json
 
 import numpy as np
@@ -55,6 +56,7 @@ def frame_paths(frames_dir):
 @pytest.fixture
 def tiny_with_rule(make_model, metadata_factory):
     """tiny_with_rule(name, rule, tiling=None) -> the stand-in graph saved with that rule."""
+
     def make(name, rule, tiling=None):
         meta = metadata_factory()
         meta.resize = rule
@@ -244,12 +246,15 @@ def test_models_from_before_the_rule_read_linear_and_new_ones_get_the_default(ma
         assert det.metadata.resize == RESIZE_LINEAR
 
 
-@pytest.mark.parametrize("src_hw,dst_hw,area", [
-    ((100, 40), (64, 64), False),  # taller, narrower: one side enlarges -> linear
-    ((40, 100), (64, 64), False),
-    ((100, 80), (64, 64), True),  # both sides shrink -> area
-    ((64, 65), (64, 64), True),  # equal counts as not enlarging
-])
+@pytest.mark.parametrize(
+    "src_hw,dst_hw,area",
+    [
+        ((100, 40), (64, 64), False),  # taller, narrower: one side enlarges -> linear
+        ((40, 100), (64, 64), False),
+        ((100, 80), (64, 64), True),  # both sides shrink -> area
+        ((64, 65), (64, 64), True),  # equal counts as not enlarging
+    ],
+)
 def test_area_only_when_no_side_enlarges(src_hw, dst_hw, area):
     """Non-square frames (issue 28): INTER_AREA only when both sides shrink (or stay)."""
     import cv2

@@ -3,6 +3,7 @@
 The server runs from the serve environment (`make serve-env`: numpy<2 for Triton's Python-backend
 stub), on 127.0.0.1 and free ports, and is stopped at the end; clients run here.
 """
+
 import json
 import os
 import signal
@@ -39,17 +40,38 @@ def server(r18_onnx, tmp_path_factory):
     http, grpc, metrics = free_ports(3)
     log = tmp_path_factory.mktemp("serve") / "rd-serve.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(RD_SERVE), str(r18_onnx), "--http-port", str(http),  # default host: 127.0.0.1
-                                 "--grpc-port", str(grpc), "--metrics-port", str(metrics),
-                                 "--max-batch", str(MAX_BATCH), "--threads", "1"],
-                                stdout=out, stderr=subprocess.STDOUT)
-    urls = (f"http://127.0.0.1:{http}", f"grpc://127.0.0.1:{grpc}", f"http://127.0.0.1:{metrics}/metrics", log)
+        proc = subprocess.Popen(
+            [
+                str(RD_SERVE),
+                str(r18_onnx),
+                "--http-port",
+                str(http),  # default host: 127.0.0.1
+                "--grpc-port",
+                str(grpc),
+                "--metrics-port",
+                str(metrics),
+                "--max-batch",
+                str(MAX_BATCH),
+                "--threads",
+                "1",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    urls = (
+        f"http://127.0.0.1:{http}",
+        f"grpc://127.0.0.1:{grpc}",
+        f"http://127.0.0.1:{metrics}/metrics",
+        log,
+    )
     try:
         probe = TritonClient(urls[0])
         deadline = time.monotonic() + STARTUP_S
         while not probe.ready():
             assert proc.poll() is None, f"rd-serve exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"rd-serve not ready in {STARTUP_S} s:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, (
+                f"rd-serve not ready in {STARTUP_S} s:\n{log.read_text()[-3000:]}"
+            )
             time.sleep(0.2)
         probe.close()
         yield urls + (proc.pid,)
@@ -89,7 +111,7 @@ def test_http_images_score_as_the_in_process_detector(server, r18_onnx, demo_ima
     with TritonClient(server[0]) as client:
         remote = []
         for start in range(0, len(demo_images), MAX_BATCH):  # batched requests, encoded files as sent
-            remote += client.predict_encoded([p.read_bytes() for p in demo_images[start:start + MAX_BATCH]])
+            remote += client.predict_encoded([p.read_bytes() for p in demo_images[start : start + MAX_BATCH]])
         with Detector(r18_onnx) as detector:
             assert client.threshold == detector.threshold and client.metadata == detector.metadata
             assert client.pixel_threshold == detector.pixel_threshold
@@ -104,7 +126,9 @@ def test_grpc_frames_and_maps_match_the_in_process_detector(server, r18_onnx, de
         with_map = client.predict(frames[0], anomaly_map=True)
     assert_same(remote, local)
     assert with_map.anomaly_map.shape == frames[0].shape[:2]
-    np.testing.assert_allclose(with_map.anomaly_map, local[0].anomaly_map, rtol=2e-3, atol=1e-3)  # FP16 on the wire
+    np.testing.assert_allclose(
+        with_map.anomaly_map, local[0].anomaly_map, rtol=2e-3, atol=1e-3
+    )  # FP16 on the wire
     assert remote[0].anomaly_map is None  # maps only when asked for
 
 
@@ -139,15 +163,26 @@ def test_corrupt_image_is_a_clear_error_and_the_server_keeps_serving(server, dem
 
 
 @pytest.mark.parametrize("protocol", [0, 1], ids=["http", "grpc"])
-def test_rd_infer_server_gives_the_local_records(server, demo_category, demo_images, local, tmp_path, capsys,
-                                                 protocol):
+def test_rd_infer_server_gives_the_local_records(
+    server, demo_category, demo_images, local, tmp_path, capsys, protocol
+):
     """Every input scored over HTTP as over gRPC (HTTP lost its first batch: the pipeline infers in
     another thread than the one that made the client)."""
     from rd_edge.runtime.cli import main
 
     out = tmp_path / "remote.jsonl"
-    rc = main(["--server", server[protocol], str(demo_category / "test"), "--json", str(out), "--batch-size", "3",
-               "--quiet"])
+    rc = main(
+        [
+            "--server",
+            server[protocol],
+            str(demo_category / "test"),
+            "--json",
+            str(out),
+            "--batch-size",
+            "3",
+            "--quiet",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["error"] for r in records] == [None] * len(demo_images)
@@ -171,8 +206,11 @@ def test_metrics_endpoint_counts_inferences(server):
 
     with urllib.request.urlopen(server[2], timeout=10) as response:
         text = response.read().decode()
-    counts = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-              if line.startswith('nv_inference_request_success{model="rd_edge"')]
+    counts = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith('nv_inference_request_success{model="rd_edge"')
+    ]
     assert counts and counts[0] > 0
 
 
@@ -186,13 +224,16 @@ def test_remote_detector_without_server_module(monkeypatch):
 def test_a_client_side_threshold_regrades_as_a_local_detector(server, r18_onnx, demo_images, local):
     threshold = float(np.median([p.score for p in local]))  # splits the demo images into both verdicts
     frames = [read_image(p) for p in demo_images]
-    with RemoteDetector(server[0], threshold=threshold) as remote, Detector(r18_onnx, threshold=threshold) as here:
+    with RemoteDetector(server[0], threshold=threshold) as remote, Detector(
+        r18_onnx, threshold=threshold
+    ) as here:
         got, want = remote.predict(frames), here.predict(frames)
     assert {p.is_anomalous for p in want} == {True, False}
     assert_same(got, want)
 
 
 # --- nobody let in (issue 21, cases 4 and 5) --------------------------------------------------------
+
 
 def test_rd_serve_listens_on_loopback_only_by_default_and_says_so(server):
     import socket
@@ -215,8 +256,12 @@ def test_shared_memory_and_repository_apis_are_closed(server):
     import urllib.error
     import urllib.request
 
-    for path, data in (("/v2/systemsharedmemory/status", None), ("/v2/cudasharedmemory/status", None),
-                       ("/v2/repository/index", b"{}"), ("/v2/repository/models/rd_edge/unload", b"{}")):
+    for path, data in (
+        ("/v2/systemsharedmemory/status", None),
+        ("/v2/cudasharedmemory/status", None),
+        ("/v2/repository/index", b"{}"),
+        ("/v2/repository/models/rd_edge/unload", b"{}"),
+    ):
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(urllib.request.Request(server[0] + path, data=data), timeout=10)
         assert info.value.code == 403, path

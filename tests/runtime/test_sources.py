@@ -1,4 +1,5 @@
 """rd-infer's inputs: images, folders, videos, cameras, pipelines; bad inputs become items."""
+
 import cv2
 import numpy as np
 import pytest
@@ -26,7 +27,8 @@ def test_csi_pipeline_string():
     assert csi_pipeline(1, 1280, 720, 60, 2) == (
         "nvarguscamerasrc sensor-id=1 ! video/x-raw(memory:NVMM),width=1280,height=720,framerate=60/1 ! "
         "nvvidconv flip-method=2 ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! "
-        "appsink drop=true max-buffers=1")
+        "appsink drop=true max-buffers=1"
+    )
 
 
 def test_folder_is_recursive_sorted_and_bad_files_become_error_items(tmp_path):

@@ -2,6 +2,7 @@
 rd-infer run on two videos: the live image updates, counters match the JSON Lines, a review
 click saves the original frame and its record, and the drift badge lights for the drifting
 stream only. Plus the token on other addresses and review-folder rules, without a browser."""
+
 import json
 import signal
 import subprocess
@@ -42,13 +43,35 @@ def line(tmp_path_factory):
     (port,) = free_ports(1)
     log = open(folder / "stderr.txt", "w")  # noqa: SIM115  open for the process's whole life
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rd_edge.runtime.cli", str(scene["model"]), f"stable={scene['stable']}",
-         f"drift={scene['drift']}", "--realtime", "--json", str(folder / "r.jsonl"), "--evidence", str(folder / "ev"),
-         "--station", str(port), "--station-linger", "60", "--quiet"],
-        stdout=subprocess.DEVNULL, stderr=log, cwd=folder)
+        [
+            sys.executable,
+            "-m",
+            "rd_edge.runtime.cli",
+            str(scene["model"]),
+            f"stable={scene['stable']}",
+            f"drift={scene['drift']}",
+            "--realtime",
+            "--json",
+            str(folder / "r.jsonl"),
+            "--evidence",
+            str(folder / "ev"),
+            "--station",
+            str(port),
+            "--station-linger",
+            "60",
+            "--quiet",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        cwd=folder,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_for(lambda: "station: " in (folder / "stderr.txt").read_text() or proc.poll() is not None, 30, "station")
+        wait_for(
+            lambda: "station: " in (folder / "stderr.txt").read_text() or proc.poll() is not None,
+            30,
+            "station",
+        )
         assert proc.poll() is None, (folder / "stderr.txt").read_text()
         yield {"url": url, "folder": folder, "proc": proc}
     finally:
@@ -72,7 +95,9 @@ def test_station_page_live_review_counters_and_drift(line):
     with chromium(1280, 800) as driver:  # the touch panel's size
         driver.get(line["url"])
         # live image: two streams, each image replaced several times while the videos play
-        updates = "return [...document.querySelectorAll('.live-img')].map(i => Number(i.dataset.updates || 0))"
+        updates = (
+            "return [...document.querySelectorAll('.live-img')].map(i => Number(i.dataset.updates || 0))"
+        )
         wait_for(lambda: len(js(driver, updates)) == 2 and min(js(driver, updates)) >= 3, 15, "live images")
         frames = js(driver, "return [...document.querySelectorAll('.live-img')].map(i => i.naturalWidth)")
         assert all(w > 0 for w in frames)  # decoded JPEGs, not broken images
@@ -82,18 +107,25 @@ def test_station_page_live_review_counters_and_drift(line):
         wait_for(lambda: js(driver, f"return document.querySelector('{button}') !== null"), 15, "an NG entry")
         item_id = js(driver, f"return document.querySelector('{button}').closest('.item').dataset.id")
         driver.find_element("css selector", button).click()
-        saved = wait_for(lambda: list((folder / "review" / "false_alarm").glob("*.json")), 10, "the review mark")
+        saved = wait_for(
+            lambda: list((folder / "review" / "false_alarm").glob("*.json")), 10, "the review mark"
+        )
         entry = item_id.split(":")[2]
         mark = json.loads(saved[0].read_text())
         assert mark["review"]["label"] == "false_alarm" and mark["record"]["stream"] == "stable"
         original = cv2.imread(str(folder / "ev" / "stable" / f"{entry}.png"))
-        assert np.array_equal(cv2.imread(str(saved[0].with_suffix(".png"))), original)  # the frame, not the overlay
+        assert np.array_equal(
+            cv2.imread(str(saved[0].with_suffix(".png"))), original
+        )  # the frame, not the overlay
 
         # drift: the badge turns on for the drifting stream, never for the stable one
         badge = "return document.querySelector('#stream-{} .badge.drift').classList.contains('on')"
         wait_for(lambda: js(driver, badge.format("drift")), 20, "the drift badge")
-        wait_for(lambda: js(driver, "return document.getElementById('mode').textContent") == "run finished", 20,
-                 "the end of the run")
+        wait_for(
+            lambda: js(driver, "return document.getElementById('mode').textContent") == "run finished",
+            20,
+            "the end of the run",
+        )
         time.sleep(1.2)  # one more state poll after the end
         assert not js(driver, badge.format("stable"))
 
@@ -101,11 +133,16 @@ def test_station_page_live_review_counters_and_drift(line):
         records = [json.loads(x) for x in (folder / "r.jsonl").read_text().splitlines()]
         for stream in ("stable", "drift"):
             mine = [r for r in records if r["stream"] == stream]
-            shown = {k: int(driver.find_element("css selector", f"#stream-{stream} .{k}").text)
-                     for k in ("frames", "ok", "ng", "errors")}
-            assert shown == {"frames": len(mine), "ok": sum(r["is_anomalous"] is False for r in mine),
-                             "ng": sum(r["is_anomalous"] is True for r in mine),
-                             "errors": sum(r["error"] is not None for r in mine)}
+            shown = {
+                k: int(driver.find_element("css selector", f"#stream-{stream} .{k}").text)
+                for k in ("frames", "ok", "ng", "errors")
+            }
+            assert shown == {
+                "frames": len(mine),
+                "ok": sum(r["is_anomalous"] is False for r in mine),
+                "ng": sum(r["is_anomalous"] is True for r in mine),
+                "errors": sum(r["error"] is not None for r in mine),
+            }
         drifting = {r["stream"] for r in records if (r.get("drift") or {}).get("drifting")}
         assert drifting == {"drift"}
     assert (folder / "stderr.txt").read_text().count("warning: score drift on drift") == 1
@@ -121,13 +158,17 @@ def test_station_on_another_address_needs_the_token(tmp_path):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"http://127.0.0.2:{port}/api/state", timeout=5)
         assert refused.value.code == 401
-        wrong = urllib.request.Request(f"http://127.0.0.2:{port}/api/state", headers={"Authorization": "Bearer x"})
+        wrong = urllib.request.Request(
+            f"http://127.0.0.2:{port}/api/state", headers={"Authorization": "Bearer x"}
+        )
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(wrong, timeout=5)
         with urllib.request.urlopen(server.url, timeout=5) as page:
             cookie = page.headers["set-cookie"]
         assert "rd_station_token=" in cookie and "HttpOnly" in cookie
-        ok = urllib.request.Request(f"http://127.0.0.2:{port}/api/state", headers={"Authorization": f"Bearer {server.token}"})
+        ok = urllib.request.Request(
+            f"http://127.0.0.2:{port}/api/state", headers={"Authorization": f"Bearer {server.token}"}
+        )
         with urllib.request.urlopen(ok, timeout=5) as answer:
             assert json.loads(answer.read())["live"] is False
     finally:
@@ -163,14 +204,18 @@ def test_rd_edge_station_reviews_an_evidence_folder_without_inference(tmp_path):
     (folder / f"{stem}.json").write_text(json.dumps({"stream": "cam", "frame": 7, "score": 0.9}))
     (port,) = free_ports(1)
     codes = []
-    runner = threading.Thread(target=lambda: codes.append(rd_edge_main(
-        ["station", str(tmp_path / "ev"), "--port", str(port), "--for", "6"])))
+    runner = threading.Thread(
+        target=lambda: codes.append(
+            rd_edge_main(["station", str(tmp_path / "ev"), "--port", str(port), "--for", "6"])
+        )
+    )
     runner.start()
     base = f"http://127.0.0.1:{port}"
 
     def post(body):
-        request = urllib.request.Request(f"{base}/api/review", json.dumps(body).encode(),
-                                         {"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{base}/api/review", json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=5) as answer:
                 return answer.status, json.loads(answer.read())
@@ -194,7 +239,10 @@ def test_rd_edge_station_reviews_an_evidence_folder_without_inference(tmp_path):
         assert status == 200 and answer["new"]
         marked = tmp_path / "review" / "false_alarm" / f"cam__{stem}.png"
         assert np.array_equal(cv2.imread(str(marked)), frame)
-        assert json.loads(urllib.request.urlopen(f"{base}/api/gallery/cam", timeout=5).read())[0]["review"] == "false_alarm"
+        assert (
+            json.loads(urllib.request.urlopen(f"{base}/api/gallery/cam", timeout=5).read())[0]["review"]
+            == "false_alarm"
+        )
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(f"{base}/evidence/cam/..%2F..%2Fsecret.jpg", timeout=5)
     finally:
@@ -219,10 +267,17 @@ def test_stream_counters_and_rate_are_values_of_the_frames_written(tmp_path, mon
     monkeypatch.setattr(state, "time", SimpleNamespace(perf_counter=lambda: next(ticks), time=real_time.time))
     station = state.Station(None, tmp_path / "review", streams=["cam"])
     frame = np.zeros((4, 4, 3), np.uint8)
-    for i, (score, ng, ms) in enumerate([(0.1, False, 4.0), (0.9, True, 8.0), (0.2, False, 5.0), (0.3, False, 6.0)]):
-        station.write(Result("cam", i, SourceItem(f"{i}.png", str(i), frame, None),
-                             prediction=Prediction(score, 0.5, ng, np.zeros((4, 4), np.float32),
-                                                   timings={"total_ms": ms})))
+    for i, (score, ng, ms) in enumerate(
+        [(0.1, False, 4.0), (0.9, True, 8.0), (0.2, False, 5.0), (0.3, False, 6.0)]
+    ):
+        station.write(
+            Result(
+                "cam",
+                i,
+                SourceItem(f"{i}.png", str(i), frame, None),
+                prediction=Prediction(score, 0.5, ng, np.zeros((4, 4), np.float32), timings={"total_ms": ms}),
+            )
+        )
     station.write(Result("cam", 4, SourceItem("4.png", "4", None, "unreadable"), error="unreadable"))
     view = station.snapshot()["streams"][0]
     assert (view["frames"], view["ok"], view["ng"], view["errors"], view["newest"]) == (5, 3, 1, 1, 3)
@@ -245,9 +300,12 @@ def test_the_evidence_route_serves_overlays_only(tmp_path):
     (port,) = free_ports(1)
     server = StationServer(Station(tmp_path / "ev", tmp_path / "review"), port)
     try:
+
         def status(name):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/evidence/cam/{name}", timeout=5) as answer:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/evidence/cam/{name}", timeout=5
+                ) as answer:
                     return answer.status, answer.read()[:3]
             except urllib.error.HTTPError as exc:
                 return exc.code, b""

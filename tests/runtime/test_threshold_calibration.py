@@ -3,6 +3,7 @@
 The model is the tiny stand-in graph (conftest), run through ONNX Runtime on the demo images:
 real files, real runtime, seconds.
 """
+
 import json
 import shutil
 
@@ -62,7 +63,9 @@ def test_f1_on_defect_heavy_data_flags_good_parts_and_warns():
     bounded = choose_thresholds(data, "false-alarms")
     assert bounded["report"]["false_alarms"] == 0 and 0.8 < bounded["image_threshold"] < 1.0
     # 4 good images cannot measure 1 %: said, with how many it takes
-    assert any("cannot measure a false-alarm rate of 1 %" in w and "100+" in w for w in bounded["report"]["warnings"])
+    assert any(
+        "cannot measure a false-alarm rate of 1 %" in w and "100+" in w for w in bounded["report"]["warnings"]
+    )
 
 
 def test_pixel_threshold_never_leaves_an_ng_image_without_a_region():
@@ -129,15 +132,14 @@ def test_method_parsing():
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), "0.5", True])
 def test_thresholds_file_accepts_finite_numbers_only(tmp_path, bad):
     path = tmp_path / "thresholds.json"
-    path.write_text(json.dumps({"format": "rd_edge.thresholds", "format_version": 1,
-                                "image_threshold": bad}))
+    path.write_text(json.dumps({"format": "rd_edge.thresholds", "format_version": 1, "image_threshold": bad}))
     with pytest.raises(MetadataError, match="finite number"):
         Thresholds.read(path)
 
 
 def test_thresholds_file_of_another_kind_is_refused(tmp_path):
     path = tmp_path / "thresholds.json"
-    path.write_text("{\"threshold\": 0.5}")
+    path.write_text('{"threshold": 0.5}')
     with pytest.raises(MetadataError, match="not an rd-edge thresholds file"):
         Thresholds.read(path)
 
@@ -183,8 +185,20 @@ def test_calibrate_then_infer_flags_exactly_the_images_above(tiny_and_data, tmp_
     if method == "zero-escape":
         assert report["escapes"] == 0
     records_path = tmp_path / "records.jsonl"
-    assert infer_main([str(model), str(data / "test"), "--json", str(records_path), "--quiet",
-                       "--out", str(tmp_path / "out")]) == 0
+    assert (
+        infer_main(
+            [
+                str(model),
+                str(data / "test"),
+                "--json",
+                str(records_path),
+                "--quiet",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     records = [json.loads(line) for line in records_path.read_text().splitlines()]
     flagged = {r["source"] for r in records if r["is_anomalous"]}
     assert flagged == {r["source"] for r in records if r["score"] > saved.image_threshold}
@@ -200,8 +214,22 @@ def test_masks_use_the_pixel_threshold(tiny_and_data, tmp_path):
     image = sorted((data / "test" / "hole").glob("*.png"))[0]
     runs = {}
     for name, pixel in (("low", -1.0), ("high", 1e9)):
-        assert infer_main([str(model), str(image), "--threshold", "1e9", "--pixel-threshold", str(pixel),
-                           "--out", str(tmp_path / name), "--quiet"]) == 0
+        assert (
+            infer_main(
+                [
+                    str(model),
+                    str(image),
+                    "--threshold",
+                    "1e9",
+                    "--pixel-threshold",
+                    str(pixel),
+                    "--out",
+                    str(tmp_path / name),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
         runs[name] = cv2.imread(str(next((tmp_path / name / "masks").rglob("*.png"))), cv2.IMREAD_GRAYSCALE)
     assert runs["low"].min() == 255 and runs["high"].max() == 0
 
@@ -212,10 +240,14 @@ def test_normal_only_folder_calibrates_by_false_alarms_not_f1(make_model, demo_c
     assert calibrate_main([str(model), "--good", str(good), "--method", "f1", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error:") and "false-alarms" in err and not thresholds_path(model).exists()
-    assert calibrate_main([str(model), "--good", str(good), "--quiet"]) == 0  # the default works on good images
+    assert (
+        calibrate_main([str(model), "--good", str(good), "--quiet"]) == 0
+    )  # the default works on good images
     saved = Thresholds.read(thresholds_path(model))
     assert saved.method == "false-alarms" and saved.report["false_alarms"] == 0
-    assert calibrate_main([str(model), "--good", str(good), "--method", "normal-quantile:0.9", "--quiet"]) == 0
+    assert (
+        calibrate_main([str(model), "--good", str(good), "--method", "normal-quantile:0.9", "--quiet"]) == 0
+    )
     assert Thresholds.read(thresholds_path(model)).method == "normal-quantile:0.9"
 
 
@@ -237,6 +269,7 @@ def test_metadata_from_before_the_new_fields_still_loads(metadata_factory):
 
 # --- thresholds belong to one model (issue 21, case 9) ------------------------------------------------
 
+
 def test_two_models_in_one_folder_keep_their_own_thresholds(tiny_and_data, make_model, capsys):
     """An fp32 and an int8 model exported to one folder shared one thresholds.json: calibrating one
     silently re-thresholded the other."""
@@ -251,8 +284,9 @@ def test_two_models_in_one_folder_keep_their_own_thresholds(tiny_and_data, make_
         assert det.thresholds.image_source == "metadata" and det.threshold == 0.3
 
 
-def test_a_legacy_thresholds_json_serves_only_the_model_it_names_and_is_migrated(tiny_and_data, make_model,
-                                                                                   capsys):
+def test_a_legacy_thresholds_json_serves_only_the_model_it_names_and_is_migrated(
+    tiny_and_data, make_model, capsys
+):
     fp32, data = tiny_and_data
     int8 = make_model("model_int8.onnx")
     legacy = fp32.parent / "thresholds.json"
@@ -262,17 +296,26 @@ def test_a_legacy_thresholds_json_serves_only_the_model_it_names_and_is_migrated
     with pytest.warns(UserWarning, match="belongs to model_int8.onnx, not to model.onnx"):
         with Detector(fp32) as det:
             assert det.thresholds.image_source == "metadata"
-    assert calibrate_main([str(int8), "--data", str(data), "--quiet"]) == 0  # migration: own file, legacy gone
+    assert (
+        calibrate_main([str(int8), "--data", str(data), "--quiet"]) == 0
+    )  # migration: own file, legacy gone
     assert thresholds_path(int8).is_file() and not legacy.exists()
 
 
-@pytest.mark.parametrize("text, message", [
-    ('{"format": "rd_edge.thresholds", "format_version": 1, "image_threshold": 0.5, "checkpoint_sha256": 123}',
-     "checkpoint_sha256 must be a string or null"),
-    ('{"format": "rd_edge.thresholds", "format_version": 1, "image_threshold": 1' + "0" * 400 + "}",
-     "image_threshold must be a finite number"),
-    ("[" * 100_000 + "]" * 100_000, "nested too deep"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            '{"format": "rd_edge.thresholds", "format_version": 1, "image_threshold": 0.5, "checkpoint_sha256": 123}',
+            "checkpoint_sha256 must be a string or null",
+        ),
+        (
+            '{"format": "rd_edge.thresholds", "format_version": 1, "image_threshold": 1' + "0" * 400 + "}",
+            "image_threshold must be a finite number",
+        ),
+        ("[" * 100_000 + "]" * 100_000, "nested too deep"),
+    ],
+)
 def test_a_damaged_thresholds_file_is_one_error(make_model, text, message, capsys):
     """Were a TypeError, an OverflowError and a RecursionError (issue 21)."""
     model = make_model()
@@ -285,6 +328,7 @@ def test_a_damaged_thresholds_file_is_one_error(make_model, text, message, capsy
 
 
 # ---- issue 28: cut points by hand and as properties, the methods on labelled data with masks ----
+
 
 def _scored(good, defect, size=4):
     """Scored data whose maps peak at the score: good maps flat, defect maps with a 2x2 patch
@@ -324,8 +368,11 @@ def test_false_alarm_cut_flags_exactly_what_lies_above_the_allowed_good_images()
     from rd_edge.threshold_calibration import false_alarm_cut
 
     @hypothesis.settings(max_examples=100, deadline=None, database=None)
-    @hypothesis.given(good=st.lists(st.integers(0, 50), min_size=1, max_size=30),
-                      defect=st.lists(st.integers(0, 60), max_size=10), rate=st.floats(0.0, 1.0))
+    @hypothesis.given(
+        good=st.lists(st.integers(0, 50), min_size=1, max_size=30),
+        defect=st.lists(st.integers(0, 60), max_size=10),
+        rate=st.floats(0.0, 1.0),
+    )
     def check(good, defect, rate):
         labels = np.array([False] * len(good) + [True] * len(defect))
         scores = np.array(good + defect, np.float64) / 10.0
@@ -351,8 +398,10 @@ def test_with_masks_every_labelled_method_takes_the_pixel_threshold_from_the_mas
     assert chosen["pixel_threshold"] == pytest.approx((0.35 + 0.8) / 2)
 
 
-@pytest.mark.parametrize("text,value", [("0.01", 0.01), ("1%", 0.01), ("0.5", 0.5), ("12.5%", 0.125), ("1", 1.0),
-                                        ("0", 0.0), ("100%", 1.0)])
+@pytest.mark.parametrize(
+    "text,value",
+    [("0.01", 0.01), ("1%", 0.01), ("0.5", 0.5), ("12.5%", 0.125), ("1", 1.0), ("0", 0.0), ("100%", 1.0)],
+)
 def test_max_false_alarms_reads_fractions_and_percentages(text, value):
     from rd_edge.cli.calibrate import rate
 

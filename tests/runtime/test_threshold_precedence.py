@@ -1,5 +1,6 @@
 """Threshold precedence and the typed 'no threshold' error, for the Detector, rd-serve's repository
 and the remote detector alike."""
+
 import math
 
 import pytest
@@ -27,7 +28,9 @@ def test_a_model_without_any_threshold_is_a_typed_error_and_serves_without_one(m
 
 def test_a_broken_thresholds_file_is_not_taken_for_no_threshold(make_model, metadata_factory):
     model = make_model(metadata=metadata_factory(threshold=None))
-    thresholds_path(model).write_text('{"format": "rd_edge.thresholds", "format_version": 1, "image_threshold": "x"}')
+    thresholds_path(model).write_text(
+        '{"format": "rd_edge.thresholds", "format_version": 1, "image_threshold": "x"}'
+    )
     with pytest.raises(ThresholdValueError, match="image_threshold must be a finite number"):
         graph_thresholds(model, read_onnx_metadata(model))
 
@@ -71,16 +74,27 @@ def test_pixel_and_image_thresholds_follow_argument_then_file_then_metadata(tmp_
         beside.unlink(missing_ok=True)
         if file is not None:
             Thresholds(file, file_px).write(beside)
-        md = ModelMetadata(backbone="resnet18", image_size=[64, 64], threshold=meta, score_stats=None,
-                           checkpoint_sha256="0" * 64, exporter_version="test", pixel_threshold=meta_px)
+        md = ModelMetadata(
+            backbone="resnet18",
+            image_size=[64, 64],
+            threshold=meta,
+            score_stats=None,
+            checkpoint_sha256="0" * 64,
+            exporter_version="test",
+            pixel_threshold=meta_px,
+        )
         images = [(arg, "argument"), (file, str(beside)), (meta, "metadata")]
         image = next(((v, s) for v, s in images if v is not None), None)
         if image is None:
             with pytest.raises(NoThresholdError):
                 resolve_thresholds(model, md, arg, arg_px)
             return
-        pixels = [(arg_px, "argument"), (file_px if file is not None else None, str(beside)),
-                  (meta_px, "metadata"), (image[0], "image threshold")]
+        pixels = [
+            (arg_px, "argument"),
+            (file_px if file is not None else None, str(beside)),
+            (meta_px, "metadata"),
+            (image[0], "image threshold"),
+        ]
         pixel = next((v, s) for v, s in pixels if v is not None)
         got = resolve_thresholds(model, md, arg, arg_px)
         assert (got.image_threshold, got.image_source) == image
@@ -94,9 +108,23 @@ def test_a_recalibrated_pixel_threshold_beats_the_metadata(tmp_path):
     from rd_edge.core.metadata import ModelMetadata
 
     model = tmp_path / "model.onnx"
-    md = ModelMetadata(backbone="resnet18", image_size=[64, 64], threshold=0.5, score_stats=None,
-                       checkpoint_sha256="0" * 64, exporter_version="test", pixel_threshold=0.7)
-    assert (resolve_thresholds(model, md).image_threshold, resolve_thresholds(model, md).pixel_threshold) == (0.5, 0.7)
+    md = ModelMetadata(
+        backbone="resnet18",
+        image_size=[64, 64],
+        threshold=0.5,
+        score_stats=None,
+        checkpoint_sha256="0" * 64,
+        exporter_version="test",
+        pixel_threshold=0.7,
+    )
+    assert (resolve_thresholds(model, md).image_threshold, resolve_thresholds(model, md).pixel_threshold) == (
+        0.5,
+        0.7,
+    )
     Thresholds(0.3, 0.2).write(thresholds_path(model))
     got = resolve_thresholds(model, md)
-    assert (got.image_threshold, got.pixel_threshold, got.pixel_source) == (0.3, 0.2, str(thresholds_path(model)))
+    assert (got.image_threshold, got.pixel_threshold, got.pixel_source) == (
+        0.3,
+        0.2,
+        str(thresholds_path(model)),
+    )

@@ -1,4 +1,5 @@
 """Tiled inference: parity with a plain torch tiling, one batch per frame, no seams."""
+
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -37,7 +38,7 @@ def good_frame(seed: int = 0, hw=FRAME_HW) -> np.ndarray:
     from rd_edge.data.synthetic import render_demo_image
 
     image = render_demo_image("weave", "good", max(hw), np.random.default_rng(seed)).image
-    return np.ascontiguousarray(image[:hw[0], :hw[1]])
+    return np.ascontiguousarray(image[: hw[0], : hw[1]])
 
 
 def torch_reference(pt: Path, frame: np.ndarray, tile: int, overlap: float) -> np.ndarray:
@@ -59,9 +60,9 @@ def torch_reference(pt: Path, frame: np.ndarray, tile: int, overlap: float) -> n
     with torch.no_grad():
         for y in starts(h):
             for x in starts(w):
-                amap, _ = model(rgb[None, :, y:y + tile, x:x + tile])
-                acc[y:y + tile, x:x + tile] += weight * amap[0, 0].double()
-                total[y:y + tile, x:x + tile] += weight
+                amap, _ = model(rgb[None, :, y : y + tile, x : x + tile])
+                acc[y : y + tile, x : x + tile] += weight * amap[0, 0].double()
+                total[y : y + tile, x : x + tile] += weight
     return (acc / total).float().numpy()
 
 
@@ -92,9 +93,12 @@ class CountingRunner(Runner):
         self.inner.close()
 
 
-@pytest.mark.parametrize("max_batch,tile_batch,calls", [(None, None, [24]), (10, None, [10, 10, 4]),
-                                                        (None, 1, [1] * 24)])
-def test_all_tiles_of_the_frames_go_through_the_runner_as_one_batch(tiled_model, max_batch, tile_batch, calls):
+@pytest.mark.parametrize(
+    "max_batch,tile_batch,calls", [(None, None, [24]), (10, None, [10, 10, 4]), (None, 1, [1] * 24)]
+)
+def test_all_tiles_of_the_frames_go_through_the_runner_as_one_batch(
+    tiled_model, max_batch, tile_batch, calls
+):
     frames = [good_frame(2), good_frame(3)]  # 12 tiles each
     with Detector(tiled_model["onnx"]) as det:
         expected = det.predict(frames)
@@ -142,16 +146,19 @@ def test_stitched_map_of_a_defect_free_frame_shows_no_seam(tiled_model):
         assert excess <= 1.0
         # The same tiles butted together without blending do show seams: the check can fail.
         hard = Tiling((TILE, TILE), 0.0).grid(frame.shape[:2])
-        crops = np.stack([c for c in hard.crops(frame)])[:, :, :, ::-1].transpose(0, 3, 1, 2) / np.float32(255)
+        crops = np.stack([c for c in hard.crops(frame)])[:, :, :, ::-1].transpose(0, 3, 1, 2) / np.float32(
+            255
+        )
         maps = det.runner.infer({"image": np.ascontiguousarray(crops, np.float32)})["anomaly_map"][:, 0]
         butted = np.zeros(frame.shape[:2], np.float32)
         for (y, x), m in zip(hard.boxes, maps):  # later tiles overwrite: hard cuts
-            butted[y:y + TILE, x:x + TILE] = m
+            butted[y : y + TILE, x : x + TILE] = m
         print(f"seam excess: blended {excess:.2f}, butted {seam_excess(butted, *tile_borders(hard)):.2f}")
         assert seam_excess(butted, *tile_borders(hard)) > 1.5 > excess
 
 
 # --- bounded memory on large frames (issue 21, cases 4 and 11) ---------------------------------------
+
 
 def test_tiles_per_call_are_bounded_by_default_and_by_tile_batch(tiled_model):
     """A 400x500 frame is 88 tiles: never all in one call (4000x4000, 6,889 tiles, failed to allocate)."""
@@ -183,7 +190,10 @@ def test_rd_infer_tile_batch_and_the_pixel_cap(tiled_model, tmp_path, capsys):
     (folder / "bomb.jpg").write_bytes(jpeg_bomb())
     cv2.imwrite(str(folder / "good.png"), good_frame(2))
     records = tmp_path / "r.jsonl"
-    assert main([str(tiled_model["onnx"]), str(folder), "--tile-batch", "16", "--json", str(records), "--quiet"]) == 2
+    assert (
+        main([str(tiled_model["onnx"]), str(folder), "--tile-batch", "16", "--json", str(records), "--quiet"])
+        == 2
+    )
     rows = {Path(r["source"]).name: r for r in map(json.loads, records.read_text().splitlines())}
     assert "more than the cap" in rows["bomb.jpg"]["error"] and rows["good.png"]["error"] is None
     assert "Traceback" not in capsys.readouterr().err
@@ -203,6 +213,12 @@ def test_an_image_smaller_than_a_tile_is_named_by_calibration(tiled_model, tmp_p
         cv2.imwrite(str(good / f"{i:03d}.png"), good_frame(i, hw=(96, 96)))
     for i in range(2):
         cv2.imwrite(str(defect / f"{i:03d}.png"), good_frame(10 + i, hw=(96, 96)))
-    assert rd_calibrate([str(tiled_model["onnx"]), "--good", str(good), "--defect", str(defect), "--quiet"]) == 1
+    assert (
+        rd_calibrate([str(tiled_model["onnx"]), "--good", str(good), "--defect", str(defect), "--quiet"]) == 1
+    )
     err = capsys.readouterr().err
-    assert err.startswith("error: cannot calibrate on ") and "000_small.png (33x20)" in err and "Traceback" not in err
+    assert (
+        err.startswith("error: cannot calibrate on ")
+        and "000_small.png (33x20)" in err
+        and "Traceback" not in err
+    )

@@ -3,6 +3,7 @@
 Runs in a fresh interpreter (this test process has torch loaded by other tests), with torch,
 tensorrt and pycuda made unimportable so even a guarded `try: import torch` would show.
 """
+
 import json
 import subprocess
 import sys
@@ -47,8 +48,14 @@ def test_runtime_and_rd_infer_never_import_torch(tiny_onnx, tmp_path):
         cv2.imwrite(str(folder / f"{i}.png"), np.full((20, 30, 3), 40 * i, np.uint8))
     records = tmp_path / "r.jsonl"
     args = [str(tiny_onnx), str(folder), "--json", str(records), "--out", str(tmp_path / "out"), "--quiet"]
-    done = subprocess.run([sys.executable, "-c", SCRIPT, *args], cwd=REPO, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"rc": 0, "after_import": [], "upstairs": [], "loaded": [], "attempts": []}, result

@@ -35,7 +35,8 @@ def test_export_cli_writes_an_onnxruntime_repository(tmp_path, make_model, metad
     model = make_model("weave.onnx", metadata=meta)
     # rd-calibrate's file beside the model wins over the metadata, as in the Detector
     Thresholds(image_threshold=0.25, pixel_threshold=0.2, checkpoint_sha256=meta.checkpoint_sha256).write(
-        tmp_path / "thresholds.json")
+        tmp_path / "thresholds.json"
+    )
     repo = tmp_path / "repo"
 
     assert main([str(model), "--triton-repo", str(repo), "--max-batch", "4", "--instances", "2"]) == 0
@@ -46,7 +47,9 @@ def test_export_cli_writes_an_onnxruntime_repository(tmp_path, make_model, metad
     assert config.name == "rd_weave" and config.backend == "onnxruntime"
     assert config.max_batch_size == 4
     assert config.HasField("dynamic_batching")
-    assert [(g.kind, g.count) for g in config.instance_group] == [(model_config_pb2.ModelInstanceGroup.KIND_AUTO, 2)]
+    assert [(g.kind, g.count) for g in config.instance_group] == [
+        (model_config_pb2.ModelInstanceGroup.KIND_AUTO, 2)
+    ]
     # The names and shapes Triton will check against the graph: the graph's own, batch dim dropped.
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     graph_inputs = {i.name: i.shape[1:] for i in session.get_inputs()}
@@ -58,7 +61,9 @@ def test_export_cli_writes_an_onnxruntime_repository(tmp_path, make_model, metad
     assert all(t.data_type == model_config_pb2.TYPE_FP32 for t in list(config.input) + list(config.output))
     params = {k: v.string_value for k, v in config.parameters.items()}
     assert ModelMetadata.from_json(params["rd_edge"]) == meta
-    assert (float(params["threshold"]), float(params["pixel_threshold"])) == (0.25, 0.2) != (meta.threshold, 0.2)
+    assert (
+        (float(params["threshold"]), float(params["pixel_threshold"])) == (0.25, 0.2) != (meta.threshold, 0.2)
+    )
     assert params["threshold_source"] == str(tmp_path / "thresholds.json")
 
 
@@ -72,7 +77,9 @@ def test_tensorrt_repository_config_parses(tmp_path, metadata_factory):
     assert (folder / "1" / "model.plan").read_bytes() == b"plan bytes"
     config = _parse(folder / "config.pbtxt")
     assert config.backend == "tensorrt" and config.max_batch_size == 16
-    assert [(g.kind, g.count) for g in config.instance_group] == [(model_config_pb2.ModelInstanceGroup.KIND_GPU, 3)]
+    assert [(g.kind, g.count) for g in config.instance_group] == [
+        (model_config_pb2.ModelInstanceGroup.KIND_GPU, 3)
+    ]
     assert {i.name: _dims(i) for i in config.input} == {"image": [3, 48, 64]}
     assert {o.name: _dims(o) for o in config.output} == {"anomaly_map": [1, 48, 64], "score": [1]}
     params = {k: v.string_value for k, v in config.parameters.items()}
@@ -82,17 +89,27 @@ def test_tensorrt_repository_config_parses(tmp_path, metadata_factory):
 
 def test_detector_config_parses_with_the_documented_interface(metadata_factory):
     meta = metadata_factory()
-    config = _parse(detector_model_config(meta, ResolvedThresholds(0.7, 0.6, "argument", "argument"),
-                                          model_path="/models/m.onnx", max_batch=8,
-                                          instances=2))
+    config = _parse(
+        detector_model_config(
+            meta,
+            ResolvedThresholds(0.7, 0.6, "argument", "argument"),
+            model_path="/models/m.onnx",
+            max_batch=8,
+            instances=2,
+        )
+    )
     assert config.name == "rd_edge" and config.backend == "python"
     inputs = {i.name: i for i in config.input}
     assert inputs["IMAGE"].data_type == model_config_pb2.TYPE_STRING and _dims(inputs["IMAGE"]) == [1]
     assert inputs["FRAME"].data_type == model_config_pb2.TYPE_UINT8 and _dims(inputs["FRAME"]) == [-1, -1, 3]
     assert inputs["IMAGE"].optional and inputs["FRAME"].optional  # a request carries one of them
     types = {o.name: o.data_type for o in config.output}
-    assert types == {"SCORE": model_config_pb2.TYPE_FP32, "IS_ANOMALOUS": model_config_pb2.TYPE_BOOL,
-                     "NORMALIZED_SCORE": model_config_pb2.TYPE_FP32, "ANOMALY_MAP": model_config_pb2.TYPE_FP16}
+    assert types == {
+        "SCORE": model_config_pb2.TYPE_FP32,
+        "IS_ANOMALOUS": model_config_pb2.TYPE_BOOL,
+        "NORMALIZED_SCORE": model_config_pb2.TYPE_FP32,
+        "ANOMALY_MAP": model_config_pb2.TYPE_FP16,
+    }
     assert config.parameters["threshold"].string_value == "0.7"
     assert config.parameters["pixel_threshold"].string_value == "0.6"
     assert config.parameters["model_file"].string_value == "/models/m.onnx"
@@ -132,8 +149,10 @@ def test_python_model_inputs_and_outputs_without_a_server():
     with pytest.raises(ImageReadError, match="exactly one of IMAGE.*neither"):
         frames_of(None, None)
 
-    preds = [Prediction(1.5, 0.7, True, np.ones((5, 7), np.float32)),
-             Prediction(0.5, 0.2, False, np.zeros((5, 7), np.float32))]
+    preds = [
+        Prediction(1.5, 0.7, True, np.ones((5, 7), np.float32)),
+        Prediction(0.5, 0.2, False, np.zeros((5, 7), np.float32)),
+    ]
     arrays = output_arrays(preds, ["SCORE", "IS_ANOMALOUS", "ANOMALY_MAP"])
     assert sorted(arrays) == ["ANOMALY_MAP", "IS_ANOMALOUS", "SCORE"]  # NORMALIZED_SCORE not asked for
     assert arrays["SCORE"].tolist() == [[1.5], [0.5]] and arrays["IS_ANOMALOUS"].tolist() == [[True], [False]]
@@ -149,8 +168,23 @@ def test_rd_serve_no_serve_writes_the_python_backend_repository(tmp_path, make_m
 
     model = make_model("m.onnx")
     repo = tmp_path / "models"
-    assert main([str(model), "--repository", str(repo), "--no-serve", "--max-batch", "4", "--threshold", "0.25",
-                 "--pixel-threshold", "0.125"]) == 0
+    assert (
+        main(
+            [
+                str(model),
+                "--repository",
+                str(repo),
+                "--no-serve",
+                "--max-batch",
+                "4",
+                "--threshold",
+                "0.25",
+                "--pixel-threshold",
+                "0.125",
+            ]
+        )
+        == 0
+    )
     config = _parse(repo / "rd_edge" / "config.pbtxt")
     assert config.max_batch_size == 4 and config.parameters["threshold"].string_value == "0.25"
     assert config.parameters["pixel_threshold"].string_value == "0.125"
@@ -158,7 +192,10 @@ def test_rd_serve_no_serve_writes_the_python_backend_repository(tmp_path, make_m
     assert config.parameters["model_file"].string_value == "model_dir/m.onnx"
     assert str(tmp_path) not in (repo / "rd_edge" / "config.pbtxt").read_text()
     assert (repo / "rd_edge" / "1" / "model_dir" / "m.onnx").resolve() == model.resolve()
-    assert "from rd_edge.runtime.triton_python import TritonPythonModel" in (repo / "rd_edge" / "1" / "model.py").read_text()
+    assert (
+        "from rd_edge.runtime.triton_python import TritonPythonModel"
+        in (repo / "rd_edge" / "1" / "model.py").read_text()
+    )
     assert main([str(tmp_path / "missing.onnx"), "--repository", str(repo), "--no-serve"]) == 1
     assert capsys.readouterr().err.startswith("error: ")
 
@@ -182,6 +219,7 @@ def test_rd_serve_refuses_what_cannot_work(tmp_path, monkeypatch):
 
 # --- external data travels with the graph; it never comes from outside (issue 21) --------------------
 
+
 def _with_external_data(model, location):
     import onnx
     from onnx.external_data_helper import set_external_data
@@ -204,7 +242,9 @@ def test_graph_repository_carries_the_external_data(make_model, tmp_path, metada
     assert (folder / "1" / "ext.weights").read_bytes() == (model.parent / "ext.weights").read_bytes()
     frames = np.random.default_rng(0).random((1, 3, 24, 32), dtype=np.float32)
     with load_runner(model) as here, load_runner(folder / "1" / "model.onnx") as there:
-        np.testing.assert_array_equal(there.infer({"image": frames})["score"], here.infer({"image": frames})["score"])
+        np.testing.assert_array_equal(
+            there.infer({"image": frames})["score"], here.infer({"image": frames})["score"]
+        )
 
 
 def test_external_data_outside_the_model_folder_is_refused(make_model, tmp_path, metadata_factory):
@@ -256,11 +296,16 @@ def test_two_requests_in_one_execute_get_their_own_results(make_model):
             super().__init__(message)
             self.code = code
 
-    pb = SimpleNamespace(Tensor=Tensor, TritonError=TritonError,
-                         get_input_tensor_by_name=lambda request, name: (
-                             Tensor(name, request.inputs[name]) if name in request.inputs else None),
-                         InferenceResponse=lambda output_tensors=None, error=None: SimpleNamespace(
-                             outputs={t.name: t.value for t in output_tensors or []}, error=error))
+    pb = SimpleNamespace(
+        Tensor=Tensor,
+        TritonError=TritonError,
+        get_input_tensor_by_name=lambda request, name: (
+            Tensor(name, request.inputs[name]) if name in request.inputs else None
+        ),
+        InferenceResponse=lambda output_tensors=None, error=None: SimpleNamespace(
+            outputs={t.name: t.value for t in output_tensors or []}, error=error
+        ),
+    )
     rng = np.random.default_rng(28)
     dark = rng.integers(0, 60, (2, 64, 64, 3), dtype=np.uint8)
     bright = rng.integers(180, 256, (1, 64, 64, 3), dtype=np.uint8)
@@ -268,8 +313,13 @@ def test_two_requests_in_one_execute_get_their_own_results(make_model):
     model = TritonPythonModel()
     with Detector(make_model(), backend="onnxruntime", batch_size=4) as detector:
         model._pb, model.detector, model.max_pixels = pb, detector, None
-        responses = model.execute([Request(IMAGE=pngs), Request(IMAGE=np.array([[b"bad"]], dtype=object)),
-                                   Request(["SCORE", "NORMALIZED_SCORE"], FRAME=bright)])
+        responses = model.execute(
+            [
+                Request(IMAGE=pngs),
+                Request(IMAGE=np.array([[b"bad"]], dtype=object)),
+                Request(["SCORE", "NORMALIZED_SCORE"], FRAME=bright),
+            ]
+        )
         alone = [[p.score for p in detector.predict(list(frames))] for frames in (dark, bright)]
     assert [r.error is None for r in responses] == [True, False, True]
     assert responses[1].error.code == TritonError.INVALID_ARG
@@ -286,8 +336,10 @@ def test_frames_are_grouped_into_requests_of_one_size_in_order():
 
     from rd_edge.runtime.client import _same_size_runs
 
-    frames = [np.full(shape, i, np.uint8) for i, shape in enumerate(
-        [(4, 6, 3), (4, 6, 3), (6, 4, 3), (4, 6, 3), (5, 5, 3), (5, 5, 3)])]
+    frames = [
+        np.full(shape, i, np.uint8)
+        for i, shape in enumerate([(4, 6, 3), (4, 6, 3), (6, 4, 3), (4, 6, 3), (5, 5, 3), (5, 5, 3)])
+    ]
     runs = _same_size_runs(frames)
     assert [[int(f[0, 0, 0]) for f in run] for run in runs] == [[0, 1], [2], [3], [4, 5]]
 

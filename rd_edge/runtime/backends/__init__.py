@@ -3,6 +3,7 @@
 Registration is free: each backend imports its heavy package (onnxruntime, tensorrt, pycuda)
 only inside its loader.
 """
+
 from . import onnxruntime as _onnxruntime  # noqa: F401  (registers "ort")
 from . import openvino as _openvino  # noqa: F401  (registers "openvino")
 from . import trt as _trt  # noqa: F401  (registers "trt")

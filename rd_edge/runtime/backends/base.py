@@ -7,6 +7,7 @@ is decided here, from that registry alone, so no other code branches over model 
 A loader must import its heavy dependency (onnxruntime, tensorrt, pycuda) inside the loader,
 never at module level: registering a backend must stay free.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -21,6 +22,7 @@ from rd_edge.core.files import PathLike, not_a_file
 from rd_edge.core.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 
 T = TypeVar("T")
+
 
 class Runner(ABC):
     """A loaded model: ``infer({"image": [N,3,H,W] float32})`` -> ``{"anomaly_map", "score"}``.
@@ -52,16 +54,26 @@ class Runner(ABC):
         with 1 <= N <= max_batch."""
         if not isinstance(feed, dict) or INPUT_NAME not in feed:
             found = sorted(feed) if isinstance(feed, dict) else type(feed).__name__
-            raise BackendError(f"{self.name}: expected a feed {{{INPUT_NAME!r}: [N,3,H,W] array}}, found {found}")
+            raise BackendError(
+                f"{self.name}: expected a feed {{{INPUT_NAME!r}: [N,3,H,W] array}}, found {found}"
+            )
         image = np.asarray(feed[INPUT_NAME])
         expected = (3, self.metadata.height, self.metadata.width)
         limit = self.max_batch or "N"
-        if image.ndim != 4 or tuple(image.shape[1:]) != expected or not 1 <= image.shape[0] <= (self.max_batch or image.shape[0]):
-            raise BackendError(f"{self.name}: input shape {tuple(image.shape)} does not fit the model: "
-                               f"expected [1..{limit}, {', '.join(map(str, expected))}]")
+        if (
+            image.ndim != 4
+            or tuple(image.shape[1:]) != expected
+            or not 1 <= image.shape[0] <= (self.max_batch or image.shape[0])
+        ):
+            raise BackendError(
+                f"{self.name}: input shape {tuple(image.shape)} does not fit the model: "
+                f"expected [1..{limit}, {', '.join(map(str, expected))}]"
+            )
         if not np.issubdtype(image.dtype, np.floating):
-            raise BackendError(f"{self.name}: input dtype {image.dtype}, expected float32 RGB in [0, 1] "
-                               f"(preprocess uint8 frames with rd_edge.core.preprocess.preprocess_bgr)")
+            raise BackendError(
+                f"{self.name}: input dtype {image.dtype}, expected float32 RGB in [0, 1] "
+                f"(preprocess uint8 frames with rd_edge.core.preprocess.preprocess_bgr)"
+            )
         return image
 
     def check_outputs(self, outputs: Dict[str, np.ndarray], n: int) -> Dict[str, np.ndarray]:
@@ -72,8 +84,10 @@ class Runner(ABC):
         maps = np.asarray(outputs["anomaly_map"], dtype=np.float32)
         scores = np.asarray(outputs["score"], dtype=np.float32).reshape(-1)
         if maps.ndim != 4 or maps.shape[:2] != (n, 1) or scores.shape != (n,):
-            raise BackendError(f"{self.name} returned anomaly_map {maps.shape} and score "
-                               f"{scores.shape} for a batch of {n}; expected [{n},1,H,W] and [{n}]")
+            raise BackendError(
+                f"{self.name} returned anomaly_map {maps.shape} and score "
+                f"{scores.shape} for a batch of {n}; expected [{n},1,H,W] and [{n}]"
+            )
         return {**outputs, "anomaly_map": maps, "score": scores}
 
     def describe(self) -> str:
@@ -150,13 +164,15 @@ _REGISTRY: Dict[str, BackendInfo] = {}
 _ALIASES: Dict[str, str] = {}
 
 
-def register_backend(name: str, *, suffixes: Sequence[str] = (), probe: Optional[Probe] = None,
-                     aliases: Sequence[str] = ()) -> Callable[[Loader], Loader]:
+def register_backend(
+    name: str, *, suffixes: Sequence[str] = (), probe: Optional[Probe] = None, aliases: Sequence[str] = ()
+) -> Callable[[Loader], Loader]:
     """Decorator registering ``loader(path, **options) -> Runner`` under ``name``.
 
     ``suffixes`` are the file suffixes ``backend="auto"`` maps to this backend; ``probe``
     tells :func:`available_backends` whether the backend can run on this machine.
     """
+
     def decorate(loader: Loader) -> Loader:
         claimed = tuple(s.lower() for s in suffixes)
         for info in _REGISTRY.values():
@@ -208,14 +224,18 @@ def resolve_backend(path: PathLike, backend: str = "auto") -> str:
         return _canonical(backend)
     suffix = Path(path).suffix.lower()
     if suffix in CHECKPOINT_SUFFIXES:
-        raise BackendError(f"{path} is a training checkpoint, not an exported model; export it first: "
-                           f"rd-export {path} -o {Path(path).with_suffix('.onnx')}")
+        raise BackendError(
+            f"{path} is a training checkpoint, not an exported model; export it first: "
+            f"rd-export {path} -o {Path(path).with_suffix('.onnx')}"
+        )
     for info in _REGISTRY.values():
         if suffix in info.suffixes:
             return info.name
     claimed = "; ".join(f"{', '.join(i.suffixes)} -> {i.name}" for i in _REGISTRY.values() if i.suffixes)
-    raise BackendError(f"cannot tell which backend runs {path} (suffix {suffix or 'none'!r}); "
-                       f"expected {claimed}, or pass backend= explicitly")
+    raise BackendError(
+        f"cannot tell which backend runs {path} (suffix {suffix or 'none'!r}); "
+        f"expected {claimed}, or pass backend= explicitly"
+    )
 
 
 def load_runner(path: PathLike, backend: str = "auto", **options: object) -> Runner:
@@ -227,8 +247,10 @@ def load_runner(path: PathLike, backend: str = "auto", **options: object) -> Run
     path = Path(path)
     if not path.is_file():
         found = not_a_file(path)
-        raise BackendError(f"cannot load model {path}: {found}; expected an .onnx file, an OpenVINO .xml or a "
-                           f".engine plan written by rd-export")
+        raise BackendError(
+            f"cannot load model {path}: {found}; expected an .onnx file, an OpenVINO .xml or a "
+            f".engine plan written by rd-export"
+        )
     name = resolve_backend(path, backend)
     return _REGISTRY[name].loader(path, **options)
 
@@ -237,5 +259,6 @@ def reject_unknown_options(backend: str, options: Dict[str, object], accepted: S
     """BackendError naming options a loader does not understand (typos must not pass silently)."""
     unknown = sorted(k for k, v in options.items() if v is not None)
     if unknown:
-        raise BackendError(f"backend {backend!r} does not take option(s) {unknown}; "
-                           f"it accepts: {', '.join(accepted)}")
+        raise BackendError(
+            f"backend {backend!r} does not take option(s) {unknown}; it accepts: {', '.join(accepted)}"
+        )

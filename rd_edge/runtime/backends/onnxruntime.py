@@ -3,6 +3,7 @@
 onnxruntime is imported inside the loader; the metadata is read from the file by
 :func:`rd_edge.core.onnx_props.read_onnx_metadata` (no ``onnx`` package needed).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -38,9 +39,11 @@ _SPINNING_KEYS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spi
 
 def _import_onnxruntime() -> Any:
     """The onnxruntime module, or a BackendError naming the extra that installs it."""
-    return import_optional("onnxruntime", "the ONNX Runtime backend",
-                           "`pip install '.[cpu]'` (onnxruntime) or `pip install '.[gpu]'` "
-                           "(onnxruntime-gpu)")
+    return import_optional(
+        "onnxruntime",
+        "the ONNX Runtime backend",
+        "`pip install '.[cpu]'` (onnxruntime) or `pip install '.[gpu]'` (onnxruntime-gpu)",
+    )
 
 
 def _probe() -> Optional[str]:
@@ -70,14 +73,20 @@ def expand_providers(providers: Union[None, str, Sequence[str]], device: Optiona
 def _check_available(names: Sequence[str], available: Sequence[str]) -> None:
     missing = [n for n in names if n not in available]
     if missing:
-        hint = " (install onnxruntime-gpu: `pip install '.[gpu]'`)" if _CPU in available and \
-            any(n in (_CUDA, _TRT) for n in missing) else ""
-        raise BackendError(f"ONNX Runtime execution provider(s) {missing} are not available here; "
-                           f"available: {list(available)}{hint}")
+        hint = (
+            " (install onnxruntime-gpu: `pip install '.[gpu]'`)"
+            if _CPU in available and any(n in (_CUDA, _TRT) for n in missing)
+            else ""
+        )
+        raise BackendError(
+            f"ONNX Runtime execution provider(s) {missing} are not available here; "
+            f"available: {list(available)}{hint}"
+        )
 
 
-def _provider_options(names: Sequence[str], device_id: int, fp16: bool,
-                      cache_dir: Optional[Path]) -> List[Dict[str, Any]]:
+def _provider_options(
+    names: Sequence[str], device_id: int, fp16: bool, cache_dir: Optional[Path]
+) -> List[Dict[str, Any]]:
     """One options dict per provider, in the same order."""
     options: List[Dict[str, Any]] = []
     for name in names:
@@ -88,8 +97,12 @@ def _provider_options(names: Sequence[str], device_id: int, fp16: bool,
             opts["trt_fp16_enable"] = bool(fp16)
             if cache_dir is not None:
                 # Building TensorRT engines takes minutes; cache them and the timing data.
-                opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache_dir),
-                            trt_timing_cache_enable=True, trt_timing_cache_path=str(cache_dir))
+                opts.update(
+                    trt_engine_cache_enable=True,
+                    trt_engine_cache_path=str(cache_dir),
+                    trt_timing_cache_enable=True,
+                    trt_timing_cache_path=str(cache_dir),
+                )
         options.append(opts)
     return options
 
@@ -107,11 +120,17 @@ def _parse_device(device: Optional[str], device_id: Optional[int]) -> int:
 
 
 @register_backend("ort", suffixes=(".onnx",), probe=_probe, aliases=("onnxruntime",))
-def load_onnxruntime(path: Path, providers: Union[None, str, Sequence[str]] = None,
-                     device: Optional[str] = None, device_id: Optional[int] = None,
-                     fp16: bool = False, cache_dir: Optional[Union[str, Path]] = None,
-                     threads: Optional[int] = None, spinning: Optional[bool] = None,
-                     **unknown: Any) -> "OnnxRuntimeRunner":
+def load_onnxruntime(
+    path: Path,
+    providers: Union[None, str, Sequence[str]] = None,
+    device: Optional[str] = None,
+    device_id: Optional[int] = None,
+    fp16: bool = False,
+    cache_dir: Optional[Union[str, Path]] = None,
+    threads: Optional[int] = None,
+    spinning: Optional[bool] = None,
+    **unknown: Any,
+) -> "OnnxRuntimeRunner":
     """Open ``path`` in an InferenceSession with the requested providers.
 
     ``providers``: names or shorthands ("cpu", "cuda", "tensorrt"); default from ``device``.
@@ -127,9 +146,11 @@ def load_onnxruntime(path: Path, providers: Union[None, str, Sequence[str]] = No
     names = expand_providers(providers, device)
     _check_available(names, ort.get_available_providers())
     if (fp16 or cache_dir is not None) and _TRT not in names:
-        raise BackendError(f"fp16 and cache_dir configure the TensorRT execution provider, which is "
-                           f"not among the providers {names}; add 'tensorrt' to providers (an fp16 "
-                           f"model for CPU/CUDA is exported with `rd-export --precision fp16`)")
+        raise BackendError(
+            f"fp16 and cache_dir configure the TensorRT execution provider, which is "
+            f"not among the providers {names}; add 'tensorrt' to providers (an fp16 "
+            f"model for CPU/CUDA is exported with `rd-export --precision fp16`)"
+        )
     cache = Path(cache_dir) if cache_dir is not None else None
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
@@ -144,8 +165,9 @@ def load_onnxruntime(path: Path, providers: Union[None, str, Sequence[str]] = No
             options.add_session_config_entry(key, "1" if spinning else "0")
     provider_options = _provider_options(names, _parse_device(device, device_id), fp16, cache)
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=names,
-                                       provider_options=provider_options)
+        session = ort.InferenceSession(
+            str(path), sess_options=options, providers=names, provider_options=provider_options
+        )
     except Exception as exc:  # onnxruntime raises its own pybind classes (InvalidProtobuf, Fail...)
         raise BackendError(f"ONNX Runtime cannot load {path}: {exc}".strip()) from exc
     _check_session_providers(session, names)
@@ -157,8 +179,10 @@ def _check_session_providers(session: Any, requested: Sequence[str]) -> None:
     active = session.get_providers()
     dropped = [p for p in requested if p not in active]
     if dropped:
-        raise BackendError(f"ONNX Runtime could not initialise {dropped} (active: {active}); see its "
-                           f"log above, usually a missing or mismatched CUDA/cuDNN/TensorRT library")
+        raise BackendError(
+            f"ONNX Runtime could not initialise {dropped} (active: {active}); see its "
+            f"log above, usually a missing or mismatched CUDA/cuDNN/TensorRT library"
+        )
 
 
 class OnnxRuntimeRunner(Runner):
@@ -185,8 +209,9 @@ class OnnxRuntimeRunner(Runner):
         try:
             outputs = self.session.run(list(self.output_names), {INPUT_NAME: image})
         except Exception as exc:
-            raise BackendError(f"ONNX Runtime failed on input {image.shape} {image.dtype} "
-                               f"({self.path}): {exc}") from exc
+            raise BackendError(
+                f"ONNX Runtime failed on input {image.shape} {image.dtype} ({self.path}): {exc}"
+            ) from exc
         return dict(zip(self.output_names, outputs))
 
     def close(self) -> None:
@@ -198,17 +223,22 @@ def _check_input(session: Any, path: Path, meta: ModelMetadata) -> Tuple[Tuple[s
     inputs = session.get_inputs()
     names = [i.name for i in inputs]
     if names != [INPUT_NAME]:
-        raise MetadataError(f"{path}: expected one input named {INPUT_NAME!r}, found {names}; "
-                            f"re-export the model with rd-export")
+        raise MetadataError(
+            f"{path}: expected one input named {INPUT_NAME!r}, found {names}; "
+            f"re-export the model with rd-export"
+        )
     shape = list(inputs[0].shape)
     expected = [None, 3, meta.height, meta.width]
     # Symbolic dims (str/None) pass; only a concrete disagreement is an error.
-    bad = len(shape) != 4 or any(isinstance(s, int) and e is not None and s != e
-                                 for s, e in zip(shape, expected))
+    bad = len(shape) != 4 or any(
+        isinstance(s, int) and e is not None and s != e for s, e in zip(shape, expected)
+    )
     if bad:
-        raise MetadataError(f"{path}: input {INPUT_NAME!r} has shape {shape}, but the metadata says "
-                            f"[N, 3, {meta.height}, {meta.width}]; the model and its metadata "
-                            f"disagree, re-export it with rd-export")
+        raise MetadataError(
+            f"{path}: input {INPUT_NAME!r} has shape {shape}, but the metadata says "
+            f"[N, 3, {meta.height}, {meta.width}]; the model and its metadata "
+            f"disagree, re-export it with rd-export"
+        )
     dtype = _ORT_DTYPES.get(inputs[0].type)
     if dtype is None:
         raise MetadataError(f"{path}: input {INPUT_NAME!r} has type {inputs[0].type}, expected tensor(float)")
@@ -220,6 +250,8 @@ def _check_outputs(session: Any, path: Path) -> Tuple[str, ...]:
     names = [o.name for o in session.get_outputs()]
     missing = [n for n in OUTPUT_NAMES if n not in names]
     if missing:
-        raise MetadataError(f"{path}: outputs {names} lack {missing}; expected {list(OUTPUT_NAMES)}, "
-                            f"re-export the model with rd-export")
+        raise MetadataError(
+            f"{path}: outputs {names} lack {missing}; expected {list(OUTPUT_NAMES)}, "
+            f"re-export the model with rd-export"
+        )
     return tuple(OUTPUT_NAMES)

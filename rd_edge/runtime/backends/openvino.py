@@ -8,6 +8,7 @@ int8 whatever the hint; the hint sets the precision of the rest (the anomaly-map
 
 openvino is imported inside the loader (``pip install '.[openvino]'``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,8 +40,11 @@ def _probe() -> Optional[str]:
 def default_inference_precision(meta: ModelMetadata) -> str:
     """What a model runs in unless told otherwise: bf16 for an IR exported for bf16, else fp32
     (an int8 IR's float layers, too: its quantized layers are int8 either way)."""
-    return InferencePrecision.BF16.value if meta.precision == InferencePrecision.BF16.value \
+    return (
+        InferencePrecision.BF16.value
+        if meta.precision == InferencePrecision.BF16.value
         else InferencePrecision.FP32.value
+    )
 
 
 def cpu_capabilities() -> List[str]:
@@ -50,12 +54,16 @@ def cpu_capabilities() -> List[str]:
 
 def _check_precision(precision: str, capabilities: List[str]) -> str:
     if precision not in _OV_TYPES:
-        raise BackendError(f"OpenVINO inference precision {precision!r}: expected one of "
-                           f"{', '.join(values(InferencePrecision))}")
+        raise BackendError(
+            f"OpenVINO inference precision {precision!r}: expected one of "
+            f"{', '.join(values(InferencePrecision))}"
+        )
     if _CAPABILITY[precision] not in capabilities:
-        raise BackendError(f"OpenVINO inference precision {precision}: this CPU lacks it (OpenVINO "
-                           f"reports {', '.join(capabilities)}); load with precision='fp32' "
-                           f"(rd-infer --precision fp32)")
+        raise BackendError(
+            f"OpenVINO inference precision {precision}: this CPU lacks it (OpenVINO "
+            f"reports {', '.join(capabilities)}); load with precision='fp32' "
+            f"(rd-infer --precision fp32)"
+        )
     return precision
 
 
@@ -63,14 +71,21 @@ def _read_metadata(path: Path) -> ModelMetadata:
     if path.suffix.lower() == ".onnx":
         return read_onnx_metadata(path)
     if not ir_weights_path(path).is_file():
-        raise BackendError(f"{path}: its weights {ir_weights_path(path).name} are missing; an OpenVINO IR is "
-                           f"two files, copy both (rd-export --format openvino writes them side by side)")
+        raise BackendError(
+            f"{path}: its weights {ir_weights_path(path).name} are missing; an OpenVINO IR is "
+            f"two files, copy both (rd-export --format openvino writes them side by side)"
+        )
     return read_ir_metadata(path)
 
 
 @register_backend(BackendName.OPENVINO.value, suffixes=(".xml",), probe=_probe, aliases=("ov",))
-def load_openvino(path: Path, precision: Optional[str] = None, threads: Optional[int] = None,
-                  device: Optional[str] = None, **unknown: Any) -> "OpenVinoRunner":
+def load_openvino(
+    path: Path,
+    precision: Optional[str] = None,
+    threads: Optional[int] = None,
+    device: Optional[str] = None,
+    **unknown: Any,
+) -> "OpenVinoRunner":
     """Compile ``path`` (IR .xml or rd-export .onnx) for the CPU.
 
     ``precision``: inference precision of float layers, "fp32" or "bf16" (default: the
@@ -79,15 +94,19 @@ def load_openvino(path: Path, precision: Optional[str] = None, threads: Optional
     """
     reject_unknown_options(BackendName.OPENVINO.value, unknown, _OPTIONS)
     if device is not None and device.lower() != "cpu":
-        raise BackendError(f"the OpenVINO backend runs on the CPU; device {device!r} is not supported here "
-                           f"(use backend 'ort' or 'trt' for CUDA)")
+        raise BackendError(
+            f"the OpenVINO backend runs on the CPU; device {device!r} is not supported here "
+            f"(use backend 'ort' or 'trt' for CUDA)"
+        )
     if threads is not None and int(threads) < 1:
         raise BackendError(f"threads must be >= 1, got {threads}")
     meta = _read_metadata(path)
     module = ov.load()
     core = module.Core()
-    chosen = _check_precision(precision or default_inference_precision(meta),
-                              list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")))
+    chosen = _check_precision(
+        precision or default_inference_precision(meta),
+        list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")),
+    )
     config: Dict[str, Any] = {"INFERENCE_PRECISION_HINT": _OV_TYPES[chosen], "PERFORMANCE_HINT": "LATENCY"}
     if threads is not None:
         config["INFERENCE_NUM_THREADS"] = int(threads)
@@ -139,14 +158,18 @@ def _check_input(compiled: Any, path: Path, meta: ModelMetadata) -> Tuple[Tuple[
     """Validate the single input ``image`` [N,3,H,W] against the metadata's image size."""
     names = [port.get_any_name() for port in compiled.inputs]
     if names != [INPUT_NAME]:
-        raise MetadataError(f"{path}: expected one input named {INPUT_NAME!r}, found {names}; "
-                            f"re-export the model with rd-export")
+        raise MetadataError(
+            f"{path}: expected one input named {INPUT_NAME!r}, found {names}; "
+            f"re-export the model with rd-export"
+        )
     shape = compiled.inputs[0].get_partial_shape()
     dims = [d.get_length() if d.is_static else None for d in shape] if shape.rank.is_static else []
     expected = [None, 3, meta.height, meta.width]
     if len(dims) != 4 or any(d is not None and e is not None and d != e for d, e in zip(dims, expected)):
-        raise MetadataError(f"{path}: input {INPUT_NAME!r} has shape {shape}, but the metadata says "
-                            f"[N, 3, {meta.height}, {meta.width}]; re-export it with rd-export")
+        raise MetadataError(
+            f"{path}: input {INPUT_NAME!r} has shape {shape}, but the metadata says "
+            f"[N, 3, {meta.height}, {meta.width}]; re-export it with rd-export"
+        )
     return (INPUT_NAME,), dims[0]
 
 
@@ -154,6 +177,8 @@ def _check_outputs(compiled: Any, path: Path) -> Tuple[str, ...]:
     names = [name for port in compiled.outputs for name in port.get_names()]
     missing = [n for n in OUTPUT_NAMES if n not in names]
     if missing:
-        raise MetadataError(f"{path}: outputs {names} lack {missing}; expected {list(OUTPUT_NAMES)}, "
-                            f"re-export the model with rd-export")
+        raise MetadataError(
+            f"{path}: outputs {names} lack {missing}; expected {list(OUTPUT_NAMES)}, "
+            f"re-export the model with rd-export"
+        )
     return tuple(OUTPUT_NAMES)

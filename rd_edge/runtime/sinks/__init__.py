@@ -9,6 +9,7 @@
 
 Sinks with optional dependencies (paho-mqtt, prometheus_client) import them when created.
 """
+
 from .base import Result, Sink, SinkError
 from .console import ConsoleSink
 from .jsonl import JsonlSink

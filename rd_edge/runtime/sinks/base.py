@@ -3,6 +3,7 @@
 The pipeline (rd_edge.runtime.pipeline) hands each Result to every sink in one thread, in
 per-source capture order; ``Result.record()`` is the JSON object all of them write.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -31,17 +32,30 @@ class Result:
 
     def record(self) -> Dict[str, Any]:
         """The JSON object every sink writes: names the source and frame; scores null on error."""
-        base = {"source": self.item.name, "stream": self.stream, "frame": self.index,
-                "time": iso_time(self.captured_at)}
+        base = {
+            "source": self.item.name,
+            "stream": self.stream,
+            "frame": self.index,
+            "time": iso_time(self.captured_at),
+        }
         p = self.prediction
         scores: Dict[str, Any]
         if p is None:
-            scores = {"score": None, "normalized_score": None, "is_anomalous": None, "latency_ms": None,
-                      "error": self.error or "unknown error"}
+            scores = {
+                "score": None,
+                "normalized_score": None,
+                "is_anomalous": None,
+                "latency_ms": None,
+                "error": self.error or "unknown error",
+            }
         else:
-            scores = {"score": float(p.score), "normalized_score": float(p.normalized_score),
-                      "is_anomalous": bool(p.is_anomalous),
-                      "latency_ms": round(float(p.timings["total_ms"]), 3), "error": None}
+            scores = {
+                "score": float(p.score),
+                "normalized_score": float(p.normalized_score),
+                "is_anomalous": bool(p.is_anomalous),
+                "latency_ms": round(float(p.timings["total_ms"]), 3),
+                "error": None,
+            }
         live: Dict[str, Any] = {}
         if self.item.camera_time is not None:  # the camera's clock (GigE: since power-up, or PTP time)
             live["camera_timestamp"] = round(self.item.camera_time, 6)

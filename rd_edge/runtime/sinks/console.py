@@ -2,6 +2,7 @@
 (the same as the C++ example's), warnings on stderr, a progress bar, overlays and masks as PNG,
 annotated videos, an OpenCV window (--show).
 """
+
 from __future__ import annotations
 
 import sys
@@ -23,8 +24,10 @@ DEFAULT_FPS = 25.0  # when the source does not say (a camera reporting 0, a pipe
 def result_line(record: Dict[str, Any]) -> str:
     """One scored input as one stdout line, the same as the C++ example's:
     ``<source> score=<float32, exact> normalized=<0..1> verdict=<OK|NG> latency_ms=<ms>``."""
-    return (f"{record['source']} score={record['score']:.9g} normalized={record['normalized_score']:.3f} "
-            f"verdict={'NG' if record['is_anomalous'] else 'OK'} latency_ms={record['latency_ms']:.3f}")
+    return (
+        f"{record['source']} score={record['score']:.9g} normalized={record['normalized_score']:.3f} "
+        f"verdict={'NG' if record['is_anomalous'] else 'OK'} latency_ms={record['latency_ms']:.3f}"
+    )
 
 
 def is_video_path(path: Path) -> bool:
@@ -39,11 +42,18 @@ class AnnotatedVideoWriter:
     STEM-000002.mp4, ... of that many seconds of frames each (at ``fps``); ``keep`` segments at
     most, the oldest deleted first (None: all kept)."""
 
-    def __init__(self, path: Path, fps: Optional[float] = None, segment_seconds: Optional[float] = None,
-                 keep: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        fps: Optional[float] = None,
+        segment_seconds: Optional[float] = None,
+        keep: Optional[int] = None,
+    ) -> None:
         if not is_video_path(path):
-            raise RdEdgeError(f"cannot write a video to {path}: expected one of the suffixes "
-                              f"{', '.join(sorted(VIDEO_CODECS))}")
+            raise RdEdgeError(
+                f"cannot write a video to {path}: expected one of the suffixes "
+                f"{', '.join(sorted(VIDEO_CODECS))}"
+            )
         self.base = path
         self.path = path
         self.fps = float(fps) if fps else DEFAULT_FPS
@@ -93,8 +103,10 @@ class AnnotatedVideoWriter:
         writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*codec), self.fps, (width, height))
         if not writer.isOpened():
             writer.release()
-            raise RdEdgeError(f"cannot write video {self.path}: this OpenCV has no {codec!r} encoder for "
-                              f"{self.path.suffix}; try an .avi (MJPG) file")
+            raise RdEdgeError(
+                f"cannot write video {self.path}: this OpenCV has no {codec!r} encoder for "
+                f"{self.path.suffix}; try an .avi (MJPG) file"
+            )
         self._writer = writer
         if self._size is None:  # every segment keeps the first frame's size
             self._size = (width, height)
@@ -137,9 +149,17 @@ class ConsoleSink(Sink):
 
     name = "output"
 
-    def __init__(self, detector: Any, out: Optional[Path] = None, png_frames: bool = False,
-                 show: bool = False, prefix_keys: bool = False, sources: Sequence[Any] = (),
-                 segment_seconds: Optional[float] = None, segments: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        detector: Any,
+        out: Optional[Path] = None,
+        png_frames: bool = False,
+        show: bool = False,
+        prefix_keys: bool = False,
+        sources: Sequence[Any] = (),
+        segment_seconds: Optional[float] = None,
+        segments: Optional[int] = None,
+    ) -> None:
         self.detector = detector
         self.out, self.videos = _outputs(out, png_frames, sources, segment_seconds, segments)
         self.show = show
@@ -173,8 +193,11 @@ class ConsoleSink(Sink):
         """The result line on stdout, a warning on stderr; through tqdm when its bar is showing."""
         outage = record.get("outage")
         if outage and outage.get("end"):  # the first frame after an outage
-            self._say(f"note: {record['stream']}: back after {outage['seconds']:.1f} s, "
-                      f"~{outage['frames_lost']} frames lost", sys.stderr)
+            self._say(
+                f"note: {record['stream']}: back after {outage['seconds']:.1f} s, "
+                f"~{outage['frames_lost']} frames lost",
+                sys.stderr,
+            )
         if record["error"] is not None:
             self._say(f"warning: {record['source']}: {record['error']}", sys.stderr)
         else:
@@ -207,8 +230,11 @@ class ConsoleSink(Sink):
             cv2.imshow("rd-infer", overlay)
             key = cv2.waitKey(1) & 0xFF
         except cv2.error as exc:  # headless OpenCV build or no display
-            print(f"warning: --show needs an OpenCV with GUI support and a display; continuing "
-                  f"without the window ({str(exc).strip().splitlines()[-1]})", file=sys.stderr)
+            print(
+                f"warning: --show needs an OpenCV with GUI support and a display; continuing "
+                f"without the window ({str(exc).strip().splitlines()[-1]})",
+                file=sys.stderr,
+            )
             self.show = False
             return True
         return key not in (ord("q"), 27)
@@ -216,9 +242,15 @@ class ConsoleSink(Sink):
     def summary(self) -> Optional[str]:
         if not self.videos:
             return None
-        return "; ".join(f"annotated video: {v.path} ({v.frames} frames" +
-                         (f", segment {len(v.segments)}, {sum(p.exists() for p in v.segments)} kept)"
-                          if v.segments else ")") for v in self.videos.values())
+        return "; ".join(
+            f"annotated video: {v.path} ({v.frames} frames"
+            + (
+                f", segment {len(v.segments)}, {sum(p.exists() for p in v.segments)} kept)"
+                if v.segments
+                else ")"
+            )
+            for v in self.videos.values()
+        )
 
     def close(self) -> None:
         for video in self.videos.values():
@@ -231,8 +263,13 @@ class ConsoleSink(Sink):
             self.show = False
 
 
-def _outputs(out: Optional[Path], png_frames: bool, sources: Sequence[Any], segment_seconds: Optional[float] = None,
-             segments: Optional[int] = None) -> Tuple[Optional[Path], Dict[str, AnnotatedVideoWriter]]:
+def _outputs(
+    out: Optional[Path],
+    png_frames: bool,
+    sources: Sequence[Any],
+    segment_seconds: Optional[float] = None,
+    segments: Optional[int] = None,
+) -> Tuple[Optional[Path], Dict[str, AnnotatedVideoWriter]]:
     """(folder for PNGs or None, {stream label: video writer}) for --out. A video path: the clip
     (several streams: CLIP-<label>.mp4 ...); a folder: PNGs for images and folders, DIR/<label>.mp4
     for videos and cameras (and their PNGs only with --png-frames)."""
@@ -249,8 +286,10 @@ def _outputs(out: Optional[Path], png_frames: bool, sources: Sequence[Any], segm
         paths = {s.label: out / f"{s.label}.mp4" for s in streams}
         folder = out if png_frames or len(streams) < len(sources) else None
     fps = {s.label: s.fps for s in sources}
-    return folder, {label: AnnotatedVideoWriter(path, fps[label], segment_seconds, segments)
-                    for label, path in paths.items()}
+    return folder, {
+        label: AnnotatedVideoWriter(path, fps[label], segment_seconds, segments)
+        for label, path in paths.items()
+    }
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:

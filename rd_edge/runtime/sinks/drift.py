@@ -7,6 +7,7 @@ Placed before the sinks that publish records (JSON Lines, MQTT, metrics, station
 them carries the newest statistic. The first time a stream drifts, one warning goes to stderr;
 it is not repeated while the stream stays (or comes back) over the level.
 """
+
 from __future__ import annotations
 
 import sys
@@ -32,8 +33,13 @@ class DriftSink(Sink):
 
     name = "drift"
 
-    def __init__(self, reference: dict[str, Any], window: int = DEFAULT_WINDOW,
-                 warn: Callable[[str], None] | None = None, threshold: float | None = None) -> None:
+    def __init__(
+        self,
+        reference: dict[str, Any],
+        window: int = DEFAULT_WINDOW,
+        warn: Callable[[str], None] | None = None,
+        threshold: float | None = None,
+    ) -> None:
         self.reference, self.window_size, self.threshold = reference, int(window), threshold
         DriftMonitor(reference, window, threshold=threshold)  # a reference that cannot work fails now
         self.monitors: dict[str, DriftMonitor] = {}
@@ -43,21 +49,25 @@ class DriftSink(Sink):
     def write(self, result: Result) -> None:
         monitor = self.monitors.get(result.stream)
         if monitor is None:
-            monitor = self.monitors[result.stream] = DriftMonitor(self.reference, self.window_size,
-                                                                      threshold=self.threshold)
+            monitor = self.monitors[result.stream] = DriftMonitor(
+                self.reference, self.window_size, threshold=self.threshold
+            )
         p = result.prediction
         state = monitor.state if p is None else monitor.update(float(p.score), not p.is_anomalous)
         result.extra["drift"] = None if state is None else state.to_dict()
         if state is not None and state.drifting and result.stream not in self.warned:
             self.warned[result.stream] = {"frame": result.index, **state.to_dict()}
-            self._warn(f"warning: score drift on {result.stream} at frame {result.index}: the last "
-                       f"{state.window} OK scores differ from the {state.reference} held-out normal "
-                       f"scores of calibration (KS D={state.ks:.2f}, p={state.p_value:.2g}; level D>="
-                       f"{DRIFT_D:g} and p<{DRIFT_P:g}). Lighting, camera or product changed? Check the "
-                       f"line, then review frames and rerun rd-calibrate")
+            self._warn(
+                f"warning: score drift on {result.stream} at frame {result.index}: the last "
+                f"{state.window} OK scores differ from the {state.reference} held-out normal "
+                f"scores of calibration (KS D={state.ks:.2f}, p={state.p_value:.2g}; level D>="
+                f"{DRIFT_D:g} and p<{DRIFT_P:g}). Lighting, camera or product changed? Check the "
+                f"line, then review frames and rerun rd-calibrate"
+            )
 
     def summary(self) -> str | None:
         if not self.warned:
             return None
-        return "drift: " + "; ".join(f"{stream} from frame {s['frame']} (KS D={s['ks']:.2f})"
-                                     for stream, s in self.warned.items())
+        return "drift: " + "; ".join(
+            f"{stream} from frame {s['frame']} (KS D={s['ks']:.2f})" for stream, s in self.warned.items()
+        )

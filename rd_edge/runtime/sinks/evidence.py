@@ -17,6 +17,7 @@ rewritten when mostly stale) lists it. A folder
 holding a model or results (``*.onnx``, ``*.engine``, ``*.pt``, ``thresholds.json``, ``*.jsonl``,
 any other JSON that is not an entry, ...) is refused up front: evidence goes in a folder of its own.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,14 @@ class EvidenceSink(Sink):
 
     name = "evidence"
 
-    def __init__(self, folder: PathLike, detector: Any, max_mb: Optional[float] = None, quality: int = 90,
-                 originals: bool = False) -> None:
+    def __init__(
+        self,
+        folder: PathLike,
+        detector: Any,
+        max_mb: Optional[float] = None,
+        quality: int = 90,
+        originals: bool = False,
+    ) -> None:
         if max_mb is not None and not max_mb > 0:
             raise SinkError(f"the evidence budget must be > 0 MB, got {max_mb}")
         self.folder = Path(folder)
@@ -57,7 +64,9 @@ class EvidenceSink(Sink):
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise SinkError(f"cannot create the evidence folder {self.folder}: {exc.strerror or exc}") from exc
+            raise SinkError(
+                f"cannot create the evidence folder {self.folder}: {exc.strerror or exc}"
+            ) from exc
         self.detector = detector
         self.budget = None if max_mb is None else int(max_mb * 1_000_000)
         self.quality = int(quality)
@@ -128,7 +137,9 @@ class EvidenceSink(Sink):
         try:
             write_text_atomic(self._manifest, "".join(f"{line}\n" for line in lines))
         except OSError as exc:
-            raise SinkError(f"cannot write the evidence manifest {self._manifest}: {exc.strerror or exc}") from exc
+            raise SinkError(
+                f"cannot write the evidence manifest {self._manifest}: {exc.strerror or exc}"
+            ) from exc
         self._listed = len(lines)
 
     def _fail(self, result: Result, reason: str) -> None:
@@ -138,8 +149,10 @@ class EvidenceSink(Sink):
 
     def summary(self) -> Optional[str]:
         budget = f" of {self.budget / 1e6:g} MB" if self.budget is not None else ""
-        text = (f"evidence: {self.saved} anomalous frames saved in {self.folder} "
-                f"({self.bytes / 1e6:.2f} MB{budget})")
+        text = (
+            f"evidence: {self.saved} anomalous frames saved in {self.folder} "
+            f"({self.bytes / 1e6:.2f} MB{budget})"
+        )
         if self.removed:
             text += f", {self.removed} oldest removed"
         if self.failed:
@@ -177,10 +190,12 @@ def _refuse_shared_folder(folder: Path) -> None:
         return
     for path in folder.rglob("*"):
         relative = path.relative_to(folder).as_posix()
-        foreign_json = path.suffix == ".json" and not _is_entry(relative[:-len(".json")])
+        foreign_json = path.suffix == ".json" and not _is_entry(relative[: -len(".json")])
         if path.is_file() and (path.suffix.lower() in _MODEL_SUFFIXES or foreign_json):
-            raise SinkError(f"the evidence folder {folder} holds {relative}, a model or results file; "
-                            f"evidence with a disk budget needs a folder of its own, e.g. {folder / 'evidence'}")
+            raise SinkError(
+                f"the evidence folder {folder} holds {relative}, a model or results file; "
+                f"evidence with a disk budget needs a folder of its own, e.g. {folder / 'evidence'}"
+            )
 
 
 def refuse_inside(folder: Path, outputs: Dict[str, Optional[PathLike]]) -> None:
@@ -188,8 +203,10 @@ def refuse_inside(folder: Path, outputs: Dict[str, Optional[PathLike]]) -> None:
     root = Path(folder).resolve()
     for option, path in outputs.items():
         if path is not None and root in (Path(path).resolve(), *Path(path).resolve().parents):
-            raise SinkError(f"{option} {path} is inside the evidence folder {folder}; evidence with a "
-                            f"disk budget needs a folder of its own: write {option} elsewhere")
+            raise SinkError(
+                f"{option} {path} is inside the evidence folder {folder}; evidence with a "
+                f"disk budget needs a folder of its own: write {option} elsewhere"
+            )
 
 
 def _existing_entries(folder: Path) -> List[Tuple[List[Path], int]]:

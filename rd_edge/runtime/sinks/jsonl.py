@@ -1,4 +1,5 @@
 """JSON Lines: one record per result, flushed each time."""
+
 from __future__ import annotations
 
 import json

@@ -18,6 +18,7 @@
 The metrics live in a registry of their own (not prometheus_client's global one), so several
 sinks, e.g. in tests, never clash.
 """
+
 from __future__ import annotations
 
 import time
@@ -39,37 +40,68 @@ class MetricsSink(Sink):
     name = "metrics"
 
     def __init__(self, port: int, host: str = "127.0.0.1", streams: Sequence[str] = ()) -> None:
-        prom = import_optional("prometheus_client", "the Prometheus metrics endpoint",
-                               "pip install prometheus_client (or the rd-edge extra cpu, gpu or jetson)", SinkError)
+        prom = import_optional(
+            "prometheus_client",
+            "the Prometheus metrics endpoint",
+            "pip install prometheus_client (or the rd-edge extra cpu, gpu or jetson)",
+            SinkError,
+        )
         self.registry = registry = prom.CollectorRegistry()
         per_source = dict(labelnames=["source"], registry=registry)
         self.frames = prom.Counter("rd_edge_frames", "Frames with a result (scored or failed)", **per_source)
         self.anomalies = prom.Counter("rd_edge_anomalies", "Frames judged anomalous", **per_source)
-        self.errors = prom.Counter("rd_edge_errors", "Frames that failed or whose evidence was not saved", **per_source)
-        self.dropped = prom.Counter("rd_edge_dropped_frames", "Live sources: stale frames skipped for the newest",
-                                    **per_source)
-        self.latency = prom.Histogram("rd_edge_latency_seconds", "Capture to result written", buckets=BUCKETS,
-                                      **per_source)
-        self.score = prom.Gauge("rd_edge_last_score", "Newest normalized score (threshold at 0.5)", **per_source)
-        self.outages = prom.Counter("rd_edge_source_outages", "Live sources: outages (stream lost)", **per_source)
-        self.frames_lost = prom.Counter("rd_edge_source_frames_lost", "Frames lost in outages (duration x rate)",
-                                        **per_source)
-        self.up = prom.Gauge("rd_edge_source_up", "1 while a live source delivers frames, 0 in an outage",
-                             **per_source)
-        self.drift = prom.Gauge("rd_edge_drift_ks", "KS statistic: recent OK scores vs calibration normals",
-                                **per_source)
-        self.drifting = prom.Gauge("rd_edge_drifting", "1 while the score drift is over its level", **per_source)
-        self.stages = prom.Histogram("rd_edge_stage_seconds", "Per-frame time in each pipeline stage",
-                                     labelnames=["stage"], buckets=BUCKETS, registry=registry)
+        self.errors = prom.Counter(
+            "rd_edge_errors", "Frames that failed or whose evidence was not saved", **per_source
+        )
+        self.dropped = prom.Counter(
+            "rd_edge_dropped_frames", "Live sources: stale frames skipped for the newest", **per_source
+        )
+        self.latency = prom.Histogram(
+            "rd_edge_latency_seconds", "Capture to result written", buckets=BUCKETS, **per_source
+        )
+        self.score = prom.Gauge(
+            "rd_edge_last_score", "Newest normalized score (threshold at 0.5)", **per_source
+        )
+        self.outages = prom.Counter(
+            "rd_edge_source_outages", "Live sources: outages (stream lost)", **per_source
+        )
+        self.frames_lost = prom.Counter(
+            "rd_edge_source_frames_lost", "Frames lost in outages (duration x rate)", **per_source
+        )
+        self.up = prom.Gauge(
+            "rd_edge_source_up", "1 while a live source delivers frames, 0 in an outage", **per_source
+        )
+        self.drift = prom.Gauge(
+            "rd_edge_drift_ks", "KS statistic: recent OK scores vs calibration normals", **per_source
+        )
+        self.drifting = prom.Gauge(
+            "rd_edge_drifting", "1 while the score drift is over its level", **per_source
+        )
+        self.stages = prom.Histogram(
+            "rd_edge_stage_seconds",
+            "Per-frame time in each pipeline stage",
+            labelnames=["stage"],
+            buckets=BUCKETS,
+            registry=registry,
+        )
         for stream in streams:
-            for metric in (self.frames, self.anomalies, self.errors, self.dropped, self.outages, self.frames_lost):
+            for metric in (
+                self.frames,
+                self.anomalies,
+                self.errors,
+                self.dropped,
+                self.outages,
+                self.frames_lost,
+            ):
                 metric.labels(stream)
             self.up.labels(stream).set(1)
         try:
             self._server, self._thread = prom.start_http_server(port, addr=host, registry=registry)
         except OSError as exc:
-            raise SinkError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc} "
-                            f"(another program on that port? pick another with --metrics-port)") from exc
+            raise SinkError(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror or exc} "
+                f"(another program on that port? pick another with --metrics-port)"
+            ) from exc
         self.port = self._server.server_address[1]
 
     def write(self, result: Result) -> None:

@@ -14,6 +14,7 @@
 - ``close`` waits up to ``flush_timeout`` seconds for the buffer to drain; what is left is
   reported by ``summary()``.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,11 +42,15 @@ def parse_mqtt_url(url: str) -> Tuple[str, int, str, Optional[str], Optional[str
     except ValueError:
         port = -1
     if parts.scheme != "mqtt" or not parts.hostname or not prefix or port < 1 or "+" in prefix or "#" in url:
-        raise SinkError(f"MQTT address {mask_url(url)!r} not understood: expected mqtt://HOST[:PORT]/PREFIX "
-                        f"(e.g. mqtt://127.0.0.1:1883/line1; PREFIX without + or #)")
+        raise SinkError(
+            f"MQTT address {mask_url(url)!r} not understood: expected mqtt://HOST[:PORT]/PREFIX "
+            f"(e.g. mqtt://127.0.0.1:1883/line1; PREFIX without + or #)"
+        )
     if len(prefix.encode("utf-8")) > MAX_PREFIX_BYTES:  # paho refuses topics over 65535 bytes, in its thread
-        raise SinkError(f"MQTT topic prefix of {len(prefix.encode('utf-8'))} bytes: at most {MAX_PREFIX_BYTES} "
-                        f"(MQTT topics are at most 65535 bytes, and the stream name follows the prefix)")
+        raise SinkError(
+            f"MQTT topic prefix of {len(prefix.encode('utf-8'))} bytes: at most {MAX_PREFIX_BYTES} "
+            f"(MQTT topics are at most 65535 bytes, and the stream name follows the prefix)"
+        )
     user = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
     return parts.hostname, port, prefix, user, password
@@ -56,12 +61,24 @@ class MqttSink(Sink):
 
     name = "mqtt"
 
-    def __init__(self, url: str, buffer: int = 10000, window: int = 20, min_delay: float = 1.0,
-                 max_delay: float = 30.0, flush_timeout: float = 10.0, keepalive: int = 30) -> None:
+    def __init__(
+        self,
+        url: str,
+        buffer: int = 10000,
+        window: int = 20,
+        min_delay: float = 1.0,
+        max_delay: float = 30.0,
+        flush_timeout: float = 10.0,
+        keepalive: int = 30,
+    ) -> None:
         if buffer < 1 or window < 1:
             raise SinkError(f"MQTT buffer and window must be >= 1, got {buffer} and {window}")
-        mqtt = import_optional("paho.mqtt.client", "the MQTT sink",
-                               "pip install paho-mqtt (or the rd-edge extra cpu, gpu or jetson)", SinkError)
+        mqtt = import_optional(
+            "paho.mqtt.client",
+            "the MQTT sink",
+            "pip install paho-mqtt (or the rd-edge extra cpu, gpu or jetson)",
+            SinkError,
+        )
         self.host, self.port, self.prefix, user, password = parse_mqtt_url(url)
         self.address = f"mqtt://{self.host}:{self.port}/{self.prefix}"
         self.buffer, self.window, self.flush_timeout = buffer, window, flush_timeout
@@ -73,13 +90,20 @@ class MqttSink(Sink):
         self._connected = False
         self._closing = self._abandon = False
         self._cond = threading.Condition()
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"rd-edge-{uuid.uuid4().hex[:12]}",
-                             protocol=mqtt.MQTTv311)
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"rd-edge-{uuid.uuid4().hex[:12]}",
+            protocol=mqtt.MQTTv311,
+        )
         if user is not None:
             client.username_pw_set(user, password)
         client.max_inflight_messages_set(window)
         client.reconnect_delay_set(min_delay=min_delay, max_delay=max_delay)  # exponential back-off
-        client.on_connect, client.on_disconnect, client.on_publish = self._on_connect, self._on_disconnect, self._on_publish
+        client.on_connect, client.on_disconnect, client.on_publish = (
+            self._on_connect,
+            self._on_disconnect,
+            self._on_publish,
+        )
         self._client = client
         try:
             client.connect_async(self.host, self.port, keepalive=keepalive)
@@ -96,7 +120,9 @@ class MqttSink(Sink):
             self._connected = not getattr(reason_code, "is_failure", False)
             self._cond.notify_all()
 
-    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
         with self._cond:
             self._connected = False
             self._cond.notify_all()
@@ -128,8 +154,13 @@ class MqttSink(Sink):
         """Hand messages to paho one window at a time, the next only when all were acknowledged."""
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._abandon or (self._closing and not self._pending)
-                                    or (self._pending and self._connected))
+                self._cond.wait_for(
+                    lambda: (
+                        self._abandon
+                        or (self._closing and not self._pending)
+                        or (self._pending and self._connected)
+                    )
+                )
                 if self._abandon or not self._pending:
                     return
                 batch = [self._pending.popleft() for _ in range(min(self.window, len(self._pending)))]

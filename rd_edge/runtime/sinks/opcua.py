@@ -31,6 +31,7 @@ All variables of one result change in one step of the server's event loop, so on
 server listens on a loopback address; any other address needs a user name and password (given by
 the caller) and a server certificate and key, and then offers Basic256Sha256 SignAndEncrypt only.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -93,18 +94,30 @@ class OpcUaSink(Sink):
 
     name = "opcua"
 
-    def __init__(self, endpoint: str, streams: Sequence[str], model_path: Optional[str], thresholds: Tuple[float, float],
-                 triggers: Optional[TriggerBoard] = None, triggered: Sequence[str] = (),
-                 security: Optional[OpcUaSecurity] = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        streams: Sequence[str],
+        model_path: Optional[str],
+        thresholds: Tuple[float, float],
+        triggers: Optional[TriggerBoard] = None,
+        triggered: Sequence[str] = (),
+        security: Optional[OpcUaSecurity] = None,
+    ) -> None:
         self.ua = _asyncua()
         self.host, self.port = parse_endpoint(endpoint)
         if not _is_loopback(self.host) and security is None:
-            raise SinkError(f"--opcua on {self.host}: anonymous access is allowed on a loopback address only; "
-                            f"give --opcua-user USER (password in RD_EDGE_OPCUA_PASSWORD) and --opcua-cert/--opcua-key")
+            raise SinkError(
+                f"--opcua on {self.host}: anonymous access is allowed on a loopback address only; "
+                f"give --opcua-user USER (password in RD_EDGE_OPCUA_PASSWORD) and --opcua-cert/--opcua-key"
+            )
         self.endpoint = f"opc.tcp://{self.host}:{self.port}"
         self.streams, self.triggers, self.security = list(streams), triggers, security
         self._triggered = set(triggered)
-        self._model = (Path(model_path).name if model_path else "", sha256_file(model_path) if model_path else "")
+        self._model = (
+            Path(model_path).name if model_path else "",
+            sha256_file(model_path) if model_path else "",
+        )
         self._thresholds = thresholds
         self._nodes: Dict[str, Dict[str, Any]] = {}
         self._counts = {s: {"Inspected": 0, "NG": 0, "Errors": 0, "Dropped": 0} for s in self.streams}
@@ -139,13 +152,17 @@ class OpcUaSink(Sink):
             _allow(server, ua.UserNameIdentityToken, "Username")
         self.ns = await server.register_namespace(NAMESPACE)
         root = await self._object(server.nodes.objects, "RdEdge", "RdEdge")
-        self._system = {"State": await self._var(root, "RdEdge", "State", "Operational", ua.VariantType.String),
-                        "Heartbeat": await self._var(root, "RdEdge", "Heartbeat", 0, ua.VariantType.UInt64)}
+        self._system = {
+            "State": await self._var(root, "RdEdge", "State", "Operational", ua.VariantType.String),
+            "Heartbeat": await self._var(root, "RdEdge", "Heartbeat", 0, ua.VariantType.UInt64),
+        }
         config = await self._object(root, "RdEdge.Configuration", "Configuration")
-        for name, value, kind in (("ModelFile", self._model[0], ua.VariantType.String),
-                                  ("ModelSha256", self._model[1], ua.VariantType.String),
-                                  ("ImageThreshold", float(self._thresholds[0]), ua.VariantType.Double),
-                                  ("PixelThreshold", float(self._thresholds[1]), ua.VariantType.Double)):
+        for name, value, kind in (
+            ("ModelFile", self._model[0], ua.VariantType.String),
+            ("ModelSha256", self._model[1], ua.VariantType.String),
+            ("ImageThreshold", float(self._thresholds[0]), ua.VariantType.Double),
+            ("PixelThreshold", float(self._thresholds[1]), ua.VariantType.Double),
+        ):
             await self._var(config, "RdEdge.Configuration", name, value, kind)
         streams = await self._object(root, "RdEdge.Streams", "Streams")
         for stream in self.streams:
@@ -155,12 +172,17 @@ class OpcUaSink(Sink):
         self._heartbeat = self._loop.create_task(self._beat())
 
     async def _object(self, parent: Any, path: str, name: str) -> Any:
-        return await parent.add_object(self.ua.ua.NodeId(path, self.ns), self.ua.ua.QualifiedName(name, self.ns))
+        return await parent.add_object(
+            self.ua.ua.NodeId(path, self.ns), self.ua.ua.QualifiedName(name, self.ns)
+        )
 
-    async def _var(self, parent: Any, path: str, name: str, value: Any, kind: Any, writable: bool = False) -> Any:
+    async def _var(
+        self, parent: Any, path: str, name: str, value: Any, kind: Any, writable: bool = False
+    ) -> Any:
         ua = self.ua.ua
-        node = await parent.add_variable(ua.NodeId(f"{path}.{name}", self.ns), ua.QualifiedName(name, self.ns),
-                                         ua.Variant(value, kind))
+        node = await parent.add_variable(
+            ua.NodeId(f"{path}.{name}", self.ns), ua.QualifiedName(name, self.ns), ua.Variant(value, kind)
+        )
         if writable:
             await node.set_writable()
         return node
@@ -177,12 +199,24 @@ class OpcUaSink(Sink):
         counters = await self._object(obj, f"{base}.Counters", "Counters")
         for name in self._counts[stream]:
             nodes[name] = await self._var(counters, f"{base}.Counters", name, 0, ua.VariantType.UInt64)
-        outputs = [_argument(ua, n, t) for n, t in (("ResultId", ua.ObjectIds.UInt64), ("FrameNumber", ua.ObjectIds.Int64),
-                                                    ("Verdict", ua.ObjectIds.String), ("Score", ua.ObjectIds.Double),
-                                                    ("NormalizedScore", ua.ObjectIds.Double),
-                                                    ("Error", ua.ObjectIds.String))]
-        await obj.add_method(ua.NodeId(f"{base}.Trigger", self.ns), ua.QualifiedName("Trigger", self.ns),
-                             self._method(stream), [], outputs)
+        outputs = [
+            _argument(ua, n, t)
+            for n, t in (
+                ("ResultId", ua.ObjectIds.UInt64),
+                ("FrameNumber", ua.ObjectIds.Int64),
+                ("Verdict", ua.ObjectIds.String),
+                ("Score", ua.ObjectIds.Double),
+                ("NormalizedScore", ua.ObjectIds.Double),
+                ("Error", ua.ObjectIds.String),
+            )
+        ]
+        await obj.add_method(
+            ua.NodeId(f"{base}.Trigger", self.ns),
+            ua.QualifiedName("Trigger", self.ns),
+            self._method(stream),
+            [],
+            outputs,
+        )
         request = await self._var(obj, base, "TriggerRequest", False, ua.VariantType.Boolean, writable=True)
         self._server_setter(request, stream)
         nodes["TriggerRequest"] = request
@@ -200,8 +234,10 @@ class OpcUaSink(Sink):
             finally:
                 self._inflight -= 1
             values = _result_values(result, self._result_ids[stream], ua)
-            return [ua.Variant(*values[name]) for name in
-                    ("ResultId", "FrameNumber", "Verdict", "Score", "NormalizedScore", "Error")]
+            return [
+                ua.Variant(*values[name])
+                for name in ("ResultId", "FrameNumber", "Verdict", "Score", "NormalizedScore", "Error")
+            ]
 
         return trigger
 
@@ -216,6 +252,7 @@ class OpcUaSink(Sink):
 
     def _server_setter(self, node: Any, stream: str) -> None:
         """TriggerRequest: a PLC writes true -> one inspection; false is written back once published."""
+
         def setter(node_data: Any, attr: Any, value: Any) -> None:
             node_data.attributes[attr].value = value
             if value.Value is not None and value.Value.Value is True:
@@ -238,9 +275,13 @@ class OpcUaSink(Sink):
         while True:
             await asyncio.sleep(1.0)
             beats += 1
-            await self._system["Heartbeat"].write_value(self.ua.ua.Variant(beats, self.ua.ua.VariantType.UInt64))
+            await self._system["Heartbeat"].write_value(
+                self.ua.ua.Variant(beats, self.ua.ua.VariantType.UInt64)
+            )
 
-    async def _write(self, stream: str, values: Dict[str, Tuple[Any, Any]], when: Optional[datetime] = None) -> None:
+    async def _write(
+        self, stream: str, values: Dict[str, Tuple[Any, Any]], when: Optional[datetime] = None
+    ) -> None:
         """Every value of ``values`` into its node; no await yields between the assignments."""
         ua, server = self.ua.ua, self._server
         if server is None:  # closed meanwhile (the run ended)
@@ -265,8 +306,10 @@ class OpcUaSink(Sink):
         outage = result.item.outage
         if outage is not None or stream not in self._triggered:
             state = "Outage" if outage is not None and outage.end is None else "Running"
-            values["State"] = ("WaitingForTrigger" if stream in self._triggered and state == "Running" else state,
-                               ua.VariantType.String)
+            values["State"] = (
+                "WaitingForTrigger" if stream in self._triggered and state == "Running" else state,
+                ua.VariantType.String,
+            )
         when = datetime.fromtimestamp(result.captured_at, timezone.utc)
         future = asyncio.run_coroutine_threadsafe(self._write(stream, values, when), self._loop)
         future.result(timeout=5.0)  # published before the next sink (the trigger board) answers
@@ -282,7 +325,9 @@ class OpcUaSink(Sink):
                     await asyncio.sleep(0.05)
                 await asyncio.sleep(0.1)
                 self._heartbeat.cancel()
-                await self._system["State"].write_value(self.ua.ua.Variant("Stopped", self.ua.ua.VariantType.String))
+                await self._system["State"].write_value(
+                    self.ua.ua.Variant("Stopped", self.ua.ua.VariantType.String)
+                )
                 await server.stop()
 
             try:
@@ -342,8 +387,13 @@ class _Users:
     def __init__(self, security: OpcUaSecurity) -> None:
         self.security = security
 
-    def get_user(self, iserver: Any, username: Optional[str] = None, password: Optional[str] = None,
-                 certificate: Any = None) -> Any:
+    def get_user(
+        self,
+        iserver: Any,
+        username: Optional[str] = None,
+        password: Optional[str] = None,
+        certificate: Any = None,
+    ) -> Any:
         from asyncua.crypto.permission_rules import User, UserRole
 
         if username == self.security.user and password == self.security.password:

@@ -1,6 +1,7 @@
 """``rd-infer --report DIR``: the run as a page a person opens (rd_edge.core.report): a thumbnail
 of each input's overlay with its verdict and score, the score histogram with the threshold, a
 summary per source (per sub-folder for one folder), and results.csv."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,9 +34,17 @@ class ReportSink(Sink):
         if p is not None and result.item.frame is not None:
             thumb = write_thumbnail(self.folder, len(self.rows), self.detector.render(result.item.frame, p))
         verdict = "error" if p is None else ("NG" if p.is_anomalous else "OK")
-        self.rows.append(ReportRow(source=record["source"], group=self._group(result), score=record["score"],
-                                   normalized_score=record["normalized_score"], verdict=verdict,
-                                   error=record["error"], thumbnail=thumb))
+        self.rows.append(
+            ReportRow(
+                source=record["source"],
+                group=self._group(result),
+                score=record["score"],
+                normalized_score=record["normalized_score"],
+                verdict=verdict,
+                error=record["error"],
+                thumbnail=thumb,
+            )
+        )
 
     def _group(self, result: Result) -> str:
         """The stream when there are several; else the input's sub-folder (good, scratch, ...)."""
@@ -52,8 +61,10 @@ class ReportSink(Sink):
         pixel = getattr(self.detector, "pixel_threshold", None)
         if pixel is not None:
             facts.append(("pixel threshold", f"{pixel:.6g} (outlined regions: map > pixel threshold)"))
-        self.written = write_report(self.folder, Report(title=f"rd-infer: {self.model}", threshold=threshold, rows=self.rows,
-                                                        facts=facts))
+        self.written = write_report(
+            self.folder,
+            Report(title=f"rd-infer: {self.model}", threshold=threshold, rows=self.rows, facts=facts),
+        )
 
     def summary(self) -> Optional[str]:
         return f"report: {self.written} ({len(self.rows)} inputs)" if self.written else None

@@ -5,6 +5,7 @@ camera in ``--trigger`` mode, else the next frame read) and returns a Future; th
 *last* sink, so when the Future resolves every other sink (the OPC UA nodes among them) already
 has the result. A request that the run cannot answer any more fails with TriggerError.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -36,7 +37,9 @@ class TriggerBoard(Sink):
         source = self._sources.get(stream)
         if source is None or not hasattr(source, "request_trigger"):
             live = [label for label, s in self._sources.items() if hasattr(s, "request_trigger")]
-            raise TriggerError(f"no live stream {stream!r} to trigger; live streams: {', '.join(live) or 'none'}")
+            raise TriggerError(
+                f"no live stream {stream!r} to trigger; live streams: {', '.join(live) or 'none'}"
+            )
         future: "Future[Result]" = Future()
         with self._lock:
             if self._closed:

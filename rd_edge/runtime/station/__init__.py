@@ -4,6 +4,7 @@
 ``StationServer`` serves it (app.py: Starlette + uvicorn, the ``station`` extra). Review marks
 go to a review folder (rd_edge.core.review) that rd-calibrate --review and rd-train --good read.
 """
+
 from .app import StationError, StationServer, build_app
 from .state import Station, StationSink
 

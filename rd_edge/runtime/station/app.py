@@ -11,6 +11,7 @@ Bound to 127.0.0.1 unless told otherwise. On any other address every request nee
 printed at start: ``?token=T`` once (the page then keeps it in a cookie) or
 ``Authorization: Bearer T``.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -36,8 +37,12 @@ class StationError(RdEdgeError):
 
 
 def _need(module: str) -> Any:
-    return import_optional(module, "the operator's station (--station, rd-edge station)",
-                           "pip install '.[station]' (starlette, uvicorn)", StationError)
+    return import_optional(
+        module,
+        "the operator's station (--station, rd-edge station)",
+        "pip install '.[station]' (starlette, uvicorn)",
+        StationError,
+    )
 
 
 def build_app(station: Station, token: str | None = None) -> Any:
@@ -75,11 +80,14 @@ def build_app(station: Station, token: str | None = None) -> Any:
         return JSONResponse(entries, headers=no_store)
 
     async def recent(request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(station.recent_ok, request.path_params["stream"]),
-                            headers=no_store)
+        return JSONResponse(
+            await run_in_threadpool(station.recent_ok, request.path_params["stream"]), headers=no_store
+        )
 
     async def ok_image(request: Request) -> Response:
-        data = await run_in_threadpool(station.ok_jpeg, request.path_params["stream"], request.path_params["index"])
+        data = await run_in_threadpool(
+            station.ok_jpeg, request.path_params["stream"], request.path_params["index"]
+        )
         return Response(status_code=404) if data is None else Response(data, media_type="image/jpeg")
 
     async def evidence(request: Request) -> Response:
@@ -93,7 +101,7 @@ def build_app(station: Station, token: str | None = None) -> Any:
             body = await request.json()
             result = await run_in_threadpool(station.mark, str(body["id"]), str(body["label"]))
         except (ValueError, KeyError, TypeError):
-            return JSONResponse({"error": "expected JSON {\"id\": ..., \"label\": ...}"}, status_code=400)
+            return JSONResponse({"error": 'expected JSON {"id": ..., "label": ...}'}, status_code=400)
         except ReviewError as exc:
             return JSONResponse({"error": str(exc)}, status_code=409)
         return JSONResponse(result)
@@ -101,18 +109,30 @@ def build_app(station: Station, token: str | None = None) -> Any:
     class TokenGate(BaseHTTPMiddleware):
         async def dispatch(self, request: Request, call_next: Any) -> Response:
             auth = request.headers.get("authorization", "")
-            given = (request.query_params.get("token") or request.cookies.get(_COOKIE)
-                     or (auth[7:].strip() if auth.startswith("Bearer ") else ""))
+            given = (
+                request.query_params.get("token")
+                or request.cookies.get(_COOKIE)
+                or (auth[7:].strip() if auth.startswith("Bearer ") else "")
+            )
             if token is not None and not hmac.compare_digest(given.encode(), token.encode()):
-                return Response("station token required: open the address rd-infer printed (…?token=…)",
-                                status_code=401, media_type="text/plain")
+                return Response(
+                    "station token required: open the address rd-infer printed (…?token=…)",
+                    status_code=401,
+                    media_type="text/plain",
+                )
             return await call_next(request)
 
-    routes = [Route("/", index), Route("/api/state", state), Route("/api/frame/{stream}", frame),
-              Route("/api/gallery/{stream}", gallery), Route("/api/recent/{stream}", recent),
-              Route("/api/ok/{stream}/{index:int}.jpg", ok_image),
-              Route("/evidence/{stream}/{name}", evidence), Route("/api/review", mark, methods=["POST"]),
-              Mount("/static", StaticFiles(directory=STATIC), name="static")]
+    routes = [
+        Route("/", index),
+        Route("/api/state", state),
+        Route("/api/frame/{stream}", frame),
+        Route("/api/gallery/{stream}", gallery),
+        Route("/api/recent/{stream}", recent),
+        Route("/api/ok/{stream}/{index:int}.jpg", ok_image),
+        Route("/evidence/{stream}/{name}", evidence),
+        Route("/api/review", mark, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
     return Starlette(routes=routes, middleware=[Middleware(TokenGate)] if token is not None else [])
 
 
@@ -122,12 +142,21 @@ class StationServer:
     ``host``: 127.0.0.1 (default) serves this machine only, without a token; any other address
     makes a token (``self.token``) that every request must carry (``self.url`` includes it)."""
 
-    def __init__(self, station: Station, port: int, host: str = "127.0.0.1", start_timeout: float = 20.0) -> None:
+    def __init__(
+        self, station: Station, port: int, host: str = "127.0.0.1", start_timeout: float = 20.0
+    ) -> None:
         uvicorn = _need("uvicorn")
         self.token = None if host in LOCAL_HOSTS else secrets.token_urlsafe(18)
         app = build_app(station, self.token)
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=1)
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True, name="rd-station")
         self._thread.start()
@@ -135,8 +164,10 @@ class StationServer:
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 self.close()
-                raise StationError(f"the station could not serve on {host}:{port} (another program on that "
-                                   f"port? pick another with --station PORT)")
+                raise StationError(
+                    f"the station could not serve on {host}:{port} (another program on that "
+                    f"port? pick another with --station PORT)"
+                )
             time.sleep(0.02)
         sockets = [s for server in self._server.servers for s in server.sockets]
         self.port = sockets[0].getsockname()[1] if sockets else port

@@ -4,6 +4,7 @@ Cheap per result (counters, a score point, references to the newest frame): rend
 overlay and encoding it as JPEG happens only when a browser asks for it, at most ``live_fps``
 times a second per stream, in the web server's threads. No page open: no rendering at all.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,15 @@ class Station:
     """The station's state: live streams (fed by ``write``), the evidence folder (gallery) and
     the review folder (marks). ``detector``: renders overlays; None for an evidence folder alone."""
 
-    def __init__(self, evidence: Path | None, review_dir: Path, detector: Any = None,
-                 streams: Sequence[str] = (), live_fps: float = 5.0, title: str = "rd-edge station") -> None:
+    def __init__(
+        self,
+        evidence: Path | None,
+        review_dir: Path,
+        detector: Any = None,
+        streams: Sequence[str] = (),
+        live_fps: float = 5.0,
+        title: str = "rd-edge station",
+    ) -> None:
         self.evidence = None if evidence is None else Path(evidence)
         self.review_dir = Path(review_dir)
         self.detector = detector
@@ -101,8 +109,14 @@ class Station:
         if not self.live:  # an evidence folder: its streams are its subfolders
             for name in self._evidence_streams():
                 streams.setdefault(name, {"name": name, "live": False})
-        return {"title": self.title, "live": self.live, "finished": self.finished, "threshold": self.threshold,
-                "live_fps": self.live_fps, "streams": list(streams.values())}
+        return {
+            "title": self.title,
+            "live": self.live,
+            "finished": self.finished,
+            "threshold": self.threshold,
+            "live_fps": self.live_fps,
+            "streams": list(streams.values()),
+        }
 
     def _stream_view(self, name: str, s: _Stream) -> dict[str, Any]:
         span = s.times[-1] - s.times[0] if len(s.times) > 1 else 0.0
@@ -110,13 +124,20 @@ class Station:
         cutoff = time.time() - HISTORY_SECONDS
         points = [(t, v, ng) for t, v, ng in s.history if t >= cutoff]
         step = max(1, len(points) // HISTORY_POINTS)
-        return {"name": name, "live": True, "frames": s.frames, "ok": s.ok, "ng": s.anomalies, "errors": s.errors,
-                "yield": s.ok / judged if judged else None,
-                "fps": (len(s.times) - 1) / span if span > 0 else None,
-                "latency_ms": float(np.median(s.latencies)) if s.latencies else None,
-                "newest": s.newest.index if s.newest else None,
-                "history": [[round(t, 2), v, ng] for t, v, ng in points[::step]],
-                "drift": s.drift}
+        return {
+            "name": name,
+            "live": True,
+            "frames": s.frames,
+            "ok": s.ok,
+            "ng": s.anomalies,
+            "errors": s.errors,
+            "yield": s.ok / judged if judged else None,
+            "fps": (len(s.times) - 1) / span if span > 0 else None,
+            "latency_ms": float(np.median(s.latencies)) if s.latencies else None,
+            "newest": s.newest.index if s.newest else None,
+            "history": [[round(t, 2), v, ng] for t, v, ng in points[::step]],
+            "drift": s.drift,
+        }
 
     def live_jpeg(self, stream: str) -> tuple[int, bytes] | None:
         """The newest frame's overlay as JPEG (frame index, bytes); rendered at most live_fps
@@ -145,10 +166,17 @@ class Station:
             s = self.streams.get(stream)
             frames = list(s.recent_ok) if s else []
         marks = review.labels(self.review_dir)
-        return [{"id": f"ok:{stream}:{f.index}", "frame": f.index, "score": f.record["score"],
-                 "time": f.record["time"], "image": f"/api/ok/{stream}/{f.index}.jpg",
-                 "review": marks.get(review.mark_key(stream, f"frame{f.index:08d}"))}
-                for f in reversed(frames)]
+        return [
+            {
+                "id": f"ok:{stream}:{f.index}",
+                "frame": f.index,
+                "score": f.record["score"],
+                "time": f.record["time"],
+                "image": f"/api/ok/{stream}/{f.index}.jpg",
+                "review": marks.get(review.mark_key(stream, f"frame{f.index:08d}")),
+            }
+            for f in reversed(frames)
+        ]
 
     def ok_jpeg(self, stream: str, index: int) -> bytes | None:
         import cv2
@@ -182,11 +210,18 @@ class Station:
                 record = json.loads(meta.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue  # removed by the budget meanwhile
-            entries.append({"id": f"ev:{stream}:{meta.stem}", "entry": meta.stem, "frame": record.get("frame"),
-                            "score": record.get("score"), "time": record.get("time"),
-                            "image": f"/evidence/{stream}/{meta.stem}.jpg",
-                            "original": meta.with_suffix(".png").is_file(),
-                            "review": marks.get(review.mark_key(stream, meta.stem))})
+            entries.append(
+                {
+                    "id": f"ev:{stream}:{meta.stem}",
+                    "entry": meta.stem,
+                    "frame": record.get("frame"),
+                    "score": record.get("score"),
+                    "time": record.get("time"),
+                    "image": f"/evidence/{stream}/{meta.stem}.jpg",
+                    "original": meta.with_suffix(".png").is_file(),
+                    "review": marks.get(review.mark_key(stream, meta.stem)),
+                }
+            )
         return entries
 
     def _stream_folder(self, stream: str) -> Path | None:
@@ -210,15 +245,18 @@ class Station:
         stream, _, name = rest.rpartition(":")
         if kind == "ev":
             if label not in (review.FALSE_ALARM, review.CONFIRMED):
-                raise review.ReviewError(f"an NG frame is marked {review.FALSE_ALARM} or {review.CONFIRMED}, "
-                                         f"not {label}")
+                raise review.ReviewError(
+                    f"an NG frame is marked {review.FALSE_ALARM} or {review.CONFIRMED}, not {label}"
+                )
             entry, png, record = self._evidence_item(stream, name)
         elif kind == "ok":
             if label != review.MISSED:
                 raise review.ReviewError(f"an OK frame is marked {review.MISSED}, not {label}")
             entry, png, record = self._ok_item(stream, name)
         else:
-            raise review.ReviewError(f"unknown item {item!r}: expected ev:<stream>:<entry> or ok:<stream>:<frame>")
+            raise review.ReviewError(
+                f"unknown item {item!r}: expected ev:<stream>:<entry> or ok:<stream>:<frame>"
+            )
         path, new = review.write_mark(self.review_dir, label, stream, entry, png, record)
         return {"saved": str(path), "new": new, "label": label}
 
@@ -227,8 +265,10 @@ class Station:
         if meta is None:
             raise review.ReviewError(f"no evidence entry {stream}/{name} (removed by the disk budget?)")
         if original is None:
-            raise review.ReviewError(f"evidence entry {stream}/{name} has no original frame (only the overlay); "
-                                     f"rd-infer --station keeps them")
+            raise review.ReviewError(
+                f"evidence entry {stream}/{name} has no original frame (only the overlay); "
+                f"rd-infer --station keeps them"
+            )
         return name, original.read_bytes(), json.loads(meta.read_text(encoding="utf-8"))
 
     def _ok_item(self, stream: str, name: str) -> tuple[str, bytes, dict[str, Any]]:
@@ -236,7 +276,9 @@ class Station:
 
         found = self._find_ok(stream, int(name)) if name.isdigit() else None
         if found is None:
-            raise review.ReviewError(f"OK frame {name} of {stream} is no longer kept (only the last {RECENT_OK})")
+            raise review.ReviewError(
+                f"OK frame {name} of {stream} is no longer kept (only the last {RECENT_OK})"
+            )
         ok, data = cv2.imencode(".png", found.frame, [cv2.IMWRITE_PNG_COMPRESSION, 1])
         if not ok:
             raise RdEdgeError("PNG encoding failed")

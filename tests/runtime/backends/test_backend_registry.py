@@ -1,4 +1,5 @@
 """The backend registry: auto selection by suffix, names, aliases, custom backends."""
+
 import importlib.util
 
 import numpy as np
@@ -17,10 +18,16 @@ from rd_edge.runtime.backends.base import (
 )
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("model.onnx", "ort"), ("MODEL.ONNX", "ort"), ("model.engine", "trt"), ("model.plan", "trt"),
-    ("model.xml", "openvino"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("model.onnx", "ort"),
+        ("MODEL.ONNX", "ort"),
+        ("model.engine", "trt"),
+        ("model.plan", "trt"),
+        ("model.xml", "openvino"),
+    ],
+)
 def test_auto_picks_the_backend_from_the_suffix(name, expected):
     assert resolve_backend(name) == expected
 
@@ -31,7 +38,9 @@ def test_unknown_suffix_lists_what_each_backend_claims():
 
 
 def test_a_checkpoint_names_the_export_command():
-    with pytest.raises(BackendError, match=r"training checkpoint.*export it first: rd-export model\.pt -o model\.onnx"):
+    with pytest.raises(
+        BackendError, match=r"training checkpoint.*export it first: rd-export model\.pt -o model\.onnx"
+    ):
         resolve_backend("model.pt")
 
 
@@ -40,7 +49,9 @@ def test_explicit_names_and_aliases():
     assert resolve_backend("model.onnx", "onnxruntime") == "ort"
     assert resolve_backend("model.engine", "TensorRT") == "trt"
     assert resolve_backend("model.onnx", "openvino") == "openvino"
-    with pytest.raises(BackendError, match=r"unknown backend 'tflite'; expected one of: auto, openvino, ort, trt"):
+    with pytest.raises(
+        BackendError, match=r"unknown backend 'tflite'; expected one of: auto, openvino, ort, trt"
+    ):
         resolve_backend("model.onnx", "tflite")
 
 
@@ -57,8 +68,14 @@ class _EchoRunner(Runner):
 
     def __init__(self, path, gain):
         self.path, self.gain = path, gain
-        self.metadata = ModelMetadata(backbone="resnet18", image_size=[4, 4], threshold=0.5, score_stats=None,
-                                      checkpoint_sha256="0" * 64, exporter_version="test")
+        self.metadata = ModelMetadata(
+            backbone="resnet18",
+            image_size=[4, 4],
+            threshold=0.5,
+            score_stats=None,
+            checkpoint_sha256="0" * 64,
+            exporter_version="test",
+        )
 
     def infer_impl(self, feed):
         x = feed["image"]

@@ -1,5 +1,6 @@
 """Tiled models on the CUDA path: the crop kernel (real source, compiled for the CPU by
 tests/kernel_harness.py) writes the tiles straight into the (fake) TensorRT input."""
+
 import numpy as np
 import pytest
 from fake_cuda import FakeCuda, install
@@ -38,8 +39,11 @@ def test_tile_kernel_equals_preprocess_bgr_on_the_crops(cuda):
         pre.enqueue_tiles(small, [(0, 5), (0, 0)], int(dst), 3)  # reuses (and grows) nothing wrongly
         stream.synchronize()
         got = cuda.view(int(dst), np.float32, 5 * 3 * H * W).reshape(5, 3, H, W)
-        want = [preprocess_bgr(big[y:y + H, x:x + W], (H, W), resize=RESIZE_DEFAULT) for y, x in origins]
-        want += [preprocess_bgr(small[:, 5:], (H, W), resize=RESIZE_DEFAULT), preprocess_bgr(small[:, :W], (H, W), resize=RESIZE_DEFAULT)]
+        want = [preprocess_bgr(big[y : y + H, x : x + W], (H, W), resize=RESIZE_DEFAULT) for y, x in origins]
+        want += [
+            preprocess_bgr(small[:, 5:], (H, W), resize=RESIZE_DEFAULT),
+            preprocess_bgr(small[:, :W], (H, W), resize=RESIZE_DEFAULT),
+        ]
         np.testing.assert_array_equal(got, np.stack(want))  # a crop needs no resize: bit-identical
         with pytest.raises(ValueError, match="outside the 90x70 frame"):
             pre.enqueue_tiles(big, [(47, 0)], int(dst), 0)
@@ -57,8 +61,9 @@ def tiled_plan(cuda, monkeypatch, tmp_path, metadata_factory):
     meta.tiling = TILING
     plan = tmp_path / "tiled.engine"
     plan.write_bytes(b"fake plan")
-    EngineSidecar("10.3.0", "Fake GPU", "8.7", "fp32", 1, MAX_BATCH, "0" * 64, meta,
-                  sm_count=16, total_memory_mb=8192).write(plan)
+    EngineSidecar(
+        "10.3.0", "Fake GPU", "8.7", "fp32", 1, MAX_BATCH, "0" * 64, meta, sm_count=16, total_memory_mb=8192
+    ).write(plan)
     return plan, meta
 
 

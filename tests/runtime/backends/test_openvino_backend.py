@@ -1,4 +1,5 @@
 """OpenVINO backend: IR export, parity with ONNX Runtime, selection, explicit precision, int8 (NNCF)."""
+
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -93,16 +94,24 @@ def test_missing_pieces_are_clear_errors(r18_ir, tmp_path):
 
 def test_missing_openvino_names_the_extra(r18_onnx, tmp_path):
     """No openvino installed: the runtime and rd-export each say which extra installs it, in one line."""
-    code = ("import sys; sys.modules['openvino'] = None\n"
-            "from rd_edge.runtime import load_runner\n"
-            "from rd_export.cli import main\n"
-            "try:\n    load_runner(sys.argv[1], 'openvino')\n"
-            "except Exception as e:\n    print(type(e).__name__, e)\n"
-            "sys.exit(main([sys.argv[1], '--format', 'openvino', '-o', sys.argv[2]]))\n")
-    proc = subprocess.run([sys.executable, "-c", code, str(r18_onnx), str(tmp_path / "m.xml")],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.stdout.startswith("BackendError the OpenVINO backend needs the openvino") and \
-        "pip install '.[openvino]'" in proc.stdout
+    code = (
+        "import sys; sys.modules['openvino'] = None\n"
+        "from rd_edge.runtime import load_runner\n"
+        "from rd_export.cli import main\n"
+        "try:\n    load_runner(sys.argv[1], 'openvino')\n"
+        "except Exception as e:\n    print(type(e).__name__, e)\n"
+        "sys.exit(main([sys.argv[1], '--format', 'openvino', '-o', sys.argv[2]]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(r18_onnx), str(tmp_path / "m.xml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        proc.stdout.startswith("BackendError the OpenVINO backend needs the openvino")
+        and "pip install '.[openvino]'" in proc.stdout
+    )
     assert proc.returncode == 1 and one_line_error(proc.stderr) and "'.[openvino]'" in proc.stderr
     assert not (tmp_path / "m.xml").exists()
 
@@ -116,11 +125,15 @@ def test_int8_ir_by_nncf_keeps_the_head_float(r18_onnx, demo_category, tmp_path)
     assert meta.precision == "int8" and meta.extra["int8_scope"] == "full" and report.fake_quantize > 20
     import openvino as ov
 
-    fq = [op.get_friendly_name() for op in ov.Core().read_model(str(report.xml_path)).get_ordered_ops()
-          if op.get_type_name() == "FakeQuantize"]
+    fq = [
+        op.get_friendly_name()
+        for op in ov.Core().read_model(str(report.xml_path)).get_ordered_ops()
+        if op.get_type_name() == "FakeQuantize"
+    ]
     assert not [n for n in fq if n.startswith("/head/")]
-    images = load_int8_calibration_batch(int8_calibration_paths(demo_category / "test", 6),
-                                         read_onnx_metadata(r18_onnx))  # held out
+    images = load_int8_calibration_batch(
+        int8_calibration_paths(demo_category / "test", 6), read_onnx_metadata(r18_onnx)
+    )  # held out
     ref = load_runner(r18_onnx, "ort").infer({"image": images})
     out = load_runner(report.xml_path).infer({"image": images})
     assert np.corrcoef(out["anomaly_map"].ravel(), ref["anomaly_map"].ravel())[0, 1] > 0.98

@@ -1,4 +1,5 @@
 """The ONNX Runtime backend: providers, options, metadata and graph validation."""
+
 import sys
 
 import numpy as np
@@ -34,8 +35,11 @@ def test_threads_option_reaches_the_session(tiny_onnx):
 def test_provider_shorthands_expand_and_keep_cpu_as_fallback():
     assert expand_providers(None) == ["CPUExecutionProvider"]
     assert expand_providers(None, device="cuda:1") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert expand_providers("tensorrt,cuda") == ["TensorrtExecutionProvider", "CUDAExecutionProvider",
-                                                 "CPUExecutionProvider"]
+    assert expand_providers("tensorrt,cuda") == [
+        "TensorrtExecutionProvider",
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
     assert expand_providers(["CPUExecutionProvider", "cpu"]) == ["CPUExecutionProvider"]
 
 
@@ -43,8 +47,11 @@ def test_unavailable_provider_lists_the_available_ones(tiny_onnx):
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("CUDA provider is available here")
     available = ort.get_available_providers()
-    with pytest.raises(BackendError, match=r"\['CUDAExecutionProvider'\] are not available here; "
-                                           r"available: \[.*'CPUExecutionProvider'.*pip install '\.\[gpu\]'") as err:
+    with pytest.raises(
+        BackendError,
+        match=r"\['CUDAExecutionProvider'\] are not available here; "
+        r"available: \[.*'CPUExecutionProvider'.*pip install '\.\[gpu\]'",
+    ) as err:
         load_runner(tiny_onnx, providers=["cuda"])
     assert str(available) in str(err.value)
 
@@ -55,7 +62,9 @@ def test_tensorrt_options_need_the_tensorrt_provider(tiny_onnx):
 
 
 def test_unknown_option_and_bad_device_are_refused(tiny_onnx):
-    with pytest.raises(BackendError, match=r"does not take option\(s\) \['precison'\]; it accepts: providers"):
+    with pytest.raises(
+        BackendError, match=r"does not take option\(s\) \['precison'\]; it accepts: providers"
+    ):
         load_runner(tiny_onnx, precison="fp16")
     with pytest.raises(BackendError, match="device 'gpu'"):
         load_runner(tiny_onnx, device="gpu")
@@ -73,7 +82,9 @@ def test_metadata_that_is_not_json(make_model):
 
 def test_metadata_image_size_must_match_the_graph(make_model, metadata_factory):
     path = make_model(metadata=metadata_factory(image_size=(32, 32)))  # graph is 24x32
-    with pytest.raises(MetadataError, match=r"shape \['N', 3, 24, 32\], but the metadata says \[N, 3, 32, 32\]"):
+    with pytest.raises(
+        MetadataError, match=r"shape \['N', 3, 24, 32\], but the metadata says \[N, 3, 32, 32\]"
+    ):
         load_runner(path)
 
 
@@ -91,8 +102,11 @@ def test_corrupt_onnx_file(tmp_path):
 
 def test_wrong_input_shape_is_a_backend_error(tiny_onnx):
     with load_runner(tiny_onnx) as runner:
-        with pytest.raises(BackendError, match=r"input shape \(1, 3, 8, 8\) does not fit the model: "
-                                               r"expected \[1\.\.N, 3, 24, 32\]"):
+        with pytest.raises(
+            BackendError,
+            match=r"input shape \(1, 3, 8, 8\) does not fit the model: "
+            r"expected \[1\.\.N, 3, 24, 32\]",
+        ):
             runner.infer({"image": np.zeros((1, 3, 8, 8), np.float32)})
 
 

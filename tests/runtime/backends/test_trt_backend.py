@@ -1,4 +1,5 @@
 """The TensorRT backend: the sidecar contract (no GPU needed) and, on a GPU, the runner itself."""
+
 import importlib.util
 import json
 
@@ -25,10 +26,19 @@ ORIN_NANO = GpuInfo("Orin", "8.7", 8, 7620, "NVIDIA Jetson Orin Nano Developer K
 
 
 def sidecar_for(meta, version="8.6.1", gpu=ORIN_AGX, max_batch=4):
-    return EngineSidecar(tensorrt_version=version, gpu_name=gpu.name, compute_capability=gpu.compute_capability,
-                         precision="fp16", min_batch=1, max_batch=max_batch, onnx_sha256="ab" * 32,
-                         metadata=meta, sm_count=gpu.sm_count, total_memory_mb=gpu.total_memory_mb,
-                         device_model=gpu.device_model)
+    return EngineSidecar(
+        tensorrt_version=version,
+        gpu_name=gpu.name,
+        compute_capability=gpu.compute_capability,
+        precision="fp16",
+        min_batch=1,
+        max_batch=max_batch,
+        onnx_sha256="ab" * 32,
+        metadata=meta,
+        sm_count=gpu.sm_count,
+        total_memory_mb=gpu.total_memory_mb,
+        device_model=gpu.device_model,
+    )
 
 
 @pytest.fixture
@@ -49,8 +59,19 @@ def running(monkeypatch, version="8.6.1", gpu=ORIN_AGX):
 def test_sidecar_sits_next_to_the_plan_and_round_trips(fake_plan, metadata_factory):
     assert sidecar_path(fake_plan).name == "model.engine.json"
     data = json.loads(sidecar_path(fake_plan).read_text())
-    assert set(data) == {"tensorrt_version", "gpu_name", "compute_capability", "precision", "min_batch",
-                         "max_batch", "onnx_sha256", "rd_edge", "sm_count", "total_memory_mb", "device_model"}
+    assert set(data) == {
+        "tensorrt_version",
+        "gpu_name",
+        "compute_capability",
+        "precision",
+        "min_batch",
+        "max_batch",
+        "onnx_sha256",
+        "rd_edge",
+        "sm_count",
+        "total_memory_mb",
+        "device_model",
+    }
     assert EngineSidecar.read(fake_plan) == sidecar_for(metadata_factory())
     unknown = sidecar_for(metadata_factory(), gpu=GpuInfo("NVIDIA A2", "8.6"))  # no SMs/memory/board known
     assert not {"sm_count", "total_memory_mb", "device_model"} & set(unknown.to_dict())  # omitted, never null
@@ -58,18 +79,24 @@ def test_sidecar_sits_next_to_the_plan_and_round_trips(fake_plan, metadata_facto
 
 def test_plan_from_another_tensorrt_version_is_refused(fake_plan, monkeypatch):
     running(monkeypatch, version="10.3.0")
-    with pytest.raises(BackendError, match=r"built for TensorRT 8\.6\.1 \(running 10\.3\.0\).*"
-                                           r"Rebuild it on this machine.*rd-export model\.onnx --engine.*"
-                                           r"or run it as is with `pip install tensorrt==8\.6\.1`"):
+    with pytest.raises(
+        BackendError,
+        match=r"built for TensorRT 8\.6\.1 \(running 10\.3\.0\).*"
+        r"Rebuild it on this machine.*rd-export model\.onnx --engine.*"
+        r"or run it as is with `pip install tensorrt==8\.6\.1`",
+    ):
         load_runner(fake_plan)
 
 
-@pytest.mark.parametrize("built, jetson, hint", [
-    ("8.6.1", False, "`pip install tensorrt==8.6.1`"),  # 8.x wheels have no CUDA suffix
-    ("10.3.0", False, "`pip install tensorrt-cu12==10.3.0`"),
-    ("11.4.0", False, "`pip install tensorrt-cu13==11.4.0`"),
-    ("10.3.0", True, "the JetPack release that ships TensorRT 10.3.0 (python3-libnvinfer)"),
-])
+@pytest.mark.parametrize(
+    "built, jetson, hint",
+    [
+        ("8.6.1", False, "`pip install tensorrt==8.6.1`"),  # 8.x wheels have no CUDA suffix
+        ("10.3.0", False, "`pip install tensorrt-cu12==10.3.0`"),
+        ("11.4.0", False, "`pip install tensorrt-cu13==11.4.0`"),
+        ("10.3.0", True, "the JetPack release that ships TensorRT 10.3.0 (python3-libnvinfer)"),
+    ],
+)
 def test_version_mismatch_names_the_package_that_built_the_plan(built, jetson, hint, tmp_path, monkeypatch):
     release = tmp_path / "nv_tegra_release"
     if jetson:
@@ -88,7 +115,9 @@ def test_plan_for_another_gpu_is_refused(fake_plan, monkeypatch):
 def test_plan_for_another_orin_is_refused(fake_plan, monkeypatch):
     # Finding 5: Orin Nano, NX and AGX are all "Orin", compute 8.7.
     running(monkeypatch, gpu=ORIN_NANO)
-    with pytest.raises(BackendError, match=r"16 SMs.*AGX Orin.*\(running Orin compute 8\.7 \(8 SMs.*Orin Nano"):
+    with pytest.raises(
+        BackendError, match=r"16 SMs.*AGX Orin.*\(running Orin compute 8\.7 \(8 SMs.*Orin Nano"
+    ):
         load_runner(fake_plan)
 
 
@@ -112,8 +141,11 @@ def test_matching_sidecar_passes_the_check(fake_plan):
 
 @pytest.mark.skipif(HAVE_TRT, reason="checks the message shown when tensorrt is missing")
 def test_missing_tensorrt_names_jetpack_and_the_extra(fake_plan):
-    with pytest.raises(BackendError, match=r"JetPack.*pip install '\.\[gpu-cu12\]'` \(TensorRT 10, "
-                       r"NVIDIA driver >= 525\) or `pip install '\.\[gpu-cu13\]'` \(TensorRT 11"):
+    with pytest.raises(
+        BackendError,
+        match=r"JetPack.*pip install '\.\[gpu-cu12\]'` \(TensorRT 10, "
+        r"NVIDIA driver >= 525\) or `pip install '\.\[gpu-cu13\]'` \(TensorRT 11",
+    ):
         load_runner(fake_plan)
 
 
@@ -124,16 +156,22 @@ def test_plan_without_sidecar(tmp_path):
         load_runner(plan)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: d.pop("tensorrt_version"), r"sidecar lacks \['tensorrt_version'\]"),
-    (lambda d: d.update(min_batch=8), r"1 <= min <= max <= 4096, found \[8, 4\]"),
-    (lambda d: d.update(compute_capability="sm87"), r"'major.minor' or \[major, minor\], found 'sm87'"),
-    (lambda d: d["rd_edge"].update(format_version=99), r"metadata format version 99"),
-    # issue 21: absurd sizes and numbers beyond float range were accepted or raised OverflowError
-    (lambda d: d.update(max_batch=10**9), r"1 <= min <= max <= 4096, found \[1, 1000000000\]"),
-    (lambda d: d["rd_edge"].update(image_size=[10**6, 64]), r"image_size must be \[H, W\] integers in 1..8192"),
-    (lambda d: d["rd_edge"].update(threshold=10**400), r"threshold must be a finite number or null"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.pop("tensorrt_version"), r"sidecar lacks \['tensorrt_version'\]"),
+        (lambda d: d.update(min_batch=8), r"1 <= min <= max <= 4096, found \[8, 4\]"),
+        (lambda d: d.update(compute_capability="sm87"), r"'major.minor' or \[major, minor\], found 'sm87'"),
+        (lambda d: d["rd_edge"].update(format_version=99), r"metadata format version 99"),
+        # issue 21: absurd sizes and numbers beyond float range were accepted or raised OverflowError
+        (lambda d: d.update(max_batch=10**9), r"1 <= min <= max <= 4096, found \[1, 1000000000\]"),
+        (
+            lambda d: d["rd_edge"].update(image_size=[10**6, 64]),
+            r"image_size must be \[H, W\] integers in 1..8192",
+        ),
+        (lambda d: d["rd_edge"].update(threshold=10**400), r"threshold must be a finite number or null"),
+    ],
+)
 def test_invalid_sidecars_say_what_is_wrong(fake_plan, edit, message):
     path = sidecar_path(fake_plan)
     data = json.loads(path.read_text())
@@ -180,8 +218,11 @@ def build_engine(onnx_path, plan_path, meta, max_batch=4):
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    flags = 0 if int(trt.__version__.split(".")[0]) >= 10 else \
-        1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    flags = (
+        0
+        if int(trt.__version__.split(".")[0]) >= 10
+        else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    )
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     assert parser.parse(onnx_path.read_bytes()), [parser.get_error(i) for i in range(parser.num_errors)]
@@ -192,8 +233,19 @@ def build_engine(onnx_path, plan_path, meta, max_batch=4):
     config.add_optimization_profile(profile)
     plan_path.write_bytes(bytes(builder.build_serialized_network(network, config)))
     gpu = trt_backend.gpu_identity(0)
-    EngineSidecar(trt_backend.tensorrt_version(), gpu.name, gpu.compute_capability, "fp32", 1, max_batch,
-                  "0" * 64, meta, gpu.sm_count, gpu.total_memory_mb, gpu.device_model).write(plan_path)
+    EngineSidecar(
+        trt_backend.tensorrt_version(),
+        gpu.name,
+        gpu.compute_capability,
+        "fp32",
+        1,
+        max_batch,
+        "0" * 64,
+        meta,
+        gpu.sm_count,
+        gpu.total_memory_mb,
+        gpu.device_model,
+    ).write(plan_path)
     return plan_path
 
 
@@ -253,6 +305,7 @@ def test_gpu_identity_reads_the_jetson_board(monkeypatch, tmp_path):
     monkeypatch.setenv(trt_backend.TEGRA_RELEASE_ENV, str(release))
     assert trt_backend.is_jetson()
     assert trt_backend.gpu_identity(0) == GpuInfo(
-        "Fake GPU", "8.7", 16, 8192, "NVIDIA Jetson Orin NX Engineering Reference Developer Kit")
+        "Fake GPU", "8.7", 16, 8192, "NVIDIA Jetson Orin NX Engineering Reference Developer Kit"
+    )
     with pytest.raises(BackendError, match=r"CUDA device 2 does not exist; found 2"):
         trt_backend.gpu_identity(2)

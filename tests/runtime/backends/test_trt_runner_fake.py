@@ -15,6 +15,7 @@ NvInferRuntime.h (8.5-10.x, name-based I/O) and the CUDA/pycuda sources, not fro
   with profile 0 = (1, 1, MAX_BATCH).
 The CUDA preprocessing kernel is the real KERNEL_SOURCE, compiled for the CPU (kernel_harness).
 """
+
 import gc
 import threading
 import types
@@ -53,8 +54,11 @@ class FakeTensorRT:
 
             def set_input_shape(self, name, shape):
                 network = Engine().get_tensor_shape("image")
-                agrees = name == "image" and len(shape) == 4 and all(
-                    want == -1 or want == got for want, got in zip(network, shape))
+                agrees = (
+                    name == "image"
+                    and len(shape) == 4
+                    and all(want == -1 or want == got for want, got in zip(network, shape))
+                )
                 in_profile = static_batch is not None or (len(shape) == 4 and 1 <= shape[0] <= MAX_BATCH)
                 if not (agrees and in_profile):
                     return False
@@ -111,13 +115,20 @@ class FakeTensorRT:
                 return Engine() if data == b"fake plan" else None
 
         self.module = types.SimpleNamespace(
-            __version__="10.3.0", Logger=type("Logger", (), {"WARNING": 2, "__init__": lambda s, level: None}),
-            Runtime=Runtime, TensorIOMode=mode,
-            nptype=lambda dtype: {"float": np.float32, "half": np.float16}[dtype])
+            __version__="10.3.0",
+            Logger=type("Logger", (), {"WARNING": 2, "__init__": lambda s, level: None}),
+            Runtime=Runtime,
+            TensorIOMode=mode,
+            nptype=lambda dtype: {"float": np.float32, "half": np.float16}[dtype],
+        )
 
     def run_model(self, n, addresses):
         """The stand-in model on device memory (when the stream runs it)."""
-        x = self.cuda.view(addresses["image"], self.dtype, n * 3 * H * W).reshape(n, 3, H, W).astype(np.float32)
+        x = (
+            self.cuda.view(addresses["image"], self.dtype, n * 3 * H * W)
+            .reshape(n, 3, H, W)
+            .astype(np.float32)
+        )
         amap = np.tensordot(np.abs(x - 0.5), WEIGHTS, axes=([1], [0]))[:, None]  # [N,1,H,W]
         self.cuda.view(addresses["anomaly_map"], self.dtype, amap.size)[:] = amap.reshape(-1)
         self.cuda.view(addresses["score"], self.dtype, n)[:] = amap.reshape(n, -1).max(axis=1)
@@ -134,8 +145,17 @@ def fake_gpu(request, monkeypatch, tmp_path, metadata_factory):
     plan = tmp_path / "model.engine"
     plan.write_bytes(b"fake plan")
     batches = (MAX_BATCH, MAX_BATCH) if request.param else (1, MAX_BATCH)
-    EngineSidecar("10.3.0", "Fake GPU", "8.7", "fp32", *batches, "0" * 64, metadata_factory(),
-                  sm_count=16, total_memory_mb=8192).write(plan)
+    EngineSidecar(
+        "10.3.0",
+        "Fake GPU",
+        "8.7",
+        "fp32",
+        *batches,
+        "0" * 64,
+        metadata_factory(),
+        sm_count=16,
+        total_memory_mb=8192,
+    ).write(plan)
     return cuda, plan
 
 
@@ -147,8 +167,13 @@ def frames(sizes, seed=0):
 def nothing_current(cuda):
     """Every push popped and every retain released: the thread is as before the runner; and
     nothing leaked the way pycuda leaks out-of-thread frees."""
-    return cuda.driver_stack == [] and cuda.pycuda_stack == [] and all(v == 0 for v in cuda.retained.values()) \
-        and cuda.leaks == [] and cuda.threads_with_a_context() == []
+    return (
+        cuda.driver_stack == []
+        and cuda.pycuda_stack == []
+        and all(v == 0 for v in cuda.retained.values())
+        and cuda.leaks == []
+        and cuda.threads_with_a_context() == []
+    )
 
 
 def test_runner_runs_every_batch_size_and_matches_onnxruntime(fake_gpu, tiny_onnx):
@@ -265,8 +290,18 @@ def test_engine_with_fp16_io_takes_and_gives_float32(monkeypatch, tmp_path, meta
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", FakeTensorRT(cuda, io="half").module)
     plan = tmp_path / "half.engine"
     plan.write_bytes(b"fake plan")
-    EngineSidecar("10.3.0", "Fake GPU", "8.7", "fp16", 1, MAX_BATCH, "0" * 64, metadata_factory(),
-                  sm_count=16, total_memory_mb=8192).write(plan)
+    EngineSidecar(
+        "10.3.0",
+        "Fake GPU",
+        "8.7",
+        "fp16",
+        1,
+        MAX_BATCH,
+        "0" * 64,
+        metadata_factory(),
+        sm_count=16,
+        total_memory_mb=8192,
+    ).write(plan)
     x = np.random.default_rng(3).random((3, 3, H, W), dtype=np.float32)
     with load_runner(tiny_onnx) as ort_runner:
         want = ort_runner.infer({"image": x})
@@ -323,8 +358,14 @@ def test_detector_uses_cuda_preprocessing_into_the_engine_input(fake_gpu, tiny_o
         single = gpu.predict(batch[2])  # one frame through a (possibly static) batch-4 engine
         base = gpu.runner.device_input_pointer()
     plane = 3 * H * W * 4
-    assert [c["dst"] for c in cuda.kernel_calls] == [base, base + plane, base + 2 * plane, base + 3 * plane,
-                                                     base, base]
+    assert [c["dst"] for c in cuda.kernel_calls] == [
+        base,
+        base + plane,
+        base + 2 * plane,
+        base + 3 * plane,
+        base,
+        base,
+    ]
     for g, w in zip(got + [single], want + [want[2]]):
         assert abs(g.score - w.score) <= 1 / 255
         assert g.anomaly_map.shape == w.anomaly_map.shape
@@ -376,7 +417,9 @@ def test_corrupt_plan_is_refused_with_the_rebuild_command(fake_gpu):
     assert nothing_current(cuda)
 
 
-def test_the_pipeline_runs_cuda_preprocessing_and_the_engine_from_its_inference_thread(fake_gpu, tiny_onnx, tmp_path):
+def test_the_pipeline_runs_cuda_preprocessing_and_the_engine_from_its_inference_thread(
+    fake_gpu, tiny_onnx, tmp_path
+):
     """Issue 14: with CUDA preprocessing the kernels run inside Detector.infer, in the pipeline's
     inference thread (the runner's context pushed there); two sources share batches."""
     import cv2
@@ -409,19 +452,24 @@ def test_the_pipeline_runs_cuda_preprocessing_and_the_engine_from_its_inference_
         assert [r.index for r in keep.results if r.stream == "b"] == list(range(5))
         for r in keep.results:  # the frame's own result, not a neighbour's in the shared buffer
             assert r.prediction.score == gpu.predict(r.item.frame).score
-            assert r.prediction.score == pytest.approx(cpu.predict(r.item.frame).score, abs=2e-3)  # kernel vs CPU
+            assert r.prediction.score == pytest.approx(
+                cpu.predict(r.item.frame).score, abs=2e-3
+            )  # kernel vs CPU
     assert nothing_current(cuda) and cuda.memory == {}
 
 
 def _fake_plan(monkeypatch, tmp_path, metadata, static_batch, version="10.3.0"):
     cuda = FakeCuda()
     install(monkeypatch, cuda)
-    monkeypatch.setitem(__import__("sys").modules, "tensorrt", FakeTensorRT(cuda, static_batch=static_batch).module)
+    monkeypatch.setitem(
+        __import__("sys").modules, "tensorrt", FakeTensorRT(cuda, static_batch=static_batch).module
+    )
     plan = tmp_path / "model.engine"
     plan.write_bytes(b"fake plan")
     batches = (static_batch, static_batch) if static_batch else (1, MAX_BATCH)
-    EngineSidecar(version, "Fake GPU", "8.7", "fp32", *batches, "0" * 64, metadata,
-                  sm_count=16, total_memory_mb=8192).write(plan)
+    EngineSidecar(
+        version, "Fake GPU", "8.7", "fp32", *batches, "0" * 64, metadata, sm_count=16, total_memory_mb=8192
+    ).write(plan)
     return plan
 
 
@@ -436,7 +484,9 @@ def test_a_static_engine_of_batch_1_is_fixed_at_1(monkeypatch, tmp_path, metadat
         runner.close()
 
 
-def test_a_plan_of_another_minor_version_names_the_package_that_built_it(monkeypatch, tmp_path, metadata_factory):
+def test_a_plan_of_another_minor_version_names_the_package_that_built_it(
+    monkeypatch, tmp_path, metadata_factory
+):
     """Built by TensorRT 10.2.0, running 10.3.0 (minor differs): refused, and the hint installs
     the plan's version (10.2.0), not the running one."""
     plan = _fake_plan(monkeypatch, tmp_path, metadata_factory(), None, version="10.2.0")

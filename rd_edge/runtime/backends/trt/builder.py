@@ -16,6 +16,7 @@ Version differences handled here:
   them: precision comes from the ONNX (fp16 weights, Q/DQ int8) in a strongly typed network.
   The anomaly-map head is pinned to float32 whenever FP16 is on.
 """
+
 from __future__ import annotations
 
 import sys
@@ -37,8 +38,9 @@ from . import util
 ENGINE_PRECISIONS = tuple(values(Precision))
 DEFAULT_MAX_BATCH = 8
 HEAD_PREFIX = "/head/"  # the anomaly-map reduction: kept float32 in fp16 engines
-INSTALL_HINT = (f"{util.GPU_EXTRAS} on a machine with an NVIDIA GPU, or JetPack "
-                "(python3-libnvinfer) on a Jetson")
+INSTALL_HINT = (
+    f"{util.GPU_EXTRAS} on a machine with an NVIDIA GPU, or JetPack (python3-libnvinfer) on a Jetson"
+)
 
 
 @dataclass
@@ -59,10 +61,13 @@ class EngineReport:
 
     def format(self) -> str:
         batch = f"batch {self.min_batch}..{self.max_batch}" + (
-            f" tuned for {self.opt_batch}" if self.min_batch < self.max_batch else " (fixed)")
-        lines = [f"wrote {self.plan} ({self.precision}, {batch}, "
-                 f"TensorRT {self.tensorrt_version}, {self.gpu}) from {self.onnx_path} in "
-                 f"{self.seconds:.1f} s; sidecar {self.sidecar.name}"]
+            f" tuned for {self.opt_batch}" if self.min_batch < self.max_batch else " (fixed)"
+        )
+        lines = [
+            f"wrote {self.plan} ({self.precision}, {batch}, "
+            f"TensorRT {self.tensorrt_version}, {self.gpu}) from {self.onnx_path} in "
+            f"{self.seconds:.1f} s; sidecar {self.sidecar.name}"
+        ]
         if self.timing_cache:
             lines.append(self.timing_cache)
         return "\n".join(lines)
@@ -102,8 +107,9 @@ def _select_with_cuda_python(device_id: int, pycuda_error: str, stack: ExitStack
     except ImportError:
         if device_id == 0:  # the CUDA runtime's default device: nothing to select
             return
-        raise ExportError(f"building on CUDA device {device_id} needs pycuda or cuda-python "
-                          f"({pycuda_error})") from None
+        raise ExportError(
+            f"building on CUDA device {device_id} needs pycuda or cuda-python ({pycuda_error})"
+        ) from None
     err, previous = cudart.cudaGetDevice()
     if int(cudart.cudaSetDevice(device_id)[0]) != 0:
         raise ExportError(f"cannot select CUDA device {device_id} for the build")
@@ -132,22 +138,32 @@ def resolve_precision(requested: Optional[str], meta: ModelMetadata, source: Pat
     if have == "int8":
         target = meta.extra.get("int8_target")
         if target != "tensorrt":
-            raise ExportError(f"{source} was quantized for --int8-target {target}; TensorRT needs symmetric "
-                              f"int8 activations: re-quantize the fp32 ONNX with --int8-target tensorrt")
+            raise ExportError(
+                f"{source} was quantized for --int8-target {target}; TensorRT needs symmetric "
+                f"int8 activations: re-quantize the fp32 ONNX with --int8-target tensorrt"
+            )
         if want != "int8":
-            raise ExportError(f"{source} is an int8 Q/DQ graph and builds only an int8 engine; pass "
-                              f"--precision int8, or build {want} from the fp32 ONNX")
+            raise ExportError(
+                f"{source} is an int8 Q/DQ graph and builds only an int8 engine; pass "
+                f"--precision int8, or build {want} from the fp32 ONNX"
+            )
     elif want == "int8":
-        raise ExportError(f"--precision int8 needs a Q/DQ graph, {source} is {have}; pass --calib-dir "
-                          f"DIR (good images) so rd-export quantizes it first")
+        raise ExportError(
+            f"--precision int8 needs a Q/DQ graph, {source} is {have}; pass --calib-dir "
+            f"DIR (good images) so rd-export quantizes it first"
+        )
     elif have == "fp16" and want == "fp32":
-        raise ExportError(f"{source} is an fp16 graph; an fp32 engine needs the fp32 ONNX "
-                          f"(`rd-export model.pt -o model.onnx`)")
+        raise ExportError(
+            f"{source} is an fp16 graph; an fp32 engine needs the fp32 ONNX "
+            f"(`rd-export model.pt -o model.onnx`)"
+        )
     elif have == "fp32" and want == "fp16" and trt_major >= 11:
-        raise ExportError(f"TensorRT {trt_major} takes fp16 from the ONNX itself and {source} is fp32; "
-                          f"export an fp16 graph (`rd-export model.pt --precision fp16 -o model_fp16.onnx`) "
-                          f"or give the checkpoint: `rd-export model.pt --engine --precision fp16`; TensorRT 10 "
-                          f"(`pip install '.[gpu-cu12]'`) still builds fp16 from an fp32 graph")
+        raise ExportError(
+            f"TensorRT {trt_major} takes fp16 from the ONNX itself and {source} is fp32; "
+            f"export an fp16 graph (`rd-export model.pt --precision fp16 -o model_fp16.onnx`) "
+            f"or give the checkpoint: `rd-export model.pt --engine --precision fp16`; TensorRT 10 "
+            f"(`pip install '.[gpu-cu12]'`) still builds fp16 from an fp32 graph"
+        )
     return want
 
 
@@ -220,27 +236,36 @@ def typical_batch(meta: ModelMetadata, max_batch: int) -> int:
     return max(1, min(max_batch, len(tiling.grid(tiling.frame))))
 
 
-def _batch_range(network: Any, meta: ModelMetadata, max_batch: int, opt_batch: Optional[int],
-                 onnx_path: Path) -> BatchProfile:
+def _batch_range(
+    network: Any, meta: ModelMetadata, max_batch: int, opt_batch: Optional[int], onnx_path: Path
+) -> BatchProfile:
     """The batch profile of the ``image`` input, checked against the metadata."""
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     image = next((t for t in inputs if t.name == INPUT_NAME), None)
     if image is None or len(inputs) != 1:
-        raise ExportError(f"{onnx_path}: inputs {[t.name for t in inputs]}; expected one input "
-                          f"{INPUT_NAME!r} (an rd-export graph)")
+        raise ExportError(
+            f"{onnx_path}: inputs {[t.name for t in inputs]}; expected one input "
+            f"{INPUT_NAME!r} (an rd-export graph)"
+        )
     shape = tuple(image.shape)
     if len(shape) != 4 or shape[1:] != (3, meta.height, meta.width):
-        raise ExportError(f"{onnx_path}: input shape {shape} does not match the metadata's "
-                          f"[N, 3, {meta.height}, {meta.width}]; re-export the model")
+        raise ExportError(
+            f"{onnx_path}: input shape {shape} does not match the metadata's "
+            f"[N, 3, {meta.height}, {meta.width}]; re-export the model"
+        )
     if shape[0] > 0:  # exported with a fixed --batch
         if max_batch not in (shape[0], DEFAULT_MAX_BATCH):
-            raise ExportError(f"{onnx_path} has a fixed batch of {shape[0]}, --max-batch {max_batch} "
-                              f"cannot apply; re-export with --batch dynamic")
+            raise ExportError(
+                f"{onnx_path} has a fixed batch of {shape[0]}, --max-batch {max_batch} "
+                f"cannot apply; re-export with --batch dynamic"
+            )
         return BatchProfile(shape[0], shape[0], shape[0], False)
     opt = typical_batch(meta, max_batch) if opt_batch is None else opt_batch
     if not 1 <= opt <= max_batch:
-        raise ExportError(f"--opt-batch {opt} is outside the engine's batch range 1..{max_batch}; "
-                          f"pass a value in it, or raise --max-batch")
+        raise ExportError(
+            f"--opt-batch {opt} is outside the engine's batch range 1..{max_batch}; "
+            f"pass a value in it, or raise --max-batch"
+        )
     return BatchProfile(1, opt, max_batch, True)
 
 
@@ -282,8 +307,9 @@ def _keep_head_float32(trt: Any, network: Any, config: Any) -> None:
         layer.precision = trt.float32
         for j in range(layer.num_outputs):
             layer.set_output_type(j, trt.float32)
-    flag = getattr(trt.BuilderFlag, "PREFER_PRECISION_CONSTRAINTS", None) or \
-        getattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS", None)
+    flag = getattr(trt.BuilderFlag, "PREFER_PRECISION_CONSTRAINTS", None) or getattr(
+        trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS", None
+    )
     if flag is not None:
         config.set_flag(flag)
 
@@ -304,8 +330,11 @@ def _load_timing_cache(config: Any, path: Path) -> str:
         raise ExportError("TensorRT could not create an empty timing cache; build without --timing-cache")
     if not data:
         return ""
-    why = "unreadable (another TensorRT version, or a truncated file)" if cache is None else \
-        "from another GPU or TensorRT build"
+    why = (
+        "unreadable (another TensorRT version, or a truncated file)"
+        if cache is None
+        else "from another GPU or TensorRT build"
+    )
     return f"timing cache {path} is {why}; started a new one (it replaces the old file)"
 
 
@@ -316,10 +345,17 @@ def _save_timing_cache(config: Any, path: Path) -> int:
     return len(data)
 
 
-def build_engine(onnx_path: PathLike, plan_path: PathLike, precision: Optional[str] = None,
-                 max_batch: int = DEFAULT_MAX_BATCH, workspace_mb: Optional[int] = None,
-                 timing_cache: Optional[PathLike] = None, device_id: int = 0,
-                 verbose: bool = False, opt_batch: Optional[int] = None) -> EngineReport:
+def build_engine(
+    onnx_path: PathLike,
+    plan_path: PathLike,
+    precision: Optional[str] = None,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    workspace_mb: Optional[int] = None,
+    timing_cache: Optional[PathLike] = None,
+    device_id: int = 0,
+    verbose: bool = False,
+    opt_batch: Optional[int] = None,
+) -> EngineReport:
     """Build a TensorRT plan from an rd-export ONNX graph and write its sidecar next to it.
 
     ``precision`` None takes the graph's own (fp32, fp16 or int8 Q/DQ). ``opt_batch``: the
@@ -337,16 +373,45 @@ def build_engine(onnx_path: PathLike, plan_path: PathLike, precision: Optional[s
     precision = resolve_precision(precision, meta, onnx_path, major)
     gpu = gpu_identity(device_id)
     with on_device(device_id):
-        plan, batch, cache_note = _build(trt, major, onnx_path, plan_path, meta, precision, max_batch,
-                                         opt_batch, workspace_mb, cache_path, verbose)
+        plan, batch, cache_note = _build(
+            trt,
+            major,
+            onnx_path,
+            plan_path,
+            meta,
+            precision,
+            max_batch,
+            opt_batch,
+            workspace_mb,
+            cache_path,
+            verbose,
+        )
     write_bytes_atomic(plan_path, plan)
     written = write_sidecar(plan_path, onnx_path, meta, precision, str(trt.__version__), gpu, batch)
-    return EngineReport(plan_path, written, onnx_path, precision, str(trt.__version__), gpu.describe(),
-                        batch.min, batch.max, time.perf_counter() - t0, cache_note or None, batch.opt)
+    return EngineReport(
+        plan_path,
+        written,
+        onnx_path,
+        precision,
+        str(trt.__version__),
+        gpu.describe(),
+        batch.min,
+        batch.max,
+        time.perf_counter() - t0,
+        cache_note or None,
+        batch.opt,
+    )
 
 
-def _add_profile(trt: Any, builder: Any, config: Any, batch: BatchProfile, chw: Tuple[int, int, int],
-                 logger: Any, onnx_path: Path) -> None:
+def _add_profile(
+    trt: Any,
+    builder: Any,
+    config: Any,
+    batch: BatchProfile,
+    chw: Tuple[int, int, int],
+    logger: Any,
+    onnx_path: Path,
+) -> None:
     """Optimization profile 0 for the ``image`` input: batch min..max, tuned for opt."""
     profile = builder.create_optimization_profile()
     what = f"the optimization profile batch {batch.min}..{batch.max} (opt {batch.opt})"
@@ -355,13 +420,25 @@ def _add_profile(trt: Any, builder: Any, config: Any, batch: BatchProfile, chw: 
     except Exception as exc:  # pybind11 turns TensorRT's refusal into a RuntimeError/ValueError
         raise ExportError(f"TensorRT {trt.__version__} rejected {what} for {onnx_path}: {exc}") from exc
     if config.add_optimization_profile(profile) < 0:  # NvInfer.h: -1 when the profile is invalid
-        raise ExportError(f"TensorRT {trt.__version__} rejected {what} for {onnx_path}: "
-                          f"{'; '.join(logger.errors[-3:]) or 'no message'}")
+        raise ExportError(
+            f"TensorRT {trt.__version__} rejected {what} for {onnx_path}: "
+            f"{'; '.join(logger.errors[-3:]) or 'no message'}"
+        )
 
 
-def _build(trt: Any, major: int, onnx_path: Path, plan_path: Path, meta: ModelMetadata, precision: str,
-           max_batch: int, opt_batch: Optional[int], workspace_mb: Optional[int], cache_path: Optional[Path],
-           verbose: bool) -> Tuple[bytes, BatchProfile, str]:
+def _build(
+    trt: Any,
+    major: int,
+    onnx_path: Path,
+    plan_path: Path,
+    meta: ModelMetadata,
+    precision: str,
+    max_batch: int,
+    opt_batch: Optional[int],
+    workspace_mb: Optional[int],
+    cache_path: Optional[Path],
+    verbose: bool,
+) -> Tuple[bytes, BatchProfile, str]:
     """Parse, configure and build on the current device: (plan bytes, batch profile, cache note)."""
     logger = _make_logger(trt, verbose)
     builder = trt.Builder(logger)
@@ -376,8 +453,10 @@ def _build(trt: Any, major: int, onnx_path: Path, plan_path: Path, meta: ModelMe
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         detail = "; ".join(logger.errors[-5:]) or "no error message (run with --verbose)"
-        raise ExportError(f"TensorRT {trt.__version__} failed to build {plan_path.name} from {onnx_path} "
-                          f"({precision}): {detail}")
+        raise ExportError(
+            f"TensorRT {trt.__version__} failed to build {plan_path.name} from {onnx_path} "
+            f"({precision}): {detail}"
+        )
     if cache_path is not None:
         size = _save_timing_cache(config, cache_path)
         cache_note = "; ".join(filter(None, [cache_note, f"saved timing cache {cache_path} ({size} bytes)"]))
@@ -399,15 +478,45 @@ def _check_sizes(max_batch: int, workspace_mb: Optional[int]) -> None:
         raise ExportError(f"--workspace must be a positive number of MiB, got {workspace_mb!r}")
 
 
-def write_sidecar(plan_path: PathLike, onnx_path: PathLike, meta: ModelMetadata, precision: str,
-                  tensorrt_version: str, gpu: GpuInfo, batch: BatchProfile) -> Path:
+def write_sidecar(
+    plan_path: PathLike,
+    onnx_path: PathLike,
+    meta: ModelMetadata,
+    precision: str,
+    tensorrt_version: str,
+    gpu: GpuInfo,
+    batch: BatchProfile,
+) -> Path:
     """Write the runtime's sidecar ``<plan>.json``: what the runtime checks before loading."""
-    sidecar = EngineSidecar(tensorrt_version, gpu.name, format_compute_capability(gpu.compute_capability),
-                            precision, batch.min, batch.max, sha256_file(onnx_path),
-                            replace(meta, precision=precision), gpu.sm_count, gpu.total_memory_mb,
-                            gpu.device_model, opt_batch=batch.opt, dynamic_batch=batch.dynamic)
+    sidecar = EngineSidecar(
+        tensorrt_version,
+        gpu.name,
+        format_compute_capability(gpu.compute_capability),
+        precision,
+        batch.min,
+        batch.max,
+        sha256_file(onnx_path),
+        replace(meta, precision=precision),
+        gpu.sm_count,
+        gpu.total_memory_mb,
+        gpu.device_model,
+        opt_batch=batch.opt,
+        dynamic_batch=batch.dynamic,
+    )
     return sidecar.write(plan_path)
 
 
-__all__ = ["ENGINE_PRECISIONS", "BatchProfile", "EngineReport", "build_engine", "default_plan_path", "gpu_identity", "import_tensorrt",
-           "read_onnx_metadata", "resolve_precision", "sidecar_path", "typical_batch", "write_sidecar"]
+__all__ = [
+    "ENGINE_PRECISIONS",
+    "BatchProfile",
+    "EngineReport",
+    "build_engine",
+    "default_plan_path",
+    "gpu_identity",
+    "import_tensorrt",
+    "read_onnx_metadata",
+    "resolve_precision",
+    "sidecar_path",
+    "typical_batch",
+    "write_sidecar",
+]

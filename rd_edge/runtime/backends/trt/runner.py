@@ -10,6 +10,7 @@ dimension (as the C++ backend does).
 
 The loader (loader.py) has checked the sidecar against this machine before the runner starts.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -56,12 +57,15 @@ class TensorRTRunner(DeviceInputRunner):
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self._engine is None:
-            raise BackendError(f"TensorRT could not deserialize {self.path} (see its log above); the "
-                               f"plan is corrupt or from another build; rebuild it: {REBUILD_HINT}")
+            raise BackendError(
+                f"TensorRT could not deserialize {self.path} (see its log above); the "
+                f"plan is corrupt or from another build; rebuild it: {REBUILD_HINT}"
+            )
         self._context = self._engine.create_execution_context()
         if self._context is None:
-            raise BackendError(f"TensorRT could not create an execution context for {self.path} "
-                               f"(out of GPU memory?)")
+            raise BackendError(
+                f"TensorRT could not create an execution context for {self.path} (out of GPU memory?)"
+            )
         self.input_names, self._all_outputs = _io_names(trt, self._engine, self.path)
         self.output_names = tuple(OUTPUT_NAMES)
         self._input_shape = _check_input_shape(self._engine, self.path, self.metadata)  # (3,H,W)
@@ -77,8 +81,10 @@ class TensorRTRunner(DeviceInputRunner):
         for name in self.input_names + self._all_outputs:
             shape = tuple(self._context.get_tensor_shape(name))
             if any(d < 0 for d in shape):
-                raise BackendError(f"{self.path}: tensor {name!r} has unresolved shape {shape} at batch "
-                                   f"{self.max_batch}; data-dependent output shapes are not supported")
+                raise BackendError(
+                    f"{self.path}: tensor {name!r} has unresolved shape {shape} at batch "
+                    f"{self.max_batch}; data-dependent output shapes are not supported"
+                )
             dtype = np.dtype(self._trt.nptype(self._engine.get_tensor_dtype(name)))
             self._host[name] = self._cuda.pagelocked_empty(int(np.prod(shape)), dtype)  # flat
             self._device_mem[name] = self._cuda.mem_alloc(max(self._host[name].nbytes, 1))
@@ -173,9 +179,11 @@ def _io_names(trt: Any, engine: Any, path: Path) -> Tuple[Tuple[str, ...], Tuple
     outputs = tuple(n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
     missing = [n for n in OUTPUT_NAMES if n not in outputs]
     if inputs != (INPUT_NAME,) or missing:
-        raise MetadataError(f"{path}: engine I/O is inputs {list(inputs)}, outputs {list(outputs)}; "
-                            f"expected input {INPUT_NAME!r} and outputs {list(OUTPUT_NAMES)}. "
-                            f"Rebuild it from an rd-export ONNX: {REBUILD_HINT}")
+        raise MetadataError(
+            f"{path}: engine I/O is inputs {list(inputs)}, outputs {list(outputs)}; "
+            f"expected input {INPUT_NAME!r} and outputs {list(OUTPUT_NAMES)}. "
+            f"Rebuild it from an rd-export ONNX: {REBUILD_HINT}"
+        )
     return inputs, outputs
 
 
@@ -184,8 +192,10 @@ def _check_input_shape(engine: Any, path: Path, meta: ModelMetadata) -> Tuple[in
     shape = tuple(engine.get_tensor_shape(INPUT_NAME))
     expected = (3, meta.height, meta.width)
     if len(shape) != 4 or shape[1:] != expected:
-        raise MetadataError(f"{path}: engine input shape {shape} does not match the metadata's "
-                            f"[N, {', '.join(map(str, expected))}]; rebuild it: {REBUILD_HINT}")
+        raise MetadataError(
+            f"{path}: engine input shape {shape} does not match the metadata's "
+            f"[N, {', '.join(map(str, expected))}]; rebuild it: {REBUILD_HINT}"
+        )
     return expected
 
 

@@ -3,6 +3,7 @@
 Shared by the engine builder and the runner. tensorrt and pycuda are declared here once and
 imported on first use (a runtime-only install without them still imports this module).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -20,13 +21,17 @@ from rd_edge.core.optional import lazy_import
 from rd_edge.core.sidecar import GpuInfo, format_compute_capability
 
 # The pip extras per CUDA major version (README, "Install"): TensorRT's wheels are built per CUDA.
-GPU_EXTRAS = ("`pip install '.[gpu-cu12]'` (TensorRT 10, NVIDIA driver >= 525) or "
-              "`pip install '.[gpu-cu13]'` (TensorRT 11, driver >= 580)")
+GPU_EXTRAS = (
+    "`pip install '.[gpu-cu12]'` (TensorRT 10, NVIDIA driver >= 525) or "
+    "`pip install '.[gpu-cu13]'` (TensorRT 11, driver >= 580)"
+)
 TRT_INSTALL_HINT = f"on a Jetson it comes with JetPack (python3-libnvinfer), elsewhere {GPU_EXTRAS}"
 PYCUDA_INSTALL_HINT = f"{GPU_EXTRAS}, or `pip install '.[jetson]'` on a Jetson"
 # pip distributions that install the tensorrt module, by CUDA flavour (8.x wheels: plain "tensorrt").
-_TRT_DISTRIBUTIONS = {"cu12": ("tensorrt-cu12", "tensorrt_cu12_bindings", "tensorrt_cu12"),
-                      "cu13": ("tensorrt-cu13", "tensorrt_cu13_bindings", "tensorrt_cu13")}
+_TRT_DISTRIBUTIONS = {
+    "cu12": ("tensorrt-cu12", "tensorrt_cu12_bindings", "tensorrt_cu12"),
+    "cu13": ("tensorrt-cu13", "tensorrt_cu13_bindings", "tensorrt_cu13"),
+}
 
 # Where a Jetson says what it is; overridable so tests (and gpu_check.sh) can play a Jetson.
 TEGRA_RELEASE_ENV, DEVICE_TREE_MODEL_ENV = "RD_EDGE_TEGRA_RELEASE", "RD_EDGE_DEVICE_TREE_MODEL"
@@ -36,7 +41,9 @@ T = TypeVar("T")
 CU_STREAM_NON_BLOCKING = 0x1
 
 trt = lazy_import("tensorrt", "the TensorRT backend", TRT_INSTALL_HINT)
-pycuda_driver = lazy_import("pycuda.driver", "the TensorRT backend and CUDA preprocessing", PYCUDA_INSTALL_HINT)
+pycuda_driver = lazy_import(
+    "pycuda.driver", "the TensorRT backend and CUDA preprocessing", PYCUDA_INSTALL_HINT
+)
 
 
 def import_tensorrt() -> Any:
@@ -69,7 +76,7 @@ def tensorrt_major(module: Any = None) -> int:
 
 
 def installed_tensorrt_flavour() -> Optional[str]:
-    """"cu12" or "cu13" when a pip TensorRT of that CUDA flavour is installed, else None."""
+    """ "cu12" or "cu13" when a pip TensorRT of that CUDA flavour is installed, else None."""
     for flavour, names in _TRT_DISTRIBUTIONS.items():
         for name in names:
             try:
@@ -143,8 +150,12 @@ def _pycuda_identity(device_id: int) -> GpuInfo:
     _check_device(cuda, device_id)
     device = cuda.Device(device_id)
     sms = device.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT)
-    return GpuInfo(str(device.name()), format_compute_capability(tuple(device.compute_capability())),
-                   int(sms), int(device.total_memory()) >> 20)
+    return GpuInfo(
+        str(device.name()),
+        format_compute_capability(tuple(device.compute_capability())),
+        int(sms),
+        int(device.total_memory()) >> 20,
+    )
 
 
 def import_cudart() -> Any:
@@ -162,8 +173,12 @@ def _cuda_python_identity(device_id: int) -> GpuInfo:
     if int(err) != 0:
         raise BackendError(f"CUDA device {device_id} is not usable: cudaGetDeviceProperties returned {err}")
     name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-    return GpuInfo(name.rstrip("\x00").strip(), format_compute_capability((int(props.major), int(props.minor))),
-                   int(props.multiProcessorCount), int(props.totalGlobalMem) >> 20)
+    return GpuInfo(
+        name.rstrip("\x00").strip(),
+        format_compute_capability((int(props.major), int(props.minor))),
+        int(props.multiProcessorCount),
+        int(props.totalGlobalMem) >> 20,
+    )
 
 
 @contextmanager
@@ -327,8 +342,10 @@ def libcuda() -> Any:
 def device_index(device: Optional[str], device_id: Optional[int]) -> int:
     """CUDA device index from ``device_id`` or a "cuda"/"cuda:N" device string."""
     if device == "cpu":
-        raise BackendError("a TensorRT engine runs on the GPU; use device='cuda' (or 'cuda:N'), or run "
-                           "the ONNX model on the CPU with backend='ort'")
+        raise BackendError(
+            "a TensorRT engine runs on the GPU; use device='cuda' (or 'cuda:N'), or run "
+            "the ONNX model on the CPU with backend='ort'"
+        )
     if device not in (None, "cuda") and not re.fullmatch(r"cuda:\d+", device):
         raise BackendError(f"device {device!r}: expected 'cuda' or 'cuda:N'")
     if device_id is not None:
