@@ -98,6 +98,7 @@ def bench_run(tmp_path_factory):
     return json.loads(outputs["json"].read_text()), outputs
 
 
+@pytest.mark.slow  # the shared bench_run fixture runs the whole benchmark (~20 s)
 def test_json_schema(bench_run):
     report, _ = bench_run
     assert SYSTEM_KEYS <= set(report["system"])
@@ -113,6 +114,7 @@ def test_json_schema(bench_run):
         assert set(entry) == {"backend", "reason"} and entry["reason"].strip()
 
 
+@pytest.mark.slow  # the shared bench_run fixture runs the whole benchmark (~20 s)
 def test_every_available_backend_measured(bench_run):
     report, _ = bench_run
     measured = {(r["backend"], r["batch_size"]) for r in report["results"]}
@@ -125,6 +127,7 @@ def test_every_available_backend_measured(bench_run):
     assert set(REQUESTED) <= accounted
 
 
+@pytest.mark.slow  # the shared bench_run fixture runs the whole benchmark (~20 s)
 def test_rows_see_the_same_frames_and_model(bench_run):
     """fp32 rows give the reference's scores on the same frames (a parity check, not timing)."""
     report, _ = bench_run
@@ -133,6 +136,7 @@ def test_rows_see_the_same_frames_and_model(bench_run):
             assert row["score_diff_vs_reference"] < 1e-3, row
 
 
+@pytest.mark.slow  # the shared bench_run fixture runs the whole benchmark (~20 s)
 def test_markdown_and_plot_written(bench_run):
     _, outputs = bench_run
     text = outputs["markdown"].read_text()
@@ -147,6 +151,7 @@ def test_markdown_and_plot_written(bench_run):
     assert "**Rounds**: 2, interleaved" in text  # --iters 2: at most 2 rounds
 
 
+@pytest.mark.slow  # the shared bench_run fixture runs the whole benchmark (~20 s)
 def test_rows_run_in_interleaved_rounds_with_ratios_to_reference(bench_run):
     report, _ = bench_run
     assert report["settings"]["rounds"] == 2
