@@ -7,7 +7,9 @@
 Paths (each made here from the checkpoint through rd-export's functions): ``torch`` eager;
 ``ort`` fp32 (the reference); ORT int8 ``cpu`` flavour with scope ``student`` and ``full``;
 ORT int8 ``tensorrt`` flavour run on the CPU (rd-export's old default); OpenVINO ``fp32``,
-``bf16``, the plugin's own default (no precision hint) and NNCF ``int8`` (head float).
+``bf16``, the plugin's own default (no precision hint), NNCF ``int8`` (scope full, head float)
+and ``int8-auto``, what ``rd-export --format openvino --precision int8`` chooses (scope search
+with NNCF's accuracy control; its fidelity images are DATA/test, the same the table judges).
 
 Speed: all paths live in this one process and run in interleaved rounds, the order rotated
 each round (A B C, B C A, ...), so a shared host's drift hits every path alike; each path's
@@ -27,7 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -48,6 +50,7 @@ PATHS = {
     "openvino-bf16": "bf16",
     "openvino-default": "bf16",
     "openvino-int8": "int8",
+    "openvino-int8-auto": "int8",
 }
 
 
@@ -89,9 +92,16 @@ def _torch(checkpoint: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]
 
 
 def build_paths(
-    checkpoint: Path, data: Path, workdir: Path, threads: int, calib_images: int
+    checkpoint: Path,
+    data: Path,
+    workdir: Path,
+    threads: int,
+    calib_images: int,
+    skip: Sequence[str] = (),
+    fidelity_dir: Optional[Path] = None,
 ) -> Dict[str, Callable[[np.ndarray], np.ndarray]]:
-    """Every path's model, made in ``workdir`` (kept between runs: made only once)."""
+    """Every path's model but ``skip``'s, made in ``workdir`` (kept between runs: made only once)."""
+    from rd_export.cli import main as export_main
     from rd_export.onnx_export import export_onnx
     from rd_export.openvino_export import export_ir
     from rd_export.openvino_int8 import quantize_ir
@@ -126,25 +136,37 @@ def build_paths(
             workdir / "int8.xml",
             lambda out: quantize_ir(fp32, out, data, max_images=calib_images),
         ),
+        (  # what rd-export --format openvino --precision int8 chooses (scope search, NNCF accuracy control)
+            "openvino-int8-auto",
+            workdir / "int8_auto.xml",
+            lambda out: export_main(
+                [str(fp32), "--format", "openvino", "--precision", "int8", "--calib-dir", str(data)]
+                + ["--calib-images", str(calib_images), "-o", str(out)]
+                + (["--fidelity-dir", str(fidelity_dir)] if fidelity_dir is not None else [])
+            ),
+        ),
     ]
     for name, out, make in steps:
+        if name in skip and name != "openvino-fp32":  # the bf16 and default rows run its IR
+            continue
         if not out.is_file():
             t0 = time.perf_counter()
             make(out)
             print(f"made {name}: {out} in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         made[name] = out
-    ir = made["openvino-fp32"]
-    return {
-        "torch": _torch(checkpoint, threads),
-        "ort": _ort(fp32, threads),
-        "ort-int8-cpu-student": _ort(made["ort-int8-cpu-student"], threads),
-        "ort-int8-cpu-full": _ort(made["ort-int8-cpu-full"], threads),
-        "ort-int8-tensorrt-flavour": _ort(made["ort-int8-tensorrt-flavour"], threads),
-        "openvino-fp32": _openvino(ir, threads, "fp32"),
-        "openvino-bf16": _openvino(ir, threads, "bf16"),
-        "openvino-default": _openvino(ir, threads, None),
-        "openvino-int8": _openvino(made["openvino-int8"], threads, "fp32"),
+    runners: Dict[str, Callable[[], Callable[[np.ndarray], np.ndarray]]] = {
+        "torch": lambda: _torch(checkpoint, threads),
+        "ort": lambda: _ort(fp32, threads),
+        "ort-int8-cpu-student": lambda: _ort(made["ort-int8-cpu-student"], threads),
+        "ort-int8-cpu-full": lambda: _ort(made["ort-int8-cpu-full"], threads),
+        "ort-int8-tensorrt-flavour": lambda: _ort(made["ort-int8-tensorrt-flavour"], threads),
+        "openvino-fp32": lambda: _openvino(made["openvino-fp32"], threads, "fp32"),
+        "openvino-bf16": lambda: _openvino(made["openvino-fp32"], threads, "bf16"),
+        "openvino-default": lambda: _openvino(made["openvino-fp32"], threads, None),
+        "openvino-int8": lambda: _openvino(made["openvino-int8"], threads, "fp32"),
+        "openvino-int8-auto": lambda: _openvino(made["openvino-int8-auto"], threads, "fp32"),
     }
+    return {name: load() for name, load in runners.items() if name not in skip}
 
 
 def images_of(folder: Path, model: Any) -> np.ndarray:
@@ -247,9 +269,19 @@ def main(argv: Sequence[str] = None) -> int:
 def run(args: argparse.Namespace, workdir: Path) -> Dict[str, Any]:
     from rd_edge.core.onnx_props import read_onnx_metadata
 
-    paths = build_paths(args.model, args.data / "train" / "good", workdir, args.threads, args.calib_images)
-    for name in filter(None, args.skip.split(",")):
-        paths.pop(name)
+    skip = [name for name in args.skip.split(",") if name]
+    unknown = sorted(set(skip) - set(PATHS))
+    if unknown:
+        raise SystemExit(f"--skip {','.join(unknown)}: expected some of {','.join(PATHS)}")
+    paths = build_paths(
+        args.model,
+        args.data / "train" / "good",
+        workdir,
+        args.threads,
+        args.calib_images,
+        skip,
+        args.data / "test",
+    )
     meta = read_onnx_metadata(workdir / "fp32.onnx")
     test = images_of(args.data / "test", meta)
     good = images_of(args.data / "train" / "good", meta)[-20:]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
 from rd_edge.core.choices import (
     CalibrationMethod,
@@ -31,6 +31,12 @@ from rd_edge.core.choices import (
 from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, run_cli
 from rd_edge.core.errors import ExportError
 from rd_edge.core.files import check_writable_file
+
+if TYPE_CHECKING:  # the int8 machinery loads only for --precision int8
+    import numpy as np
+
+    from .openvino_int8 import AccuracyTarget
+    from .scope_search import FidelityBound
 
 _PRECISIONS = list(dict.fromkeys(values(Precision) + values(InferencePrecision)))
 
@@ -85,27 +91,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--int8-scope",
         choices=values(Int8Scope),
         default=None,
-        help="student (default): OCBE's bottleneck stage and the student, the rest float; "
-        "full: every teacher/OCBE/student convolution (faster, less accurate)",
+        help="student (default for ONNX): OCBE's bottleneck stage and the student, the rest float; "
+        "full: every teacher/OCBE/student convolution (faster, less accurate); mixed (OpenVINO): "
+        "full, then NNCF's accuracy control reverts layers to float until the fidelity bound holds; "
+        "auto (default for OpenVINO): full (OpenVINO: then mixed), then student, the fastest within the bound",
     )
     q.add_argument(
         "--fidelity-dir",
         type=Path,
         metavar="DIR",
-        help="--int8-scope auto: also judge fidelity on these images (e.g. DATA/<category>/test, "
+        help="--int8-scope auto/mixed: also judge fidelity on these images (e.g. DATA/<category>/test, "
         "defects included); held-out good images of --calib-dir are always used",
     )
     q.add_argument(
         "--min-spearman",
         type=float,
         default=None,
-        help="--int8-scope auto: lowest score rank correlation with fp32 (default 0.99)",
+        help="--int8-scope auto/mixed: lowest score rank correlation with fp32 (default 0.99)",
     )
     q.add_argument(
         "--max-verdict-changes",
         type=int,
         default=None,
-        help="--int8-scope auto: most images whose verdict may change at the threshold (default 0)",
+        help="--int8-scope auto/mixed: most images whose verdict may change at the threshold (default 0)",
     )
     q.add_argument(
         "--calib-images",
@@ -184,10 +192,15 @@ def _check_args(args: argparse.Namespace, model: Path) -> None:
     for flag, value in auto_flags:
         if (
             value is not None
-            and args.int8_scope != Int8Scope.AUTO.value
+            and args.int8_scope not in (Int8Scope.AUTO.value, Int8Scope.MIXED.value)
             and not (args.format == ExportFormat.OPENVINO.value and args.int8_scope is None)
         ):
-            raise ExportError(f"{flag} sets the fidelity bound of --int8-scope auto")
+            raise ExportError(f"{flag} sets the fidelity bound of --int8-scope auto (or mixed)")
+    if args.int8_scope == Int8Scope.MIXED.value and args.format != ExportFormat.OPENVINO.value:
+        raise ExportError(
+            "--int8-scope mixed is NNCF's accuracy control, for --format openvino; for ONNX use "
+            "auto, full or student"
+        )
     for flag, value in (
         ("--int8-target", args.int8_target),
         ("--int8-scope", args.int8_scope),
@@ -282,20 +295,52 @@ def _check_int8_calibration(args: argparse.Namespace) -> None:
     int8_calibration_paths(args.calib_dir, _max_images(args))
 
 
-def _search(args: argparse.Namespace, fp32_onnx: Path, out: Path, build, timed: bool, annotate) -> None:
-    """--int8-scope auto: every scope built by ``build(scope, path)``, the chosen one at ``out``."""
-    from rd_edge.core.onnx_props import read_onnx_metadata
+def _bound(args: argparse.Namespace) -> FidelityBound:
+    from .scope_search import FidelityBound
 
-    from .scope_search import FidelityBound, fidelity_images, search_scopes
-
-    meta = read_onnx_metadata(fp32_onnx)
-    bound = FidelityBound(
+    return FidelityBound(
         0.99 if args.min_spearman is None else args.min_spearman,
         0 if args.max_verdict_changes is None else args.max_verdict_changes,
     )
-    images, source = fidelity_images(Path(args.calib_dir), _max_images(args), args.fidelity_dir, meta)
+
+
+def _fidelity_images(args: argparse.Namespace, fp32_onnx: Path) -> Tuple[np.ndarray, str]:
+    """The images the int8 fidelity is judged on ([N,3,H,W]) and what they are."""
+    from rd_edge.core.onnx_props import read_onnx_metadata
+
+    from .scope_search import fidelity_images
+
+    meta = read_onnx_metadata(fp32_onnx)
+    return fidelity_images(Path(args.calib_dir), _max_images(args), args.fidelity_dir, meta)
+
+
+def _search(
+    args: argparse.Namespace,
+    fp32_onnx: Path,
+    out: Path,
+    build,
+    timed: bool,
+    annotate,
+    scopes: Optional[Sequence[str]] = None,
+) -> None:
+    """--int8-scope auto: every scope built by ``build(scope, path)``, the chosen one at ``out``."""
+    from rd_edge.core.onnx_props import read_onnx_metadata
+
+    from .scope_search import SEARCH_ORDER, search_scopes
+
+    images, source = _fidelity_images(args, fp32_onnx)
+    threshold = read_onnx_metadata(fp32_onnx).threshold
     search = search_scopes(
-        fp32_onnx, build, out, images, source, meta.threshold, bound, timed=timed, annotate=annotate
+        fp32_onnx,
+        build,
+        out,
+        images,
+        source,
+        threshold,
+        _bound(args),
+        timed=timed,
+        annotate=annotate,
+        scopes=scopes or SEARCH_ORDER,
     )
     print(search.format())
 
@@ -493,21 +538,36 @@ def _openvino_main(args: argparse.Namespace, model: Path) -> Path:
 
 def _quantize_ir(args: argparse.Namespace, onnx_path: Path, out: Path) -> Path:
     from .openvino_int8 import DEFAULT_OV_SCOPE, annotate_ir, quantize_ir
+    from .scope_search import OPENVINO_SEARCH_ORDER
 
     scope = args.int8_scope or DEFAULT_OV_SCOPE
+    accuracy = (
+        _accuracy_target(args, onnx_path) if scope in (Int8Scope.AUTO.value, Int8Scope.MIXED.value) else None
+    )
+
+    def build(scope: str, path: Path) -> None:
+        report = quantize_ir(
+            onnx_path, path, args.calib_dir, max_images=_max_images(args), scope=scope, accuracy=accuracy
+        )
+        print(report.format())
+
     if scope == Int8Scope.AUTO.value:
-
-        def build(scope: str, path: Path) -> None:
-            print(
-                quantize_ir(
-                    onnx_path, path, args.calib_dir, max_images=_max_images(args), scope=scope
-                ).format()
-            )
-
-        _search(args, onnx_path, out, build, timed=True, annotate=annotate_ir)
+        _search(args, onnx_path, out, build, timed=True, annotate=annotate_ir, scopes=OPENVINO_SEARCH_ORDER)
         return out
-    print(quantize_ir(onnx_path, out, args.calib_dir, max_images=_max_images(args), scope=scope).format())
+    build(scope, out)
     return out
+
+
+def _accuracy_target(args: argparse.Namespace, onnx_path: Path) -> AccuracyTarget:
+    """What NNCF's accuracy control (scope mixed) must keep: fp32 scores of the fidelity images."""
+    from rd_edge.core.onnx_props import read_onnx_metadata
+
+    from .openvino_int8 import AccuracyTarget
+    from .scope_search import scores_of
+
+    images, _ = _fidelity_images(args, onnx_path)
+    threshold = read_onnx_metadata(onnx_path).threshold
+    return AccuracyTarget(images, scores_of(onnx_path, images), threshold, _bound(args))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

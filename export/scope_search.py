@@ -29,6 +29,9 @@ from rd_edge.runtime import load_runner
 
 # Widest first: more of the model in int8 is faster and less faithful.
 SEARCH_ORDER = ("full", "student")
+OPENVINO_SEARCH_ORDER = ("full", "mixed", "student")
+# mixed is full with layers reverted to float until the bound holds: built only when full breaks it
+REFINES = {"mixed": "full"}
 TIMED_CALLS = 5  # batch-1 calls per candidate and per reference, alternated
 
 
@@ -41,6 +44,12 @@ class FidelityBound:
 
     def holds(self, spearman: float, verdicts_changed: int) -> bool:
         return spearman >= self.min_spearman and verdicts_changed <= self.max_verdict_changes
+
+    def metric(self, reference: np.ndarray, scores: np.ndarray, threshold: Optional[float]) -> float:
+        """One number for an accuracy-control loop (NNCF's): the score Spearman, minus 1 for each
+        verdict changed beyond the bound, so that ``1 - metric <= 1 - min_spearman`` iff it holds."""
+        excess = max(0, count_verdict_changes(reference, scores, threshold) - self.max_verdict_changes)
+        return _spearman(reference, scores) - excess
 
     def format(self) -> str:
         return f"score Spearman >= {self.min_spearman:g}, verdicts changed <= {self.max_verdict_changes}"
@@ -95,6 +104,11 @@ def scores_of(model: Path, images: np.ndarray, batch: int = 4) -> np.ndarray:
         )
 
 
+def count_verdict_changes(reference: np.ndarray, scores: np.ndarray, threshold: Optional[float]) -> int:
+    """Images on the other side of ``threshold`` than with the reference scores (0 without one)."""
+    return 0 if threshold is None else int(((reference > threshold) != (scores > threshold)).sum())
+
+
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Rank correlation (average ranks for ties), without scipy."""
 
@@ -142,7 +156,7 @@ def trial(
 ) -> ScopeTrial:
     """Fidelity (and, against ``timed_against``, speed) of one candidate."""
     scores = scores_of(model, images)
-    flips = 0 if threshold is None else int(((reference_scores > threshold) != (scores > threshold)).sum())
+    flips = count_verdict_changes(reference_scores, scores, threshold)
     rho = _spearman(reference_scores, scores)
     speed = speedup(timed_against, model, images) if timed_against is not None else None
     return ScopeTrial(
@@ -209,6 +223,8 @@ def search_scopes(
     with tempfile.TemporaryDirectory(prefix="rd_scope_", dir=out.parent) as tmp:
         built: Dict[str, Path] = {}
         for scope in scopes:
+            if any(t.scope == REFINES.get(scope) and t.ok for t in search.trials):
+                continue
             candidate = Path(tmp) / f"{scope}{out.suffix}"
             build(scope, candidate)
             built[scope] = candidate

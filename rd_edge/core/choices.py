@@ -50,7 +50,10 @@ class Int8Scope(Choice):
 
     STUDENT = "student"  # OCBE's bottleneck stage and the student; the rest stays float
     FULL = "full"  # every teacher/OCBE/student convolution
-    AUTO = "auto"  # rd-export tries full, then student, keeps the fastest within a fidelity bound
+    # OpenVINO only: full, then NNCF's accuracy control reverts the layers that cost the most
+    # fidelity to float until the fidelity bound holds
+    MIXED = "mixed"
+    AUTO = "auto"  # rd-export tries full (then mixed for OpenVINO), then student: the fastest within a fidelity bound
 
 
 class CalibrationMethod(Choice):

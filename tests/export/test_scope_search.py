@@ -2,6 +2,7 @@
 
 import shutil
 
+import numpy as np
 import onnx
 import pytest
 
@@ -10,7 +11,12 @@ from rd_edge.core.onnx_props import read_onnx_metadata
 from rd_export.cli import main as export_main
 from rd_export.graph import read_metadata
 from rd_export.quantize import annotate_onnx, quantize_int8
-from rd_export.scope_search import FidelityBound, fidelity_images, search_scopes
+from rd_export.scope_search import (
+    OPENVINO_SEARCH_ORDER,
+    FidelityBound,
+    fidelity_images,
+    search_scopes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,17 +33,23 @@ def built(r18_onnx, demo_category, tmp_path_factory):
     return paths, images, source
 
 
-def _search(r18_onnx, built, out, bound):
+def _search(r18_onnx, built, out, bound, scopes=("full", "student"), calls=None):
     paths, images, source = built
+
+    def build(scope, path):
+        (calls if calls is not None else []).append(scope)
+        shutil.copy(paths["full" if scope == "mixed" else scope], path)  # mixed: a stand-in here
+
     return search_scopes(
         r18_onnx,
-        lambda scope, p: shutil.copy(paths[scope], p),
+        build,
         out,
         images,
         source,
         read_onnx_metadata(r18_onnx).threshold,
         bound,
         annotate=annotate_onnx,
+        scopes=scopes,
     )
 
 
@@ -71,6 +83,34 @@ def test_auto_flags_belong_to_auto(r18_onnx, demo_category, capsys):
     assert "sets the fidelity bound of --int8-scope auto" in capsys.readouterr().err
 
 
+def test_mixed_is_built_only_when_full_breaks_the_bound(r18_onnx, built, tmp_path):
+    calls = []
+    loose = _search(r18_onnx, built, tmp_path / "a.onnx", FidelityBound(-1.0), OPENVINO_SEARCH_ORDER, calls)
+    assert calls == ["full", "student"] and [t.scope for t in loose.trials] == ["full", "student"]
+    full_rho = loose.trials[0].spearman
+    calls.clear()
+    tight = FidelityBound(min_spearman=(full_rho + loose.trials[1].spearman) / 2)
+    _search(r18_onnx, built, tmp_path / "b.onnx", tight, OPENVINO_SEARCH_ORDER, calls)
+    assert calls == ["full", "mixed", "student"]
+
+
+def test_fidelity_metric_is_spearman_less_one_per_verdict_past_the_bound():
+    reference = np.array([0.1, 0.2, 0.3, 0.4, 0.9])
+    swapped = np.array([0.2, 0.1, 0.3, 0.4, 0.9])  # one adjacent pair swapped, no verdict changed
+    assert FidelityBound(0.9, 0).metric(reference, swapped, threshold=0.5) == pytest.approx(0.9)
+    flipped = np.array([0.1, 0.2, 0.3, 0.6, 0.9])  # same order, one image over 0.5
+    assert FidelityBound(0.9, 0).metric(reference, flipped, threshold=0.5) == pytest.approx(0.0)
+    assert FidelityBound(0.9, 1).metric(reference, flipped, threshold=0.5) == pytest.approx(1.0)
+    assert FidelityBound(0.9, 0).metric(reference, flipped, threshold=None) == pytest.approx(1.0)
+
+
+def test_mixed_is_for_openvino(r18_onnx, demo_category, capsys):
+    args = [str(r18_onnx), "--precision", "int8", "--calib-dir", str(demo_category), "--int8-scope", "mixed"]
+    assert export_main(args) == 1
+    err = capsys.readouterr().err
+    assert "--int8-scope mixed is NNCF's accuracy control, for --format openvino" in err
+
+
 @pytest.mark.slow
 def test_openvino_int8_searches_scopes_by_default(r18_onnx, demo_category, tmp_path, capsys):
     from rd_edge.core.ir_props import read_ir_metadata
@@ -102,3 +142,28 @@ def test_openvino_int8_searches_scopes_by_default(r18_onnx, demo_category, tmp_p
     assert "int8 scope search (score Spearman >= -1" in text and "<- kept" in text
     meta = read_ir_metadata(out)
     assert meta.extra["int8_scope"] == meta.extra["int8_scope_search"]["chosen"] in ("full", "student")
+
+
+@pytest.mark.slow
+def test_mixed_reverts_quantizers_until_the_bound_holds(r18_onnx, demo_category, tmp_path):
+    """NNCF's accuracy control, for real: from a full int8 IR that breaks the bound, quantizers
+    go back to float until the fidelity images' Spearman reaches it."""
+    from rd_export.openvino_int8 import AccuracyTarget, quantize_ir
+    from rd_export.scope_search import scores_of, trial
+
+    meta = read_onnx_metadata(r18_onnx)
+    images, _ = fidelity_images(demo_category, 8, demo_category / "test", meta)
+    images = images[-8:]  # the defect images: spread-out scores, so a rank swap means something
+    reference = scores_of(r18_onnx, images)
+    full = quantize_ir(r18_onnx, tmp_path / "full.xml", demo_category, max_images=8, scope="full")
+    full_trial = trial("full", reference, full.xml_path, images, meta.threshold, FidelityBound(), None)
+    bound = FidelityBound(min_spearman=0.99)
+    assert not bound.holds(full_trial.spearman, full_trial.verdicts_changed)  # else nothing to revert
+    target = AccuracyTarget(images, reference, meta.threshold, bound)
+    mixed = quantize_ir(
+        r18_onnx, tmp_path / "m.xml", demo_category, max_images=8, scope="mixed", accuracy=target
+    )
+    mixed_trial = trial("mixed", reference, mixed.xml_path, images, meta.threshold, bound, None)
+    assert mixed_trial.ok, mixed_trial
+    assert 0 < mixed.fake_quantize < full.fake_quantize  # some reverted, not all
+    assert mixed.parity.ok
