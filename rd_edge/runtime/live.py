@@ -11,7 +11,8 @@ stops delivering frames (the server went away, a cable was pulled, a capture han
   counts (Prometheus ``rd_edge_source_outages_total``) and answers with a non-zero exit code;
 - with ``reconnect`` the source reopens the capture with exponential back-off until it comes
   back or the run stops; the first frame after the outage carries the closed :class:`Outage`
-  (start, end, frames lost = its duration x the frame rate measured before it);
+  (start, end, frames lost = its duration x the frame rate measured before it, since the last
+  reconnection);
 - without ``reconnect`` the error item is the source's last.
 
 The capture itself is anything with ``read() -> (frame or None, camera time or None)`` and
@@ -74,7 +75,8 @@ class Outage:
     """One period without frames. ``start``: arrival of the last frame before it (time.time());
     ``end``: arrival of the first frame after it (None while it lasts or when the source ended
     in it); ``frames_lost``: frames the source would have delivered meanwhile (duration x
-    ``rate``, the frame rate measured before the outage, else the announced one)."""
+    ``rate``, the frame rate measured before the outage since the capture was last opened, else
+    the announced one)."""
 
     reason: str
     start: float
@@ -185,17 +187,21 @@ def _describe(exc: BaseException) -> str:
 
 
 class RateMeter:
-    """Frames per second over the last ``window`` arrivals (what the source really delivers)."""
+    """Frames per second over the last ``window`` arrivals (what the source really delivers);
+    ``last``: the latest arrival, also across :meth:`restart`."""
 
     def __init__(self, window: int = 30) -> None:
         self._arrivals: Deque[float] = deque(maxlen=window)
+        self.last: Optional[float] = None
 
     def tick(self, when: float) -> None:
         self._arrivals.append(when)
+        self.last = when
 
-    @property
-    def last(self) -> Optional[float]:
-        return self._arrivals[-1] if self._arrivals else None
+    def restart(self) -> None:
+        """Measure afresh (a reopened capture): arrivals from before an outage would average
+        the outage into the rate."""
+        self._arrivals.clear()
 
     def rate(self) -> Optional[float]:
         if len(self._arrivals) < 5:
@@ -341,6 +347,7 @@ class LiveLoop:
                 capture.release()
                 return False
             self._reader, self._read, self._lost_seen = TimedReader(capture, self.label), 0, 0
+            self._meter.restart()  # the next outage's rate: measured on this capture only
             return True
         return False  # pragma: no cover  (delays() never ends)
 

@@ -120,3 +120,58 @@ def test_frames_lost_are_the_frames_due_strictly_inside_the_outage(seconds, rate
     outage = Outage("read timeout", start=0.0, detected=0.5, rate=rate)
     outage.close(seconds)
     assert (outage.frames_lost, outage.seconds) == (lost, seconds)
+
+
+def test_the_rate_of_an_outage_soon_after_a_reconnection_is_measured_since_that_reconnection(monkeypatch):
+    """A 30 fps camera on a clock of the test's own: 60 frames, away 2 s (3 refused openings and
+    the one that works, 0.5 s each), back for 10 frames, away 0.5 s. The second outage's rate
+    is the 30 frames/s measured since the reconnection, not an average over the first outage
+    (the last 30 arrivals, 20 before it and 10 after: 29 intervals in 2.97 s, 9.8 frames/s and
+    4 frames lost instead of 15)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from rd_edge.runtime import live
+
+    clock = [1000.0]
+    monkeypatch.setattr(live, "time", SimpleNamespace(time=lambda: clock[0], monotonic=time.monotonic))
+
+    class Cam:
+        fps = 30.0
+
+        def __init__(self, frames):
+            self.left = frames
+
+        def read(self):
+            if self.left == 0:
+                return None, None  # the stream ended
+            self.left -= 1
+            clock[0] += 1 / 30
+            return np.zeros((4, 4, 3), np.uint8), None
+
+        def release(self):
+            pass
+
+    openings = []
+
+    def opener():
+        openings.append(clock[0])
+        clock[0] += 0.5  # the back-off wait, on the test's clock
+        if len(openings) <= 3:
+            raise OSError("not there")
+        return Cam(10 if len(openings) == 4 else 40)
+
+    loop = live.LiveLoop("cam", Cam(60), opener, read_timeout=5.0, reconnect=Backoff(0.001, 0.001))
+    try:
+        for _ in loop.frames():
+            if len(loop.outages) == 2 and loop.outages[1].end is not None:
+                break
+    finally:
+        loop.close()
+    first, second = loop.outages
+    assert first.rate == pytest.approx(30.0) and first.seconds == pytest.approx(2.0 + 1 / 30)
+    assert first.frames_lost == 60 and first.attempts == 4
+    assert second.rate == pytest.approx(30.0)  # the 10 frames since the reconnection
+    assert second.seconds == pytest.approx(0.5 + 1 / 30) and second.frames_lost == 15
+    assert second.start == pytest.approx(first.end + 9 / 30)  # the last of those 10 frames
