@@ -203,7 +203,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         checks.skip(
             "every backend on one model",
             f"{', '.join(missing)} not installed (runtime-only install; "
-            f"`pip install rd-edge[train,cpu]` to run this part)",
+            f"`pip install '.[train,cpu]'` to run this part)",
         )
         return 0
 
@@ -232,8 +232,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if label not in available:
             checks.skip(
                 f"ORT {provider} provider",
-                f"not in onnxruntime's providers {available} "
-                f"(install onnxruntime-gpu: pip install rd-edge[gpu])",
+                f"not in onnxruntime's providers {available} (install onnxruntime-gpu: pip install '.[gpu]')",
             )
             continue
         # The TensorRT provider builds its own engine per graph (minutes): fp32 only.

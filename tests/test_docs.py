@@ -229,3 +229,28 @@ def test_the_docs_have_commands():
 def test_readme_names_the_extras_the_makefile_installs():
     extras = re.search(r'pip install -q -e "(\.\[[^\]]+\])"', (ROOT / "Makefile").read_text()).group(1)
     assert f'pip install -e "{extras}"' in (ROOT / "README.md").read_text(), f"README should name {extras}"
+
+
+# An install hint naming rd-edge as a package on an index: rd-edge[x] or rd-edge after pip install, quoted or not,
+# with options (-U) before it.
+BY_NAME = re.compile(r"""pip install (?:-\S+ )*['"]?rd[-_]edge\b""")
+
+
+def test_no_install_hint_names_rd_edge_as_a_published_package():
+    """Prose, error messages and comments too (the bash blocks are checked above): rd-edge is not
+    on PyPI, so every hint installs the checkout ('.[extra]') or a wheel."""
+    files = [
+        *DOCS,
+        *(
+            p
+            for top in ("rd_edge", "export", "benchmarks", "scripts", "tests")
+            for p in (ROOT / top).rglob("*.py")
+        ),
+    ]
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in files
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if BY_NAME.search(line)
+    ]
+    assert len(files) > 100 and not found, "\n".join(found)

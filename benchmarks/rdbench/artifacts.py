@@ -35,7 +35,7 @@ def ensure_onnx(checkpoint: Path, onnx_path: Optional[Path], workdir: Path) -> P
         from rd_export.onnx_export import export_onnx
     except ImportError as exc:
         raise BackendUnavailable(
-            f"no --onnx given and the exporter cannot be imported (`pip install rd-edge[train]`): {exc}"
+            f"no --onnx given and the exporter cannot be imported (`pip install '.[train]'`): {exc}"
         ) from exc
     out = workdir / f"{checkpoint.stem}.onnx"
     export_onnx(checkpoint, out, batch="dynamic", precision="fp32", verify=False)
@@ -96,7 +96,7 @@ def ensure_openvino(onnx_fp32: Path, frames: Sequence[np.ndarray], workdir: Path
         from rd_export.openvino_int8 import quantize_ir
     except ImportError as exc:
         raise BackendUnavailable(
-            f"the OpenVINO exporter cannot be imported ({exc}): `pip install rd-edge[openvino,train]`"
+            f"the OpenVINO exporter cannot be imported ({exc}): `pip install '.[openvino,train]'`"
         ) from exc
     calib = write_int8_calibration_frames(
         frames[:INT8_CALIBRATION_FRAMES], workdir / "int8_calibration_openvino"

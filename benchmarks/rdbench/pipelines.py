@@ -56,7 +56,7 @@ def _import_torch() -> Any:
     try:
         import torch
     except ImportError as exc:
-        raise BackendUnavailable(f"torch is not installed: `pip install rd-edge[train]` ({exc})") from exc
+        raise BackendUnavailable(f"torch is not installed: `pip install '.[train]'` ({exc})") from exc
     return torch
 
 

@@ -155,7 +155,7 @@ def _plan_ort(
             plan.skip(
                 name,
                 f"{provider} is not among ONNX Runtime's providers here {available} "
-                f"(needs onnxruntime-gpu and a GPU: `pip install rd-edge[gpu]`)",
+                f"(needs onnxruntime-gpu and a GPU: `pip install '.[gpu]'`)",
             )
     if "ort-int8" in requested:
         try:

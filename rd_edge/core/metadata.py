@@ -172,7 +172,7 @@ def upgrade_metadata(data: Dict[str, Any], source: str = "model") -> Dict[str, A
     if version > METADATA_FORMAT_VERSION:
         raise MetadataError(
             f"{source}: metadata format version {version} is newer than this rd-edge reads "
-            f"(1 to {METADATA_FORMAT_VERSION}); upgrade rd-edge (pip install -U rd-edge)"
+            f"(1 to {METADATA_FORMAT_VERSION}); upgrade rd-edge (pip install . from a newer checkout, or a newer wheel)"
         )
     while version < METADATA_FORMAT_VERSION:
         data = UPGRADES[version](data)

@@ -185,6 +185,17 @@ def test_anonymous_access_is_refused_off_loopback():
         OpcUaSink("http://127.0.0.1:4840", ["cam"], None, (0.3, 0.3))
 
 
+def test_without_asyncua_the_error_names_the_extra_from_the_checkout(monkeypatch):
+    import sys
+
+    from rd_edge.runtime.sinks.base import SinkError
+    from rd_edge.runtime.sinks.opcua import _asyncua
+
+    monkeypatch.setitem(sys.modules, "asyncua", None)  # makes `import asyncua` fail
+    with pytest.raises(SinkError, match=r"OPC UA server \(--opcua\) needs .*: pip install '\.\[opcua\]'"):
+        _asyncua()
+
+
 def test_with_credentials_only_the_user_gets_in_encrypted(tmp_path):
     from asyncua.crypto.cert_gen import setup_self_signed_certificate
     from cryptography.x509.oid import ExtendedKeyUsageOID

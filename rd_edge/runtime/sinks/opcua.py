@@ -65,7 +65,7 @@ class OpcUaSecurity:
 
 
 def _asyncua() -> Any:
-    return import_optional("asyncua", "the OPC UA server (--opcua)", "pip install rd-edge[opcua]", SinkError)
+    return import_optional("asyncua", "the OPC UA server (--opcua)", "pip install '.[opcua]'", SinkError)
 
 
 def _is_loopback(host: str) -> bool:
