@@ -242,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=5.0,
         metavar="S",
         help="cameras, pipelines and streams: seconds without a frame before the source counts as "
-        "lost (an error record; the run ends with exit code 2 unless --reconnect)",
+        "lost: an outage, with an error record and exit code 2 (with --reconnect too, even when "
+        "the source comes back)",
     )
     p.add_argument(
         "--reconnect",

@@ -175,3 +175,21 @@ def test_the_rate_of_an_outage_soon_after_a_reconnection_is_measured_since_that_
     assert second.rate == pytest.approx(30.0)  # the 10 frames since the reconnection
     assert second.seconds == pytest.approx(0.5 + 1 / 30) and second.frames_lost == 15
     assert second.start == pytest.approx(first.end + 9 / 30)  # the last of those 10 frames
+
+
+def test_an_outage_is_exit_code_2_also_when_reconnect_brings_the_stream_back(tiny_onnx, camera, tmp_path):
+    from rd_edge.runtime.cli import build_parser
+
+    records_path = tmp_path / "r.jsonl"
+    later([0.5, 1.2], camera.go_away, camera.come_back)
+    rc = main(
+        [str(tiny_onnx), f"line={camera.url}", "--reconnect", "--limit", "40", "--json", str(records_path)]
+    )
+    records = [json.loads(line) for line in records_path.read_text().splitlines()]
+    errors = [r for r in records if r["error"] is not None]
+    assert len(errors) == 1 and errors[0]["error"].endswith("; reconnecting (--reconnect)")
+    assert records[-1]["error"] is None  # back: the run went on to its --limit
+    assert any(r["outage"]["end"] for r in records if r["error"] is None and "outage" in r)
+    assert rc == 2
+    text = " ".join(build_parser().format_help().split())
+    assert "exit code 2 (with --reconnect too, even when the source comes back)" in text
