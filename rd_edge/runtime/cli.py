@@ -191,7 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
         "scores, score histogram with the threshold, summary per source) and DIR/results.csv",
     )
     p.add_argument("--show", action="store_true", help="show overlays in a window (q or Esc stops)")
-    p.add_argument("--limit", type=int_at_least(1), metavar="N", help="stop after N inputs")
+    p.add_argument(
+        "--limit",
+        type=int_at_least(1),
+        metavar="N",
+        help="stop after N inputs (a live source: N frames read; stale ones are dropped as usual, "
+        "so it can give fewer records, the last frame read always among them)",
+    )
     p.add_argument("--csi", action="store_true", help="read a Jetson CSI camera (nvarguscamerasrc)")
     p.add_argument("--csi-size", type=_size, default="1920x1080", metavar="WxH", help="CSI capture size")
     p.add_argument("--csi-fps", type=int_at_least(1), default=30, metavar="N", help="CSI frame rate")

@@ -6,6 +6,7 @@ interface like a real GigE camera. Its image is known: pixel (x, y) of frame ``i
 """
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -274,10 +275,24 @@ def test_incomplete_and_missing_buffers_are_counted_as_lost():
 
 
 def test_rd_infer_reads_the_camera_with_a_camera_file_and_writes_overlays(
-    fake_camera, tiny_onnx, tmp_path, capsys
+    fake_camera, tiny_onnx, tmp_path, capsys, monkeypatch
 ):
+    """--limit 3 on a camera: 3 frames read. The camera does not wait for the model, so a frame
+    the model has not taken yet is dropped for the newest (a slow first preprocessing here makes
+    that certain; a burst of buffered frames does it too): every frame read is a record or a counted
+    drop, in order, and the last one read is scored."""
     from rd_edge.runtime.cli import main
+    from rd_edge.runtime.detector import Detector
 
+    preprocess, calls = Detector.preprocess, []
+
+    def slow_first(self, frames):
+        calls.append(len(frames))
+        if len(calls) == 1:  # the stage that takes frames is busy: 1 and 2 (20 frames/s) arrive, 1 is stale
+            time.sleep(0.5)
+        return preprocess(self, frames)
+
+    monkeypatch.setattr(Detector, "preprocess", slow_first)
     camera_file = tmp_path / "camera.yaml"
     camera_file.write_text(
         "PixelFormat: BayerGR8\nWidth: 256\nHeight: 192\nAcquisitionFrameRate: 20\nExposureTime: 10000\n"
@@ -302,8 +317,15 @@ def test_rd_infer_reads_the_camera_with_a_camera_file_and_writes_overlays(
     err = capsys.readouterr().err
     assert "Aravis Fake at 127.0.0.1; PixelFormat=BayerGR8, Width=256, Height=192" in err
     records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
-    assert len(records) == 3 and all(r["error"] is None and r["camera_timestamp"] > 1e9 for r in records)
-    overlay = cv2.imread(str(out / "overlays" / "aravis_127.0.0.1" / "frame_000000.png"))
+    assert all(r["error"] is None and r["camera_timestamp"] > 1e9 for r in records)
+    frames = [r["frame"] for r in records]
+    assert frames == sorted(set(frames)) and frames[-1] == 2 and len(frames) < 3  # in order; the newest kept
+    inputs = int(re.search(r"^inputs (\d+), ", err, re.M).group(1))
+    dropped = int(re.search(r"dropped (\d+) \(live sources", err).group(1))
+    assert inputs == len(records) and dropped >= 3 - len(records)  # (frames the camera lost count too)
+    overlays = out / "overlays" / "aravis_127.0.0.1"
+    assert sorted(p.name for p in overlays.glob("*.png")) == [f"frame_{i:06d}.png" for i in frames]
+    overlay = cv2.imread(str(overlays / f"frame_{frames[0]:06d}.png"))
     assert overlay.shape[1:] == (256, 3) and overlay.shape[0] >= 192  # the frame (and a caption band)
 
 
