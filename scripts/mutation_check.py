@@ -667,6 +667,13 @@ MUTATIONS: List[Mutation] = [
         ("tests/runtime/test_live_sources.py", "-k", "frames_lost"),
     ),
     Mutation(
+        "reconnection: the rate meter keeps the arrivals from before the outage",
+        "rd_edge/runtime/live.py",
+        "self._meter.restart()  # the next outage's rate: measured on this capture only",
+        "pass",
+        ("tests/runtime/test_live_sources.py", "-k", "rate_of_an_outage"),
+    ),
+    Mutation(
         "client groups frames of different sizes into one request",
         "rd_edge/runtime/client.py",
         "if runs and runs[-1][0].shape == frame.shape:",
