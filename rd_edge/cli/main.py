@@ -18,7 +18,9 @@ _Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def _add_demo_data(subparsers: _Subparsers) -> None:
-    from rd_edge.data.synthetic import DEMO_CATEGORIES, DEMO_DEFECTS
+    # The names only: rd_edge.data.synthetic imports OpenCV, which `rd-edge --help` and
+    # `rd-edge station` do not need (demo-data's run imports it, and says what to install).
+    from rd_edge.data.demo_names import DEMO_CATEGORIES, DEMO_DEFECTS
 
     parser = subparsers.add_parser(
         "demo-data",
@@ -102,7 +104,7 @@ def _defect_scale(value: str, image_size: int) -> float:
 
 def _run_demo_data(args: argparse.Namespace) -> int:
     from rd_edge.data.demo_layouts import write_demo_layout
-    from rd_edge.data.synthetic import DEMO_CATEGORIES, DEMO_DEFECTS
+    from rd_edge.data.demo_names import DEMO_CATEGORIES, DEMO_DEFECTS
 
     try:
         folders = write_demo_layout(

@@ -25,9 +25,7 @@ import numpy as np
 
 from rd_edge.core.errors import DatasetError
 from rd_edge.core.files import PathLike
-
-DEMO_CATEGORIES: Tuple[str, ...] = ("weave", "dots", "grain")
-DEMO_DEFECTS: Tuple[str, ...] = ("scratch", "hole", "stain", "misprint")
+from rd_edge.data.demo_names import DEMO_CATEGORIES, DEMO_DEFECTS
 
 _MARKER = ".rd_edge_demo.json"
 _GENERATOR_VERSION = 1

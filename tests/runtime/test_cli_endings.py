@@ -41,6 +41,26 @@ def test_missing_opencv_is_one_line_naming_the_install(tiny_onnx, demo_category,
     assert ("pip install opencv-python-headless" in err) == (not jetson)
 
 
+def test_rd_edge_runs_without_opencv_and_demo_data_says_what_to_install(tmp_path):
+    # rd-edge's parser lists the demo names without importing OpenCV: --help and station run on a
+    # Jetson venv without it; demo-data (which draws with OpenCV) ends in one line naming the install
+    rd_edge = [sys.executable, "-c", WITHOUT_CV2, str(BIN / "rd-edge")]
+    for args in (["--help"], ["demo-data", "--help"], ["station", "--help"]):
+        proc = run(rd_edge + args)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, (args, proc.stderr)
+        assert "usage: rd-edge" in proc.stdout, args
+    assert "weave" in run(rd_edge + ["demo-data", "--help"]).stdout
+    evidence = tmp_path / "evidence"
+    evidence.mkdir()
+    proc = run(rd_edge + ["station", str(evidence), "--port", "0", "--for", "0.1"])
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    proc = run(rd_edge + ["demo-data", str(tmp_path / "demo")])
+    assert proc.returncode == 1, proc.stderr
+    err = proc.stderr.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    assert "pip install opencv-python-headless" in err, err
+
+
 def test_closed_stdout_stops_quietly_with_exit_0(tiny_onnx, demo_category):
     # `rd-infer MODEL DIR | head -2`: two lines, then the reader is gone
     cmd = f"'{BIN / 'rd-infer'}' '{tiny_onnx}' '{demo_category / 'test'}' --sequential | head -2"
