@@ -27,6 +27,7 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitError = 1;
 constexpr int kExitInputFailed = 2;
+constexpr int kExitUsage = 2;  // as argparse (Python's rd-infer)
 
 void write_image(const fs::path& path, const cv::Mat& image) {
   std::error_code ec;
@@ -137,8 +138,11 @@ int main(int argc, char** argv) {
   rd::Options opt;
   try {
     opt = rd::parse_options(argc, argv);
-  } catch (const rd::Error& e) {
+  } catch (const rd::UsageError& e) {
     std::fprintf(stderr, "rd_infer: error: %s\n\n%s", e.what(), rd::usage().c_str());
+    return kExitUsage;
+  } catch (const rd::Error& e) {
+    std::fprintf(stderr, "rd_infer: error: %s\n", e.what());
     return kExitError;
   }
   if (opt.help) {

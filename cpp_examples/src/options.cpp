@@ -10,13 +10,16 @@
 namespace rd {
 namespace {
 
-double parse_threshold(const std::string& text, const std::string& flag) {
+// A threshold's text as a number; a text that is not one is a usage error (exit 2, as argparse's
+// "invalid float value"). A number that is not finite (nan, inf, 1e999) parses, as in Python, and
+// is refused once the whole command line has parsed (rd::Error: exit 1).
+double parse_threshold(const std::string& text, const std::string& flag, std::string& not_finite) {
   errno = 0;
   char* end = nullptr;
   const double value = std::strtod(text.c_str(), &end);
-  if (text.empty() || end != text.c_str() + text.size() || errno == ERANGE || !std::isfinite(value)) {
-    throw Error(flag + " expects a number, got '" + text + "'");
-  }
+  const std::string message = flag + " expects a number, got '" + text + "'";
+  if (text.empty() || end != text.c_str() + text.size()) throw UsageError(message);
+  if ((errno == ERANGE || !std::isfinite(value)) && not_finite.empty()) not_finite = message;
   return value;
 }
 
@@ -48,8 +51,9 @@ std::string usage() {
          "stdout: one line per image: <path> score=<float> normalized=<0..1> verdict=<OK|NG>\n"
          "        latency_ms=<float>, as Python's rd-infer\n"
          "stderr: header, unreadable images, latency summary.\n"
-         "Exit code: 0 all images scored, 2 some images failed, 1 error (usage, model, backend,\n"
-         "           a SOURCE not found), as Python's rd-infer.\n"
+         "Exit code: 0 all images scored, 2 some images failed or a usage error (an unknown\n"
+         "           option, a value that is not a number or not a choice, no IMAGE_OR_DIR),\n"
+         "           1 error (model, backend, threshold, a SOURCE not found), as Python's rd-infer.\n"
          "Backends built: " + built + "\n";
 }
 
@@ -57,6 +61,7 @@ Options parse_options(int argc, char** argv) {
   Options opt;
   std::vector<std::string> positional;
   bool only_positional = false;
+  std::string not_finite;  // the first threshold that parsed but is not a finite number
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (only_positional || arg.size() < 2 || arg[0] != '-') {
@@ -76,30 +81,31 @@ Options parse_options(int argc, char** argv) {
     const bool inline_value = arg.rfind("--", 0) == 0 && eq != std::string::npos;
     const std::string flag = inline_value ? arg.substr(0, eq) : arg;
     if (flag != "--backend" && flag != "--threshold" && flag != "--pixel-threshold" && flag != "--out") {
-      throw Error("unknown option " + flag);
+      throw UsageError("unknown option " + flag);
     }
     if (inline_value) {
       value = arg.substr(eq + 1);
     } else if (i + 1 < argc) {
       value = argv[++i];
     } else {
-      throw Error(flag + " expects a value");
+      throw UsageError(flag + " expects a value");
     }
     if (flag == "--backend") {
       if (value != "opencv" && value != "trt" && value != "tensorrt") {
-        throw Error("--backend expects opencv or trt, got '" + value + "'");
+        throw UsageError("--backend expects opencv or trt, got '" + value + "'");
       }
       opt.backend = value;
     } else if (flag == "--threshold") {
-      opt.threshold = parse_threshold(value, flag);
+      opt.threshold = parse_threshold(value, flag, not_finite);
     } else if (flag == "--pixel-threshold") {
-      opt.pixel_threshold = parse_threshold(value, flag);
+      opt.pixel_threshold = parse_threshold(value, flag, not_finite);
     } else {
-      if (value.empty()) throw Error("--out expects a folder");
+      if (value.empty()) throw UsageError("--out expects a folder");
       opt.out_dir = value;
     }
   }
-  if (positional.size() < 2) throw Error("expected MODEL and at least one IMAGE_OR_DIR");
+  if (positional.size() < 2) throw UsageError("expected MODEL and at least one IMAGE_OR_DIR");
+  if (!not_finite.empty()) throw Error(not_finite);
   opt.model = positional[0];
   opt.inputs.assign(positional.begin() + 1, positional.end());
   return opt;

@@ -18,7 +18,8 @@ struct Options {
   bool help = false;
 };
 
-// Throws rd::Error (a usage error) with a one-line reason.
+// Throws rd::UsageError (exit 2) for a command line that does not parse, rd::Error (exit 1) for a
+// threshold that parses but is not finite; each with a one-line reason.
 Options parse_options(int argc, char** argv);
 
 std::string usage();

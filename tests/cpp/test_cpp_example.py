@@ -251,10 +251,10 @@ def test_threshold_from_flag_when_metadata_has_none(rd_infer, r18_onnx, demo_cat
     mask = cv2.imread(str(tmp_path / "px" / "masks" / f"{image.stem}.png"), cv2.IMREAD_GRAYSCALE)
     assert mask is not None and (mask == 255).all()
     bad = _run([rd_infer["exe"], model, image, "--pixel-threshold", "x"])
-    assert bad.returncode == 1 and "--pixel-threshold expects a number" in bad.stderr
+    assert bad.returncode == 2 and "--pixel-threshold expects a number" in bad.stderr  # usage, as argparse
 
 
-def test_unusable_models_and_arguments_exit_1(rd_infer, r18_onnx, demo_category, tmp_path):
+def test_unusable_models_exit_1_and_bad_arguments_2(rd_infer, r18_onnx, demo_category, tmp_path):
     exe = rd_infer["exe"]
     image = sorted((demo_category / "test" / "good").glob("*.png"))[0]
     no_meta = _with_metadata(r18_onnx, tmp_path / "no_meta.onnx", lambda m: None)
@@ -273,12 +273,18 @@ def test_unusable_models_and_arguments_exit_1(rd_infer, r18_onnx, demo_category,
         ([tmp_path / "missing.onnx", image], "not found"),
         ([plan, image], "has no sidecar"),
         ([r18_onnx, image, "--backend", "trt"], "serialized plan"),
-        ([r18_onnx, image, "--threshold", "abc"], "--threshold expects a number"),
-        ([r18_onnx], "usage: rd_infer"),
     ]
     for args, message in cases:
         proc = _run([exe, *args])
         assert proc.returncode == 1 and message in proc.stderr, f"{args}: {_tail(proc)}"
+        assert proc.stdout == "", args
+    # A command line that does not parse is a usage error: exit 2 with the usage, as argparse
+    for args, message in [
+        ([r18_onnx, image, "--threshold", "abc"], "--threshold expects a number"),
+        ([r18_onnx], "usage: rd_infer"),
+    ]:
+        proc = _run([exe, *args])
+        assert proc.returncode == 2 and message in proc.stderr, f"{args}: {_tail(proc)}"
         assert proc.stdout == "", args
 
     # With its sidecar, the plan gets as far as the backend (this build's, or the message saying it is missing).
@@ -400,7 +406,9 @@ def test_thresholds_belong_to_one_model_as_in_python(rd_infer, r18_onnx, demo_ca
 def test_python_and_cpp_agree_on_exit_codes_and_help(rd_infer, r18_onnx, demo_category, tmp_path):
     """The same inputs through Python's rd-infer and the C++ rd_infer end with the same exit code:
     0 all scored, 2 some input unreadable (the rest scored), 1 a SOURCE that does not exist (an
-    error before any scoring); both --help texts say where the thresholds come from."""
+    error before any scoring) or a threshold that is not finite, 2 a usage error (argparse's
+    code: no arguments, an unknown option, a value that is not a number or not a choice); both
+    --help texts say where the thresholds come from."""
     import sys
 
     python_infer = Path(sys.executable).parent / "rd-infer"
@@ -421,9 +429,30 @@ def test_python_and_cpp_agree_on_exit_codes_and_help(rd_infer, r18_onnx, demo_ca
         )
         if code == 1:
             assert "not found" in cpp.stderr and "not found" in py.stderr, name
+    usage_cases = {
+        "no arguments": ([], 2),
+        "only the model": ([r18_onnx], 2),
+        "unknown option": ([r18_onnx, good, "--bogus"], 2),
+        "option without its value": ([r18_onnx, good, "--threshold"], 2),
+        "threshold not a number": ([r18_onnx, good, "--threshold", "abc"], 2),
+        "pixel threshold not a number": ([r18_onnx, good, "--pixel-threshold=x"], 2),
+        "unknown backend": ([r18_onnx, good, "--backend", "nope"], 2),
+        "threshold not finite": ([r18_onnx, good, "--threshold", "nan"], 1),
+        "pixel threshold not finite": ([r18_onnx, good, "--pixel-threshold", "inf"], 1),
+        "not finite, and no SOURCE": ([r18_onnx, "--threshold", "nan"], 2),  # usage first
+    }
+    for name, (args, code) in usage_cases.items():
+        cpp, py = _run([rd_infer["exe"], *args]), _run([python_infer, *args])
+        assert (cpp.returncode, py.returncode) == (code, code), (
+            f"{name}: C++ {_tail(cpp)}\nPython {_tail(py)}"
+        )
+        assert cpp.stdout == "" and py.stdout == "", name
+        assert ("usage: rd_infer" in cpp.stderr) == (code == 2), f"{name}: {_tail(cpp)}"
+        assert ("usage: rd-infer" in py.stderr) == (code == 2), f"{name}: {_tail(py)}"
     cpp_help, py_help = _run([rd_infer["exe"], "--help"]).stdout, _run([python_infer, "--help"]).stdout
     for text in (cpp_help, py_help):
         assert "thresholds.json" in text and "2 some" in text and "1 error" in text
+    assert "usage error" in cpp_help and "1 error (usage" not in cpp_help
     assert "(default: the model's)" not in cpp_help
 
 
