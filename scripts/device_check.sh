@@ -44,9 +44,10 @@ for name in $CHECKS; do
   if [ "$limit" -le 5 ]; then
     line="SKIP $name: no time left of the ${BUDGET_S} s budget"
   else
+    # The check's own status, from inside the substitution: after it, PIPESTATUS is the assignment's.
     line=$(timeout --kill-after=5 "$limit" "$PY" scripts/device_check.py --check "$name" --work "$WORK" \
-           "${DRY[@]}" 2>"$WORK/$name.err" | tail -1)
-    rc=${PIPESTATUS[0]}
+           "${DRY[@]}" 2>"$WORK/$name.err" | tail -1; exit "${PIPESTATUS[0]}")
+    rc=$?
     if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
       line="FAIL $name: over its ${limit} s limit"
     elif [ -z "$line" ]; then
