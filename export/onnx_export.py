@@ -17,6 +17,7 @@ from rd_edge.checkpoint import build_model, read_checkpoint
 from rd_edge.core.errors import ExportError, VerificationError
 from rd_edge.core.files import atomic_path, check_writable_file, remove_stale_temps, sha256_file
 from rd_edge.core.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
+from rd_edge.core.thresholds import CALIBRATION_KEY, calibration_summary
 from rd_edge.core.tiling import Tiling
 from rd_edge.model import RDInference
 
@@ -94,6 +95,8 @@ def build_metadata(
         pixel_threshold=data.get("pixel_threshold"),
         teacher=data.get("teacher"),
         resize=cfg.resize,
+        # rd-calibrate chose the checkpoint's threshold: rd-infer's header names it, not rd-train's
+        extra={CALIBRATION_KEY: calibration_summary(data["calibration"])} if data.get("calibration") else {},
     )
 
 

@@ -23,6 +23,7 @@ from .core.errors import CheckpointError, ConfigError, DatasetError, OutputError
 from .core.files import check_writable_file, remove_stale_temps
 from .core.metadata import RESIZE_DEFAULT
 from .core.scoring import load_batch
+from .core.thresholds import TRAINING_THRESHOLD_SIGMAS
 from .data import open_dataset, read_image
 from .data.layouts import ExtraGood
 from .data.mvtec import read_sample_masks
@@ -33,7 +34,7 @@ from .tiles import TileTraining
 
 HOLDOUT_FRACTION = 0.2  # normal training images kept aside to calibrate the threshold...
 HOLDOUT_MIN = 20  # ...and at least this many when at least twice as many images exist
-THRESHOLD_SIGMAS = 3.0  # threshold = mean + 3 std of held-out normal scores
+THRESHOLD_SIGMAS = TRAINING_THRESHOLD_SIGMAS  # threshold = mean + 3 std of held-out normal scores
 
 
 @dataclass

@@ -30,6 +30,17 @@ def test_calibrating_a_checkpoint_writes_it_and_the_export_carries_it(
     assert report.metadata.threshold == saved.image_threshold
     assert report.metadata.pixel_threshold == saved.pixel_threshold
     assert report.metadata.checkpoint_sha256 == saved.checkpoint_sha256
+    # the metadata says rd-calibrate chose it (rd-infer's header), not rd-train's held-out images
+    from rd_edge.core.thresholds import CALIBRATION_KEY, metadata_threshold_basis
+
+    meta = report.metadata
+    assert meta.extra[CALIBRATION_KEY] == {
+        "method": "zero-escape",
+        "n_good": saved.report["n_good"],
+        "n_defective": saved.report["n_defective"],
+    }
+    basis = metadata_threshold_basis(meta.threshold, meta.score_stats, meta.extra)
+    assert basis.startswith("rd-calibrate zero-escape on ") and "held-out" not in basis
 
 
 def test_rd_eval_takes_only_thresholds_calibrated_for_these_weights(tmp_path):

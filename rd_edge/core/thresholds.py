@@ -27,7 +27,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
@@ -39,6 +39,11 @@ THRESHOLDS_SUFFIX = ".thresholds.json"
 LEGACY_THRESHOLDS_FILE = "thresholds.json"  # one per folder, before thresholds belonged to one model
 THRESHOLDS_FORMAT = "rd_edge.thresholds"
 THRESHOLDS_VERSION = 1
+# rd-train's threshold: mean + 3 std of the held-out good images' scores (metadata score_stats).
+TRAINING_THRESHOLD_SIGMAS = 3.0
+# The key in a model's metadata ``extra`` that says rd-calibrate chose its threshold (rd-calibrate
+# on a checkpoint writes them into it; rd-export carries them): calibration_summary's dict.
+CALIBRATION_KEY = "threshold_calibration"
 
 
 def thresholds_path(model: PathLike) -> Path:
@@ -91,6 +96,49 @@ def check_threshold(
             f"every defect or flag every part){fix}"
         )
     return number
+
+
+def calibration_summary(report: Mapping[str, Any]) -> Dict[str, Any]:
+    """What a model's metadata keeps of rd-calibrate's report: the method and the image counts."""
+    return {key: report.get(key) for key in ("method", "n_good", "n_defective")}
+
+
+def describe_calibration(summary: Mapping[str, Any]) -> str:
+    """'rd-calibrate f1 on 12 good and 20 defective images' (the counts where known); 'manual'
+    for a file written without a method (by hand, or Thresholds(...).write)."""
+    method = summary.get("method") or "manual"
+    if method == "manual":
+        return "manual"
+    text = f"rd-calibrate {method}"
+    n_good, n_defective = summary.get("n_good"), summary.get("n_defective")
+    if isinstance(n_good, int) and isinstance(n_defective, int):
+        text += f" on {n_good} good and {n_defective} defective images"
+    return text
+
+
+def metadata_threshold_basis(
+    threshold: Optional[float], score_stats: Optional[Mapping[str, Any]], extra: Mapping[str, Any]
+) -> str:
+    """How the threshold in a model's metadata was chosen, for a person: rd-calibrate's method
+    (CALIBRATION_KEY), else 'from N held-out good images' when it is rd-train's mean + 3 std of
+    them, else '' (set some other way, or a calibrated checkpoint exported before the key existed:
+    nothing is claimed)."""
+    calibration = extra.get(CALIBRATION_KEY)
+    if isinstance(calibration, Mapping):
+        return describe_calibration(calibration)
+    stats = score_stats or {}
+    count, mean, std = stats.get("count"), stats.get("mean"), stats.get("std")
+    if (
+        threshold is None
+        or not count
+        or not isinstance(mean, (int, float))
+        or not isinstance(std, (int, float))
+    ):
+        return ""
+    trained = float(mean) + TRAINING_THRESHOLD_SIGMAS * float(std)
+    if not math.isclose(float(threshold), trained, rel_tol=1e-6, abs_tol=1e-12):
+        return ""
+    return f"from {int(count)} held-out good images"
 
 
 def _short(value: Any) -> str:

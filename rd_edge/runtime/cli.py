@@ -737,8 +737,8 @@ def _thresholds_text(detector: Any) -> str:
     sources = getattr(detector, "thresholds", None)
     if sources is None:  # a remote model: the server's threshold for image and pixels
         return f"threshold {detector.threshold:.6g}"
-    count = (detector.metadata.score_stats or {}).get("count") if sources.image_source == "metadata" else None
-    basis = f", from {count} held-out good images" if count else ""  # how much to trust it
+    # How it was chosen (rd-calibrate's method, rd-train's held-out images): how much to trust it.
+    basis = f", {sources.image_basis}" if sources.image_basis else ""
     return (
         f"threshold {detector.threshold:.6g} ({sources.image_source}{basis}), pixel threshold "
         f"{detector.pixel_threshold:.6g} ({sources.pixel_source})"

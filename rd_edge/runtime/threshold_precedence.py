@@ -19,7 +19,9 @@ from rd_edge.core.thresholds import (
     NoThresholdError,
     Thresholds,
     check_threshold,
+    describe_calibration,
     legacy_thresholds_path,
+    metadata_threshold_basis,
     thresholds_path,
 )
 
@@ -30,6 +32,10 @@ class ResolvedThresholds:
     pixel_threshold: float  # a pixel is anomalous when map > pixel_threshold
     image_source: str  # "argument", the thresholds.json path, or "metadata"
     pixel_source: str  # as image_source, or "image threshold" when none was given anywhere
+    # How the image threshold was chosen, for a person (rd-infer's header): "rd-calibrate f1 on 12
+    # good and 20 defective images", "from 20 held-out good images" (rd-train), or "" (an argument,
+    # or not known).
+    image_basis: str = ""
 
     @property
     def image(self) -> float:  # the short names of earlier releases
@@ -109,11 +115,18 @@ def resolve_thresholds(
         (meta.pixel_threshold, "metadata"),
         (image, "image threshold"),
     )
+    if image_source == "metadata":
+        basis = metadata_threshold_basis(meta.threshold, meta.score_stats, meta.extra)
+    elif beside is not None and image_source == file_label:
+        basis = describe_calibration({**beside.report, "method": beside.method})
+    else:
+        basis = ""
     return ResolvedThresholds(
         check_threshold(image, "threshold", image_source),
         check_threshold(pixel, "pixel threshold", pixel_source),
         image_source,
         pixel_source,
+        basis,
     )
 
 

@@ -108,7 +108,7 @@ def test_summary_and_warnings(tiny_onnx, messy_folder, capsys):
     assert f"inputs {n_good + n_bad}, anomalous" in captured.err and f"errors {n_bad};" in captured.err
     assert "latency mean" in captured.err and "p99" in captured.err and "frames/s end to end" in captured.err
     assert "ms of wall time per frame: " in captured.err  # why frames/s is not 1 / latency
-    assert "threshold 0.3 (metadata, from 20 held-out good images)" in captured.err  # its confidence
+    assert "threshold 0.3 (metadata)" in captured.err  # not rd-train's mean + 3 std: no basis claimed
     assert "warning:" in captured.err and "empty.png" in captured.err
     assert len(captured.out.splitlines()) == n_good and "warning:" not in captured.out
 
@@ -140,6 +140,51 @@ def test_threshold_option_changes_the_verdict(tiny_onnx, tmp_path, capsys):
     )
     record = read_records(records_path)[0]
     assert record["is_anomalous"] is False and record["normalized_score"] < 1e-6
+
+
+def test_the_header_names_how_the_threshold_was_chosen(make_model, metadata_factory, tmp_path, capsys):
+    """rd-train's threshold (mean + 3 std of its held-out images) says how many images it rests
+    on; one chosen by rd-calibrate (thresholds.json beside the model, or the metadata of a model
+    exported from a calibrated checkpoint) names rd-calibrate's method and images instead."""
+    from dataclasses import replace
+
+    from rd_edge.core.thresholds import CALIBRATION_KEY, Thresholds, thresholds_path
+
+    image = write_png(tmp_path / "x.png", rgb(24, 32, 0))
+    stats = {"min": 0.1, "max": 0.3, "mean": 0.15, "std": 0.05, "count": 20}
+    trained = metadata_factory(threshold=0.15 + 3 * 0.05, score_stats=stats)
+    calibrated = replace(
+        trained,
+        threshold=0.31,
+        extra={CALIBRATION_KEY: {"method": "zero-escape", "n_good": 12, "n_defective": 30}},
+    )
+
+    def header(model, *args):
+        assert main([str(model), str(image), *args]) == 0
+        return next(line for line in capsys.readouterr().err.splitlines() if line.startswith("rd-infer: "))
+
+    assert "threshold 0.3 (metadata, from 20 held-out good images)" in header(
+        make_model("trained.onnx", metadata=trained)
+    )
+    line = header(make_model("calibrated.onnx", metadata=calibrated))
+    assert "threshold 0.31 (metadata, rd-calibrate zero-escape on 12 good and 30 defective images)" in line, (
+        line
+    )
+    assert "held-out" not in line
+    assert "threshold 0.5 (argument)" in header(
+        make_model("arg.onnx", metadata=calibrated), "--threshold", "0.5"
+    )
+
+    beside = make_model("beside.onnx", metadata=trained)
+    Thresholds(0.42, 0.4, method="f1", report={"n_good": 5, "n_defective": 7}).write(thresholds_path(beside))
+    line = header(beside)
+    assert (
+        f"threshold 0.42 ({thresholds_path(beside)}, rd-calibrate f1 on 5 good and 7 defective images)"
+        in line
+    )
+    assert "held-out" not in line
+    Thresholds(0.43).write(thresholds_path(beside))  # written by hand (method "manual")
+    assert f"threshold 0.43 ({thresholds_path(beside)}, manual)" in header(beside)
 
 
 def test_missing_model_is_one_line_and_exit_1(tmp_path, capsys):
