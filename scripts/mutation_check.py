@@ -320,8 +320,15 @@ MUTATIONS: List[Mutation] = [
     Mutation(
         "review keeps the oldest verdict of an image",
         "rd_edge/core/review.py",
-        "if image.is_file() and (meta.stem not in newest or newest[meta.stem].time < when):",
-        "if image.is_file() and (meta.stem not in newest or newest[meta.stem].time > when):",
+        "return max(marks, key=lambda m: (m.time, m.seq), default=None)",
+        "return min(marks, key=lambda m: (m.time, m.seq), default=None)",
+        ("tests/core/test_review.py",),
+    ),
+    Mutation(
+        "review: a re-mark in the same millisecond not after the one before",
+        "rd_edge/core/review.py",
+        "now = max(now, datetime.strptime(previous.time, _TIME).replace(tzinfo=timezone.utc) + _MS)",
+        "now = max(now, datetime.strptime(previous.time, _TIME).replace(tzinfo=timezone.utc))",
         ("tests/core/test_review.py",),
     ),
     Mutation(

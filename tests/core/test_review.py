@@ -57,3 +57,35 @@ def test_the_newest_mark_of_a_frame_wins_whatever_the_label_order(tmp_path):
     good, defective = reviewed_images(tmp_path)
     assert [p.name for p in good] == ["cam__2.png", "cam__3.png"]  # oldest mark first
     assert [p.parent.name for p in defective] == ["missed_defect"]
+
+
+def test_an_operator_correcting_a_mark_ends_with_the_label_chosen_last(tmp_path, monkeypatch):
+    """False alarm, defect, false alarm again: the frame is a false alarm (a new entry, nothing
+    deleted or overwritten), rd-calibrate --review and rd-train --good read it as good, and the
+    same label once more writes nothing. With a clock that does not move (or steps back), the
+    order of the marks is still the order they were made in."""
+    import rd_edge.core.review as review
+
+    class Frozen(review.datetime):  # every mark in the same millisecond
+        @classmethod
+        def now(cls, tz=None):
+            return review.datetime(2026, 1, 1, 0, 0, 1, 500000, tzinfo=tz)
+
+    monkeypatch.setattr(review, "datetime", Frozen)
+    key = mark_key("cam", "e1")
+    first, new1 = write_mark(tmp_path, FALSE_ALARM, "cam", "e1", b"png", {"score": 0.9})
+    second, new2 = write_mark(tmp_path, CONFIRMED, "cam", "e1", b"png", {"score": 0.9})
+    assert labels(tmp_path) == {key: CONFIRMED}
+    third, new3 = write_mark(tmp_path, FALSE_ALARM, "cam", "e1", b"png", {"score": 0.9})
+    assert new1 and new2 and new3 and len({first, second, third}) == 3
+    assert third.parent.name == FALSE_ALARM and third.name == f"{key}~2.png"
+    assert labels(tmp_path) == {key: FALSE_ALARM}
+    assert reviewed_images(tmp_path) == ([third], [])
+    assert write_mark(tmp_path, FALSE_ALARM, "cam", "e1", b"other", {}) == (third, False)
+    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.*"))
+    assert len(files) == 6 and all(p.read_bytes() == b"png" for p in (first, second, third))
+    times = [json.loads(p.with_suffix(".json").read_text())["review"]["time"] for p in (first, second, third)]
+    assert times == ["2026-01-01T00:00:01.500Z", "2026-01-01T00:00:01.501Z", "2026-01-01T00:00:01.502Z"]
+    # and back to defect: the confirmed_defect folder's second entry of this frame
+    fourth, _ = write_mark(tmp_path, CONFIRMED, "cam", "e1", b"png", {})
+    assert fourth.name == f"{key}~2.png" and reviewed_images(tmp_path) == ([], [fourth])

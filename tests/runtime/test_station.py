@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -188,6 +189,48 @@ def test_review_marks_never_delete_and_the_newest_wins(tmp_path):
     assert good == [] and defective == [second]
     with pytest.raises(review.ReviewError, match="label"):
         review.write_mark(tmp_path, "maybe", "cam", "e2", png, {})
+
+
+def test_a_corrected_mark_through_the_page_ends_with_the_label_chosen_last(tmp_path):
+    """POST /api/review false alarm, defect, false alarm: each answer is 200 and new, the gallery
+    shows each label as it is made, the review folder reads the frame as good at the end (the two
+    earlier marks kept), and the same label again answers new: false (nothing written)."""
+    from rd_edge.runtime.station.app import StationServer
+    from rd_edge.runtime.station.state import Station
+
+    folder = tmp_path / "ev" / "cam"
+    folder.mkdir(parents=True)
+    frame = np.full((8, 8, 3), 77, np.uint8)
+    stem = "20261203T101010-000Z_00000007"
+    cv2.imwrite(str(folder / f"{stem}.jpg"), frame)
+    cv2.imwrite(str(folder / f"{stem}.png"), frame)
+    (folder / f"{stem}.json").write_text(json.dumps({"stream": "cam", "frame": 7, "score": 0.9}))
+    (port,) = free_ports(1)
+    server = StationServer(Station(tmp_path / "ev", tmp_path / "review"), port)
+    base = f"http://127.0.0.1:{port}"
+
+    def post(label):
+        body = json.dumps({"id": f"ev:cam:{stem}", "label": label}).encode()
+        request = urllib.request.Request(f"{base}/api/review", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.status, json.loads(answer.read())
+
+    def shown():
+        return json.loads(urllib.request.urlopen(f"{base}/api/gallery/cam", timeout=5).read())[0]["review"]
+
+    try:
+        saved = []
+        for label in (review.FALSE_ALARM, review.CONFIRMED, review.FALSE_ALARM):
+            status, answer = post(label)
+            assert (status, answer["new"], answer["label"]) == (200, True, label)
+            assert shown() == label
+            saved.append(answer["saved"])
+        status, answer = post(review.FALSE_ALARM)
+        assert (status, answer["new"], answer["saved"]) == (200, False, saved[-1])
+    finally:
+        server.close()
+    assert len(set(saved)) == 3 and all(Path(p).is_file() for p in saved)
+    assert review.reviewed_images(tmp_path / "review") == ([Path(saved[-1])], [])
 
 
 def test_rd_edge_station_reviews_an_evidence_folder_without_inference(tmp_path):

@@ -240,7 +240,8 @@ class Station:
     # --- review --------------------------------------------------------------------------------
 
     def mark(self, item: str, label: str) -> dict[str, Any]:
-        """Save a mark for ``item`` ("ev:<stream>:<entry>" or "ok:<stream>:<frame>")."""
+        """Save a mark for ``item`` ("ev:<stream>:<entry>" or "ok:<stream>:<frame>"); it becomes
+        the frame's label ("new": False when that was its label already and nothing was written)."""
         kind, _, rest = item.partition(":")
         stream, _, name = rest.rpartition(":")
         if kind == "ev":

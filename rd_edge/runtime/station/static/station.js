@@ -153,7 +153,15 @@ document.addEventListener("click", async (event) => {
     if (!response.ok) throw new Error(answer.error || response.status);
     item.classList.add("reviewed");
     item.dataset.review = answer.label;
-    toast(`${LABELS[answer.label]} saved: ${answer.saved}`);
+    let tag = q(item, ".tag");  // at once, not at the next gallery poll
+    if (!tag) {
+      tag = document.createElement("div");
+      tag.className = "tag";
+      q(item, ".meta").after(tag);
+    }
+    tag.textContent = `marked: ${LABELS[answer.label]}`;
+    toast(answer.new ? `${LABELS[answer.label]} saved: ${answer.saved}`
+                     : `already marked ${LABELS[answer.label]}: ${answer.saved}`);
   } catch (err) {
     toast(`not saved: ${err.message}`);
   } finally {
