@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, name_list, run_cli
+from rd_edge.core.cli import DefaultsHelpFormatter, int_at_least, name_list, port_number, run_cli
 
 _Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -152,7 +152,9 @@ def _add_station(subparsers: _Subparsers) -> None:
         formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("evidence", type=Path, metavar="EVIDENCE_DIR", help="rd-infer's --evidence folder")
-    parser.add_argument("--port", type=int_at_least(0), default=8765, metavar="PORT", help="port to serve on")
+    parser.add_argument(
+        "--port", type=port_number(allow_any=True), default=8765, metavar="PORT", help="port to serve on"
+    )
     parser.add_argument(
         "--host",
         default="127.0.0.1",

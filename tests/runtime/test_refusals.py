@@ -23,19 +23,23 @@ def image(tmp_path):
     return path
 
 
-def test_ports_out_of_range_are_refused_by_the_parser(tiny_onnx, image, capsys):
+def test_ports_out_of_range_are_refused_by_the_parser(tiny_onnx, image, tmp_path, capsys):
+    from rd_edge.cli.main import build_parser
+    from rd_edge.cli.main import main as rd_edge
     from rd_edge.runtime.serve import main as rd_serve
 
     for run, argv in (
         (rd_infer, [str(tiny_onnx), str(image), "--metrics-port", "70000"]),
         (rd_infer, [str(tiny_onnx), str(image), "--station", "70000", "--evidence", "x"]),
         (rd_serve, [str(tiny_onnx), "--http-port", "70000"]),
+        (rd_edge, ["station", str(tmp_path), "--port", "70000"]),  # not uvicorn's OverflowError
     ):
         with pytest.raises(SystemExit) as info:
             run(argv)
         assert info.value.code == 2
         err = capsys.readouterr().err
         assert "expected a port number" in err and "Traceback" not in err
+    assert build_parser().parse_args(["station", str(tmp_path), "--port", "0"]).port == 0  # any free one
 
 
 def test_metrics_port_0_prints_the_port_it_bound_on_loopback(tiny_onnx, image, capsys):
