@@ -2,7 +2,7 @@
 """The operator's station measured on demo data: its cost, drift over time, a review round, screenshots.
 
     python benchmarks/station.py line OUT                      # demo line videos: stable, drift, fresh
-    python benchmarks/station.py cost MODEL VIDEO [--rounds 3]  # frames/s: no station / station / page open
+    python benchmarks/station.py cost MODEL VIDEO [--rounds 3]  # CPU, frames/s: no station / station / page open
     python benchmarks/station.py drift MODEL OUT                # KS over time, stable vs drift (+ PNG)
     python benchmarks/station.py review MODEL DATA OUT          # mark false alarms, rd-calibrate --review
     python benchmarks/station.py screenshots MODEL OUT PNG_PREFIX
@@ -14,12 +14,16 @@ slightly brighter light (gain 1.15) with a defect every 10th frame, the line the
 learns from. Each rd-infer run is its own process; ``cost`` interleaves the conditions
 (A B C, A B C, ...) so a shared host's drift hits them alike. Chromium is the same headless
 browser the page tests drive (tests/runtime/browser.py), on this machine: its CPU counts.
+``cost`` also reads rd-infer's CPU per thread from /proc (Linux; a sitecustomize on the child's
+PYTHONPATH gives Python's thread names to the OS): the web server's threads' share is the
+station's own cost, which the whole process's CPU time on a shared host is too noisy to show.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import subprocess
@@ -73,9 +77,78 @@ def line(out: Path) -> None:
 # --- running rd-infer --------------------------------------------------------------------------
 
 
-def _infer(model: Path, sources: List[str], extra: List[str], log: Path) -> subprocess.Popen:
+def _infer(
+    model: Path, sources: List[str], extra: List[str], log: Path, env: Optional[Dict[str, str]] = None
+) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "rd_edge.runtime.cli", str(model), *sources, *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log, "w"))  # noqa: SIM115
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log, "w"), env=env)  # noqa: SIM115
+
+
+# Names each Python thread at the OS level (prctl PR_SET_NAME, 15 characters), so /proc tells the
+# station's threads (rd-station: uvicorn's loop; "AnyIO worker th...": its handlers) from the rest.
+_THREAD_NAMES = """
+import ctypes, threading
+_libc, _inner = ctypes.CDLL(None), threading.Thread._bootstrap_inner
+def _named(self):
+    try:
+        _libc.prctl(15, self.name[:15].encode(), 0, 0, 0)
+    except Exception:
+        pass
+    return _inner(self)
+threading.Thread._bootstrap_inner = _named
+"""
+STATION_THREADS = ("rd-station", "AnyIO worker th")
+
+
+def _named_env(folder: Path) -> Dict[str, str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(_THREAD_NAMES)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(x for x in (str(folder), env.get("PYTHONPATH")) if x)
+    return env
+
+
+def _threads(pid: int, seen: Dict[int, Any]) -> None:
+    """Record (name, user + system seconds) of each thread of ``pid`` into ``seen`` (by thread id:
+    the last reading of a thread that has ended stays)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seen[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+
+
+def _wait_measured(proc: subprocess.Popen, timeout: float) -> Dict[str, float]:
+    """Wait for ``proc``, reading its threads' CPU every 0.2 s; seconds per thread name."""
+    seen: Dict[int, Any] = {}
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit("rd-infer did not finish in time")
+        _threads(proc.pid, seen)
+        time.sleep(0.2)
+    per_name: Dict[str, float] = {}
+    for name, seconds in seen.values():
+        per_name[name] = per_name.get(name, 0.0) + seconds
+    return per_name
+
+
+def _browser_cpu(driver: Any) -> float:
+    """User + system seconds of the browser's processes so far (chromedriver's descendants)."""
+    import psutil
+
+    total = 0.0
+    for p in psutil.Process(driver.service.process.pid).children(recursive=True):
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
 
 
 def _wait_line(log: Path, pattern: str, proc: subprocess.Popen, timeout: float = 60.0) -> str:
@@ -97,11 +170,14 @@ def _fps(log: Path) -> float:
     return float(found.group(1))
 
 
-def cost(model: Path, video: Path, rounds: int, work: Path, port: int) -> Dict[str, Any]:
+def cost(
+    model: Path, video: Path, rounds: int, work: Path, port: int, more: Optional[List[str]] = None
+) -> Dict[str, Any]:
     """Frames/s and CPU time per frame of rd-infer on ``video``: without the station, with it but
     no page, with the page open in headless Chromium (5 live images/s), interleaved over
     ``rounds``. CPU ms per frame (user + system of the rd-infer process, startup included) is the
-    steadier figure on a shared host; frames/s also feels the other programs."""
+    steadier figure on a shared host; frames/s also feels the other programs. ``more``: further
+    rd-infer arguments for every run (e.g. --no-spinning)."""
     from rdbench.browser import chromium
 
     work.mkdir(parents=True, exist_ok=True)
@@ -109,28 +185,43 @@ def cost(model: Path, video: Path, rounds: int, work: Path, port: int) -> Dict[s
 
     results: Dict[str, List[float]] = {"no station": [], "station, no page": [], "station, page open": []}
     cpu: Dict[str, List[float]] = {name: [] for name in results}  # rd-infer's CPU ms per frame
+    own: Dict[str, List[float]] = {name: [] for name in results}  # of it, the station's threads
+    browser: Dict[str, List[float]] = {name: [] for name in results}  # Chromium's CPU ms per frame
+    env = _named_env(work / "thread_names")
+    loads = [os.getloadavg()[0]]
     with chromium(1280, 800) as driver:
         for r in range(rounds):
             for name in results:
                 log = work / f"{name.replace(' ', '_').replace(',', '')}_{r}.txt"
-                extra = ["--evidence", str(work / f"ev_{r}")]  # not --quiet: the summary has the rate
+                extra = [
+                    "--evidence",
+                    str(work / f"ev_{r}"),
+                    *(more or []),
+                ]  # not --quiet: the summary has the rate
                 if name != "no station":
                     extra += ["--station", str(port)]
-                proc = _infer(model, [str(video)], extra + ["--json", str(work / "r.jsonl")], log)
+                proc = _infer(model, [str(video)], extra + ["--json", str(work / "r.jsonl")], log, env)
                 if name == "station, page open":
                     url = _wait_line(log, r"station: (\S+)", proc)
                     driver.get(url)
                 else:
                     driver.get("about:blank")
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                proc.wait(timeout=600)  # reaped here: its CPU time lands in RUSAGE_CHILDREN
+                chrome_before = _browser_cpu(driver)
+                threads = _wait_measured(proc, 600)  # reaped here: its CPU time lands in RUSAGE_CHILDREN
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                browser_s = _browser_cpu(driver) - chrome_before
                 frames = len((work / "r.jsonl").read_text().splitlines())
                 used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
                 results[name].append(_fps(log))
                 cpu[name].append(1000.0 * used / frames)
+                own[name].append(1000.0 * sum(threads.get(t, 0.0) for t in STATION_THREADS) / frames)
+                browser[name].append(1000.0 * browser_s / frames)
+                loads.append(os.getloadavg()[0])
                 print(
-                    f"round {r + 1} {name}: {results[name][-1]:.2f} frames/s, {cpu[name][-1]:.1f} CPU ms/frame",
+                    f"round {r + 1} {name}: {results[name][-1]:.2f} frames/s, {cpu[name][-1]:.1f} CPU "
+                    f"ms/frame (station threads {own[name][-1]:.2f}, Chromium {browser[name][-1]:.1f}), "
+                    f"load {loads[-1]:.1f}",
                     flush=True,
                 )
     base = np.array(results["no station"])
@@ -141,8 +232,18 @@ def cost(model: Path, video: Path, rounds: int, work: Path, port: int) -> Dict[s
             "ratio_to_no_station": [round(x / b, 4) for x, b in zip(v, base)],
             "cpu_ms_per_frame": [round(x, 2) for x in cpu[name]],
             "cpu_ratio_to_no_station": [round(x / b, 4) for x, b in zip(cpu[name], base_cpu)],
+            "cpu_ratio_median": round(float(np.median(np.array(cpu[name]) / base_cpu)), 4),
+            "cpu_ratio_min": round(float(np.min(np.array(cpu[name]) / base_cpu)), 4),
+            "station_threads_cpu_ms_per_frame": [round(x, 3) for x in own[name]],
+            "station_threads_share_of_no_station": round(float(np.median(np.array(own[name]) / base_cpu)), 4),
+            "browser_cpu_ms_per_frame": [round(x, 2) for x in browser[name]],
         }
         for name, v in results.items()
+    }
+    summary["load_average_1min"] = {
+        "min": min(loads),
+        "median": float(np.median(loads)),
+        "max": max(loads),
     }
     return summary
 
@@ -384,6 +485,12 @@ def main() -> int:
     c.add_argument("model", type=Path)
     c.add_argument("video", type=Path)
     c.add_argument("--rounds", type=int, default=3)
+    c.add_argument(
+        "--rd-infer",
+        default="",
+        metavar="ARGS",
+        help="more rd-infer arguments for every run, one string (e.g. '--no-spinning')",
+    )
     d = sub.add_parser("drift")
     d.add_argument("model", type=Path)
     d.add_argument("videos", type=Path)
@@ -404,7 +511,9 @@ def main() -> int:
         line(a.out)
         return 0
     if a.command == "cost":
-        result: Any = cost(a.model, a.video, a.rounds, a.video.parent / "cost_run", a.port)
+        result: Any = cost(
+            a.model, a.video, a.rounds, a.video.parent / "cost_run", a.port, a.rd_infer.split()
+        )
     elif a.command == "drift":
         result = drift(a.model, a.videos, a.png)
         result.pop("series")
