@@ -4,6 +4,7 @@ click saves the original frame and its record, and the drift badge lights for th
 stream only. Plus the token on other addresses and review-folder rules, without a browser."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -355,5 +356,133 @@ def test_the_evidence_route_serves_overlays_only(tmp_path):
 
         assert status(f"{stem}.jpg") == (200, b"\xff\xd8\xff")
         assert [status(f"{stem}{s}")[0] for s in (".png", ".json")] == [404, 404]
+    finally:
+        server.close()
+
+
+def _result(index, frame, score, ng):
+    from rd_edge.runtime.detector import Prediction
+    from rd_edge.runtime.sinks.base import Result
+    from rd_edge.runtime.sources import SourceItem
+
+    h, w = frame.shape[:2]
+    return Result(
+        "cam",
+        index,
+        SourceItem(f"{index}.png", str(index), frame, None),
+        prediction=Prediction(score, 0.5, ng, np.zeros((h, w), np.float32), timings={"total_ms": 1.0}),
+    )
+
+
+def test_the_chart_sends_new_points_only_and_keeps_every_ng_point(tmp_path, monkeypatch):
+    """A page's poll gets the points after its previous answer's (not the whole 5 minutes again,
+    and none lost to a clock that did not move between two); points older than 5 minutes are dropped as they age; thinning many points keeps the NG
+    ones."""
+    from types import SimpleNamespace
+
+    from rd_edge.runtime.station import state
+
+    clock = [1000.0]
+    monkeypatch.setattr(state, "time", SimpleNamespace(time=lambda: clock[0], perf_counter=lambda: clock[0]))
+    station = state.Station(None, tmp_path / "review", streams=["cam"])
+    frame = np.zeros((4, 4, 3), np.uint8)
+    for i in range(3000):  # 0.1 s apart: 300 s
+        clock[0] += 0.1
+        station.write(_result(i, frame, 0.9 if i % 100 == 7 else 0.1, i % 100 == 7))
+    first = station.snapshot()  # the clock stands still from here to the next write
+    points = first["streams"][0]["history"]
+    assert len(points) < 700 and sum(p[2] for p in points) == 30  # thinned, every NG point kept
+    station.write(_result(3000, frame, 0.3, False))
+    clock[0] += 0.1
+    station.write(_result(3001, frame, 0.95, True))
+    again = station.snapshot(since=first["points"])
+    assert [p[1:] for p in again["streams"][0]["history"]] == [[0.3, False], [0.95, True]]
+    assert station.snapshot(since=again["points"])["streams"][0]["history"] == []
+    clock[0] += 200.0
+    station.write(_result(3002, frame, 0.2, False))
+    assert len(station.streams["cam"].history) < 1100  # the first 200 s dropped
+
+
+class _Renders:
+    threshold = 0.5
+
+    def __init__(self):
+        self.shapes = []
+
+    def render(self, frame, prediction):
+        self.shapes.append(frame.shape)
+        return frame
+
+
+def test_live_overlay_and_ok_thumbnails_are_sized_for_the_page(tmp_path):
+    """A 12 MP camera: the live overlay is rendered on the frame scaled to LIVE_PIXELS, once per
+    new frame whatever the number of requests, and a recent OK frame goes out as a thumbnail."""
+    from rd_edge.runtime.station import state
+
+    detector = _Renders()
+    station = state.Station(None, tmp_path / "review", detector=detector, streams=["cam"], live_fps=1000)
+    big = np.zeros((3000, 4000, 3), np.uint8)
+    station.write(_result(0, big, 0.1, False))
+    for _ in range(3):
+        assert station.live_jpeg("cam")[0] == 0
+    (shape,) = detector.shapes
+    assert shape[0] * shape[1] <= state.LIVE_PIXELS and shape[0] >= 800  # 2x a 300 px view
+    thumb = cv2.imdecode(np.frombuffer(station.ok_jpeg("cam", 0), np.uint8), cv2.IMREAD_COLOR)
+    assert max(thumb.shape[:2]) <= state.THUMB_SIDE and abs(thumb.shape[1] / thumb.shape[0] - 4 / 3) < 0.02
+
+
+def test_the_review_folder_is_read_again_only_when_it_changed(tmp_path, monkeypatch):
+    """Each gallery poll asks for the labels; a shift's review folder holds many marks: read once,
+    then again after a mark (the station's own, or another program's)."""
+    from rd_edge.runtime.station import state
+
+    reads = []
+    real = review.labels
+    monkeypatch.setattr(review, "labels", lambda folder: reads.append(1) or real(folder))
+    station = state.Station(None, tmp_path / "review", streams=["cam"])
+    review.write_mark(tmp_path / "review", review.FALSE_ALARM, "cam", "e1", b"png", {})
+    old = time.time_ns() - 10_000_000_000  # as if written long ago (a fresh folder is read each time)
+    for label in review.REVIEW_LABELS:
+        if (tmp_path / "review" / label).is_dir():
+            os.utime(tmp_path / "review" / label, ns=(old, old))
+    for _ in range(5):
+        assert station.labels() == {"cam__e1": review.FALSE_ALARM}
+    assert len(reads) == 1
+    review.write_mark(tmp_path / "review", review.CONFIRMED, "cam", "e1", b"png", {})  # another program
+    assert station.labels() == {"cam__e1": review.CONFIRMED} and len(reads) == 2
+
+
+def test_images_the_gallery_shows_are_cached_and_the_state_takes_since(tmp_path):
+    """Evidence overlays and OK thumbnails are immutable under their URLs: a re-drawn gallery
+    fetches nothing again; /api/state?since=T answers the chart's new points only."""
+    from rd_edge.runtime.station.app import StationServer
+    from rd_edge.runtime.station.state import Station
+
+    folder = tmp_path / "ev" / "cam"
+    folder.mkdir(parents=True)
+    stem = "20261203T101010-000Z_00000007"
+    cv2.imwrite(str(folder / f"{stem}.jpg"), np.full((8, 8, 3), 77, np.uint8))
+    (folder / f"{stem}.json").write_text(json.dumps({"stream": "cam", "frame": 7}))
+    station = Station(tmp_path / "ev", tmp_path / "review", detector=_Renders(), streams=["cam"])
+    station.write(_result(0, np.zeros((8, 8, 3), np.uint8), 0.1, False))
+    (port,) = free_ports(1)
+    server = StationServer(station, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with urllib.request.urlopen(f"{base}/evidence/cam/{stem}.jpg", timeout=5) as answer:
+            assert "immutable" in answer.headers["Cache-Control"] and answer.read()[:2] == b"\xff\xd8"
+        (ok,) = json.loads(urllib.request.urlopen(f"{base}/api/recent/cam", timeout=5).read())
+        assert f"?run={station.run_id}" in ok["image"]  # another run's frame 0 is another URL
+        with urllib.request.urlopen(base + ok["image"], timeout=5) as answer:
+            assert "immutable" in answer.headers["Cache-Control"]
+        first = json.loads(urllib.request.urlopen(f"{base}/api/state", timeout=5).read())
+        assert len(first["streams"][0]["history"]) == 1
+        again = json.loads(
+            urllib.request.urlopen(f"{base}/api/state?since={first['points']}", timeout=5).read()
+        )
+        assert again["streams"][0]["history"] == [] and again["streams"][0]["frames"] == 1
+        with pytest.raises(urllib.error.HTTPError) as bad:
+            urllib.request.urlopen(f"{base}/api/state?since=yesterday", timeout=5)
+        assert bad.value.code == 400
     finally:
         server.close()

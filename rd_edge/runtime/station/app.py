@@ -1,7 +1,8 @@
 """The station's web server: a Starlette app served by uvicorn in a background thread.
 
     GET  /                          the page (static/index.html; assets under /static, no CDN)
-    GET  /api/state                 counters, yield, fps, latency, score history, drift per stream
+    GET  /api/state[?since=N]       counters, yield, fps, latency, score history (with since: the
+                                    points after the previous answer's "points"), drift per stream
     GET  /api/frame/<stream>        the newest overlay as JPEG (X-Frame: its frame index); 204: none yet
     GET  /api/gallery/<stream>      newest NG evidence entries; /evidence/<stream>/<file> serves them
     GET  /api/recent/<stream>       recent OK frames (for "missed defect"); /api/ok/<stream>/<i>.jpg
@@ -58,6 +59,9 @@ def build_app(station: Station, token: str | None = None) -> Any:
     from starlette.staticfiles import StaticFiles
 
     no_store = {"Cache-Control": "no-store"}
+    # an evidence entry's overlay never changes (a new frame is a new name), nor does a recent OK
+    # frame's thumbnail under its URL (?run= tells runs apart): a re-drawn gallery fetches nothing
+    keep = {"Cache-Control": "private, max-age=3600, immutable"}
 
     async def index(request: Request) -> Response:
         response = FileResponse(STATIC / "index.html", headers=no_store)
@@ -66,7 +70,11 @@ def build_app(station: Station, token: str | None = None) -> Any:
         return response
 
     async def state(request: Request) -> Response:
-        return JSONResponse(station.snapshot(), headers=no_store)
+        try:
+            since = int(request.query_params["since"]) if "since" in request.query_params else None
+        except ValueError:
+            return JSONResponse({"error": "since: expected an integer (the previous answer's points)"}, 400)
+        return JSONResponse(station.snapshot(since), headers=no_store)
 
     async def frame(request: Request) -> Response:
         found = await run_in_threadpool(station.live_jpeg, request.path_params["stream"])
@@ -88,13 +96,19 @@ def build_app(station: Station, token: str | None = None) -> Any:
         data = await run_in_threadpool(
             station.ok_jpeg, request.path_params["stream"], request.path_params["index"]
         )
-        return Response(status_code=404) if data is None else Response(data, media_type="image/jpeg")
+        if data is None:
+            return Response(status_code=404)
+        return Response(data, media_type="image/jpeg", headers=keep)
 
     async def evidence(request: Request) -> Response:
         path = station.evidence_file(request.path_params["stream"], request.path_params["name"])
         if path is None or path.suffix != ".jpg":
             return Response(status_code=404)
-        return FileResponse(path)
+        try:  # one read in one worker thread (a FileResponse hops threads per stat, open, read)
+            data = await run_in_threadpool(path.read_bytes)
+        except OSError:  # removed by the disk budget meanwhile
+            return Response(status_code=404)
+        return Response(data, media_type="image/jpeg", headers=keep)
 
     async def mark(request: Request) -> Response:
         try:

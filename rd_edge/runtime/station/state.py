@@ -2,12 +2,16 @@
 
 Cheap per result (counters, a score point, references to the newest frame): rendering the live
 overlay and encoding it as JPEG happens only when a browser asks for it, at most ``live_fps``
-times a second per stream, in the web server's threads. No page open: no rendering at all.
+times a second per stream whatever the number of viewers, in the web server's threads, on the
+frame scaled down to what the page can show (LIVE_PIXELS). No page open: no rendering at all.
+What a page polls is kept small: the score chart's new points only (``snapshot(since)``), OK
+frames as thumbnails, the review folder's labels read again only when it changed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import deque
@@ -27,6 +31,10 @@ HISTORY_SECONDS = 300.0  # the score chart: the last 5 minutes
 HISTORY_POINTS = 600  # at most this many points per stream go to the page
 RECENT_OK = 8  # OK frames offered for "missed defect"
 GALLERY = 24  # newest NG entries listed per stream
+# The live overlay is shown at most 300 CSS px high (station.css): rendered on the frame scaled to
+# at most 1280x720 (enough for that on a 2x screen), not on a 5 MP camera's full frame.
+LIVE_PIXELS = 1280 * 720
+THUMB_SIDE = 320  # recent OK frames: shown 150x100 CSS px, sent at most 320 px wide or high
 
 
 @dataclass
@@ -44,7 +52,8 @@ class _Stream(StreamStats):  # frames, anomalies (NG), errors; and:
     ok: int = 0
     times: deque[float] = field(default_factory=lambda: deque(maxlen=60))
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=100))
-    history: deque[tuple[float, float, bool]] = field(default_factory=lambda: deque(maxlen=20000))
+    # (point number, time, score, NG) of the last HISTORY_SECONDS
+    history: deque[tuple[int, float, float, bool]] = field(default_factory=lambda: deque(maxlen=20000))
     newest: _Frame | None = None
     recent_ok: deque[_Frame] = field(default_factory=lambda: deque(maxlen=RECENT_OK))
     drift: dict[str, Any] | None = None
@@ -75,13 +84,16 @@ class Station:
         self.threshold = None if detector is None else float(detector.threshold)
         self._lock = threading.Lock()
         self._render_lock = threading.Lock()
+        self._points = 0  # chart points so far, all streams: a page asks for those after its last
+        self._labels: tuple[Any, dict[str, str]] | None = None  # (review folder's state, labels)
+        self.run_id = format(int(time.time() * 1000), "x")  # in image URLs the browser may cache
 
     # --- fed by the pipeline (sink thread) ----------------------------------------------------
 
     def write(self, result: Result) -> None:
         record = result.record()
-        now = time.time()
         with self._lock:
+            now = time.time()
             s = self.streams.setdefault(result.stream, _Stream())
             s.frames += 1
             s.times.append(time.perf_counter())
@@ -92,7 +104,10 @@ class Station:
             s.anomalies += int(p.is_anomalous)
             s.ok += int(not p.is_anomalous)
             s.latencies.append(float(p.timings["total_ms"]))
-            s.history.append((now, float(p.score), bool(p.is_anomalous)))
+            self._points += 1
+            s.history.append((self._points, now, float(p.score), bool(p.is_anomalous)))
+            while s.history[0][1] < now - HISTORY_SECONDS:
+                s.history.popleft()
             kept = _Frame(result.index, image, p, record)
             s.newest = kept
             if not p.is_anomalous:
@@ -102,10 +117,13 @@ class Station:
 
     # --- read by the web server ---------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
-        """Everything the page shows but images: per-stream counters, rates, chart points, drift."""
+    def snapshot(self, since: int | None = None) -> dict[str, Any]:
+        """Everything the page shows but images: per-stream counters, rates, chart points, drift.
+        ``since``: the "points" of the page's previous snapshot; only chart points after it are
+        sent (the page keeps the last 5 minutes), else those of the last 5 minutes."""
         with self._lock:
-            streams = {name: self._stream_view(name, s) for name, s in sorted(self.streams.items())}
+            now, points = time.time(), self._points
+            streams = {name: self._stream_view(name, s, since) for name, s in sorted(self.streams.items())}
         if not self.live:  # an evidence folder: its streams are its subfolders
             for name in self._evidence_streams():
                 streams.setdefault(name, {"name": name, "live": False})
@@ -115,14 +133,21 @@ class Station:
             "finished": self.finished,
             "threshold": self.threshold,
             "live_fps": self.live_fps,
+            "now": now,
+            "points": points,
+            "history_seconds": HISTORY_SECONDS,
             "streams": list(streams.values()),
         }
 
-    def _stream_view(self, name: str, s: _Stream) -> dict[str, Any]:
+    def _stream_view(self, name: str, s: _Stream, since: int | None) -> dict[str, Any]:
         span = s.times[-1] - s.times[0] if len(s.times) > 1 else 0.0
         judged = s.ok + s.anomalies
-        cutoff = time.time() - HISTORY_SECONDS
-        points = [(t, v, ng) for t, v, ng in s.history if t >= cutoff]
+        points = []
+        for n, t, v, ng in reversed(s.history):  # newest first: a page's poll reads only what is new
+            if since is not None and n <= since:
+                break
+            points.append((t, v, ng))
+        points.reverse()
         step = max(1, len(points) // HISTORY_POINTS)
         return {
             "name": name,
@@ -135,7 +160,7 @@ class Station:
             "fps": (len(s.times) - 1) / span if span > 0 else None,
             "latency_ms": float(np.median(s.latencies)) if s.latencies else None,
             "newest": s.newest.index if s.newest else None,
-            "history": [[round(t, 2), v, ng] for t, v, ng in points[::step]],
+            "history": [[round(t, 2), v, ng] for i, (t, v, ng) in enumerate(points) if ng or i % step == 0],
             "drift": s.drift,
         }
 
@@ -152,7 +177,9 @@ class Station:
         with self._render_lock:
             if cached and (cached[0] == newest.index or time.time() - cached[2] < 1.0 / self.live_fps):
                 return cached[0], cached[1]
-            overlay = self.detector.render(newest.frame, newest.prediction)
+            from rd_edge.core.images import downscale_to_budget
+
+            overlay = self.detector.render(downscale_to_budget(newest.frame, LIVE_PIXELS), newest.prediction)
             ok, data = cv2.imencode(".jpg", overlay, [cv2.IMWRITE_JPEG_QUALITY, 80])
             if not ok:
                 return None
@@ -165,26 +192,32 @@ class Station:
         with self._lock:
             s = self.streams.get(stream)
             frames = list(s.recent_ok) if s else []
-        marks = review.labels(self.review_dir)
+        marks = self.labels()
         return [
             {
                 "id": f"ok:{stream}:{f.index}",
                 "frame": f.index,
                 "score": f.record["score"],
                 "time": f.record["time"],
-                "image": f"/api/ok/{stream}/{f.index}.jpg",
+                "image": f"/api/ok/{stream}/{f.index}.jpg?run={self.run_id}",
                 "review": marks.get(review.mark_key(stream, f"frame{f.index:08d}")),
             }
             for f in reversed(frames)
         ]
 
     def ok_jpeg(self, stream: str, index: int) -> bytes | None:
+        """A recent OK frame as a JPEG thumbnail (at most THUMB_SIDE px wide or high)."""
         import cv2
+
+        from rd_edge.core.images import downscale_to_budget
 
         found = self._find_ok(stream, index)
         if found is None:
             return None
-        ok, data = cv2.imencode(".jpg", found.frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        h, w = found.frame.shape[:2]
+        fit = min(1.0, THUMB_SIDE / max(h, w, 1))
+        thumb = downscale_to_budget(found.frame, int(h * w * fit * fit) or 1)
+        ok, data = cv2.imencode(".jpg", thumb, [cv2.IMWRITE_JPEG_QUALITY, 80])
         return data.tobytes() if ok else None
 
     def _find_ok(self, stream: str, index: int) -> _Frame | None:
@@ -204,7 +237,7 @@ class Station:
         folder = self._stream_folder(stream)
         if folder is None:
             return []
-        entries, marks = [], review.labels(self.review_dir)
+        entries, marks = [], self.labels()
         for meta in sorted(folder.glob("*.json"), reverse=True)[:limit]:
             try:
                 record = json.loads(meta.read_text(encoding="utf-8"))
@@ -259,7 +292,28 @@ class Station:
                 f"unknown item {item!r}: expected ev:<stream>:<entry> or ok:<stream>:<frame>"
             )
         path, new = review.write_mark(self.review_dir, label, stream, entry, png, record)
+        self._labels = None
         return {"saved": str(path), "new": new, "label": label}
+
+    def labels(self) -> dict[str, str]:
+        """review.labels of the review folder, read again only when one of its label folders
+        changed (each poll of the gallery asks; a shift's marks are many files)."""
+        state: list[int | None] = []
+        for label in review.REVIEW_LABELS:
+            try:
+                state.append(os.stat(self.review_dir / label).st_mtime_ns)
+            except OSError:
+                state.append(None)
+        key = tuple(state)
+        cached = self._labels
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        found = review.labels(self.review_dir)
+        # a folder changed within the last 2 s may change again within its clock's resolution,
+        # unseen: such a state is read again at the next call
+        recent = max((t for t in state if t is not None), default=0) > (time.time() - 2.0) * 1e9
+        self._labels = None if recent else (key, found)
+        return found
 
     def _evidence_item(self, stream: str, name: str) -> tuple[str, bytes, dict[str, Any]]:
         meta, original = self.evidence_file(stream, f"{name}.json"), self.evidence_file(stream, f"{name}.png")

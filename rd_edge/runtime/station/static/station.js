@@ -1,5 +1,7 @@
-// rd-edge station: polls /api/state (1 s), each stream's newest overlay (at most live_fps), the
-// evidence gallery and recent OK frames (2 s); review buttons POST /api/review. No framework, no CDN.
+// rd-edge station: polls /api/state (1 s; the chart's new points only), each stream's newest overlay
+// (at most live_fps), the evidence gallery and recent OK frames (2 s; items already shown are kept,
+// not fetched again); review buttons POST /api/review. A hidden page (another tab, a screen saver)
+// polls only the state. No framework, no CDN.
 "use strict";
 
 const LABELS = { false_alarm: "False alarm", confirmed_defect: "Defect", missed_defect: "Missed defect" };
@@ -7,6 +9,8 @@ const cards = new Map();
 let liveFps = 5;
 let finished = false;
 let threshold = null;
+let since = null;  // the previous state's "points": /api/state sends the chart points after it
+let historySeconds = 300;
 
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 const enc = encodeURIComponent;
@@ -53,6 +57,7 @@ async function liveLoop(name, card) {
   let updates = 0;
   for (;;) {
     const started = performance.now();
+    if (document.hidden) { await sleep(500); continue; }
     try {
       const response = await fetch(`/api/frame/${enc(name)}`, { cache: "no-store" });
       const frame = response.headers.get("X-Frame");
@@ -71,8 +76,13 @@ async function liveLoop(name, card) {
   }
 }
 
-function updateCard(card, s) {
+function updateCard(card, s, now) {
   if (!s.live) return;
+  const points = card.history || [];  // the chart's last 5 minutes: /api/state sends new points only
+  points.push(...s.history);
+  let old = 0;
+  while (old < points.length && points[old][0] < now - historySeconds) old++;
+  card.history = old ? points.slice(old) : points;
   for (const key of ["frames", "ok", "ng", "errors"]) q(card, `.${key}`).textContent = s[key];
   q(card, ".yield").textContent = s.yield === null ? "–" : `${fmt(100 * s.yield, 1)} %`;
   q(card, ".fps").textContent = fmt(s.fps, 1);
@@ -82,7 +92,7 @@ function updateCard(card, s) {
   badge.classList.toggle("on", drifting);
   badge.textContent = drifting ? "DRIFT" : "no drift";
   q(card, ".drift-value").textContent = s.drift ? fmt(s.drift.ks, 2) : "–";
-  drawChart(q(card, ".chart"), s.history);
+  drawChart(q(card, ".chart"), card.history);
 }
 
 function drawChart(canvas, points) {
@@ -107,10 +117,12 @@ function drawChart(canvas, points) {
     ctx.moveTo(36, y(threshold)); ctx.lineTo(width - 8, y(threshold)); ctx.stroke(); ctx.setLineDash([]);
     ctx.fillStyle = "#f5a524"; ctx.fillText(`threshold ${threshold.toPrecision(3)}`, 40, y(threshold) - 4);
   }
-  for (const [t, v, ng] of points) {
+  const step = Math.max(1, Math.floor(points.length / 600));  // every NG point, OK ones thinned
+  points.forEach(([t, v, ng], i) => {
+    if (!ng && i % step) return;
     ctx.fillStyle = ng ? "#e5484d" : "#2fb36d";
     ctx.fillRect(x(t) - 1.5, y(v) - 1.5, 3, 3);
-  }
+  });
 }
 
 function itemHtml(entry, labels) {
@@ -125,11 +137,22 @@ function renderGallery(box, entries, labels) {
   const key = JSON.stringify(entries.map((e) => [e.id, e.review]));
   if (box.dataset.key === key) return;
   box.dataset.key = key;
-  box.innerHTML = entries.map((e) => itemHtml(e, labels)).join("");
+  // items still listed and marked the same stay (their images are not fetched or decoded again)
+  const shown = new Map([...box.children].map((item) => [item.dataset.id, item]));
+  const items = entries.map((e) => {
+    const item = shown.get(e.id);
+    if (item && item.dataset.key === String(e.review)) return item;
+    const made = document.createElement("template");
+    made.innerHTML = itemHtml(e, labels).trim();
+    made.content.firstElementChild.dataset.key = String(e.review);
+    return made.content.firstElementChild;
+  });
+  box.replaceChildren(...items);
 }
 
 async function galleryLoop(name, card, live) {
   for (;;) {
+    if (document.hidden) { await sleep(500); continue; }
     try {
       renderGallery(q(card, ".ng-gallery"), await getJSON(`/api/gallery/${enc(name)}`),
                     ["false_alarm", "confirmed_defect"]);
@@ -172,13 +195,15 @@ document.addEventListener("click", async (event) => {
 async function stateLoop() {
   for (;;) {
     try {
-      const state = await getJSON("/api/state");
+      const state = await getJSON(since === null ? "/api/state" : `/api/state?since=${since}`);
       document.getElementById("title").textContent = state.title;
       liveFps = state.live_fps; finished = state.finished; threshold = state.threshold;
+      historySeconds = state.history_seconds;
       const mode = document.getElementById("mode");
       mode.textContent = !state.live ? "evidence review" : (state.finished ? "run finished" : "live");
       mode.classList.toggle("live", state.live && !state.finished);
-      for (const s of state.streams) updateCard(ensureCard(s), s);
+      for (const s of state.streams) updateCard(ensureCard(s), s, state.now);
+      since = state.points;
     } catch (err) {
       document.getElementById("mode").textContent = "disconnected";
     }
