@@ -47,11 +47,16 @@ def test_infer_report_agrees_with_the_records_and_renders(tiny_onnx, demo_catego
         pytest.skip(missing())
     with chromium(1200, 900) as browser:
         browser.get((report / "index.html").as_uri())
-        loaded = browser.execute_script(
-            "return Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length"
-        )
-        # lazy images below the fold may not load in a headless window: the first rows must
-        assert loaded >= min(5, len(rows))
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        def loaded(driver) -> int:
+            return driver.execute_script(
+                "return Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length"
+            )
+
+        # lazy images below the fold may not load in a headless window: the first rows must (the
+        # page decodes them after load, which takes a while on a busy machine)
+        WebDriverWait(browser, 20).until(lambda d: loaded(d) >= min(5, len(rows)))
         assert browser.execute_script("return document.querySelectorAll('svg rect').length") > 0
         summary = browser.execute_script("return document.querySelectorAll('table')[0].rows.length")
         assert summary == len(groups) + 1
