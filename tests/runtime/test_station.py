@@ -107,6 +107,8 @@ def test_station_page_live_review_counters_and_drift(line):
         # review: "False alarm" on the stable stream's first NG frame saves the original and record
         button = "#stream-stable .ng-gallery .item button.false_alarm"
         wait_for(lambda: js(driver, f"return document.querySelector('{button}') !== null"), 15, "an NG entry")
+        shown = "return document.querySelector('#stream-stable .ng-gallery .item img').naturalWidth"
+        wait_for(lambda: js(driver, shown) > 0, 10, "the first NG image on screen")  # fetched once seen
         item_id = js(driver, f"return document.querySelector('{button}').closest('.item').dataset.id")
         driver.find_element("css selector", button).click()
         saved = wait_for(

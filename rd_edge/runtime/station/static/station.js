@@ -1,6 +1,6 @@
 // rd-edge station: polls /api/state (1 s; the chart's new points only), each stream's newest overlay
 // (at most live_fps), the evidence gallery and recent OK frames (2 s; items already shown are kept,
-// not fetched again); review buttons POST /api/review. A hidden page (another tab, a screen saver)
+// images fetched once on screen); review buttons POST /api/review. A hidden page (another tab, a screen saver)
 // polls only the state. No framework, no CDN.
 "use strict";
 
@@ -129,9 +129,19 @@ function itemHtml(entry, labels) {
   const tag = entry.review ? `<div class="tag">marked: ${LABELS[entry.review]}</div>` : "";
   const buttons = labels.map((l) => `<button class="${l}" data-label="${l}">${LABELS[l]}</button>`).join("");
   return `<div class="item${entry.review ? " reviewed" : ""}" data-id="${entry.id}">
-    <img src="${entry.image}" alt="frame ${entry.frame}" loading="lazy">
+    <img data-src="${entry.image}" alt="frame ${entry.frame}">
     <div class="meta">#${entry.frame} · score ${fmt(entry.score, 3)}</div>${tag}${buttons}</div>`;
 }
+
+// A gallery image is fetched once it is on screen (or within 200 px of it): the strips scroll
+// sideways and the OK strip may be below the fold; loading="lazy" fetches far more ahead of view.
+const onScreen = new IntersectionObserver((seen) => {
+  for (const e of seen) {
+    if (!e.isIntersecting) continue;
+    e.target.src = e.target.dataset.src;
+    onScreen.unobserve(e.target);
+  }
+}, { rootMargin: "200px" });
 
 function renderGallery(box, entries, labels) {
   const key = JSON.stringify(entries.map((e) => [e.id, e.review]));
@@ -141,12 +151,18 @@ function renderGallery(box, entries, labels) {
   const shown = new Map([...box.children].map((item) => [item.dataset.id, item]));
   const items = entries.map((e) => {
     const item = shown.get(e.id);
-    if (item && item.dataset.key === String(e.review)) return item;
+    if (item && item.dataset.key === String(e.review)) {
+      shown.delete(e.id);
+      return item;
+    }
     const made = document.createElement("template");
     made.innerHTML = itemHtml(e, labels).trim();
-    made.content.firstElementChild.dataset.key = String(e.review);
-    return made.content.firstElementChild;
+    const fresh = made.content.firstElementChild;
+    fresh.dataset.key = String(e.review);
+    onScreen.observe(q(fresh, "img"));
+    return fresh;
   });
+  for (const gone of shown.values()) onScreen.unobserve(q(gone, "img"));  // never shown: forgotten
   box.replaceChildren(...items);
 }
 
