@@ -213,3 +213,28 @@ def test_an_earlier_runs_entries_are_removed_oldest_first_by_time_not_name(tiny_
     kept = sorted((folder / "old").glob("*.json"))
     assert 0 < len(kept) < len(old)
     assert kept == old[: len(kept)]  # the newest by time (the first names) stay
+
+
+def test_originals_are_lossless_png_without_row_filters():
+    """--station keeps each NG frame as PNG at level 0 (stored, not compressed): row filters
+    cannot shrink stored data and cost the sink thread 4x the encoding, so every row has none."""
+    import struct
+    import zlib
+
+    import pytest
+
+    from rd_edge.runtime.sinks.evidence import _png
+
+    if not hasattr(cv2, "IMWRITE_PNG_FILTER"):
+        pytest.skip(f"OpenCV {cv2.__version__} has no PNG filter option (4.11+)")
+    frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    data = _png(frame)
+    assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), frame)
+    idat, at = b"", 8
+    while at < len(data):
+        (length,), kind = struct.unpack(">I", data[at : at + 4]), data[at + 4 : at + 8]
+        idat += data[at + 8 : at + 8 + length] if kind == b"IDAT" else b""
+        at += 12 + length
+    rows = zlib.decompress(idat)
+    stride = 1 + 64 * 3
+    assert len(rows) == 48 * stride and {rows[i] for i in range(0, len(rows), stride)} == {0}
