@@ -31,7 +31,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -121,20 +121,48 @@ def _threads(pid: int, seen: Dict[int, Any]) -> None:
         seen[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)
 
 
-def _wait_measured(proc: subprocess.Popen, timeout: float) -> Dict[str, float]:
-    """Wait for ``proc``, reading its threads' CPU every 0.2 s; seconds per thread name."""
+def _process_cpu(pid: int) -> Optional[float]:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 16), b""))
+    except OSError:
+        return 0
+
+
+def _wait_measured(
+    proc: subprocess.Popen, timeout: float, records: Path, warm: int
+) -> Tuple[Dict[str, float], Optional[float]]:
+    """Wait for ``proc``, reading its threads' CPU every 0.2 s: (seconds per thread name, the
+    steady CPU ms per frame: from the first reading with ``warm`` records written in ``records``
+    to the last one before the end, start-up and first requests left out; None if too short)."""
     seen: Dict[int, Any] = {}
+    first = last = None
     deadline = time.monotonic() + timeout
     while proc.poll() is None:
         if time.monotonic() > deadline:
             proc.kill()
             raise SystemExit("rd-infer did not finish in time")
         _threads(proc.pid, seen)
+        cpu, n = _process_cpu(proc.pid), _lines(records)
+        if cpu is not None and n >= warm:
+            first = first or (cpu, n)
+            last = (cpu, n) if last is None or n > last[1] else last  # not the shutdown after it
         time.sleep(0.2)
     per_name: Dict[str, float] = {}
     for name, seconds in seen.values():
         per_name[name] = per_name.get(name, 0.0) + seconds
-    return per_name
+    steady = None
+    if first and last and last[1] - first[1] >= warm:
+        steady = 1000.0 * (last[0] - first[0]) / (last[1] - first[1])
+    return per_name, steady
 
 
 def _browser_cpu(driver: Any) -> float:
@@ -176,16 +204,23 @@ def cost(
     """Frames/s and CPU time per frame of rd-infer on ``video``: without the station, with it but
     no page, with the page open in headless Chromium (5 live images/s), interleaved over
     ``rounds``. CPU ms per frame (user + system of the rd-infer process, startup included) is the
-    steadier figure on a shared host; frames/s also feels the other programs. ``more``: further
-    rd-infer arguments for every run (e.g. --no-spinning)."""
+    steadier figure on a shared host; frames/s also feels the other programs. The steady figure
+    leaves out start-up (imports, the server's, the page's first requests: one-off costs that a
+    300-frame run charges to few frames) by reading rd-infer's CPU from /proc from the first fifth
+    of the records on. ``more``: further rd-infer arguments for every run (e.g. --no-spinning)."""
     from rdbench.browser import chromium
 
     work.mkdir(parents=True, exist_ok=True)
     import resource
 
+    capture = cv2.VideoCapture(str(video))
+    warm = max(30, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) // 5)  # start-up, the page's first requests
+    capture.release()
+
     results: Dict[str, List[float]] = {"no station": [], "station, no page": [], "station, page open": []}
     cpu: Dict[str, List[float]] = {name: [] for name in results}  # rd-infer's CPU ms per frame
     own: Dict[str, List[float]] = {name: [] for name in results}  # of it, the station's threads
+    steady: Dict[str, List[float]] = {name: [] for name in results}  # CPU ms/frame past start-up
     browser: Dict[str, List[float]] = {name: [] for name in results}  # Chromium's CPU ms per frame
     env = _named_env(work / "thread_names")
     loads = [os.getloadavg()[0]]
@@ -200,6 +235,7 @@ def cost(
                 ]  # not --quiet: the summary has the rate
                 if name != "no station":
                     extra += ["--station", str(port)]
+                (work / "r.jsonl").unlink(missing_ok=True)  # the steady figure counts its lines
                 proc = _infer(model, [str(video)], extra + ["--json", str(work / "r.jsonl")], log, env)
                 if name == "station, page open":
                     url = _wait_line(log, r"station: (\S+)", proc)
@@ -208,7 +244,8 @@ def cost(
                     driver.get("about:blank")
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 chrome_before = _browser_cpu(driver)
-                threads = _wait_measured(proc, 600)  # reaped here: its CPU time lands in RUSAGE_CHILDREN
+                # reaped here: its CPU time lands in RUSAGE_CHILDREN
+                threads, steady_ms = _wait_measured(proc, 600, work / "r.jsonl", warm)
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 browser_s = _browser_cpu(driver) - chrome_before
                 frames = len((work / "r.jsonl").read_text().splitlines())
@@ -216,16 +253,18 @@ def cost(
                 results[name].append(_fps(log))
                 cpu[name].append(1000.0 * used / frames)
                 own[name].append(1000.0 * sum(threads.get(t, 0.0) for t in STATION_THREADS) / frames)
+                steady[name].append(float("nan") if steady_ms is None else steady_ms)
                 browser[name].append(1000.0 * browser_s / frames)
                 loads.append(os.getloadavg()[0])
                 print(
                     f"round {r + 1} {name}: {results[name][-1]:.2f} frames/s, {cpu[name][-1]:.1f} CPU "
-                    f"ms/frame (station threads {own[name][-1]:.2f}, Chromium {browser[name][-1]:.1f}), "
-                    f"load {loads[-1]:.1f}",
+                    f"ms/frame ({steady[name][-1]:.1f} past start-up; station threads "
+                    f"{own[name][-1]:.2f}, Chromium {browser[name][-1]:.1f}), load {loads[-1]:.1f}",
                     flush=True,
                 )
     base = np.array(results["no station"])
     base_cpu = np.array(cpu["no station"])
+    base_steady = np.array(steady["no station"])
     summary = {
         name: {
             "fps": v,
@@ -234,6 +273,10 @@ def cost(
             "cpu_ratio_to_no_station": [round(x / b, 4) for x, b in zip(cpu[name], base_cpu)],
             "cpu_ratio_median": round(float(np.median(np.array(cpu[name]) / base_cpu)), 4),
             "cpu_ratio_min": round(float(np.min(np.array(cpu[name]) / base_cpu)), 4),
+            "steady_cpu_ms_per_frame": [round(x, 2) for x in steady[name]],
+            "steady_cpu_ratio_to_no_station": [round(x / b, 4) for x, b in zip(steady[name], base_steady)],
+            "steady_cpu_ratio_median": round(float(np.nanmedian(np.array(steady[name]) / base_steady)), 4),
+            "steady_cpu_ratio_min": round(float(np.nanmin(np.array(steady[name]) / base_steady)), 4),
             "station_threads_cpu_ms_per_frame": [round(x, 3) for x in own[name]],
             "station_threads_share_of_no_station": round(float(np.median(np.array(own[name]) / base_cpu)), 4),
             "browser_cpu_ms_per_frame": [round(x, 2) for x in browser[name]],
