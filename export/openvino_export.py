@@ -91,9 +91,24 @@ def convert_onnx(onnx_path: Path) -> Any:
         )
     module = ov.load()
     try:
-        return module.convert_model(str(onnx_path))
+        model = module.convert_model(str(onnx_path))
     except Exception as exc:  # OpenVINO's converter raises its own exception types
         raise ExportError(f"OpenVINO cannot convert {onnx_path}: {exc}") from exc
+    return name_deconvolutions(model)
+
+
+def name_deconvolutions(model: Any) -> Any:
+    """Give each ConvTranspose its ONNX node's name: OpenVINO splits it into an unnamed
+    ConvolutionBackpropData ("ConvolutionBackpropData_408") and the bias Add, which keeps the
+    name. NNCF's scopes match names (/rd/student/...): unnamed, the student's upsampling stayed
+    float in every int8 scope."""
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "ConvolutionBackpropData" or op.get_friendly_name().startswith("/"):
+            continue
+        users = [target.get_node() for target in op.output(0).get_target_inputs()]
+        if len(users) == 1 and users[0].get_friendly_name().startswith("/"):
+            op.set_friendly_name(users[0].get_friendly_name() + "/deconvolution")
+    return model
 
 
 def ir_metadata(meta: ModelMetadata, precision: str, **extra: Any) -> ModelMetadata:
