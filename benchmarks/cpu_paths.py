@@ -164,7 +164,7 @@ def build_paths(
         "openvino-bf16": lambda: _openvino(made["openvino-fp32"], threads, "bf16"),
         "openvino-default": lambda: _openvino(made["openvino-fp32"], threads, None),
         "openvino-int8": lambda: _openvino(made["openvino-int8"], threads, "fp32"),
-        "openvino-int8-auto": lambda: _openvino(made["openvino-int8-auto"], threads, "fp32"),
+        "openvino-int8-auto": lambda: _openvino(made["openvino-int8-auto"], threads, None),  # as chosen
     }
     return {name: load() for name, load in runners.items() if name not in skip}
 

@@ -537,8 +537,10 @@ def _openvino_main(args: argparse.Namespace, model: Path) -> Path:
 
 
 def _quantize_ir(args: argparse.Namespace, onnx_path: Path, out: Path) -> Path:
-    from .openvino_int8 import DEFAULT_OV_SCOPE, annotate_ir, quantize_ir
-    from .scope_search import OPENVINO_SEARCH_ORDER
+    from rd_edge.runtime import cpu_capabilities
+
+    from .openvino_int8 import DEFAULT_OV_SCOPE, annotate_ir, quantize_ir, with_float_precision
+    from .scope_search import base_scope, openvino_search_order
 
     scope = args.int8_scope or DEFAULT_OV_SCOPE
     accuracy = (
@@ -546,13 +548,17 @@ def _quantize_ir(args: argparse.Namespace, onnx_path: Path, out: Path) -> Path:
     )
 
     def build(scope: str, path: Path) -> None:
+        if scope != base_scope(scope):  # "SCOPE+bf16": SCOPE's IR, built before it in this folder
+            with_float_precision(path.with_name(base_scope(scope) + path.suffix), path, "bf16")
+            return
         report = quantize_ir(
             onnx_path, path, args.calib_dir, max_images=_max_images(args), scope=scope, accuracy=accuracy
         )
         print(report.format())
 
     if scope == Int8Scope.AUTO.value:
-        _search(args, onnx_path, out, build, timed=True, annotate=annotate_ir, scopes=OPENVINO_SEARCH_ORDER)
+        order = openvino_search_order("BF16" in cpu_capabilities())
+        _search(args, onnx_path, out, build, timed=True, annotate=annotate_ir, scopes=order)
         return out
     build(scope, out)
     return out

@@ -28,6 +28,7 @@ from rd_edge.core.errors import ExportError
 from rd_edge.core.ir_props import read_ir_metadata
 from rd_edge.core.onnx_props import read_onnx_metadata
 from rd_edge.core.optional import lazy_import
+from rd_edge.runtime.backends.openvino import INT8_FLOAT_PRECISION_KEY
 
 from .openvino_export import IrParity, check_ir, convert_onnx, ir_metadata, ov, save_ir, staged_ir
 from .quantize import DEFAULT_MAX_IMAGES, SCOPES, int8_calibration_paths, load_int8_calibration_batch
@@ -154,6 +155,15 @@ def annotate_ir(xml_path: Path, search: Dict[str, object]) -> None:
     meta = read_ir_metadata(xml_path)
     with staged_ir(xml_path) as tmp:
         save_ir(model, tmp, replace(meta, extra={**meta.extra, "int8_scope_search": search}))
+
+
+def with_float_precision(src_xml: Path, xml_out: Path, precision: str) -> None:
+    """A copy of the int8 IR ``src_xml`` whose float layers run in ``precision`` (its metadata's
+    ``inference_precision``, which the OpenVINO backend applies where the CPU has it)."""
+    model = ov.load().Core().read_model(str(src_xml))
+    meta = read_ir_metadata(src_xml)
+    with staged_ir(xml_out) as tmp:
+        save_ir(model, tmp, replace(meta, extra={**meta.extra, INT8_FLOAT_PRECISION_KEY: precision}))
 
 
 def quantize_ir(

@@ -32,7 +32,22 @@ SEARCH_ORDER = ("full", "student")
 OPENVINO_SEARCH_ORDER = ("full", "mixed", "student")
 # mixed is full with layers reverted to float until the bound holds: built only when full breaks it
 REFINES = {"mixed": "full"}
-TIMED_CALLS = 5  # batch-1 calls per candidate and per reference, alternated
+# "SCOPE+bf16": SCOPE's model with its float layers (head, layers kept float) in bf16 (OpenVINO on
+# a CPU with bf16: its float layers cost as much as the int8 ones; the bound judges the fidelity)
+BF16_FLOAT = "+bf16"
+TIMED_CALLS = 15  # batch-1 calls per candidate and per reference, alternated (5 misordered scopes)
+
+
+def openvino_search_order(bf16: bool) -> Tuple[str, ...]:
+    """OpenVINO's scopes, each also with bf16 float layers where the CPU has bf16."""
+    if not bf16:
+        return OPENVINO_SEARCH_ORDER
+    return tuple(name for scope in OPENVINO_SEARCH_ORDER for name in (scope, scope + BF16_FLOAT))
+
+
+def base_scope(name: str) -> str:
+    """The quantization scope of a search candidate ("mixed+bf16" -> "mixed")."""
+    return name.split("+", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -76,13 +91,13 @@ class ScopeSearch:
     def format(self) -> str:
         lines = [
             f"int8 scope search ({self.bound.format()}; {self.images}):",
-            "  scope     Spearman  Pearson  verdicts changed  max|d score|  speed vs fp32  within bound",
+            "  scope        Spearman  Pearson  verdicts changed  max|d score|  speed vs fp32  within bound",
         ]
         for t in self.trials:
             speed = f"{t.speedup:.2f}x" if t.speedup is not None else "not timed"
             mark = "yes" if t.ok else "no"
             lines.append(
-                f"  {t.scope:<9} {t.spearman:8.4f}  {t.pearson:7.4f}  {t.verdicts_changed:16d}  "
+                f"  {t.scope:<12} {t.spearman:8.4f}  {t.pearson:7.4f}  {t.verdicts_changed:16d}  "
                 f"{t.max_abs_score:12.3g}  {speed:>13}  {mark}{'  <- kept' if t.scope == self.chosen else ''}"
             )
         return "\n".join(lines)
@@ -213,8 +228,9 @@ def search_scopes(
     scopes: Sequence[str] = SEARCH_ORDER,
     annotate: Optional[Callable[[Path, Dict[str, object]], None]] = None,
 ) -> ScopeSearch:
-    """Build each scope with ``build(scope, path)`` (widest first), measure it, keep the chosen
-    one at ``out``; ``annotate(path, search)`` records the search in its metadata first.
+    """Build each scope with ``build(scope, path)`` (widest first; a variant "SCOPE+..." after
+    SCOPE, in the same folder), measure it, keep the chosen one at ``out``; ``annotate(path,
+    search)`` records the search in its metadata first.
     ExportError with the table when no scope stays within the bound."""
     import tempfile
 
@@ -223,8 +239,10 @@ def search_scopes(
     with tempfile.TemporaryDirectory(prefix="rd_scope_", dir=out.parent) as tmp:
         built: Dict[str, Path] = {}
         for scope in scopes:
-            if any(t.scope == REFINES.get(scope) and t.ok for t in search.trials):
+            if any(t.scope == REFINES.get(base_scope(scope)) and t.ok for t in search.trials):
                 continue
+            if scope != base_scope(scope) and base_scope(scope) not in built:
+                continue  # a variant of a scope that was not built
             candidate = Path(tmp) / f"{scope}{out.suffix}"
             build(scope, candidate)
             built[scope] = candidate

@@ -14,7 +14,9 @@ from rd_export.quantize import annotate_onnx, quantize_int8
 from rd_export.scope_search import (
     OPENVINO_SEARCH_ORDER,
     FidelityBound,
+    base_scope,
     fidelity_images,
+    openvino_search_order,
     search_scopes,
 )
 
@@ -38,7 +40,10 @@ def _search(r18_onnx, built, out, bound, scopes=("full", "student"), calls=None)
 
     def build(scope, path):
         (calls if calls is not None else []).append(scope)
-        shutil.copy(paths["full" if scope == "mixed" else scope], path)  # mixed: a stand-in here
+        if scope != base_scope(scope):  # a variant is made from its scope's model, built before it
+            assert path.with_name(base_scope(scope) + path.suffix).is_file()
+        stand_in = "full" if base_scope(scope) == "mixed" else base_scope(scope)  # mixed: full here
+        shutil.copy(paths[stand_in], path)
 
     return search_scopes(
         r18_onnx,
@@ -94,6 +99,17 @@ def test_mixed_is_built_only_when_full_breaks_the_bound(r18_onnx, built, tmp_pat
     assert calls == ["full", "mixed", "student"]
 
 
+def test_bf16_float_variants_follow_their_scope(r18_onnx, built, tmp_path):
+    order = openvino_search_order(bf16=True)
+    assert order == ("full", "full+bf16", "mixed", "mixed+bf16", "student", "student+bf16")
+    assert openvino_search_order(bf16=False) == OPENVINO_SEARCH_ORDER
+    calls = []
+    loose = _search(r18_onnx, built, tmp_path / "a.onnx", FidelityBound(-1.0), order, calls)
+    # full within the bound: no mixed, so no mixed+bf16 either
+    assert calls == ["full", "full+bf16", "student", "student+bf16"] == [t.scope for t in loose.trials]
+    assert "full+bf16" in loose.format()
+
+
 def test_fidelity_metric_is_spearman_less_one_per_verdict_past_the_bound():
     reference = np.array([0.1, 0.2, 0.3, 0.4, 0.9])
     swapped = np.array([0.2, 0.1, 0.3, 0.4, 0.9])  # one adjacent pair swapped, no verdict changed
@@ -141,7 +157,14 @@ def test_openvino_int8_searches_scopes_by_default(r18_onnx, demo_category, tmp_p
     text = capsys.readouterr().out
     assert "int8 scope search (score Spearman >= -1" in text and "<- kept" in text
     meta = read_ir_metadata(out)
-    assert meta.extra["int8_scope"] == meta.extra["int8_scope_search"]["chosen"] in ("full", "student")
+    chosen = meta.extra["int8_scope_search"]["chosen"]
+    assert meta.extra["int8_scope"] == base_scope(chosen) in ("full", "student")
+    # on a CPU with bf16, each scope is also tried with its float layers in bf16
+    from rd_edge.runtime import cpu_capabilities
+
+    tried = [t["scope"] for t in meta.extra["int8_scope_search"]["trials"]]
+    assert ("full+bf16" in tried) == ("BF16" in cpu_capabilities())
+    assert meta.extra.get("inference_precision", "fp32") == ("bf16" if chosen.endswith("+bf16") else "fp32")
 
 
 @pytest.mark.slow

@@ -4,7 +4,9 @@ The inference precision is always set, never left to the plugin: OpenVINO's CPU 
 float layers in bf16 by default on CPUs that have it (AVX-512 BF16, AMX), which changes the
 scores without saying so. Here ``fp32`` means f32, and ``bf16`` is used only when asked (or when
 the IR was exported for it) and the CPU has it. An int8 IR (NNCF) runs its quantized layers in
-int8 whatever the hint; the hint sets the precision of the rest (the anomaly-map head).
+int8 whatever the hint; the hint sets the precision of the rest (the anomaly-map head, layers
+kept float): fp32, or bf16 where rd-export's scope search measured it within the fidelity bound
+and the CPU has it.
 
 openvino is imported inside the loader (``pip install '.[openvino]'``).
 """
@@ -12,7 +14,7 @@ openvino is imported inside the loader (``pip install '.[openvino]'``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -31,20 +33,25 @@ _OPTIONS = ("precision", "threads", "device")
 # Our precision names -> OpenVINO's element types for INFERENCE_PRECISION_HINT.
 _OV_TYPES = {InferencePrecision.FP32.value: "f32", InferencePrecision.BF16.value: "bf16"}
 _CAPABILITY = {InferencePrecision.FP32.value: "FP32", InferencePrecision.BF16.value: "BF16"}
+# An int8 IR's metadata key: the precision its float layers run in (rd-export's scope search).
+INT8_FLOAT_PRECISION_KEY = "inference_precision"
 
 
 def _probe() -> Optional[str]:
     return ov.why_missing()
 
 
-def default_inference_precision(meta: ModelMetadata) -> str:
-    """What a model runs in unless told otherwise: bf16 for an IR exported for bf16, else fp32
-    (an int8 IR's float layers, too: its quantized layers are int8 either way)."""
-    return (
-        InferencePrecision.BF16.value
-        if meta.precision == InferencePrecision.BF16.value
-        else InferencePrecision.FP32.value
-    )
+def default_inference_precision(meta: ModelMetadata, capabilities: Sequence[str] = ("BF16",)) -> str:
+    """What a model runs in unless told otherwise: bf16 for an IR exported for bf16; for an int8
+    IR, what rd-export's scope search chose for its float layers (``inference_precision`` in its
+    metadata: bf16 only where ``capabilities`` has it, else fp32, which is only more faithful);
+    else fp32. An int8 IR's quantized layers are int8 whatever this is."""
+    if meta.precision == InferencePrecision.BF16.value:
+        return InferencePrecision.BF16.value
+    wanted = meta.extra.get(INT8_FLOAT_PRECISION_KEY)
+    if meta.precision == "int8" and wanted == InferencePrecision.BF16.value and "BF16" in capabilities:
+        return InferencePrecision.BF16.value
+    return InferencePrecision.FP32.value
 
 
 def cpu_capabilities() -> List[str]:
@@ -103,10 +110,8 @@ def load_openvino(
     meta = _read_metadata(path)
     module = ov.load()
     core = module.Core()
-    chosen = _check_precision(
-        precision or default_inference_precision(meta),
-        list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")),
-    )
+    capabilities = list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    chosen = _check_precision(precision or default_inference_precision(meta, capabilities), capabilities)
     config: Dict[str, Any] = {"INFERENCE_PRECISION_HINT": _OV_TYPES[chosen], "PERFORMANCE_HINT": "LATENCY"}
     if threads is not None:
         config["INFERENCE_NUM_THREADS"] = int(threads)

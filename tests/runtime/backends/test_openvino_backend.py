@@ -142,6 +142,31 @@ def test_int8_ir_by_nncf_keeps_the_head_float(r18_onnx, demo_category, tmp_path)
     out = load_runner(report.xml_path).infer({"image": images})
     assert np.corrcoef(out["anomaly_map"].ravel(), ref["anomaly_map"].ravel())[0, 1] > 0.98
     assert np.abs(out["score"] - ref["score"]).max() < 0.05 * np.abs(ref["score"]).max()
+    _float_layers_run_as_the_metadata_says(report.xml_path, tmp_path)
+
+
+def _float_layers_run_as_the_metadata_says(int8_xml, tmp_path):
+    """An int8 IR runs its float layers in fp32 unless rd-export's search chose bf16 for them;
+    bf16 then where the CPU has it, fp32 (only more faithful) where it does not."""
+    from dataclasses import replace
+
+    from rd_edge.runtime import cpu_capabilities
+    from rd_edge.runtime.backends.openvino import default_inference_precision
+    from rd_export.openvino_int8 import with_float_precision
+
+    assert load_runner(int8_xml).precision == "fp32"
+    marked = tmp_path / "int8_bf16_float.xml"
+    with_float_precision(int8_xml, marked, "bf16")
+    meta = read_ir_metadata(marked)
+    assert meta.precision == "int8" and meta.extra["inference_precision"] == "bf16"
+    assert default_inference_precision(meta, ["FP32", "INT8"]) == "fp32"
+    assert default_inference_precision(meta, ["FP32", "BF16", "INT8"]) == "bf16"
+    assert default_inference_precision(replace(meta, extra={}), ["FP32", "BF16"]) == "fp32"
+    expected = "bf16" if "BF16" in cpu_capabilities() else "fp32"
+    with load_runner(marked) as runner:
+        assert runner.precision == expected
+    with load_runner(marked, precision="fp32") as runner:  # asked for: what runs
+        assert runner.precision == "fp32"
 
 
 def test_shared_cpu_knobs_reach_the_sessions(r18_onnx, r18_ir, demo_category, capsys):
