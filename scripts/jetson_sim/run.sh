@@ -22,11 +22,17 @@ for tool in debootstrap qemu-aarch64-static update-binfmts mosquitto; do
 done
 # qemu's aarch64 interpreter registered with the F flag (opened once, so it works inside a chroot).
 # A machine that may not register it (a container without CAP_SYS_ADMIN) cannot run arm64 code
-# at all: SKIP with the reason, as the GPU tests do without a GPU.
+# at all: SKIP with the reason, as the GPU tests do without a GPU; JETSON_SIM_REQUIRED=1 makes
+# that a failure (a machine that must run it).
 if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
   { [ -e /proc/sys/fs/binfmt_misc/register ] || mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc; } \
-    2>/dev/null && update-binfmts --enable qemu-aarch64 2>/dev/null \
-    || { echo "SKIP jetson-sim: cannot register qemu-aarch64 with binfmt_misc on this machine"; exit 0; }
+    2>/dev/null && update-binfmts --enable qemu-aarch64 2>/dev/null || {
+    echo "SKIP jetson-sim: cannot register qemu-aarch64 with binfmt_misc on this machine" \
+      "($([ -e /proc/sys/fs/binfmt_misc/register ] && echo 'binfmt_misc mounted, registering refused' \
+        || echo 'binfmt_misc not mounted, mounting refused'))"
+    [ "${JETSON_SIM_REQUIRED:-0}" = 0 ] || { echo "error: JETSON_SIM_REQUIRED=1 and jetson-sim cannot run here" >&2; exit 1; }
+    exit 0
+  }
 fi
 
 work=$(mktemp -d /tmp/rd-jetson-sim.XXXXXX)
@@ -61,7 +67,9 @@ broker_pid=$!
 failed=0
 for release in $releases; do
   root=$cache/$release
+  t0=$(date +%s)
   "$here/root.sh" "$release" "$root"
+  echo "jetson-sim: $release root ready in $(( $(date +%s) - t0 )) s ($root)" >&2
   rm -rf "$root/opt/rd-sim"
   mkdir -p "$root/opt/rd-sim/src"
   # The working tree as git sees it (tracked and untracked, not ignored): what `git clone` gives.
