@@ -16,23 +16,24 @@ cache=${JETSON_SIM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rd-edge/jetson-sim}
 t_start=$(date +%s)
 
 [ "$(id -u)" = 0 ] || { echo "error: jetson-sim needs root (debootstrap, chroot, mount); run it as root or in CI" >&2; exit 1; }
-for tool in debootstrap qemu-aarch64-static mosquitto; do
+for tool in debootstrap qemu-aarch64-static update-binfmts mosquitto; do
   command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || {
-    echo "error: jetson-sim needs $tool: apt-get install qemu-user-static binfmt-support proot debootstrap mosquitto" >&2; exit 1; }
+    echo "error: jetson-sim needs $tool: apt-get install qemu-user-static binfmt-support debootstrap mosquitto" >&2; exit 1; }
 done
-# How arm64 programs run here (arm64.sh): binfmt_misc, else proot. A machine with neither cannot
-# run arm64 code at all: SKIP with the reason, as the GPU tests do without a GPU;
-# JETSON_SIM_REQUIRED=1 makes that a failure (a machine that must run it).
-# shellcheck source=scripts/jetson_sim/arm64.sh
-source "$here/arm64.sh"
-mode=$(arm64_mode 2>&1)
-if [ "$mode" != binfmt ] && [ "$mode" != proot ]; then
-  echo "SKIP jetson-sim: arm64 programs cannot run on this machine: $mode"
-  [ "${JETSON_SIM_REQUIRED:-0}" = 0 ] || { echo "error: JETSON_SIM_REQUIRED=1 and jetson-sim cannot run here" >&2; exit 1; }
-  exit 0
+# qemu's aarch64 interpreter registered with the F flag (opened once, so it works inside a chroot).
+# A machine that may not register it (a container without CAP_SYS_ADMIN) cannot run arm64 code
+# at all: SKIP with the reason, as the GPU tests do without a GPU; JETSON_SIM_REQUIRED=1 makes
+# that a failure (a machine that must run it).
+if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+  { [ -e /proc/sys/fs/binfmt_misc/register ] || mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc; } \
+    2>/dev/null && update-binfmts --enable qemu-aarch64 2>/dev/null || {
+    echo "SKIP jetson-sim: cannot register qemu-aarch64 with binfmt_misc on this machine" \
+      "($([ -e /proc/sys/fs/binfmt_misc/register ] && echo 'binfmt_misc mounted, registering refused' \
+        || echo 'binfmt_misc not mounted, mounting refused'))"
+    [ "${JETSON_SIM_REQUIRED:-0}" = 0 ] || { echo "error: JETSON_SIM_REQUIRED=1 and jetson-sim cannot run here" >&2; exit 1; }
+    exit 0
+  }
 fi
-export JETSON_SIM_MODE=$mode
-echo "jetson-sim: arm64 through qemu-aarch64-static, entered with $([ "$mode" = binfmt ] && echo 'binfmt_misc and chroot' || echo 'proot (no binfmt_misc here)')" >&2
 
 work=$(mktemp -d /tmp/rd-jetson-sim.XXXXXX)
 mounted=()
@@ -77,15 +78,12 @@ for release in $releases; do
   cp /etc/resolv.conf "$root/etc/resolv.conf"  # pip reaches PyPI from inside,
   # through the same TLS trust (and index, if one is set) as this machine's pip.
   cp "${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}" "$root/opt/rd-sim/ca.crt"
-  # /proc, /sys and /dev as on a device: without /sys ONNX Runtime aborts at import under qemu
-  # (proot binds them itself).
-  if [ "$mode" = binfmt ]; then
-    mount -t proc proc "$root/proc" && mounted+=("$root/proc")
-    mount --bind /sys "$root/sys" && mounted+=("$root/sys")
-    mount --bind /dev "$root/dev" && mounted+=("$root/dev")
-  fi
-  echo "== jetson-sim: Debian $release arm64 (qemu-user-static, $mode) ==" >&2
-  enter "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin LANG=C.UTF-8 \
+  # /proc, /sys and /dev as on a device: without /sys ONNX Runtime aborts at import under qemu.
+  mount -t proc proc "$root/proc" && mounted+=("$root/proc")
+  mount --bind /sys "$root/sys" && mounted+=("$root/sys")
+  mount --bind /dev "$root/dev" && mounted+=("$root/dev")
+  echo "== jetson-sim: Debian $release arm64 (qemu-user-static) ==" >&2
+  chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin LANG=C.UTF-8 \
     MQTT_PORT="$port" JETSON_SIM_CPP="${JETSON_SIM_CPP:-0}" RELEASE="$release" PIP_CERT=/opt/rd-sim/ca.crt \
     PIP_DISABLE_PIP_VERSION_CHECK=1 ${PIP_INDEX_URL:+PIP_INDEX_URL="$PIP_INDEX_URL"} \
     /bin/bash /opt/rd-sim/src/scripts/jetson_sim/device.sh || failed=1
