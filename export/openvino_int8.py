@@ -25,10 +25,9 @@ import numpy as np
 
 from rd_edge.core.choices import Int8Scope
 from rd_edge.core.errors import ExportError
-from rd_edge.core.ir_props import read_ir_metadata
+from rd_edge.core.ir_props import INT8_FLOAT_PRECISION_KEY, read_ir_metadata
 from rd_edge.core.onnx_props import read_onnx_metadata
 from rd_edge.core.optional import lazy_import
-from rd_edge.runtime.backends.openvino import INT8_FLOAT_PRECISION_KEY
 
 from .openvino_export import IrParity, check_ir, convert_onnx, ir_metadata, ov, save_ir, staged_ir
 from .quantize import DEFAULT_MAX_IMAGES, SCOPES, int8_calibration_paths, load_int8_calibration_batch

@@ -15,6 +15,10 @@ from .errors import MetadataError
 from .files import PathLike, not_a_file
 from .metadata import METADATA_KEY, ModelMetadata
 
+# An int8 IR's metadata key (``extra``): the precision its float layers run in, "fp32" or "bf16"
+# (rd-export's scope search chooses; the OpenVINO backend applies it where the CPU has bf16).
+INT8_FLOAT_PRECISION_KEY = "inference_precision"
+
 
 def ir_weights_path(xml_path: PathLike) -> Path:
     """The ``.bin`` that belongs to ``model.xml`` (OpenVINO's rule: same stem, beside it)."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from rd_edge.core.choices import BackendName, InferencePrecision, values
 from rd_edge.core.errors import BackendError, MetadataError
-from rd_edge.core.ir_props import ir_weights_path, read_ir_metadata
+from rd_edge.core.ir_props import INT8_FLOAT_PRECISION_KEY, ir_weights_path, read_ir_metadata
 from rd_edge.core.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 from rd_edge.core.onnx_props import read_onnx_metadata
 from rd_edge.core.optional import lazy_import
@@ -33,8 +33,6 @@ _OPTIONS = ("precision", "threads", "device")
 # Our precision names -> OpenVINO's element types for INFERENCE_PRECISION_HINT.
 _OV_TYPES = {InferencePrecision.FP32.value: "f32", InferencePrecision.BF16.value: "bf16"}
 _CAPABILITY = {InferencePrecision.FP32.value: "FP32", InferencePrecision.BF16.value: "BF16"}
-# An int8 IR's metadata key: the precision its float layers run in (rd-export's scope search).
-INT8_FLOAT_PRECISION_KEY = "inference_precision"
 
 
 def _probe() -> Optional[str]:
