@@ -121,7 +121,7 @@ print(f"rd_infer (C++, OpenCV DNN) {len(got)} images, scores = x86 Python within
 EOF
 }
 if [ "${JETSON_SIM_CPP:-0}" = 0 ]; then
-  skip cpp "not built by default (JETSON_SIM_CPP=1 builds it: g++, cmake and libopencv-dev, 125 more packages under qemu); on Debian 11 it fails: OpenCV 4.5.1's DNN has no Sqrt layer for the graph's head"
+  skip cpp "not built by default (JETSON_SIM_CPP=1 builds it: g++, cmake and libopencv-dev, 125 more packages under qemu); it passes on Debian 12; on Debian 11 OpenCV 4.5.1's DNN has no Sqrt layer for the graph's head"
 elif ! command -v cmake >/dev/null || ! command -v g++ >/dev/null; then
   skip cpp "no cmake/g++ in this root (root.sh installs them with JETSON_SIM_CPP=1)"
 else
