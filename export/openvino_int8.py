@@ -147,22 +147,25 @@ def quantize_mixed(model: Any, batches: List[Any], target: AccuracyTarget, subse
             raise ExportError(f"NNCF accuracy-controlled quantization failed: {exc}") from exc
 
 
+def _resave_with_extra(src_xml: Path, xml_out: Path, extra: Dict[str, object]) -> None:
+    """The IR ``src_xml`` saved at ``xml_out`` with ``extra`` added to its metadata (staged, then
+    renamed over it: OpenVINO maps the .bin it reads, and rewriting a mapped file in place
+    crashes with SIGBUS)."""
+    model = ov.load().Core().read_model(str(src_xml))
+    meta = read_ir_metadata(src_xml)
+    with staged_ir(xml_out) as tmp:
+        save_ir(model, tmp, replace(meta, extra={**meta.extra, **extra}))
+
+
 def annotate_ir(xml_path: Path, search: Dict[str, object]) -> None:
-    """Record the scope search in the IR's metadata (written beside it, then renamed over it:
-    OpenVINO maps the .bin it reads, and rewriting a mapped file in place crashes with SIGBUS)."""
-    model = ov.load().Core().read_model(str(xml_path))
-    meta = read_ir_metadata(xml_path)
-    with staged_ir(xml_path) as tmp:
-        save_ir(model, tmp, replace(meta, extra={**meta.extra, "int8_scope_search": search}))
+    """Record the scope search in the IR's metadata."""
+    _resave_with_extra(xml_path, xml_path, {"int8_scope_search": search})
 
 
 def with_float_precision(src_xml: Path, xml_out: Path, precision: str) -> None:
     """A copy of the int8 IR ``src_xml`` whose float layers run in ``precision`` (its metadata's
     ``inference_precision``, which the OpenVINO backend applies where the CPU has it)."""
-    model = ov.load().Core().read_model(str(src_xml))
-    meta = read_ir_metadata(src_xml)
-    with staged_ir(xml_out) as tmp:
-        save_ir(model, tmp, replace(meta, extra={**meta.extra, INT8_FLOAT_PRECISION_KEY: precision}))
+    _resave_with_extra(src_xml, xml_out, {INT8_FLOAT_PRECISION_KEY: precision})
 
 
 def quantize_ir(

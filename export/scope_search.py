@@ -35,7 +35,7 @@ REFINES = {"mixed": "full"}
 # "SCOPE+bf16": SCOPE's model with its float layers (head, layers kept float) in bf16 (OpenVINO on
 # a CPU with bf16: its float layers cost as much as the int8 ones; the bound judges the fidelity)
 BF16_FLOAT = "+bf16"
-TIMED_CALLS = 15  # batch-1 calls per candidate and per reference, alternated (5 misordered scopes)
+TIMED_CALLS = 15  # batch-1 calls per candidate and per reference, alternated
 
 
 def openvino_search_order(bf16: bool) -> Tuple[str, ...]:

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rd_edge.core.choices import BackendName, InferencePrecision, values
+from rd_edge.core.choices import BackendName, InferencePrecision, Precision, values
 from rd_edge.core.errors import BackendError, MetadataError
 from rd_edge.core.ir_props import INT8_FLOAT_PRECISION_KEY, ir_weights_path, read_ir_metadata
 from rd_edge.core.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
@@ -39,15 +39,16 @@ def _probe() -> Optional[str]:
     return ov.why_missing()
 
 
-def default_inference_precision(meta: ModelMetadata, capabilities: Sequence[str] = ("BF16",)) -> str:
+def default_inference_precision(meta: ModelMetadata, capabilities: Sequence[str]) -> str:
     """What a model runs in unless told otherwise: bf16 for an IR exported for bf16; for an int8
     IR, what rd-export's scope search chose for its float layers (``inference_precision`` in its
-    metadata: bf16 only where ``capabilities`` has it, else fp32, which is only more faithful);
+    metadata: bf16 only where ``capabilities``, OpenVINO's OPTIMIZATION_CAPABILITIES of the CPU,
+    has BF16, else fp32, which is only more faithful);
     else fp32. An int8 IR's quantized layers are int8 whatever this is."""
     if meta.precision == InferencePrecision.BF16.value:
         return InferencePrecision.BF16.value
-    wanted = meta.extra.get(INT8_FLOAT_PRECISION_KEY)
-    if meta.precision == "int8" and wanted == InferencePrecision.BF16.value and "BF16" in capabilities:
+    chosen_bf16 = meta.extra.get(INT8_FLOAT_PRECISION_KEY) == InferencePrecision.BF16.value
+    if meta.precision == Precision.INT8.value and chosen_bf16 and "BF16" in capabilities:
         return InferencePrecision.BF16.value
     return InferencePrecision.FP32.value
 
