@@ -97,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
         "auto (default for OpenVINO): full (OpenVINO: then mixed), then student, the fastest within the bound",
     )
     q.add_argument(
+        "--int8-headroom",
+        type=float,
+        default=None,
+        metavar="K",
+        help="--format openvino: widen the activation ranges calibrated on good images K times, so "
+        "that int8 does not clip what a defect drives past them (default: chosen among 1, 1.5, 2 "
+        "and 3 on the fidelity images; 2 without them)",
+    )
+    q.add_argument(
         "--fidelity-dir",
         type=Path,
         metavar="DIR",
@@ -201,7 +210,15 @@ def _check_args(args: argparse.Namespace, model: Path) -> None:
             "--int8-scope mixed is NNCF's accuracy control, for --format openvino; for ONNX use "
             "auto, full or student"
         )
+    if args.int8_headroom is not None and (
+        args.format != ExportFormat.OPENVINO.value or args.int8_headroom < 1
+    ):
+        raise ExportError(
+            f"--int8-headroom {args.int8_headroom:g}: expected a factor >= 1 for --format openvino "
+            "--precision int8 (1: the ranges as calibrated)"
+        )
     for flag, value in (
+        ("--int8-headroom", args.int8_headroom),
         ("--int8-target", args.int8_target),
         ("--int8-scope", args.int8_scope),
         ("--calib-images", args.calib_images),
@@ -552,7 +569,13 @@ def _quantize_ir(args: argparse.Namespace, onnx_path: Path, out: Path) -> Path:
             with_float_precision(path.with_name(base_scope(scope) + path.suffix), path, "bf16")
             return
         report = quantize_ir(
-            onnx_path, path, args.calib_dir, max_images=_max_images(args), scope=scope, accuracy=accuracy
+            onnx_path,
+            path,
+            args.calib_dir,
+            max_images=_max_images(args),
+            scope=scope,
+            accuracy=accuracy,
+            headroom=args.int8_headroom,
         )
         print(report.format())
 

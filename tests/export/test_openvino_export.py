@@ -31,6 +31,9 @@ def test_bf16_ir_runs_bf16_by_default_where_the_cpu_has_it(r18_onnx, tmp_path, c
         (["--format", "openvino", "-o", "m.onnx"], "an OpenVINO IR is model.xml"),
         (["--format", "openvino", "--engine"], "--engine and --triton-repo are for the ONNX format"),
         (["--format", "openvino", "--precision", "int8", "--int8-target", "cpu"], "quantized by NNCF"),
+        (["--format", "openvino", "--precision", "int8", "--int8-headroom", "0.5"], "expected a factor >= 1"),
+        (["--precision", "int8", "--int8-headroom", "2"], "for --format openvino"),
+        (["--format", "openvino", "--int8-headroom", "2"], "--int8-headroom is for --precision int8"),
     ],
 )
 def test_refused_combinations(r18_onnx, args, message, capsys):
