@@ -199,18 +199,23 @@ def fidelity_images(
     calib_dir: Path, max_images: int, defects_dir: Optional[Path], model: ModelInput, limit: int = 32
 ) -> Tuple[np.ndarray, str]:
     """[N,3,H,W] images to judge fidelity on, and what they are: the good images of ``calib_dir``
-    that did not calibrate (the calibration ones when none is left), plus ``defects_dir``'s."""
+    that did not calibrate, plus ``defects_dir``'s. When every good image calibrated, only
+    ``defects_dir``'s (the ranges were fitted to the calibration images: they flatter int8); the
+    calibration images only when there is nothing else."""
     from rd_edge.core.images import list_images
 
     from .quantize import int8_calibration_paths, load_int8_calibration_batch
 
     used = set(int8_calibration_paths(calib_dir, max_images))
     held = [p for p in int8_calibration_paths(calib_dir, 10**9) if p not in used][:limit]
-    source = f"{len(held)} held-out good images"
-    if not held:
+    defects = list_images(defects_dir)[: 2 * limit] if defects_dir is not None else []
+    if held:
+        source = f"{len(held)} held-out good images"
+    elif defects:
+        source = f"no held-out good image (all {len(used)} calibrated)"
+    else:
         held = sorted(used)[:limit]
         source = f"{len(held)} calibration images (no held-out good image left: give more, or --fidelity-dir)"
-    defects = list_images(defects_dir)[: 2 * limit] if defects_dir is not None else []
     if defects:
         source += f" + {len(defects)} images of {defects_dir}"
     return load_int8_calibration_batch(held + defects, model), source

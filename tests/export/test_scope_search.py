@@ -199,3 +199,18 @@ def test_mixed_reverts_quantizers_until_the_bound_holds(r18_onnx, demo_category,
     assert mixed_trial.ok, mixed_trial
     assert 0 < mixed.fake_quantize < full.fake_quantize  # some reverted, not all
     assert mixed.parity.ok
+
+
+def test_fidelity_is_not_judged_on_the_calibration_images_when_others_exist(demo_category, r18_onnx):
+    """Ranges were fitted to the calibration images: with every good image calibrating, fidelity
+    is judged on --fidelity-dir's images alone; with nothing else, on the calibration images."""
+    from rd_edge.core.images import list_images
+
+    meta = read_onnx_metadata(r18_onnx)
+    test_images = list_images(demo_category / "test")
+    images, source = fidelity_images(demo_category, 10**6, demo_category / "test", meta)
+    assert len(images) == len(test_images) and source.startswith("no held-out good image (all ")
+    alone, source = fidelity_images(demo_category, 10**6, None, meta)
+    assert len(alone) > 0 and "calibration images (no held-out good image left" in source
+    held, source = fidelity_images(demo_category, 4, demo_category / "test", meta)
+    assert len(held) > len(test_images) and source.startswith(f"{len(held) - len(test_images)} held-out good")
