@@ -61,11 +61,15 @@ def _ort(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: runner.infer({"image": x})["score"]
 
 
+AS_CHOSEN = "as chosen"  # rd-edge's default for the IR: its metadata's precision (int8-auto)
+
+
 def _openvino(path: Path, threads: int, precision: Any) -> Callable[[np.ndarray], np.ndarray]:
     if precision is not None:
         from rd_edge.runtime import load_runner
 
-        runner = load_runner(path, "openvino", precision=precision, threads=threads)
+        asked = {} if precision == AS_CHOSEN else {"precision": precision}
+        runner = load_runner(path, "openvino", threads=threads, **asked)
         return lambda x: runner.infer({"image": x})["score"]
     import openvino as ov  # the plugin's own default: no precision hint at all
 
@@ -164,7 +168,8 @@ def build_paths(
         "openvino-bf16": lambda: _openvino(made["openvino-fp32"], threads, "bf16"),
         "openvino-default": lambda: _openvino(made["openvino-fp32"], threads, None),
         "openvino-int8": lambda: _openvino(made["openvino-int8"], threads, "fp32"),
-        "openvino-int8-auto": lambda: _openvino(made["openvino-int8-auto"], threads, None),  # as chosen
+        # as rd-infer runs it: float layers in what the search chose (not the plugin's default)
+        "openvino-int8-auto": lambda: _openvino(made["openvino-int8-auto"], threads, AS_CHOSEN),
     }
     return {name: load() for name, load in runners.items() if name not in skip}
 
