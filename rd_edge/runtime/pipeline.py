@@ -174,10 +174,15 @@ class _Hub:
             q = self._queues[frame.stream]
             self.dropped[frame.stream] += frame.dropped_before  # lost by the camera before it reached us
             if self._live[frame.stream]:
-                if q:  # stale: replace it, carry its drop count and trigger requests over
-                    stale = q.popleft()
+                # stale: replace it, carry its drop count, trigger requests and the outage it
+                # closes over (dropped with it, the outage's end went unrecorded); an error (an
+                # outage beginning) is never replaced
+                if q and q[-1].item.error is None:
+                    stale = q.pop()
                     frame.dropped_before += stale.dropped_before + 1
                     frame.item.triggers = stale.item.triggers + frame.item.triggers
+                    if frame.item.outage is None:
+                        frame.item.outage = stale.item.outage
                     self.dropped[frame.stream] += 1
             else:
                 while len(q) >= self._capacity and not self.stopping:

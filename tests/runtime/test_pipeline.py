@@ -241,6 +241,27 @@ def test_batches_take_the_sources_in_turn_and_a_live_source_keeps_its_newest():
     assert [(f.index, f.dropped_before) for f in newest] == [(2, 5)] and live.dropped == [5]
 
 
+def test_a_live_source_never_drops_an_outage_with_a_stale_frame():
+    """The outage error is never replaced by a newer frame, and the first frame after the outage
+    (which carries its end) hands it on when a newer frame replaces it: the record keeps it."""
+    from rd_edge.runtime.live import Outage
+    from rd_edge.runtime.pipeline import _Frame, _Hub
+    from rd_edge.runtime.sources import SourceItem
+
+    outage = Outage("stream lost", start=1.0, detected=2.0)
+    error = _Frame(0, 0, SourceItem("cam#0", "0", None, "stream lost", outage=outage), 0.0, 0.0)
+    back = _Frame(
+        0, 1, SourceItem("cam#1", "1", None, None, outage=Outage("stream lost", 1.0, 2.0, end=3.0)), 0.0, 0.0
+    )
+    newer = _Frame(0, 2, SourceItem("cam#2", "2", None, None), 0.0, 0.0)
+    live = _Hub([True], capacity=10)
+    for f in (error, back, newer):
+        live.put(f)
+    taken = live.take(4, wait_full=False)
+    assert [f.index for f in taken] == [0, 2] and live.dropped == [1]
+    assert taken[0].item.error == "stream lost" and taken[1].item.outage.end == 3.0
+
+
 def test_latency_percentiles_of_few_samples_are_the_order_statistic_numpy_starts_from():
     """Property (issue 28): for any handful of latencies (where rank n vs n - 1 matters), the
     q-th percentile lies in the 1 % bin of the sample at numpy's linear rank floor(q (n - 1))."""
