@@ -5,8 +5,8 @@ anomaly-map head (``/head/``: cosine sums, resize, blur, max) always stays float
 chooses the rest as for ONNX (:data:`rd_export.quantize.SCOPES`): ``full`` lets NNCF quantize
 the whole teacher/OCBE/student (Conv, ConvTranspose, MaxPool inputs, as OpenVINO's int8 kernels
 want them; the residual Adds stay float), ``student`` only OCBE's bottleneck stage and the
-student. ``mixed`` starts from ``full`` and lets NNCF's accuracy control
-(``nncf.quantize_with_accuracy_control``) revert the quantizers that cost the most fidelity to
+student. ``mixed`` starts from ``full`` and lets NNCF's accuracy restorer (the second half of
+``nncf.quantize_with_accuracy_control``) revert the quantizers that cost the most fidelity to
 float, a group at a time, until the fidelity bound (:class:`rd_export.scope_search.FidelityBound`,
 as one metric) holds on the fidelity images.
 
@@ -68,6 +68,10 @@ class AccuracyTarget:
     reference_scores: np.ndarray  # [N], the fp32 ONNX model's scores of ``images``
     threshold: Optional[float]  # verdicts are compared at it (None: Spearman only)
     bound: FidelityBound
+
+    def items(self) -> List[Tuple[int, np.ndarray]]:
+        """(index, [1,3,H,W]) per image, as NNCF's validation dataset and the scorers take them."""
+        return [(i, self.images[i : i + 1]) for i in range(len(self.images))]
 
 
 @dataclass
@@ -173,13 +177,8 @@ def quantize_mixed(
         return bound.metric(reference, scores, target.threshold), list(-np.abs(scores - reference))
 
     quantized = quantize_model(model, batches, Int8Scope.FULL.value, subset_size, compress_weights=False)
-    tried: List[Tuple[float, float]] = []
-    if headroom is None:
-        headroom, tried = choose_headroom(quantized, target)
-    widen_activation_ranges(quantized, headroom)
-    validation = module.Dataset(
-        [(i, target.images[i : i + 1]) for i in range(len(target.images))], lambda item: item[1]
-    )
+    headroom, tried = apply_headroom(quantized, headroom, target)
+    validation = module.Dataset(target.items(), lambda item: item[1])
     max_drop = 1.0 - bound.min_spearman  # fp32 scores the metric 1 (itself)
     defaults = module.AdvancedAccuracyRestorerParameters()
     with _quiet_nncf():
@@ -241,7 +240,7 @@ def choose_headroom(model: Any, target: AccuracyTarget) -> Tuple[float, List[Tup
     """The factor of :data:`HEADROOMS` whose widened ``model`` scores the fidelity images best
     (``target.bound``'s metric; the smaller factor on a tie), and each factor's metric."""
     core = ov.load().Core()
-    items = [(i, target.images[i : i + 1]) for i in range(len(target.images))]
+    items = target.items()
     tried = []
     for headroom in HEADROOMS:
         candidate = model.clone()
@@ -251,6 +250,20 @@ def choose_headroom(model: Any, target: AccuracyTarget) -> Tuple[float, List[Tup
         tried.append((headroom, target.bound.metric(target.reference_scores, scores, target.threshold)))
     best = max(tried, key=lambda t: t[1])  # max keeps the first (smallest) factor of equal ones
     return best[0], tried
+
+
+def apply_headroom(
+    quantized: Any, headroom: Optional[float], target: Optional[AccuracyTarget]
+) -> Tuple[float, List[Tuple[float, float]]]:
+    """Widen ``quantized``'s activation ranges by ``headroom``; None: the factor chosen on
+    ``target``'s images where given, else :data:`DEFAULT_HEADROOM`. Returns the factor and the
+    factors tried (none when not chosen)."""
+    tried: List[Tuple[float, float]] = []
+    if headroom is None and target is not None:
+        headroom, tried = choose_headroom(quantized, target)
+    headroom = DEFAULT_HEADROOM if headroom is None else headroom
+    widen_activation_ranges(quantized, headroom)
+    return headroom, tried
 
 
 def _resave_with_extra(src_xml: Path, xml_out: Path, extra: Dict[str, object]) -> None:
@@ -296,15 +309,11 @@ def quantize_ir(
     images = load_int8_calibration_batch(paths, meta)  # [N,3,H,W]
     model = convert_onnx(onnx_path)
     batches = [images[i : i + 1] for i in range(len(images))]
-    tried: List[Tuple[float, float]] = []
     if accuracy is not None and scope == Int8Scope.MIXED.value:
         quantized, headroom, tried = quantize_mixed(model, batches, accuracy, len(images), headroom)
     else:
         quantized = quantize_model(model, batches, scope, len(images))
-        if headroom is None and accuracy is not None:
-            headroom, tried = choose_headroom(quantized, accuracy)
-        headroom = DEFAULT_HEADROOM if headroom is None else headroom
-        widen_activation_ranges(quantized, headroom)
+        headroom, tried = apply_headroom(quantized, headroom, accuracy)
     count = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ordered_ops())
     qmeta = ir_metadata(
         meta,
