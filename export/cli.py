@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from rd_edge.core.choices import (
     CalibrationMethod,
@@ -33,10 +33,8 @@ from rd_edge.core.errors import ExportError
 from rd_edge.core.files import check_writable_file
 
 if TYPE_CHECKING:  # the int8 machinery loads only for --precision int8
-    import numpy as np
-
     from .openvino_int8 import AccuracyTarget
-    from .scope_search import FidelityBound
+    from .scope_search import FidelityBound, FidelityImages
 
 _PRECISIONS = list(dict.fromkeys(values(Precision) + values(InferencePrecision)))
 
@@ -321,8 +319,8 @@ def _bound(args: argparse.Namespace) -> FidelityBound:
     )
 
 
-def _fidelity_images(args: argparse.Namespace, fp32_onnx: Path) -> Tuple[np.ndarray, str]:
-    """The images the int8 fidelity is judged on ([N,3,H,W]) and what they are."""
+def _fidelity_images(args: argparse.Namespace, fp32_onnx: Path) -> FidelityImages:
+    """The images the int8 fidelity is judged on."""
     from rd_edge.core.onnx_props import read_onnx_metadata
 
     from .scope_search import fidelity_images
@@ -345,14 +343,12 @@ def _search(
 
     from .scope_search import SEARCH_ORDER, search_scopes
 
-    images, source = _fidelity_images(args, fp32_onnx)
     threshold = read_onnx_metadata(fp32_onnx).threshold
     search = search_scopes(
         fp32_onnx,
         build,
         out,
-        images,
-        source,
+        _fidelity_images(args, fp32_onnx),
         threshold,
         _bound(args),
         timed=timed,
@@ -594,9 +590,9 @@ def _accuracy_target(args: argparse.Namespace, onnx_path: Path) -> AccuracyTarge
     from .openvino_int8 import AccuracyTarget
     from .scope_search import scores_of
 
-    images, _ = _fidelity_images(args, onnx_path)
+    fidelity = _fidelity_images(args, onnx_path)
     threshold = read_onnx_metadata(onnx_path).threshold
-    return AccuracyTarget(images, scores_of(onnx_path, images), threshold, _bound(args))
+    return AccuracyTarget(fidelity, scores_of(onnx_path, fidelity.images), threshold, _bound(args))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -36,7 +36,7 @@ from rd_edge.core.optional import lazy_import
 
 from .openvino_export import IrParity, check_ir, convert_onnx, ir_metadata, ov, save_ir, staged_ir
 from .quantize import DEFAULT_MAX_IMAGES, SCOPES, int8_calibration_paths, load_int8_calibration_batch
-from .scope_search import FidelityBound
+from .scope_search import FidelityBound, FidelityImages
 
 PathLike = Union[str, Path]
 nncf = lazy_import(
@@ -64,14 +64,22 @@ DEFAULT_HEADROOM = 2.0
 class AccuracyTarget:
     """What scope ``mixed`` must keep: the fp32 model's scores of the fidelity images."""
 
-    images: np.ndarray  # [N,3,H,W], preprocessed
-    reference_scores: np.ndarray  # [N], the fp32 ONNX model's scores of ``images``
+    fidelity: FidelityImages
+    reference_scores: np.ndarray  # [N], the fp32 ONNX model's scores of ``fidelity.images``
     threshold: Optional[float]  # verdicts are compared at it (None: Spearman only)
     bound: FidelityBound
 
     def items(self) -> List[Tuple[int, np.ndarray]]:
         """(index, [1,3,H,W]) per image, as NNCF's validation dataset and the scorers take them."""
-        return [(i, self.images[i : i + 1]) for i in range(len(self.images))]
+        images = self.fidelity.images
+        return [(i, images[i : i + 1]) for i in range(len(images))]
+
+    def metric(self, indices: Sequence[int], scores: np.ndarray) -> float:
+        """The bound's metric of ``scores`` of the images at ``indices`` (NNCF ranks on subsets)."""
+        picked = np.asarray(indices, dtype=np.int64)
+        return self.bound.metric(
+            self.reference_scores[picked], scores, self.threshold, self.fidelity.ranked[picked]
+        )
 
 
 @dataclass
@@ -172,9 +180,9 @@ def quantize_mixed(
 
     def fidelity(compiled: Any, items: Sequence[Tuple[int, np.ndarray]]) -> Tuple[float, List[float]]:
         indices, scores = _indexed_scores(compiled, items)
-        reference = target.reference_scores[indices]
         # per item: how far each score moved (NNCF ranks quantizer groups by it)
-        return bound.metric(reference, scores, target.threshold), list(-np.abs(scores - reference))
+        moved = -np.abs(scores - target.reference_scores[indices])
+        return target.metric(indices, scores), list(moved)
 
     quantized = quantize_model(model, batches, Int8Scope.FULL.value, subset_size, compress_weights=False)
     headroom, tried = apply_headroom(quantized, headroom, target)
@@ -246,8 +254,8 @@ def choose_headroom(model: Any, target: AccuracyTarget) -> Tuple[float, List[Tup
         candidate = model.clone()
         widen_activation_ranges(candidate, headroom)
         compiled = core.compile_model(candidate, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        _, scores = _indexed_scores(compiled, items)
-        tried.append((headroom, target.bound.metric(target.reference_scores, scores, target.threshold)))
+        indices, scores = _indexed_scores(compiled, items)
+        tried.append((headroom, target.metric(indices, scores)))
     best = max(tried, key=lambda t: t[1])  # max keeps the first (smallest) factor of equal ones
     return best[0], tried
 

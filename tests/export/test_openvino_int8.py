@@ -88,8 +88,10 @@ def test_headroom_is_chosen_on_the_fidelity_images(r18_onnx, demo_category, full
     from rd_export.scope_search import FidelityBound, fidelity_images, scores_of
 
     meta = read_onnx_metadata(r18_onnx)
-    images, _ = fidelity_images(demo_category, 4, demo_category / "test", meta)
-    target = AccuracyTarget(images, scores_of(full_ir[3.0].xml_path, images), None, FidelityBound())
+    fidelity = fidelity_images(demo_category, 4, demo_category / "test", meta)
+    target = AccuracyTarget(
+        fidelity, scores_of(full_ir[3.0].xml_path, fidelity.images), None, FidelityBound()
+    )
     calib = load_int8_calibration_batch(int8_calibration_paths(demo_category, 4), meta)
     quantized = quantize_model(
         convert_onnx(r18_onnx), [calib[i : i + 1] for i in range(len(calib))], "full", 4

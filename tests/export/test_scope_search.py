@@ -14,6 +14,7 @@ from rd_export.quantize import annotate_onnx, quantize_int8
 from rd_export.scope_search import (
     OPENVINO_SEARCH_ORDER,
     FidelityBound,
+    FidelityImages,
     base_scope,
     fidelity_images,
     openvino_search_order,
@@ -31,12 +32,11 @@ def built(r18_onnx, demo_category, tmp_path_factory):
         ).onnx_path
         for s in ("full", "student")
     }
-    images, source = fidelity_images(demo_category, 8, demo_category / "test", read_onnx_metadata(r18_onnx))
-    return paths, images, source
+    return paths, fidelity_images(demo_category, 8, demo_category / "test", read_onnx_metadata(r18_onnx))
 
 
 def _search(r18_onnx, built, out, bound, scopes=("full", "student"), calls=None):
-    paths, images, source = built
+    paths, fidelity = built
 
     def build(scope, path):
         (calls if calls is not None else []).append(scope)
@@ -49,8 +49,7 @@ def _search(r18_onnx, built, out, bound, scopes=("full", "student"), calls=None)
         r18_onnx,
         build,
         out,
-        images,
-        source,
+        fidelity,
         read_onnx_metadata(r18_onnx).threshold,
         bound,
         annotate=annotate_onnx,
@@ -175,17 +174,18 @@ def test_mixed_reverts_quantizers_until_the_bound_holds(r18_onnx, demo_category,
     from rd_export.scope_search import scores_of, trial
 
     meta = read_onnx_metadata(r18_onnx)
-    images, _ = fidelity_images(demo_category, 8, demo_category / "test", meta)
-    images = images[-8:]  # the defect images: spread-out scores, so a rank swap means something
-    reference = scores_of(r18_onnx, images)
+    images = fidelity_images(demo_category, 8, demo_category / "test", meta).images
+    # the defect images: spread-out scores, so a rank swap means something
+    defects = FidelityImages(images[-8:], "8 defect images", np.ones(8, dtype=bool))
+    reference = scores_of(r18_onnx, defects.images)
     # ranges as calibrated (headroom x1): the full IR then breaks the bound, the restorer has work
     full = quantize_ir(
         r18_onnx, tmp_path / "full.xml", demo_category, max_images=8, scope="full", headroom=1.0
     )
-    full_trial = trial("full", reference, full.xml_path, images, meta.threshold, FidelityBound(), None)
+    full_trial = trial("full", reference, full.xml_path, defects, meta.threshold, FidelityBound(), None)
     bound = FidelityBound(min_spearman=0.99)
     assert not bound.holds(full_trial.spearman, full_trial.verdicts_changed)  # else nothing to revert
-    target = AccuracyTarget(images, reference, meta.threshold, bound)
+    target = AccuracyTarget(defects, reference, meta.threshold, bound)
     mixed = quantize_ir(
         r18_onnx,
         tmp_path / "m.xml",
@@ -195,7 +195,7 @@ def test_mixed_reverts_quantizers_until_the_bound_holds(r18_onnx, demo_category,
         accuracy=target,
         headroom=1.0,
     )
-    mixed_trial = trial("mixed", reference, mixed.xml_path, images, meta.threshold, bound, None)
+    mixed_trial = trial("mixed", reference, mixed.xml_path, defects, meta.threshold, bound, None)
     assert mixed_trial.ok, mixed_trial
     assert 0 < mixed.fake_quantize < full.fake_quantize  # some reverted, not all
     assert mixed.parity.ok
@@ -208,9 +208,35 @@ def test_fidelity_is_not_judged_on_the_calibration_images_when_others_exist(demo
 
     meta = read_onnx_metadata(r18_onnx)
     test_images = list_images(demo_category / "test")
-    images, source = fidelity_images(demo_category, 10**6, demo_category / "test", meta)
-    assert len(images) == len(test_images) and source.startswith("no held-out good image (all ")
-    alone, source = fidelity_images(demo_category, 10**6, None, meta)
-    assert len(alone) > 0 and "calibration images (no held-out good image left" in source
-    held, source = fidelity_images(demo_category, 4, demo_category / "test", meta)
-    assert len(held) > len(test_images) and source.startswith(f"{len(held) - len(test_images)} held-out good")
+    tests = fidelity_images(demo_category, 10**6, demo_category / "test", meta)
+    assert len(tests.images) == len(test_images) and tests.source.startswith("no held-out good image (all ")
+    assert tests.ranked.all()
+    alone = fidelity_images(demo_category, 10**6, None, meta)
+    assert len(alone.images) > 0 and "calibration images (no held-out good image left" in alone.source
+    assert alone.ranked.all()
+    held = fidelity_images(demo_category, 4, demo_category / "test", meta)
+    n_held = len(held.images) - len(test_images)
+    assert n_held > 0 and held.source.startswith(f"{n_held} held-out good")
+
+
+def test_the_spearman_ranks_the_fidelity_dir_images_and_verdicts_count_on_all(demo_category, r18_onnx):
+    """Held-out good images add an easy block of low scores that lifts the Spearman: with
+    --fidelity-dir given, the Spearman is taken on its images; a verdict changed anywhere counts."""
+    from rd_edge.core.images import list_images
+
+    held = fidelity_images(demo_category, 4, demo_category / "test", read_onnx_metadata(r18_onnx))
+    n_held = len(held.images) - len(list_images(demo_category / "test"))
+    assert not held.ranked[:n_held].any() and held.ranked[n_held:].all()
+    assert "(Spearman on these)" in held.source
+
+    reference = np.array([0.10, 0.11, 0.12, 0.3, 0.5, 0.7, 0.9])
+    ranked = np.array([False, False, False, True, True, True, True])
+    goods_shuffled = np.array([0.12, 0.10, 0.11, 0.3, 0.5, 0.7, 0.9])
+    assert FidelityBound(0.99).metric(reference, goods_shuffled, 0.6, ranked) == pytest.approx(1.0)
+    assert FidelityBound(0.99).metric(reference, goods_shuffled, 0.6) < 0.99
+    # pooled, the easy goods block hides a swap among the ranked images
+    ranked_swapped = np.array([0.10, 0.11, 0.12, 0.5, 0.3, 0.7, 0.9])
+    assert FidelityBound(0.9).metric(reference, ranked_swapped, 0.6, ranked) == pytest.approx(0.8)
+    assert FidelityBound(0.9).metric(reference, ranked_swapped, 0.6) > 0.9
+    good_flipped = np.array([0.10, 0.11, 0.65, 0.3, 0.5, 0.7, 0.9])  # an unranked image over 0.6
+    assert FidelityBound(0.9, 0).metric(reference, good_flipped, 0.6, ranked) == pytest.approx(0.0)
