@@ -100,16 +100,19 @@ def build_paths(
     data: Path,
     workdir: Path,
     threads: int,
-    calib_images: int,
+    calib_images: Optional[int],
     skip: Sequence[str] = (),
     fidelity_dir: Optional[Path] = None,
 ) -> Dict[str, Callable[[np.ndarray], np.ndarray]]:
-    """Every path's model but ``skip``'s, made in ``workdir`` (kept between runs: made only once)."""
+    """Every path's model but ``skip``'s, made in ``workdir`` (kept between runs: made only once);
+    ``calib_images`` None: rd-export's default."""
     from rd_export.cli import main as export_main
     from rd_export.onnx_export import export_onnx
     from rd_export.openvino_export import export_ir
     from rd_export.openvino_int8 import quantize_ir
-    from rd_export.quantize import quantize_int8
+    from rd_export.quantize import DEFAULT_MAX_IMAGES, quantize_int8
+
+    calib_images = DEFAULT_MAX_IMAGES if calib_images is None else calib_images
 
     fp32 = workdir / "fp32.onnx"
     made: Dict[str, Path] = {"ort": fp32}
@@ -253,7 +256,11 @@ def main(argv: Sequence[str] = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--iters", type=int, default=3, help="calls per path per round")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--calib-images", type=int, default=32)
+    p.add_argument(
+        "--calib-images",
+        type=int,
+        help="calibration images of every int8 path (default: rd-export's, so the auto row is what it makes)",
+    )
     p.add_argument("--workdir", type=Path, help="keep the made models here (default: a temp dir)")
     p.add_argument(
         "--skip", default="", help="comma-separated paths to leave out (e.g. torch: slow, and fp32)"
