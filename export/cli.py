@@ -99,9 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="K",
-        help="--format openvino: widen the activation ranges calibrated on good images K times, so "
-        "that int8 does not clip what a defect drives past them (default: chosen among 1, 1.5, 2 "
-        "and 3 on the fidelity images; 2 without them)",
+        help="widen the activation ranges calibrated on good images K times, so that int8 does not "
+        "clip what a defect drives past them (default: --format openvino: chosen among 1, 1.5, 2 and "
+        "3 on the fidelity images, 2 without them; ONNX: the --int8-target's, 2 for cpu, 1 for tensorrt)",
     )
     q.add_argument(
         "--fidelity-dir",
@@ -208,12 +208,9 @@ def _check_args(args: argparse.Namespace, model: Path) -> None:
             "--int8-scope mixed is NNCF's accuracy control, for --format openvino; for ONNX use "
             "auto, full or student"
         )
-    if args.int8_headroom is not None and (
-        args.format != ExportFormat.OPENVINO.value or args.int8_headroom < 1
-    ):
+    if args.int8_headroom is not None and args.int8_headroom < 1:
         raise ExportError(
-            f"--int8-headroom {args.int8_headroom:g}: expected a factor >= 1 for --format openvino "
-            "--precision int8 (1: the ranges as calibrated)"
+            f"--int8-headroom {args.int8_headroom:g}: expected a factor >= 1 (1: the ranges as calibrated)"
         )
     for flag, value in (
         ("--int8-headroom", args.int8_headroom),
@@ -373,6 +370,7 @@ def _quantize(args: argparse.Namespace, fp32_onnx: Path, out: Path, target: str)
                     max_images=_max_images(args),
                     calibration_method=args.calib_method,
                     scope=scope,
+                    headroom=args.int8_headroom,
                 ).format()
             )
 
@@ -388,6 +386,7 @@ def _quantize(args: argparse.Namespace, fp32_onnx: Path, out: Path, target: str)
         max_images=_max_images(args),
         calibration_method=args.calib_method,
         scope=args.int8_scope or DEFAULT_SCOPE,
+        headroom=args.int8_headroom,
     )
     print(report.format())
     _print_agreement(args, fp32_onnx, out)

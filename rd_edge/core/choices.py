@@ -57,7 +57,8 @@ class Int8Scope(Choice):
 
 
 class CalibrationMethod(Choice):
-    MINMAX = "minmax"
+    MINMAX = "minmax"  # each activation's range: its extremes over every calibration image
+    MEAN_MINMAX = "mean-minmax"  # the mean of each image's extremes: one odd image does not set it
     PERCENTILE = "percentile"
     ENTROPY = "entropy"
 

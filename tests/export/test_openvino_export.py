@@ -32,7 +32,6 @@ def test_bf16_ir_runs_bf16_by_default_where_the_cpu_has_it(r18_onnx, tmp_path, c
         (["--format", "openvino", "--engine"], "--engine and --triton-repo are for the ONNX format"),
         (["--format", "openvino", "--precision", "int8", "--int8-target", "cpu"], "quantized by NNCF"),
         (["--format", "openvino", "--precision", "int8", "--int8-headroom", "0.5"], "expected a factor >= 1"),
-        (["--precision", "int8", "--int8-headroom", "2"], "for --format openvino"),
         (["--format", "openvino", "--int8-headroom", "2"], "--int8-headroom is for --precision int8"),
     ],
 )

@@ -96,7 +96,9 @@ def test_metadata_says_int8_with_calibration_details(int8_graphs, target):
     assert meta.precision == "int8"
     assert meta.extra["int8_target"] == target
     assert meta.extra["calibration_images"] == 8 == report.calibration_images
-    assert meta.extra["calibration_method"] == "minmax" and meta.extra["int8_scope"] == "full"
+    method, headroom = {"tensorrt": ("minmax", 1.0), "cpu": ("mean-minmax", 2.0)}[target]
+    assert meta.extra["calibration_method"] == method and meta.extra["int8_scope"] == "full"
+    assert meta.extra["int8_headroom"] == headroom == report.headroom
     assert sum(p.key == METADATA_KEY for p in model.metadata_props) == 1
 
 
@@ -146,6 +148,75 @@ def test_cpu_flavour_uses_uint8_activations_and_int8_weights(int8_graphs):
     assert any(inits[dq.input[2]].dtype == np.uint8 for dq in dq_nodes(model, "activation"))
     for dq in dq_nodes(model, "weight"):
         assert inits[dq.input[0]].dtype == np.int8 and not inits[dq.input[2]].any(), dq.name
+
+
+FIRST_ACTIVATION = "/normalize/Add_output_0"  # the image, normalized in the graph: the first tensor quantized
+
+
+def _first_activation_per_image(fp32_onnx, images):
+    """[N] (min, max) of FIRST_ACTIVATION for each image, by the fp32 graph."""
+    import onnxruntime as ort
+
+    model = onnx.load(str(fp32_onnx))
+    model.graph.output.append(
+        onnx.helper.make_tensor_value_info(FIRST_ACTIVATION, onnx.TensorProto.FLOAT, None)
+    )
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    tensors = [session.run([FIRST_ACTIVATION], {"image": images[i : i + 1]})[0] for i in range(len(images))]
+    return np.array([(t.min(), t.max()) for t in tensors], dtype=np.float64)
+
+
+def test_cpu_ranges_are_the_mean_of_each_images_extremes_widened(int8_graphs, r18_onnx, demo_category):
+    """A few odd good images must not set an activation's range (trained wide_resnet50_2: ORT
+    int8 scores anti-correlated with fp32 when they did), and defects must not be clipped at the
+    good images' range: the first activation's u8 range is exactly twice the mean of each
+    calibration image's min and max (zero included, as u8 ranges are)."""
+    from rd_edge.core.onnx_props import read_onnx_metadata
+    from rd_export.quantize import load_int8_calibration_batch
+
+    images = load_int8_calibration_batch(
+        int8_calibration_paths(demo_category, 8), read_onnx_metadata(r18_onnx)
+    )
+    extremes = _first_activation_per_image(r18_onnx, images)
+    lo, hi = min(extremes[:, 0].mean(), 0.0), max(extremes[:, 1].mean(), 0.0)
+    assert extremes[:, 1].max() > hi  # the global extremes are wider: the mean is what is tested
+    model, _ = int8_graphs["cpu"]
+    inits = initializers(model)
+    (q,) = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == FIRST_ACTIVATION]
+    assert float(inits[q.input[1]]) == pytest.approx(2.0 * (hi - lo) / 255, rel=1e-5)
+    assert int(inits[q.input[2]]) == round(-lo / ((hi - lo) / 255))
+
+
+def test_widening_scales_activations_keeps_weights_and_bias_values(int8_graphs):
+    """x2 on a quantized graph: every activation scale doubles with its zero point kept, the
+    weights' quantization is untouched, and each int32 bias still dequantizes to the same value
+    (within half its new step), at input scale x weight scale as QLinearConv applies it."""
+    from rd_export.quantize import widen_activation_scales
+
+    base, _ = int8_graphs["cpu"]
+    wide = onnx.ModelProto()
+    wide.CopyFrom(base)
+    assert widen_activation_scales(wide, 0.5) > 20
+    before, after = initializers(base), initializers(wide)
+    prod = producers(wide)
+    activations = [n for n in wide.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in after]
+    for q in activations:
+        np.testing.assert_allclose(after[q.input[1]], 0.5 * before[q.input[1]], rtol=1e-6)
+        np.testing.assert_array_equal(after[q.input[2]], before[q.input[2]])
+    for dq in dq_nodes(wide, "weight"):
+        np.testing.assert_array_equal(after[dq.input[1]], before[dq.input[1]])
+    biases = 0
+    for conv in (n for n in wide.graph.node if n.op_type == "Conv" and len(n.input) > 2):
+        dq = prod[conv.input[2]]
+        if after[dq.input[0]].dtype != np.int32:
+            continue
+        x_scale, w_scale = (after[prod[t].input[1]] for t in conv.input[:2])
+        np.testing.assert_allclose(after[dq.input[1]], x_scale * w_scale, rtol=1e-6)
+        value_before = before[dq.input[0]] * before[dq.input[1]].astype(np.float64)
+        value_after = after[dq.input[0]] * after[dq.input[1]].astype(np.float64)
+        assert np.abs(value_after - value_before).max() <= 0.5 * after[dq.input[1]].max() + 1e-9
+        biases += 1
+    assert biases > 10
 
 
 @pytest.mark.parametrize("target", TARGETS)
