@@ -105,6 +105,10 @@ def test_int8_export_of_a_random_onnx_is_one_line(tmp_path, demo_category, capsy
     assert not (tmp_path / "q.onnx").exists()
 
 
+def _sigint_as_at_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python then installs its KeyboardInterrupt handler
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_kill_or_ctrl_c_mid_export_never_destroys_the_existing_model(existing_model, r18_checkpoint, sig):
@@ -114,6 +118,9 @@ def test_kill_or_ctrl_c_mid_export_never_destroys_the_existing_model(existing_mo
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as at a terminal: a suite started in the background (`make test &`) hands its
+        # children SIGINT ignored, and the export would finish instead of being interrupted
+        preexec_fn=_sigint_as_at_a_terminal,
     )
     deadline = time.monotonic() + 120
     # Mid-export: once the graph is being written beside the target.
