@@ -35,7 +35,13 @@ from rd_edge.core.onnx_props import read_onnx_metadata
 from rd_edge.core.optional import lazy_import
 
 from .openvino_export import IrParity, check_ir, convert_onnx, ir_metadata, ov, save_ir, staged_ir
-from .quantize import DEFAULT_MAX_IMAGES, SCOPES, int8_calibration_paths, load_int8_calibration_batch
+from .quantize import (
+    DEFAULT_HEADROOM,
+    DEFAULT_MAX_IMAGES,
+    SCOPES,
+    int8_calibration_paths,
+    load_int8_calibration_batch,
+)
 from .scope_search import FidelityBound, FidelityImages
 
 PathLike = Union[str, Path]
@@ -57,8 +63,7 @@ FLOAT_TYPES = ["Add"]
 # the 42 demo test images x1 0.825, x2 0.968). resnet18 256 px, 64 calibration images, as the
 # search measures it: x1 4 verdicts changed, x1.5 1, x2 Spearman 0.9964, x3 0.9956. With fidelity
 # images the factor is chosen on them, else the default.
-HEADROOMS = (1.0, 1.5, 2.0, 3.0)
-DEFAULT_HEADROOM = 2.0
+HEADROOMS = (1.0, 1.5, 2.0, 3.0)  # without fidelity images: DEFAULT_HEADROOM
 
 
 @dataclass(frozen=True)

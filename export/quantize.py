@@ -62,6 +62,9 @@ SCOPES: Dict[str, Tuple[str, ...]] = {
     Int8Scope.FULL.value: BACKBONE_PREFIXES,
 }
 DEFAULT_SCOPE = Int8Scope.STUDENT.value
+# Activation ranges calibrated on good images are widened this many times, so that int8 does not
+# clip what a defect drives past them (ONNX cpu flavour here; OpenVINO's default in openvino_int8)
+DEFAULT_HEADROOM = 2.0
 _INT8_CALIBRATION_BATCH = 8  # images per calibration run: fewer Python round trips, bounded memory
 
 
@@ -132,7 +135,7 @@ RECIPES: Dict[str, Int8Recipe] = {
         weight_qdq_pair=False,
         float_bias=False,
         conv_transpose_as_conv=True,
-        headroom=2.0,
+        headroom=DEFAULT_HEADROOM,
     ),
 }
 
@@ -493,16 +496,19 @@ def widen_activation_scales(model: onnx.ModelProto, headroom: float) -> int:
     if headroom == 1.0:
         return 0
     inits = {t.name: t for t in model.graph.initializer}
-    activation_scales = {
-        n.input[1] for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits
+    producers = {out: n for n in model.graph.node for out in n.output}
+    quantizers = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits]
+    quantized = {q.output[0] for q in quantizers}
+    # each activation's Q and the DQs reading it (ORT shares one scale initializer; a set scales it once)
+    activation_scales = {q.input[1] for q in quantizers} | {
+        n.input[1] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in quantized
     }
     for name in activation_scales:
         _set_initializer(inits[name], numpy_helper.to_array(inits[name]) * np.float32(headroom))
-    producers = {out: n for n in model.graph.node for out in n.output}
     for conv in model.graph.node:
         if conv.op_type in ("Conv", "ConvTranspose") and len(conv.input) > 2:
             _requantize_bias(inits, producers, conv)
-    return len(activation_scales)
+    return len(quantizers)
 
 
 def _requantize_bias(inits: Dict[str, Any], producers: Dict[str, Any], conv: Any) -> None:

@@ -203,6 +203,10 @@ def test_widening_scales_activations_keeps_weights_and_bias_values(int8_graphs):
     for q in activations:
         np.testing.assert_allclose(after[q.input[1]], 0.5 * before[q.input[1]], rtol=1e-6)
         np.testing.assert_array_equal(after[q.input[2]], before[q.input[2]])
+    readers = [n for n in wide.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in prod]
+    for dq in readers:  # each activation's DQ dequantizes at its Q's (new) scale
+        q = prod[dq.input[0]]
+        np.testing.assert_array_equal(after[dq.input[1]], after[q.input[1]])
     for dq in dq_nodes(wide, "weight"):
         np.testing.assert_array_equal(after[dq.input[1]], before[dq.input[1]])
     biases = 0
@@ -217,6 +221,15 @@ def test_widening_scales_activations_keeps_weights_and_bias_values(int8_graphs):
         assert np.abs(value_after - value_before).max() <= 0.5 * after[dq.input[1]].max() + 1e-9
         biases += 1
     assert biases > 10
+
+
+@pytest.mark.parametrize("scope", [[], ["--int8-scope", "auto", "--min-spearman", "-1"]])
+def test_cli_int8_headroom_sets_the_onnx_ranges(r18_onnx, demo_category, tmp_path, capsys, scope):
+    out = tmp_path / "q.onnx"
+    args = [str(r18_onnx), "--precision", "int8", "--calib-dir", str(demo_category), "--calib-images", "4"]
+    assert export_main(args + scope + ["--int8-headroom", "3", "-o", str(out)]) == 0
+    assert "activation ranges x3" in capsys.readouterr().out
+    assert read_metadata(onnx.load(str(out))).extra["int8_headroom"] == 3.0
 
 
 @pytest.mark.parametrize("target", TARGETS)
