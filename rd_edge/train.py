@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import check_space_for, model_config, read_checkpoint, save_checkpoint
-from .core.cli import show_progress
+from .core.cli import Terminated, raise_terminated, show_progress
 from .core.errors import CheckpointError, ConfigError, DatasetError, OutputError, RdEdgeError
 from .core.files import check_writable_file, remove_stale_temps
 from .core.metadata import RESIZE_DEFAULT
@@ -175,35 +175,42 @@ def checkpoint_bytes(backbone: str) -> int:
 
 
 class _SigintAtStepEnd:
-    """Holds Ctrl-C until the running training step has finished.
+    """Holds Ctrl-C (and SIGTERM, where the CLI made it an interrupt) until the running training
+    step has finished.
 
     Why Ctrl-C + --resume differed from kill -9 + --resume: the interrupt landed mid-step, after
     the batch was drawn (sampler position advanced) or the optimizer had stepped, but before the
     step was counted, and that half-step state was saved. kill -9 resumes from a periodic
-    checkpoint, always written between steps. Now the first Ctrl-C is raised between steps; a
+    checkpoint, always written between steps. Now the first signal is raised between steps; a
     second one stops at once (nothing saved). Only the main thread can receive signals: elsewhere
     this does nothing.
     """
 
     def __enter__(self) -> "_SigintAtStepEnd":
-        self.pending = False
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+        self.pending: Optional[KeyboardInterrupt] = None
+        self.previous: Dict[int, object] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        held = [signal.SIGINT]
+        if signal.getsignal(signal.SIGTERM) is raise_terminated:  # rd-train: SIGTERM saves as Ctrl-C does
+            held.append(signal.SIGTERM)
+        for signum in held:
+            self.previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum: int, frame: object) -> None:
-        if self.pending:
-            raise KeyboardInterrupt
-        self.pending = True
+        interrupt = Terminated("terminated") if signum == signal.SIGTERM else KeyboardInterrupt()
+        if self.pending is not None:
+            raise interrupt
+        self.pending = interrupt
 
     def raise_if_pending(self) -> None:
-        if self.pending:
-            raise KeyboardInterrupt
+        if self.pending is not None:
+            raise self.pending
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for signum, previous in self.previous.items():
+            signal.signal(signum, previous)  # type: ignore[arg-type]
 
 
 class Trainer:
@@ -420,14 +427,15 @@ class Trainer:
                         self._periodic_save()
                         last_save = time.monotonic()
                     sigint.raise_if_pending()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             bar.close()
-            if mid_step:  # a second Ctrl-C stopped a step half-way: its state is not resumable
-                raise KeyboardInterrupt(
+            interrupt = type(exc)  # Terminated (SIGTERM) stays Terminated: the CLI's exit code tells
+            if mid_step:  # a second signal stopped a step half-way: its state is not resumable
+                raise interrupt(
                     f"stopped mid-step; {self.cfg.out} keeps the last checkpoint written"
                 ) from None
             self.save()  # the CLI prints the message: one line
-            raise KeyboardInterrupt(
+            raise interrupt(
                 f"interrupted at step {self.step}; checkpoint written to {self.cfg.out} "
                 f"(continue with --resume)"
             ) from None

@@ -18,6 +18,7 @@ from helpers import make_checkpoint, one_line_error, unprivileged
 from rd_edge.checkpoint import read_checkpoint
 from rd_edge.cli.train import main as train_main
 from rd_edge.core.errors import CheckpointError
+from rd_edge.core.files import stale_temps
 from rd_edge.train import TrainConfig, Trainer
 
 TRAIN = [sys.executable, "-c", "import sys; from rd_edge.cli.train import main; sys.exit(main())"]
@@ -299,3 +300,18 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run_bit_for_bit(demo_categor
         assert torch.equal(a["state_dict"][key], b["state_dict"][key]), (
             f"{key} differs (SIGINT at {interrupted_at})"
         )
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_resumable_checkpoint_like_ctrl_c(demo_category, tmp_path):
+    """`docker stop` / systemd stop a training with SIGTERM: it is held to the step's end and the
+    checkpoint written, as for Ctrl-C (Python's default would die and lose the steps since the
+    last periodic checkpoint); the exit code is 143, as for a process SIGTERM ended."""
+    steps, out = 8, tmp_path / "m.pt"
+    rc, _ = _train_until_interrupted(
+        cli_args(demo_category, out, steps, "--checkpoint-every", "1000"), 3, signal.SIGTERM
+    )
+    assert rc == 143
+    training = read_checkpoint(out)["training"]
+    assert 3 <= training["step"] < steps and not training["completed"]
+    assert stale_temps(out) == []

@@ -3,26 +3,60 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import warnings
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Iterator, List, Optional
 
 from .errors import RdEdgeError
 from .optional import opencv_install_hint
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``docker stop``, systemd) raised where Ctrl-C would be: the same cleanup
+    runs (temporary files removed, rd-train's checkpoint written), the exit code is 143."""
+
+
 def run_cli(body: Callable[[], int]) -> int:
     """Run a CLI body the way every rd-edge command ends: RdEdgeError -> 'error: ...' on stderr,
     exit 1; a missing package a command needs (OpenCV) -> one line naming what installs it, exit
-    1; Ctrl-C -> 'interrupted', exit 130; stdout closed by the reader (``| head``) -> quiet, exit
-    0; warnings as 'warning: ...' lines."""
+    1; Ctrl-C -> 'interrupted', exit 130, SIGTERM the same with exit 143; stdout closed by the
+    reader (``| head``) -> quiet, exit 0; warnings as 'warning: ...' lines."""
     format_before = warnings.formatwarning
     route_warnings()
     try:
-        return _run(body)
+        with sigterm_as_interrupt():
+            return _run(body)
     finally:  # a CLI run inside another program (a test, a notebook) leaves its warnings as they were
         warnings.formatwarning = format_before
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """The SIGTERM handler of a running CLI (a module function: rd-train recognizes it)."""
+    raise Terminated("terminated")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises Terminated in the main thread while the block runs. Python's default is to
+    die at once, which leaves an int8 export's calibration copies (hundreds of MB) in the temp
+    directory and rd-train's last steps unsaved. A body that handles SIGTERM itself (rd-infer's
+    pipeline: a normal end) installs its own handler over this one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread can set handlers; the default stays
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:  # the embedding program chose (or ignores) SIGTERM
+        yield
+        return
+    signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(body: Callable[[], int]) -> int:
@@ -44,7 +78,7 @@ def _run(body: Callable[[], int]) -> int:
         return 0
     except KeyboardInterrupt as exc:  # the body may say what it kept (rd-train: the checkpoint)
         print(str(exc) or "interrupted", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
 
 
 # Packages a command imports on its path whose absence is a setup step, not a bug: what installs them.

@@ -1,6 +1,7 @@
 """Issue 16: exports are atomic. A failed verification, Ctrl-C or kill -9 never leaves a bad graph
 at the output nor destroys the model that was there; bad output paths fail before any work."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -110,7 +111,7 @@ def _sigint_as_at_a_terminal() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_kill_or_ctrl_c_mid_export_never_destroys_the_existing_model(existing_model, r18_checkpoint, sig):
     target, digest = existing_model
     proc = subprocess.Popen(
@@ -131,10 +132,40 @@ def test_kill_or_ctrl_c_mid_export_never_destroys_the_existing_model(existing_mo
     proc.send_signal(sig)
     rc = proc.wait(timeout=60)
     assert sha256_file(target) == digest
-    if sig == signal.SIGINT:
-        assert rc == 130 and stale_temps(target) == []  # Ctrl-C cleans up after itself
+    if sig != signal.SIGKILL:  # Ctrl-C, and SIGTERM (kill, docker stop), clean up after themselves
+        assert rc == {signal.SIGINT: 130, signal.SIGTERM: 143}[sig] and stale_temps(target) == []
     else:
         assert rc == -signal.SIGKILL
         assert stale_temps(target)  # the half-written graph, under its temporary name
         assert export_main([str(r18_checkpoint), "-o", str(target), "--no-verify"]) == 0
         assert stale_temps(target) == []  # the next export to that path removes it
+
+
+@pytest.mark.slow
+def test_sigterm_mid_calibration_leaves_no_temporary_files(r18_checkpoint, demo_category, tmp_path):
+    """An int8 export copies the graph for calibration into the temp directory (415 MB for
+    wide_resnet50_2): stopped by SIGTERM it removes them, where Python's default left them."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    target = tmp_path / "q.onnx"
+    args = [str(r18_checkpoint), "-o", str(target), "--precision", "int8", "--calib-dir", str(demo_category)]
+    proc = subprocess.Popen(
+        EXPORT + args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )
+    deadline = time.monotonic() + 120
+    # Mid-calibration: once the copy for calibration is in the temp directory.
+    while not any(p.name.startswith("rd_int8") and any(p.iterdir()) for p in scratch.iterdir() if p.is_dir()):
+        assert proc.poll() is None, f"export ended before it could be stopped: {proc.stderr.read()}"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(timeout=60)
+    err = proc.stderr.read()
+    assert rc == 143, err
+    assert "terminated" in err and "Traceback" not in err
+    # ONNX Runtime's native library leaves a 51-byte session marker (.ses) on every run: not ours
+    assert [p.name for p in scratch.iterdir() if p.name != ".ses"] == [] and not target.exists()
