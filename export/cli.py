@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="widen the activation ranges calibrated on good images K times, so that int8 does not "
         "clip what a defect drives past them (default: --format openvino: chosen among 1, 1.5, 2 and "
-        "3 on the fidelity images, 2 without them; ONNX: the --int8-target's, 2 for cpu, 1 for tensorrt)",
+        "3 on the fidelity images, 2 without them; ONNX: 2)",
     )
     q.add_argument(
         "--fidelity-dir",

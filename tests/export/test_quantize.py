@@ -96,9 +96,8 @@ def test_metadata_says_int8_with_calibration_details(int8_graphs, target):
     assert meta.precision == "int8"
     assert meta.extra["int8_target"] == target
     assert meta.extra["calibration_images"] == 8 == report.calibration_images
-    method, headroom = {"tensorrt": ("minmax", 1.0), "cpu": ("mean-minmax", 2.0)}[target]
-    assert meta.extra["calibration_method"] == method and meta.extra["int8_scope"] == "full"
-    assert meta.extra["int8_headroom"] == headroom == report.headroom
+    assert meta.extra["calibration_method"] == "mean-minmax" and meta.extra["int8_scope"] == "full"
+    assert meta.extra["int8_headroom"] == 2.0 == report.headroom
     assert sum(p.key == METADATA_KEY for p in model.metadata_props) == 1
 
 
@@ -166,11 +165,13 @@ def _first_activation_per_image(fp32_onnx, images):
     return np.array([(t.min(), t.max()) for t in tensors], dtype=np.float64)
 
 
-def test_cpu_ranges_are_the_mean_of_each_images_extremes_widened(int8_graphs, r18_onnx, demo_category):
-    """A few odd good images must not set an activation's range (trained wide_resnet50_2: ORT
-    int8 scores anti-correlated with fp32 when they did), and defects must not be clipped at the
-    good images' range: the first activation's u8 range is exactly twice the mean of each
-    calibration image's min and max (zero included, as u8 ranges are)."""
+@pytest.mark.parametrize("target", TARGETS)
+def test_ranges_are_the_mean_of_each_images_extremes_widened(int8_graphs, r18_onnx, demo_category, target):
+    """A few odd good images must not set an activation's range (trained wide_resnet50_2: int8
+    scores anti-correlated with fp32 when they did, in both flavours), and defects must not be
+    clipped at the good images' range: the first activation's range is exactly twice the mean of
+    each calibration image's min and max (u8: zero included; TensorRT's symmetric int8: the
+    larger magnitude, zero point 0)."""
     from rd_edge.core.onnx_props import read_onnx_metadata
     from rd_export.quantize import load_int8_calibration_batch
 
@@ -180,11 +181,15 @@ def test_cpu_ranges_are_the_mean_of_each_images_extremes_widened(int8_graphs, r1
     extremes = _first_activation_per_image(r18_onnx, images)
     lo, hi = min(extremes[:, 0].mean(), 0.0), max(extremes[:, 1].mean(), 0.0)
     assert extremes[:, 1].max() > hi  # the global extremes are wider: the mean is what is tested
-    model, _ = int8_graphs["cpu"]
+    model, _ = int8_graphs[target]
     inits = initializers(model)
     (q,) = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == FIRST_ACTIVATION]
-    assert float(inits[q.input[1]]) == pytest.approx(2.0 * (hi - lo) / 255, rel=1e-5)
-    assert int(inits[q.input[2]]) == round(-lo / ((hi - lo) / 255))
+    if target == "cpu":
+        scale, zero_point = (hi - lo) / 255, round(-lo / ((hi - lo) / 255))
+    else:
+        scale, zero_point = max(-lo, hi) / 127, 0
+    assert float(inits[q.input[1]]) == pytest.approx(2.0 * scale, rel=1e-5)
+    assert int(inits[q.input[2]]) == zero_point
 
 
 def test_widening_scales_activations_keeps_weights_and_bias_values(int8_graphs):
