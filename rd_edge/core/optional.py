@@ -43,8 +43,9 @@ def import_optional(
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        if _interrupted(exc):  # Ctrl-C inside the package's own imports: a stop, not a missing package
-            raise KeyboardInterrupt from exc
+        interrupt = _interruption(exc)
+        if interrupt is not None:  # Ctrl-C (or SIGTERM) inside the package's own imports: a stop
+            raise type(interrupt)(*interrupt.args) from exc
         if _findable(module):
             raise error(
                 f"{needed_for} needs the {module} Python package; it is installed but failed to import: {exc}"
@@ -55,16 +56,17 @@ def import_optional(
         ) from exc
 
 
-def _interrupted(exc: BaseException) -> bool:
-    """True when a KeyboardInterrupt is in the exception's chain (an import that Ctrl-C broke)."""
+def _interruption(exc: BaseException) -> Optional[KeyboardInterrupt]:
+    """The KeyboardInterrupt in the exception's chain (an import that Ctrl-C, or SIGTERM as the
+    CLI's Terminated, broke), or None."""
     seen = set()
     current: Optional[BaseException] = exc
     while current is not None and id(current) not in seen:
         if isinstance(current, KeyboardInterrupt):
-            return True
+            return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
-    return False
+    return None
 
 
 def _findable(module: str) -> bool:

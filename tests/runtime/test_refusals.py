@@ -103,12 +103,18 @@ def test_ctrl_c_inside_an_optional_import_is_a_stop_not_a_missing_package(tmp_pa
     (tmp_path / "rd_broken.py").write_text("raise ImportError('libfoo.so: cannot open shared object file')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert run_cli(lambda: import_optional("rd_interrupted", "a test", "pip install x") and 0) == 130
+    # SIGTERM there (the CLI raises Terminated) stays SIGTERM: exit 143
+    (tmp_path / "rd_terminated.py").write_text(
+        "from rd_edge.core.cli import Terminated\n"
+        "try:\n    raise Terminated('terminated')\nexcept KeyboardInterrupt:\n    raise ImportError('partially initialised')\n"
+    )
+    assert run_cli(lambda: import_optional("rd_terminated", "a test", "pip install x") and 0) == 143
     with pytest.raises(BackendError, match="installed but failed to import: libfoo.so"):
         import_optional("rd_broken", "a test", "pip install x")
     with pytest.raises(BackendError, match="not installed here: pip install x"):
         import_optional("rd_not_there_at_all", "a test", "pip install x")
-    sys.modules.pop("rd_interrupted", None)
-    sys.modules.pop("rd_broken", None)
+    for name in ("rd_interrupted", "rd_terminated", "rd_broken"):
+        sys.modules.pop(name, None)
 
 
 @pytest.mark.parametrize(
