@@ -15,6 +15,7 @@ Only the checkpoint path imports torch: from an ONNX file (e.g. on a Jetson) not
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
@@ -395,7 +396,6 @@ def _quantize(args: argparse.Namespace, fp32_onnx: Path, out: Path, target: str)
 
 def _print_agreement(args: argparse.Namespace, fp32_onnx: Path, int8_onnx: Path) -> None:
     """What int8 did to the scores, on the calibration images (a warning past the bound)."""
-    import sys
 
     from rd_edge.core.onnx_props import read_onnx_metadata
 
@@ -548,6 +548,11 @@ def _openvino_main(args: argparse.Namespace, model: Path) -> Path:
     return out
 
 
+def _to_stderr(line: str) -> None:
+    """A long step's estimate: on stderr, at once (stdout may be a pipe that buffers)."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def _quantize_ir(args: argparse.Namespace, onnx_path: Path, out: Path) -> Path:
     from rd_edge.runtime import cpu_capabilities
 
@@ -571,6 +576,7 @@ def _quantize_ir(args: argparse.Namespace, onnx_path: Path, out: Path) -> Path:
             scope=scope,
             accuracy=accuracy,
             headroom=args.int8_headroom,
+            progress=_to_stderr,
         )
         print(report.format())
 

@@ -24,11 +24,12 @@ import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from rd_edge.core.choices import Int8Scope
+from rd_edge.core.cli import format_duration
 from rd_edge.core.errors import ExportError
 from rd_edge.core.ir_props import INT8_FLOAT_PRECISION_KEY, read_ir_metadata
 from rd_edge.core.onnx_props import read_onnx_metadata
@@ -176,14 +177,38 @@ def _indexed_scores(compiled: Any, items: Sequence[Tuple[int, np.ndarray]]) -> T
     return indices, scores
 
 
+def _silent(line: str) -> None:
+    pass
+
+
+def restorer_estimate(groups: int, build_s: float, pass_s: float, images: int) -> str:
+    """What NNCF's accuracy restorer is about to cost, for a person: it ranks every group of
+    quantizers by building the model without it and scoring the fidelity images (wide_resnet50_2:
+    97 groups, more than half an hour on 2 cores), and ranks the rest again after a revert that
+    did not help."""
+    total = groups * (build_s + pass_s)
+    return (
+        f"int8 scope mixed: NNCF's accuracy restorer ranks about {groups} groups of quantizers, each "
+        f"a model build and a pass over {images} fidelity images ({build_s + pass_s:.1f} s here): about "
+        f"{format_duration(total)} a ranking, more if it ranks again; --int8-scope full or student "
+        f"skips it"
+    )
+
+
 def quantize_mixed(
-    model: Any, batches: List[Any], target: AccuracyTarget, subset_size: int, headroom: Optional[float]
+    model: Any,
+    batches: List[Any],
+    target: AccuracyTarget,
+    subset_size: int,
+    headroom: Optional[float],
+    progress: Callable[[str], None] = _silent,
 ) -> Tuple[Any, float, List[Tuple[float, float]]]:
     """Scope full with its activation ranges widened (``headroom``, or chosen on ``target``'s
     images), then NNCF's accuracy restorer (the second half of ``nncf.quantize_with_accuracy_control``,
     which cannot widen ranges in between) reverts quantizers to float until ``target.bound`` holds
     (every candidate run in fp32, as rd-edge runs an int8 IR's float layers). When even all
-    reverted it cannot, NNCF returns its best and the search judges it.
+    reverted it cannot, NNCF returns its best and the search judges it. ``progress`` gets the
+    restorer's time estimate before it starts.
     Returns the model, its headroom and the headrooms tried."""
     from nncf.quantization.algorithms.accuracy_control.algorithm import (
         QuantizationAccuracyRestorer,
@@ -218,6 +243,10 @@ def quantize_mixed(
                 initial.metric_value, result.metric_value, max_drop, module.DropType.ABSOLUTE
             )
             if not holds:
+                ranked = min(subset_size, size)  # NNCF ranks on a subset of this many items
+                groups = sum(_is_activation_quantizer(op) for op in quantized.get_ordered_ops())
+                pass_s = result.validation_time * ranked / max(size, 1)
+                progress(restorer_estimate(groups, result.preparation_time, pass_s, ranked))
                 restorer = QuantizationAccuracyRestorer(
                     subset_size,
                     defaults.max_num_iterations,
@@ -320,11 +349,12 @@ def quantize_ir(
     scope: str = Int8Scope.FULL.value,
     accuracy: Optional[AccuracyTarget] = None,
     headroom: Optional[float] = None,
+    progress: Callable[[str], None] = _silent,
 ) -> IrQuantizeReport:
     """fp32 rd-export ONNX -> int8 IR at ``xml_out``, calibrated on the good images of ``calib_dir``;
     scope ``mixed`` needs ``accuracy``, what the accuracy control must keep. Activation ranges are
     widened by ``headroom``; None: chosen on ``accuracy``'s images where given, else
-    :data:`DEFAULT_HEADROOM`."""
+    :data:`DEFAULT_HEADROOM`. ``progress`` gets a line before a long step (the restorer's estimate)."""
     if scope == Int8Scope.MIXED.value and accuracy is None:
         raise ExportError("--int8-scope mixed needs fidelity images and a bound (rd-export computes them)")
     t0 = time.perf_counter()
@@ -335,7 +365,7 @@ def quantize_ir(
     model = convert_onnx(onnx_path)
     batches = [images[i : i + 1] for i in range(len(images))]
     if accuracy is not None and scope == Int8Scope.MIXED.value:
-        quantized, headroom, tried = quantize_mixed(model, batches, accuracy, len(images), headroom)
+        quantized, headroom, tried = quantize_mixed(model, batches, accuracy, len(images), headroom, progress)
     else:
         quantized = quantize_model(model, batches, scope, len(images))
         headroom, tried = apply_headroom(quantized, headroom, accuracy)

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import check_space_for, model_config, read_checkpoint, save_checkpoint
-from .core.cli import Terminated, raise_terminated, show_progress
+from .core.cli import Terminated, format_duration, raise_terminated, show_progress
 from .core.errors import CheckpointError, ConfigError, DatasetError, OutputError, RdEdgeError
 from .core.files import check_writable_file, remove_stale_temps
 from .core.metadata import RESIZE_DEFAULT
@@ -579,7 +579,7 @@ class _Estimate:
             left = self.total - step
             line = (
                 f"rd-train: {per_step:.2f} s/step over {done - 1} steps (load average "
-                f"{_load_average()}): {left} steps left, about {_duration(left * per_step)}"
+                f"{_load_average()}): {left} steps left, about {format_duration(left * per_step)}"
             )
             (bar.write if not bar.disable else print)(line, file=sys.stderr)
             self.t0 = None
@@ -590,16 +590,6 @@ def _load_average() -> str:
         return f"{os.getloadavg()[0]:.1f}"
     except (AttributeError, OSError):  # not on every platform
         return "n/a"
-
-
-def _duration(seconds: float) -> str:
-    """'42 s', '7 min 10 s', '2 h 05 min'."""
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def format_summary(summary: Dict) -> str:

@@ -138,6 +138,16 @@ def show_progress(requested: bool = True) -> bool:
         return False
 
 
+def format_duration(seconds: float) -> str:
+    """'42 s', '7 min 10 s', '2 h 05 min': how long a step will take, for a person."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Every rd-edge command's --help: each option's default, except where there is nothing to
     show (None, flags that are off) or the help already names it ('default' in the text); the

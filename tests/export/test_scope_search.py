@@ -186,6 +186,7 @@ def test_mixed_reverts_quantizers_until_the_bound_holds(r18_onnx, demo_category,
     bound = FidelityBound(min_spearman=0.99)
     assert not bound.holds(full_trial.spearman, full_trial.verdicts_changed)  # else nothing to revert
     target = AccuracyTarget(defects, reference, meta.threshold, bound)
+    said = []
     mixed = quantize_ir(
         r18_onnx,
         tmp_path / "m.xml",
@@ -194,11 +195,24 @@ def test_mixed_reverts_quantizers_until_the_bound_holds(r18_onnx, demo_category,
         scope="mixed",
         accuracy=target,
         headroom=1.0,
+        progress=said.append,
     )
     mixed_trial = trial("mixed", reference, mixed.xml_path, defects, meta.threshold, bound, None)
     assert mixed_trial.ok, mixed_trial
     assert 0 < mixed.fake_quantize < full.fake_quantize  # some reverted, not all
+    # before the restorer ran, what it would cost: one group a full int8 activation quantizer
+    (estimate,) = said
+    assert f"ranks about {full.fake_quantize} groups of quantizers" in estimate
+    assert "a pass over 8 fidelity images" in estimate and "--int8-scope full or student" in estimate
     assert mixed.parity.ok
+
+
+def test_restorer_estimate_is_groups_times_a_build_and_a_pass():
+    from rd_export.openvino_int8 import restorer_estimate
+
+    line = restorer_estimate(97, build_s=10.0, pass_s=5.0, images=42)
+    assert "about 97 groups" in line and "42 fidelity images (15.0 s here)" in line
+    assert "about 24 min 15 s a ranking" in line
 
 
 def test_fidelity_is_not_judged_on_the_calibration_images_when_others_exist(demo_category, r18_onnx):
