@@ -396,7 +396,6 @@ def _quantize(args: argparse.Namespace, fp32_onnx: Path, out: Path, target: str)
 
 def _print_agreement(args: argparse.Namespace, fp32_onnx: Path, int8_onnx: Path) -> None:
     """What int8 did to the scores, on the calibration images (a warning past the bound)."""
-
     from rd_edge.core.onnx_props import read_onnx_metadata
 
     from .accuracy import score_agreement
