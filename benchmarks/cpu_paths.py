@@ -100,19 +100,16 @@ def build_paths(
     data: Path,
     workdir: Path,
     threads: int,
-    calib_images: Optional[int],
+    calib_images: int,
     skip: Sequence[str] = (),
     fidelity_dir: Optional[Path] = None,
 ) -> Dict[str, Callable[[np.ndarray], np.ndarray]]:
-    """Every path's model but ``skip``'s, made in ``workdir`` (kept between runs: made only once);
-    ``calib_images`` None: rd-export's default."""
+    """Every path's model but ``skip``'s, made in ``workdir`` (kept between runs: made only once)."""
     from rd_export.cli import main as export_main
     from rd_export.onnx_export import export_onnx
     from rd_export.openvino_export import export_ir
     from rd_export.openvino_int8 import quantize_ir
-    from rd_export.quantize import DEFAULT_MAX_IMAGES, quantize_int8
-
-    calib_images = DEFAULT_MAX_IMAGES if calib_images is None else calib_images
+    from rd_export.quantize import quantize_int8
 
     fp32 = workdir / "fp32.onnx"
     made: Dict[str, Path] = {"ort": fp32}
@@ -249,6 +246,8 @@ def summarize(
 
 
 def main(argv: Sequence[str] = None) -> int:
+    from rd_export.quantize import DEFAULT_MAX_IMAGES
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     p.add_argument("--model", type=Path, required=True, help="checkpoint (model.pt)")
     p.add_argument("--data", type=Path, required=True, help="MVTec-layout category: train/good, test/")
@@ -259,7 +258,8 @@ def main(argv: Sequence[str] = None) -> int:
     p.add_argument(
         "--calib-images",
         type=int,
-        help="calibration images of every int8 path (default: rd-export's, so the auto row is what it makes)",
+        default=DEFAULT_MAX_IMAGES,
+        help="calibration images of every int8 path (rd-export's default, so the auto row is what it makes)",
     )
     p.add_argument("--workdir", type=Path, help="keep the made models here (default: a temp dir)")
     p.add_argument(

@@ -63,7 +63,8 @@ SCOPES: Dict[str, Tuple[str, ...]] = {
 }
 DEFAULT_SCOPE = Int8Scope.STUDENT.value
 # Activation ranges calibrated on good images are widened this many times, so that int8 does not
-# clip what a defect drives past them (ONNX cpu flavour here; OpenVINO's default in openvino_int8)
+# clip what a defect drives past them (both ONNX flavours' RECIPES; OpenVINO's default without
+# fidelity images, openvino_int8)
 DEFAULT_HEADROOM = 2.0
 _INT8_CALIBRATION_BATCH = 8  # images per calibration run: fewer Python round trips, bounded memory
 
